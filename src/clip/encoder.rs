@@ -1,0 +1,136 @@
+//! The pre-layernorm transformer encoder shared by CLIP's two towers
+//! (`CLIPEncoder` in `transformers`).
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use super::config::Activation;
+use super::linear::Linear;
+
+/// Sizes of one tower's encoder, taken from its part of `config.json`.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderSizes {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+}
+
+pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
+    candle_nn::layer_norm(size, eps, vb)
+}
+
+fn activate(xs: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        // x * sigmoid(1.702 x), as CLIP was trained.
+        Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702f64)?)?,
+        Activation::Gelu => xs.gelu_erf(),
+        Activation::GeluTanh => xs.gelu(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SelfAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl SelfAttention {
+    fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
+        let h = sizes.hidden;
+        let head_dim = h / sizes.heads;
+        Ok(Self {
+            q_proj: Linear::load(h, h, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, h, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, h, vb.pp("v_proj"))?,
+            out_proj: Linear::load(h, h, vb.pp("out_proj"))?,
+            heads: sizes.heads,
+            head_dim,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    fn split_heads(&self, xs: &Tensor, batch: usize, seq: usize) -> Result<Tensor> {
+        xs.reshape((batch, seq, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, seq, hidden) = xs.dims3()?;
+        let q = self.split_heads(&(self.q_proj.forward(xs)? * self.scale)?, batch, seq)?;
+        let k = self.split_heads(&self.k_proj.forward(xs)?, batch, seq)?;
+        let v = self.split_heads(&self.v_proj.forward(xs)?, batch, seq)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, hidden))?;
+        self.out_proj.forward(&context)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    self_attn: SelfAttention,
+    layer_norm1: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    layer_norm2: LayerNorm,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            self_attn: SelfAttention::load(sizes, vb.pp("self_attn"))?,
+            layer_norm1: layer_norm(sizes.hidden, sizes.layer_norm_eps, vb.pp("layer_norm1"))?,
+            fc1: Linear::load(sizes.hidden, sizes.intermediate, vb.pp("mlp").pp("fc1"))?,
+            fc2: Linear::load(sizes.intermediate, sizes.hidden, vb.pp("mlp").pp("fc2"))?,
+            layer_norm2: layer_norm(sizes.hidden, sizes.layer_norm_eps, vb.pp("layer_norm2"))?,
+            activation: sizes.activation,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let attended = self.self_attn.forward(&self.layer_norm1.forward(xs)?, mask)?;
+        let xs = (xs + attended)?;
+        let hidden = activate(&self.fc1.forward(&self.layer_norm2.forward(&xs)?)?, self.activation)?;
+        xs + self.fc2.forward(&hidden)?
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..sizes.layers)
+            .map(|i| EncoderLayer::load(sizes, vb.pp(i.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    pub fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// Divides each row by its L2 norm.
+pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    xs.broadcast_div(&norm)
+}

@@ -1,0 +1,18 @@
+//! KPL in the browser: CLIP image and text encoders in candle, CLIP's exact
+//! preprocessing and tokenisation, and the Knowledge Proxy Learning method
+//! (in the `kpl-core` crate), shared by the native CLI and the wasm bindings.
+
+pub mod clip;
+pub mod error;
+pub mod pipeline;
+pub mod preprocess;
+pub mod tokenizer;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_dir;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};
+pub use pipeline::{ClipPipeline, ModelFiles};

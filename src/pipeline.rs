@@ -1,0 +1,171 @@
+//! A loaded model ready to embed: the CLIP weights, the tokenizer and the image
+//! preprocessing, all built from the bytes of a model folder's files so that the
+//! CLI (which reads them from disk) and the browser (which fetches them) share
+//! every step after I/O.
+
+use candle_core::{Device, Tensor};
+
+use crate::clip::{encoder::l2_normalize, ClipConfig, ClipModel};
+use crate::error::{Error, Result};
+use crate::preprocess::{decode_rgb8, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
+use crate::tokenizer::ClipTokenizer;
+
+/// A model folder's files as bytes, each with the name used in error messages.
+pub struct ModelFiles {
+    pub config: (String, Vec<u8>),
+    pub weights: (String, Vec<u8>),
+    pub tokenizer: Option<(String, Vec<u8>)>,
+    pub preprocessor: Option<(String, Vec<u8>)>,
+}
+
+pub struct ClipPipeline {
+    pub model: ClipModel,
+    pub tokenizer: Option<ClipTokenizer>,
+    pub preprocessing: Preprocessing,
+    pub limits: DecodeLimits,
+    tokenizer_missing: String,
+}
+
+impl ClipPipeline {
+    pub fn load(files: ModelFiles) -> Result<Self> {
+        let (config_name, config_bytes) = &files.config;
+        let config = ClipConfig::from_json(config_bytes, config_name)?;
+        let (weights_name, weights) = files.weights;
+        let model = ClipModel::from_safetensors(&config, weights, &weights_name)?;
+        let image_size = config.vision_config.image_size;
+        let preprocessing = match &files.preprocessor {
+            Some((name, bytes)) => Preprocessing::from_json(bytes, name, image_size)?,
+            None => Preprocessing::clip_default(image_size),
+        };
+        if let Some((h, w)) = preprocessing.crop {
+            if h != image_size || w != image_size {
+                let name = files.preprocessor.as_ref().map(|p| p.0.as_str()).unwrap_or("preprocessor_config.json");
+                return Err(Error::model(
+                    name,
+                    format!("crop size {h}×{w} does not match the model's image_size {image_size}"),
+                ));
+            }
+        }
+        let tokenizer = match &files.tokenizer {
+            Some((name, bytes)) => {
+                let tok = ClipTokenizer::from_json(bytes, name, model.max_text_positions())?;
+                Some(tok)
+            }
+            None => None,
+        };
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocessing,
+            limits: DecodeLimits::default(),
+            tokenizer_missing: format!("{config_name}: the model has no tokenizer.json, so it cannot embed text"),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.model.config
+    }
+
+    pub fn is_random(&self) -> bool {
+        self.model.config.kpl_random_weights
+    }
+
+    pub fn tokenizer(&self) -> Result<&ClipTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| Error::Input(self.tokenizer_missing.clone()))
+    }
+
+    /// Decodes and preprocesses one image file's bytes.
+    pub fn prepare_image(&self, bytes: &[u8], name: &str) -> Result<PixelTensor> {
+        let rgb = decode_rgb8(bytes, name, self.limits)?;
+        self.prepare_rgb(&rgb, name)
+    }
+
+    pub fn prepare_rgb(&self, rgb: &Image8, name: &str) -> Result<PixelTensor> {
+        let pixels = self.preprocessing.pixels(rgb);
+        let size = self.model.image_size();
+        if pixels.height != size || pixels.width != size {
+            return Err(Error::image(
+                name,
+                format!(
+                    "preprocessing gives {}×{} pixels but the model takes {size}×{size}; \
+                     check preprocessor_config.json",
+                    pixels.width, pixels.height
+                ),
+            ));
+        }
+        Ok(pixels)
+    }
+
+    /// Projected image embeddings for preprocessed images, L2-normalised when asked.
+    pub fn embed_pixels(&self, batch: &[PixelTensor], normalize: bool) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = self.model.image_size();
+        let mut flat = Vec::with_capacity(batch.len() * 3 * size * size);
+        for p in batch {
+            flat.extend_from_slice(&p.data);
+        }
+        let pixels = Tensor::from_vec(flat, (batch.len(), 3, size, size), &Device::Cpu)?;
+        let mut features = self.model.image_features(&pixels)?;
+        if normalize {
+            features = l2_normalize(&features)?;
+        }
+        Ok(features.to_vec2::<f32>()?)
+    }
+
+    /// The L2-normalised embedding of one image file.
+    pub fn embed_image_bytes(&self, bytes: &[u8], name: &str) -> Result<Vec<f32>> {
+        let pixels = self.prepare_image(bytes, name)?;
+        Ok(self.embed_pixels(&[pixels], true)?.remove(0))
+    }
+
+    pub fn embed_ids(&self, ids: &[u32], normalize: bool) -> Result<Vec<f32>> {
+        let vocab = self.model.vocab_size();
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the model's vocabulary of {vocab}: the tokenizer does not belong to this model"
+            )));
+        }
+        if ids.is_empty() || ids.len() > self.model.max_text_positions() {
+            return Err(Error::Input(format!(
+                "{} tokens do not fit the text context of {}",
+                ids.len(),
+                self.model.max_text_positions()
+            )));
+        }
+        let mut features = self.model.text_features(ids)?.unsqueeze(0)?;
+        if normalize {
+            features = l2_normalize(&features)?;
+        }
+        Ok(features.squeeze(0)?.to_vec1::<f32>()?)
+    }
+
+    /// The L2-normalised embedding of a text.
+    pub fn embed_text(&self, text: &str) -> Result<Vec<f32>> {
+        let ids = self.tokenizer()?.encode(text)?;
+        self.embed_ids(&ids, true)
+    }
+
+    /// Plain CLIP zero-shot: softmax over labels of exp(logit_scale) × cosine.
+    pub fn zero_shot(&self, image_embedding: &[f32], label_embeddings: &[Vec<f32>]) -> Vec<f32> {
+        let scale = self.model.logit_scale_exp();
+        let logits: Vec<f32> = label_embeddings
+            .iter()
+            .map(|t| scale * t.iter().zip(image_embedding).map(|(a, b)| a * b).sum::<f32>())
+            .collect();
+        softmax(&logits)
+    }
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let total: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / total).collect()
+}
+
+/// The prompt plain CLIP zero-shot uses for a label.
+pub fn zero_shot_prompt(label: &str) -> String {
+    format!("a photo of a {label}.")
+}

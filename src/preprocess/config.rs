@@ -1,0 +1,155 @@
+//! `preprocessor_config.json` (Hugging Face `CLIPImageProcessor`, and the older
+//! `CLIPFeatureExtractor` form where sizes are plain integers).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pil_resize::Filter;
+use crate::error::{Error, Result};
+
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// How the input image is brought to the model's square size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeTarget {
+    /// Scale so the short side has this length, keeping the aspect ratio.
+    ShortestEdge(usize),
+    /// Scale to exactly this size.
+    Exact { height: usize, width: usize },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocessing {
+    pub resize: Option<ResizeTarget>,
+    pub filter: Filter,
+    pub crop: Option<(usize, usize)>,
+    pub rescale_factor: Option<f32>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub normalize: bool,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(default = "yes")]
+    do_resize: bool,
+    size: Option<Value>,
+    #[serde(default = "yes")]
+    do_center_crop: bool,
+    crop_size: Option<Value>,
+    #[serde(default = "yes")]
+    do_rescale: bool,
+    rescale_factor: Option<f32>,
+    #[serde(default = "yes")]
+    do_normalize: bool,
+    image_mean: Option<Vec<f32>>,
+    image_std: Option<Vec<f32>>,
+    resample: Option<i64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Preprocessing {
+    /// CLIP's standard preprocessing for a model of this input size, used when a
+    /// folder has no `preprocessor_config.json`.
+    pub fn clip_default(image_size: usize) -> Self {
+        Self {
+            resize: Some(ResizeTarget::ShortestEdge(image_size)),
+            filter: Filter::Bicubic,
+            crop: Some((image_size, image_size)),
+            rescale_factor: Some(1.0 / 255.0),
+            mean: OPENAI_CLIP_MEAN,
+            std: OPENAI_CLIP_STD,
+            normalize: true,
+        }
+    }
+
+    pub fn from_json(bytes: &[u8], path: &str, image_size: usize) -> Result<Self> {
+        let raw: Raw = serde_json::from_slice(bytes)
+            .map_err(|e| Error::model(path, format!("not a usable preprocessor config: {e}")))?;
+        let bad = |m: String| Error::model(path, m);
+        let resize = if raw.do_resize {
+            Some(match &raw.size {
+                None => ResizeTarget::ShortestEdge(image_size),
+                Some(v) => parse_resize(v).map_err(bad)?,
+            })
+        } else {
+            None
+        };
+        let crop = if raw.do_center_crop {
+            Some(match &raw.crop_size {
+                None => (image_size, image_size),
+                Some(v) => parse_crop(v).map_err(bad)?,
+            })
+        } else {
+            None
+        };
+        let filter = match raw.resample.unwrap_or(3) {
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            other => {
+                return Err(bad(format!(
+                    "resample {other} is not supported (2 = bilinear and 3 = bicubic are)"
+                )))
+            }
+        };
+        let triple = |v: Option<Vec<f32>>, default: [f32; 3], name: &str| -> Result<[f32; 3]> {
+            match v {
+                None => Ok(default),
+                Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
+                Some(v) if v.len() == 1 => Ok([v[0]; 3]),
+                Some(v) => Err(bad(format!("{name} has {} values, expected 3", v.len()))),
+            }
+        };
+        let std = triple(raw.image_std, OPENAI_CLIP_STD, "image_std")?;
+        if std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+            return Err(bad("image_std values must be positive".into()));
+        }
+        Ok(Self {
+            resize,
+            filter,
+            crop,
+            rescale_factor: raw.do_rescale.then(|| raw.rescale_factor.unwrap_or(1.0 / 255.0)),
+            mean: triple(raw.image_mean, OPENAI_CLIP_MEAN, "image_mean")?,
+            std,
+            normalize: raw.do_normalize,
+        })
+    }
+}
+
+fn positive(v: &Value, what: &str) -> std::result::Result<usize, String> {
+    v.as_u64()
+        .filter(|&n| n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("{what} must be a positive integer, found {v}"))
+}
+
+fn parse_resize(v: &Value) -> std::result::Result<ResizeTarget, String> {
+    if v.is_number() {
+        return Ok(ResizeTarget::ShortestEdge(positive(v, "size")?));
+    }
+    if let Some(edge) = v.get("shortest_edge") {
+        return Ok(ResizeTarget::ShortestEdge(positive(edge, "size.shortest_edge")?));
+    }
+    match (v.get("height"), v.get("width")) {
+        (Some(h), Some(w)) => Ok(ResizeTarget::Exact {
+            height: positive(h, "size.height")?,
+            width: positive(w, "size.width")?,
+        }),
+        _ => Err(format!("size {v} is neither an integer, {{shortest_edge}} nor {{height, width}}")),
+    }
+}
+
+fn parse_crop(v: &Value) -> std::result::Result<(usize, usize), String> {
+    if v.is_number() {
+        let n = positive(v, "crop_size")?;
+        return Ok((n, n));
+    }
+    match (v.get("height"), v.get("width")) {
+        (Some(h), Some(w)) => Ok((positive(h, "crop_size.height")?, positive(w, "crop_size.width")?)),
+        _ => Err(format!("crop_size {v} is neither an integer nor {{height, width}}")),
+    }
+}

@@ -1,0 +1,108 @@
+//! Image bytes to 8-bit RGB, with the size checked from the header before any
+//! pixel memory is allocated.
+//!
+//! Conversion rules (the same as the fixture script's reference):
+//! - alpha is dropped without compositing, as Pillow's `convert("RGB")` does;
+//! - grey is replicated to three channels;
+//! - 16-bit samples become `round(v * 255 / 65535)` (never a tie for integers);
+//! - float samples are clamped to [0, 1] and scaled to 0..255.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+
+use super::pil_resize::Image8;
+use crate::error::{Error, Result};
+
+/// Limits on untrusted images. The pixel limit protects the 4 GB wasm heap and
+/// the CLI alike; a 40000×40000 PNG is 2 KB on disk and 4.8 GB decoded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeLimits {
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self { max_pixels: 100_000_000 }
+    }
+}
+
+const SUPPORTED: &str = "PNG, JPEG, WebP, BMP or TIFF";
+
+pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
+    image::guess_format(bytes).ok().filter(|f| {
+        matches!(f, ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff)
+    })
+}
+
+/// Decodes `bytes` (named `name` in errors) to interleaved 8-bit RGB.
+pub fn decode_rgb8(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Image8> {
+    if bytes.is_empty() {
+        return Err(Error::image(name, "the file is empty"));
+    }
+    let format = sniff_format(bytes).ok_or_else(|| {
+        Error::image(name, format!("not a supported image format (expected {SUPPORTED})"))
+    })?;
+    let reader = || {
+        let mut r = ImageReader::with_format(Cursor::new(bytes), format);
+        let mut l = Limits::default();
+        // Header-level bounds; the pixel-count check below is the one users see.
+        l.max_image_width = Some(u32::MAX);
+        l.max_image_height = Some(u32::MAX);
+        l.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(64 << 20));
+        r.limits(l);
+        r
+    };
+    let (width, height) = reader()
+        .into_dimensions()
+        .map_err(|e| Error::image(name, format!("cannot read the {format:?} header: {e}")))?;
+    let pixels = u64::from(width) * u64::from(height);
+    if width == 0 || height == 0 {
+        return Err(Error::image(name, format!("the image has no pixels ({width}×{height})")));
+    }
+    if pixels > limits.max_pixels {
+        return Err(Error::image(
+            name,
+            format!(
+                "the image is {width}×{height} = {:.1} megapixels, above the limit of {:.1} megapixels \
+                 (raise it with --max-megapixels)",
+                pixels as f64 / 1e6,
+                limits.max_pixels as f64 / 1e6
+            ),
+        ));
+    }
+    let decoded = reader()
+        .decode()
+        .map_err(|e| Error::image(name, format!("cannot decode the {format:?} image: {e}")))?;
+    Ok(to_rgb8(decoded))
+}
+
+fn from_16(v: u16) -> u8 {
+    ((u32::from(v) * 255 + 32767) / 65535) as u8
+}
+
+fn from_f32(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0).round() as u8
+}
+
+fn to_rgb8(image: DynamicImage) -> Image8 {
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let data: Vec<u8> = match image {
+        DynamicImage::ImageRgb8(img) => img.into_raw(),
+        DynamicImage::ImageRgba8(img) => img.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageLuma8(img) => img.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        DynamicImage::ImageLumaA8(img) => img.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        DynamicImage::ImageLuma16(img) => img.pixels().flat_map(|p| [from_16(p[0]); 3]).collect(),
+        DynamicImage::ImageLumaA16(img) => img.pixels().flat_map(|p| [from_16(p[0]); 3]).collect(),
+        DynamicImage::ImageRgb16(img) => img.pixels().flat_map(|p| p.0.map(from_16)).collect(),
+        DynamicImage::ImageRgba16(img) => {
+            img.pixels().flat_map(|p| [from_16(p[0]), from_16(p[1]), from_16(p[2])]).collect()
+        }
+        DynamicImage::ImageRgb32F(img) => img.pixels().flat_map(|p| p.0.map(from_f32)).collect(),
+        DynamicImage::ImageRgba32F(img) => {
+            img.pixels().flat_map(|p| [from_f32(p[0]), from_f32(p[1]), from_f32(p[2])]).collect()
+        }
+        other => other.to_rgb8().into_raw(),
+    };
+    Image8 { width, height, channels: 3, data }
+}
