@@ -6,6 +6,7 @@ pub mod clip;
 pub mod error;
 pub mod pipeline;
 pub mod preprocess;
+pub mod text_clean;
 pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]

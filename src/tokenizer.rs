@@ -1,7 +1,8 @@
 //! CLIP's BPE tokenizer, read from the checkpoint's `tokenizer.json` with the
 //! `tokenizers` crate. Texts longer than the context are truncated the way
 //! OpenAI's `clip.tokenize(..., truncate=True)` does: the first (context − 1)
-//! tokens, then the end-of-text token in the last slot.
+//! tokens, then the end-of-text token in the last slot. Texts are first cleaned
+//! as OpenAI's tokenizer cleans them (`text_clean`), so ids match OpenAI's.
 
 use tokenizers::Tokenizer;
 
@@ -31,7 +32,7 @@ impl ClipTokenizer {
     pub fn encode_full(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner
-            .encode(text, true)
+            .encode(crate::text_clean::openai_clean(text), true)
             .map_err(|e| Error::Input(format!("cannot tokenize {text:?}: {e}")))?;
         Ok(encoding.get_ids().to_vec())
     }

@@ -15,6 +15,9 @@ pub trait Real:
     fn from_f32(v: f32) -> Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// `src` as a slice of `Self`: borrowed as is for f32, converted into `scratch`
+    /// (which must be at least as long) for f64.
+    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self];
 }
 
 impl Real for f32 {
@@ -31,6 +34,10 @@ impl Real for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn view_f32<'a>(src: &'a [f32], _scratch: &'a mut [Self]) -> &'a [Self] {
+        src
+    }
 }
 
 impl Real for f64 {
@@ -46,6 +53,14 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self] {
+        let out = &mut scratch[..src.len()];
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o = v as f64;
+        }
+        out
     }
 }
 
@@ -101,77 +116,6 @@ pub fn dot_f32_f64(x: &[f32], y: &[f32]) -> f64 {
     reduce(&acc) + tail
 }
 
-/// `out[j] = x · w_j` for the `out.len()` rows of `w` (each of length `x.len()`).
-///
-/// Classes are taken two at a time so every load of `x` feeds two independent
-/// accumulator streams: twice the arithmetic per byte read from the image matrix,
-/// which is the one input too large for L1.
-#[inline]
-pub fn multi_dot<R: Real>(x: &[f32], w: &[R], out: &mut [R]) {
-    let d = x.len();
-    debug_assert_eq!(w.len(), d * out.len());
-    let c = out.len();
-    let mut j = 0;
-    while j + 2 <= c {
-        let (w0, w1) = (&w[j * d..(j + 1) * d], &w[(j + 1) * d..(j + 2) * d]);
-        let mut a0 = [R::ZERO; LANES];
-        let mut a1 = [R::ZERO; LANES];
-        let xc = x.chunks_exact(LANES);
-        let xr = xc.remainder();
-        for ((xs, ws0), ws1) in xc.zip(w0.chunks_exact(LANES)).zip(w1.chunks_exact(LANES)) {
-            for l in 0..LANES {
-                let v = R::from_f32(xs[l]);
-                a0[l] += v * ws0[l];
-                a1[l] += v * ws1[l];
-            }
-        }
-        let (mut t0, mut t1) = (R::ZERO, R::ZERO);
-        let base = d - xr.len();
-        for (k, &xv) in xr.iter().enumerate() {
-            let v = R::from_f32(xv);
-            t0 += v * w0[base + k];
-            t1 += v * w1[base + k];
-        }
-        out[j] = reduce(&a0) + t0;
-        out[j + 1] = reduce(&a1) + t1;
-        j += 2;
-    }
-    if j < c {
-        out[j] = dot(x, &w[j * d..(j + 1) * d]);
-    }
-}
-
-/// `g_j += coef[j] * x` for every row `g_j` of `g` (each of length `x.len()`),
-/// two rows per pass over `x` for the same reason as [`multi_dot`].
-#[inline]
-pub fn multi_axpy<R: Real>(coef: &[R], x: &[f32], g: &mut [R]) {
-    let d = x.len();
-    debug_assert_eq!(g.len(), d * coef.len());
-    let c = coef.len();
-    let mut j = 0;
-    while j + 2 <= c {
-        let (g0, g1) = g[j * d..(j + 2) * d].split_at_mut(d);
-        let (c0, c1) = (coef[j], coef[j + 1]);
-        for ((a, b0), b1) in x.iter().zip(g0.iter_mut()).zip(g1.iter_mut()) {
-            let v = R::from_f32(*a);
-            *b0 += c0 * v;
-            *b1 += c1 * v;
-        }
-        j += 2;
-    }
-    if j < c {
-        axpy(coef[j], x, &mut g[j * d..(j + 1) * d]);
-    }
-}
-
-/// `y += alpha * x`.
-#[inline]
-pub fn axpy<R: Real>(alpha: R, x: &[f32], y: &mut [R]) {
-    for (a, b) in x.iter().zip(y.iter_mut()) {
-        *b += alpha * R::from_f32(*a);
-    }
-}
-
 /// Sums `acc` pairwise (lane i with lane i + L/2, repeatedly): a fixed tree, so the
 /// rounding is the same on every target.
 #[inline(always)]
@@ -186,63 +130,77 @@ fn tree_sum<R: Real, const L: usize>(mut acc: [R; L]) -> R {
     acc[0]
 }
 
-/// `x_r · w` for `NR` rows at once (each of length `w.len()`), with `L` lanes per
-/// accumulator. Every load of `w` feeds `NR` independent accumulator streams; each
-/// row's summation order does not depend on `NR`, so blocking never changes results.
-#[inline(always)]
-pub fn dot_rows<R: Real, const L: usize, const NR: usize>(xs: &[&[f32]; NR], w: &[R]) -> [R; NR] {
+/// `x_r · w` for `NR` rows at once (each at least `w.len()` long), `L` lanes per
+/// accumulator. Every load of `w` feeds `NR` independent accumulator streams (FP-bound
+/// instead of load-bound); each row's summation order does not depend on `NR`, so
+/// blocking never changes a result.
+// Kept out of line: inlined into the proxy loop, LLVM's SLP vectoriser tends to
+// vectorise across rows (shuffles, spills) instead of across lanes.
+#[inline(never)]
+pub fn dot_rows<R: Real, const L: usize, const NR: usize>(xs: &[&[R]; NR], w: &[R]) -> [R; NR] {
     let d = w.len();
-    let xs: [&[f32]; NR] = core::array::from_fn(|r| &xs[r][..d]);
+    let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
     let mut acc = [[R::ZERO; L]; NR];
-    let full = d - d % L;
-    let mut base = 0;
-    while base < full {
-        let wc: &[R; L] = w[base..base + L].try_into().unwrap();
+    let chunks = w.chunks_exact(L);
+    let tail_w = chunks.remainder();
+    for (k, wc) in chunks.enumerate() {
         for r in 0..NR {
-            let xc: &[f32; L] = xs[r][base..base + L].try_into().unwrap();
+            let xc = &xs[r][k * L..k * L + L];
             for l in 0..L {
-                acc[r][l] += R::from_f32(xc[l]) * wc[l];
+                acc[r][l] += xc[l] * wc[l];
             }
         }
-        base += L;
     }
+    let full = d - tail_w.len();
     core::array::from_fn(|r| {
         let mut tail = R::ZERO;
-        for k in full..d {
-            tail += R::from_f32(xs[r][k]) * w[k];
+        for (a, &b) in xs[r][full..].iter().zip(tail_w) {
+            tail += *a * b;
         }
         tree_sum(acc[r]) + tail
     })
 }
 
 /// `g += Σ_r coef[r] · x_r` for `NR` rows at once: `g` is loaded and stored once per
-/// block of rows instead of once per row.
-#[inline(always)]
-pub fn axpy_rows<R: Real, const L: usize, const NR: usize>(coef: &[R; NR], xs: &[&[f32]; NR], g: &mut [R]) {
+/// block instead of once per row. The row contributions are summed as a tree, lane by
+/// lane, so no shuffles are needed and the order is fixed.
+#[inline(never)]
+pub fn axpy_rows<R: Real, const L: usize, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
     let d = g.len();
-    let xs: [&[f32]; NR] = core::array::from_fn(|r| &xs[r][..d]);
-    let full = d - d % L;
-    let mut base = 0;
-    while base < full {
-        let gc: &mut [R; L] = (&mut g[base..base + L]).try_into().unwrap();
-        let mut sum = [[R::ZERO; L]; NR];
+    let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
+    let mut chunks = g.chunks_exact_mut(L);
+    for (k, gc) in chunks.by_ref().enumerate() {
+        let mut s = [[R::ZERO; L]; NR];
         for r in 0..NR {
-            let xc: &[f32; L] = xs[r][base..base + L].try_into().unwrap();
+            let xc = &xs[r][k * L..k * L + L];
             for l in 0..L {
-                sum[r][l] = coef[r] * R::from_f32(xc[l]);
+                s[r][l] = coef[r] * xc[l];
+            }
+        }
+        let mut width = NR;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                for l in 0..L {
+                    s[i][l] = s[i][l] + s[i + width][l];
+                }
             }
         }
         for l in 0..L {
-            gc[l] += tree_sum(core::array::from_fn::<R, NR, _>(|r| sum[r][l]));
+            gc[l] += s[0][l];
         }
-        base += L;
     }
-    for k in full..d {
-        gc_tail(g, k, coef, &xs);
+    let tail = chunks.into_remainder();
+    let full = d - tail.len();
+    for (k, gv) in tail.iter_mut().enumerate() {
+        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * xs[r][full + k]);
+        let mut width = NR;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                s[i] = s[i] + s[i + width];
+            }
+        }
+        *gv += s[0];
     }
-}
-
-#[inline(always)]
-fn gc_tail<R: Real, const NR: usize>(g: &mut [R], k: usize, coef: &[R; NR], xs: &[&[f32]; NR]) {
-    g[k] += tree_sum(core::array::from_fn::<R, NR, _>(|r| coef[r] * R::from_f32(xs[r][k])));
 }

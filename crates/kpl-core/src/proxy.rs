@@ -77,6 +77,10 @@ fn fit_loop<R: Real, const L: usize>(
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
     let tau = params.tau_i;
+    let x = images.data();
+    // f64 runs convert each block of rows once into this L1-sized buffer, so the kernels
+    // see one element type and vectorise cleanly; f32 runs read X in place.
+    let mut xbuf = vec![R::ZERO; BLOCK * d];
     let mut g = vec![R::ZERO; c * d];
     let mut sc = Scratch { z: vec![0.0f64; BLOCK * c], coef: vec![R::ZERO; BLOCK * c] };
     let mut lr = params.lr;
@@ -87,13 +91,14 @@ fn fit_loop<R: Real, const L: usize>(
         g.iter_mut().for_each(|v| *v = R::ZERO);
         let mut i = 0;
         while i + BLOCK <= n {
-            let xs: [&[f32]; BLOCK] = core::array::from_fn(|r| images.row(i + r));
+            let xb = R::view_f32(&x[i * d..(i + BLOCK) * d], &mut xbuf);
+            let xs: [&[R]; BLOCK] = core::array::from_fn(|r| &xb[r * d..(r + 1) * d]);
             block_step::<R, L, BLOCK>(&xs, &w, &p[i * c..(i + BLOCK) * c], &mut g, tau, &mut sc);
             i += BLOCK;
         }
         while i < n {
-            let xs = [images.row(i)];
-            block_step::<R, L, 1>(&xs, &w, &p[i * c..(i + 1) * c], &mut g, tau, &mut sc);
+            let xb = R::view_f32(&x[i * d..(i + 1) * d], &mut xbuf);
+            block_step::<R, L, 1>(&[xb], &w, &p[i * c..(i + 1) * c], &mut g, tau, &mut sc);
             i += 1;
         }
         grad_norm = g.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
@@ -138,7 +143,7 @@ struct Scratch<R> {
 /// Scores, softmax and gradient contribution of `NR` images (`p`: their NR×C labels).
 #[inline(always)]
 fn block_step<R: Real, const L: usize, const NR: usize>(
-    xs: &[&[f32]; NR],
+    xs: &[&[R]; NR],
     w: &[R],
     p: &[f64],
     g: &mut [R],
