@@ -130,70 +130,53 @@ fn tree_sum<R: Real, const L: usize>(mut acc: [R; L]) -> R {
     acc[0]
 }
 
-/// `x_r · w` for `NR` rows at once (each at least `w.len()` long), `L` lanes per
-/// accumulator. Every load of `w` feeds `NR` independent accumulator streams (FP-bound
-/// instead of load-bound); each row's summation order does not depend on `NR`, so
-/// blocking never changes a result.
-// Kept out of line: inlined into the proxy loop, LLVM's SLP vectoriser tends to
-// vectorise across rows (shuffles, spills) instead of across lanes.
+/// `x_r · w` for `NR` rows at once (each at least `w.len()` long), with `L` lanes per
+/// row; `acc` is scratch of at least `NR * L` elements.
+///
+/// Every load of `w` feeds `NR` independent accumulator streams, so the loop is bound
+/// by arithmetic rather than loads. The accumulators are updated through the `acc`
+/// slice rather than a local array on purpose: LLVM's SLP vectoriser reliably groups
+/// consecutive stores (lanes of one row) into vectors, whereas with a local array it
+/// often groups across rows and drowns the loop in shuffles. LLVM still keeps them in
+/// registers. Each row's summation order does not depend on `NR` (lane l sums
+/// elements l, l+L, ..., then a fixed tree), so blocking never changes a result.
 #[inline(never)]
-pub fn dot_rows<R: Real, const L: usize, const NR: usize>(xs: &[&[R]; NR], w: &[R]) -> [R; NR] {
+pub fn dot_rows<R: Real, const L: usize, const NR: usize>(xs: &[&[R]; NR], w: &[R], acc: &mut [R]) -> [R; NR] {
     let d = w.len();
     let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
-    let mut acc = [[R::ZERO; L]; NR];
+    let acc = &mut acc[..NR * L];
+    acc.iter_mut().for_each(|a| *a = R::ZERO);
     let chunks = w.chunks_exact(L);
     let tail_w = chunks.remainder();
     for (k, wc) in chunks.enumerate() {
-        for r in 0..NR {
+        for (r, a) in acc.chunks_exact_mut(L).enumerate() {
             let xc = &xs[r][k * L..k * L + L];
             for l in 0..L {
-                acc[r][l] += xc[l] * wc[l];
+                a[l] += xc[l] * wc[l];
             }
         }
     }
     let full = d - tail_w.len();
     core::array::from_fn(|r| {
+        let lanes: [R; L] = core::array::from_fn(|l| acc[r * L + l]);
         let mut tail = R::ZERO;
         for (a, &b) in xs[r][full..].iter().zip(tail_w) {
             tail += *a * b;
         }
-        tree_sum(acc[r]) + tail
+        tree_sum(lanes) + tail
     })
 }
 
-/// `g += Σ_r coef[r] · x_r` for `NR` rows at once: `g` is loaded and stored once per
-/// block instead of once per row. The row contributions are summed as a tree, lane by
-/// lane, so no shuffles are needed and the order is fixed.
+/// `g += Σ_r coef[r] · x_r` for `NR` rows at once (each at least `g.len()` long): `g`
+/// is loaded and stored once per block of rows instead of once per row. Element-wise
+/// over `k` with no reduction, so LLVM's loop vectoriser handles it robustly; the row
+/// terms are added as a fixed tree.
 #[inline(never)]
-pub fn axpy_rows<R: Real, const L: usize, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
+pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
     let d = g.len();
     let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
-    let mut chunks = g.chunks_exact_mut(L);
-    for (k, gc) in chunks.by_ref().enumerate() {
-        let mut s = [[R::ZERO; L]; NR];
-        for r in 0..NR {
-            let xc = &xs[r][k * L..k * L + L];
-            for l in 0..L {
-                s[r][l] = coef[r] * xc[l];
-            }
-        }
-        let mut width = NR;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                for l in 0..L {
-                    s[i][l] = s[i][l] + s[i + width][l];
-                }
-            }
-        }
-        for l in 0..L {
-            gc[l] += s[0][l];
-        }
-    }
-    let tail = chunks.into_remainder();
-    let full = d - tail.len();
-    for (k, gv) in tail.iter_mut().enumerate() {
-        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * xs[r][full + k]);
+    for (k, gk) in g.iter_mut().enumerate() {
+        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * xs[r][k]);
         let mut width = NR;
         while width > 1 {
             width /= 2;
@@ -201,6 +184,6 @@ pub fn axpy_rows<R: Real, const L: usize, const NR: usize>(coef: &[R; NR], xs: &
                 s[i] = s[i] + s[i + width];
             }
         }
-        *gv += s[0];
+        *gk += s[0];
     }
 }

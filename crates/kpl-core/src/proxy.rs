@@ -82,7 +82,7 @@ fn fit_loop<R: Real, const L: usize>(
     // see one element type and vectorise cleanly; f32 runs read X in place.
     let mut xbuf = vec![R::ZERO; BLOCK * d];
     let mut g = vec![R::ZERO; c * d];
-    let mut sc = Scratch { z: vec![0.0f64; BLOCK * c], coef: vec![R::ZERO; BLOCK * c] };
+    let mut sc = Scratch { acc: vec![R::ZERO; BLOCK * L], z: vec![0.0f64; BLOCK * c], coef: vec![R::ZERO; BLOCK * c] };
     let mut lr = params.lr;
     let mut prev = f64::INFINITY;
     let mut halvings = 0;
@@ -136,6 +136,7 @@ fn fit_loop<R: Real, const L: usize>(
 const BLOCK: usize = 4;
 
 struct Scratch<R> {
+    acc: Vec<R>,
     z: Vec<f64>,
     coef: Vec<R>,
 }
@@ -153,7 +154,7 @@ fn block_step<R: Real, const L: usize, const NR: usize>(
     let d = xs[0].len();
     let c = w.len() / d;
     for j in 0..c {
-        let s = dot_rows::<R, L, NR>(xs, &w[j * d..(j + 1) * d]);
+        let s = dot_rows::<R, L, NR>(xs, &w[j * d..(j + 1) * d], &mut sc.acc);
         for r in 0..NR {
             sc.z[r * c + j] = s[r].to_f64() / tau;
         }
@@ -172,6 +173,6 @@ fn block_step<R: Real, const L: usize, const NR: usize>(
     }
     for j in 0..c {
         let coef: [R; NR] = core::array::from_fn(|r| sc.coef[r * c + j]);
-        axpy_rows::<R, L, NR>(&coef, xs, &mut g[j * d..(j + 1) * d]);
+        axpy_rows::<R, NR>(&coef, xs, &mut g[j * d..(j + 1) * d]);
     }
 }
