@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod error;
+pub mod knowledge;
 pub mod pipeline;
 pub mod preprocess;
 pub mod text_clean;

@@ -1,1 +1,50 @@
-fn main() {}
+//! `kpl`: CLIP embeddings and KPL classification from the command line.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "kpl", version, about = "CLIP + Knowledge Proxy Learning for medical images (no diagnosis)")]
+struct Cli {
+    /// Worker threads for the tensor kernels (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints L2-normalised image embeddings as JSON.
+    EmbedImage(cli::embed::EmbedImageArgs),
+    /// Prints L2-normalised text embeddings as JSON.
+    EmbedText(cli::embed::EmbedTextArgs),
+    /// Classifies images (plain CLIP zero-shot over --labels).
+    Classify(cli::classify::ClassifyArgs),
+    /// Knowledge tasks: list them or check a task folder.
+    #[command(subcommand)]
+    Knowledge(cli::knowledge::KnowledgeCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // candle and its gemm read the rayon pool size from this variable.
+        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+    }
+    let outcome = match &cli.command {
+        Command::EmbedImage(args) => cli::embed::embed_image(args),
+        Command::EmbedText(args) => cli::embed::embed_text(args),
+        Command::Classify(args) => cli::classify::run(args),
+        Command::Knowledge(command) => cli::knowledge::run(command),
+    };
+    let code = match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            cli::report(&error);
+            2
+        }
+    };
+    std::process::exit(code);
+}

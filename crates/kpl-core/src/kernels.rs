@@ -15,9 +15,6 @@ pub trait Real:
     fn from_f32(v: f32) -> Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
-    /// `src` as a slice of `Self`: borrowed as is for f32, converted into `scratch`
-    /// (which must be at least as long) for f64.
-    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self];
 }
 
 impl Real for f32 {
@@ -34,10 +31,6 @@ impl Real for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
-    #[inline(always)]
-    fn view_f32<'a>(src: &'a [f32], _scratch: &'a mut [Self]) -> &'a [Self] {
-        src
-    }
 }
 
 impl Real for f64 {
@@ -53,14 +46,6 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
-    }
-    #[inline(always)]
-    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self] {
-        let out = &mut scratch[..src.len()];
-        for (o, &v) in out.iter_mut().zip(src) {
-            *o = v as f64;
-        }
-        out
     }
 }
 
@@ -116,67 +101,40 @@ pub fn dot_f32_f64(x: &[f32], y: &[f32]) -> f64 {
     reduce(&acc) + tail
 }
 
-/// Sums `acc` pairwise (lane i with lane i + L/2, repeatedly): a fixed tree, so the
-/// rounding is the same on every target.
-#[inline(always)]
-fn tree_sum<R: Real, const L: usize>(mut acc: [R; L]) -> R {
-    let mut width = L;
-    while width > 1 {
-        width /= 2;
-        for i in 0..width {
-            acc[i] = acc[i] + acc[i + width];
-        }
-    }
-    acc[0]
-}
-
-/// `x_r · w` for `NR` rows at once (each at least `w.len()` long), with `L` lanes per
-/// row; `acc` is scratch of at least `NR * L` elements.
+/// Scores of one panel of images against every proxy:
+/// `s[j * nb + i] = Σ_k w[j * d + k] · xt[k * nb + i]` for the `nb` images of the panel
+/// (`xt` holds them transposed, `d × nb`) and the `w.len() / d` proxies.
 ///
-/// Every load of `w` feeds `NR` independent accumulator streams, so the loop is bound
-/// by arithmetic rather than loads. The accumulators are updated through the `acc`
-/// slice rather than a local array on purpose: LLVM's SLP vectoriser reliably groups
-/// consecutive stores (lanes of one row) into vectors, whereas with a local array it
-/// often groups across rows and drowns the loop in shuffles. LLVM still keeps them in
-/// registers. Each row's summation order does not depend on `NR` (lane l sums
-/// elements l, l+L, ..., then a fixed tree), so blocking never changes a result.
+/// Dot products are reductions, which LLVM may not vectorise without reassociating
+/// (Rust never allows it), and its SLP vectoriser treats hand-unrolled lanes
+/// unpredictably. With the panel transposed, the innermost loop is instead an
+/// element-wise update across images, which the loop vectoriser handles the same way
+/// every time. Each score is still summed over k in plain order, so the result does
+/// not depend on the panel width or on the target.
 #[inline(never)]
-pub fn dot_rows<R: Real, const L: usize, const NR: usize>(xs: &[&[R]; NR], w: &[R], acc: &mut [R]) -> [R; NR] {
-    let d = w.len();
-    let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
-    let acc = &mut acc[..NR * L];
-    acc.iter_mut().for_each(|a| *a = R::ZERO);
-    let chunks = w.chunks_exact(L);
-    let tail_w = chunks.remainder();
-    for (k, wc) in chunks.enumerate() {
-        for (r, a) in acc.chunks_exact_mut(L).enumerate() {
-            let xc = &xs[r][k * L..k * L + L];
-            for l in 0..L {
-                a[l] += xc[l] * wc[l];
+pub fn panel_scores<R: Real>(xt: &[f32], nb: usize, w: &[R], d: usize, s: &mut [R]) {
+    let c = w.len() / d;
+    let s = &mut s[..c * nb];
+    s.iter_mut().for_each(|v| *v = R::ZERO);
+    for (k, xk) in xt.chunks_exact(nb).take(d).enumerate() {
+        for (j, sj) in s.chunks_exact_mut(nb).enumerate() {
+            let wk = w[j * d + k];
+            for (a, &x) in sj.iter_mut().zip(xk) {
+                *a += wk * R::from_f32(x);
             }
         }
     }
-    let full = d - tail_w.len();
-    core::array::from_fn(|r| {
-        let lanes: [R; L] = core::array::from_fn(|l| acc[r * L + l]);
-        let mut tail = R::ZERO;
-        for (a, &b) in xs[r][full..].iter().zip(tail_w) {
-            tail += *a * b;
-        }
-        tree_sum(lanes) + tail
-    })
 }
 
 /// `g += Σ_r coef[r] · x_r` for `NR` rows at once (each at least `g.len()` long): `g`
 /// is loaded and stored once per block of rows instead of once per row. Element-wise
-/// over `k` with no reduction, so LLVM's loop vectoriser handles it robustly; the row
-/// terms are added as a fixed tree.
+/// over `k`, so the loop vectoriser handles it; the row terms are added as a fixed tree.
 #[inline(never)]
-pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
+pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[f32]; NR], g: &mut [R]) {
     let d = g.len();
-    let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
+    let xs: [&[f32]; NR] = core::array::from_fn(|r| &xs[r][..d]);
     for (k, gk) in g.iter_mut().enumerate() {
-        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * xs[r][k]);
+        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * R::from_f32(xs[r][k]));
         let mut width = NR;
         while width > 1 {
             width /= 2;

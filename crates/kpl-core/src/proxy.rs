@@ -1,7 +1,7 @@
 //! Step 5: multimodal proxy learning, projected gradient descent on unit-norm proxies.
 
 use crate::detmath;
-use crate::kernels::{axpy_rows, dot_rows, Real};
+use crate::kernels::{self, Real};
 use crate::matrix::Matrix;
 use crate::params::{KplParams, Precision};
 
@@ -48,9 +48,9 @@ pub fn harden(labels: &mut [f64], classes: usize, alpha: f64) -> usize {
 /// summing (Q − P) row by row is the same quantity without the cancellation between two
 /// large terms, which matters because the halving rule compares nearly equal norms.
 ///
-/// Both products are fused into one pass over X: for each image, its C scores, its
-/// softmax and its gradient contribution are computed while the image is in cache, so
-/// the largest input is streamed once per iteration instead of twice.
+/// Both products are fused into one pass over X: for each panel of images, their C
+/// scores, softmaxes and gradient contributions are computed while the panel is in
+/// cache, so the largest input is streamed from memory once per iteration, not twice.
 pub fn fit_proxies(images: &Matrix, w_init: &[f64], labels: &[f64], params: &KplParams) -> ProxyFit {
     let c = w_init.len() / images.cols().max(1);
     let mut p = labels.to_vec();
@@ -58,16 +58,16 @@ pub fn fit_proxies(images: &Matrix, w_init: &[f64], labels: &[f64], params: &Kpl
     match params.precision {
         Precision::F64 => {
             let w: Vec<f64> = w_init.to_vec();
-            fit_loop::<f64, 4>(images, w, &p, c, params, hardened_rows)
+            fit_loop::<f64>(images, w, &p, c, params, hardened_rows)
         }
         Precision::F32 => {
             let w: Vec<f32> = w_init.iter().map(|&v| v as f32).collect();
-            fit_loop::<f32, 8>(images, w, &p, c, params, hardened_rows)
+            fit_loop::<f32>(images, w, &p, c, params, hardened_rows)
         }
     }
 }
 
-fn fit_loop<R: Real, const L: usize>(
+fn fit_loop<R: Real>(
     images: &Matrix,
     mut w: Vec<R>,
     p: &[f64],
@@ -77,29 +77,38 @@ fn fit_loop<R: Real, const L: usize>(
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
     let tau = params.tau_i;
-    let x = images.data();
-    // f64 runs convert each block of rows once into this L1-sized buffer, so the kernels
-    // see one element type and vectorise cleanly; f32 runs read X in place.
-    let mut xbuf = vec![R::ZERO; BLOCK * d];
+    let panels = pack_panels(images);
     let mut g = vec![R::ZERO; c * d];
-    let mut sc = Scratch { acc: vec![R::ZERO; BLOCK * L], z: vec![0.0f64; BLOCK * c], coef: vec![R::ZERO; BLOCK * c] };
+    let mut s = vec![R::ZERO; c * PANEL];
+    let mut coef = vec![R::ZERO; PANEL * c];
+    let mut z = vec![0.0f64; c];
     let mut lr = params.lr;
     let mut prev = f64::INFINITY;
     let mut halvings = 0;
     let mut grad_norm = 0.0;
     for _ in 0..params.iters_proxy {
         g.iter_mut().for_each(|v| *v = R::ZERO);
-        let mut i = 0;
-        while i + BLOCK <= n {
-            let xb = R::view_f32(&x[i * d..(i + BLOCK) * d], &mut xbuf);
-            let xs: [&[R]; BLOCK] = core::array::from_fn(|r| &xb[r * d..(r + 1) * d]);
-            block_step::<R, L, BLOCK>(&xs, &w, &p[i * c..(i + BLOCK) * c], &mut g, tau, &mut sc);
-            i += BLOCK;
-        }
-        while i < n {
-            let xb = R::view_f32(&x[i * d..(i + 1) * d], &mut xbuf);
-            block_step::<R, L, 1>(&[xb], &w, &p[i * c..(i + 1) * c], &mut g, tau, &mut sc);
-            i += 1;
+        for (pi, xt) in panels.chunks_exact(PANEL * d).enumerate() {
+            let i0 = pi * PANEL;
+            let nb = PANEL.min(n - i0);
+            kernels::panel_scores(xt, PANEL, &w, d, &mut s);
+            for r in 0..nb {
+                let i = i0 + r;
+                let mut m = f64::NEG_INFINITY;
+                for (j, zj) in z.iter_mut().enumerate() {
+                    *zj = s[j * PANEL + r].to_f64() / tau;
+                    m = m.max(*zj);
+                }
+                let mut sum = 0.0;
+                for zj in z.iter_mut() {
+                    *zj = detmath::exp(*zj - m);
+                    sum += *zj;
+                }
+                for j in 0..c {
+                    coef[r * c + j] = R::from_f64(z[j] / sum - p[i * c + j]);
+                }
+            }
+            gradient_of_panel(images, i0, nb, &coef, &mut g);
         }
         grad_norm = g.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
         if grad_norm > prev {
@@ -131,48 +140,47 @@ fn fit_loop<R: Real, const L: usize>(
     }
 }
 
-/// Rows per block of the fused pass: four rows' scores share each proxy load, and the
-/// gradient is loaded and stored once per four rows.
-const BLOCK: usize = 4;
+/// Images per panel. The panel (PANEL × d floats) is read once per iteration for the
+/// scores, then its rows are read again, still in cache, for the gradient.
+const PANEL: usize = 16;
 
-struct Scratch<R> {
-    acc: Vec<R>,
-    z: Vec<f64>,
-    coef: Vec<R>,
+/// X repacked as panels of PANEL consecutive images, each stored transposed (d ×
+/// PANEL, image index fastest); the last panel is padded with zero images. Packed once
+/// per fit: X does not change during proxy learning.
+fn pack_panels(images: &Matrix) -> Vec<f32> {
+    let (n, d) = (images.rows(), images.cols());
+    let count = n.div_ceil(PANEL);
+    let mut out = vec![0.0f32; count * PANEL * d];
+    for (i, x) in images.iter_rows().enumerate() {
+        let base = (i / PANEL) * PANEL * d;
+        let r = i % PANEL;
+        for (k, &v) in x.iter().enumerate() {
+            out[base + k * PANEL + r] = v;
+        }
+    }
+    out
 }
 
-/// Scores, softmax and gradient contribution of `NR` images (`p`: their NR×C labels).
-#[inline(always)]
-fn block_step<R: Real, const L: usize, const NR: usize>(
-    xs: &[&[R]; NR],
-    w: &[R],
-    p: &[f64],
-    g: &mut [R],
-    tau: f64,
-    sc: &mut Scratch<R>,
-) {
-    let d = xs[0].len();
-    let c = w.len() / d;
-    for j in 0..c {
-        let s = dot_rows::<R, L, NR>(xs, &w[j * d..(j + 1) * d], &mut sc.acc);
-        for r in 0..NR {
-            sc.z[r * c + j] = s[r].to_f64() / tau;
-        }
-    }
-    for r in 0..NR {
-        let z = &mut sc.z[r * c..(r + 1) * c];
-        let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut sum = 0.0;
-        for v in z.iter_mut() {
-            *v = detmath::exp(*v - m);
-            sum += *v;
-        }
+/// `g_j += Σ_r coef[r, j] · x_{i0 + r}` over the `nb` images of a panel, read from the
+/// row-major matrix (their gradient terms are element-wise along d there), four rows
+/// per kernel call.
+fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R], g: &mut [R]) {
+    let d = images.cols();
+    let c = g.len() / d;
+    let mut r = 0;
+    while r + 4 <= nb {
+        let xs: [&[f32]; 4] = core::array::from_fn(|q| images.row(i0 + r + q));
         for j in 0..c {
-            sc.coef[r * c + j] = R::from_f64(z[j] / sum - p[r * c + j]);
+            let cf: [R; 4] = core::array::from_fn(|q| coef[(r + q) * c + j]);
+            kernels::axpy_rows(&cf, &xs, &mut g[j * d..(j + 1) * d]);
         }
+        r += 4;
     }
-    for j in 0..c {
-        let coef: [R; NR] = core::array::from_fn(|r| sc.coef[r * c + j]);
-        axpy_rows::<R, NR>(&coef, xs, &mut g[j * d..(j + 1) * d]);
+    while r < nb {
+        let xs = [images.row(i0 + r)];
+        for j in 0..c {
+            kernels::axpy_rows(&[coef[r * c + j]], &xs, &mut g[j * d..(j + 1) * d]);
+        }
+        r += 1;
     }
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Installs what building and testing KPL needs, and nothing that is already there.
+# Idempotent: every step checks first and is skipped when already satisfied.
+#
+#   - Debian packages (only when missing): chromium, chromium-driver,
+#     mesa-vulkan-drivers, libvulkan1 (software Vulkan for native wgpu), plus make,
+#     a C compiler and Node.js when those are absent;
+#   - the wasm32-unknown-unknown Rust target;
+#   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
+#   - the npm packages in package-lock.json (playwright-core; it downloads no browser).
+#
+# Used by `make setup` and `.ci/run`. Set KPL_SKIP_APT=1 to skip the apt step.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "[setup] need root (or sudo) to run: $*" >&2
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- Debian packages
+apt_missing=()
+if [ ! -x /usr/bin/chromium ]; then
+    apt_missing+=(chromium chromium-driver)
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+    for pkg in mesa-vulkan-drivers libvulkan1; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            apt_missing+=("$pkg")
+        fi
+    done
+fi
+command -v make >/dev/null 2>&1 || apt_missing+=(make)
+command -v cc >/dev/null 2>&1 || apt_missing+=(build-essential pkg-config)
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs npm)
+command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+    if [ "${KPL_SKIP_APT:-0}" = 1 ]; then
+        say "KPL_SKIP_APT=1: not installing ${apt_missing[*]}"
+    elif command -v apt-get >/dev/null 2>&1; then
+        say "apt-get install ${apt_missing[*]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_missing[@]}"
+    else
+        echo "[setup] missing ${apt_missing[*]} and this is not a Debian system: install them by hand" >&2
+        exit 1
+    fi
+else
+    say "system packages: present (chromium, mesa-vulkan-drivers, libvulkan1, make, cc, node)"
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+    say "warning: Node $(node --version) found; the scripts and browser tests are written for Node 20 or later"
+fi
+
+# ---------------------------------------------------------------- Rust
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustup >/dev/null 2>&1; then
+    echo "[setup] cargo and rustup are required (https://rustup.rs); Debian's rustc is too old" >&2
+    exit 1
+fi
+
+if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "rust target wasm32-unknown-unknown: present"
+else
+    say "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+fi
+
+# The CLI must be the exact version of the wasm-bindgen crate in Cargo.lock, or the
+# generated JS glue does not match the compiled module.
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ -z "$want" ]; then
+    echo "[setup] cannot find the wasm-bindgen version in Cargo.lock" >&2
+    exit 1
+fi
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" = "$want" ]; then
+    say "wasm-bindgen-cli $want: present"
+else
+    say "cargo install wasm-bindgen-cli --version $want (have: ${have:-none}; takes 7-13 minutes on 2 cores)"
+    # Without --locked: the CLI's own lock file pins a crate version the registry may lack.
+    cargo install wasm-bindgen-cli --version "$want"
+fi
+
+# ---------------------------------------------------------------- npm
+want_pw=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')
+have_pw=$(node -p 'try { require("./node_modules/playwright-core/package.json").version } catch { "" }')
+if [ "$have_pw" = "$want_pw" ]; then
+    say "npm playwright-core $want_pw: present"
+else
+    say "npm ci (playwright-core $want_pw)"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+fi
+
+say "done"
