@@ -53,13 +53,15 @@ serve:
 	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)"
 
 # Ordered by prerequisites, so `make -j` keeps the order too.
-test: test-browser
+test: test-rust wasm
+	$(NODE) --test tests/browser/
 
 test-rust: setup
 	$(CARGO) test --release --workspace
 	$(CARGO) build --release
 
-test-browser: test-rust wasm
+# The browser tests alone (needs `make native wasm` done before).
+test-browser:
 	$(NODE) --test tests/browser/
 
 bench:

@@ -22,6 +22,14 @@ enum Command {
     EmbedText(cli::embed::EmbedTextArgs),
     /// Classifies images (plain CLIP zero-shot over --labels).
     Classify(cli::classify::ClassifyArgs),
+    /// Embeds a task's descriptions into a knowledge embedding base.
+    BuildKb(cli::kb::BuildKbArgs),
+    /// Learns class proxies on a folder of unlabelled images and stores them with the base.
+    Fit(cli::kb::FitArgs),
+    /// Runs text proxy, proxy learning, KPL and InMaP on precomputed embeddings (.npz).
+    EvalEmbeddings(cli::eval::EvalEmbeddingsArgs),
+    /// Evaluates plain CLIP and the KPL variants on a labelled folder (one subfolder per class).
+    Eval(cli::eval::EvalArgs),
     /// Knowledge tasks: list them or check a task folder.
     #[command(subcommand)]
     Knowledge(cli::knowledge::KnowledgeCommand),
@@ -37,6 +45,10 @@ fn main() {
         Command::EmbedImage(args) => cli::embed::embed_image(args),
         Command::EmbedText(args) => cli::embed::embed_text(args),
         Command::Classify(args) => cli::classify::run(args),
+        Command::BuildKb(args) => cli::kb::build_kb(args),
+        Command::Fit(args) => cli::kb::fit(args),
+        Command::EvalEmbeddings(args) => cli::eval::eval_embeddings(args),
+        Command::Eval(args) => cli::eval::eval(args),
         Command::Knowledge(command) => cli::knowledge::run(command),
     };
     let code = match outcome {

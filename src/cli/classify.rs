@@ -1,4 +1,6 @@
-//! `kpl classify`: plain CLIP zero-shot over `--labels`.
+//! `kpl classify`: plain CLIP zero-shot over `--labels`, or KPL with `--kb`
+//! (one image: fitted proxies if the base has them, else single-image retrieval;
+//! several images: transductive KPL over the batch).
 
 use std::path::PathBuf;
 
@@ -14,8 +16,16 @@ pub struct ClassifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Comma-separated class labels, each prompted as "a photo of a {label}.".
+    #[arg(long, required_unless_present = "kb", conflicts_with = "kb")]
+    pub labels: Option<String>,
+    /// A knowledge base (from `kpl build-kb` or `kpl fit`): classify with KPL.
     #[arg(long)]
-    pub labels: String,
+    pub kb: Option<PathBuf>,
+    /// Evidence descriptions shown per image.
+    #[arg(long, default_value_t = 5)]
+    pub evidence: usize,
+    #[command(flatten)]
+    pub kpl: super::kpl_args::KplArgs,
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }
@@ -50,7 +60,10 @@ pub fn parse_labels(labels: &str) -> Result<Vec<String>, Error> {
 }
 
 pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
-    let labels = parse_labels(&args.labels)?;
+    if let Some(kb) = &args.kb {
+        return run_kpl(args, kb);
+    }
+    let labels = parse_labels(args.labels.as_deref().unwrap_or_default())?;
     let pipeline = args.model.load()?;
     let label_embeddings =
         labels.iter().map(|l| pipeline.embed_text(&zero_shot_prompt(l))).collect::<Result<Vec<_>, _>>()?;
@@ -78,6 +91,71 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
     print_json(&Output {
         warning: pipeline.is_random().then_some(RANDOM_WEIGHTS_WARNING),
         results,
+        errors: prepared.errors,
+    });
+    Ok(exit_code(failures))
+}
+
+#[derive(Serialize)]
+struct KplClassification {
+    file: String,
+    label: String,
+    scores: serde_json::Map<String, serde_json::Value>,
+    method: &'static str,
+    evidence: Vec<kpl::classifier::EvidenceItem>,
+    clip: ClipSide,
+}
+
+#[derive(Serialize)]
+struct ClipSide {
+    label: String,
+    scores: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct KplOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
+    task: String,
+    results: Vec<KplClassification>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FileError>,
+}
+
+fn by_class(names: &[String], values: &[f32]) -> serde_json::Map<String, serde_json::Value> {
+    names.iter().cloned().zip(values.iter().map(|&v| serde_json::json!(v))).collect()
+}
+
+fn run_kpl(args: &ClassifyArgs, kb_path: &std::path::Path) -> Result<i32, Error> {
+    let pipeline = args.model.load()?;
+    let base = super::kb::load_base(kb_path, &pipeline, &args.model.model)?;
+    let prepared = prepare_images(&pipeline, &args.files);
+    let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
+    let results = kpl::classifier::classify_embeddings(
+        &base,
+        &embeddings,
+        &args.kpl.params(),
+        pipeline.model.logit_scale_exp(),
+        args.evidence,
+    )?;
+    let names = base.class_names();
+    let failures = prepared.errors.len();
+    print_json(&KplOutput {
+        warning: (pipeline.is_random() || base.model.random_weights).then_some(RANDOM_WEIGHTS_WARNING),
+        task: base.task.clone(),
+        results: prepared
+            .files
+            .into_iter()
+            .zip(results)
+            .map(|(file, r)| KplClassification {
+                file,
+                label: r.label,
+                scores: by_class(&names, &r.scores),
+                method: r.method,
+                evidence: r.evidence,
+                clip: ClipSide { label: r.clip_label, scores: by_class(&names, &r.clip_scores) },
+            })
+            .collect(),
         errors: prepared.errors,
     });
     Ok(exit_code(failures))

@@ -3,7 +3,10 @@
 
 pub mod classify;
 pub mod embed;
+pub mod eval;
+pub mod kb;
 pub mod knowledge;
+pub mod kpl_args;
 
 use std::path::{Path, PathBuf};
 

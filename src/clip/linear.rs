@@ -15,6 +15,11 @@ impl Linear {
         Ok(Self { inner: candle_nn::linear(in_dim, out_dim, vb)? })
     }
 
+    /// The weight as a dense f32 tensor [out, in].
+    pub fn weight(&self) -> &candle_core::Tensor {
+        self.inner.weight()
+    }
+
     pub fn load_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self { inner: candle_nn::linear_no_bias(in_dim, out_dim, vb)? })
     }

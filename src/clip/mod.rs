@@ -74,6 +74,36 @@ impl ClipModel {
         self.logit_scale.exp()
     }
 
+    /// Identifies the model for knowledge bases: SHA-256 over the architecture
+    /// sizes, the logit scale and both projection matrices rounded to f16. The
+    /// projections are what maps into the shared embedding space, so two models
+    /// that agree on them embed compatibly; rounding to f16 makes an f32 and an
+    /// f16 copy of one checkpoint share a fingerprint.
+    pub fn fingerprint(&self) -> candle_core::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"kpl-model-fingerprint-v1");
+        let c = &self.config;
+        for size in [
+            c.projection_dim,
+            c.text_config.hidden_size,
+            c.text_config.num_hidden_layers,
+            c.vision_config.hidden_size,
+            c.vision_config.num_hidden_layers,
+            c.vision_config.image_size,
+            c.vision_config.patch_size,
+        ] {
+            hasher.update((size as u64).to_le_bytes());
+        }
+        hasher.update(half::f16::from_f32(self.logit_scale).to_bits().to_le_bytes());
+        for weight in [self.text_projection.weight(), self.visual_projection.weight()] {
+            for value in weight.flatten_all()?.to_vec1::<f32>()? {
+                hasher.update(half::f16::from_f32(value).to_bits().to_le_bytes());
+            }
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
     /// Projected, unnormalised image features for a batch [b, 3, s, s].
     pub fn image_features(&self, pixels: &Tensor) -> candle_core::Result<Tensor> {
         self.visual_projection.forward(&self.vision.forward(pixels)?)
@@ -95,4 +125,8 @@ fn describe_load_error(e: &candle_core::Error) -> String {
     } else {
         first_line
     }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

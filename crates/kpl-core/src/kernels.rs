@@ -15,6 +15,9 @@ pub trait Real:
     fn from_f32(v: f32) -> Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// `src` as a slice of `Self`: borrowed as is for f32, converted into `scratch`
+    /// (at least as long) for f64, so that kernels see a single element type.
+    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self];
 }
 
 impl Real for f32 {
@@ -31,6 +34,10 @@ impl Real for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn view_f32<'a>(src: &'a [f32], _scratch: &'a mut [Self]) -> &'a [Self] {
+        src
+    }
 }
 
 impl Real for f64 {
@@ -46,6 +53,14 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn view_f32<'a>(src: &'a [f32], scratch: &'a mut [Self]) -> &'a [Self] {
+        let out = &mut scratch[..src.len()];
+        for (o, &v) in out.iter_mut().zip(src) {
+            *o = v as f64;
+        }
+        out
     }
 }
 
@@ -112,7 +127,7 @@ pub fn dot_f32_f64(x: &[f32], y: &[f32]) -> f64 {
 /// every time. Each score is still summed over k in plain order, so the result does
 /// not depend on the panel width or on the target.
 #[inline(never)]
-pub fn panel_scores<R: Real>(xt: &[f32], nb: usize, w: &[R], d: usize, s: &mut [R]) {
+pub fn panel_scores<R: Real>(xt: &[R], nb: usize, w: &[R], d: usize, s: &mut [R]) {
     let c = w.len() / d;
     let s = &mut s[..c * nb];
     s.iter_mut().for_each(|v| *v = R::ZERO);
@@ -120,7 +135,7 @@ pub fn panel_scores<R: Real>(xt: &[f32], nb: usize, w: &[R], d: usize, s: &mut [
         for (j, sj) in s.chunks_exact_mut(nb).enumerate() {
             let wk = w[j * d + k];
             for (a, &x) in sj.iter_mut().zip(xk) {
-                *a += wk * R::from_f32(x);
+                *a += wk * x;
             }
         }
     }
@@ -130,11 +145,11 @@ pub fn panel_scores<R: Real>(xt: &[f32], nb: usize, w: &[R], d: usize, s: &mut [
 /// is loaded and stored once per block of rows instead of once per row. Element-wise
 /// over `k`, so the loop vectoriser handles it; the row terms are added as a fixed tree.
 #[inline(never)]
-pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[f32]; NR], g: &mut [R]) {
+pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
     let d = g.len();
-    let xs: [&[f32]; NR] = core::array::from_fn(|r| &xs[r][..d]);
+    let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);
     for (k, gk) in g.iter_mut().enumerate() {
-        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * R::from_f32(xs[r][k]));
+        let mut s: [R; NR] = core::array::from_fn(|r| coef[r] * xs[r][k]);
         let mut width = NR;
         while width > 1 {
             width /= 2;

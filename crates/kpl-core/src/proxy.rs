@@ -77,7 +77,8 @@ fn fit_loop<R: Real>(
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
     let tau = params.tau_i;
-    let panels = pack_panels(images);
+    let panels: Vec<R> = pack_panels(images);
+    let mut rows = vec![R::ZERO; 4 * d];
     let mut g = vec![R::ZERO; c * d];
     let mut s = vec![R::ZERO; c * PANEL];
     let mut coef = vec![R::ZERO; PANEL * c];
@@ -108,7 +109,7 @@ fn fit_loop<R: Real>(
                     coef[r * c + j] = R::from_f64(z[j] / sum - p[i * c + j]);
                 }
             }
-            gradient_of_panel(images, i0, nb, &coef, &mut g);
+            gradient_of_panel(images, i0, nb, &coef, &mut g, &mut rows);
         }
         grad_norm = g.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
         if grad_norm > prev {
@@ -142,20 +143,20 @@ fn fit_loop<R: Real>(
 
 /// Images per panel. The panel (PANEL × d floats) is read once per iteration for the
 /// scores, then its rows are read again, still in cache, for the gradient.
-const PANEL: usize = 16;
+const PANEL: usize = 32;
 
 /// X repacked as panels of PANEL consecutive images, each stored transposed (d ×
 /// PANEL, image index fastest); the last panel is padded with zero images. Packed once
 /// per fit: X does not change during proxy learning.
-fn pack_panels(images: &Matrix) -> Vec<f32> {
+fn pack_panels<R: Real>(images: &Matrix) -> Vec<R> {
     let (n, d) = (images.rows(), images.cols());
     let count = n.div_ceil(PANEL);
-    let mut out = vec![0.0f32; count * PANEL * d];
+    let mut out = vec![R::ZERO; count * PANEL * d];
     for (i, x) in images.iter_rows().enumerate() {
         let base = (i / PANEL) * PANEL * d;
         let r = i % PANEL;
         for (k, &v) in x.iter().enumerate() {
-            out[base + k * PANEL + r] = v;
+            out[base + k * PANEL + r] = R::from_f32(v);
         }
     }
     out
@@ -163,13 +164,16 @@ fn pack_panels(images: &Matrix) -> Vec<f32> {
 
 /// `g_j += Σ_r coef[r, j] · x_{i0 + r}` over the `nb` images of a panel, read from the
 /// row-major matrix (their gradient terms are element-wise along d there), four rows
-/// per kernel call.
-fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R], g: &mut [R]) {
+/// per kernel call. In f64 runs each block of four rows is converted once into `rows`
+/// and reused for every class.
+fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R], g: &mut [R], rows: &mut [R]) {
     let d = images.cols();
     let c = g.len() / d;
+    let x = images.data();
     let mut r = 0;
     while r + 4 <= nb {
-        let xs: [&[f32]; 4] = core::array::from_fn(|q| images.row(i0 + r + q));
+        let block = R::view_f32(&x[(i0 + r) * d..(i0 + r + 4) * d], rows);
+        let xs: [&[R]; 4] = core::array::from_fn(|q| &block[q * d..(q + 1) * d]);
         for j in 0..c {
             let cf: [R; 4] = core::array::from_fn(|q| coef[(r + q) * c + j]);
             kernels::axpy_rows(&cf, &xs, &mut g[j * d..(j + 1) * d]);
@@ -177,9 +181,9 @@ fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R],
         r += 4;
     }
     while r < nb {
-        let xs = [images.row(i0 + r)];
+        let row = R::view_f32(images.row(i0 + r), rows);
         for j in 0..c {
-            kernels::axpy_rows(&[coef[r * c + j]], &xs, &mut g[j * d..(j + 1) * d]);
+            kernels::axpy_rows(&[coef[r * c + j]], &[row], &mut g[j * d..(j + 1) * d]);
         }
         r += 1;
     }

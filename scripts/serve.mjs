@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+// A dependency-free static server for the KPL web app (Node 20+).
+//
+//   node scripts/serve.mjs [--port N] [--model DIR] [--test]
+//
+// Bound to 127.0.0.1 only (a secure context, so WebGPU is available, and nothing
+// outside this machine can reach it). It serves:
+//
+//   /             www/           the app
+//   /pkg/         pkg/           wasm-bindgen output (`make wasm`)
+//   /model/       --model DIR    a Hugging Face CLIP folder (default: the random test model)
+//   /knowledge/   knowledge/     the KPL knowledge bases
+//   /fixtures/    tests/fixtures/   only with --test
+//   /test/        tests/browser/    only with --test (the parity page)
+//
+// `GET /model/manifest.json` returns the folder's manifest.json, or one synthesised
+// from the files present (see `modelManifest`).
+//
+// Every response, errors included, carries a strict Content-Security-Policy and the
+// cross-origin isolation headers (see ARCHITECTURE.md, "Strict CSP").
+//
+// Port: --port N, else the first positional argument, else $PORT, else 8080; 0 picks
+// a free port. The first line printed is "KPL: serving http://127.0.0.1:PORT/".
+
+import http from 'node:http';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const HOST = '127.0.0.1';
+const DEFAULT_MODEL = 'tests/fixtures/tiny-quickgelu-f32';
+
+export const SECURITY_HEADERS = Object.freeze({
+  'Content-Security-Policy':
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
+    "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self'; object-src 'none'; " +
+    "base-uri 'none'; frame-ancestors 'self'",
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+});
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.wasm': 'application/wasm',
+  '.ts': 'text/plain; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/markdown; charset=utf-8',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.bmp': 'image/bmp',
+  '.tif': 'image/tiff',
+  '.tiff': 'image/tiff',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+  '.safetensors': 'application/octet-stream',
+  '.bin': 'application/octet-stream',
+};
+
+export function mimeType(file) {
+  return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** The model files the app knows, by role, in the order the worker fetches them. */
+const MODEL_FILES = {
+  config: 'config.json',
+  weights: 'model.safetensors',
+  tokenizer: 'tokenizer.json',
+  preprocessor: 'preprocessor_config.json',
+};
+
+/**
+ * The manifest of a model folder: its own manifest.json when it has one, else
+ * `{"model": {"files": {role: name}, "sizes": {role: bytes}}, "random_weights": bool}`
+ * listing only the files that exist (symlinks followed), with `random_weights`
+ * taken from config.json's `kpl_random_weights`.
+ */
+export async function modelManifest(dir) {
+  const own = path.join(dir, 'manifest.json');
+  try {
+    return JSON.parse(await fsp.readFile(own, 'utf8'));
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+  }
+  const files = {};
+  const sizes = {};
+  for (const [role, name] of Object.entries(MODEL_FILES)) {
+    try {
+      const st = await fsp.stat(path.join(dir, name));
+      if (!st.isFile()) continue;
+      files[role] = name;
+      sizes[role] = st.size;
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+    }
+  }
+  let random = false;
+  if (files.config) {
+    try {
+      const config = JSON.parse(await fsp.readFile(path.join(dir, files.config), 'utf8'));
+      random = config.kpl_random_weights === true;
+    } catch {
+      // An unreadable config.json is reported by the model loader, with its name.
+    }
+  }
+  return { model: { files, sizes }, random_weights: random };
+}
+
+/**
+ * Maps a URL path inside a mount to a file path inside `root`, or null when the
+ * path tries to leave it. Checked on the decoded path: no `..` or `.`-prefixed
+ * segments (which also hides dotfiles), no backslashes or NUL bytes, and the
+ * resolved path must stay under the root. Symlinks that the folder itself contains
+ * are followed (a fixture folder links tokenizer.json to ../tokenizer.json, a
+ * Hugging Face cache snapshot links every file into ../../blobs): they were put
+ * there by whoever owns the folder, whereas the request path is what an attacker
+ * controls.
+ */
+export function resolveInside(root, rest) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(rest);
+  } catch {
+    return null;
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) return null;
+  const segments = decoded.split('/').filter((s) => s !== '');
+  if (segments.some((s) => s.startsWith('.'))) return null;
+  const full = path.resolve(root, ...segments);
+  if (full !== root && !full.startsWith(root + path.sep)) return null;
+  return full;
+}
+
+function send(res, status, body, headers = {}) {
+  const buf = Buffer.from(body);
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': buf.length,
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : buf);
+}
+
+const notFound = (res) => send(res, 404, 'Not found\n');
+
+async function sendFile(res, file) {
+  let st;
+  try {
+    st = await fsp.stat(file); // follows symlinks
+  } catch {
+    return notFound(res);
+  }
+  if (st.isDirectory()) {
+    const index = path.join(file, 'index.html');
+    if (res.req.url.split('?')[0].endsWith('/') && fs.existsSync(index)) return sendFile(res, index);
+    return notFound(res);
+  }
+  if (!st.isFile()) return notFound(res);
+  res.writeHead(200, {
+    ...SECURITY_HEADERS,
+    'Content-Type': mimeType(file),
+    'Content-Length': st.size,
+    'Cache-Control': 'no-cache',
+    'Last-Modified': st.mtime.toUTCString(),
+  });
+  if (res.req.method === 'HEAD') return res.end();
+  const stream = fs.createReadStream(file);
+  stream.on('error', () => res.destroy());
+  stream.pipe(res);
+}
+
+/** Creates the server (not listening yet). */
+export function createServer({ model = DEFAULT_MODEL, test = false } = {}) {
+  const modelDir = path.resolve(REPO, model);
+  const mounts = [
+    ['/pkg/', path.join(REPO, 'pkg')],
+    ['/model/', modelDir],
+    ['/knowledge/', path.join(REPO, 'knowledge')],
+    ...(test
+      ? [
+          ['/fixtures/', path.join(REPO, 'tests', 'fixtures')],
+          ['/test/', path.join(REPO, 'tests', 'browser')],
+        ]
+      : []),
+    ['/', path.join(REPO, 'www')],
+  ];
+
+  return http.createServer(async (req, res) => {
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        return send(res, 405, 'Method not allowed\n', { Allow: 'GET, HEAD' });
+      }
+      const pathname = (req.url ?? '/').split('?')[0].split('#')[0];
+      if (!pathname.startsWith('/')) return send(res, 400, 'Bad request\n');
+      if (pathname === '/model/manifest.json') {
+        const body = JSON.stringify(await modelManifest(modelDir), null, 2) + '\n';
+        return send(res, 200, body, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' });
+      }
+      const mount = mounts.find(([prefix]) => pathname.startsWith(prefix));
+      if (!mount) return notFound(res);
+      const [prefix, root] = mount;
+      const file = resolveInside(root, pathname.slice(prefix.length) || '');
+      if (file === null) return notFound(res);
+      return await sendFile(res, file);
+    } catch (e) {
+      if (!res.headersSent) send(res, 500, 'Internal server error\n');
+      else res.destroy();
+      console.error(`KPL: ${req.method} ${req.url}: ${e.message}`);
+    }
+  });
+}
+
+function parseArgs(argv) {
+  const opts = { port: process.env.PORT ?? '8080', model: process.env.MODEL || DEFAULT_MODEL, test: false };
+  let portGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--port' || a === '-p') [opts.port, portGiven] = [value(), true];
+    else if (a.startsWith('--port=')) [opts.port, portGiven] = [a.slice(7), true];
+    else if (a === '--model') opts.model = value();
+    else if (a.startsWith('--model=')) opts.model = a.slice(8);
+    else if (a === '--test') opts.test = true;
+    else if (a === '--help' || a === '-h') opts.help = true;
+    else if (/^\d+$/.test(a) && !portGiven) [opts.port, portGiven] = [a, true];
+    else throw new Error(`unknown argument ${a}`);
+  }
+  const port = Number(opts.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad port ${opts.port}`);
+  return { ...opts, port };
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`serve.mjs: ${e.message}\nusage: node scripts/serve.mjs [--port N] [--model DIR] [--test]`);
+    process.exit(2);
+  }
+  if (opts.help) {
+    console.log('usage: node scripts/serve.mjs [--port N] [--model DIR] [--test]');
+    return;
+  }
+  const modelDir = path.resolve(REPO, opts.model);
+  if (!fs.existsSync(path.join(modelDir, 'config.json'))) {
+    console.error(`serve.mjs: ${modelDir} has no config.json: MODEL must be a Hugging Face CLIP folder`);
+    process.exit(2);
+  }
+  if (!fs.existsSync(path.join(REPO, 'pkg', 'kpl.js'))) {
+    console.error('serve.mjs: warning: pkg/kpl.js is missing; run `make wasm`');
+  }
+  const manifest = await modelManifest(modelDir);
+  const server = createServer(opts);
+  server.on('error', (e) => {
+    console.error(`serve.mjs: ${e.message}`);
+    process.exit(1);
+  });
+  server.listen(opts.port, HOST, () => {
+    const { port } = server.address();
+    console.log(`KPL: serving http://${HOST}:${port}/`);
+    console.log(`     model: ${modelDir}${manifest.random_weights ? '  (RANDOM test weights: outputs mean nothing)' : ''}`);
+    if (opts.test) console.log('     test mode: /fixtures/ and /test/ are served');
+    console.log('     Ctrl-C to stop');
+  });
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main();
+}

@@ -1,0 +1,157 @@
+//! From image embeddings and a knowledge base to predictions with evidence:
+//! the product's modes on top of the KPL engine (`kpl-core`), shared by the
+//! CLI and the browser.
+//!
+//! - several images: transductive KPL (retrieval, greedy OT, proxy learning) over them;
+//! - one image and a base with fitted proxies: inductive, argmax x · w;
+//! - one image without proxies: single-image retrieval of its own top-k descriptions.
+
+use kpl_core::{KplParams, Matrix, Method};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::knowledge::base::{KnowledgeBase, ModelStamp, StorageDtype};
+use crate::knowledge::task::Task;
+use crate::pipeline::{softmax, zero_shot_prompt, ClipPipeline};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceItem {
+    pub description: String,
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    pub label: String,
+    /// Probabilities per class: softmax of the model's logit scale × cosine to each
+    /// class's proxy (comparable with `clip_scores`).
+    pub scores: Vec<f32>,
+    /// `kpl` (transductive over a batch), `proxies` (fitted on a pool) or
+    /// `single-image` (per-image retrieval).
+    pub method: &'static str,
+    /// Plain CLIP zero-shot probabilities ("a photo of a {class}.").
+    pub clip_scores: Vec<f32>,
+    pub clip_label: String,
+    /// The predicted class's descriptions most similar to the image.
+    pub evidence: Vec<EvidenceItem>,
+}
+
+pub fn engine_error(context: &str, e: kpl_core::KplError) -> Error {
+    Error::Input(format!("{context}: {e}"))
+}
+
+fn cosines(image: &[f32], rows: &[f32], dim: usize) -> Vec<f32> {
+    rows.chunks_exact(dim).map(|w| w.iter().zip(image).map(|(a, b)| a * b).sum()).collect()
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
+}
+
+fn scaled_softmax(cos: &[f32], scale: f32) -> Vec<f32> {
+    softmax(&cos.iter().map(|c| c * scale).collect::<Vec<_>>())
+}
+
+/// Classifies image embeddings (L2-normalised, from the base's model) with a base.
+pub fn classify_embeddings(
+    kb: &KnowledgeBase,
+    images: &[Vec<f32>],
+    params: &KplParams,
+    logit_scale: f32,
+    top_evidence: usize,
+) -> Result<Vec<ImageResult>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = kb.class_names();
+    let engine_kb = kb.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
+    let (method, proxies): (&'static str, Vec<Vec<f32>>) = if images.len() > 1 {
+        let matrix = Matrix::from_rows(images).map_err(|e| engine_error("images", e))?;
+        let outcome = kpl_core::run(&matrix, &engine_kb, params, Method::Kpl).map_err(|e| engine_error("KPL", e))?;
+        ("kpl", outcome.proxies.iter_rows().map(|r| r.to_vec()).collect())
+    } else if let Some((fitted, _)) = &kb.proxies {
+        ("proxies", fitted.chunks_exact(kb.dim).map(|r| r.to_vec()).collect())
+    } else {
+        let single = kpl_core::classify_single(&images[0], &engine_kb, params.k)
+            .map_err(|e| engine_error("single-image retrieval", e))?;
+        ("single-image", single.proxies.iter_rows().map(|r| r.to_vec()).collect())
+    };
+    let flat: Vec<f32> = proxies.concat();
+    images
+        .iter()
+        .map(|image| {
+            let cos = cosines(image, &flat, kb.dim);
+            let best = argmax(&cos);
+            let clip_cos = cosines(image, &kb.class_prompts, kb.dim);
+            let clip_scores = scaled_softmax(&clip_cos, logit_scale);
+            let evidence = kpl_core::evidence(image, &engine_kb, best, top_evidence)
+                .map_err(|e| engine_error("evidence", e))?
+                .into_iter()
+                .map(|ev| EvidenceItem {
+                    description: kb.description_text(ev.description).to_string(),
+                    similarity: ev.similarity,
+                })
+                .collect();
+            Ok(ImageResult {
+                label: names[best].clone(),
+                scores: scaled_softmax(&cos, logit_scale),
+                method,
+                clip_label: names[argmax(&clip_scores)].clone(),
+                clip_scores,
+                evidence,
+            })
+        })
+        .collect()
+}
+
+/// What a base records about the model that built it.
+pub fn model_stamp(pipeline: &ClipPipeline, name: &str) -> Result<ModelStamp> {
+    Ok(ModelStamp {
+        fingerprint: pipeline.model.fingerprint()?,
+        name: pipeline.config().kpl_fixture_name.clone().unwrap_or_else(|| name.to_string()),
+        random_weights: pipeline.is_random(),
+    })
+}
+
+/// Embeds every description of a task (with its prompt template) and every
+/// plain class prompt. `progress(done, total)` is called after each text.
+pub fn build_knowledge_base(
+    pipeline: &ClipPipeline,
+    task: &Task,
+    model_name: &str,
+    dtype: StorageDtype,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<KnowledgeBase> {
+    let problems = task.problems(None, pipeline.tokenizer.as_ref());
+    if let Some(problem) = problems.into_iter().find(|p| p.contains("tokens") || p.contains("at least 2")) {
+        return Err(Error::Input(format!("task {}: {problem}", task.name)));
+    }
+    if let Some(class) = task.classes.iter().find(|c| c.descriptions.is_empty()) {
+        return Err(Error::Input(format!("task {}: class {:?} has no descriptions", task.name, class.name)));
+    }
+    let total: usize = task.classes.iter().map(|c| c.descriptions.len() + 1).sum();
+    let mut done = 0;
+    let mut descriptions = Vec::new();
+    for class in &task.classes {
+        for description in &class.descriptions {
+            descriptions.extend(pipeline.embed_text(&task.prompt(&class.name, description))?);
+            done += 1;
+            progress(done, total);
+        }
+    }
+    let mut class_prompts = Vec::new();
+    for class in &task.classes {
+        class_prompts.extend(pipeline.embed_text(&zero_shot_prompt(&class.name))?);
+        done += 1;
+        progress(done, total);
+    }
+    let dim = pipeline.config().projection_dim;
+    Ok(KnowledgeBase::from_task_embeddings(
+        task,
+        model_stamp(pipeline, model_name)?,
+        dim,
+        descriptions,
+        class_prompts,
+        dtype,
+    ))
+}

@@ -1,0 +1,452 @@
+//! `kpl eval-embeddings` (precomputed embeddings in an .npz) and `kpl eval`
+//! (a labelled image folder): the reference's comparison of plain CLIP, text
+//! proxy, proxy learning, KPL and InMaP, side by side.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use kpl_core::{AllOutcomes, KnowledgeEmbeddings, Matrix, Method};
+use ndarray::{Array1, Array2};
+use ndarray_npy::NpzReader;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::kb::{image_files, load_base};
+use super::kpl_args::KplArgs;
+use super::{embed_in_batches, prepare_images, print_json, ModelArgs};
+use kpl::classifier::engine_error;
+use kpl::knowledge::folder::load_task;
+use kpl::Error;
+
+#[derive(Debug, Args)]
+pub struct EvalEmbeddingsArgs {
+    /// An .npz with image_embeddings (n×d f32), description_embeddings (m×d f32),
+    /// description_class (m, i64) and optionally labels (n, i64).
+    pub file: PathBuf,
+    /// text_proxy, proxy, kpl, inmap or all.
+    #[arg(long, default_value = "all")]
+    pub method: String,
+    #[command(flatten)]
+    pub kpl: KplArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long)]
+    pub kb: PathBuf,
+    /// A folder with one subfolder of images per class.
+    pub dataset: PathBuf,
+    /// Values of k to sweep, comma-separated.
+    #[arg(long = "k", default_value = "5,8,20", value_delimiter = ',')]
+    pub ks: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
+    /// Where image embeddings are cached (default: $XDG_CACHE_HOME/kpl or ~/.cache/kpl).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Where the task's folder spellings are looked up (knowledge/<task>/task.json).
+    #[arg(long, default_value = "knowledge")]
+    pub knowledge: PathBuf,
+    #[command(flatten)]
+    pub kpl: KplArgs,
+}
+
+#[derive(Serialize)]
+struct MethodResult {
+    predictions: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct EvalEmbeddingsOutput {
+    methods: BTreeMap<&'static str, MethodResult>,
+}
+
+fn output_name(method: Method) -> &'static str {
+    match method {
+        Method::TextProxy => "text_proxy",
+        Method::Proxy => "proxy",
+        Method::Kpl => "kpl",
+        Method::InMaP => "inmap",
+    }
+}
+
+fn npz_error(file: &Path, array: &str, e: impl std::fmt::Display) -> Error {
+    Error::Input(format!("{}: array {array}: {e}", file.display()))
+}
+
+fn open_npz(file: &Path) -> Result<NpzReader<std::fs::File>, Error> {
+    let handle = std::fs::File::open(file).map_err(|e| Error::io(file.display(), e))?;
+    NpzReader::new(handle).map_err(|e| Error::Input(format!("{}: not a readable .npz: {e}", file.display())))
+}
+
+fn has_array(npz: &mut NpzReader<std::fs::File>, name: &str) -> bool {
+    npz.names().map(|names| names.iter().any(|n| n == name || n == &format!("{name}.npy"))).unwrap_or(false)
+}
+
+fn matrix(npz: &mut NpzReader<std::fs::File>, file: &Path, name: &str) -> Result<Array2<f32>, Error> {
+    if !has_array(npz, name) {
+        return Err(npz_error(file, name, "missing"));
+    }
+    npz.by_name(name)
+        .or_else(|_| npz.by_name(&format!("{name}.npy")))
+        .map_err(|e| npz_error(file, name, format!("expected a 2-D float32 array ({e})")))
+}
+
+fn vector(npz: &mut NpzReader<std::fs::File>, file: &Path, name: &str) -> Result<Option<Array1<i64>>, Error> {
+    if !has_array(npz, name) {
+        return Ok(None);
+    }
+    npz.by_name(name)
+        .or_else(|_| npz.by_name(&format!("{name}.npy")))
+        .map(Some)
+        .map_err(|e| npz_error(file, name, format!("expected a 1-D int64 array ({e})")))
+}
+
+fn rows_normalized(array: &Array2<f32>, file: &Path, name: &str) -> Result<Vec<Vec<f32>>, Error> {
+    let mut rows = Vec::with_capacity(array.nrows());
+    for (i, row) in array.rows().into_iter().enumerate() {
+        let mut v: Vec<f32> = row.to_vec();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(npz_error(file, name, format!("row {i} contains NaN or infinity")));
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm == 0.0 {
+            return Err(npz_error(file, name, format!("row {i} is all zeros and cannot be normalised")));
+        }
+        v.iter_mut().for_each(|x| *x /= norm);
+        rows.push(v);
+    }
+    Ok(rows)
+}
+
+fn accuracy(predictions: &[usize], labels: &[usize]) -> f64 {
+    let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+    100.0 * correct as f64 / labels.len().max(1) as f64
+}
+
+pub fn eval_embeddings(args: &EvalEmbeddingsArgs) -> Result<i32, Error> {
+    let file = &args.file;
+    let methods: Vec<Method> = if args.method == "all" {
+        Method::ALL.to_vec()
+    } else {
+        vec![Method::from_name(&args.method).ok_or_else(|| {
+            Error::Input(format!("--method {:?}: use text_proxy, proxy, kpl, inmap or all", args.method))
+        })?]
+    };
+    let mut npz = open_npz(file)?;
+    let images = matrix(&mut npz, file, "image_embeddings")?;
+    let descriptions = matrix(&mut npz, file, "description_embeddings")?;
+    let classes = vector(&mut npz, file, "description_class")?
+        .ok_or_else(|| npz_error(file, "description_class", "missing"))?;
+    let labels = vector(&mut npz, file, "labels")?;
+    let d = images.ncols();
+    if descriptions.ncols() != d {
+        return Err(Error::Input(format!(
+            "{}: image_embeddings have d = {d} but description_embeddings have d = {}",
+            file.display(),
+            descriptions.ncols()
+        )));
+    }
+    if images.nrows() == 0 || descriptions.nrows() == 0 {
+        return Err(Error::Input(format!("{}: no images or no descriptions", file.display())));
+    }
+    if classes.len() != descriptions.nrows() {
+        return Err(npz_error(file, "description_class", format!(
+            "has {} entries for {} descriptions", classes.len(), descriptions.nrows()
+        )));
+    }
+    if let Some(bad) = classes.iter().find(|&&c| c < 0) {
+        return Err(npz_error(file, "description_class", format!("negative class index {bad}")));
+    }
+    let num_classes = classes.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+    for c in 0..num_classes {
+        if !classes.iter().any(|&x| x as usize == c) {
+            return Err(npz_error(file, "description_class", format!("class {c} has no descriptions")));
+        }
+    }
+    let labels: Option<Vec<usize>> = match labels {
+        None => None,
+        Some(l) => {
+            if l.len() != images.nrows() {
+                return Err(npz_error(file, "labels", format!("has {} entries for {} images", l.len(), images.nrows())));
+            }
+            if let Some(bad) = l.iter().find(|&&x| x < 0 || x as usize >= num_classes) {
+                return Err(npz_error(file, "labels", format!("label {bad} is not a class (0..{})", num_classes - 1)));
+            }
+            Some(l.iter().map(|&x| x as usize).collect())
+        }
+    };
+    let image_rows = rows_normalized(&images, file, "image_embeddings")?;
+    let description_rows = rows_normalized(&descriptions, file, "description_embeddings")?;
+    let kb = KnowledgeEmbeddings::new(
+        d,
+        (0..num_classes).map(|c| c.to_string()).collect(),
+        description_rows.concat(),
+        classes.iter().map(|&c| c as usize).collect(),
+    )
+    .map_err(|e| engine_error(&file.display().to_string(), e))?;
+    let matrix = Matrix::from_rows(&image_rows).map_err(|e| engine_error(&file.display().to_string(), e))?;
+    let params = args.kpl.params();
+    let mut out = BTreeMap::new();
+    if methods.len() == 4 {
+        let all = kpl_core::run_all(&matrix, &kb, &params).map_err(|e| engine_error(&file.display().to_string(), e))?;
+        for outcome in all.iter() {
+            out.insert(output_name(outcome.method), method_result(&outcome.predictions, labels.as_deref()));
+        }
+    } else {
+        let outcome = kpl_core::run(&matrix, &kb, &params, methods[0])
+            .map_err(|e| engine_error(&file.display().to_string(), e))?;
+        out.insert(output_name(methods[0]), method_result(&outcome.predictions, labels.as_deref()));
+    }
+    print_json(&EvalEmbeddingsOutput { methods: out });
+    Ok(0)
+}
+
+fn method_result(predictions: &[usize], labels: Option<&[usize]>) -> MethodResult {
+    MethodResult { predictions: predictions.to_vec(), accuracy: labels.map(|l| accuracy(predictions, l)) }
+}
+
+/// Embeddings cached by model fingerprint and the exact file list (path, size,
+/// modification time), so a sweep over k never re-encodes.
+struct EmbeddingCache {
+    path: PathBuf,
+}
+
+impl EmbeddingCache {
+    const MAGIC: &'static [u8; 8] = b"KPLEMB\x00\x01";
+
+    fn new(dir: &Path, fingerprint: &str, files: &[PathBuf]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(fingerprint.as_bytes());
+        for file in files {
+            hasher.update(file.display().to_string().as_bytes());
+            if let Ok(meta) = std::fs::metadata(file) {
+                hasher.update(meta.len().to_le_bytes());
+                if let Ok(modified) = meta.modified() {
+                    let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                    hasher.update(secs.to_le_bytes());
+                }
+            }
+        }
+        let key = kpl::clip::hex(&hasher.finalize());
+        Self { path: dir.join(format!("{key}.kplemb")) }
+    }
+
+    fn load(&self, rows: usize, dim: usize) -> Option<Vec<Vec<f32>>> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        let expected = 8 + rows * dim * 4;
+        if bytes.len() != expected || &bytes[..8] != Self::MAGIC {
+            return None;
+        }
+        let values: Vec<f32> =
+            bytes[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some(values.chunks(dim).map(|r| r.to_vec()).collect())
+    }
+
+    fn store(&self, embeddings: &[Vec<f32>]) {
+        let mut bytes = Self::MAGIC.to_vec();
+        for v in embeddings.iter().flatten() {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        // A cache that cannot be written only costs time: warn and go on.
+        let written = self.path.parent().map(std::fs::create_dir_all).transpose().and_then(|_| std::fs::write(&self.path, bytes));
+        if let Err(e) = written {
+            eprintln!("kpl: warning: cannot write the embedding cache {}: {e}", self.path.display());
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("kpl")
+}
+
+#[derive(Serialize)]
+struct MethodScore {
+    accuracy: f64,
+    recall: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize)]
+struct KSweep {
+    k: usize,
+    methods: BTreeMap<&'static str, MethodScore>,
+}
+
+#[derive(Serialize)]
+struct EvalOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<&'static str>,
+    task: String,
+    images: usize,
+    per_class_images: BTreeMap<String, usize>,
+    unmatched_folders: Vec<String>,
+    classes_without_images: Vec<String>,
+    clip: MethodScore,
+    results: Vec<KSweep>,
+}
+
+fn score(predictions: &[usize], labels: &[usize], names: &[String]) -> MethodScore {
+    let mut recall = BTreeMap::new();
+    for (c, name) in names.iter().enumerate() {
+        let total = labels.iter().filter(|&&l| l == c).count();
+        if total > 0 {
+            let hit = predictions.iter().zip(labels).filter(|(&p, &l)| l == c && p == c).count();
+            recall.insert(name.clone(), 100.0 * hit as f64 / total as f64);
+        }
+    }
+    MethodScore { accuracy: accuracy(predictions, labels), recall }
+}
+
+/// Folder name → class index, by the class name or a dataset's folder spelling,
+/// case-insensitively.
+fn match_folder(folder: &str, names: &[String], spellings: &BTreeMap<String, usize>) -> Option<usize> {
+    let lower = folder.to_lowercase();
+    names.iter().position(|n| n.to_lowercase() == lower).or_else(|| spellings.get(&lower).copied())
+}
+
+pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
+    let pipeline = args.model.load()?;
+    let base = load_base(&args.kb, &pipeline, &args.model.model)?;
+    let names = base.class_names();
+    let mut spellings = BTreeMap::new();
+    if let Ok(task) = load_task(&args.knowledge.join(&base.task)) {
+        for dataset in task.datasets.iter().filter(|d| d.matched_by == "folder") {
+            for (class, spelled) in &dataset.class_names {
+                if let Some(c) = names.iter().position(|n| n == class) {
+                    spellings.insert(spelled.to_lowercase(), c);
+                }
+            }
+        }
+    }
+    let entries = std::fs::read_dir(&args.dataset).map_err(|e| Error::io(args.dataset.display(), e))?;
+    let mut folders: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    folders.sort();
+    let mut files = Vec::new();
+    let mut labels = Vec::new();
+    let mut unmatched = Vec::new();
+    for folder in folders {
+        let name = folder.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        match match_folder(&name, &names, &spellings) {
+            Some(c) => {
+                for file in image_files(&folder)? {
+                    files.push(file);
+                    labels.push(c);
+                }
+            }
+            None => unmatched.push(name),
+        }
+    }
+    for name in &unmatched {
+        eprintln!("kpl: warning: folder {name:?} matches no class of {} ({})", base.task, names.join(", "));
+    }
+    let cache = EmbeddingCache::new(
+        &args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        &base.model.fingerprint,
+        &files,
+    );
+    let (embeddings, labels) = match cache.load(files.len(), base.dim) {
+        Some(e) => {
+            eprintln!("kpl: {} image embeddings from the cache {}", e.len(), cache.path.display());
+            (e, labels)
+        }
+        None => {
+            let prepared = prepare_images(&pipeline, &files);
+            let kept: Vec<usize> = {
+                let ok: std::collections::BTreeSet<&String> = prepared.files.iter().collect();
+                files.iter().enumerate().filter(|(_, f)| ok.contains(&f.display().to_string())).map(|(i, _)| i).collect()
+            };
+            let total = prepared.pixels.len();
+            let mut embeddings = Vec::with_capacity(total);
+            for (i, chunk) in prepared.pixels.chunks(8).enumerate() {
+                embeddings.extend(embed_in_batches(&pipeline, chunk)?);
+                eprint!("\rkpl: encoding images {}/{total}", (i * 8 + chunk.len()).min(total));
+            }
+            eprintln!();
+            if prepared.errors.is_empty() {
+                cache.store(&embeddings);
+            }
+            (embeddings, kept.iter().map(|&i| labels[i]).collect())
+        }
+    };
+    if embeddings.len() < 2 {
+        return Err(Error::Input(format!("{}: fewer than 2 readable images in class folders", args.dataset.display())));
+    }
+    let mut per_class = BTreeMap::new();
+    for (c, name) in names.iter().enumerate() {
+        per_class.insert(name.clone(), labels.iter().filter(|&&l| l == c).count());
+    }
+    let without: Vec<String> = per_class.iter().filter(|(_, &n)| n == 0).map(|(k, _)| k.clone()).collect();
+    for name in &without {
+        eprintln!("kpl: warning: class {name:?} has no images in {}", args.dataset.display());
+    }
+    let clip_predictions: Vec<usize> = embeddings
+        .iter()
+        .map(|x| {
+            let cos: Vec<f32> =
+                base.class_prompts.chunks_exact(base.dim).map(|t| t.iter().zip(x).map(|(a, b)| a * b).sum()).collect();
+            cos.iter().enumerate().fold(0, |b, (i, &v)| if v > cos[b] { i } else { b })
+        })
+        .collect();
+    let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
+    let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
+    let mut results = Vec::new();
+    for &k in &args.ks {
+        let all: AllOutcomes = kpl_core::run_all(&matrix, &engine_kb, &args.kpl.params_with_k(k))
+            .map_err(|e| engine_error(&format!("k = {k}"), e))?;
+        let methods = all.iter().map(|o| (output_name(o.method), score(&o.predictions, &labels, &names))).collect();
+        results.push(KSweep { k, methods });
+    }
+    let output = EvalOutput {
+        warning: base.model.random_weights.then_some(super::classify::RANDOM_WEIGHTS_WARNING),
+        task: base.task.clone(),
+        images: embeddings.len(),
+        per_class_images: per_class,
+        unmatched_folders: unmatched,
+        classes_without_images: without,
+        clip: score(&clip_predictions, &labels, &names),
+        results,
+    };
+    if args.json {
+        print_json(&output);
+    } else {
+        print_table(&output);
+    }
+    Ok(0)
+}
+
+fn print_table(output: &EvalOutput) {
+    if let Some(w) = output.warning {
+        println!("WARNING: {w}");
+    }
+    println!("task {} — {} images", output.task, output.images);
+    println!("{:>4}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}", "k", "clip", "text_proxy", "proxy", "kpl", "inmap");
+    for sweep in &output.results {
+        let cell = |m: &str| sweep.methods.get(m).map(|s| format!("{:.2}", s.accuracy)).unwrap_or_default();
+        println!(
+            "{:>4}  {:>10.2}  {:>10}  {:>10}  {:>10}  {:>10}",
+            sweep.k,
+            output.clip.accuracy,
+            cell("text_proxy"),
+            cell("proxy"),
+            cell("kpl"),
+            cell("inmap")
+        );
+    }
+    println!("per-class recall (k = {}):", output.results.last().map(|s| s.k).unwrap_or(0));
+    if let Some(sweep) = output.results.last() {
+        for (class, _) in &output.per_class_images {
+            let r = |m: &str| sweep.methods.get(m).and_then(|s| s.recall.get(class)).map(|v| format!("{v:.1}")).unwrap_or("-".into());
+            let c = output.clip.recall.get(class).map(|v| format!("{v:.1}")).unwrap_or("-".into());
+            println!("  {class:40} clip {c:>6}  text_proxy {:>6}  kpl {:>6}  inmap {:>6}", r("text_proxy"), r("kpl"), r("inmap"));
+        }
+    }
+}

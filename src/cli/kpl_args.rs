@@ -1,0 +1,49 @@
+//! The KPL hyperparameters as command-line options (defaults from the reference).
+
+use clap::Args;
+use kpl_core::KplParams;
+
+#[derive(Debug, Clone, Args)]
+pub struct KplArgs {
+    /// Descriptions retrieved per class.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    /// Temperature of the pseudo-labels.
+    #[arg(long, default_value_t = 0.01)]
+    pub tau_t: f64,
+    /// Temperature of proxy learning.
+    #[arg(long, default_value_t = 0.04)]
+    pub tau_i: f64,
+    /// Rows whose largest pseudo-label exceeds this become one-hot.
+    #[arg(long, default_value_t = 0.6)]
+    pub alpha: f64,
+    /// Class-marginal exponent of the optimal transport (0: uniform).
+    #[arg(long, default_value_t = 0.0)]
+    pub gamma: f64,
+    #[arg(long, default_value_t = 20)]
+    pub iters_ot: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub iters_proxy: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub lr: f64,
+}
+
+impl KplArgs {
+    pub fn params(&self) -> KplParams {
+        self.params_with_k(self.k)
+    }
+
+    pub fn params_with_k(&self, k: usize) -> KplParams {
+        KplParams {
+            k,
+            tau_t: self.tau_t,
+            tau_i: self.tau_i,
+            alpha: self.alpha,
+            gamma: self.gamma,
+            iters_ot: self.iters_ot,
+            iters_proxy: self.iters_proxy,
+            lr: self.lr,
+            ..KplParams::default()
+        }
+    }
+}

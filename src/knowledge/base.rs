@@ -1,0 +1,308 @@
+//! The knowledge embedding base file (`.kplkb`): a task's descriptions embedded
+//! by one model's text encoder, so classification needs no text encoder.
+//!
+//! Layout (all integers little-endian), format version 1:
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 8 | magic `KPLKB\r\n\x1a` (a text-mode transfer that rewrites line ends breaks it visibly) |
+//! | 4 | format version, u32 |
+//! | 4 | header length H, u32 |
+//! | H | header, UTF-8 JSON (`Header` below) |
+//! | rest | payload: the sections the header lists, in order, row-major |
+//!
+//! Sections: `descriptions` (one row per description, classes in order),
+//! `class_prompts` (one row per class: "a photo of a {class}."), and after
+//! `kpl fit` also `proxies` (one learned proxy per class, always f32).
+//! The header carries the SHA-256 of the payload and the fingerprint of the
+//! model that made it; loading checks both.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::task::{Task, TaskClass};
+use crate::clip::hex;
+use crate::error::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"KPLKB\r\n\x1a";
+pub const FORMAT_VERSION: u32 = 1;
+/// A header larger than this is not a header (protects against absurd lengths).
+const MAX_HEADER: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDtype {
+    F16,
+    F32,
+}
+
+impl StorageDtype {
+    fn bytes(self) -> usize {
+        match self {
+            StorageDtype::F16 => 2,
+            StorageDtype::F32 => 4,
+        }
+    }
+}
+
+/// Which model made a base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStamp {
+    pub fingerprint: String,
+    pub name: String,
+    pub random_weights: bool,
+}
+
+/// Proxies learned by `kpl fit` on an unlabelled pool, for inductive use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitInfo {
+    pub method: String,
+    pub pool_size: usize,
+    pub k: usize,
+    pub params: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Section {
+    name: String,
+    rows: usize,
+    dtype: StorageDtype,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Header {
+    task: String,
+    #[serde(default)]
+    title: String,
+    prompt_template: String,
+    classes: Vec<TaskClass>,
+    dim: usize,
+    model: ModelStamp,
+    sections: Vec<Section>,
+    #[serde(default)]
+    fit: Option<FitInfo>,
+    payload_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnowledgeBase {
+    pub task: String,
+    pub title: String,
+    pub prompt_template: String,
+    pub classes: Vec<TaskClass>,
+    pub dim: usize,
+    pub model: ModelStamp,
+    /// Rows in class order, `class_of[i]` the class of row i.
+    pub descriptions: Vec<f32>,
+    pub class_of: Vec<usize>,
+    pub class_prompts: Vec<f32>,
+    pub proxies: Option<(Vec<f32>, FitInfo)>,
+    pub dtype: StorageDtype,
+}
+
+fn encode(values: &[f32], dtype: StorageDtype, out: &mut Vec<u8>) {
+    match dtype {
+        StorageDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        StorageDtype::F16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&half::f16::from_f32(*v).to_bits().to_le_bytes())),
+    }
+}
+
+fn decode(bytes: &[u8], dtype: StorageDtype) -> Vec<f32> {
+    match dtype {
+        StorageDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        StorageDtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+            .collect(),
+    }
+}
+
+impl KnowledgeBase {
+    pub fn from_task_embeddings(
+        task: &Task,
+        model: ModelStamp,
+        dim: usize,
+        descriptions: Vec<f32>,
+        class_prompts: Vec<f32>,
+        dtype: StorageDtype,
+    ) -> Self {
+        let class_of = task
+            .classes
+            .iter()
+            .enumerate()
+            .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
+            .collect();
+        Self {
+            task: task.name.clone(),
+            title: task.title.clone(),
+            prompt_template: task.prompt_template.clone(),
+            classes: task.classes.clone(),
+            dim,
+            model,
+            descriptions,
+            class_of,
+            class_prompts,
+            proxies: None,
+            dtype,
+        }
+    }
+
+    pub fn class_names(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The text of description row `row`.
+    pub fn description_text(&self, row: usize) -> &str {
+        let class = self.class_of[row];
+        let first = self.class_of.iter().position(|&c| c == class).unwrap_or(0);
+        &self.classes[class].descriptions[row - first]
+    }
+
+    /// The embeddings in the form the KPL engine takes.
+    pub fn engine_embeddings(&self) -> std::result::Result<kpl_core::KnowledgeEmbeddings, kpl_core::KplError> {
+        kpl_core::KnowledgeEmbeddings::new(self.dim, self.class_names(), self.descriptions.clone(), self.class_of.clone())
+    }
+
+    /// An error unless `fingerprint` is the model that built this base.
+    pub fn check_model(&self, fingerprint: &str, base_name: &str, model_name: &str) -> Result<()> {
+        if self.model.fingerprint != fingerprint {
+            return Err(Error::model(
+                base_name,
+                format!(
+                    "this knowledge base was built with another model ({}, fingerprint {}…), not with {model_name} \
+                     (fingerprint {}…); rebuild it with `kpl build-kb --model {model_name}`",
+                    self.model.name,
+                    &self.model.fingerprint[..12.min(self.model.fingerprint.len())],
+                    &fingerprint[..12.min(fingerprint.len())]
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut sections = vec![
+            Section { name: "descriptions".into(), rows: self.class_of.len(), dtype: self.dtype },
+            Section { name: "class_prompts".into(), rows: self.classes.len(), dtype: self.dtype },
+        ];
+        let mut payload = Vec::new();
+        encode(&self.descriptions, self.dtype, &mut payload);
+        encode(&self.class_prompts, self.dtype, &mut payload);
+        if let Some((proxies, _)) = &self.proxies {
+            sections.push(Section { name: "proxies".into(), rows: self.classes.len(), dtype: StorageDtype::F32 });
+            encode(proxies, StorageDtype::F32, &mut payload);
+        }
+        let header = Header {
+            task: self.task.clone(),
+            title: self.title.clone(),
+            prompt_template: self.prompt_template.clone(),
+            classes: self.classes.clone(),
+            dim: self.dim,
+            model: self.model.clone(),
+            sections,
+            fit: self.proxies.as_ref().map(|(_, info)| info.clone()),
+            payload_sha256: hex(&Sha256::digest(&payload)),
+        };
+        let header = serde_json::to_vec(&header).expect("serialisable header");
+        let mut out = Vec::with_capacity(16 + header.len() + payload.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Parses and verifies a base; `name` names the file in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
+        let bad = |m: String| Error::model(name, m);
+        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+            return Err(bad("not a KPL knowledge base (.kplkb): wrong magic bytes".into()));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version > FORMAT_VERSION {
+            return Err(bad(format!(
+                "knowledge base format version {version} is newer than this kpl reads ({FORMAT_VERSION}); update kpl"
+            )));
+        }
+        if version == 0 {
+            return Err(bad("knowledge base format version 0 does not exist".into()));
+        }
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+        if header_len > MAX_HEADER || 16 + header_len > bytes.len() {
+            return Err(bad(format!("truncated: the header claims {header_len} bytes, the file has {}", bytes.len())));
+        }
+        let header: Header = serde_json::from_slice(&bytes[16..16 + header_len])
+            .map_err(|e| bad(format!("malformed header: {e}")))?;
+        let payload = &bytes[16 + header_len..];
+        if hex(&Sha256::digest(payload)) != header.payload_sha256 {
+            return Err(bad("corrupt or truncated: the payload's SHA-256 does not match the header".into()));
+        }
+        let dim = header.dim;
+        let total_descriptions: usize = header.classes.iter().map(|c| c.descriptions.len()).sum();
+        if dim == 0 || header.classes.is_empty() {
+            return Err(bad("the header has no classes or a zero embedding dimension".into()));
+        }
+        let mut offset = 0usize;
+        let mut descriptions = None;
+        let mut class_prompts = None;
+        let mut proxies = None;
+        for section in &header.sections {
+            let len = section
+                .rows
+                .checked_mul(dim)
+                .and_then(|n| n.checked_mul(section.dtype.bytes()))
+                .filter(|&n| offset + n <= payload.len())
+                .ok_or_else(|| bad(format!("section {} does not fit the payload", section.name)))?;
+            let values = decode(&payload[offset..offset + len], section.dtype);
+            offset += len;
+            let expected_rows = if section.name == "descriptions" { total_descriptions } else { header.classes.len() };
+            if section.rows != expected_rows {
+                return Err(bad(format!(
+                    "section {} has {} rows, expected {expected_rows}",
+                    section.name, section.rows
+                )));
+            }
+            match section.name.as_str() {
+                "descriptions" => descriptions = Some((values, section.dtype)),
+                "class_prompts" => class_prompts = Some(values),
+                "proxies" => proxies = Some(values),
+                _ => {} // Unknown sections from a compatible writer are skipped.
+            }
+        }
+        if offset != payload.len() {
+            return Err(bad(format!("{} bytes after the last section", payload.len() - offset)));
+        }
+        let (descriptions, dtype) = descriptions.ok_or_else(|| bad("no descriptions section".into()))?;
+        let class_prompts = class_prompts.ok_or_else(|| bad("no class_prompts section".into()))?;
+        if descriptions.iter().chain(&class_prompts).any(|v| !v.is_finite()) {
+            return Err(bad("embeddings contain NaN or infinite values".into()));
+        }
+        let proxies = match (proxies, header.fit) {
+            (Some(p), Some(info)) => Some((p, info)),
+            (None, None) => None,
+            _ => return Err(bad("proxies and their fit information must come together".into())),
+        };
+        let class_of = header
+            .classes
+            .iter()
+            .enumerate()
+            .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
+            .collect();
+        Ok(Self {
+            task: header.task,
+            title: header.title,
+            prompt_template: header.prompt_template,
+            classes: header.classes,
+            dim,
+            model: header.model,
+            descriptions,
+            class_of,
+            class_prompts,
+            proxies,
+            dtype,
+        })
+    }
+}

@@ -1,0 +1,132 @@
+// Shared by the browser tests: start scripts/serve.mjs on a free port, launch
+// headless Chromium (system package, driven by playwright-core), clean up.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FIXTURES = path.join(REPO, 'tests', 'fixtures');
+export const OUT = path.join(REPO, 'tests', 'browser', 'out');
+
+export const CSP =
+  "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; " +
+  "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self'; object-src 'none'; " +
+  "base-uri 'none'; frame-ancestors 'self'";
+
+export function readReference() {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference.json'), 'utf8'));
+}
+
+/**
+ * Starts the server (`--port 0`, so the OS picks a free port) and resolves once it
+ * prints its URL. `close()` stops it.
+ */
+export async function startServer({ model = 'tests/fixtures/tiny-quickgelu-f32', test = true } = {}) {
+  const args = [path.join(REPO, 'scripts', 'serve.mjs'), '--port', '0', '--model', model];
+  if (test) args.push('--test');
+  const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve.mjs did not start:\n${output}`)), 15000);
+    const onData = (chunk) => {
+      output += chunk;
+      const m = /serving (http:\/\/127\.0\.0\.1:\d+)\//.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', (chunk) => (output += chunk));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve.mjs exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    url,
+    output: () => output,
+    close: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+      }),
+  };
+}
+
+export function chromiumPath() {
+  const candidates = [process.env.CHROMIUM, '/usr/bin/chromium', '/usr/lib/chromium/chromium'].filter(Boolean);
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) throw new Error(`no Chromium found (tried ${candidates.join(', ')}); run \`make setup\``);
+  return found;
+}
+
+/** Launches headless Chromium with a fresh profile; `close()` removes the profile too. */
+export async function launchBrowser({ viewport = { width: 1000, height: 800 } } = {}) {
+  const { chromium } = await import('playwright-core');
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'kpl-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath(),
+    headless: true,
+    viewport,
+    deviceScaleFactor: 1,
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-dev-shm-usage',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--enable-unsafe-webgpu',
+    ],
+  });
+  return {
+    context,
+    close: async () => {
+      await context.close().catch(() => {});
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs the native CLI and returns its parsed JSON output. */
+export function runNative(args) {
+  const exe = path.join(REPO, 'target', 'release', 'kpl');
+  if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run \`make native\``);
+  const r = spawnSync(exe, args, { cwd: REPO, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) {
+    throw new Error(`kpl ${args.join(' ')} exited with ${r.status}:\n${r.stderr}${r.stdout}`);
+  }
+  try {
+    return JSON.parse(r.stdout);
+  } catch (e) {
+    throw new Error(`kpl ${args.join(' ')} printed no JSON (${e.message}):\n${r.stdout.slice(0, 500)}\n${r.stderr}`);
+  }
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export function cosine(a, b) {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return dot / Math.sqrt(na * nb);
+}
