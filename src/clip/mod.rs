@@ -118,7 +118,7 @@ impl ClipModel {
 fn describe_load_error(e: &candle_core::Error) -> String {
     let text = e.to_string();
     let first_line = text.lines().next().unwrap_or(&text).to_string();
-    if first_line.contains("cannot find tensor") {
+    if first_line.contains("cannot find tensor") || first_line.contains("not found") {
         format!("missing tensor: {first_line}")
     } else if first_line.contains("shape mismatch") {
         format!("wrongly shaped tensor: {first_line}")

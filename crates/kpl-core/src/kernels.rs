@@ -124,14 +124,31 @@ pub fn dot_f32_f64(x: &[f32], y: &[f32]) -> f64 {
 /// (Rust never allows it), and its SLP vectoriser treats hand-unrolled lanes
 /// unpredictably. With the panel transposed, the innermost loop is instead an
 /// element-wise update across images, which the loop vectoriser handles the same way
-/// every time. Each score is still summed over k in plain order, so the result does
-/// not depend on the panel width or on the target.
-#[inline(never)]
+/// every time. Four values of k are combined per update (a fixed tree) so each load and
+/// store of a score carries eight flops. The order of the sums does not depend on the
+/// panel width or on the vector width, so every target gets the same bits.
+#[inline(always)]
 pub fn panel_scores<R: Real>(xt: &[R], nb: usize, w: &[R], d: usize, s: &mut [R]) {
     let c = w.len() / d;
     let s = &mut s[..c * nb];
+    let xt = &xt[..d * nb];
     s.iter_mut().for_each(|v| *v = R::ZERO);
-    for (k, xk) in xt.chunks_exact(nb).take(d).enumerate() {
+    let full = d - d % 4;
+    for k in (0..full).step_by(4) {
+        let x0 = &xt[k * nb..(k + 1) * nb];
+        let x1 = &xt[(k + 1) * nb..(k + 2) * nb];
+        let x2 = &xt[(k + 2) * nb..(k + 3) * nb];
+        let x3 = &xt[(k + 3) * nb..(k + 4) * nb];
+        for (j, sj) in s.chunks_exact_mut(nb).enumerate() {
+            let wj = &w[j * d + k..j * d + k + 4];
+            let (w0, w1, w2, w3) = (wj[0], wj[1], wj[2], wj[3]);
+            for i in 0..sj.len() {
+                sj[i] += (w0 * x0[i] + w1 * x1[i]) + (w2 * x2[i] + w3 * x3[i]);
+            }
+        }
+    }
+    for k in full..d {
+        let xk = &xt[k * nb..(k + 1) * nb];
         for (j, sj) in s.chunks_exact_mut(nb).enumerate() {
             let wk = w[j * d + k];
             for (a, &x) in sj.iter_mut().zip(xk) {
@@ -144,7 +161,7 @@ pub fn panel_scores<R: Real>(xt: &[R], nb: usize, w: &[R], d: usize, s: &mut [R]
 /// `g += Σ_r coef[r] · x_r` for `NR` rows at once (each at least `g.len()` long): `g`
 /// is loaded and stored once per block of rows instead of once per row. Element-wise
 /// over `k`, so the loop vectoriser handles it; the row terms are added as a fixed tree.
-#[inline(never)]
+#[inline(always)]
 pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &mut [R]) {
     let d = g.len();
     let xs: [&[R]; NR] = core::array::from_fn(|r| &xs[r][..d]);

@@ -76,41 +76,20 @@ fn fit_loop<R: Real>(
     hardened_rows: usize,
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
-    let tau = params.tau_i;
-    let panels: Vec<R> = pack_panels(images);
-    let mut rows = vec![R::ZERO; 4 * d];
+    let mut ws = Workspace {
+        panels: pack_panels(images),
+        rows: vec![R::ZERO; 4 * d],
+        scores: vec![R::ZERO; c * PANEL],
+        coef: vec![R::ZERO; PANEL * c],
+        z: vec![0.0f64; c],
+    };
     let mut g = vec![R::ZERO; c * d];
-    let mut s = vec![R::ZERO; c * PANEL];
-    let mut coef = vec![R::ZERO; PANEL * c];
-    let mut z = vec![0.0f64; c];
     let mut lr = params.lr;
     let mut prev = f64::INFINITY;
     let mut halvings = 0;
     let mut grad_norm = 0.0;
     for _ in 0..params.iters_proxy {
-        g.iter_mut().for_each(|v| *v = R::ZERO);
-        for (pi, xt) in panels.chunks_exact(PANEL * d).enumerate() {
-            let i0 = pi * PANEL;
-            let nb = PANEL.min(n - i0);
-            kernels::panel_scores(xt, PANEL, &w, d, &mut s);
-            for r in 0..nb {
-                let i = i0 + r;
-                let mut m = f64::NEG_INFINITY;
-                for (j, zj) in z.iter_mut().enumerate() {
-                    *zj = s[j * PANEL + r].to_f64() / tau;
-                    m = m.max(*zj);
-                }
-                let mut sum = 0.0;
-                for zj in z.iter_mut() {
-                    *zj = detmath::exp(*zj - m);
-                    sum += *zj;
-                }
-                for j in 0..c {
-                    coef[r * c + j] = R::from_f64(z[j] / sum - p[i * c + j]);
-                }
-            }
-            gradient_of_panel(images, i0, nb, &coef, &mut g, &mut rows);
-        }
+        dispatch::gradient_pass(images, &w, p, params.tau_i, &mut ws, &mut g);
         grad_norm = g.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
         if grad_norm > prev {
             lr /= 2.0;
@@ -141,31 +120,80 @@ fn fit_loop<R: Real>(
     }
 }
 
-/// Images per panel. The panel (PANEL × d floats) is read once per iteration for the
+/// Images per panel. A panel (PANEL × d values) is read once per iteration for the
 /// scores, then its rows are read again, still in cache, for the gradient.
-const PANEL: usize = 32;
+const PANEL: usize = 64;
 
-/// X repacked as panels of PANEL consecutive images, each stored transposed (d ×
-/// PANEL, image index fastest); the last panel is padded with zero images. Packed once
-/// per fit: X does not change during proxy learning.
+/// Buffers reused across iterations.
+pub(crate) struct Workspace<R> {
+    /// X repacked as consecutive panels of PANEL images (the last may be narrower),
+    /// each stored transposed: the panel starting at image i0 with width nb holds
+    /// x_{i0+r}[k] at i0·d + k·nb + r. Packed once per fit: X does not change.
+    panels: Vec<R>,
+    rows: Vec<R>,
+    scores: Vec<R>,
+    coef: Vec<R>,
+    z: Vec<f64>,
+}
+
 fn pack_panels<R: Real>(images: &Matrix) -> Vec<R> {
     let (n, d) = (images.rows(), images.cols());
-    let count = n.div_ceil(PANEL);
-    let mut out = vec![R::ZERO; count * PANEL * d];
+    let mut out = vec![R::ZERO; n * d];
     for (i, x) in images.iter_rows().enumerate() {
-        let base = (i / PANEL) * PANEL * d;
-        let r = i % PANEL;
+        let i0 = i - i % PANEL;
+        let nb = PANEL.min(n - i0);
+        let r = i - i0;
         for (k, &v) in x.iter().enumerate() {
-            out[base + k * PANEL + r] = R::from_f32(v);
+            out[i0 * d + k * nb + r] = R::from_f32(v);
         }
     }
     out
+}
+
+/// One pass over X: `g = Xᵀ (softmax_rows(X Wᵀ / tau) − P)`, panel by panel.
+#[inline(always)]
+pub(crate) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+    let (n, d) = (images.rows(), images.cols());
+    let c = w.len() / d;
+    g.iter_mut().for_each(|v| *v = R::ZERO);
+    let mut i0 = 0;
+    while i0 < n {
+        let nb = PANEL.min(n - i0);
+        kernels::panel_scores(&ws.panels[i0 * d..(i0 + nb) * d], nb, w, d, &mut ws.scores);
+        panel_coefficients(&ws.scores, nb, &p[i0 * c..(i0 + nb) * c], tau, &mut ws.z, &mut ws.coef);
+        gradient_of_panel(images, i0, nb, &ws.coef, g, &mut ws.rows);
+        i0 += nb;
+    }
+}
+
+/// `coef[r, j] = softmax_j(scores[·, r] / tau) − p[r, j]` for the `nb` images of a
+/// panel (`scores` is C × nb, `p` and `coef` are nb × C). Scalar code; kept out of line
+/// so the vectorised kernels around it are compiled in a small, predictable context.
+#[inline(never)]
+fn panel_coefficients<R: Real>(scores: &[R], nb: usize, p: &[f64], tau: f64, z: &mut [f64], coef: &mut [R]) {
+    let c = z.len();
+    for r in 0..nb {
+        let mut m = f64::NEG_INFINITY;
+        for (j, zj) in z.iter_mut().enumerate() {
+            *zj = scores[j * nb + r].to_f64() / tau;
+            m = m.max(*zj);
+        }
+        let mut sum = 0.0;
+        for zj in z.iter_mut() {
+            *zj = detmath::exp(*zj - m);
+            sum += *zj;
+        }
+        for j in 0..c {
+            coef[r * c + j] = R::from_f64(z[j] / sum - p[r * c + j]);
+        }
+    }
 }
 
 /// `g_j += Σ_r coef[r, j] · x_{i0 + r}` over the `nb` images of a panel, read from the
 /// row-major matrix (their gradient terms are element-wise along d there), four rows
 /// per kernel call. In f64 runs each block of four rows is converted once into `rows`
 /// and reused for every class.
+#[inline(always)]
 fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R], g: &mut [R], rows: &mut [R]) {
     let d = images.cols();
     let c = g.len() / d;
@@ -186,5 +214,44 @@ fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R],
             kernels::axpy_rows(&[coef[r * c + j]], &[row], &mut g[j * d..(j + 1) * d]);
         }
         r += 1;
+    }
+}
+
+/// Where the gradient pass runs. The default build has one portable version. With the
+/// optional `simd-dispatch` feature on x86_64, the same source is also compiled for
+/// AVX2 and AVX-512 and picked at run time. That cannot change a result: the kernels'
+/// arithmetic is element-wise with a fixed order, so vector width only changes how
+/// many elements go per instruction, and Rust never fuses a multiply and an add.
+mod dispatch {
+    use super::*;
+
+    #[cfg(not(all(feature = "simd-dispatch", target_arch = "x86_64")))]
+    pub(super) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+        super::gradient_pass(images, w, p, tau, ws, g)
+    }
+
+    #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
+    pub(super) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            unsafe { avx512(images, w, p, tau, ws, g) }
+        } else if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            unsafe { avx2(images, w, p, tau, ws, g) }
+        } else {
+            super::gradient_pass(images, w, p, tau, ws, g)
+        }
+    }
+
+    #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+        super::gradient_pass(images, w, p, tau, ws, g)
+    }
+
+    #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+        super::gradient_pass(images, w, p, tau, ws, g)
     }
 }

@@ -1,0 +1,399 @@
+//! The `kpl` command line end to end: output contracts, batches that keep the
+//! good files' results, and clear errors (naming the file) for hostile input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const MODEL: &str = "tiny-quickgelu-f32";
+
+fn kpl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kpl")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn model_dir() -> String {
+    fixtures().join(MODEL).display().to_string()
+}
+
+fn image(name: &str) -> String {
+    fixtures().join("images").join(name).display().to_string()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kpl-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A writable copy of a fixture model (symlinks resolved).
+fn copy_model(tag: &str) -> PathBuf {
+    let dir = temp_dir(tag);
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(fixtures().join(MODEL).join(name), dir.join(name)).unwrap();
+    }
+    dir
+}
+
+fn assert_fails_naming(out: &Output, file: &str, reason: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected failure for {file}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(file), "stderr does not name {file}: {err}");
+    assert!(err.to_lowercase().contains(&reason.to_lowercase()), "stderr does not say {reason:?}: {err}");
+}
+
+#[test]
+fn embed_image_prints_normalised_embeddings_in_order() {
+    let reference = reference();
+    let files = ["grey_80x120.png", "rgb_97x61.png", "rgba_64x48.png"];
+    let paths: Vec<String> = files.iter().map(|f| image(f)).collect();
+    let mut args = vec!["embed-image", "--model", &*Box::leak(model_dir().into_boxed_str())];
+    args.extend(paths.iter().map(|s| s.as_str()));
+    let out = kpl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    let embeddings = json["embeddings"].as_array().unwrap();
+    assert_eq!(embeddings.len(), 3);
+    for (entry, (file, path)) in embeddings.iter().zip(files.iter().zip(&paths)) {
+        assert_eq!(entry["file"].as_str().unwrap(), path);
+        let ours = floats(&entry["embedding"]);
+        let norm: f32 = ours.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+        let theirs = reference["models"][MODEL]["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["file"].as_str().unwrap().ends_with(file))
+            .unwrap();
+        assert!(cosine(&ours, &floats(&theirs["embedding"])) >= 0.999);
+    }
+}
+
+#[test]
+fn a_batch_with_bad_files_keeps_the_good_results() {
+    let dir = temp_dir("batch");
+    let png = std::fs::read(fixtures().join("images/rgb_97x61.png")).unwrap();
+    let truncated = dir.join("truncated.png");
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+    let random = dir.join("random.png");
+    std::fs::write(&random, (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    let empty = dir.join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    let missing = dir.join("does-not-exist.png");
+    let good = image("rgb_97x61.png");
+    let model = model_dir();
+    let names: Vec<String> = [&truncated, &random, &empty, &missing].iter().map(|p| p.display().to_string()).collect();
+    let out = kpl(&["embed-image", "--model", &model, &names[0], &good, &names[1], &names[2], &names[3]]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = stdout_json(&out);
+    let embeddings = json["embeddings"].as_array().unwrap();
+    assert_eq!(embeddings.len(), 1);
+    assert_eq!(embeddings[0]["file"].as_str().unwrap(), good);
+    assert_fails_naming(&out, &names[0], "decode");
+    assert_fails_naming(&out, &names[1], "not a supported image format");
+    assert_fails_naming(&out, &names[2], "empty");
+    assert_fails_naming(&out, &names[3], "no such file");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out
+}
+
+#[test]
+fn a_40000_square_png_is_refused_from_its_header() {
+    let dir = temp_dir("huge");
+    let mut ihdr = 40000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&40000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(png_chunk(b"IEND", &[]));
+    let huge = dir.join("huge.png");
+    std::fs::write(&huge, png).unwrap();
+    let name = huge.display().to_string();
+    let out = kpl(&["classify", "--model", &model_dir(), "--labels", "normal,pneumonia", &name, &image("rgb_97x61.png")]);
+    assert_fails_naming(&out, &name, "megapixels");
+    assert!(stderr(&out).contains("--max-megapixels"));
+    assert_eq!(stdout_json(&out)["results"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn classify_matches_reference_probabilities() {
+    let reference = reference();
+    let case = &reference["models"][MODEL]["classify"][0];
+    let file = fixtures().join(case["file"].as_str().unwrap()).display().to_string();
+    let labels: Vec<&str> = case["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let out = kpl(&["classify", "--model", &model_dir(), "--labels", &labels.join(","), &file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert!(json["warning"].as_str().unwrap().contains("RANDOM"));
+    let result = &json["results"][0];
+    assert_eq!(result["method"], "clip");
+    let probs: Vec<f32> = labels.iter().map(|l| result["scores"][l].as_f64().unwrap() as f32).collect();
+    assert!(max_abs_diff(&probs, &floats(&case["probs"])) < 1e-3, "{probs:?}");
+}
+
+#[test]
+fn embed_text_matches_reference() {
+    let reference = reference();
+    let text = &reference["models"][MODEL]["texts"][0];
+    let out = kpl(&["embed-text", "--model", &model_dir(), text["text"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["embeddings"][0]["text"], text["text"]);
+    assert!(max_abs_diff(&floats(&json["embeddings"][0]["embedding"]), &floats(&text["embedding"])) <= 1e-4);
+}
+
+#[test]
+fn broken_model_folders_give_clear_errors() {
+    let good = image("rgb_97x61.png");
+    let empty = temp_dir("empty-model");
+    let out = kpl(&["embed-image", "--model", &empty.display().to_string(), &good]);
+    assert_fails_naming(&out, "config.json", "missing");
+
+    let malformed = copy_model("malformed");
+    std::fs::write(malformed.join("config.json"), "{ not json").unwrap();
+    let out = kpl(&["embed-image", "--model", &malformed.display().to_string(), &good]);
+    assert_fails_naming(&out, "config.json", "not a usable CLIP config.json");
+
+    let no_width = copy_model("no-width");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(no_width.join("config.json")).unwrap()).unwrap();
+    config["vision_config"].as_object_mut().unwrap().remove("hidden_size");
+    std::fs::write(no_width.join("config.json"), config.to_string()).unwrap();
+    let out = kpl(&["embed-image", "--model", &no_width.display().to_string(), &good]);
+    assert_fails_naming(&out, "config.json", "hidden_size");
+
+    let truncated = copy_model("truncated");
+    let weights = std::fs::read(truncated.join("model.safetensors")).unwrap();
+    std::fs::write(truncated.join("model.safetensors"), &weights[..weights.len() / 3]).unwrap();
+    let out = kpl(&["embed-image", "--model", &truncated.display().to_string(), &good]);
+    assert_fails_naming(&out, "model.safetensors", "safetensors");
+
+    for (tag, edit, reason) in [
+        ("missing-tensor", "drop", "vision_model.post_layernorm.weight"),
+        ("bad-shape", "reshape", "vision_model.post_layernorm.weight"),
+    ] {
+        let dir = copy_model(tag);
+        rewrite_tensor(&dir.join("model.safetensors"), "vision_model.post_layernorm.weight", edit);
+        let out = kpl(&["embed-image", "--model", &dir.display().to_string(), &good]);
+        assert_fails_naming(&out, "model.safetensors", reason);
+        assert!(stderr(&out).contains(if edit == "drop" { "missing tensor" } else { "wrongly shaped" }), "{}", stderr(&out));
+    }
+}
+
+fn rewrite_tensor(path: &Path, name: &str, edit: &str) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let short = vec![0u8; 4 * 3];
+    let mut views: Vec<(String, TensorView)> = Vec::new();
+    for (n, view) in tensors.tensors() {
+        if n == name {
+            if edit == "reshape" {
+                views.push((n, TensorView::new(Dtype::F32, vec![3], &short).unwrap()));
+            }
+            continue;
+        }
+        views.push((n, view));
+    }
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn knowledge_base_round_trip_fit_and_eval() {
+    let dir = temp_dir("kb");
+    let kb = dir.join("pneumonia.kplkb").display().to_string();
+    let model = model_dir();
+    let out = kpl(&["build-kb", "--model", &model, "knowledge/chest-xray-pneumonia", "-o", &kb]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // One image without proxies: single-image retrieval with evidence.
+    let out = kpl(&["classify", "--model", &model, "--kb", &kb, &image("rgb_97x61.png")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    let result = &json["results"][0];
+    assert_eq!(result["method"], "single-image");
+    assert!(["normal", "pneumonia"].contains(&result["label"].as_str().unwrap()));
+    assert_eq!(result["evidence"].as_array().unwrap().len(), 5);
+
+    // Several images: transductive KPL.
+    let images: Vec<String> = ["rgb_97x61.png", "grey_80x120.png", "rgba_64x48.png", "small_30x40.png"].iter().map(|f| image(f)).collect();
+    let mut args = vec!["classify", "--model", model.as_str(), "--kb", kb.as_str()];
+    args.extend(images.iter().map(|s| s.as_str()));
+    let json = stdout_json(&kpl(&args));
+    assert!(json["results"].as_array().unwrap().iter().all(|r| r["method"] == "kpl"));
+
+    // A labelled folder, evaluated twice: the second run reads the cache.
+    let data = dir.join("data");
+    for (class, files) in [("NORMAL", ["rgb_97x61.png", "grey_80x120.png"]), ("PNEUMONIA", ["rgba_64x48.png", "small_30x40.png"])] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for f in files {
+            std::fs::copy(fixtures().join("images").join(f), data.join(class).join(f)).unwrap();
+        }
+    }
+    std::fs::create_dir_all(data.join("unrelated")).unwrap();
+    let cache = dir.join("cache").display().to_string();
+    let data_s = data.display().to_string();
+    let eval_args = ["eval", "--model", &model, "--kb", &kb, &data_s, "--k", "5,8", "--json", "--cache-dir", &cache];
+    let out = kpl(&eval_args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    assert_eq!(json["images"], 4);
+    assert_eq!(json["unmatched_folders"], serde_json::json!(["unrelated"]));
+    assert_eq!(json["results"].as_array().unwrap().len(), 2);
+    for method in ["text_proxy", "proxy", "kpl", "inmap"] {
+        let acc = json["results"][1]["methods"][method]["accuracy"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&acc));
+    }
+    let again = kpl(&eval_args);
+    assert!(stderr(&again).contains("from the cache"), "{}", stderr(&again));
+    assert_eq!(stdout_json(&again)["results"], json["results"]);
+
+    // Fit on the pool, then one image is classified inductively.
+    let fitted = dir.join("fitted.kplkb").display().to_string();
+    let out = kpl(&["fit", "--model", &model, "--kb", &kb, &data_s, "-o", &fitted, "--iters-proxy", "200"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&kpl(&["classify", "--model", &model, "--kb", &fitted, &image("grey_80x120.png")]));
+    assert_eq!(json["results"][0]["method"], "proxies");
+
+    // Another model's base is refused, naming the base.
+    let other = fixtures().join("tiny-gelu-f16").display().to_string();
+    let out = kpl(&["classify", "--model", &other, "--kb", &kb, &image("rgb_97x61.png")]);
+    assert_fails_naming(&out, &kb, "another model");
+
+    // A corrupted base fails its hash check.
+    let mut bytes = std::fs::read(&kb).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x55;
+    let corrupt = dir.join("corrupt.kplkb");
+    std::fs::write(&corrupt, bytes).unwrap();
+    let corrupt = corrupt.display().to_string();
+    let out = kpl(&["classify", "--model", &model, "--kb", &corrupt, &image("rgb_97x61.png")]);
+    assert_fails_naming(&out, &corrupt, "SHA-256");
+}
+
+fn write_npz(path: &Path, arrays: Vec<(&str, NpzArray)>) {
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(path).unwrap());
+    for (name, array) in arrays {
+        match array {
+            NpzArray::F32(a) => npz.add_array(name, &a).unwrap(),
+            NpzArray::F64(a) => npz.add_array(name, &a).unwrap(),
+            NpzArray::I64(a) => npz.add_array(name, &a).unwrap(),
+        }
+    }
+    npz.finish().unwrap();
+}
+
+enum NpzArray {
+    F32(ndarray::Array2<f32>),
+    F64(ndarray::Array2<f64>),
+    I64(ndarray::Array1<i64>),
+}
+
+/// Two clusters of images near two groups of descriptions.
+fn synthetic(n: usize, d: usize) -> (ndarray::Array2<f32>, ndarray::Array2<f32>, ndarray::Array1<i64>, ndarray::Array1<i64>) {
+    let mut state = 12345u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f32 / 1000.0 - 0.5
+    };
+    let images = ndarray::Array2::from_shape_fn((n, d), |(i, j)| if j == i % 2 { 1.0 } else { 0.0 } + 0.3 * noise());
+    let descriptions = ndarray::Array2::from_shape_fn((20, d), |(i, j)| if j == i / 10 { 1.0 } else { 0.0 } + 0.3 * noise());
+    let classes = ndarray::Array1::from_shape_fn(20, |i| (i / 10) as i64);
+    let labels = ndarray::Array1::from_shape_fn(n, |i| (i % 2) as i64);
+    (images, descriptions, classes, labels)
+}
+
+#[test]
+fn eval_embeddings_runs_all_methods_and_rejects_bad_npz() {
+    let dir = temp_dir("npz");
+    let (images, descriptions, classes, labels) = synthetic(40, 8);
+    let good = dir.join("good.npz");
+    write_npz(&good, vec![
+        ("image_embeddings", NpzArray::F32(images.clone())),
+        ("description_embeddings", NpzArray::F32(descriptions.clone())),
+        ("description_class", NpzArray::I64(classes.clone())),
+        ("labels", NpzArray::I64(labels.clone())),
+    ]);
+    let out = kpl(&["eval-embeddings", &good.display().to_string(), "--iters-proxy", "300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    for method in ["text_proxy", "proxy", "kpl", "inmap"] {
+        assert_eq!(json["methods"][method]["predictions"].as_array().unwrap().len(), 40);
+        assert!(json["methods"][method]["accuracy"].as_f64().unwrap() > 90.0, "{method}: {}", json["methods"][method]);
+    }
+
+    let mut nan_images = images.clone();
+    nan_images[[3, 2]] = f32::NAN;
+    let cases: Vec<(&str, Vec<(&str, NpzArray)>, &str)> = vec![
+        ("missing", vec![("image_embeddings", NpzArray::F32(images.clone())), ("description_class", NpzArray::I64(classes.clone()))], "description_embeddings: missing"),
+        ("dtype", vec![("image_embeddings", NpzArray::F64(images.mapv(f64::from))), ("description_embeddings", NpzArray::F32(descriptions.clone())), ("description_class", NpzArray::I64(classes.clone()))], "float32"),
+        ("nan", vec![("image_embeddings", NpzArray::F32(nan_images)), ("description_embeddings", NpzArray::F32(descriptions.clone())), ("description_class", NpzArray::I64(classes.clone()))], "NaN"),
+        ("dims", vec![("image_embeddings", NpzArray::F32(ndarray::Array2::ones((4, 5)))), ("description_embeddings", NpzArray::F32(descriptions.clone())), ("description_class", NpzArray::I64(classes.clone()))], "d = 5"),
+        ("empty-class", vec![("image_embeddings", NpzArray::F32(images.clone())), ("description_embeddings", NpzArray::F32(descriptions.clone())), ("description_class", NpzArray::I64(classes.mapv(|c| c * 2)))], "class 1 has no descriptions"),
+    ];
+    for (tag, arrays, reason) in cases {
+        let path = dir.join(format!("{tag}.npz"));
+        write_npz(&path, arrays);
+        let name = path.display().to_string();
+        assert_fails_naming(&kpl(&["eval-embeddings", &name]), &name, reason);
+    }
+    let out = kpl(&["eval-embeddings", &good.display().to_string(), "--k", "0"]);
+    assert!(!out.status.success() && stderr(&out).contains('k'), "{}", stderr(&out));
+}
+
+#[test]
+fn knowledge_list_json_lists_every_task() {
+    let out = kpl(&["knowledge", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    let tasks = json["tasks"].as_array().unwrap();
+    assert!(tasks.len() >= 9);
+    for task in tasks {
+        assert!(task["prompt_template"].as_str().unwrap().contains("{description}"));
+        for class in task["classes"].as_array().unwrap() {
+            assert!(class["descriptions"].as_array().unwrap().len() >= 50);
+        }
+    }
+    let bad = temp_dir("bad-task").join("bad-task");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("task.json"), r#"{"schema_version":1,"name":"bad-task","classes":[{"name":"a","descriptions":["x"]}]}"#).unwrap();
+    let out = kpl(&["knowledge", "check", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at least 2 classes") && stderr(&out).contains("at least 50 are required"), "{}", stderr(&out));
+}
