@@ -104,3 +104,149 @@ impl ClipModel {
         Ok(self.pipeline.zero_shot(image_embedding, &texts))
     }
 }
+
+#[wasm_bindgen]
+impl ClipModel {
+    /// The model's fingerprint, as recorded in knowledge bases it builds.
+    #[wasm_bindgen(js_name = fingerprint)]
+    pub fn fingerprint(&self) -> Result<String, JsError> {
+        self.pipeline.model.fingerprint().map_err(js_error)
+    }
+}
+
+/// Hyperparameters from JS: any subset of {k, tauT, tauI, alpha, gamma,
+/// itersOt, itersProxy, lr}; the rest keep the reference defaults.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsParams {
+    k: Option<usize>,
+    tau_t: Option<f64>,
+    tau_i: Option<f64>,
+    alpha: Option<f64>,
+    gamma: Option<f64>,
+    iters_ot: Option<usize>,
+    iters_proxy: Option<usize>,
+    lr: Option<f64>,
+}
+
+fn params_from_js(value: JsValue) -> Result<kpl_core::KplParams, JsError> {
+    let js: JsParams = if value.is_undefined() || value.is_null() {
+        JsParams::default()
+    } else {
+        serde_wasm_bindgen::from_value(value).map_err(js_error)?
+    };
+    let d = kpl_core::KplParams::default();
+    Ok(kpl_core::KplParams {
+        k: js.k.unwrap_or(d.k),
+        tau_t: js.tau_t.unwrap_or(d.tau_t),
+        tau_i: js.tau_i.unwrap_or(d.tau_i),
+        alpha: js.alpha.unwrap_or(d.alpha),
+        gamma: js.gamma.unwrap_or(d.gamma),
+        iters_ot: js.iters_ot.unwrap_or(d.iters_ot),
+        iters_proxy: js.iters_proxy.unwrap_or(d.iters_proxy),
+        lr: js.lr.unwrap_or(d.lr),
+        ..d
+    })
+}
+
+fn rows(flat: &[f32], n: usize, what: &str) -> Result<Vec<Vec<f32>>, JsError> {
+    if n == 0 || flat.len() % n != 0 {
+        return Err(JsError::new(&format!("{what}: {} values do not split into {n} rows", flat.len())));
+    }
+    Ok(flat.chunks(flat.len() / n).map(|r| r.to_vec()).collect())
+}
+
+/// A knowledge embedding base (`.kplkb`), loaded from its bytes.
+#[wasm_bindgen]
+pub struct KnowledgeBase {
+    base: crate::knowledge::base::KnowledgeBase,
+}
+
+#[wasm_bindgen]
+impl KnowledgeBase {
+    #[wasm_bindgen(js_name = load)]
+    pub fn load(bytes: &[u8], name: &str) -> Result<KnowledgeBase, JsError> {
+        Ok(KnowledgeBase { base: crate::knowledge::base::KnowledgeBase::from_bytes(bytes, name).map_err(js_error)? })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn task(&self) -> String {
+        self.base.task.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn title(&self) -> String {
+        self.base.title.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = classNames)]
+    pub fn class_names(&self) -> Vec<String> {
+        self.base.class_names()
+    }
+
+    #[wasm_bindgen(getter, js_name = randomWeights)]
+    pub fn random_weights(&self) -> bool {
+        self.base.model.random_weights
+    }
+
+    #[wasm_bindgen(getter, js_name = hasProxies)]
+    pub fn has_proxies(&self) -> bool {
+        self.base.proxies.is_some()
+    }
+
+    /// Throws unless `model` is the model that built this base.
+    #[wasm_bindgen(js_name = checkModel)]
+    pub fn check_model(&self, model: &ClipModel, base_name: &str) -> Result<(), JsError> {
+        let fingerprint = model.pipeline.model.fingerprint().map_err(js_error)?;
+        self.base.check_model(&fingerprint, base_name, "the loaded model").map_err(js_error)
+    }
+
+    /// Classifies `n` image embeddings (concatenated): several run transductive
+    /// KPL over the set, one uses fitted proxies or single-image retrieval.
+    /// Returns `[{label, scores, method, clip_scores, clip_label, evidence}]`.
+    #[wasm_bindgen(js_name = classify)]
+    pub fn classify(
+        &self,
+        embeddings: &[f32],
+        n: usize,
+        logit_scale: f32,
+        params: JsValue,
+        top_evidence: usize,
+    ) -> Result<JsValue, JsError> {
+        let images = rows(embeddings, n, "embeddings")?;
+        let params = params_from_js(params)?;
+        let results = crate::classifier::classify_embeddings(&self.base, &images, &params, logit_scale, top_evidence)
+            .map_err(js_error)?;
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        serde::Serialize::serialize(&results, &serializer).map_err(js_error)
+    }
+}
+
+/// Runs KPL (greedy OT then proxy learning) on raw embeddings and returns the
+/// predictions; used by the benchmarks and by custom-label mode.
+#[wasm_bindgen(js_name = runKpl)]
+#[allow(clippy::too_many_arguments)]
+pub fn run_kpl(
+    images: &[f32],
+    n: usize,
+    descriptions: &[f32],
+    class_of: &[u32],
+    num_classes: usize,
+    k: usize,
+    iters_proxy: usize,
+) -> Result<Vec<u32>, JsError> {
+    let image_rows = rows(images, n, "images")?;
+    let dim = image_rows[0].len();
+    let names = (0..num_classes).map(|c| c.to_string()).collect();
+    let kb = kpl_core::KnowledgeEmbeddings::new(
+        dim,
+        names,
+        descriptions.to_vec(),
+        class_of.iter().map(|&c| c as usize).collect(),
+    )
+    .map_err(js_error)?;
+    let matrix = kpl_core::Matrix::from_rows(&image_rows).map_err(js_error)?;
+    let params = kpl_core::KplParams { k, iters_proxy, ..Default::default() };
+    let outcome = kpl_core::run(&matrix, &kb, &params, kpl_core::Method::Kpl).map_err(js_error)?;
+    Ok(outcome.predictions.iter().map(|&p| p as u32).collect())
+}

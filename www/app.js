@@ -98,7 +98,7 @@ function resultCard(file, result) {
   objectUrls.add(url);
   const thumb = el('img', { class: 'thumb', src: url, alt: `Thumbnail of ${result.name}` });
   // Browsers cannot show every format the decoder reads (TIFF): drop the thumbnail then.
-  thumb.addEventListener('error', () => thumb.replaceWith(el('div', { class: 'thumb', 'aria-hidden': 'true' })));
+  thumb.addEventListener('error', () => thumb.replaceWith(el('div', { class: 'thumb no-preview' }, 'No preview')));
   const scores = el('ul', { class: 'scores', 'aria-label': 'Scores' },
     result.labels.map((label, i) =>
       el('li', { class: i === best ? 'score best' : 'score' },

@@ -89,6 +89,7 @@ fn load_all() -> Vec<Loaded> {
                 case.description_class.clone(),
             )
             .unwrap();
+            assert_eq!(kb.num_classes(), case.classes, "{}", case.name);
             let p = &case.params;
             let params = KplParams {
                 k: p.k,
@@ -184,8 +185,8 @@ fn single_image_mode_matches_the_reference() {
 
 #[test]
 fn float32_proxy_learning_gives_the_same_predictions() {
-    // F32 stops the step-size halvings at other iterations (see Precision), so proxies
-    // drift by ~1e-2 but the classifier should not change.
+    // F32 may halve the step size at other iterations (see Precision): the proxies may
+    // drift slightly, the classifier should not change.
     for l in load_all() {
         let params = KplParams { precision: Precision::F32, ..l.params.clone() };
         let all = run_all(&l.images, &l.kb, &params).unwrap();
@@ -193,8 +194,9 @@ fn float32_proxy_learning_gives_the_same_predictions() {
             let exp = expected_of(&l.case.expected, m);
             let agree = agreement(&all.get(m).predictions, &exp.predictions);
             let dw = max_abs_diff(all.get(m).proxies.data(), &exp.weights);
+            println!("f32 {:<24} {:<6} agree {agree:.3} |dW| {dw:.1e}", l.case.name, m.name());
             assert!(agree >= 0.99, "{} {} f32: agreement {agree}", l.case.name, m.name());
-            assert!(dw <= 0.1, "{} {} f32: proxies differ by {dw}", l.case.name, m.name());
+            assert!(dw <= 5e-3, "{} {} f32: proxies differ by {dw}", l.case.name, m.name());
         }
     }
 }

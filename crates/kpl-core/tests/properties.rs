@@ -100,7 +100,8 @@ fn greedy_ot_with_more_than_20_classes_leaves_columns_unnormalised() {
         if touched.contains(&j) {
             assert!((sums[j] - 1.0 / c as f64).abs() < 1e-12, "column {j} should sum to 1/C");
         } else {
-            assert!(sums[j] > 10.0 / c as f64, "column {j} should be left at its raw mass {}", sums[j]);
+            let q = 1.0 / c as f64;
+            assert!((sums[j] - q).abs() > 0.5 * q, "column {j} should keep its raw mass, got {}", sums[j]);
         }
     }
 }
@@ -111,9 +112,17 @@ fn greedy_ot_normalises_columns_first_and_keeps_mass_about_one() {
     let logits = random_logits(2, n, c);
     let log_p0 = log_softmax_rows(&logits, c, 0.01);
     let (p, steps) = greedy_ot(&log_p0, c, &Marginal::Uniform(c), 20);
-    let first: Vec<OtStep> = steps[..c].to_vec();
-    assert!(first.iter().all(|s| matches!(s, OtStep::Column(_))), "{first:?}");
-    assert!(steps[c..].iter().all(|s| matches!(s, OtStep::Row(_))), "{steps:?}");
+    // The C columns come first, each once; after that one row or column per step.
+    let mut first: Vec<usize> = steps[..c]
+        .iter()
+        .map(|s| match s {
+            OtStep::Column(j) => *j,
+            OtStep::Row(_) => panic!("rows before all columns: {steps:?}"),
+        })
+        .collect();
+    first.sort();
+    assert_eq!(first, (0..c).collect::<Vec<_>>());
+    assert!(steps[c..].iter().any(|s| matches!(s, OtStep::Row(_))), "{steps:?}");
     let mass: f64 = p.iter().sum();
     assert!((0.5..1.5).contains(&mass), "total mass {mass} (not rescaled by n)");
     assert!(p.iter().all(|&v| v <= 1.0 / c as f64 + 1e-12), "entries are of order 1/n");
