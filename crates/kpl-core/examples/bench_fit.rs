@@ -3,7 +3,9 @@
 //!
 //!     cargo run --release --example bench_fit            # both precisions
 //!     cargo run --release --example bench_fit -- f32     # one of f32 | f64
+//!     cargo run --release --features simd-dispatch --example bench_fit   # AVX2/AVX-512
 //!
+//! "dtype" is the arithmetic of proxy learning (`Precision`); inputs are f32 in both.
 //! Prints one JSON line per precision: the median of 5 timed runs after a warm-up.
 //! tests/reference/bench_fit_torch.py builds the same data and times the same steps.
 
@@ -58,7 +60,11 @@ fn data() -> (Matrix, KnowledgeEmbeddings) {
         for _ in 0..M {
             let rel = 0.1 + 0.9 * rng.uniform();
             let noise = rng.unit(D);
-            text.extend(normalized((0..D).map(|k| 0.8 * shared[k] + rel * u[k] + 0.35 * noise[k]).collect()));
+            text.extend(normalized(
+                (0..D)
+                    .map(|k| 0.8 * shared[k] + rel * u[k] + 0.35 * noise[k])
+                    .collect(),
+            ));
             class_of.push(c);
         }
     }
@@ -68,11 +74,16 @@ fn data() -> (Matrix, KnowledgeEmbeddings) {
         let off = rng.unit(D);
         let noise = rng.unit(D);
         images.extend(normalized(
-            (0..D).map(|k| 1.2 * gap[k] + 0.55 * (classes[c][k] + 0.9 * off[k]) + 0.45 * noise[k]).collect(),
+            (0..D)
+                .map(|k| 1.2 * gap[k] + 0.55 * (classes[c][k] + 0.9 * off[k]) + 0.45 * noise[k])
+                .collect(),
         ));
     }
     let names = (0..C).map(|c| format!("class_{c}")).collect();
-    (Matrix::new(N, D, images).unwrap(), KnowledgeEmbeddings::new(D, names, text, class_of).unwrap())
+    (
+        Matrix::new(N, D, images).unwrap(),
+        KnowledgeEmbeddings::new(D, names, text, class_of).unwrap(),
+    )
 }
 
 fn main() {
@@ -82,7 +93,10 @@ fn main() {
         if which.as_deref().is_some_and(|w| w != name) {
             continue;
         }
-        let params = KplParams { precision, ..KplParams::default() };
+        let params = KplParams {
+            precision,
+            ..KplParams::default()
+        };
         let fit = || run(&images, &kb, &params, Method::Kpl).unwrap();
         let warm = fit();
         let mut times: Vec<f64> = (0..RUNS)
@@ -93,7 +107,10 @@ fn main() {
             })
             .collect();
         times.sort_by(f64::total_cmp);
-        eprintln!("# {name}: runs {times:?}; halvings {:?}", warm.fit.map(|f| f.halvings));
+        eprintln!(
+            "# {name}: runs {times:?}; halvings {:?}",
+            warm.fit.map(|f| f.halvings)
+        );
         println!(
             "{{\"model\":\"kpl-fit-n{N}-d{D}-c{C}\",\"engine\":\"kpl-native\",\"dtype\":\"{name}\",\"threads\":1,\"median_s\":{:.4}}}",
             times[RUNS / 2]

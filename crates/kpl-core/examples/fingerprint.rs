@@ -19,13 +19,16 @@ impl Fnv {
         }
     }
     fn f32s(&mut self, v: &[f32]) {
-        v.iter().for_each(|x| self.bytes(&x.to_bits().to_le_bytes()));
+        v.iter()
+            .for_each(|x| self.bytes(&x.to_bits().to_le_bytes()));
     }
     fn f64s(&mut self, v: &[f64]) {
-        v.iter().for_each(|x| self.bytes(&x.to_bits().to_le_bytes()));
+        v.iter()
+            .for_each(|x| self.bytes(&x.to_bits().to_le_bytes()));
     }
     fn usizes(&mut self, v: &[usize]) {
-        v.iter().for_each(|x| self.bytes(&(*x as u64).to_le_bytes()));
+        v.iter()
+            .for_each(|x| self.bytes(&(*x as u64).to_le_bytes()));
     }
 }
 
@@ -41,7 +44,9 @@ fn data() -> (Matrix, KnowledgeEmbeddings) {
     let mut unit = |bias: &dyn Fn(usize) -> f64| {
         let v: Vec<f64> = (0..d).map(|k| bias(k) + next()).collect();
         let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        v.into_iter().map(|a| (a / norm) as f32).collect::<Vec<f32>>()
+        v.into_iter()
+            .map(|a| (a / norm) as f32)
+            .collect::<Vec<f32>>()
     };
     let mut text = Vec::new();
     let mut class_of = Vec::new();
@@ -57,7 +62,10 @@ fn data() -> (Matrix, KnowledgeEmbeddings) {
         images.extend(unit(&|k| 0.4 + if k % c == j { 0.3 } else { 0.0 }));
     }
     let names = (0..c).map(|j| format!("c{j}")).collect();
-    (Matrix::new(n, d, images).unwrap(), KnowledgeEmbeddings::new(d, names, text, class_of).unwrap())
+    (
+        Matrix::new(n, d, images).unwrap(),
+        KnowledgeEmbeddings::new(d, names, text, class_of).unwrap(),
+    )
 }
 
 #[no_mangle]
@@ -65,7 +73,12 @@ pub extern "C" fn fingerprint() -> u64 {
     let (images, kb) = data();
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     for (precision, gamma) in [(Precision::F64, 0.0), (Precision::F32, 0.5)] {
-        let params = KplParams { iters_proxy: 400, precision, gamma, ..KplParams::default() };
+        let params = KplParams {
+            iters_proxy: 400,
+            precision,
+            gamma,
+            ..KplParams::default()
+        };
         let all = run_all(&images, &kb, &params).unwrap();
         for o in all.iter() {
             h.usizes(&o.predictions);

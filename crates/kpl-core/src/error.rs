@@ -12,9 +12,18 @@ pub enum KplError {
     /// A class of the knowledge base has no description, so it has no text proxy.
     EmptyClass { class: usize, name: String },
     /// Two inputs disagree on a length (embedding dimension, number of classes, ...).
-    DimensionMismatch { what: &'static str, expected: usize, found: usize },
+    DimensionMismatch {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     /// A flat buffer's length is not rows × cols.
-    BadShape { what: &'static str, len: usize, rows: usize, cols: usize },
+    BadShape {
+        what: &'static str,
+        len: usize,
+        rows: usize,
+        cols: usize,
+    },
     /// An input holds NaN or ±inf at this flat index.
     NonFinite { what: &'static str, index: usize },
     /// A hyperparameter is out of its valid range.
@@ -32,10 +41,22 @@ impl fmt::Display for KplError {
                 "class {class} ('{name}') has no descriptions in the knowledge base; \
                  every class needs at least one"
             ),
-            KplError::DimensionMismatch { what, expected, found } => {
-                write!(f, "dimension mismatch in {what}: expected {expected}, found {found}")
+            KplError::DimensionMismatch {
+                what,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "dimension mismatch in {what}: expected {expected}, found {found}"
+                )
             }
-            KplError::BadShape { what, len, rows, cols } => write!(
+            KplError::BadShape {
+                what,
+                len,
+                rows,
+                cols,
+            } => write!(
                 f,
                 "{what}: buffer of length {len} cannot be a {rows} x {cols} matrix"
             ),
@@ -46,7 +67,10 @@ impl fmt::Display for KplError {
                 write!(f, "invalid parameter {name}: {reason}")
             }
             KplError::ClassOutOfRange { class, classes } => {
-                write!(f, "class index {class} out of range (there are {classes} classes)")
+                write!(
+                    f,
+                    "class index {class} out of range (there are {classes} classes)"
+                )
             }
         }
     }

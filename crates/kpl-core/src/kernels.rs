@@ -1,15 +1,29 @@
-//! The inner-product kernels. They are written for LLVM's auto-vectoriser rather than
-//! with intrinsics, so the same source compiles to SSE2 natively and to simd128 (or
-//! scalar code) in wasm32: fixed-width chunks with one independent accumulator per
-//! lane break the serial dependency of a naive sum, and a fixed reduction tree at the
-//! end keeps the summation order, hence the result, identical on every target.
-//! (Rust never contracts `a * b + c` into an FMA, so no target can round differently.)
+//! Numeric kernels, written for LLVM's auto-vectoriser rather than with intrinsics, so
+//! one source compiles to SSE2 natively and to simd128 (or scalar code) in wasm32.
+//!
+//! Two styles, both with a summation order fixed by the source and therefore the same
+//! bits on every target (Rust never contracts `a * b + c` into an FMA, and never
+//! reassociates):
+//! - one-off dot products ([`dot`], [`dot_f32_f64`]): `LANES` independent accumulators
+//!   over fixed-width chunks, then a fixed reduction tree;
+//! - the proxy-learning kernels ([`panel_scores`], [`axpy_rows`]), which run 2000 times
+//!   over all images: element-wise loops with no reduction in the innermost loop, the
+//!   form the loop vectoriser handles predictably (hand-unrolled lanes are left to the
+//!   SLP vectoriser, whose choices changed with the surrounding code and cost up to 4×).
+//!   Element-wise arithmetic does not depend on the vector width, which is what lets
+//!   the optional `simd-dispatch` feature use AVX2/AVX-512 without changing a bit.
 
 use core::ops::{Add, AddAssign, Mul, Sub};
 
 /// The two floating-point types the proxy loop can run in.
 pub trait Real:
-    Copy + Default + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
+    Copy
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + AddAssign
 {
     const ZERO: Self;
     fn from_f32(v: f32) -> Self;
@@ -171,7 +185,7 @@ pub fn axpy_rows<R: Real, const NR: usize>(coef: &[R; NR], xs: &[&[R]; NR], g: &
         while width > 1 {
             width /= 2;
             for i in 0..width {
-                s[i] = s[i] + s[i + width];
+                s[i] += s[i + width];
             }
         }
         *gk += s[0];

@@ -24,9 +24,16 @@ impl KnowledgeEmbeddings {
     /// dim`, a class index is out of range, a class has no description, or a value is
     /// NaN/infinite. Embeddings are expected to be L2-normalised already (the text
     /// encoder's output); they are not renormalised here.
-    pub fn new(dim: usize, class_names: Vec<String>, embeddings: Vec<f32>, class_of: Vec<usize>) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        class_names: Vec<String>,
+        embeddings: Vec<f32>,
+        class_of: Vec<usize>,
+    ) -> Result<Self> {
         if dim == 0 {
-            return Err(KplError::Empty { what: "embedding dimension" });
+            return Err(KplError::Empty {
+                what: "embedding dimension",
+            });
         }
         if class_names.is_empty() {
             return Err(KplError::Empty { what: "class list" });
@@ -49,9 +56,18 @@ impl KnowledgeEmbeddings {
             by_class[c].push(row);
         }
         if let Some(c) = by_class.iter().position(Vec::is_empty) {
-            return Err(KplError::EmptyClass { class: c, name: class_names[c].clone() });
+            return Err(KplError::EmptyClass {
+                class: c,
+                name: class_names[c].clone(),
+            });
         }
-        Ok(KnowledgeEmbeddings { dim, class_names, embeddings, class_of, by_class })
+        Ok(KnowledgeEmbeddings {
+            dim,
+            class_names,
+            embeddings,
+            class_of,
+            by_class,
+        })
     }
 
     /// Embedding dimension d.

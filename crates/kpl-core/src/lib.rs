@@ -19,6 +19,15 @@
 //!
 //! Inputs are expected L2-normalised (CLIP output); [`normalize_rows`] is offered for
 //! callers that are not sure.
+//!
+//! The top-level functions validate every input and return [`KplError`] instead of
+//! panicking. The step modules ([`pseudo_labels`], [`transport`], [`proxy`],
+//! [`predict`], [`kernels`]) are the building blocks they are made of: they take flat
+//! row-major buffers, trust the shapes they are given and panic on inconsistent lengths.
+//!
+//! Determinism: no randomness, threads or hash-map iteration; summation orders are fixed
+//! in the source and `exp`/`ln` are implemented here, so native and wasm32 builds
+//! produce the same bits (checked by `examples/fingerprint.rs`).
 
 mod detmath;
 pub mod error;
@@ -178,18 +187,30 @@ pub fn text_proxy(images: &Matrix, kb: &KnowledgeEmbeddings, k: usize) -> Result
     params::validate_k(k)?;
     check_images(images, kb)?;
     let r = retrieval::dataset_retrieval(images, kb, k);
-    Ok(TextProxy { proxies: Matrix::from_f64(kb.num_classes(), kb.dim(), &r.weights), selected: r.selected })
+    Ok(TextProxy {
+        proxies: Matrix::from_f64(kb.num_classes(), kb.dim(), &r.weights),
+        selected: r.selected,
+    })
 }
 
 /// Runs one method transductively on `images` (n×d, unit rows).
-pub fn run(images: &Matrix, kb: &KnowledgeEmbeddings, params: &KplParams, method: Method) -> Result<Outcome> {
+pub fn run(
+    images: &Matrix,
+    kb: &KnowledgeEmbeddings,
+    params: &KplParams,
+    method: Method,
+) -> Result<Outcome> {
     let prep = Prepared::new(images, kb, params)?;
     Ok(prep.outcome(method))
 }
 
 /// Runs all four methods from one shared retrieval and pseudo-labelling (what the
 /// CLI's `--method all` prints).
-pub fn run_all(images: &Matrix, kb: &KnowledgeEmbeddings, params: &KplParams) -> Result<AllOutcomes> {
+pub fn run_all(
+    images: &Matrix,
+    kb: &KnowledgeEmbeddings,
+    params: &KplParams,
+) -> Result<AllOutcomes> {
     let prep = Prepared::new(images, kb, params)?;
     Ok(AllOutcomes {
         text_proxy: prep.outcome(Method::TextProxy),
@@ -208,7 +229,9 @@ pub fn classify_single(image: &[f32], kb: &KnowledgeEmbeddings, k: usize) -> Res
     let r = retrieval::retrieve_against(&query, kb, k);
     let c = kb.num_classes();
     let d = kb.dim();
-    let scores64: Vec<f64> = (0..c).map(|j| kernels::dot::<f64>(image, &r.weights[j * d..(j + 1) * d])).collect();
+    let scores64: Vec<f64> = (0..c)
+        .map(|j| kernels::dot::<f64>(image, &r.weights[j * d..(j + 1) * d]))
+        .collect();
     Ok(SingleImage {
         prediction: predict::argmax_f64(&scores64),
         scores: scores64.iter().map(|&v| v as f32).collect(),
@@ -225,7 +248,10 @@ pub fn classify_with_proxies(image: &[f32], proxies: &Matrix) -> Result<Classifi
     }
     proxies.check_finite("proxies")?;
     check_vector(image, proxies.cols(), "image")?;
-    let scores64: Vec<f64> = proxies.iter_rows().map(|w| kernels::dot_f32_f64(image, w)).collect();
+    let scores64: Vec<f64> = proxies
+        .iter_rows()
+        .map(|w| kernels::dot_f32_f64(image, w))
+        .collect();
     Ok(Classification {
         prediction: predict::argmax_f64(&scores64),
         scores: scores64.iter().map(|&v| v as f32).collect(),
@@ -234,9 +260,17 @@ pub fn classify_with_proxies(image: &[f32], proxies: &Matrix) -> Result<Classifi
 
 /// The `top` descriptions of `class` most similar to `image`, with their cosine
 /// similarities, best first.
-pub fn evidence(image: &[f32], kb: &KnowledgeEmbeddings, class: usize, top: usize) -> Result<Vec<Evidence>> {
+pub fn evidence(
+    image: &[f32],
+    kb: &KnowledgeEmbeddings,
+    class: usize,
+    top: usize,
+) -> Result<Vec<Evidence>> {
     if class >= kb.num_classes() {
-        return Err(KplError::ClassOutOfRange { class, classes: kb.num_classes() });
+        return Err(KplError::ClassOutOfRange {
+            class,
+            classes: kb.num_classes(),
+        });
     }
     check_vector(image, kb.dim(), "image")?;
     Ok(evidence::rank_descriptions(image, kb, class, top))
@@ -258,7 +292,14 @@ impl<'a> Prepared<'a> {
         check_images(images, kb)?;
         let retrieval = retrieval::dataset_retrieval(images, kb, params.k);
         let logits = pseudo_labels::logits(images, &retrieval.weights, kb.num_classes());
-        Ok(Prepared { images, params, classes: kb.num_classes(), dim: kb.dim(), retrieval, logits })
+        Ok(Prepared {
+            images,
+            params,
+            classes: kb.num_classes(),
+            dim: kb.dim(),
+            retrieval,
+            logits,
+        })
     }
 
     fn labels(&self, method: Method) -> Option<Vec<f64>> {
@@ -295,7 +336,8 @@ impl<'a> Prepared<'a> {
                 (f.weights, Some(report))
             }
         };
-        let (scores, predictions) = predict::scores_and_predictions(self.images, &weights, self.classes);
+        let (scores, predictions) =
+            predict::scores_and_predictions(self.images, &weights, self.classes);
         Outcome {
             method,
             predictions,
@@ -313,14 +355,22 @@ fn check_images(images: &Matrix, kb: &KnowledgeEmbeddings) -> Result<()> {
         return Err(KplError::Empty { what: "image set" });
     }
     if images.cols() != kb.dim() {
-        return Err(KplError::DimensionMismatch { what: "image embeddings", expected: kb.dim(), found: images.cols() });
+        return Err(KplError::DimensionMismatch {
+            what: "image embeddings",
+            expected: kb.dim(),
+            found: images.cols(),
+        });
     }
     images.check_finite("image embeddings")
 }
 
 fn check_vector(v: &[f32], dim: usize, what: &'static str) -> Result<()> {
     if v.len() != dim {
-        return Err(KplError::DimensionMismatch { what, expected: dim, found: v.len() });
+        return Err(KplError::DimensionMismatch {
+            what,
+            expected: dim,
+            found: v.len(),
+        });
     }
     check_finite(what, v)
 }

@@ -16,14 +16,23 @@ impl Matrix {
     /// Wraps a flat row-major buffer; fails unless `data.len() == rows * cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self> {
         if rows.checked_mul(cols) != Some(data.len()) {
-            return Err(KplError::BadShape { what: "matrix", len: data.len(), rows, cols });
+            return Err(KplError::BadShape {
+                what: "matrix",
+                len: data.len(),
+                rows,
+                cols,
+            });
         }
         Ok(Matrix { rows, cols, data })
     }
 
     /// A matrix of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Matrix { rows, cols, data: vec![0.0; rows * cols] }
+        Matrix {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     /// Stacks equally long rows; fails on ragged input.
@@ -32,11 +41,19 @@ impl Matrix {
         let mut data = Vec::with_capacity(rows.len() * cols);
         for r in rows {
             if r.len() != cols {
-                return Err(KplError::DimensionMismatch { what: "matrix row", expected: cols, found: r.len() });
+                return Err(KplError::DimensionMismatch {
+                    what: "matrix row",
+                    expected: cols,
+                    found: r.len(),
+                });
             }
             data.extend_from_slice(r);
         }
-        Ok(Matrix { rows: rows.len(), cols, data })
+        Ok(Matrix {
+            rows: rows.len(),
+            cols,
+            data,
+        })
     }
 
     /// For buffers whose shape holds by construction.
@@ -48,7 +65,11 @@ impl Matrix {
     /// Converts from float64 (rounding to nearest).
     pub(crate) fn from_f64(rows: usize, cols: usize, data: &[f64]) -> Self {
         debug_assert_eq!(data.len(), rows * cols);
-        Matrix { rows, cols, data: data.iter().map(|&v| v as f32).collect() }
+        Matrix {
+            rows,
+            cols,
+            data: data.iter().map(|&v| v as f32).collect(),
+        }
     }
 
     /// Number of rows.
@@ -101,7 +122,11 @@ impl Matrix {
 /// Scales `v` to unit L2 norm (norm computed in float64). A zero vector is left as is,
 /// because there is no direction to keep and NaNs would poison every later step.
 pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|&a| (a as f64) * (a as f64)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&a| (a as f64) * (a as f64))
+        .sum::<f64>()
+        .sqrt();
     if norm > 0.0 {
         for a in v.iter_mut() {
             *a = ((*a as f64) / norm) as f32;

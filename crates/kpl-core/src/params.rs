@@ -71,10 +71,16 @@ impl KplParams {
         positive("tau_i", self.tau_i)?;
         positive("lr", self.lr)?;
         if !self.alpha.is_finite() || !(0.0..=1.0).contains(&self.alpha) {
-            return Err(invalid("alpha", format!("must lie in [0, 1], got {}", self.alpha)));
+            return Err(invalid(
+                "alpha",
+                format!("must lie in [0, 1], got {}", self.alpha),
+            ));
         }
         if !self.gamma.is_finite() || self.gamma < 0.0 {
-            return Err(invalid("gamma", format!("must be finite and >= 0, got {}", self.gamma)));
+            return Err(invalid(
+                "gamma",
+                format!("must be finite and >= 0, got {}", self.gamma),
+            ));
         }
         Ok(())
     }

@@ -7,7 +7,11 @@ use crate::matrix::Matrix;
 /// Cosine scores x_i · w_c (n×C) and the argmax class of each image. The argmax is
 /// taken on the float64 scores, before rounding them to the float32 output, so it
 /// agrees with a float64 reference on near ties.
-pub(crate) fn scores_and_predictions(images: &Matrix, weights: &[f64], classes: usize) -> (Matrix, Vec<usize>) {
+pub(crate) fn scores_and_predictions(
+    images: &Matrix,
+    weights: &[f64],
+    classes: usize,
+) -> (Matrix, Vec<usize>) {
     let d = images.cols();
     let mut scores = Vec::with_capacity(images.rows() * classes);
     let mut preds = Vec::with_capacity(images.rows());
@@ -60,6 +64,10 @@ pub fn accuracy(predictions: &[usize], labels: &[usize]) -> Result<f64> {
     if labels.is_empty() {
         return Err(KplError::Empty { what: "labels" });
     }
-    let hits = predictions.iter().zip(labels).filter(|(a, b)| a == b).count();
+    let hits = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(a, b)| a == b)
+        .count();
     Ok(hits as f64 / labels.len() as f64)
 }

@@ -51,7 +51,12 @@ pub fn harden(labels: &mut [f64], classes: usize, alpha: f64) -> usize {
 /// Both products are fused into one pass over X: for each panel of images, their C
 /// scores, softmaxes and gradient contributions are computed while the panel is in
 /// cache, so the largest input is streamed from memory once per iteration, not twice.
-pub fn fit_proxies(images: &Matrix, w_init: &[f64], labels: &[f64], params: &KplParams) -> ProxyFit {
+pub fn fit_proxies(
+    images: &Matrix,
+    w_init: &[f64],
+    labels: &[f64],
+    params: &KplParams,
+) -> ProxyFit {
     let c = w_init.len() / images.cols().max(1);
     let mut p = labels.to_vec();
     let hardened_rows = harden(&mut p, c, params.alpha);
@@ -90,7 +95,11 @@ fn fit_loop<R: Real>(
     let mut grad_norm = 0.0;
     for _ in 0..params.iters_proxy {
         dispatch::gradient_pass(images, &w, p, params.tau_i, &mut ws, &mut g);
-        grad_norm = g.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt();
+        grad_norm = g
+            .iter()
+            .map(|v| v.to_f64() * v.to_f64())
+            .sum::<f64>()
+            .sqrt();
         if grad_norm > prev {
             lr /= 2.0;
             halvings += 1;
@@ -152,7 +161,14 @@ fn pack_panels<R: Real>(images: &Matrix) -> Vec<R> {
 
 /// One pass over X: `g = Xᵀ (softmax_rows(X Wᵀ / tau) − P)`, panel by panel.
 #[inline(always)]
-pub(crate) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+pub(crate) fn gradient_pass<R: Real>(
+    images: &Matrix,
+    w: &[R],
+    p: &[f64],
+    tau: f64,
+    ws: &mut Workspace<R>,
+    g: &mut [R],
+) {
     let (n, d) = (images.rows(), images.cols());
     let c = w.len() / d;
     g.iter_mut().for_each(|v| *v = R::ZERO);
@@ -160,7 +176,14 @@ pub(crate) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f
     while i0 < n {
         let nb = PANEL.min(n - i0);
         kernels::panel_scores(&ws.panels[i0 * d..(i0 + nb) * d], nb, w, d, &mut ws.scores);
-        panel_coefficients(&ws.scores, nb, &p[i0 * c..(i0 + nb) * c], tau, &mut ws.z, &mut ws.coef);
+        panel_coefficients(
+            &ws.scores,
+            nb,
+            &p[i0 * c..(i0 + nb) * c],
+            tau,
+            &mut ws.z,
+            &mut ws.coef,
+        );
         gradient_of_panel(images, i0, nb, &ws.coef, g, &mut ws.rows);
         i0 += nb;
     }
@@ -170,7 +193,14 @@ pub(crate) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f
 /// panel (`scores` is C × nb, `p` and `coef` are nb × C). Scalar code; kept out of line
 /// so the vectorised kernels around it are compiled in a small, predictable context.
 #[inline(never)]
-fn panel_coefficients<R: Real>(scores: &[R], nb: usize, p: &[f64], tau: f64, z: &mut [f64], coef: &mut [R]) {
+fn panel_coefficients<R: Real>(
+    scores: &[R],
+    nb: usize,
+    p: &[f64],
+    tau: f64,
+    z: &mut [f64],
+    coef: &mut [R],
+) {
     let c = z.len();
     for r in 0..nb {
         let mut m = f64::NEG_INFINITY;
@@ -194,7 +224,14 @@ fn panel_coefficients<R: Real>(scores: &[R], nb: usize, p: &[f64], tau: f64, z: 
 /// per kernel call. In f64 runs each block of four rows is converted once into `rows`
 /// and reused for every class.
 #[inline(always)]
-fn gradient_of_panel<R: Real>(images: &Matrix, i0: usize, nb: usize, coef: &[R], g: &mut [R], rows: &mut [R]) {
+fn gradient_of_panel<R: Real>(
+    images: &Matrix,
+    i0: usize,
+    nb: usize,
+    coef: &[R],
+    g: &mut [R],
+    rows: &mut [R],
+) {
     let d = images.cols();
     let c = g.len() / d;
     let x = images.data();
@@ -226,12 +263,26 @@ mod dispatch {
     use super::*;
 
     #[cfg(not(all(feature = "simd-dispatch", target_arch = "x86_64")))]
-    pub(super) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+    pub(super) fn gradient_pass<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
         super::gradient_pass(images, w, p, tau, ws, g)
     }
 
     #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
-    pub(super) fn gradient_pass<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+    pub(super) fn gradient_pass<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the feature the function is compiled for.
             unsafe { avx512(images, w, p, tau, ws, g) }
@@ -245,13 +296,27 @@ mod dispatch {
 
     #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
-    unsafe fn avx2<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+    unsafe fn avx2<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
         super::gradient_pass(images, w, p, tau, ws, g)
     }
 
     #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<R: Real>(images: &Matrix, w: &[R], p: &[f64], tau: f64, ws: &mut Workspace<R>, g: &mut [R]) {
+    unsafe fn avx512<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
         super::gradient_pass(images, w, p, tau, ws, g)
     }
 }
@@ -303,7 +368,9 @@ mod tests {
         let mut want = vec![0.0f64; c * d];
         for i in 0..n {
             let x = images.row(i);
-            let s: Vec<f64> = (0..c).map(|j| (0..d).map(|k| x[k] as f64 * w[j * d + k]).sum::<f64>() / 0.04).collect();
+            let s: Vec<f64> = (0..c)
+                .map(|j| (0..d).map(|k| x[k] as f64 * w[j * d + k]).sum::<f64>() / 0.04)
+                .collect();
             let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
             let z: f64 = e.iter().sum();
@@ -313,10 +380,18 @@ mod tests {
                 }
             }
         }
-        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(diff < 1e-10, "max diff {diff}");
         let got32 = pass::<f32>(&images, &w, &p, false);
-        let diff = got32.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let diff = got32
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(diff < 1e-4, "f32 max diff {diff}");
     }
 
@@ -326,8 +401,14 @@ mod tests {
         // is the guarantee that wider vectors never change a result.
         for (n, d, c) in [(PANEL * 2 + 5, 768, 5), (9, 33, 24), (1, 8, 2)] {
             let (images, w, p) = data(n, d, c);
-            assert_eq!(pass::<f64>(&images, &w, &p, true), pass::<f64>(&images, &w, &p, false));
-            assert_eq!(pass::<f32>(&images, &w, &p, true), pass::<f32>(&images, &w, &p, false));
+            assert_eq!(
+                pass::<f64>(&images, &w, &p, true),
+                pass::<f64>(&images, &w, &p, false)
+            );
+            assert_eq!(
+                pass::<f32>(&images, &w, &p, true),
+                pass::<f32>(&images, &w, &p, false)
+            );
         }
     }
 }

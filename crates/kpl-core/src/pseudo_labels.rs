@@ -31,7 +31,10 @@ pub fn log_softmax_rows(z: &[f64], classes: usize, tau: f64) -> Vec<f64> {
 
 /// Row-wise softmax of `z / tau`, as exp of the log-softmax.
 pub fn softmax_rows(z: &[f64], classes: usize, tau: f64) -> Vec<f64> {
-    log_softmax_rows(z, classes, tau).into_iter().map(detmath::exp).collect()
+    log_softmax_rows(z, classes, tau)
+        .into_iter()
+        .map(detmath::exp)
+        .collect()
 }
 
 /// log Σ exp(v), shifted by the maximum so nothing overflows.

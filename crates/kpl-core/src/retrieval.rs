@@ -36,8 +36,11 @@ pub(crate) fn retrieve_against(query: &[f64], kb: &KnowledgeEmbeddings, k: usize
     let mut selected = Vec::with_capacity(kb.num_classes());
     let mut weights = vec![0.0f64; kb.num_classes() * d];
     for c in 0..kb.num_classes() {
-        let scored: Vec<(usize, f64)> =
-            kb.rows_of_class(c).iter().map(|&r| (r, dot::<f64>(kb.description(r), query))).collect();
+        let scored: Vec<(usize, f64)> = kb
+            .rows_of_class(c)
+            .iter()
+            .map(|&r| (r, dot::<f64>(kb.description(r), query)))
+            .collect();
         let sel = top_k(scored, k);
         let w = &mut weights[c * d..(c + 1) * d];
         for &r in &sel {

@@ -61,7 +61,12 @@ pub enum OtStep {
 /// So with `iters` = 20 the columns are fixed first, then a few rows; with more than 20
 /// classes some columns are never normalised; and the plan's total mass is about 1.
 /// Returns the plan P = exp(L) (n×C) and the step taken at each iteration.
-pub fn greedy_ot(log_p0: &[f64], classes: usize, q: &Marginal, iters: usize) -> (Vec<f64>, Vec<OtStep>) {
+pub fn greedy_ot(
+    log_p0: &[f64],
+    classes: usize,
+    q: &Marginal,
+    iters: usize,
+) -> (Vec<f64>, Vec<OtStep>) {
     let c = classes;
     let n = log_p0.len() / c;
     let mut l = log_p0.to_vec();

@@ -1,7 +1,9 @@
 //! Parity with the independent float64 numpy reference (tests/reference/kpl_reference.py).
 //! Inputs come from the same JSON, parsed as f64 and rounded to f32 on both sides.
 
-use kpl_core::{classify_single, run_all, KnowledgeEmbeddings, KplParams, Matrix, Method, Precision};
+use kpl_core::{
+    classify_single, run_all, KnowledgeEmbeddings, KplParams, Matrix, Method, Precision,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -102,14 +104,22 @@ fn load_all() -> Vec<Loaded> {
                 lr: p.lr,
                 precision: Precision::F64,
             };
-            Loaded { case, images, kb, params }
+            Loaded {
+                case,
+                images,
+                kb,
+                params,
+            }
         })
         .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn agreement(a: &[usize], b: &[usize]) -> f64 {
@@ -119,7 +129,10 @@ fn agreement(a: &[usize], b: &[usize]) -> f64 {
 
 fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(&x, &y)| (x - y).abs() / y.abs().max(1e-30)).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x - y).abs() / y.abs().max(1e-30))
+        .fold(0.0, f64::max)
 }
 
 fn expected_of(e: &Expected, m: Method) -> &MethodOut {
@@ -140,7 +153,11 @@ fn all_methods_match_the_float64_reference() {
     for l in &cases {
         let c = &l.case;
         let all = run_all(&l.images, &l.kb, &l.params).unwrap();
-        assert_eq!(all.text_proxy.selected, c.expected.selected, "{}: retrieved descriptions", c.name);
+        assert_eq!(
+            all.text_proxy.selected, c.expected.selected,
+            "{}: retrieved descriptions",
+            c.name
+        );
         let mut line = format!("{:<24}", c.name);
         for m in Method::ALL {
             let got = all.get(m);
@@ -148,17 +165,35 @@ fn all_methods_match_the_float64_reference() {
             let agree = agreement(&got.predictions, &exp.predictions);
             let dw = max_abs_diff(got.proxies.data(), &exp.weights);
             line += &format!("  {}: agree {:.3} |dW| {:.1e}", m.name(), agree, dw);
-            assert!(agree >= 0.99, "{} {}: predictions agree on only {agree}", c.name, m.name());
-            assert!(dw <= 1e-3, "{} {}: proxies differ by {dw}", c.name, m.name());
+            assert!(
+                agree >= 0.99,
+                "{} {}: predictions agree on only {agree}",
+                c.name,
+                m.name()
+            );
+            assert!(
+                dw <= 1e-3,
+                "{} {}: proxies differ by {dw}",
+                c.name,
+                m.name()
+            );
             worst_w = worst_w.max(dw);
             worst_agree = worst_agree.min(agree);
         }
-        for (m, exp) in [(Method::Kpl, &c.expected.ot_greedy), (Method::InMaP, &c.expected.ot_sinkhorn)] {
+        for (m, exp) in [
+            (Method::Kpl, &c.expected.ot_greedy),
+            (Method::InMaP, &c.expected.ot_sinkhorn),
+        ] {
             if let Some(exp) = exp {
                 let got = all.get(m).pseudo_labels.as_ref().unwrap();
                 let rel = max_rel_diff(got, exp);
                 line += &format!("  OT[{}] rel {:.1e}", m.name(), rel);
-                assert!(rel <= 1e-4, "{} {}: transport plan differs (relative {rel})", c.name, m.name());
+                assert!(
+                    rel <= 1e-4,
+                    "{} {}: transport plan differs (relative {rel})",
+                    c.name,
+                    m.name()
+                );
                 worst_ot = worst_ot.max(rel);
             }
         }
@@ -175,10 +210,23 @@ fn single_image_mode_matches_the_reference() {
     for l in load_all() {
         for s in &l.case.expected.single_image {
             let got = classify_single(l.images.row(s.image), &l.kb, l.params.k).unwrap();
-            assert_eq!(got.selected, s.selected, "{} image {}", l.case.name, s.image);
-            assert_eq!(got.prediction, s.prediction, "{} image {}", l.case.name, s.image);
+            assert_eq!(
+                got.selected, s.selected,
+                "{} image {}",
+                l.case.name, s.image
+            );
+            assert_eq!(
+                got.prediction, s.prediction,
+                "{} image {}",
+                l.case.name, s.image
+            );
             let d = max_abs_diff(&got.scores, &s.scores);
-            assert!(d < 1e-6, "{} image {}: scores differ by {d}", l.case.name, s.image);
+            assert!(
+                d < 1e-6,
+                "{} image {}: scores differ by {d}",
+                l.case.name,
+                s.image
+            );
         }
     }
 }
@@ -188,15 +236,32 @@ fn float32_proxy_learning_gives_the_same_predictions() {
     // F32 may halve the step size at other iterations (see Precision): the proxies may
     // drift slightly, the classifier should not change.
     for l in load_all() {
-        let params = KplParams { precision: Precision::F32, ..l.params.clone() };
+        let params = KplParams {
+            precision: Precision::F32,
+            ..l.params.clone()
+        };
         let all = run_all(&l.images, &l.kb, &params).unwrap();
         for m in [Method::Proxy, Method::Kpl, Method::InMaP] {
             let exp = expected_of(&l.case.expected, m);
             let agree = agreement(&all.get(m).predictions, &exp.predictions);
             let dw = max_abs_diff(all.get(m).proxies.data(), &exp.weights);
-            println!("f32 {:<24} {:<6} agree {agree:.3} |dW| {dw:.1e}", l.case.name, m.name());
-            assert!(agree >= 0.99, "{} {} f32: agreement {agree}", l.case.name, m.name());
-            assert!(dw <= 5e-3, "{} {} f32: proxies differ by {dw}", l.case.name, m.name());
+            println!(
+                "f32 {:<24} {:<6} agree {agree:.3} |dW| {dw:.1e}",
+                l.case.name,
+                m.name()
+            );
+            assert!(
+                agree >= 0.99,
+                "{} {} f32: agreement {agree}",
+                l.case.name,
+                m.name()
+            );
+            assert!(
+                dw <= 5e-3,
+                "{} {} f32: proxies differ by {dw}",
+                l.case.name,
+                m.name()
+            );
         }
     }
 }
