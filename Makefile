@@ -18,17 +18,19 @@ NODE  ?= node
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 WASM_TARGET := wasm32-unknown-unknown
-WASM_OUT    := target/$(WASM_TARGET)/release/kpl.wasm
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
+WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
 PKG_DIR     := pkg
 
-.PHONY: help setup wasm native demo serve test test-rust test-browser bench clean
+.PHONY: help setup wasm native demo serve test test-rust test-browser screenshot bench clean
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
 	@echo "make test     Rust tests + wasm build + browser tests"
 	@echo "make setup    install missing tools (apt packages, wasm target, wasm-bindgen-cli, npm packages)"
 	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web)"
-	@echo "make native   build target/release/kpl"
+	@echo "make native   build $(TARGET_DIR)/release/kpl"
+	@echo "make screenshot  rewrite docs/screenshot.png (after make native wasm)"
 	@echo "make bench    run bench/run.sh"
 	@echo "make clean    remove build outputs"
 
@@ -52,17 +54,24 @@ serve:
 	@test -f $(PKG_DIR)/kpl.js || { echo "$(PKG_DIR)/ is missing: run 'make wasm' first" >&2; exit 1; }
 	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)"
 
-# Ordered by prerequisites, so `make -j` keeps the order too.
+# The browser tests run after both builds (under `make -j` the two may overlap).
 test: test-rust wasm
 	$(NODE) --test tests/browser/
 
+# Building bins and tests together first gives one feature set for both (dev-dependency
+# features unify only when tests are built): `cargo test` then reuses every artifact
+# and target/release/kpl, which the browser parity test runs, costs no second build.
 test-rust: setup
+	$(CARGO) build --release --workspace --bins --tests
 	$(CARGO) test --release --workspace
-	$(CARGO) build --release
 
 # The browser tests alone (needs `make native wasm` done before).
 test-browser:
 	$(NODE) --test tests/browser/
+
+# Rewrites docs/screenshot.png (the README's) from the app test.
+screenshot:
+	UPDATE_SCREENSHOT=1 $(NODE) --test tests/browser/app.test.mjs
 
 bench:
 	@if [ -x bench/run.sh ] || [ -f bench/run.sh ]; then bash bench/run.sh; \

@@ -28,6 +28,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { MODEL_FILES } from '../www/protocol.js';
+
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
 const DEFAULT_MODEL = 'tests/fixtures/tiny-quickgelu-f32';
@@ -72,14 +74,6 @@ const MIME = {
 export function mimeType(file) {
   return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
-
-/** The model files the app knows, by role, in the order the worker fetches them. */
-const MODEL_FILES = {
-  config: 'config.json',
-  weights: 'model.safetensors',
-  tokenizer: 'tokenizer.json',
-  preprocessor: 'preprocessor_config.json',
-};
 
 /**
  * The manifest of a model folder: its own manifest.json when it has one, else

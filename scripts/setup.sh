@@ -51,7 +51,7 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     elif command -v apt-get >/dev/null 2>&1; then
         say "apt-get install ${apt_missing[*]}"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_missing[@]}"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${apt_missing[@]}"
     else
         echo "[setup] missing ${apt_missing[*]} and this is not a Debian system: install them by hand" >&2
         exit 1

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Prints L2-normalised image embeddings as JSON.
     EmbedImage(cli::embed::EmbedImageArgs),
+    /// Renders a DICOM file (one frame) to an 8-bit PNG, as the model would see it before resizing.
+    Decode(cli::decode::DecodeArgs),
     /// Prints L2-normalised text embeddings as JSON.
     EmbedText(cli::embed::EmbedTextArgs),
     /// Classifies images (plain CLIP zero-shot over --labels).
@@ -33,6 +35,8 @@ enum Command {
     /// Knowledge tasks: list them or check a task folder.
     #[command(subcommand)]
     Knowledge(cli::knowledge::KnowledgeCommand),
+    /// Packs a model into a bundle for the web app: quantised encoders, knowledge bases, manifest.json.
+    Pack(cli::pack::PackArgs),
 }
 
 fn main() {
@@ -43,6 +47,7 @@ fn main() {
     }
     let outcome = match &cli.command {
         Command::EmbedImage(args) => cli::embed::embed_image(args),
+        Command::Decode(args) => cli::decode::run(args),
         Command::EmbedText(args) => cli::embed::embed_text(args),
         Command::Classify(args) => cli::classify::run(args),
         Command::BuildKb(args) => cli::kb::build_kb(args),
@@ -50,6 +55,7 @@ fn main() {
         Command::EvalEmbeddings(args) => cli::eval::eval_embeddings(args),
         Command::Eval(args) => cli::eval::eval(args),
         Command::Knowledge(command) => cli::knowledge::run(command),
+        Command::Pack(args) => cli::pack::run(args),
     };
     let code = match outcome {
         Ok(code) => code,

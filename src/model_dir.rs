@@ -1,4 +1,4 @@
-//! Reading a Hugging Face CLIP folder from disk (native only; the browser
+//! Reading a Hugging Face CLIP folder (or a `kpl pack` bundle) from disk (native only; the browser
 //! fetches the same files and hands their bytes to `ClipPipeline::load`).
 
 use std::path::Path;
@@ -41,6 +41,11 @@ pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     })
 }
 
+/// Loads a Hugging Face CLIP folder, or a bundle folder made by `kpl pack`
+/// (recognised by its `manifest.json`; every file is checked against it).
 pub fn load_model_dir(dir: &Path) -> Result<ClipPipeline> {
+    if crate::bundle::is_bundle_dir(dir) {
+        return crate::bundle::load_bundle_dir(dir);
+    }
     ClipPipeline::load(read_model_dir(dir)?)
 }

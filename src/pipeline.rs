@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::clip::{encoder::l2_normalize, ClipConfig, ClipModel};
+use crate::clip::{encoder::l2_normalize, ClipConfig, ClipModel, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::error::{Error, Result};
 use crate::preprocess::{decode_rgb8, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::tokenizer::ClipTokenizer;
@@ -32,25 +32,34 @@ impl ClipPipeline {
         let config = ClipConfig::from_json(config_bytes, config_name)?;
         let (weights_name, weights) = files.weights;
         let model = ClipModel::from_safetensors(&config, weights, &weights_name)?;
-        let image_size = config.vision_config.image_size;
-        let preprocessing = match &files.preprocessor {
+        Self::assemble(model, config_name, files.tokenizer, files.preprocessor)
+    }
+
+    /// A pipeline around a loaded model, with its tokenizer and preprocessing
+    /// read from their JSON files' bytes (each with the name used in errors).
+    /// `model_name` names the model in errors.
+    pub fn assemble(
+        model: ClipModel,
+        model_name: &str,
+        tokenizer: Option<(String, Vec<u8>)>,
+        preprocessor: Option<(String, Vec<u8>)>,
+    ) -> Result<Self> {
+        let image_size = model.config.vision_config.image_size;
+        let preprocessing = match &preprocessor {
             Some((name, bytes)) => Preprocessing::from_json(bytes, name, image_size)?,
             None => Preprocessing::clip_default(image_size),
         };
         if let Some((h, w)) = preprocessing.crop {
             if h != image_size || w != image_size {
-                let name = files.preprocessor.as_ref().map(|p| p.0.as_str()).unwrap_or("preprocessor_config.json");
+                let name = preprocessor.as_ref().map(|p| p.0.as_str()).unwrap_or("preprocessor_config.json");
                 return Err(Error::model(
                     name,
                     format!("crop size {h}×{w} does not match the model's image_size {image_size}"),
                 ));
             }
         }
-        let tokenizer = match &files.tokenizer {
-            Some((name, bytes)) => {
-                let tok = ClipTokenizer::from_json(bytes, name, model.max_text_positions())?;
-                Some(tok)
-            }
+        let tokenizer = match &tokenizer {
+            Some((name, bytes)) => Some(ClipTokenizer::from_json(bytes, name, model.max_text_positions())?),
             None => None,
         };
         Ok(Self {
@@ -58,8 +67,26 @@ impl ClipPipeline {
             tokenizer,
             preprocessing,
             limits: DecodeLimits::default(),
-            tokenizer_missing: format!("{config_name}: the model has no tokenizer.json, so it cannot embed text"),
+            tokenizer_missing: format!("{model_name}: the model has no tokenizer.json, so it cannot embed text"),
         })
+    }
+
+    /// Adds the text tower (and its tokenizer) of the same model to a pipeline
+    /// loaded without it: a bundle's text encoder, fetched when first needed.
+    pub fn attach_text(&mut self, text: ClipModel, tokenizer: Option<(String, Vec<u8>)>, name: &str) -> Result<()> {
+        let mine = self.model.fingerprint()?;
+        let theirs = text.fingerprint()?;
+        if mine != theirs {
+            return Err(Error::model(
+                name,
+                format!("belongs to another model (fingerprint {theirs}, the loaded model has {mine})"),
+            ));
+        }
+        if let Some((tok_name, bytes)) = &tokenizer {
+            self.tokenizer = Some(ClipTokenizer::from_json(bytes, tok_name, self.model.max_text_positions())?);
+        }
+        self.model = self.model.clone().merge(text);
+        Ok(())
     }
 
     pub fn config(&self) -> &ClipConfig {
@@ -71,6 +98,9 @@ impl ClipPipeline {
     }
 
     pub fn tokenizer(&self) -> Result<&ClipTokenizer> {
+        if !self.model.has_text() {
+            return Err(Error::Input(NO_TEXT_ENCODER.into()));
+        }
         self.tokenizer.as_ref().ok_or_else(|| Error::Input(self.tokenizer_missing.clone()))
     }
 
@@ -101,6 +131,9 @@ impl ClipPipeline {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        if !self.model.has_vision() {
+            return Err(Error::Input(NO_IMAGE_ENCODER.into()));
+        }
         let size = self.model.image_size();
         let mut flat = Vec::with_capacity(batch.len() * 3 * size * size);
         for p in batch {
@@ -121,6 +154,9 @@ impl ClipPipeline {
     }
 
     pub fn embed_ids(&self, ids: &[u32], normalize: bool) -> Result<Vec<f32>> {
+        if !self.model.has_text() {
+            return Err(Error::Input(NO_TEXT_ENCODER.into()));
+        }
         let vocab = self.model.vocab_size();
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(Error::Input(format!(

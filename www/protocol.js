@@ -114,8 +114,17 @@
 export const REQUEST_TYPES = Object.freeze(['load', 'embed-image', 'embed-text', 'classify']);
 export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error']);
 
-/** The labels of the default zero-shot task. */
-export const DEFAULT_LABELS = Object.freeze(['normal', 'pneumonia', 'tuberculosis']);
+/**
+ * The files of a Hugging Face CLIP folder, by role, in the order the worker fetches
+ * them. config and weights are required. Shared with scripts/serve.mjs, which lists
+ * them in the manifest it synthesises.
+ */
+export const MODEL_FILES = Object.freeze({
+  config: 'config.json',
+  weights: 'model.safetensors',
+  tokenizer: 'tokenizer.json',
+  preprocessor: 'preprocessor_config.json',
+});
 
 /**
  * Splits a comma-separated labels field: trimmed, empty entries and repeats dropped.

@@ -6,7 +6,7 @@
 // defined, with JSDoc types, in protocol.js.
 
 import init, { ClipModel } from '/pkg/kpl.js';
-import { checkRequest } from './protocol.js';
+import { checkRequest, MODEL_FILES } from './protocol.js';
 
 /** @type {ClipModel | null} */
 let model = null;
@@ -18,14 +18,8 @@ const reply = (reply, transfer = []) => self.postMessage(reply, transfer);
 
 const messageOf = (e) => (e instanceof Error ? e.message : String(e));
 
-/** Roles of a model folder's files, in fetch order, and the files the loader needs. */
-const ROLES = ['config', 'weights', 'tokenizer', 'preprocessor'];
-const DEFAULT_FILES = {
-  config: 'config.json',
-  weights: 'model.safetensors',
-  tokenizer: 'tokenizer.json',
-  preprocessor: 'preprocessor_config.json',
-};
+const ROLES = Object.keys(MODEL_FILES);
+const PROGRESS_STEP = 1 << 20;
 
 /**
  * Reads a model folder's manifest.json; without one, assumes the standard
@@ -40,34 +34,37 @@ async function readManifest(base) {
     return { files, sizes: manifest.model.sizes ?? {}, random: manifest.random_weights === true, listed: true };
   }
   if (res.status !== 404) throw new Error(`${res.url}: HTTP ${res.status}`);
-  return { files: DEFAULT_FILES, sizes: {}, random: false, listed: false };
+  return { files: MODEL_FILES, sizes: {}, random: false, listed: false };
 }
 
-/** Fetches a file's bytes, calling onBytes(n) as chunks arrive; null on 404 when optional. */
+/**
+ * Fetches a file's bytes, calling onBytes(n) as chunks arrive; null on 404 when
+ * optional. With a Content-Length the chunks go straight into one buffer, so a
+ * large checkpoint is not held twice.
+ */
 async function fetchBytes(url, optional, onBytes) {
   const res = await fetch(url);
   if (!res.ok) {
     if (optional && res.status === 404) return null;
     throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
   }
-  const reader = res.body.getReader();
-  const chunks = [];
+  const declared = res.headers.has('Content-Encoding') ? NaN : Number(res.headers.get('Content-Length'));
+  let out = Number.isSafeInteger(declared) && declared > 0 ? new Uint8Array(declared) : new Uint8Array(1 << 20);
   let received = 0;
+  const reader = res.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (received + value.byteLength > out.byteLength) {
+      const grown = new Uint8Array(Math.max(out.byteLength * 2, received + value.byteLength));
+      grown.set(out.subarray(0, received));
+      out = grown;
+    }
+    out.set(value, received);
     received += value.byteLength;
     onBytes(value.byteLength);
   }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(received);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return received === out.byteLength ? out : out.slice(0, received);
 }
 
 async function bytesOf(data) {
@@ -97,6 +94,11 @@ const handlers = {
     }
     const total = ROLES.reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
     let loaded = 0;
+    let reported = 0;
+    const progress = (file) => {
+      reported = loaded;
+      reply({ id: req.id, type: 'progress', file, loaded, total: Math.max(total, loaded) });
+    };
     const bytes = {};
     for (const role of ROLES) {
       const name = manifest.files[role];
@@ -104,8 +106,9 @@ const handlers = {
       const optional = role === 'tokenizer' || role === 'preprocessor';
       bytes[role] = await fetchBytes(new URL(name, base), optional && !manifest.listed, (n) => {
         loaded += n;
-        reply({ id: req.id, type: 'progress', file: name, loaded, total: Math.max(total, loaded) });
+        if (loaded - reported >= PROGRESS_STEP) progress(name); // at most one message per MB
       });
+      progress(name);
     }
     model?.free();
     model = null;

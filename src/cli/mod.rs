@@ -2,11 +2,13 @@
 //! holds what they share: model options, output, and per-file error reporting.
 
 pub mod classify;
+pub mod decode;
 pub mod embed;
 pub mod eval;
 pub mod kb;
 pub mod knowledge;
 pub mod kpl_args;
+pub mod pack;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,8 @@ use kpl::{ClipPipeline, Error};
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json,
-    /// preprocessor_config.json). Defaults to $KPL_MODEL.
+    /// preprocessor_config.json), or a bundle folder made by `kpl pack`.
+    /// Defaults to $KPL_MODEL.
     #[arg(long, env = "KPL_MODEL")]
     pub model: PathBuf,
     /// Refuse images with more decoded pixels than this (protects memory).

@@ -2,10 +2,11 @@
 //! (`CLIPEncoder` in `transformers`).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::LayerNorm;
 
 use super::config::Activation;
 use super::linear::Linear;
+use super::weights::Weights;
 
 /// Sizes of one tower's encoder, taken from its part of `config.json`.
 #[derive(Debug, Clone, Copy)]
@@ -18,8 +19,8 @@ pub struct EncoderSizes {
     pub layer_norm_eps: f64,
 }
 
-pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
-    candle_nn::layer_norm(size, eps, vb)
+pub fn layer_norm(size: usize, eps: f64, w: Weights) -> Result<LayerNorm> {
+    w.layer_norm(size, eps)
 }
 
 fn activate(xs: &Tensor, activation: Activation) -> Result<Tensor> {
@@ -43,14 +44,14 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
+    fn load(sizes: &EncoderSizes, w: Weights) -> Result<Self> {
         let h = sizes.hidden;
         let head_dim = h / sizes.heads;
         Ok(Self {
-            q_proj: Linear::load(h, h, vb.pp("q_proj"))?,
-            k_proj: Linear::load(h, h, vb.pp("k_proj"))?,
-            v_proj: Linear::load(h, h, vb.pp("v_proj"))?,
-            out_proj: Linear::load(h, h, vb.pp("out_proj"))?,
+            q_proj: w.pp("q_proj").linear(h, h)?,
+            k_proj: w.pp("k_proj").linear(h, h)?,
+            v_proj: w.pp("v_proj").linear(h, h)?,
+            out_proj: w.pp("out_proj").linear(h, h)?,
             heads: sizes.heads,
             head_dim,
             scale: (head_dim as f64).powf(-0.5),
@@ -87,13 +88,13 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
+    fn load(sizes: &EncoderSizes, w: Weights) -> Result<Self> {
         Ok(Self {
-            self_attn: SelfAttention::load(sizes, vb.pp("self_attn"))?,
-            layer_norm1: layer_norm(sizes.hidden, sizes.layer_norm_eps, vb.pp("layer_norm1"))?,
-            fc1: Linear::load(sizes.hidden, sizes.intermediate, vb.pp("mlp").pp("fc1"))?,
-            fc2: Linear::load(sizes.intermediate, sizes.hidden, vb.pp("mlp").pp("fc2"))?,
-            layer_norm2: layer_norm(sizes.hidden, sizes.layer_norm_eps, vb.pp("layer_norm2"))?,
+            self_attn: SelfAttention::load(sizes, w.pp("self_attn"))?,
+            layer_norm1: layer_norm(sizes.hidden, sizes.layer_norm_eps, w.pp("layer_norm1"))?,
+            fc1: w.pp("mlp").pp("fc1").linear(sizes.hidden, sizes.intermediate)?,
+            fc2: w.pp("mlp").pp("fc2").linear(sizes.intermediate, sizes.hidden)?,
+            layer_norm2: layer_norm(sizes.hidden, sizes.layer_norm_eps, w.pp("layer_norm2"))?,
             activation: sizes.activation,
         })
     }
@@ -112,10 +113,10 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn load(sizes: &EncoderSizes, vb: VarBuilder) -> Result<Self> {
-        let vb = vb.pp("layers");
+    pub fn load(sizes: &EncoderSizes, w: Weights) -> Result<Self> {
+        let w = w.pp("layers");
         let layers = (0..sizes.layers)
-            .map(|i| EncoderLayer::load(sizes, vb.pp(i.to_string())))
+            .map(|i| EncoderLayer::load(sizes, w.pp(i.to_string())))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { layers })
     }

@@ -2,10 +2,11 @@
 //! self-attention, final layernorm, pooling at the end-of-text token.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::LayerNorm;
 
 use super::config::TextConfig;
 use super::encoder::{layer_norm, Encoder, EncoderSizes};
+use super::weights::{to_f32, Weights};
 
 /// Old published configs carry `eos_token_id = 2`; `transformers` then pools at
 /// the largest id in the sequence instead of at the first `eos_token_id`.
@@ -22,9 +23,9 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    pub fn load(config: &TextConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn load(config: &TextConfig, w: Weights) -> Result<Self> {
         let hidden = config.hidden_size;
-        let embeddings = vb.pp("embeddings");
+        let embeddings = w.pp("embeddings");
         let sizes = EncoderSizes {
             hidden,
             intermediate: config.intermediate_size,
@@ -34,11 +35,11 @@ impl TextTransformer {
             layer_norm_eps: config.layer_norm_eps,
         };
         Ok(Self {
-            token_embedding: embeddings.get((config.vocab_size, hidden), "token_embedding.weight")?,
+            token_embedding: embeddings.get_table((config.vocab_size, hidden), "token_embedding.weight")?,
             position_embedding: embeddings
                 .get((config.max_position_embeddings, hidden), "position_embedding.weight")?,
-            encoder: Encoder::load(&sizes, vb.pp("encoder"))?,
-            final_layer_norm: layer_norm(hidden, config.layer_norm_eps, vb.pp("final_layer_norm"))?,
+            encoder: Encoder::load(&sizes, w.pp("encoder"))?,
+            final_layer_norm: layer_norm(hidden, config.layer_norm_eps, w.pp("final_layer_norm"))?,
             eos_token_id: config.eos_token_id,
             max_positions: config.max_position_embeddings,
         })
@@ -77,7 +78,8 @@ impl TextTransformer {
         let device = self.token_embedding.device();
         let seq = ids.len();
         let ids_tensor = Tensor::new(ids, device)?;
-        let tokens = self.token_embedding.index_select(&ids_tensor, 0)?;
+        // The table may be f16 (a packed bundle); the rows picked are widened.
+        let tokens = to_f32(&self.token_embedding.index_select(&ids_tensor, 0)?)?;
         let positions = self.position_embedding.narrow(0, 0, seq)?;
         let xs = (tokens + positions)?.unsqueeze(0)?;
         let mask = causal_mask(seq, device)?;

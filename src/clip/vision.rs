@@ -2,10 +2,11 @@
 //! position embeddings, pre-layernorm, encoder, post-layernorm on the class token.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, LayerNorm};
 
 use super::config::VisionConfig;
 use super::encoder::{layer_norm, Encoder, EncoderSizes};
+use super::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub struct VisionTransformer {
@@ -19,17 +20,12 @@ pub struct VisionTransformer {
 }
 
 impl VisionTransformer {
-    pub fn load(config: &VisionConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn load(config: &VisionConfig, w: Weights) -> Result<Self> {
         let hidden = config.hidden_size;
-        let embeddings = vb.pp("embeddings");
+        let embeddings = w.pp("embeddings");
         let conv = Conv2dConfig { stride: config.patch_size, ..Default::default() };
-        let patch_embedding = candle_nn::conv2d_no_bias(
-            config.num_channels,
-            hidden,
-            config.patch_size,
-            conv,
-            embeddings.pp("patch_embedding"),
-        )?;
+        let patch_embedding =
+            embeddings.pp("patch_embedding").conv2d_no_bias(config.num_channels, hidden, config.patch_size, conv)?;
         let grid = config.image_size / config.patch_size;
         let positions = grid * grid + 1;
         let sizes = EncoderSizes {
@@ -45,9 +41,9 @@ impl VisionTransformer {
             class_embedding: embeddings.get(hidden, "class_embedding")?,
             position_embedding: embeddings.get((positions, hidden), "position_embedding.weight")?,
             // The misspelling is the checkpoint's own tensor name.
-            pre_layernorm: layer_norm(hidden, config.layer_norm_eps, vb.pp("pre_layrnorm"))?,
-            encoder: Encoder::load(&sizes, vb.pp("encoder"))?,
-            post_layernorm: layer_norm(hidden, config.layer_norm_eps, vb.pp("post_layernorm"))?,
+            pre_layernorm: layer_norm(hidden, config.layer_norm_eps, w.pp("pre_layrnorm"))?,
+            encoder: Encoder::load(&sizes, w.pp("encoder"))?,
+            post_layernorm: layer_norm(hidden, config.layer_norm_eps, w.pp("post_layernorm"))?,
             image_size: config.image_size,
         })
     }

@@ -27,7 +27,7 @@ impl Default for DecodeLimits {
     }
 }
 
-const SUPPORTED: &str = "PNG, JPEG, WebP, BMP or TIFF";
+const SUPPORTED: &str = "PNG, JPEG, WebP, BMP, TIFF or DICOM";
 
 pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
     image::guess_format(bytes).ok().filter(|f| {
@@ -39,6 +39,9 @@ pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
 pub fn decode_rgb8(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Image8> {
     if bytes.is_empty() {
         return Err(Error::image(name, "the file is empty"));
+    }
+    if super::dicom::is_dicom(bytes, name) {
+        return super::dicom::decode(bytes, name, limits, None).map(|d| d.image);
     }
     let format = sniff_format(bytes).ok_or_else(|| {
         Error::image(name, format!("not a supported image format (expected {SUPPORTED})"))

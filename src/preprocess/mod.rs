@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod dicom;
 pub mod pil_resize;
 
 pub use config::{Preprocessing, ResizeTarget};

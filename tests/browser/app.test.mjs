@@ -36,7 +36,7 @@ before(async () => {
   ]);
   await page.locator('[data-kpl-result]').first().waitFor({ timeout: 60000 });
   await page.locator('[data-kpl-error]').first().waitFor({ timeout: 30000 });
-});
+}, { timeout: 180000 });
 
 after(async () => {
   await browser?.close();
@@ -94,7 +94,7 @@ test('every request goes to the server, and nothing fails or violates the CSP', 
   assert.deepEqual(consoleErrors, []);
 });
 
-test('the worker protocol: embed-image and embed-text match the reference; bad requests are refused', async () => {
+test('the worker protocol: embed-image and embed-text match the reference; bad requests are refused', { timeout: 60000 }, async () => {
   const ref = readReference().models[MODEL];
   const image = ref.images.find((i) => i.file === IMAGE);
   const text = ref.texts.find((t) => t.text === 'pneumonia');
@@ -138,11 +138,16 @@ test('the controls are labelled and the page fits a phone-width screen', async (
   for (const name of ['Labels', 'Choose images']) {
     assert.equal(await page.getByLabel(name, { exact: false }).count(), 1, `one control labelled ${name}`);
   }
-  // Screenshots: the full page for the test record, a small one for the README.
+  // Screenshots: the full page for the test record (gitignored), and the README's
+  // docs/screenshot.png. The latter is committed and its timings differ on every run,
+  // so it is rewritten only when missing or with UPDATE_SCREENSHOT=1 (`make screenshot`).
   fs.mkdirSync(OUT, { recursive: true });
   await page.screenshot({ path: path.join(OUT, 'page.png'), fullPage: true });
-  fs.mkdirSync(path.join(REPO, 'docs'), { recursive: true });
-  await page.screenshot({ path: path.join(REPO, 'docs', 'screenshot.png') });
+  const readmeShot = path.join(REPO, 'docs', 'screenshot.png');
+  if (process.env.UPDATE_SCREENSHOT === '1' || !fs.existsSync(readmeShot)) {
+    fs.mkdirSync(path.dirname(readmeShot), { recursive: true });
+    await page.screenshot({ path: readmeShot, fullPage: true });
+  }
 
   await page.setViewportSize({ width: 360, height: 740 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

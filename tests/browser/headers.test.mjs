@@ -22,7 +22,7 @@ let server;
 
 before(async () => {
   server = await startServer({ model: 'tests/fixtures/tiny-gelu-f16' });
-});
+}, { timeout: 30000 });
 
 after(async () => {
   await server?.close();

@@ -98,7 +98,8 @@ export async function launchBrowser({ viewport = { width: 1000, height: 800 } } 
 
 /** Runs the native CLI and returns its parsed JSON output. */
 export function runNative(args) {
-  const exe = path.join(REPO, 'target', 'release', 'kpl');
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');
+  const exe = path.join(targetDir, 'release', 'kpl');
   if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run \`make native\``);
   const r = spawnSync(exe, args, { cwd: REPO, encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) {

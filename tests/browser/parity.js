@@ -4,6 +4,7 @@
 // embedImage, embedText) and nothing else.
 
 import init, { ClipModel } from '/pkg/kpl.js';
+import { MODEL_FILES } from '/protocol.js';
 
 async function fetchBytes(url) {
   const res = await fetch(url);
@@ -20,10 +21,9 @@ async function run({ models, images, texts }) {
   const out = {};
   for (const name of models) {
     const base = `/fixtures/${name}/`;
-    const [config, weights, tokenizer, preprocessor] = await Promise.all(
-      ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json'].map((f) => fetchBytes(base + f)),
-    );
-    const model = ClipModel.load(config, weights, tokenizer, preprocessor);
+    const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
+    const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(base + f)));
+    const model = ClipModel.load(...bytes);
     try {
       const result = { isRandom: model.isRandom, embeddingDim: model.embeddingDim, images: [], texts: [] };
       for (const file of images) {

@@ -36,7 +36,7 @@ before(async () => {
     texts: reference.models[MODELS[0]].texts.map((t) => t.text),
   };
   browserResults = await page.evaluate((j) => window.kplParity(j), job);
-});
+}, { timeout: 180000 });
 
 after(async () => {
   await browser?.close();

@@ -1,0 +1,130 @@
+// Collects the rows bench/run.sh gathered into bench/results.json and prints them as a
+// table with the ratios the issues set goals on.
+//
+//     node bench/report.mjs ROWS.jsonl NOTES.jsonl RESULTS.json [TOTAL_SECONDS]
+//
+// ROWS.jsonl: one JSON row per line ({engine, dtype, model, threads, median_s, ...}).
+// NOTES.jsonl: {engine, dtype, model, status: "skipped"|"failed", reason} per row that
+// did not run. RESULTS.json gets {"rows": [...], "skipped": [...], "failed": [...], ...}.
+
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+
+const [rowsPath, notesPath, resultsPath, totalSeconds] = process.argv.slice(2);
+const readLines = (path) =>
+  existsSync(path)
+    ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l))
+    : [];
+const rows = readLines(rowsPath);
+const notes = readLines(notesPath);
+
+const IMAGE = 'vit-b16-image';
+const FIT = 'kpl-fit-n1000-d768-c5';
+const find = (engine, dtype, model) => rows.find((r) => r.engine === engine && r.dtype === dtype && r.model === model);
+const order = ['kpl-native', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
+const dtypeOrder = ['f32', 'f16', 'q8', 'q4', 'f64'];
+const rank = (list, x) => (list.includes(x) ? list.indexOf(x) : list.length);
+const sortKey = (r) => [r.model === IMAGE ? 0 : 1, rank(order, r.engine), rank(dtypeOrder, r.dtype)];
+const cmp = (a, b) => {
+  const ka = sortKey(a), kb = sortKey(b);
+  for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] - kb[i];
+  return 0;
+};
+rows.sort(cmp);
+
+const mb = (bytes) => (bytes == null ? '' : `${(bytes / 2 ** 20).toFixed(0)} MiB`);
+const time = (s) => (s >= 1 ? `${s.toFixed(3)} s` : `${(s * 1000).toFixed(1)} ms`);
+
+// ------------------------------------------------------------------ table of rows
+const table = [['model', 'engine', 'dtype', 'thr', 'median', 'cpu', 'runs', 'notes']];
+for (const r of [...rows, ...notes].sort(cmp)) {
+  if (r.status) {
+    table.push([r.model, r.engine, r.dtype, '1', r.status.toUpperCase(), '', '', r.reason]);
+    continue;
+  }
+  const extra = [];
+  if (r.peak_memory_bytes != null) extra.push(`wasm memory ${mb(r.peak_memory_bytes)}`);
+  if (r.cos_vs_kpl_native != null) extra.push(`cos vs native ${r.cos_vs_kpl_native}`);
+  if (r.cos_vs_kpl_f32 != null) extra.push(`cos vs kpl ${r.cos_vs_kpl_f32}`);
+  if (r.model_bytes != null) extra.push(`model ${mb(r.model_bytes)}`);
+  if (r.accuracy != null) extra.push(`acc ${r.accuracy}%`);
+  const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
+  table.push([r.model, r.engine, r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
+}
+const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+const line = (row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+console.log(line(table[0]));
+console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const row of table.slice(1)) console.log(line(row));
+
+// ------------------------------------------------------------------ ratios
+const ratios = [];
+const ratio = (label, a, b, goal) => {
+  if (!a || !b) {
+    const [num, den] = label.split(': ')[1].split(' / ');
+    const missing = [!a && num, !b && den].filter(Boolean);
+    ratios.push({ label, value: null, goal: goal ?? null, note: `n/a (no ${missing.join(' or ')} row${missing.length > 1 ? 's' : ''})` });
+    return;
+  }
+  const value = a.median_s / b.median_s;
+  const cpu = a.cpu_median_s && b.cpu_median_s ? Math.round((a.cpu_median_s / b.cpu_median_s) * 1000) / 1000 : null;
+  ratios.push({ label, value: Math.round(value * 1000) / 1000, cpu_value: cpu, goal: goal ?? null });
+};
+for (const dtype of ['f32', 'q8', 'q4']) {
+  const kw = find('kpl-wasm', dtype, IMAGE), ow = find('ort-web', dtype, IMAGE);
+  if (kw || ow || dtype !== 'q4') ratio(`image ${dtype}: kpl-wasm / ort-web`, kw, ow, dtype === 'q4' ? null : 0.8);
+}
+for (const dtype of ['f32', 'q8']) {
+  const kn = find('kpl-native', dtype, IMAGE), on = find('ort-native', dtype, IMAGE);
+  ratio(`image ${dtype}: kpl-native / ort-native`, kn, on, dtype === 'f32' ? 1.0 : null);
+}
+for (const dtype of ['f32', 'q8', 'q4']) {
+  const kw = find('kpl-wasm', dtype, IMAGE), kn = find('kpl-native', dtype, IMAGE);
+  if (kw && kn) ratio(`image ${dtype}: kpl-wasm / kpl-native`, kw, kn);
+}
+for (const dtype of ['f32', 'f64']) {
+  ratio(`fit ${dtype}: kpl-native / torch`, find('kpl-native', dtype, FIT), find('torch', dtype, FIT), 0.5);
+}
+const wasmFit = rows.find((r) => r.engine === 'kpl-wasm' && r.model === FIT);
+if (wasmFit) {
+  ratio(`fit ${wasmFit.dtype}: kpl-wasm / kpl-native`, wasmFit, find('kpl-native', wasmFit.dtype, FIT));
+}
+
+console.log('\nratios of medians (same run; < 1 means kpl is faster; cpu: the same from CPU time, which');
+console.log('ignores time spent waiting for a core on a shared machine; goals are judged on wall time)');
+for (const r of ratios) {
+  const goal = r.goal == null ? '' : `   goal <= ${r.goal}: ${r.value == null ? '-' : r.value <= r.goal ? 'met' : 'NOT met'}`;
+  const value = r.value == null ? r.note : `${r.value.toFixed(3)}×${r.cpu_value == null ? '' : ` (cpu ${r.cpu_value.toFixed(3)}×)`}`;
+  console.log(`  ${r.label.padEnd(40)} ${value}${goal}`);
+}
+const absolute = [];
+if (wasmFit) {
+  const ms = wasmFit.median_s * 1000;
+  absolute.push({ label: `fit ${wasmFit.dtype}: kpl-wasm`, value: `${ms.toFixed(1)} ms`, goal: '< 300 ms', met: ms < 300 });
+}
+for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes)) {
+  const m = r.peak_memory_bytes / r.weights_bytes;
+  absolute.push({
+    label: `image ${r.dtype}: kpl-wasm memory / weight file`,
+    value: `${m.toFixed(2)}× (${mb(r.peak_memory_bytes)} / ${mb(r.weights_bytes)}; ${(r.peak_memory_bytes / r.vision_weights_bytes).toFixed(2)}× the image-encoder weights)`,
+    goal: '<= 1.5×',
+    met: m <= 1.5,
+  });
+}
+for (const a of absolute) {
+  console.log(`  ${a.label.padEnd(40)} ${a.value}   goal ${a.goal}: ${a.met ? 'met' : 'NOT met'}`);
+}
+
+const failed = notes.filter((n) => n.status === 'failed');
+const skipped = notes.filter((n) => n.status === 'skipped');
+const results = {
+  rows,
+  skipped,
+  failed,
+  ratios,
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()} ${os.arch()}` },
+  date: new Date().toISOString(),
+  total_s: totalSeconds ? Number(totalSeconds) : null,
+};
+writeFileSync(resultsPath, JSON.stringify(results, null, 1) + '\n');
+console.log(`\nwrote ${resultsPath}: ${rows.length} rows, ${skipped.length} skipped, ${failed.length} failed`);

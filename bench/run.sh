@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark row, single thread, in one command, then
+# bench/results.json and a table with ratios (bench/README.md explains each row).
+#
+# Rows whose peer is not installed are SKIPPED with a note (CI machines have no torch,
+# no onnxruntime); a row that fails is reported and makes the script exit 1 at the end,
+# after the table. Environment:
+#   KPL_BENCH_RUNS=5          timed runs per row (after one warm-up); at least 5
+#   KPL_BENCH_PYTHON=python   the only Python to use for the peers (torch, transformers,
+#                             onnx, onnxruntime); default: for each row, the first of
+#                             ../venv-ref/bin/python and python3 that has what it needs
+#   KPL_BENCH_OUT=bench/out   where the random model, ONNX files and logs go
+#   KPL_BENCH_NO_INSTALL=1    do not `npm ci` bench/ for onnxruntime-web
+#   KPL_BENCH_NO_BUILD=1      use the existing builds (target/release/examples, pkg/)
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+CARGO=${CARGO:-cargo}
+NODE=${NODE:-node}
+RUNS=${KPL_BENCH_RUNS:-5}
+OUT=${KPL_BENCH_OUT:-bench/out}
+LOGS=$OUT/logs
+ROWS=$OUT/rows.jsonl
+NOTES=$OUT/notes.jsonl
+START=$(date +%s)
+
+# One thread everywhere: candle/gemm (rayon), PyTorch, BLAS.
+export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
+mkdir -p "$OUT" "$LOGS"
+: > "$ROWS"
+: > "$NOTES"
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+json_str() { "$NODE" -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
+
+# note STATUS ENGINE DTYPE MODEL REASON
+note() {
+    printf '{"engine":"%s","dtype":"%s","model":"%s","threads":1,"status":"%s","reason":%s}\n' \
+        "$2" "$3" "$4" "$1" "$(json_str "$5")" >> "$NOTES"
+    say "$1: $2 $3 $4: $5"
+}
+skip() { note skipped "$@"; }
+
+# row ENGINE DTYPE MODEL -- COMMAND...: runs COMMAND; every stdout line that is a JSON
+# object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL.log and to the terminal.
+row() {
+    local engine=$1 dtype=$2 model=$3
+    shift 4
+    local log="$LOGS/$engine-$dtype-$model.log" out rc
+    say "run: $engine $dtype $model: $*"
+    # stdout is captured (fd 3); stderr goes through tee, which the pipeline waits for.
+    out=$( { "$@" 2>&1 1>&3 3>&- | tee "$log" >&2 3>&-; exit "${PIPESTATUS[0]}"; } 3>&1 )
+    rc=$?
+    local json
+    json=$(printf '%s\n' "$out" | grep '^{' || true)
+    if [ $rc -ne 0 ] || [ -z "$json" ]; then
+        local why="exit $rc"
+        [ $rc -eq 0 ] && why="exit 0 but no JSON row on stdout"
+        note failed "$engine" "$dtype" "$model" "$why: $(tail -n 3 "$log" | tr '\n' ' ' | cut -c1-400)"
+        return 1
+    fi
+    printf '%s\n' "$json" >> "$ROWS"
+    printf '%s\n' "$json" >&2
+}
+
+# python_with MODULE...: prints the first candidate Python that imports every module.
+python_with() {
+    local py
+    for py in ${KPL_BENCH_PYTHON:-../venv-ref/bin/python python3}; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c "import $(IFS=,; echo "$*")" >/dev/null 2>&1; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# ------------------------------------------------------------------------ builds
+native_ok=1
+wasm_ok=1
+if [ "${KPL_BENCH_NO_BUILD:-0}" != 1 ]; then
+    say "build: native examples (bench_image, bench_fit)"
+    if ! { $CARGO build --release --examples && $CARGO build --release --example bench_fit -p kpl-core; } >&2; then
+        native_ok=0
+    fi
+    stale=""
+    if [ -f pkg/kpl.js ] && [ -f pkg/kpl_bg.wasm ]; then
+        stale=$(find src crates/kpl-core/src Cargo.toml Cargo.lock -newer pkg/kpl_bg.wasm -print -quit 2>/dev/null)
+    fi
+    if [ ! -f pkg/kpl_bg.wasm ] || [ -n "$stale" ]; then
+        say "build: pkg/ is ${stale:+older than }${stale:-missing}: make wasm"
+        make --no-print-directory wasm >&2 || wasm_ok=0
+    fi
+fi
+BENCH_IMAGE=target/release/examples/bench_image
+BENCH_FIT=target/release/examples/bench_fit
+[ -x "$BENCH_IMAGE" ] && [ -x "$BENCH_FIT" ] || native_ok=0
+[ -f pkg/kpl.js ] && [ -f pkg/kpl_bg.wasm ] || wasm_ok=0
+command -v "$NODE" >/dev/null 2>&1 || { say "no node: cannot write the report"; exit 1; }
+
+# ------------------------------------------------------------------------ image encoder
+IMAGE=vit-b16-image
+if [ $native_ok = 1 ]; then
+    read -r -a DTYPES <<< "$("$BENCH_IMAGE" --list-dtypes)"
+else
+    DTYPES=(f32)
+fi
+for dtype in "${DTYPES[@]}"; do
+    if [ $native_ok = 1 ]; then
+        # The first run writes the random model (about 600 MB, ~10 s) that every row uses.
+        row kpl-native "$dtype" $IMAGE -- "$BENCH_IMAGE" --dtype "$dtype" --threads 1 --runs "$RUNS" --out "$OUT"
+    else
+        note failed kpl-native "$dtype" $IMAGE "the native examples did not build"
+    fi
+    if [ ! -f "$OUT/vit-b16-random/config.json" ]; then
+        note failed kpl-wasm "$dtype" $IMAGE "no random model (bench_image writes it)"
+    elif [ $wasm_ok = 1 ]; then
+        row kpl-wasm "$dtype" $IMAGE -- "$NODE" bench/wasm_image.mjs --dtype "$dtype" --runs "$RUNS" --out "$OUT"
+    else
+        note failed kpl-wasm "$dtype" $IMAGE "pkg/ is missing or did not build (make wasm)"
+    fi
+done
+
+# ONNX Runtime peers: the same vision tower and weights, exported to ONNX.
+onnx_ok=0
+onnx_reason=""
+if [ -f "$OUT/vit-b16-random/config.json" ]; then
+    if PY_EXPORT=$(python_with torch transformers onnx onnxruntime safetensors); then
+        say "export: ONNX (f32, q8) with $PY_EXPORT"
+        if "$PY_EXPORT" bench/export_onnx.py --model "$OUT/vit-b16-random" --out "$OUT/onnx" 2>&1 | tee "$LOGS/export-onnx.log" >&2; then
+            onnx_ok=1
+        else
+            onnx_reason="ONNX export failed: $(tail -n 2 "$LOGS/export-onnx.log" | tr '\n' ' ' | cut -c1-300)"
+        fi
+    elif [ -f "$OUT/onnx/vision-f32.onnx" ] && [ -f "$OUT/onnx/vision-q8.onnx" ]; then
+        onnx_ok=1
+        say "export: no Python with torch + transformers + onnx; reusing $OUT/onnx/ as it is"
+    else
+        onnx_reason="no Python with torch, transformers, onnx and onnxruntime to export the model to ONNX (set KPL_BENCH_PYTHON)"
+    fi
+else
+    onnx_reason="no random model to export"
+fi
+
+ortweb_reason=""
+if [ ! -d bench/node_modules/onnxruntime-web ] && [ "${KPL_BENCH_NO_INSTALL:-0}" != 1 ] && [ $onnx_ok = 1 ]; then
+    say "install: onnxruntime-web into bench/node_modules (npm ci)"
+    (cd bench && timeout 600 npm ci --no-audit --no-fund >&2) || ortweb_reason="npm ci in bench/ failed (offline?)"
+fi
+[ -d bench/node_modules/onnxruntime-web ] || ortweb_reason=${ortweb_reason:-"onnxruntime-web is not installed (npm ci --prefix bench)"}
+PY_ORT=$(python_with onnxruntime numpy) || PY_ORT=""
+
+for dtype in f32 q8; do
+    if [ $onnx_ok != 1 ]; then
+        skip ort-native $dtype $IMAGE "$onnx_reason"
+        skip ort-web $dtype $IMAGE "$onnx_reason"
+        continue
+    fi
+    if [ -n "$PY_ORT" ]; then
+        row ort-native $dtype $IMAGE -- "$PY_ORT" bench/ort_native.py --dtype $dtype --runs "$RUNS" --out "$OUT"
+    else
+        skip ort-native $dtype $IMAGE "no Python with onnxruntime (pip install onnxruntime; set KPL_BENCH_PYTHON)"
+    fi
+    if [ -z "$ortweb_reason" ]; then
+        row ort-web $dtype $IMAGE -- "$NODE" bench/ort_web.mjs --dtype $dtype --runs "$RUNS" --out "$OUT"
+    else
+        skip ort-web $dtype $IMAGE "$ortweb_reason"
+    fi
+done
+
+# ------------------------------------------------------------------------ KPL fit
+FIT=kpl-fit-n1000-d768-c5
+if [ $native_ok = 1 ]; then
+    row kpl-native f32+f64 $FIT -- "$BENCH_FIT"
+else
+    note failed kpl-native f32 $FIT "the native examples did not build"
+fi
+if [ $wasm_ok = 1 ]; then
+    row kpl-wasm f64 $FIT -- "$NODE" bench/wasm_fit.mjs --runs "$RUNS"
+else
+    note failed kpl-wasm f64 $FIT "pkg/ is missing or did not build (make wasm)"
+fi
+if PY_TORCH=$(python_with torch); then
+    row torch f32+f64 $FIT -- "$PY_TORCH" tests/reference/bench_fit_torch.py
+else
+    skip torch f32 $FIT "PyTorch is not installed (never in CI; set KPL_BENCH_PYTHON to a Python with torch)"
+fi
+
+# ------------------------------------------------------------------------ report
+TOTAL=$(( $(date +%s) - START ))
+echo
+"$NODE" bench/report.mjs "$ROWS" "$NOTES" bench/results.json "$TOTAL"
+echo "make bench: ${TOTAL} s in all"
+if grep -q '"status":"failed"' "$NOTES"; then
+    exit 1
+fi

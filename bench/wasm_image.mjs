@@ -1,0 +1,89 @@
+// kpl in WebAssembly (the web build in pkg/, run in Node, one thread): seconds per image
+// of the CLIP image encoder on the random ViT-B/16 that bench_image wrote.
+//
+//     node bench/wasm_image.mjs [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg]
+//
+// Loads OUT/vit-b16-random/ with ClipModel.load(config, weights, tokenizer, preprocessor)
+// and times ClipModel.embedImage on OUT/image-224.png: a warm-up, then the median of
+// --runs runs. embedImage takes the PNG's bytes, so this includes PNG decoding and
+// preprocessing (a few ms; the native row times the encoder on ready pixels).
+// peak_memory_bytes is the wasm instance's linear memory after loading and running (wasm
+// memory never shrinks, so this is its peak); weights_bytes is model.safetensors (both
+// towers), vision_weights_bytes its image-encoder part.
+
+import { readFileSync } from 'node:fs';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes } from './lib.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = parseArgs(process.argv.slice(2), {
+  dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'),
+});
+const runs = Number(args.runs);
+
+/** The model files for a dtype. A quantised bundle adds its branch here. */
+function modelFiles(dtype) {
+  const dir = join(args.out, 'vit-b16-random');
+  if (dtype === 'f32') {
+    const read = (name) => new Uint8Array(readFileSync(join(dir, name)));
+    return {
+      config: read('config.json'),
+      weights: read('model.safetensors'),
+      tokenizer: read('tokenizer.json'),
+      preprocessor: read('preprocessor_config.json'),
+    };
+  }
+  console.error(`wasm_image: --dtype ${dtype} is not supported yet (f32 only: quantised bundles need \`kpl pack\`)`);
+  process.exit(2);
+}
+
+const files = modelFiles(args.dtype);
+const weightsBytes = files.weights.byteLength;
+const visionBytes = safetensorsBytes(files.weights, ['vision_model.', 'visual_projection.']);
+const { mod, exports } = await loadKplWasm(resolve(args.pkg));
+const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : null);
+
+let t = performance.now();
+const model = mod.ClipModel.load(files.config, files.weights, files.tokenizer, files.preprocessor);
+const loadS = (performance.now() - t) / 1000;
+delete files.weights; // the JS copy can go; the wasm instance has its own
+const memoryAfterLoad = memoryBytes();
+
+const png = new Uint8Array(readFileSync(join(args.out, 'image-224.png')));
+const embedding = model.embedImage(png, 'image-224.png');
+const times = [];
+const cpuTimes = []; // process CPU time: on a shared machine the wall clock also counts waiting for a core
+for (let i = 0; i < runs; i++) {
+  const c = process.cpuUsage();
+  t = performance.now();
+  model.embedImage(png, 'image-224.png');
+  times.push((performance.now() - t) / 1000);
+  const used = process.cpuUsage(c);
+  cpuTimes.push((used.user + used.system) / 1e6);
+}
+console.error(`# kpl-wasm ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).join(', ')}`);
+
+const row = {
+  engine: 'kpl-wasm',
+  dtype: args.dtype,
+  model: 'vit-b16-image',
+  threads: 1,
+  median_s: round(median(times), 4),
+  cpu_median_s: round(median(cpuTimes), 4),
+  runs_s: times.map((x) => round(x, 4)),
+  load_s: round(loadS, 3),
+  peak_memory_bytes: memoryBytes() ?? process.memoryUsage().rss,
+  peak_memory_source: exports.memory ? 'wasm-memory' : 'process-rss',
+  memory_after_load_bytes: memoryAfterLoad,
+  weights_bytes: weightsBytes,
+  vision_weights_bytes: visionBytes,
+};
+try {
+  const reference = JSON.parse(readFileSync(join(args.out, `embedding-kpl-native-${args.dtype}.json`), 'utf8'));
+  row.cos_vs_kpl_native = round(cosine(Array.from(embedding), reference), 6);
+} catch {
+  // no native embedding to compare with
+}
+console.log(JSON.stringify(row));
+model.free();

@@ -1,0 +1,204 @@
+//! Seconds per image of the CLIP image encoder, natively, on a full-size random
+//! ViT-B/16 (openai/clip-vit-base-patch16 configuration, weights normal(0, 0.02)).
+//!
+//!     cargo run --release --example bench_image -- [--dtype f32] [--threads 1] [--runs 5] [--out bench/out]
+//!     cargo run --release --example bench_image -- --list-dtypes
+//!
+//! Writes (or reuses) the random model under OUT/vit-b16-random/, a 224×224 test
+//! image OUT/image-224.png, its preprocessed pixels OUT/pixels-224.f32 (raw
+//! little-endian f32, [1, 3, 224, 224], for the ONNX Runtime peers) and the
+//! projected, unnormalised embedding OUT/embedding-kpl-native-DTYPE.json (for
+//! cross-engine checks). Times `ClipPipeline::embed_pixels` on one preprocessed
+//! image: a warm-up, then the median of --runs runs. Prints one JSON line:
+//! {"engine":"kpl-native","dtype":"f32","model":"vit-b16-image","threads":1,"median_s":...}
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kpl::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::ClipPipeline;
+
+/// The dtypes this benchmark can run; bench/run.sh loops over `--list-dtypes`.
+/// A quantised dtype is added here together with its branch in `load_model`.
+const DTYPES: &[&str] = &["f32"];
+const SEED: u64 = 0;
+const MODEL_DIR: &str = "vit-b16-random";
+
+struct Args {
+    dtype: String,
+    threads: usize,
+    runs: usize,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        dtype: "f32".into(),
+        threads: 1,
+        runs: 5,
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--dtype" => args.dtype = value()?,
+            "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
+            "--out" => args.out = PathBuf::from(value()?),
+            "--list-dtypes" => {
+                println!("{}", DTYPES.join(" "));
+                return Ok(None);
+            }
+            "-h" | "--help" => {
+                println!("bench_image [--dtype {}] [--threads N] [--runs N] [--out DIR] [--list-dtypes]", DTYPES.join("|"));
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if !DTYPES.contains(&args.dtype.as_str()) {
+        return Err(format!(
+            "--dtype {} is not supported yet: this benchmark runs {} (quantised models need `kpl pack`, not built yet)",
+            args.dtype,
+            DTYPES.join(", ")
+        ));
+    }
+    if args.runs < 1 || args.threads < 1 {
+        return Err("--runs and --threads must be at least 1".into());
+    }
+    Ok(Some(args))
+}
+
+/// The model for a dtype. f32: the random Hugging Face folder itself.
+fn load_model(dtype: &str, folder: &Path) -> Result<ClipPipeline, String> {
+    match dtype {
+        "f32" => kpl::model_dir::load_model_dir(folder).map_err(|e| e.to_string()),
+        other => Err(format!("no loader for dtype {other}")),
+    }
+}
+
+/// A deterministic 224×224 RGB test image: gradients, stripes and a disc.
+fn test_png() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(224, 224, |x, y| {
+        let (fx, fy) = (x as f32 - 112.0, y as f32 - 80.0);
+        let disc = if fx * fx + fy * fy < 50.0 * 50.0 { 90 } else { 0 };
+        image::Rgb([
+            (x + y / 3) as u8,
+            ((y * 7 + (x / 16) * 40) % 256) as u8,
+            (128 + disc + ((x ^ y) & 31)) as u8,
+        ])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .expect("PNG encoding into memory");
+    bytes
+}
+
+/// CPU time of this thread so far (nanoseconds on the CPU, from /proc): on a shared
+/// machine the wall clock also counts time spent waiting for a core, this does not.
+fn thread_cpu_s() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 * 1e-9)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let m = sorted.len() / 2;
+    if sorted.len() % 2 == 1 { sorted[m] } else { (sorted[m - 1] + sorted[m]) / 2.0 }
+}
+
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Names the path in an I/O error.
+fn io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", what.display())
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
+    let folder = args.out.join(MODEL_DIR);
+    let config = RandomClipConfig::vit_b16();
+    if is_random_clip(&folder, &config, SEED) {
+        eprintln!("# reusing {}", folder.display());
+    } else {
+        let t = Instant::now();
+        write_random_clip(&folder, &config, SEED).map_err(io(&folder))?;
+        eprintln!("# wrote {} in {:.1} s", folder.display(), t.elapsed().as_secs_f64());
+    }
+
+    let png = test_png();
+    let png_path = args.out.join("image-224.png");
+    std::fs::write(&png_path, &png).map_err(io(&png_path))?;
+
+    let t = Instant::now();
+    let pipeline = load_model(&args.dtype, &folder)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let pixels = pipeline.prepare_image(&png, "image-224.png").map_err(|e| e.to_string())?;
+    let pixel_path = args.out.join("pixels-224.f32");
+    let raw: Vec<u8> = pixels.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&pixel_path, raw).map_err(io(&pixel_path))?;
+
+    let embed = || pipeline.embed_pixels(std::slice::from_ref(&pixels), false).map_err(|e| e.to_string());
+    let warm = Instant::now();
+    let embedding = embed()?.remove(0);
+    let warmup_s = warm.elapsed().as_secs_f64();
+    let emb_path = args.out.join(format!("embedding-kpl-native-{}.json", args.dtype));
+    std::fs::write(&emb_path, serde_json::to_vec(&embedding).expect("floats serialise")).map_err(io(&emb_path))?;
+
+    let mut times = Vec::with_capacity(args.runs);
+    let mut cpu_times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let cpu = thread_cpu_s();
+        let t = Instant::now();
+        std::hint::black_box(embed()?);
+        times.push(t.elapsed().as_secs_f64());
+        if let (Some(before), Some(after)) = (cpu, thread_cpu_s()) {
+            cpu_times.push(after - before);
+        }
+    }
+    let median_s = median(&times);
+    // With one thread all the work is on this thread; with more, its CPU time means little.
+    let cpu_median_s = (args.threads == 1 && cpu_times.len() == times.len()).then(|| median(&cpu_times));
+    eprintln!("# kpl-native {}: warm-up {warmup_s:.3} s, runs {times:.3?}", args.dtype);
+    let weights_bytes = std::fs::metadata(folder.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
+    let row = serde_json::json!({
+        "engine": "kpl-native",
+        "dtype": args.dtype,
+        "model": "vit-b16-image",
+        "threads": args.threads,
+        "median_s": (median_s * 1e4).round() / 1e4,
+        "cpu_median_s": cpu_median_s.map(|c| (c * 1e4).round() / 1e4),
+        "runs_s": times.iter().map(|t| (t * 1e4).round() / 1e4).collect::<Vec<_>>(),
+        "load_s": (load_s * 1e3).round() / 1e3,
+        "weights_bytes": weights_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    println!("{row}");
+    Ok(())
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => return,
+        Err(message) => {
+            eprintln!("bench_image: {message}");
+            std::process::exit(2);
+        }
+    };
+    // Before anything touches candle: its gemm sizes the pool from this variable.
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    if let Err(message) = run(&args) {
+        eprintln!("bench_image: {message}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,509 @@
+//! Model bundles made by `kpl pack`: a folder the web app downloads piece by piece.
+//!
+//! ```text
+//! OUT/
+//!   manifest.json        what is in the folder, with each file's size and SHA-256
+//!   image_encoder.gguf   vision_model.*, visual_projection.weight, logit_scale
+//!   text_encoder.gguf    text_model.*, text_projection.weight, logit_scale
+//!   TASK.kplkb           knowledge bases built with the full-precision model
+//! ```
+//!
+//! Each encoder is a self-describing GGUF file (the container candle reads and
+//! writes): its metadata carries `kpl.format_version`, `kpl.kind`, `kpl.dtype`,
+//! `kpl.fingerprint`, `kpl.config_json` (the checkpoint's `config.json`) and
+//! either `kpl.preprocessor_json` (image encoder) or `kpl.tokenizer_json` (text
+//! encoder). Linear weights are f32, f16, q8_0 or q4_K (see
+//! [`PackDtype::linear_type`]); a linear whose input width is not a multiple of
+//! 32 stays f16, and a q4 bundle keeps the two projections at q8_0.
+//! Embeddings and the patch convolution are f16 (f32 in an f32 pack), norms,
+//! biases and the class embedding f32.
+//!
+//! `manifest.json`:
+//!
+//! ```json
+//! {"format_version": 1,
+//!  "model": {"name", "fingerprint", "dtype", "random_weights", "projection_dim", "image_size"},
+//!  "files": {"image_encoder": {"path", "bytes", "sha256"}, "text_encoder": {...}},
+//!  "knowledge": [{"task", "title", "path", "bytes", "sha256", "classes": [...]}]}
+//! ```
+//!
+//! Loading checks every file it reads against the manifest's size and SHA-256
+//! before parsing it, so a truncated download or an altered file is reported by
+//! name; a newer `format_version` is refused with a message saying so.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pack;
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clip::weights::{QTensors, Weights};
+use crate::clip::{describe_load_error, hex, ClipConfig, ClipModel, Towers};
+use crate::error::{Error, Result};
+use crate::pipeline::ClipPipeline;
+
+/// The bundle format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const IMAGE_ENCODER: &str = "image_encoder.gguf";
+pub const TEXT_ENCODER: &str = "text_encoder.gguf";
+
+/// Precision of the linear layers in a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackDtype {
+    F32,
+    F16,
+    Q8,
+    Q4,
+}
+
+impl PackDtype {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackDtype::F32 => "f32",
+            PackDtype::F16 => "f16",
+            PackDtype::Q8 => "q8",
+            PackDtype::Q4 => "q4",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(PackDtype::F32),
+            "f16" => Some(PackDtype::F16),
+            "q8" => Some(PackDtype::Q8),
+            "q4" => Some(PackDtype::Q4),
+            _ => None,
+        }
+    }
+
+    /// The GGUF block type of a linear weight with this input width.
+    ///
+    /// - q8: q8_0, int8 blocks of 32 with an f16 scale.
+    /// - q4: q4_K, 4-bit blocks of 32, each with its own 6-bit scale and minimum,
+    ///   grouped by 8 under an f16 scale (4.5 bits a weight, the size of q4_0).
+    ///   The asymmetric blocks and a search-based quantiser keep the random
+    ///   ViT-B/16 at cosine 0.994 where q4_0 gives 0.985. Every CLIP width is a
+    ///   multiple of 256; a narrower layer (test models) falls back to q8_0.
+    /// - Rows whose width is not a multiple of 32 stay f16.
+    pub fn linear_type(self, in_dim: usize) -> GgmlDType {
+        match self {
+            PackDtype::F32 => GgmlDType::F32,
+            PackDtype::F16 => GgmlDType::F16,
+            PackDtype::Q4 if in_dim % 256 == 0 => GgmlDType::Q4K,
+            PackDtype::Q8 | PackDtype::Q4 if in_dim % 32 == 0 => GgmlDType::Q8_0,
+            PackDtype::Q8 | PackDtype::Q4 => GgmlDType::F16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub fingerprint: String,
+    pub dtype: PackDtype,
+    pub random_weights: bool,
+    pub projection_dim: usize,
+    pub image_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// A file name inside the bundle folder (no folders, no `..`).
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Files {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_encoder: Option<FileEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_encoder: Option<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeEntry {
+    pub task: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(flatten)]
+    pub file: FileEntry,
+    pub classes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub model: ModelInfo,
+    pub files: Files,
+    #[serde(default)]
+    pub knowledge: Vec<KnowledgeEntry>,
+}
+
+fn newer_version(name: &str, version: u64) -> Error {
+    Error::model(
+        name,
+        format!(
+            "bundle format version {version} is newer than this kpl understands (up to {FORMAT_VERSION}); \
+             update kpl or pack the model again with this version"
+        ),
+    )
+}
+
+fn check_file_name(manifest_name: &str, path: &str) -> Result<()> {
+    let plain = !path.is_empty()
+        && !path.contains(['/', '\\', '\0'])
+        && path != "."
+        && path != ".."
+        && !path.starts_with('.');
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::model(manifest_name, format!("file {path:?} is not a plain file name inside the bundle folder")))
+    }
+}
+
+impl Manifest {
+    /// Parses `manifest.json`; `name` names it in errors. The format version is
+    /// checked before anything else so that a newer bundle says so plainly.
+    pub fn from_json(bytes: &[u8], name: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::model(name, format!("not a bundle manifest (invalid JSON: {e})")))?;
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| Error::model(name, "not a bundle manifest (no format_version)"))?;
+        if version > u64::from(FORMAT_VERSION) {
+            return Err(newer_version(name, version));
+        }
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| Error::model(name, format!("not a usable bundle manifest: {e}")))?;
+        for entry in manifest.files.image_encoder.iter().chain(&manifest.files.text_encoder) {
+            check_file_name(name, &entry.path)?;
+        }
+        for entry in &manifest.knowledge {
+            check_file_name(name, &entry.file.path)?;
+        }
+        if manifest.files.image_encoder.is_none() && manifest.files.text_encoder.is_none() {
+            return Err(Error::model(name, "the bundle lists neither an image nor a text encoder"));
+        }
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the manifest serialises")
+    }
+
+    /// The entry of a file the manifest lists, by its path.
+    pub fn entry(&self, path: &str) -> Option<&FileEntry> {
+        self.files
+            .image_encoder
+            .iter()
+            .chain(&self.files.text_encoder)
+            .chain(self.knowledge.iter().map(|k| &k.file))
+            .find(|e| e.path == path)
+    }
+}
+
+/// SHA-256 and length of everything `reader` yields from its start.
+pub fn sha256_of<R: Read + Seek>(reader: &mut R) -> std::io::Result<(String, u64)> {
+    reader.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), total))
+}
+
+/// Checks a file's size and SHA-256 against its manifest entry; `name` names it.
+pub fn verify<R: Read + Seek>(reader: &mut R, name: &str, entry: &FileEntry) -> Result<()> {
+    let (sha, len) = sha256_of(reader).map_err(|e| Error::io(name, e))?;
+    if len != entry.bytes {
+        return Err(Error::model(
+            name,
+            format!(
+                "altered or truncated: {len} bytes where manifest.json says {} (download it again or re-run kpl pack)",
+                entry.bytes
+            ),
+        ));
+    }
+    if sha != entry.sha256 {
+        return Err(Error::model(
+            name,
+            "altered or truncated: its SHA-256 does not match manifest.json (download it again or re-run kpl pack)",
+        ));
+    }
+    Ok(())
+}
+
+/// Which tower an encoder file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    Image,
+    Text,
+}
+
+impl EncoderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncoderKind::Image => "image_encoder",
+            EncoderKind::Text => "text_encoder",
+        }
+    }
+
+    pub fn towers(self) -> Towers {
+        match self {
+            EncoderKind::Image => Towers::VISION,
+            EncoderKind::Text => Towers::TEXT,
+        }
+    }
+}
+
+/// GGUF metadata keys.
+pub mod keys {
+    pub const FORMAT_VERSION: &str = "kpl.format_version";
+    pub const KIND: &str = "kpl.kind";
+    pub const DTYPE: &str = "kpl.dtype";
+    pub const FINGERPRINT: &str = "kpl.fingerprint";
+    pub const CONFIG_JSON: &str = "kpl.config_json";
+    pub const PREPROCESSOR_JSON: &str = "kpl.preprocessor_json";
+    pub const TOKENIZER_JSON: &str = "kpl.tokenizer_json";
+}
+
+/// One encoder file, parsed: its metadata and its tensors (quantised blocks
+/// kept as they are).
+pub struct EncoderFile {
+    pub name: String,
+    pub kind: EncoderKind,
+    pub dtype: String,
+    pub fingerprint: String,
+    pub config_json: String,
+    pub preprocessor_json: Option<String>,
+    pub tokenizer_json: Option<String>,
+    pub tensors: QTensors,
+}
+
+impl EncoderFile {
+    /// Reads an encoder GGUF (after [`verify`]); `name` names it in errors.
+    pub fn read<R: Read + Seek>(reader: &mut R, name: &str) -> Result<Self> {
+        reader.seek(SeekFrom::Start(0)).map_err(|e| Error::io(name, e))?;
+        let content = gguf_file::Content::read(reader)
+            .map_err(|e| Error::model(name, format!("not a readable GGUF file ({e})")))?;
+        let meta = &content.metadata;
+        let string = |key: &str| -> Option<String> { meta.get(key).and_then(|v| v.to_string().ok()).cloned() };
+        let version = meta
+            .get(keys::FORMAT_VERSION)
+            .and_then(|v| v.to_u32().ok())
+            .ok_or_else(|| Error::model(name, format!("not a kpl encoder (no {} in its metadata)", keys::FORMAT_VERSION)))?;
+        if version > FORMAT_VERSION {
+            return Err(newer_version(name, u64::from(version)));
+        }
+        let kind = match string(keys::KIND).as_deref() {
+            Some("image_encoder") => EncoderKind::Image,
+            Some("text_encoder") => EncoderKind::Text,
+            other => return Err(Error::model(name, format!("unknown encoder kind {other:?}"))),
+        };
+        let required = |key: &str| string(key).ok_or_else(|| Error::model(name, format!("{key} missing from its metadata")));
+        let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
+        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+        names.sort_by_key(|n| content.tensor_infos[*n].offset);
+        for tensor_name in names {
+            let t = content
+                .tensor(reader, tensor_name, &Device::Cpu)
+                .map_err(|e| Error::model(name, format!("tensor {tensor_name}: {e}")))?;
+            tensors.insert(tensor_name.clone(), Arc::new(t));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            kind,
+            dtype: required(keys::DTYPE)?,
+            fingerprint: required(keys::FINGERPRINT)?,
+            config_json: required(keys::CONFIG_JSON)?,
+            preprocessor_json: string(keys::PREPROCESSOR_JSON),
+            tokenizer_json: string(keys::TOKENIZER_JSON),
+            tensors,
+        })
+    }
+
+    /// Verifies against the manifest entry, then reads.
+    pub fn read_verified<R: Read + Seek>(reader: &mut R, name: &str, entry: &FileEntry) -> Result<Self> {
+        verify(reader, name, entry)?;
+        Self::read(reader, name)
+    }
+
+    /// The tower this file holds, as a partial model.
+    pub fn model(self) -> Result<(ClipModel, Extras)> {
+        let config = ClipConfig::from_json(self.config_json.as_bytes(), &format!("{} (config)", self.name))?;
+        let weights = Weights::gguf(self.tensors);
+        let model = ClipModel::load_towers(&config, &weights, self.kind.towers())
+            .map_err(|e| Error::model(&self.name, describe_load_error(&e)))?
+            .with_fingerprint(self.fingerprint);
+        let extras = Extras {
+            name: self.name,
+            preprocessor: self.preprocessor_json.map(String::into_bytes),
+            tokenizer: self.tokenizer_json.map(String::into_bytes),
+        };
+        Ok((model, extras))
+    }
+
+    fn check_against(&self, manifest: &Manifest, expected: EncoderKind) -> Result<()> {
+        if self.kind != expected {
+            return Err(Error::model(
+                &self.name,
+                format!("holds the {} where the manifest lists the {}", self.kind.as_str(), expected.as_str()),
+            ));
+        }
+        if self.fingerprint != manifest.model.fingerprint {
+            return Err(Error::model(
+                &self.name,
+                format!(
+                    "belongs to another model (fingerprint {}, manifest.json says {})",
+                    self.fingerprint, manifest.model.fingerprint
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The JSON files an encoder carries in its metadata.
+pub struct Extras {
+    pub name: String,
+    pub preprocessor: Option<Vec<u8>>,
+    pub tokenizer: Option<Vec<u8>>,
+}
+
+/// Builds a pipeline from a bundle's encoders, already read (and verified), at
+/// least one of them. The manifest ties them together: both must carry its
+/// fingerprint.
+pub fn load_pipeline(
+    manifest: &Manifest,
+    manifest_name: &str,
+    image: Option<EncoderFile>,
+    text: Option<EncoderFile>,
+) -> Result<ClipPipeline> {
+    if let Some(f) = &image {
+        f.check_against(manifest, EncoderKind::Image)?;
+    }
+    if let Some(f) = &text {
+        f.check_against(manifest, EncoderKind::Text)?;
+    }
+    let (model, image_extras, text_extras) = match (image, text) {
+        (Some(i), Some(t)) => {
+            let (im, ie) = i.model()?;
+            let (tm, te) = t.model()?;
+            if im.config != tm.config {
+                return Err(Error::model(&te.name, "its config.json differs from the image encoder's"));
+            }
+            (im.merge(tm), Some(ie), Some(te))
+        }
+        (Some(i), None) => {
+            let (im, ie) = i.model()?;
+            (im, Some(ie), None)
+        }
+        (None, Some(t)) => {
+            let (tm, te) = t.model()?;
+            (tm, None, Some(te))
+        }
+        (None, None) => return Err(Error::model(manifest_name, "no encoder to load")),
+    };
+    let preprocessor =
+        image_extras.and_then(|e| e.preprocessor.map(|b| (format!("{} (preprocessor_config.json)", e.name), b)));
+    let tokenizer = text_extras.and_then(|e| e.tokenizer.map(|b| (format!("{} (tokenizer.json)", e.name), b)));
+    ClipPipeline::assemble(model, manifest_name, tokenizer, preprocessor)
+}
+
+/// Adds a bundle's text encoder (read and verified) to a pipeline loaded from
+/// the same bundle without it.
+pub fn attach_text_encoder(pipeline: &mut ClipPipeline, manifest: &Manifest, text: EncoderFile) -> Result<()> {
+    text.check_against(manifest, EncoderKind::Text)?;
+    let (model, extras) = text.model()?;
+    if model.config != pipeline.model.config {
+        return Err(Error::model(&extras.name, "its config.json differs from the loaded model's"));
+    }
+    let tokenizer = extras.tokenizer.map(|b| (format!("{} (tokenizer.json)", extras.name), b));
+    pipeline.attach_text(model, tokenizer, &extras.name)
+}
+
+/// Native: reading a bundle folder from disk.
+#[cfg(not(target_arch = "wasm32"))]
+mod dir {
+    use std::fs::File;
+    use std::io::BufReader;
+    use std::path::Path;
+
+    use super::*;
+
+    /// True when `dir` is a bundle folder (it has a `manifest.json`).
+    pub fn is_bundle_dir(dir: &Path) -> bool {
+        dir.join(MANIFEST).is_file()
+    }
+
+    pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(path.display(), e))?;
+        Manifest::from_json(&bytes, &path.display().to_string())
+    }
+
+    /// Verifies one listed file against the manifest, streaming it from disk.
+    pub fn verify_file(dir: &Path, entry: &FileEntry) -> Result<()> {
+        let path = dir.join(&entry.path);
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::model(&shown, "missing: manifest.json lists it")
+            } else {
+                Error::io(&shown, e)
+            }
+        })?;
+        verify(&mut BufReader::with_capacity(1 << 20, file), &shown, entry)
+    }
+
+    /// Verifies every file the manifest lists (encoders and knowledge bases).
+    pub fn verify_bundle_dir(dir: &Path) -> Result<Manifest> {
+        let manifest = read_manifest(dir)?;
+        for entry in manifest.files.image_encoder.iter().chain(&manifest.files.text_encoder) {
+            verify_file(dir, entry)?;
+        }
+        for k in &manifest.knowledge {
+            verify_file(dir, &k.file)?;
+        }
+        Ok(manifest)
+    }
+
+    fn read_encoder(dir: &Path, entry: &FileEntry) -> Result<EncoderFile> {
+        let path = dir.join(&entry.path);
+        let shown = path.display().to_string();
+        verify_file(dir, entry)?;
+        let file = File::open(&path).map_err(|e| Error::io(&shown, e))?;
+        EncoderFile::read(&mut BufReader::with_capacity(1 << 16, file), &shown)
+    }
+
+    /// Loads a bundle folder: the encoders the manifest lists, each checked
+    /// against its size and SHA-256 first.
+    pub fn load_bundle_dir(dir: &Path) -> Result<ClipPipeline> {
+        let manifest = read_manifest(dir)?;
+        let image = manifest.files.image_encoder.as_ref().map(|e| read_encoder(dir, e)).transpose()?;
+        let text = manifest.files.text_encoder.as_ref().map(|e| read_encoder(dir, e)).transpose()?;
+        load_pipeline(&manifest, &dir.display().to_string(), image, text)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use dir::{is_bundle_dir, load_bundle_dir, read_manifest, verify_bundle_dir, verify_file};

@@ -1,0 +1,425 @@
+//! Random CLIP checkpoints generated on the fly, in Hugging Face layout.
+//!
+//! Pretrained weights cannot be downloaded on the build machines and a full-size
+//! checkpoint (about 600 MB in f32) must never be committed, so benchmarks and
+//! size/fidelity tests build one here: `config.json`, `model.safetensors` (f32),
+//! `preprocessor_config.json` and a copy of the repository's `tokenizer.json`.
+//!
+//! Weights are drawn from normal(0, std) (`std` defaults to 0.02, CLIP's
+//! initializer range) with a tiny seeded xorshift64* and Box–Muller; layer-norm
+//! weights are 1 and their biases 0; `logit_scale` is CLIP's initial ln(1/0.07).
+//! Each tensor has its own stream, seeded from the seed and the tensor's name, so
+//! the values of one tensor do not depend on which others exist. The folder's
+//! `config.json` says `"kpl_random_weights": true`: outputs mean nothing.
+//!
+//! The tensor list is exactly what [`super::ClipModel::load`] reads.
+//!
+//! ```no_run
+//! use kpl::clip::random::{write_random_clip, RandomClipConfig};
+//! write_random_clip("bench/out/vit-b16-random".as_ref(), &RandomClipConfig::vit_b16(), 0).unwrap();
+//! ```
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+/// Sizes of a random CLIP model (the fields of `config.json` that shape weights)
+/// and how to fill it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomClipConfig {
+    pub vision_hidden: usize,
+    pub vision_layers: usize,
+    pub vision_heads: usize,
+    pub vision_intermediate: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub text_hidden: usize,
+    pub text_layers: usize,
+    pub text_heads: usize,
+    pub text_intermediate: usize,
+    pub vocab_size: usize,
+    pub max_positions: usize,
+    pub projection_dim: usize,
+    /// `hidden_act` of both towers: "quick_gelu" (OpenAI) or "gelu".
+    pub hidden_act: String,
+    /// Standard deviation of every weight except the layer norms.
+    pub std: f32,
+    /// `tokenizer.json` to copy into the folder; `None` writes a folder without one
+    /// (it then embeds images only).
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl RandomClipConfig {
+    /// openai/clip-vit-base-patch16: ViT-B/16 at 224 px, 512-wide text tower.
+    pub fn vit_b16() -> Self {
+        Self {
+            vision_hidden: 768,
+            vision_layers: 12,
+            vision_heads: 12,
+            vision_intermediate: 3072,
+            image_size: 224,
+            patch_size: 16,
+            text_hidden: 512,
+            text_layers: 12,
+            text_heads: 8,
+            text_intermediate: 2048,
+            vocab_size: 49408,
+            max_positions: 77,
+            projection_dim: 512,
+            hidden_act: "quick_gelu".into(),
+            std: 0.02,
+            tokenizer: Some(repository_tokenizer()),
+        }
+    }
+
+    /// A tiny model for tests (about 3.5 MB, most of it the 49408-row token table
+    /// the tokenizer needs).
+    pub fn tiny() -> Self {
+        Self {
+            vision_hidden: 32,
+            vision_layers: 2,
+            vision_heads: 4,
+            vision_intermediate: 64,
+            image_size: 32,
+            patch_size: 8,
+            text_hidden: 16,
+            text_layers: 2,
+            text_heads: 2,
+            text_intermediate: 32,
+            projection_dim: 24,
+            ..Self::vit_b16()
+        }
+    }
+
+    /// The Hugging Face `config.json` (CLIPConfig), with `kpl_random_weights`,
+    /// the seed and the std recorded so that a folder can be recognised and reused.
+    pub fn config_json(&self, seed: u64) -> Value {
+        let v = json!({
+            "hidden_act": self.hidden_act,
+            "hidden_size": self.vision_hidden,
+            "image_size": self.image_size,
+            "initializer_factor": 1.0,
+            "initializer_range": self.std,
+            "intermediate_size": self.vision_intermediate,
+            "layer_norm_eps": 1e-5,
+            "model_type": "clip_vision_model",
+            "num_attention_heads": self.vision_heads,
+            "num_channels": 3,
+            "num_hidden_layers": self.vision_layers,
+            "patch_size": self.patch_size,
+            "projection_dim": self.projection_dim,
+        });
+        let t = json!({
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "pad_token_id": 1,
+            "hidden_act": self.hidden_act,
+            "hidden_size": self.text_hidden,
+            "initializer_factor": 1.0,
+            "initializer_range": self.std,
+            "intermediate_size": self.text_intermediate,
+            "layer_norm_eps": 1e-5,
+            "max_position_embeddings": self.max_positions,
+            "model_type": "clip_text_model",
+            "num_attention_heads": self.text_heads,
+            "num_hidden_layers": self.text_layers,
+            "projection_dim": self.projection_dim,
+            "vocab_size": self.vocab_size,
+        });
+        json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "dtype": "float32",
+            "initializer_factor": 1.0,
+            "logit_scale_init_value": LOGIT_SCALE,
+            "projection_dim": self.projection_dim,
+            "text_config": t,
+            "vision_config": v,
+            "kpl_random_weights": true,
+            "kpl_random_seed": seed,
+            "kpl_random_std": self.std,
+        })
+    }
+
+    /// `preprocessor_config.json`: CLIP's standard preprocessing at this image size.
+    pub fn preprocessor_json(&self) -> Value {
+        let s = self.image_size;
+        json!({
+            "crop_size": {"height": s, "width": s},
+            "do_center_crop": true,
+            "do_convert_rgb": true,
+            "do_normalize": true,
+            "do_rescale": true,
+            "do_resize": true,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073],
+            "image_processor_type": "CLIPImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "resample": 3,
+            "rescale_factor": 1.0 / 255.0,
+            "size": {"shortest_edge": s},
+        })
+    }
+
+    /// Every tensor `ClipModel::load` reads: name, shape and how it is filled,
+    /// sorted by name (the order they are stored in).
+    pub fn tensors(&self) -> Vec<TensorSpec> {
+        let mut out = Vec::new();
+        let mut add = |name: String, shape: Vec<usize>, init: Init| out.push(TensorSpec { name, shape, init });
+        let grid = self.image_size / self.patch_size;
+        let (vh, th) = (self.vision_hidden, self.text_hidden);
+        add("logit_scale".into(), vec![], Init::Constant(LOGIT_SCALE));
+        add("visual_projection.weight".into(), vec![self.projection_dim, vh], Init::Normal);
+        add("text_projection.weight".into(), vec![self.projection_dim, th], Init::Normal);
+        let e = "vision_model.embeddings";
+        add(format!("{e}.patch_embedding.weight"), vec![vh, 3, self.patch_size, self.patch_size], Init::Normal);
+        add(format!("{e}.class_embedding"), vec![vh], Init::Normal);
+        add(format!("{e}.position_embedding.weight"), vec![grid * grid + 1, vh], Init::Normal);
+        let e = "text_model.embeddings";
+        add(format!("{e}.token_embedding.weight"), vec![self.vocab_size, th], Init::Normal);
+        add(format!("{e}.position_embedding.weight"), vec![self.max_positions, th], Init::Normal);
+        let towers = [
+            ("vision_model", vh, self.vision_intermediate, self.vision_layers, &["pre_layrnorm", "post_layernorm"][..]),
+            ("text_model", th, self.text_intermediate, self.text_layers, &["final_layer_norm"][..]),
+        ];
+        for (tower, h, inter, layers, norms) in towers {
+            for norm in norms {
+                add(format!("{tower}.{norm}.weight"), vec![h], Init::Constant(1.0));
+                add(format!("{tower}.{norm}.bias"), vec![h], Init::Constant(0.0));
+            }
+            for i in 0..layers {
+                let p = format!("{tower}.encoder.layers.{i}");
+                for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                    add(format!("{p}.self_attn.{proj}.weight"), vec![h, h], Init::Normal);
+                    add(format!("{p}.self_attn.{proj}.bias"), vec![h], Init::Normal);
+                }
+                for norm in ["layer_norm1", "layer_norm2"] {
+                    add(format!("{p}.{norm}.weight"), vec![h], Init::Constant(1.0));
+                    add(format!("{p}.{norm}.bias"), vec![h], Init::Constant(0.0));
+                }
+                add(format!("{p}.mlp.fc1.weight"), vec![inter, h], Init::Normal);
+                add(format!("{p}.mlp.fc1.bias"), vec![inter], Init::Normal);
+                add(format!("{p}.mlp.fc2.weight"), vec![h, inter], Init::Normal);
+                add(format!("{p}.mlp.fc2.bias"), vec![h], Init::Normal);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Size in bytes of the `model.safetensors` this configuration gives.
+    pub fn safetensors_len(&self) -> u64 {
+        let (header, data) = safetensors_header(&self.tensors());
+        8 + header.len() as u64 + data
+    }
+}
+
+/// CLIP's initial logit scale, ln(1 / 0.07).
+const LOGIT_SCALE: f32 = 2.6592;
+
+/// How a tensor is filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// normal(0, std) from the tensor's own stream.
+    Normal,
+    Constant(f32),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+impl TensorSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The tensor's values for this seed and std.
+    pub fn values(&self, seed: u64, std: f32) -> Vec<f32> {
+        match self.init {
+            Init::Constant(c) => vec![c; self.numel()],
+            Init::Normal => {
+                let mut rng = Normal::new(seed ^ fnv1a(self.name.as_bytes()));
+                (0..self.numel()).map(|_| std * rng.next()).collect()
+            }
+        }
+    }
+}
+
+/// The `tokenizer.json` committed with the test fixtures (OpenAI's CLIP BPE).
+pub fn repository_tokenizer() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer.json")
+}
+
+/// Writes a random CLIP folder into `dir` (created if needed): `config.json`,
+/// `model.safetensors`, `preprocessor_config.json` and, when the configuration
+/// names one, `tokenizer.json`. Deterministic for a given configuration and seed.
+/// The weights are streamed to disk one tensor at a time.
+pub fn write_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(src) = &config.tokenizer {
+        std::fs::copy(src, dir.join("tokenizer.json"))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
+    }
+    let weights = dir.join("model.safetensors");
+    let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&weights)?);
+    write_safetensors(&mut file, config, seed)?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let pretty = |v: Value| serde_json::to_vec_pretty(&v).expect("JSON values serialise");
+    std::fs::write(dir.join("preprocessor_config.json"), pretty(config.preprocessor_json()))?;
+    // config.json last: a folder with it is complete (see `is_random_clip`).
+    std::fs::write(dir.join("config.json"), pretty(config.config_json(seed)))
+}
+
+/// True when `dir` already holds exactly what `write_random_clip` would write for
+/// this configuration and seed (same `config.json`, weights of the right size), so
+/// callers can reuse it instead of regenerating hundreds of megabytes.
+pub fn is_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> bool {
+    let Ok(existing) = std::fs::read(dir.join("config.json")) else { return false };
+    let expected = serde_json::to_vec_pretty(&config.config_json(seed)).expect("JSON values serialise");
+    let weights_ok = std::fs::metadata(dir.join("model.safetensors"))
+        .is_ok_and(|m| m.len() == config.safetensors_len());
+    let tokenizer_ok = config.tokenizer.is_none() || dir.join("tokenizer.json").is_file();
+    existing == expected && weights_ok && tokenizer_ok
+}
+
+/// Streams the weights as a safetensors file (all f32, tensors sorted by name).
+pub fn write_safetensors(w: &mut impl Write, config: &RandomClipConfig, seed: u64) -> io::Result<()> {
+    let specs = config.tensors();
+    let (header, _) = safetensors_header(&specs);
+    w.write_all(&(header.len() as u64).to_le_bytes())?;
+    w.write_all(&header)?;
+    let mut bytes = Vec::new();
+    for spec in &specs {
+        bytes.clear();
+        bytes.extend(spec.values(seed, config.std).iter().flat_map(|v| v.to_le_bytes()));
+        w.write_all(&bytes)?;
+    }
+    Ok(())
+}
+
+/// The JSON header (padded with spaces to a multiple of 8 bytes) and the data size.
+fn safetensors_header(specs: &[TensorSpec]) -> (Vec<u8>, u64) {
+    let mut map = serde_json::Map::new();
+    map.insert("__metadata__".into(), json!({"format": "pt"}));
+    let mut offset = 0u64;
+    for spec in specs {
+        let end = offset + 4 * spec.numel() as u64;
+        map.insert(
+            spec.name.clone(),
+            json!({"dtype": "F32", "shape": spec.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&Value::Object(map)).expect("JSON values serialise");
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    (header, offset)
+}
+
+/// FNV-1a, to give each tensor its own stream.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// Standard normal numbers: xorshift64* uniforms through Box–Muller.
+struct Normal {
+    state: u64,
+    spare: Option<f32>,
+}
+
+impl Normal {
+    fn new(seed: u64) -> Self {
+        // splitmix64 once, so that nearby seeds start far apart (and never at 0).
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Self { state: if z == 0 { 1 } else { z }, spare: None }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in (0, 1]: never 0, so the logarithm below is finite.
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    fn next(&mut self) -> f32 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let radius = (-2.0 * self.uniform().ln()).sqrt();
+        let angle = std::f64::consts::TAU * self.uniform();
+        self.spare = Some((radius * angle.sin()) as f32);
+        (radius * angle.cos()) as f32
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        std::env::temp_dir().join(format!("kpl-random-{tag}-{}-{nanos}", std::process::id()))
+    }
+
+    #[test]
+    fn normal_stream_has_the_asked_moments() {
+        let spec = TensorSpec { name: "w".into(), shape: vec![200_000], init: Init::Normal };
+        let values = spec.values(7, 0.02);
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(mean.abs() < 2e-4, "mean {mean}");
+        assert!((std - 0.02).abs() < 2e-4, "std {std}");
+        assert_eq!(values, spec.values(7, 0.02), "deterministic");
+        assert_ne!(values, spec.values(8, 0.02), "the seed matters");
+    }
+
+    #[test]
+    fn vit_b16_has_the_published_sizes() {
+        let config = RandomClipConfig::vit_b16();
+        let params: usize = config.tensors().iter().map(TensorSpec::numel).sum();
+        // openai/clip-vit-base-patch16 has 149,620,737 parameters.
+        assert_eq!(params, 149_620_737);
+        let parsed = crate::clip::ClipConfig::from_json(&serde_json::to_vec(&config.config_json(0)).unwrap(), "x")
+            .unwrap();
+        assert!(parsed.kpl_random_weights);
+        assert_eq!(parsed.num_patches(), 196);
+        assert_eq!(parsed.text_config.eos_token_id, 2);
+    }
+
+    #[test]
+    fn tiny_folder_loads_and_embeds() {
+        let dir = temp_dir("tiny");
+        let config = RandomClipConfig::tiny();
+        write_random_clip(&dir, &config, 42).unwrap();
+        assert!(is_random_clip(&dir, &config, 42));
+        assert!(!is_random_clip(&dir, &config, 43));
+        assert_eq!(std::fs::metadata(dir.join("model.safetensors")).unwrap().len(), config.safetensors_len());
+
+        let pipeline = crate::model_dir::load_model_dir(&dir).unwrap();
+        assert!(pipeline.is_random());
+        let mut png = Vec::new();
+        let image = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 128]));
+        image.write_to(&mut io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let embedding = pipeline.embed_image_bytes(&png, "test.png").unwrap();
+        assert_eq!(embedding.len(), 24);
+        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4 && embedding.iter().all(|v| v.is_finite()));
+        let text = pipeline.embed_text("a photo of a cat.").unwrap();
+        assert_eq!(text.len(), 24);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! Where the model's tensors come from, so the model code is the same for every
+//! weight format: a dense safetensors checkpoint (read through candle's
+//! `VarBuilder`, computed in f32) or the tensors of a GGUF encoder file from a
+//! `kpl pack` bundle, where linear weights may be quantised blocks (q8_0, q4_0)
+//! that the matmul consumes directly, and everything else (embeddings, norms,
+//! biases, the patch convolution) is f16 or f32 and widened to f32 on load.
+//!
+//! `vision.rs`, `text.rs` and `encoder.rs` only see [`Weights`]; the choice of
+//! format is made once, when the weights are opened.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+
+use super::linear::Linear;
+
+/// The tensors of one or more GGUF files, by full name.
+pub type QTensors = HashMap<String, Arc<QTensor>>;
+
+#[derive(Clone)]
+enum Source {
+    Dense(VarBuilder<'static>),
+    Gguf(Arc<QTensors>),
+}
+
+/// A weight source with a name prefix (like `VarBuilder::pp`).
+#[derive(Clone)]
+pub struct Weights {
+    source: Source,
+    prefix: String,
+}
+
+impl Weights {
+    /// Dense weights (a safetensors checkpoint), exactly as `candle_nn` reads them.
+    pub fn dense(vb: VarBuilder<'static>) -> Self {
+        Self { source: Source::Dense(vb), prefix: String::new() }
+    }
+
+    /// Tensors read from GGUF files (see `crate::bundle`).
+    pub fn gguf(tensors: QTensors) -> Self {
+        Self { source: Source::Gguf(Arc::new(tensors)), prefix: String::new() }
+    }
+
+    /// The same source below `name`.
+    pub fn pp(&self, name: impl ToString) -> Self {
+        let name = name.to_string();
+        let source = match &self.source {
+            Source::Dense(vb) => Source::Dense(vb.pp(&name)),
+            Source::Gguf(t) => Source::Gguf(t.clone()),
+        };
+        let prefix = if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) };
+        Self { source, prefix }
+    }
+
+    fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    fn qtensor(&self, name: &str, shape: &Shape) -> Result<Arc<QTensor>> {
+        let Source::Gguf(tensors) = &self.source else { unreachable!("qtensor on dense weights") };
+        let full = self.full_name(name);
+        let Some(t) = tensors.get(&full) else {
+            candle_core::bail!("cannot find tensor {full}")
+        };
+        // A scalar is stored as [1]: GGUF (and candle's QTensor) have no rank 0.
+        let same = t.shape() == shape || (shape.rank() == 0 && t.shape().dims() == [1]);
+        if !same {
+            candle_core::bail!("shape mismatch for {full}, expected {shape:?}, got {:?}", t.shape())
+        }
+        Ok(t.clone())
+    }
+
+    /// A dense tensor in f32.
+    pub fn get<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
+        let shape = shape.into();
+        match &self.source {
+            Source::Dense(vb) => vb.get(shape, name),
+            Source::Gguf(_) => self.qtensor(name, &shape)?.dequantize(&Device::Cpu)?.reshape(shape),
+        }
+    }
+
+    /// A lookup table (token embeddings) as stored: an f16 table stays f16 in
+    /// memory (half the size of f32); callers widen the rows they pick.
+    pub fn get_table<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
+        let shape = shape.into();
+        match &self.source {
+            Source::Dense(vb) => vb.get(shape, name),
+            Source::Gguf(_) => {
+                let t = self.qtensor(name, &shape)?;
+                match t.dtype() {
+                    GgmlDType::F16 => t.dequantize_f16(&Device::Cpu)?.reshape(shape),
+                    _ => t.dequantize(&Device::Cpu)?.reshape(shape),
+                }
+            }
+        }
+    }
+
+    fn linear_weight(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        match &self.source {
+            Source::Dense(_) => unreachable!(),
+            Source::Gguf(_) => {
+                let t = self.qtensor("weight", &Shape::from((out_dim, in_dim)))?;
+                match t.dtype() {
+                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
+                        Ok(Linear::dense(t.dequantize(&Device::Cpu)?, None))
+                    }
+                    _ => Ok(Linear::quantized(QMatMul::from_arc(t)?, None, (out_dim, in_dim))),
+                }
+            }
+        }
+    }
+
+    /// A linear layer `weight` [out, in] + `bias` [out].
+    pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        match &self.source {
+            Source::Dense(vb) => Ok(Linear::Dense(candle_nn::linear(in_dim, out_dim, vb.clone())?)),
+            Source::Gguf(_) => {
+                let bias = self.get(out_dim, "bias")?;
+                Ok(self.linear_weight(in_dim, out_dim)?.with_bias(bias))
+            }
+        }
+    }
+
+    pub fn linear_no_bias(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        match &self.source {
+            Source::Dense(vb) => Ok(Linear::Dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?)),
+            Source::Gguf(_) => self.linear_weight(in_dim, out_dim),
+        }
+    }
+
+    pub fn layer_norm(&self, size: usize, eps: f64) -> Result<LayerNorm> {
+        match &self.source {
+            Source::Dense(vb) => candle_nn::layer_norm(size, eps, vb.clone()),
+            Source::Gguf(_) => Ok(LayerNorm::new(self.get(size, "weight")?, self.get(size, "bias")?, eps)),
+        }
+    }
+
+    pub fn conv2d_no_bias(&self, in_c: usize, out_c: usize, kernel: usize, config: Conv2dConfig) -> Result<Conv2d> {
+        match &self.source {
+            Source::Dense(vb) => candle_nn::conv2d_no_bias(in_c, out_c, kernel, config, vb.clone()),
+            Source::Gguf(_) => {
+                let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
+                Ok(Conv2d::new(w, None, config))
+            }
+        }
+    }
+
+    /// True when the source has any tensor under this prefix (GGUF only; a
+    /// dense checkpoint is assumed complete and checked tensor by tensor).
+    pub fn has_prefix(&self, prefix: &str) -> bool {
+        match &self.source {
+            Source::Dense(_) => true,
+            Source::Gguf(t) => {
+                let p = format!("{}.", self.full_name(prefix));
+                t.keys().any(|k| k.starts_with(&p))
+            }
+        }
+    }
+}
+
+/// Converts a dense tensor of any float dtype to f32 (the compute dtype).
+pub fn to_f32(t: &Tensor) -> Result<Tensor> {
+    if t.dtype() == DType::F32 {
+        Ok(t.clone())
+    } else {
+        t.to_dtype(DType::F32)
+    }
+}

@@ -1,0 +1,550 @@
+//! DICOM Part 10 files to the 8-bit RGB image the CLIP preprocessing takes,
+//! natively and in wasm (pure Rust throughout).
+//!
+//! Rendering rules, in order (the same steps as `tests/reference/dicom_reference.py`):
+//! 1. the frame: the middle one of a multi-frame image (index `frames / 2`,
+//!    counting from 0) unless an index is given;
+//! 2. stored values: Bits Stored of Bits Allocated (8 or 16), sign-extended
+//!    when Pixel Representation is 1;
+//! 3. greyscale (MONOCHROME1/2): the modality LUT `x · slope + intercept`
+//!    (Rescale Slope/Intercept, default 1 and 0), then the first VOI window
+//!    (Window Center/Width, width ≥ 1) by the linear function of PS3.3
+//!    C.11.2.1.2 scaled to 0–255, or without a window the frame's modality
+//!    values from their minimum to their maximum mapped linearly to 0–255;
+//!    MONOCHROME1 is then inverted; values are rounded half up;
+//! 4. colour: RGB as stored; YBR_FULL and YBR_FULL_422 converted to RGB
+//!    (PS3.3 C.7.6.3.1.2); JPEG and JPEG 2000 codecs return RGB themselves;
+//!    PALETTE COLOR through its red, green and blue lookup tables; samples of
+//!    more than 8 bits scaled by `255 / (2^bits - 1)`.
+//!
+//! Limits: Rows × Columns × Number of Frames × Samples per Pixel is checked
+//! against [`DecodeLimits::max_pixels`] from the header, before any pixel memory
+//! is allocated; every length in the file is checked against the bytes present.
+//!
+//! Privacy: only the attributes needed to render are read (see `parse::WANTED`);
+//! the only descriptive ones returned are those of [`DicomSummary`].
+
+mod codec;
+mod jpeg12;
+mod parse;
+
+use serde::Serialize;
+
+use super::pil_resize::Image8;
+use super::DecodeLimits;
+use crate::error::{Error, Result};
+use codec::Layout;
+use parse::{DataSet, Encoding, PixelData, PResult};
+
+/// What a page may show about a DICOM file: nothing that identifies a patient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DicomSummary {
+    pub modality: Option<String>,
+    pub body_part: Option<String>,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    /// The transfer syntax UID.
+    pub transfer_syntax: String,
+}
+
+impl DicomSummary {
+    /// The transfer syntax's name, or "unknown transfer syntax".
+    pub fn transfer_syntax_name(&self) -> &'static str {
+        transfer_syntax(&self.transfer_syntax).map_or("unknown transfer syntax", |t| t.name)
+    }
+}
+
+/// A rendered frame with the file's summary.
+#[derive(Debug, Clone)]
+pub struct DicomImage {
+    pub image: Image8,
+    pub summary: DicomSummary,
+    /// The frame that was rendered (0-based).
+    pub frame: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Native(Encoding),
+    Deflated,
+    Rle,
+    Jpeg,
+    Jpeg2000,
+    /// Readable data set, pixel data we cannot decode.
+    Unsupported,
+}
+
+struct TransferSyntax {
+    uid: &'static str,
+    name: &'static str,
+    codec: Codec,
+}
+
+const fn ts(uid: &'static str, name: &'static str, codec: Codec) -> TransferSyntax {
+    TransferSyntax { uid, name, codec }
+}
+
+const TRANSFER_SYNTAXES: &[TransferSyntax] = &[
+    ts("1.2.840.10008.1.2", "Implicit VR Little Endian", Codec::Native(Encoding::ImplicitLittle)),
+    ts("1.2.840.10008.1.2.1", "Explicit VR Little Endian", Codec::Native(Encoding::ExplicitLittle)),
+    ts("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian", Codec::Deflated),
+    ts("1.2.840.10008.1.2.2", "Explicit VR Big Endian", Codec::Native(Encoding::ExplicitBig)),
+    ts("1.2.840.10008.1.2.1.98", "Encapsulated Uncompressed Explicit VR Little Endian", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)", Codec::Jpeg),
+    ts("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)", Codec::Jpeg),
+    ts("1.2.840.10008.1.2.4.57", "JPEG Lossless, Non-Hierarchical (Process 14)", Codec::Jpeg),
+    ts(
+        "1.2.840.10008.1.2.4.70",
+        "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])",
+        Codec::Jpeg,
+    ),
+    ts("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless Image Compression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless) Image Compression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.90", "JPEG 2000 Image Compression (Lossless Only)", Codec::Jpeg2000),
+    ts("1.2.840.10008.1.2.4.91", "JPEG 2000 Image Compression", Codec::Jpeg2000),
+    ts(
+        "1.2.840.10008.1.2.4.92",
+        "JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only)",
+        Codec::Unsupported,
+    ),
+    ts("1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component Image Compression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.94", "JPIP Referenced", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.95", "JPIP Referenced Deflate", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.100", "MPEG2 Main Profile / Main Level", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.101", "MPEG2 Main Profile / High Level", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 High Profile / Level 4.1", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.103", "MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.105", "MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.107", "HEVC/H.265 Main Profile / Level 5.1", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10 Profile / Level 5.1", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.110", "JPEG XL Lossless", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.111", "JPEG XL JPEG Recompression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.112", "JPEG XL", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 Image Compression (Lossless Only)", Codec::Unsupported),
+    ts(
+        "1.2.840.10008.1.2.4.202",
+        "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)",
+        Codec::Unsupported,
+    ),
+    ts("1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000 Image Compression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.204", "JPIP HTJ2K Referenced", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.205", "JPIP HTJ2K Referenced Deflate", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.5", "RLE Lossless", Codec::Rle),
+    ts("1.2.840.10008.1.2.8.1", "SMPTE ST 2110-20 Uncompressed Progressive Active Video", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.8.2", "SMPTE ST 2110-20 Uncompressed Interlaced Active Video", Codec::Unsupported),
+];
+
+fn transfer_syntax(uid: &str) -> Option<&'static TransferSyntax> {
+    TRANSFER_SYNTAXES.iter().find(|t| t.uid == uid)
+}
+
+/// The transfer syntax UIDs whose pixel data this build decodes.
+pub fn supported_transfer_syntaxes() -> Vec<(&'static str, &'static str)> {
+    TRANSFER_SYNTAXES.iter().filter(|t| t.codec != Codec::Unsupported).map(|t| (t.uid, t.name)).collect()
+}
+
+fn describe_ts(uid: &str) -> String {
+    match transfer_syntax(uid) {
+        Some(t) => format!("{uid} ({})", t.name),
+        None => format!("{uid} (unknown transfer syntax)"),
+    }
+}
+
+/// Whether bytes named `name` are to be read as DICOM: a `.dcm` name or the
+/// "DICM" marker after the 128-byte preamble.
+pub fn is_dicom(bytes: &[u8], name: &str) -> bool {
+    parse::has_dicm_marker(bytes) || name.to_ascii_lowercase().ends_with(".dcm")
+}
+
+/// The file's summary (modality, body part, size, transfer syntax).
+pub fn summary(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<DicomSummary> {
+    let file = File::open(bytes, limits).map_err(|e| Error::image(name, e))?;
+    file.summary().map_err(|e| Error::image(name, e))
+}
+
+/// Renders frame `frame` (0-based; the middle frame when `None`) to 8-bit RGB.
+pub fn decode(bytes: &[u8], name: &str, limits: DecodeLimits, frame: Option<u32>) -> Result<DicomImage> {
+    decode_inner(bytes, limits, frame).map_err(|e| Error::image(name, e))
+}
+
+fn decode_inner(bytes: &[u8], limits: DecodeLimits, frame: Option<u32>) -> PResult<DicomImage> {
+    let file = File::open(bytes, limits)?;
+    let summary = file.summary()?;
+    let index = match frame {
+        Some(f) if f >= summary.frames => {
+            return Err(format!("frame {f} does not exist: the image has {} frame(s), numbered from 0", summary.frames))
+        }
+        Some(f) => f,
+        None => summary.frames / 2,
+    };
+    let image = file.render(index, limits)?;
+    Ok(DicomImage { image, summary, frame: index })
+}
+
+/// An opened file: the data set borrowed from the input or its inflated copy.
+struct File<'a> {
+    ts: String,
+    codec: Codec,
+    dataset: DataSetStore<'a>,
+}
+
+enum DataSetStore<'a> {
+    Borrowed(&'a [u8], Encoding),
+    Inflated(Vec<u8>),
+}
+
+impl<'a> File<'a> {
+    fn open(bytes: &'a [u8], limits: DecodeLimits) -> PResult<Self> {
+        if bytes.is_empty() {
+            return Err("the file is empty".into());
+        }
+        let meta = parse::parse_meta(bytes)?;
+        let rest = &bytes[meta.dataset_start..];
+        let codec = transfer_syntax(&meta.transfer_syntax).map_or(Codec::Unsupported, |t| t.codec);
+        let dataset = match codec {
+            Codec::Native(encoding) => DataSetStore::Borrowed(rest, encoding),
+            Codec::Deflated => {
+                // Bounded: the inflated data set may hold the pixel limit in 16-bit
+                // samples plus headers, no more.
+                let cap = usize::try_from(limits.max_pixels.saturating_mul(2).saturating_add(64 << 20))
+                    .unwrap_or(usize::MAX);
+                let inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(rest, cap).map_err(|e| {
+                    if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+                        format!("the deflated data set expands beyond {} MB", cap >> 20)
+                    } else {
+                        format!("the deflated data set is corrupt ({:?})", e.status)
+                    }
+                })?;
+                DataSetStore::Inflated(inflated)
+            }
+            // Encapsulated transfer syntaxes (and unknown ones, whose data set
+            // is explicit VR little endian by rule) keep the data set readable.
+            _ => DataSetStore::Borrowed(rest, Encoding::ExplicitLittle),
+        };
+        Ok(Self { ts: meta.transfer_syntax, codec, dataset })
+    }
+
+    fn dataset(&self) -> PResult<DataSet<'_>> {
+        let parsed = match &self.dataset {
+            DataSetStore::Borrowed(bytes, encoding) => parse::parse_dataset(bytes, *encoding),
+            DataSetStore::Inflated(bytes) => parse::parse_dataset(bytes, Encoding::ExplicitLittle),
+        };
+        parsed.map_err(|e| {
+            if transfer_syntax(&self.ts).is_none() {
+                format!("{e} (transfer syntax {})", describe_ts(&self.ts))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn summary(&self) -> PResult<DicomSummary> {
+        let ds = self.dataset()?;
+        let (rows, columns) = dimensions(&ds)?;
+        Ok(DicomSummary {
+            modality: ds.string(parse::MODALITY).map(code_string),
+            body_part: ds.string(parse::BODY_PART).map(code_string),
+            rows: u32::from(rows),
+            columns: u32::from(columns),
+            frames: frames(&ds)?,
+            transfer_syntax: self.ts.clone(),
+        })
+    }
+
+    fn render(&self, frame: u32, limits: DecodeLimits) -> PResult<Image8> {
+        let ds = self.dataset()?;
+        if ds.get(parse::FLOAT_PIXEL_DATA).is_some() || ds.get(parse::DOUBLE_PIXEL_DATA).is_some() {
+            return Err("float pixel data (7FE0,0008/0009) is not supported".into());
+        }
+        let (rows, columns) = dimensions(&ds)?;
+        let frames = frames(&ds)?;
+        let samples = ds.u16(parse::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+        let total = u64::from(rows) * u64::from(columns) * u64::from(frames) * u64::from(samples);
+        if total > limits.max_pixels {
+            return Err(format!(
+                "the image is {columns}×{rows} pixels × {frames} frame(s) × {samples} sample(s) = {:.1} million \
+                 samples, above the limit of {:.1} megapixels (raise it with --max-megapixels)",
+                total as f64 / 1e6,
+                limits.max_pixels as f64 / 1e6
+            ));
+        }
+        if self.codec == Codec::Unsupported {
+            return Err(format!("the transfer syntax {} is not supported", describe_ts(&self.ts)));
+        }
+        let photometric = ds.string(parse::PHOTOMETRIC).ok_or("Photometric Interpretation (0028,0004) is missing")?;
+        let layout = layout(&ds, rows, columns, samples, &photometric, self.codec)?;
+        let pixel_data = ds.pixel_data.as_ref().ok_or("the file has no Pixel Data (7FE0,0010)")?;
+        let (frames_us, frame_us) = (frames as usize, frame as usize);
+        let values = match (self.codec, pixel_data) {
+            (Codec::Native(_) | Codec::Deflated, PixelData::Native { vr, bytes }) => {
+                let size = layout.native_frame_bytes();
+                let needed = size.checked_mul(frames_us).ok_or("the pixel data size overflows")?;
+                if bytes.len() < needed {
+                    return Err(format!(
+                        "Pixel Data holds {} bytes but {frames} frame(s) of {columns}×{rows}×{samples} samples need \
+                         {needed} (truncated file or wrong value length)",
+                        bytes.len()
+                    ));
+                }
+                let big = ds.encoding.big_endian();
+                let swap = big && vr == b"OW" && layout.bits_allocated == 8;
+                codec::native(&bytes[size * frame_us..size * (frame_us + 1)], &layout, big, swap)?
+            }
+            (Codec::Rle | Codec::Jpeg | Codec::Jpeg2000, PixelData::Encapsulated { offset_table, fragments }) => {
+                let starts = match self.codec {
+                    Codec::Rle => codec::rle_starts_frame,
+                    Codec::Jpeg => codec::jpeg_starts_frame,
+                    _ => codec::j2k_starts_frame,
+                };
+                if self.codec == Codec::Rle && fragments.len() != frames_us {
+                    return Err(format!("RLE Pixel Data has {} fragments for {frames} frame(s)", fragments.len()));
+                }
+                let data = codec::frame_fragments(fragments, offset_table, frames_us, frame_us, starts)?;
+                match self.codec {
+                    Codec::Rle => codec::rle(&data, &layout)?,
+                    Codec::Jpeg => codec::jpeg(&data, &layout, &photometric)?,
+                    _ => codec::j2k(&data, &layout)?,
+                }
+            }
+            (_, PixelData::Native { .. }) => {
+                return Err(format!("the transfer syntax {} needs encapsulated Pixel Data", describe_ts(&self.ts)))
+            }
+            (_, PixelData::Encapsulated { .. }) => {
+                return Err(format!("encapsulated Pixel Data in the native transfer syntax {}", describe_ts(&self.ts)))
+            }
+        };
+        if values.len() != layout.sample_count() {
+            return Err("the decoded frame has an unexpected number of samples".into());
+        }
+        let data = match photometric.as_str() {
+            "MONOCHROME1" | "MONOCHROME2" => {
+                let grey = greyscale(&ds, &values, photometric == "MONOCHROME1")?;
+                grey.into_iter().flat_map(|v| [v; 3]).collect()
+            }
+            "PALETTE COLOR" => palette(&ds, &values)?,
+            "RGB" | "YBR_ICT" | "YBR_RCT" => colour(&values, layout.bits_stored),
+            "YBR_FULL" | "YBR_FULL_422" => {
+                // JPEG decoders convert YCbCr themselves.
+                let rgb_already = self.codec == Codec::Jpeg;
+                let eight = colour(&values, layout.bits_stored);
+                if rgb_already { eight } else { ybr_to_rgb(&eight) }
+            }
+            other => return Err(format!("Photometric Interpretation {other:?} is not supported")),
+        };
+        Ok(Image8 { width: usize::from(columns), height: usize::from(rows), channels: 3, data })
+    }
+}
+
+/// Keeps a code string to its defined characters (upper-case letters, digits,
+/// space, underscore), at most 16 of them.
+fn code_string(s: String) -> String {
+    s.chars().filter(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == ' ' || *c == '_').take(16).collect()
+}
+
+fn dimensions(ds: &DataSet<'_>) -> PResult<(u16, u16)> {
+    let rows = ds.u16(parse::ROWS)?.ok_or("Rows (0028,0010) is missing")?;
+    let columns = ds.u16(parse::COLUMNS)?.ok_or("Columns (0028,0011) is missing")?;
+    if rows == 0 || columns == 0 {
+        return Err(format!("the image has no pixels ({columns}×{rows})"));
+    }
+    Ok((rows, columns))
+}
+
+fn frames(ds: &DataSet<'_>) -> PResult<u32> {
+    match ds.integer(parse::NUMBER_OF_FRAMES)? {
+        None => Ok(1),
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
+        Some(n) => Err(format!("Number of Frames (0028,0008) is {n}")),
+    }
+}
+
+fn layout(ds: &DataSet<'_>, rows: u16, columns: u16, samples: u16, photometric: &str, codec: Codec) -> PResult<Layout> {
+    let bits_allocated = ds.u16(parse::BITS_ALLOCATED)?.ok_or("Bits Allocated (0028,0100) is missing")?;
+    if !matches!(bits_allocated, 8 | 16) {
+        return Err(format!("Bits Allocated {bits_allocated} is not supported (8 or 16)"));
+    }
+    let bits_stored = ds.u16(parse::BITS_STORED)?.unwrap_or(bits_allocated);
+    if bits_stored == 0 || bits_stored > bits_allocated {
+        return Err(format!("Bits Stored {bits_stored} does not fit Bits Allocated {bits_allocated}"));
+    }
+    let signed = match ds.u16(parse::PIXEL_REPRESENTATION)?.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        other => return Err(format!("Pixel Representation {other} is invalid (0 or 1)")),
+    };
+    let expected_samples = match photometric {
+        "MONOCHROME1" | "MONOCHROME2" | "PALETTE COLOR" => 1,
+        "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_ICT" | "YBR_RCT" => 3,
+        other => return Err(format!("Photometric Interpretation {other:?} is not supported")),
+    };
+    if samples != expected_samples {
+        return Err(format!("Samples per Pixel is {samples} but {photometric} has {expected_samples}"));
+    }
+    let planar = ds.u16(parse::PLANAR_CONFIGURATION)?.unwrap_or(0) == 1;
+    let native = matches!(codec, Codec::Native(_) | Codec::Deflated);
+    Ok(Layout {
+        rows: usize::from(rows),
+        columns: usize::from(columns),
+        samples: usize::from(samples),
+        bits_allocated,
+        bits_stored,
+        signed,
+        planar,
+        ybr_422: native && photometric == "YBR_FULL_422",
+    })
+}
+
+/// Rounds half up and clamps to 0..=255.
+fn to_u8(v: f64) -> u8 {
+    (v + 0.5).floor().clamp(0.0, 255.0) as u8
+}
+
+/// The linear VOI function of PS3.3 C.11.2.1.2.1 with output range 0..255.
+pub fn window(x: f64, center: f64, width: f64) -> f64 {
+    let (c, w) = (center - 0.5, width - 1.0);
+    if x <= c - w / 2.0 {
+        0.0
+    } else if x > c + w / 2.0 {
+        255.0
+    } else {
+        ((x - c) / w + 0.5) * 255.0
+    }
+}
+
+fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>> {
+    let slope = ds.decimals(parse::RESCALE_SLOPE)?.map_or(1.0, |v| v[0]);
+    let intercept = ds.decimals(parse::RESCALE_INTERCEPT)?.map_or(0.0, |v| v[0]);
+    let centers = ds.decimals(parse::WINDOW_CENTER)?;
+    let widths = ds.decimals(parse::WINDOW_WIDTH)?;
+    let first_window = match (centers, widths) {
+        (Some(c), Some(w)) if w[0] >= 1.0 => Some((c[0], w[0])),
+        _ => None,
+    };
+    let modality = |x: i32| f64::from(x) * slope + intercept;
+    let mut out: Vec<u8> = match first_window {
+        Some((c, w)) => values.iter().map(|&x| to_u8(window(modality(x), c, w))).collect(),
+        None => {
+            let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                let y = modality(x);
+                (lo.min(y), hi.max(y))
+            });
+            if hi > lo {
+                values.iter().map(|&x| to_u8((modality(x) - lo) / (hi - lo) * 255.0)).collect()
+            } else {
+                vec![0; values.len()]
+            }
+        }
+    };
+    if invert {
+        out.iter_mut().for_each(|v| *v = 255 - *v);
+    }
+    Ok(out)
+}
+
+/// Colour samples to 8 bits.
+fn colour(values: &[i32], bits_stored: u16) -> Vec<u8> {
+    if bits_stored <= 8 {
+        values.iter().map(|&v| v.clamp(0, 255) as u8).collect()
+    } else {
+        let scale = 255.0 / ((1u64 << bits_stored) - 1) as f64;
+        values.iter().map(|&v| to_u8(f64::from(v.max(0)) * scale)).collect()
+    }
+}
+
+/// YBR_FULL to RGB (PS3.3 C.7.6.3.1.2, the inverse of its RGB to YBR_FULL).
+fn ybr_to_rgb(ybr: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ybr.len());
+    for p in ybr.chunks_exact(3) {
+        let (y, cb, cr) = (f64::from(p[0]), f64::from(p[1]) - 128.0, f64::from(p[2]) - 128.0);
+        out.push(to_u8(y + 1.402 * cr));
+        out.push(to_u8(y - 0.114 * 1.772 / 0.587 * cb - 0.299 * 1.402 / 0.587 * cr));
+        out.push(to_u8(y + 1.772 * cb));
+    }
+    out
+}
+
+fn palette(ds: &DataSet<'_>, values: &[i32]) -> PResult<Vec<u8>> {
+    if parse::SEGMENTED_PALETTE_DATA.iter().any(|&t| ds.get(t).is_some()) {
+        return Err("segmented palette colour lookup tables are not supported".into());
+    }
+    let mut tables = Vec::with_capacity(3);
+    for (&desc_tag, &data_tag) in parse::PALETTE_DESCRIPTORS.iter().zip(&parse::PALETTE_DATA) {
+        let desc = ds.words(desc_tag)?.ok_or_else(|| format!("{} is missing", parse::tag_name(desc_tag)))?;
+        if desc.len() != 3 {
+            return Err(format!("{} has {} values, expected 3", parse::tag_name(desc_tag), desc.len()));
+        }
+        let entries = if desc[0] == 0 { 65536 } else { usize::from(desc[0]) };
+        let signed_first = ds.get(desc_tag).is_some_and(|v| &v.vr == b"SS");
+        let first = if signed_first { i32::from(desc[1] as i16) } else { i32::from(desc[1]) };
+        let bits = desc[2];
+        if !matches!(bits, 8 | 16) {
+            return Err(format!("{} gives {bits} bits per entry (8 or 16)", parse::tag_name(desc_tag)));
+        }
+        let raw = ds.get(data_tag).ok_or_else(|| format!("{} is missing", parse::tag_name(data_tag)))?;
+        let table: Vec<u8> = if raw.bytes.len() == 2 * entries {
+            let words = ds.words(data_tag)?.unwrap_or_default();
+            if bits == 16 {
+                words.iter().map(|&w| to_u8(f64::from(w) * 255.0 / 65535.0)).collect()
+            } else {
+                // 8-bit entries in 16-bit words: in the low byte, or the high one.
+                let high = words.iter().any(|&w| w > 255);
+                words.iter().map(|&w| if high { (w >> 8) as u8 } else { w as u8 }).collect()
+            }
+        } else if bits == 8 && (raw.bytes.len() == entries || raw.bytes.len() == entries + 1) {
+            raw.bytes[..entries].to_vec()
+        } else {
+            return Err(format!(
+                "{} has {} bytes for {entries} entries of {bits} bits",
+                parse::tag_name(data_tag),
+                raw.bytes.len()
+            ));
+        };
+        tables.push((first, table));
+    }
+    let mut out = Vec::with_capacity(values.len() * 3);
+    for &v in values {
+        for (first, table) in &tables {
+            let i = (i64::from(v) - i64::from(*first)).clamp(0, table.len() as i64 - 1) as usize;
+            out.push(table[i]);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_follows_the_standard() {
+        // PS3.3 C.11.2.1.2.1 with c = 2048, w = 4096.
+        assert_eq!(window(0.0, 2048.0, 4096.0), 0.0);
+        assert_eq!(window(4095.5, 2048.0, 4096.0), 255.0);
+        assert!((window(2047.5, 2048.0, 4096.0) - 127.5).abs() < 1e-9);
+        // Width 1 is a threshold at c - 0.5.
+        assert_eq!(window(99.5, 100.0, 1.0), 0.0);
+        assert_eq!(window(99.6, 100.0, 1.0), 255.0);
+    }
+
+    #[test]
+    fn normalize_masks_and_sign_extends() {
+        let layout = Layout {
+            rows: 1,
+            columns: 1,
+            samples: 1,
+            bits_allocated: 16,
+            bits_stored: 12,
+            signed: true,
+            planar: false,
+            ybr_422: false,
+        };
+        assert_eq!(layout.normalize(0xF800), -2048);
+        assert_eq!(layout.normalize(0x07FF), 2047);
+        assert_eq!(layout.normalize(0x0FFF), -1);
+        let unsigned = Layout { signed: false, ..layout };
+        assert_eq!(unsigned.normalize(0xFFFF), 4095);
+    }
+}
