@@ -21,8 +21,12 @@ WASM_TARGET := wasm32-unknown-unknown
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
 PKG_DIR     := pkg
+KPL_BIN     := $(TARGET_DIR)/release/kpl
+# One knowledge base per task in knowledge/, built by $(MODEL) (served at /kb/).
+KB_DIR      := build/kb/$(notdir $(abspath $(MODEL)))
+TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))))
 
-.PHONY: help setup wasm native demo serve test test-rust test-browser screenshot bench clean
+.PHONY: help setup wasm native kb demo serve test test-rust test-browser screenshot bench clean
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
@@ -46,16 +50,27 @@ wasm: setup
 native:
 	$(CARGO) build --release
 
+# The knowledge bases of every task, embedded by $(MODEL) (native CLI, built if missing).
+kb:
+	@test -x $(KPL_BIN) || $(CARGO) build --release
+	@mkdir -p $(KB_DIR)
+	@for t in $(TASKS); do \
+	  $(KPL_BIN) build-kb --model "$(MODEL)" knowledge/$$t -o $(KB_DIR)/$$t.kplkb 2>/dev/null \
+	    || { echo "kb: build-kb failed for $$t" >&2; exit 1; }; \
+	done
+	@echo "[kb] $(words $(TASKS)) knowledge bases in $(KB_DIR)/"
+
 # The demo: everything it needs, then the server in the foreground (Ctrl-C stops it).
-demo: wasm
+demo: wasm kb
 	@$(MAKE) --no-print-directory serve
 
 serve:
 	@test -f $(PKG_DIR)/kpl.js || { echo "$(PKG_DIR)/ is missing: run 'make wasm' first" >&2; exit 1; }
-	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)"
+	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)" --kb "$(KB_DIR)"
 
 # The browser tests run after both builds (under `make -j` the two may overlap).
 test: test-rust wasm
+	@$(MAKE) --no-print-directory kb MODEL=tests/fixtures/tiny-quickgelu-f32
 	$(NODE) --test tests/browser/
 
 # Building bins and tests together first gives one feature set for both (dev-dependency
@@ -67,11 +82,13 @@ test-rust: setup
 
 # The browser tests alone (needs `make native wasm` done before).
 test-browser:
+	@$(MAKE) --no-print-directory kb MODEL=tests/fixtures/tiny-quickgelu-f32
 	$(NODE) --test tests/browser/
 
-# Rewrites docs/screenshot.png (the README's) from the app test.
+# Rewrites docs/screenshot.png (the README's) from the KPL app test.
 screenshot:
-	UPDATE_SCREENSHOT=1 $(NODE) --test tests/browser/app.test.mjs
+	@$(MAKE) --no-print-directory kb MODEL=tests/fixtures/tiny-quickgelu-f32
+	UPDATE_SCREENSHOT=1 $(NODE) --test tests/browser/kpl.test.mjs
 
 bench:
 	@if [ -x bench/run.sh ] || [ -f bench/run.sh ]; then bash bench/run.sh; \
@@ -79,4 +96,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(PKG_DIR) tests/browser/out
+	rm -rf $(PKG_DIR) tests/browser/out build/kb

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A dependency-free static server for the KPL web app (Node 20+).
 //
-//   node scripts/serve.mjs [--port N] [--model DIR] [--test]
+//   node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]
 //
 // Bound to 127.0.0.1 only (a secure context, so WebGPU is available, and nothing
 // outside this machine can reach it). It serves:
@@ -9,12 +9,15 @@
 //   /             www/           the app
 //   /pkg/         pkg/           wasm-bindgen output (`make wasm`)
 //   /model/       --model DIR    a Hugging Face CLIP folder (default: the random test model)
-//   /knowledge/   knowledge/     the KPL knowledge bases
+//   /knowledge/   knowledge/     the KPL knowledge bases (sources: task.json)
+//   /kb/          --kb DIR       the .kplkb bases built by the model (`make kb`;
+//                                default build/kb/<model folder name>/)
 //   /fixtures/    tests/fixtures/   only with --test
 //   /test/        tests/browser/    only with --test (the parity page)
 //
 // `GET /model/manifest.json` returns the folder's manifest.json, or one synthesised
-// from the files present (see `modelManifest`).
+// from the files present (see `modelManifest`), plus `"knowledge": [{task, title, path,
+// classes}]` listing the bases in the --kb folder (see `knowledgeList`).
 //
 // Every response, errors included, carries a strict Content-Security-Policy and the
 // cross-origin isolation headers (see ARCHITECTURE.md, "Strict CSP").
@@ -112,6 +115,42 @@ export async function modelManifest(dir) {
   return { model: { files, sizes }, random_weights: random };
 }
 
+/** The default folder of a model's built knowledge bases (see the Makefile's `kb`). */
+export function defaultKbDir(modelDir) {
+  return path.join(REPO, 'build', 'kb', path.basename(path.resolve(modelDir)));
+}
+
+/**
+ * The knowledge bases in `kbDir` (`TASK.kplkb`), sorted by task name, each with the
+ * title and class names of knowledge/TASK/task.json:
+ * `[{task, title, path: "/kb/TASK.kplkb", classes: [...]}]`.
+ */
+export async function knowledgeList(kbDir) {
+  let names;
+  try {
+    names = await fsp.readdir(kbDir);
+  } catch (e) {
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return [];
+    throw e;
+  }
+  const out = [];
+  const tasks = names.filter((n) => n.endsWith('.kplkb') && !n.startsWith('.')).map((n) => n.slice(0, -6)).sort();
+  for (const task of tasks) {
+    const name = `${task}.kplkb`;
+    let title = task;
+    let classes = [];
+    try {
+      const spec = JSON.parse(await fsp.readFile(path.join(REPO, 'knowledge', task, 'task.json'), 'utf8'));
+      title = spec.title ?? task;
+      classes = (spec.classes ?? []).map((c) => c.name);
+    } catch {
+      // A base without its source folder is still listed; the page reads its header.
+    }
+    out.push({ task, title, path: `/kb/${encodeURIComponent(name)}`, classes });
+  }
+  return out;
+}
+
 /**
  * Maps a URL path inside a mount to a file path inside `root`, or null when the
  * path tries to leave it. Checked on the decoded path: no `..` or `.`-prefixed
@@ -178,9 +217,11 @@ async function sendFile(res, file) {
 }
 
 /** Creates the server (not listening yet). */
-export function createServer({ model = DEFAULT_MODEL, test = false } = {}) {
+export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } = {}) {
   const modelDir = path.resolve(REPO, model);
+  const kbDir = kb ? path.resolve(REPO, kb) : defaultKbDir(modelDir);
   const mounts = [
+    ['/kb/', kbDir],
     ['/pkg/', path.join(REPO, 'pkg')],
     ['/model/', modelDir],
     ['/knowledge/', path.join(REPO, 'knowledge')],
@@ -201,7 +242,8 @@ export function createServer({ model = DEFAULT_MODEL, test = false } = {}) {
       const pathname = (req.url ?? '/').split('?')[0].split('#')[0];
       if (!pathname.startsWith('/')) return send(res, 400, 'Bad request\n');
       if (pathname === '/model/manifest.json') {
-        const body = JSON.stringify(await modelManifest(modelDir), null, 2) + '\n';
+        const manifest = { ...(await modelManifest(modelDir)), knowledge: await knowledgeList(kbDir) };
+        const body = JSON.stringify(manifest, null, 2) + '\n';
         return send(res, 200, body, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' });
       }
       const mount = mounts.find(([prefix]) => pathname.startsWith(prefix));
@@ -231,6 +273,8 @@ function parseArgs(argv) {
     else if (a.startsWith('--port=')) [opts.port, portGiven] = [a.slice(7), true];
     else if (a === '--model') opts.model = value();
     else if (a.startsWith('--model=')) opts.model = a.slice(8);
+    else if (a === '--kb') opts.kb = value();
+    else if (a.startsWith('--kb=')) opts.kb = a.slice(5);
     else if (a === '--test') opts.test = true;
     else if (a === '--help' || a === '-h') opts.help = true;
     else if (/^\d+$/.test(a) && !portGiven) [opts.port, portGiven] = [a, true];
@@ -246,11 +290,11 @@ async function main() {
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (e) {
-    console.error(`serve.mjs: ${e.message}\nusage: node scripts/serve.mjs [--port N] [--model DIR] [--test]`);
+    console.error(`serve.mjs: ${e.message}\nusage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]`);
     process.exit(2);
   }
   if (opts.help) {
-    console.log('usage: node scripts/serve.mjs [--port N] [--model DIR] [--test]');
+    console.log('usage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]');
     return;
   }
   const modelDir = path.resolve(REPO, opts.model);
@@ -271,6 +315,8 @@ async function main() {
     const { port } = server.address();
     console.log(`KPL: serving http://${HOST}:${port}/`);
     console.log(`     model: ${modelDir}${manifest.random_weights ? '  (RANDOM test weights: outputs mean nothing)' : ''}`);
+    const kbDir = opts.kb ? path.resolve(REPO, opts.kb) : defaultKbDir(modelDir);
+    console.log(`     knowledge bases: ${kbDir}`);
     if (opts.test) console.log('     test mode: /fixtures/ and /test/ are served');
     console.log('     Ctrl-C to stop');
   });

@@ -201,6 +201,20 @@ impl ClipModel {
     }
 }
 
+/// How quantised layers compute: "dequantize" (default in wasm: each layer's
+/// weight expanded to f32 for the call, then the f32 gemm) or "blocks" (candle's
+/// block-by-block simd128 kernels). For benchmarks.
+#[wasm_bindgen(js_name = setQuantKernel)]
+pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
+    use crate::clip::linear::{set_quant_kernel, QuantKernel};
+    match kernel {
+        "dequantize" => set_quant_kernel(QuantKernel::Dequantize),
+        "blocks" => set_quant_kernel(QuantKernel::Blocks),
+        other => return Err(JsError::new(&format!("unknown kernel {other:?} (dequantize or blocks)"))),
+    }
+    Ok(())
+}
+
 /// Throws unless `bytes` match the size and SHA-256 that the bundle manifest
 /// (`manifest`, its JSON text) lists for `path` (e.g. a knowledge base).
 #[wasm_bindgen(js_name = verifyBundleFile)]

@@ -278,12 +278,17 @@ fn corrupted_files_never_panic() {
         "image_dfl.dcm",
         "SC_rgb_rle_2frame.dcm",
         "JPEG2000.dcm",
+        "JPEG-LL.dcm",
+        "GDCMJ2K_TextGBR.dcm",
+        "examples_ybr_color.dcm",
     ];
     let limits = DecodeLimits { max_pixels: 4_000_000 };
+    // KPL_DICOM_CORRUPTIONS raises the number of copies per file for a longer hunt.
+    let rounds = std::env::var("KPL_DICOM_CORRUPTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
     let mut outcomes = [0usize; 2];
     for name in names {
         let original = file(name);
-        for round in 0..120 {
+        for round in 0..rounds {
             let mut bytes = original.clone();
             for _ in 0..1 + round % 4 {
                 let at = (next() as usize) % bytes.len();

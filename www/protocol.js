@@ -48,7 +48,27 @@
  *   prompted as "a photo of a {label}.".
  */
 
-/** @typedef {LoadRequest | EmbedImageRequest | EmbedTextRequest | ClassifyRequest} Request */
+/**
+ * Load a knowledge base (.kplkb) built by the loaded model; it replaces the previous one.
+ * Result: {task, title, classNames, randomWeights, hasProxies}.
+ * @typedef {object} LoadKbRequest
+ * @property {number} id
+ * @property {'load-kb'} type
+ * @property {string} url
+ */
+
+/**
+ * Classify image embeddings with the loaded knowledge base: several run transductive
+ * KPL over the set (method 'kpl'), one uses the proxies or single-image retrieval.
+ * Result: {results: [{label, scores, method, clip_scores, clip_label, evidence}], classNames, ms}.
+ * @typedef {object} ClassifyKbRequest
+ * @property {number} id
+ * @property {'classify-kb'} type
+ * @property {Float32Array[]} embeddings
+ * @property {number} [topEvidence] default 3.
+ */
+
+/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedTextRequest | ClassifyRequest} Request */
 
 /**
  * @typedef {object} LoadResult
@@ -111,7 +131,7 @@
 
 /** @typedef {ProgressReply | ResultReply | ErrorReply} Reply */
 
-export const REQUEST_TYPES = Object.freeze(['load', 'embed-image', 'embed-text', 'classify']);
+export const REQUEST_TYPES = Object.freeze(['load', 'load-kb', 'classify-kb', 'embed-image', 'embed-text', 'classify']);
 export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error']);
 
 /**
@@ -153,6 +173,13 @@ export function checkRequest(msg) {
   switch (msg.type) {
     case 'load':
       if (msg.base !== undefined && typeof msg.base !== 'string') return 'load: base must be a URL string';
+      return null;
+    case 'load-kb':
+      if (typeof msg.url !== 'string' || !msg.url) return 'load-kb: url must be a URL string';
+      return null;
+    case 'classify-kb':
+      if (!Array.isArray(msg.embeddings) || msg.embeddings.length === 0 || !msg.embeddings.every((e) => e instanceof Float32Array))
+        return 'classify-kb: embeddings must be a non-empty list of Float32Array';
       return null;
     case 'embed-image':
     case 'classify':
@@ -210,6 +237,14 @@ export class KplClient {
   /** @returns {Promise<LoadResult>} */
   load(base = '/model/', onProgress) {
     return this.request({ type: 'load', base }, { onProgress });
+  }
+
+  loadKb(url) {
+    return this.request({ type: 'load-kb', url });
+  }
+
+  classifyKb(embeddings, topEvidence = 3) {
+    return this.request({ type: 'classify-kb', embeddings, topEvidence });
   }
 
   /** @returns {Promise<EmbedImageResult>} */

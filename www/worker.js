@@ -5,11 +5,13 @@
 // only sends requests and draws replies, so it never blocks. The message protocol is
 // defined, with JSDoc types, in protocol.js.
 
-import init, { ClipModel } from '/pkg/kpl.js';
+import init, { ClipModel, KnowledgeBase } from '/pkg/kpl.js';
 import { checkRequest, MODEL_FILES } from './protocol.js';
 
 /** @type {ClipModel | null} */
 let model = null;
+/** @type {KnowledgeBase | null} */
+let kb = null;
 /** @type {Promise<unknown> | null} */
 let wasmReady = null;
 
@@ -112,6 +114,8 @@ const handlers = {
     }
     model?.free();
     model = null;
+    kb?.free();
+    kb = null;
     const m = ClipModel.load(bytes.config, bytes.weights, bytes.tokenizer ?? undefined, bytes.preprocessor ?? undefined);
     if (req.maxMegapixels) m.setMaxMegapixels(req.maxMegapixels);
     model = m;
@@ -124,6 +128,53 @@ const handlers = {
       bytes: loaded,
       ms: performance.now() - start,
     };
+  },
+
+  /** @param {import('./protocol.js').LoadKbRequest} req */
+  async 'load-kb'(req) {
+    const m = requireModel();
+    const url = new URL(req.url, self.location.href);
+    const res = await fetch(url);
+    if (!res.ok) throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const name = decodeURIComponent(url.pathname.split('/').pop());
+    const base = KnowledgeBase.load(bytes, name);
+    try {
+      base.checkModel(m, name);
+    } catch (e) {
+      base.free();
+      throw e;
+    }
+    kb?.free();
+    kb = base;
+    return {
+      task: base.task,
+      title: base.title,
+      classNames: Array.from(base.classNames),
+      randomWeights: base.randomWeights,
+      hasProxies: base.hasProxies,
+    };
+  },
+
+  /** @param {import('./protocol.js').ClassifyKbRequest} req */
+  async 'classify-kb'(req) {
+    const m = requireModel();
+    if (!kb) throw new Error('no knowledge base is loaded');
+    const n = req.embeddings.length;
+    const dim = req.embeddings[0].length;
+    const flat = new Float32Array(n * dim);
+    req.embeddings.forEach((e, i) => flat.set(e, i * dim));
+    const start = performance.now();
+    const raw = kb.classify(flat, n, m.logitScale, undefined, req.topEvidence ?? 3);
+    const results = Array.from(raw, (r) => ({
+      label: r.label,
+      scores: Array.from(r.scores),
+      method: r.method,
+      clip_scores: Array.from(r.clip_scores),
+      clip_label: r.clip_label,
+      evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
+    }));
+    return { results, classNames: Array.from(kb.classNames), ms: performance.now() - start };
   },
 
   /** @param {import('./protocol.js').EmbedImageRequest} req */

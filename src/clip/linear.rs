@@ -4,12 +4,48 @@
 //!
 //! - `Dense`: an f32 weight (a safetensors checkpoint, or an f16/f32 layer of a
 //!   bundle widened on load), through candle's gemm.
-//! - `Quantized`: q8_0 / q4_0 blocks of 32 (a `kpl pack` bundle), multiplied
-//!   block by block by candle's quantised kernels (AVX2 natively, simd128 in
-//!   wasm when built with `+simd128`): the weight is never expanded in memory.
+//! - `Quantized`: q8_0 / q4_K blocks (a `kpl pack` bundle), stored as blocks;
+//!   how they are multiplied is [`QuantKernel`].
 
-use candle_core::quantized::QMatMul;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use std::borrow::Cow;
+
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
+
+/// How a quantised linear layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantKernel {
+    /// candle's quantised matmul: the activations are quantised to 8-bit blocks
+    /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
+    /// natively, simd128 in wasm). The weight is never expanded.
+    Blocks,
+    /// The layer's weight is expanded to f32 for the call (one layer at a time,
+    /// a few MB, freed after) and multiplied by candle's f32 gemm. In wasm the
+    /// register-blocked f32 gemm is about twice as fast as the block kernels,
+    /// which do one dot product at a time and convert two f16 scales per block;
+    /// memory stays that of the blocks plus one layer.
+    Dequantize,
+}
+
+const DEFAULT_KERNEL: QuantKernel =
+    if cfg!(target_arch = "wasm32") { QuantKernel::Dequantize } else { QuantKernel::Blocks };
+
+static KERNEL: AtomicU8 = AtomicU8::new(DEFAULT_KERNEL as u8);
+
+/// Chooses the kernel of every quantised layer (process-wide; for benchmarks).
+pub fn set_quant_kernel(kernel: QuantKernel) {
+    KERNEL.store(kernel as u8, Ordering::Relaxed);
+}
+
+pub fn quant_kernel() -> QuantKernel {
+    if KERNEL.load(Ordering::Relaxed) == QuantKernel::Dequantize as u8 {
+        QuantKernel::Dequantize
+    } else {
+        QuantKernel::Blocks
+    }
+}
 
 #[derive(Debug, Clone)]
 pub enum Linear {
@@ -56,13 +92,42 @@ impl Linear {
     }
 }
 
+/// At most this many weights are expanded to f32 at a time (4 MB).
+const DEQUANTIZE_CHUNK: usize = 1 << 20;
+
+/// `xs` [.., k] × `t`ᵀ ([n, k] blocks) through the f32 gemm, expanding a few
+/// hundred weight rows at a time so that memory grows by one chunk, not a layer.
+fn dequantized_matmul(t: &QTensor, xs: &Tensor) -> Result<Tensor> {
+    let (n, k) = t.shape().dims2()?;
+    let mut out_dims = xs.dims().to_vec();
+    let m = xs.elem_count() / k;
+    let x2 = xs.reshape((m, k))?;
+    let dtype = t.dtype();
+    let row_bytes = k / dtype.block_size() * dtype.type_size();
+    let data = t.data()?;
+    let rows_per_chunk = (DEQUANTIZE_CHUNK / k).max(1);
+    let mut parts = Vec::with_capacity(n.div_ceil(rows_per_chunk));
+    for start in (0..n).step_by(rows_per_chunk) {
+        let rows = rows_per_chunk.min(n - start);
+        let bytes = &data[start * row_bytes..(start + rows) * row_bytes];
+        let chunk = QTensor::new(QStorage::from_data(Cow::Borrowed(bytes), &Device::Cpu, dtype)?, (rows, k))?;
+        parts.push(x2.matmul(&chunk.dequantize(&Device::Cpu)?.t()?)?);
+    }
+    let ys = if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(&parts, 1)? };
+    *out_dims.last_mut().expect("xs has a last dim") = n;
+    ys.reshape(out_dims)
+}
+
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(xs),
             Self::Quantized { matmul, bias, .. } => {
-                // The quantised kernel reads its input row by row.
-                let ys = matmul.forward(&xs.contiguous()?)?;
+                let ys = match (quant_kernel(), matmul) {
+                    (QuantKernel::Dequantize, QMatMul::QTensor(t)) => dequantized_matmul(t, xs)?,
+                    // The block kernel reads its input row by row.
+                    _ => matmul.forward(&xs.contiguous()?)?,
+                };
                 match bias {
                     Some(b) => ys.broadcast_add(b),
                     None => Ok(ys),

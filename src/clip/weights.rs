@@ -9,7 +9,7 @@
 //! format is made once, when the weights are opened.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Result, Shape, Tensor};
@@ -23,7 +23,9 @@ pub type QTensors = HashMap<String, Arc<QTensor>>;
 #[derive(Clone)]
 enum Source {
     Dense(VarBuilder<'static>),
-    Gguf(Arc<QTensors>),
+    /// Each tensor is taken out when the model reads it, so a tensor widened to
+    /// f32 does not also keep its stored copy alive (wasm memory never shrinks).
+    Gguf(Arc<Mutex<QTensors>>),
 }
 
 /// A weight source with a name prefix (like `VarBuilder::pp`).
@@ -41,7 +43,7 @@ impl Weights {
 
     /// Tensors read from GGUF files (see `crate::bundle`).
     pub fn gguf(tensors: QTensors) -> Self {
-        Self { source: Source::Gguf(Arc::new(tensors)), prefix: String::new() }
+        Self { source: Source::Gguf(Arc::new(Mutex::new(tensors))), prefix: String::new() }
     }
 
     /// The same source below `name`.
@@ -63,9 +65,11 @@ impl Weights {
         }
     }
 
+    /// Takes a tensor out of the GGUF source (each is read once).
     fn qtensor(&self, name: &str, shape: &Shape) -> Result<Arc<QTensor>> {
         let Source::Gguf(tensors) = &self.source else { unreachable!("qtensor on dense weights") };
         let full = self.full_name(name);
+        let mut tensors = tensors.lock().map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
         let Some(t) = tensors.get(&full) else {
             candle_core::bail!("cannot find tensor {full}")
         };
@@ -74,7 +78,7 @@ impl Weights {
         if !same {
             candle_core::bail!("shape mismatch for {full}, expected {shape:?}, got {:?}", t.shape())
         }
-        Ok(t.clone())
+        Ok(tensors.remove(&full).expect("present"))
     }
 
     /// A dense tensor in f32.
@@ -148,18 +152,6 @@ impl Weights {
             Source::Gguf(_) => {
                 let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
                 Ok(Conv2d::new(w, None, config))
-            }
-        }
-    }
-
-    /// True when the source has any tensor under this prefix (GGUF only; a
-    /// dense checkpoint is assumed complete and checked tensor by tensor).
-    pub fn has_prefix(&self, prefix: &str) -> bool {
-        match &self.source {
-            Source::Dense(_) => true,
-            Source::Gguf(t) => {
-                let p = format!("{}.", self.full_name(prefix));
-                t.keys().any(|k| k.starts_with(&p))
             }
         }
     }

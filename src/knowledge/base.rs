@@ -100,6 +100,15 @@ pub struct KnowledgeBase {
     pub dtype: StorageDtype,
 }
 
+/// The class of each description row, classes in order.
+fn class_of_rows(classes: &[TaskClass]) -> Vec<usize> {
+    classes
+        .iter()
+        .enumerate()
+        .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
+        .collect()
+}
+
 fn encode(values: &[f32], dtype: StorageDtype, out: &mut Vec<u8>) {
     match dtype {
         StorageDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
@@ -128,12 +137,7 @@ impl KnowledgeBase {
         class_prompts: Vec<f32>,
         dtype: StorageDtype,
     ) -> Self {
-        let class_of = task
-            .classes
-            .iter()
-            .enumerate()
-            .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
-            .collect();
+        let class_of = class_of_rows(&task.classes);
         Self {
             task: task.name.clone(),
             title: task.title.clone(),
@@ -285,12 +289,7 @@ impl KnowledgeBase {
             (None, None) => None,
             _ => return Err(bad("proxies and their fit information must come together".into())),
         };
-        let class_of = header
-            .classes
-            .iter()
-            .enumerate()
-            .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
-            .collect();
+        let class_of = class_of_rows(&header.classes);
         Ok(Self {
             task: header.task,
             title: header.title,

@@ -131,3 +131,26 @@ export function cosine(a, b) {
   }
   return dot / Math.sqrt(na * nb);
 }
+
+/**
+ * Builds build/kb/<model>/TASK.kplkb for every task of knowledge/ that lacks one (what
+ * `make kb` does), so `node --test tests/browser/` also works alone.
+ */
+export function ensureKnowledgeBases(model = 'tests/fixtures/tiny-quickgelu-f32') {
+  const dir = path.join(REPO, 'build', 'kb', path.basename(model));
+  const tasks = fs.readdirSync(path.join(REPO, 'knowledge')).filter((t) => fs.existsSync(path.join(REPO, 'knowledge', t, 'task.json')));
+  fs.mkdirSync(dir, { recursive: true });
+  for (const t of tasks) {
+    const out = path.join(dir, `${t}.kplkb`);
+    if (!fs.existsSync(out)) runNativeRaw(['build-kb', '--model', model, path.join('knowledge', t), '-o', out]);
+  }
+  return dir;
+}
+
+function runNativeRaw(args) {
+  const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');
+  const exe = path.join(targetDir, 'release', 'kpl');
+  if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run \`make native\``);
+  const r = spawnSync(exe, args, { cwd: REPO, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`kpl ${args.join(' ')} exited with ${r.status}:\n${r.stderr}`);
+}

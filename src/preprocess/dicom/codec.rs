@@ -62,7 +62,7 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool, swap_ow_byt
         return Err(format!("a frame holds {} bytes of pixel data, {expected} expected", frame_bytes.len()));
     }
     if layout.ybr_422 {
-        if layout.columns % 2 != 0 || layout.bits_allocated != 8 {
+        if !layout.columns.is_multiple_of(2) || layout.bits_allocated != 8 {
             return Err("YBR_FULL_422 pixel data needs an even number of columns and 8 bits allocated".into());
         }
         // Y1 Y2 Cb Cr for each pair of pixels.
@@ -304,7 +304,7 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
         ));
     }
     let lossless = matches!(header.sof, 3 | 7 | 11 | 15);
-    if !lossless && !matches!(header.sof, 0 | 1 | 2) {
+    if !lossless && header.sof > 2 {
         return Err(format!("JPEG process SOF{} (hierarchical or arithmetic coding) is not supported", header.sof));
     }
     if !lossless && header.precision == 12 {

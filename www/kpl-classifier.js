@@ -1,0 +1,202 @@
+// <kpl-classifier>: the KPL classifier as one custom element, for embedding in other
+// pages (an intranet portal, a viewer). One ES module; it starts its own module worker
+// (worker.js beside this file, which loads /pkg/kpl.js), so the host page never blocks.
+//
+//   <script type="module" src="/kpl-classifier.js"></script>
+//   <kpl-classifier model="/model/" task="chest-xray-pneumonia"></kpl-classifier>
+//
+// Attributes
+//   model    URL of the model folder; its manifest.json lists the weights and the
+//            knowledge bases (scripts/serve.mjs synthesises it). Default "/model/".
+//   task     the knowledge base to use (a task name of the manifest). Default: the first.
+//   backend  "wasm" (default; the only one today: CPU, WebAssembly).
+//
+// Events (bubbling, composed)
+//   kpl-ready   detail {task, title, classNames, isRandom}
+//   kpl-result  detail {file, label, scores, method, evidence} per image; scores are
+//               per class (detail.classNames), method 'kpl' for images chosen together
+//               (transductive KPL), else 'proxies' or 'single-image'.
+//   kpl-error   detail {file?, message}
+//
+// Strict-CSP safe: no inline script or style (the styles are a constructable
+// stylesheet), and no request leaves the origins given in `model`.
+
+import { KplClient } from './protocol.js';
+
+const CSS = `
+:host { display: block; font: inherit; border: 1px solid #c8ced6; border-radius: 8px; padding: 0.75rem; max-width: 40rem; }
+:host([hidden]) { display: none; }
+.status { margin: 0 0 0.5rem; color: #444; }
+.status.failed { color: #b00020; }
+.warn { border: 2px solid #b58400; background: #fff1c2; padding: 0.4rem 0.6rem; border-radius: 6px; margin-bottom: 0.5rem; }
+label { font-weight: 600; display: block; margin-bottom: 0.25rem; }
+ul { list-style: none; padding: 0; margin: 0.5rem 0 0; display: grid; gap: 0.5rem; }
+li { border-top: 1px solid #e1e4e8; padding-top: 0.4rem; }
+li.error { color: #b00020; }
+meter { width: 8rem; vertical-align: middle; }
+.ev { color: #555; font-size: 0.9em; }
+`;
+
+let sheet = null;
+function styles() {
+  if (!sheet) {
+    sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+  }
+  return sheet;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v == null) continue;
+    if (k === 'class') node.className = v;
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) if (c != null) node.append(c);
+  return node;
+}
+
+export class KplClassifier extends HTMLElement {
+  static observedAttributes = ['model', 'task', 'backend'];
+
+  #client = null;
+  #worker = null;
+  #ready = null;
+  #info = null;
+  #ui = null;
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    root.adoptedStyleSheets = [styles()];
+    const id = 'kpl-file';
+    this.#ui = {
+      status: el('p', { class: 'status', role: 'status', 'aria-live': 'polite' }, 'Starting…'),
+      warn: el('div', { class: 'warn', role: 'alert', hidden: true },
+        'Random test weights: outputs are meaningless; not a diagnosis.'),
+      input: el('input', { id, type: 'file', multiple: true, accept: 'image/*,.tif,.tiff', disabled: true }),
+      list: el('ul', { 'aria-live': 'polite' }),
+    };
+    const u = this.#ui;
+    root.append(u.status, u.warn, el('label', { for: id }, 'Choose images'), u.input, u.list);
+    u.input.addEventListener('change', () => {
+      const files = Array.from(u.input.files ?? []);
+      u.input.value = '';
+      if (files.length) this.classifyFiles(files);
+    });
+  }
+
+  get model() {
+    return this.getAttribute('model') || '/model/';
+  }
+
+  get task() {
+    return this.getAttribute('task') || '';
+  }
+
+  get backend() {
+    return this.getAttribute('backend') || 'wasm';
+  }
+
+  connectedCallback() {
+    if (!this.#ready) this.#ready = this.#start();
+  }
+
+  disconnectedCallback() {
+    this.#worker?.terminate();
+    this.#worker = null;
+    this.#client = null;
+    this.#ready = null;
+  }
+
+  attributeChangedCallback(name, oldValue, newValue) {
+    if (oldValue === newValue || !this.#client) return;
+    // A new model or task: start again.
+    this.disconnectedCallback();
+    if (this.isConnected) this.#ready = this.#start();
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail, bubbles: true, composed: true }));
+  }
+
+  #status(text, failed = false) {
+    this.#ui.status.textContent = text;
+    this.#ui.status.classList.toggle('failed', failed);
+  }
+
+  async #start() {
+    try {
+      if (this.backend !== 'wasm' && this.backend !== 'cpu') {
+        throw new Error(`backend "${this.backend}" is not available; use "wasm"`);
+      }
+      const base = new URL(this.model.endsWith('/') ? this.model : `${this.model}/`, document.baseURI);
+      this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kpl-classifier' });
+      this.#client = new KplClient(this.#worker);
+      this.#status('Loading the model…');
+      const manifestRes = await fetch(new URL('manifest.json', base));
+      if (!manifestRes.ok) throw new Error(`${manifestRes.url}: HTTP ${manifestRes.status}`);
+      const manifest = await manifestRes.json();
+      const list = manifest.knowledge ?? [];
+      const kb = this.task ? list.find((k) => k.task === this.task) : list[0];
+      if (!kb) throw new Error(this.task ? `the model has no knowledge base for task "${this.task}"` : 'the model lists no knowledge base');
+      const info = await this.#client.load(base.href, ({ loaded, total }) =>
+        this.#status(`Downloading the model: ${(loaded / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ''} MB`));
+      const kbInfo = await this.#client.loadKb(new URL(kb.path, base).href);
+      this.#info = { ...kbInfo, isRandom: info.isRandom };
+      this.#ui.warn.hidden = !info.isRandom;
+      this.#ui.input.disabled = false;
+      this.#status(`${kbInfo.title}: ${kbInfo.classNames.join(', ')}. CPU (WebAssembly).`);
+      this.dataset.ready = 'true';
+      this.#emit('kpl-ready', { task: kbInfo.task, title: kbInfo.title, classNames: kbInfo.classNames, isRandom: info.isRandom });
+    } catch (e) {
+      this.dataset.ready = 'false';
+      this.#status(`Cannot start: ${e.message}`, true);
+      this.#emit('kpl-error', { message: e.message });
+      throw e;
+    }
+  }
+
+  /**
+   * Classifies files (File or Blob objects): several run transductive KPL together.
+   * Resolves with the `kpl-result` details, one per classified file.
+   */
+  async classifyFiles(files) {
+    await this.#ready;
+    const client = this.#client;
+    const embedded = [];
+    for (const [i, file] of files.entries()) {
+      const name = file.name || `image ${i + 1}`;
+      this.#status(`Embedding image ${i + 1} of ${files.length}…`);
+      try {
+        const r = await client.embedImage(name, file);
+        embedded.push({ name, embedding: r.embedding });
+      } catch (e) {
+        this.#ui.list.append(el('li', { class: 'error', 'data-kpl-error': true, 'data-file': name }, `${name}: ${e.message}`));
+        this.#emit('kpl-error', { file: name, message: e.message });
+      }
+    }
+    if (!embedded.length) return [];
+    const out = await client.classifyKb(embedded.map((e) => e.embedding), 3);
+    const classNames = out.classNames;
+    const details = embedded.map((e, i) => {
+      const r = out.results[i];
+      return { file: e.name, label: r.label, scores: r.scores, method: r.method, evidence: r.evidence, classNames };
+    });
+    for (const d of details) {
+      const best = classNames.indexOf(d.label);
+      this.#ui.list.append(
+        el('li', { 'data-kpl-result': true, 'data-file': d.file, 'data-label': d.label, 'data-method': d.method },
+          el('strong', {}, d.file), `: ${d.label} `,
+          el('meter', { min: 0, max: 1, value: d.scores[best] ?? 0, 'aria-label': `${d.label} score` }),
+          ` ${(100 * (d.scores[best] ?? 0)).toFixed(1)} % (${d.method})`,
+          d.evidence.length ? el('div', { class: 'ev' }, `Evidence: ${d.evidence[0].description}`) : null));
+      this.#emit('kpl-result', d);
+    }
+    this.#status(`${this.#info.title}: ${details.length} image(s) classified. CPU (WebAssembly).`);
+    return details;
+  }
+}
+
+if (!customElements.get('kpl-classifier')) customElements.define('kpl-classifier', KplClassifier);

@@ -1,0 +1,103 @@
+// The service worker: makes the page work with the network off after one visit.
+//
+// On install it caches the app shell, the wasm (pkg/), the model files listed in
+// /model/manifest.json and every knowledge base the manifest lists (/kb/). Afterwards
+// every same-origin GET goes to the network first (so a rebuilt app or model is picked
+// up) and falls back to the cache when the network fails; a response is written to the
+// cache only when it differs from the cached copy (Last-Modified, Content-Length), so
+// a large checkpoint is not copied again on every visit.
+//
+// Only same-origin requests are touched; nothing here talks to any other server, and
+// no image or result ever goes into the cache (they never leave the page's memory).
+
+const CACHE = 'kpl-v1';
+const SHELL = [
+  '/',
+  '/index.html',
+  '/app.js',
+  '/protocol.js',
+  '/worker.js',
+  '/style.css',
+  '/favicon.svg',
+  '/kpl-classifier.js',
+  '/pkg/kpl.js',
+  '/pkg/kpl_bg.wasm',
+  '/model/manifest.json',
+];
+
+/** Paths worth keeping offline. */
+function cacheable(url) {
+  if (url.origin !== self.location.origin) return false;
+  const p = url.pathname;
+  if (p.startsWith('/fixtures/') || p.startsWith('/test/') || p.startsWith('/knowledge/')) return false;
+  return true;
+}
+
+async function precache() {
+  const cache = await caches.open(CACHE);
+  const urls = new Set(SHELL);
+  try {
+    const res = await fetch('/model/manifest.json', { cache: 'no-cache' });
+    if (res.ok) {
+      const manifest = await res.json();
+      for (const name of Object.values(manifest?.model?.files ?? {})) urls.add(new URL(name, self.location.origin + '/model/').pathname);
+      for (const kb of manifest?.knowledge ?? []) if (typeof kb.path === 'string') urls.add(kb.path);
+    }
+  } catch {
+    // Offline during install: the runtime cache fills on the next visit.
+  }
+  await Promise.all(
+    [...urls].map(async (u) => {
+      try {
+        const res = await fetch(u, { cache: 'no-cache' });
+        if (res.ok) await cache.put(u, res);
+      } catch {
+        // A missing optional file (kpl-classifier.js, tokenizer.json) is not fatal.
+      }
+    }),
+  );
+}
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(precache().then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
+      await self.clients.claim();
+    })(),
+  );
+});
+
+const same = (a, b, h) => a.headers.get(h) === b.headers.get(h);
+
+async function networkFirst(request) {
+  const url = new URL(request.url);
+  const key = url.pathname === '/index.html' ? '/index.html' : url.pathname;
+  const cache = await caches.open(CACHE);
+  try {
+    const res = await fetch(request);
+    if (res.ok && res.status === 200) {
+      const old = await cache.match(key);
+      if (!old || !same(old, res, 'Last-Modified') || !same(old, res, 'Content-Length') || key === '/model/manifest.json') {
+        await cache.put(key, res.clone()).catch(() => {});
+      }
+    }
+    return res;
+  } catch (e) {
+    const hit = (await cache.match(key)) ?? (request.mode === 'navigate' ? await cache.match('/') : undefined);
+    if (hit) return hit;
+    throw e;
+  }
+}
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  if (request.method !== 'GET') return;
+  const url = new URL(request.url);
+  if (!cacheable(url)) return;
+  if (request.headers.has('range')) return;
+  event.respondWith(networkFirst(request));
+});
