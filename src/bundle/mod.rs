@@ -97,8 +97,8 @@ impl PackDtype {
         match self {
             PackDtype::F32 => GgmlDType::F32,
             PackDtype::F16 => GgmlDType::F16,
-            PackDtype::Q4 if in_dim % 256 == 0 => GgmlDType::Q4K,
-            PackDtype::Q8 | PackDtype::Q4 if in_dim % 32 == 0 => GgmlDType::Q8_0,
+            PackDtype::Q4 if in_dim.is_multiple_of(256) => GgmlDType::Q4K,
+            PackDtype::Q8 | PackDtype::Q4 if in_dim.is_multiple_of(32) => GgmlDType::Q8_0,
             PackDtype::Q8 | PackDtype::Q4 => GgmlDType::F16,
         }
     }

@@ -7,9 +7,8 @@
 //! - `Quantized`: q8_0 / q4_K blocks (a `kpl pack` bundle), stored as blocks;
 //!   how they are multiplied is [`QuantKernel`].
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
@@ -21,30 +20,30 @@ pub enum QuantKernel {
     /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
     /// natively, simd128 in wasm). The weight is never expanded.
     Blocks,
-    /// The layer's weight is expanded to f32 for the call (one layer at a time,
-    /// a few MB, freed after) and multiplied by candle's f32 gemm. In wasm the
-    /// register-blocked f32 gemm is about twice as fast as the block kernels,
-    /// which do one dot product at a time and convert two f16 scales per block;
-    /// memory stays that of the blocks plus one layer.
+    /// The weight is expanded to f32 a few hundred rows at a time (at most 4 MB,
+    /// freed after) and multiplied by candle's f32 gemm; the activations stay
+    /// f32. In wasm the register-blocked f32 gemm is about twice as fast as the
+    /// block kernels, which do one dot product at a time and convert two f16
+    /// scales per block; memory stays that of the blocks plus one chunk.
     Dequantize,
 }
 
 const DEFAULT_KERNEL: QuantKernel =
     if cfg!(target_arch = "wasm32") { QuantKernel::Dequantize } else { QuantKernel::Blocks };
 
-static KERNEL: AtomicU8 = AtomicU8::new(DEFAULT_KERNEL as u8);
+thread_local! {
+    static KERNEL: Cell<QuantKernel> = const { Cell::new(DEFAULT_KERNEL) };
+}
 
-/// Chooses the kernel of every quantised layer (process-wide; for benchmarks).
+/// Chooses the kernel of the quantised layers for the forward passes started
+/// on this thread (default: `Blocks` natively, `Dequantize` in wasm, the faster
+/// of the two on each, measured). Thread-local, so tests can compare both.
 pub fn set_quant_kernel(kernel: QuantKernel) {
-    KERNEL.store(kernel as u8, Ordering::Relaxed);
+    KERNEL.with(|k| k.set(kernel));
 }
 
 pub fn quant_kernel() -> QuantKernel {
-    if KERNEL.load(Ordering::Relaxed) == QuantKernel::Dequantize as u8 {
-        QuantKernel::Dequantize
-    } else {
-        QuantKernel::Blocks
-    }
+    KERNEL.with(|k| k.get())
 }
 
 #[derive(Debug, Clone)]
