@@ -99,7 +99,9 @@ impl Weights {
             Source::Gguf(_) => {
                 let t = self.qtensor(name, &shape)?;
                 match t.dtype() {
-                    GgmlDType::F16 => t.dequantize_f16(&Device::Cpu)?.reshape(shape),
+                    // Straight from the stored bytes (candle's `dequantize_f16`
+                    // would go through a transient f32 copy of the whole table).
+                    GgmlDType::F16 => Tensor::from_raw_buffer(&t.data()?, DType::F16, shape.dims(), &Device::Cpu),
                     _ => t.dequantize(&Device::Cpu)?.reshape(shape),
                 }
             }
