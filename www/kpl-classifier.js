@@ -75,7 +75,7 @@ export class KplClassifier extends HTMLElement {
       status: el('p', { class: 'status', role: 'status', 'aria-live': 'polite' }, 'Starting…'),
       warn: el('div', { class: 'warn', role: 'alert', hidden: true },
         'Random test weights: outputs are meaningless; not a diagnosis.'),
-      input: el('input', { id, type: 'file', multiple: true, accept: 'image/*,.tif,.tiff', disabled: true }),
+      input: el('input', { id, type: 'file', multiple: true, accept: 'image/*,.tif,.tiff,.dcm,application/dicom', disabled: true }),
       list: el('ul', { 'aria-live': 'polite' }),
     };
     const u = this.#ui;
