@@ -34,18 +34,24 @@ function modelFiles(dtype) {
       preprocessor: read('preprocessor_config.json'),
     };
   }
-  console.error(`wasm_image: --dtype ${dtype} is not supported yet (f32 only: quantised bundles need \`kpl pack\`)`);
-  process.exit(2);
+  // q8 / q4: the bundle bench_image packed beside the random folder; image encoder only.
+  const bundle = join(args.out, `vit-b16-${dtype}`);
+  return {
+    manifest: readFileSync(join(bundle, 'manifest.json'), 'utf8'),
+    weights: new Uint8Array(readFileSync(join(bundle, 'image_encoder.gguf'))),
+  };
 }
 
 const files = modelFiles(args.dtype);
 const weightsBytes = files.weights.byteLength;
-const visionBytes = safetensorsBytes(files.weights, ['vision_model.', 'visual_projection.']);
+const visionBytes = files.manifest ? weightsBytes : safetensorsBytes(files.weights, ['vision_model.', 'visual_projection.']);
 const { mod, exports } = await loadKplWasm(resolve(args.pkg));
 const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : null);
 
 let t = performance.now();
-const model = mod.ClipModel.load(files.config, files.weights, files.tokenizer, files.preprocessor);
+const model = files.manifest
+  ? mod.ClipModel.loadBundle(files.manifest, files.weights, null)
+  : mod.ClipModel.load(files.config, files.weights, files.tokenizer, files.preprocessor);
 const loadS = (performance.now() - t) / 1000;
 delete files.weights; // the JS copy can go; the wasm instance has its own
 const memoryAfterLoad = memoryBytes();

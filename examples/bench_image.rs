@@ -20,7 +20,7 @@ use kpl::ClipPipeline;
 
 /// The dtypes this benchmark can run; bench/run.sh loops over `--list-dtypes`.
 /// A quantised dtype is added here together with its branch in `load_model`.
-const DTYPES: &[&str] = &["f32"];
+const DTYPES: &[&str] = &["f32", "q8", "q4"];
 const SEED: u64 = 0;
 const MODEL_DIR: &str = "vit-b16-random";
 
@@ -74,6 +74,20 @@ fn parse_args() -> Result<Option<Args>, String> {
 fn load_model(dtype: &str, folder: &Path) -> Result<ClipPipeline, String> {
     match dtype {
         "f32" => kpl::model_dir::load_model_dir(folder).map_err(|e| e.to_string()),
+        "q8" | "q4" => {
+            // The bundle `kpl pack` would write, made once beside the random folder.
+            let bundle = folder.with_file_name(format!("vit-b16-{dtype}"));
+            if !kpl::bundle::is_bundle_dir(&bundle) {
+                let options = kpl::bundle::pack::PackOptions {
+                    dtype: if dtype == "q8" { kpl::bundle::PackDtype::Q8 } else { kpl::bundle::PackDtype::Q4 },
+                    knowledge: Vec::new(),
+                    name: None,
+                };
+                kpl::bundle::pack::pack_model_dir(folder, &bundle, &options, &mut |line| eprintln!("# pack: {line}"))
+                    .map_err(|e| e.to_string())?;
+            }
+            kpl::model_dir::load_model_dir(&bundle).map_err(|e| e.to_string())
+        }
         other => Err(format!("no loader for dtype {other}")),
     }
 }
