@@ -360,10 +360,6 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
         }
         None => {
             let prepared = prepare_images(&pipeline, &files);
-            let kept: Vec<usize> = {
-                let ok: std::collections::BTreeSet<&String> = prepared.files.iter().collect();
-                files.iter().enumerate().filter(|(_, f)| ok.contains(&f.display().to_string())).map(|(i, _)| i).collect()
-            };
             let total = prepared.pixels.len();
             let mut embeddings = Vec::with_capacity(total);
             for (i, chunk) in prepared.pixels.chunks(8).enumerate() {
@@ -374,7 +370,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
             if prepared.errors.is_empty() {
                 cache.store(&embeddings);
             }
-            (embeddings, kept.iter().map(|&i| labels[i]).collect())
+            (embeddings, prepared.indices.iter().map(|&i| labels[i]).collect())
         }
     };
     if embeddings.len() < 2 {

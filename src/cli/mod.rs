@@ -59,18 +59,21 @@ pub struct FileError {
 /// ones that failed (already reported on stderr).
 pub struct PreparedImages {
     pub files: Vec<String>,
+    /// The position in the input list of each prepared image.
+    pub indices: Vec<usize>,
     pub pixels: Vec<PixelTensor>,
     pub errors: Vec<FileError>,
 }
 
 pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf]) -> PreparedImages {
-    let mut prepared = PreparedImages { files: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
-    for path in files {
+    let mut prepared = PreparedImages { files: Vec::new(), indices: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
+    for (index, path) in files.iter().enumerate() {
         let name = path.display().to_string();
         let result = read_file(path).and_then(|bytes| pipeline.prepare_image(&bytes, &name));
         match result {
             Ok(pixels) => {
                 prepared.files.push(name);
+                prepared.indices.push(index);
                 prepared.pixels.push(pixels);
             }
             Err(e) => {
