@@ -23,6 +23,11 @@ pub enum Error {
     #[error("{0}")]
     Input(String),
 
+    /// The GPU engine failed (no adapter, lost device, out of memory, a shader
+    /// the driver rejected). Callers fall back to the CPU and say so.
+    #[error("GPU: {0}")]
+    Gpu(String),
+
     /// A failure inside the tensor library that input validation did not catch.
     #[error("internal tensor error: {0}")]
     Tensor(String),

@@ -6,6 +6,8 @@ pub mod bundle;
 pub mod classifier;
 pub mod clip;
 pub mod error;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod knowledge;
 pub mod pipeline;
 pub mod preprocess;

@@ -4,17 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
-use candle_nn::VarBuilder;
 use common::*;
 use kpl::bundle::pack::{pack_model_dir, write_encoder_file, EncoderMeta, PackOptions};
 use kpl::bundle::{EncoderFile, EncoderKind, PackDtype};
-use kpl::clip::random::RandomClipConfig;
 use kpl::clip::linear::{set_quant_kernel, QuantKernel};
-use kpl::clip::{ClipConfig, ClipModel, Towers};
 use kpl::model_dir::load_model_dir;
 use kpl::preprocess::PixelTensor;
 use safetensors::SafeTensors;
@@ -101,72 +96,13 @@ fn fixture_bundles_keep_image_and_text_embeddings() {
     }
 }
 
-/// Two different 224×224 inputs (already normalised): smooth gradients with a
-/// disc, and high-frequency stripes and checks.
-fn test_images(size: usize) -> Tensor {
-    let mut data = Vec::with_capacity(2 * 3 * size * size);
-    for image in 0..2 {
-        for c in 0..3 {
-            for y in 0..size {
-                for x in 0..size {
-                    let (fx, fy) = (x as f32 / size as f32, y as f32 / size as f32);
-                    let v = if image == 0 {
-                        let disc = if (fx - 0.4).powi(2) + (fy - 0.6).powi(2) < 0.05 { 1.0 } else { 0.0 };
-                        2.0 * fx - 1.0 + (c as f32 - 1.0) * (fy - 0.5) + disc
-                    } else {
-                        let checks = if (x / 8 + y / 8) % 2 == 0 { 1.0 } else { -1.0 };
-                        checks * 0.8 + ((x * (c + 1)) as f32 * 0.3).sin()
-                    };
-                    data.push(v);
-                }
-            }
-        }
-    }
-    Tensor::from_vec(data, (2, 3, size, size), &Device::Cpu).unwrap()
-}
-
-fn normalized_rows(t: &Tensor) -> Vec<Vec<f32>> {
-    let rows = t.to_vec2::<f32>().unwrap();
-    rows.into_iter()
-        .map(|r| {
-            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
-            r.into_iter().map(|v| v / n).collect()
-        })
-        .collect()
-}
-
 /// Packs the image tower of a random full-size ViT-B/16 (weights normal(0, std))
 /// at `dtypes` and compares image embeddings with f32 on two different images.
 /// Returns (cosine between the two images at f32, [(dtype, worst cosine, file bytes)]).
 fn random_vit_b16(std: f32, dtypes: &[PackDtype]) -> (f32, Vec<(PackDtype, f32, u64)>) {
-    let mut random = RandomClipConfig::vit_b16();
-    random.std = std;
-    random.tokenizer = None;
     let seed = 7;
-    let config_json = serde_json::to_string(&random.config_json(seed)).unwrap();
-    let config = ClipConfig::from_json(config_json.as_bytes(), "random config").unwrap();
-    // The image tower only (the text tower is not what this measures).
-    let tensors: HashMap<String, Tensor> = random
-        .tensors()
-        .into_iter()
-        .filter(|s| {
-            s.name == "logit_scale" || s.name.starts_with("vision_model.") || s.name.starts_with("visual_projection.")
-        })
-        .map(|s| {
-            let t = Tensor::from_vec(s.values(seed, std), s.shape.clone(), &Device::Cpu).unwrap();
-            (s.name, t)
-        })
-        .collect();
-    let f32_model = ClipModel::load_towers(
-        &config,
-        &kpl::clip::weights::Weights::dense(VarBuilder::from_tensors(
-            tensors.clone(),
-            candle_core::DType::F32,
-            &Device::Cpu,
-        )),
-        Towers::VISION,
-    )
-    .unwrap();
+    let (config_json, config, tensors) = random_vit_b16_image_tower(std, seed);
+    let f32_model = image_tower_model(&config, &tensors);
     let pixels = test_images(224);
     let expected = normalized_rows(&f32_model.image_features(&pixels).unwrap());
     let between = cosine(&expected[0], &expected[1]);

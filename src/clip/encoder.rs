@@ -33,14 +33,14 @@ fn activate(xs: &Tensor, activation: Activation) -> Result<Tensor> {
 }
 
 #[derive(Debug, Clone)]
-struct SelfAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
-    heads: usize,
-    head_dim: usize,
-    scale: f64,
+pub(crate) struct SelfAttention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) out_proj: Linear,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
 }
 
 impl SelfAttention {
@@ -78,13 +78,13 @@ impl SelfAttention {
 }
 
 #[derive(Debug, Clone)]
-struct EncoderLayer {
-    self_attn: SelfAttention,
-    layer_norm1: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    layer_norm2: LayerNorm,
-    activation: Activation,
+pub(crate) struct EncoderLayer {
+    pub(crate) self_attn: SelfAttention,
+    pub(crate) layer_norm1: LayerNorm,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) layer_norm2: LayerNorm,
+    pub(crate) activation: Activation,
 }
 
 impl EncoderLayer {
@@ -109,7 +109,7 @@ impl EncoderLayer {
 
 #[derive(Debug, Clone)]
 pub struct Encoder {
-    layers: Vec<EncoderLayer>,
+    pub(crate) layers: Vec<EncoderLayer>,
 }
 
 impl Encoder {

@@ -86,6 +86,13 @@ impl Linear {
         }
     }
 
+    pub fn bias(&self) -> Option<&Tensor> {
+        match self {
+            Self::Dense(l) => l.bias(),
+            Self::Quantized { bias, .. } => bias.as_ref(),
+        }
+    }
+
     pub fn is_quantized(&self) -> bool {
         matches!(self, Self::Quantized { matmul: QMatMul::QTensor(_), .. })
     }

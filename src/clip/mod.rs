@@ -27,15 +27,15 @@ pub const NO_TEXT_ENCODER: &str = "this bundle has no text encoder loaded (text_
      text; load the text encoder to use custom labels, or classify with a knowledge base";
 
 #[derive(Debug, Clone)]
-struct VisionTower {
-    transformer: VisionTransformer,
-    projection: Linear,
+pub(crate) struct VisionTower {
+    pub(crate) transformer: VisionTransformer,
+    pub(crate) projection: Linear,
 }
 
 #[derive(Debug, Clone)]
-struct TextTower {
-    transformer: TextTransformer,
-    projection: Linear,
+pub(crate) struct TextTower {
+    pub(crate) transformer: TextTransformer,
+    pub(crate) projection: Linear,
 }
 
 /// Which towers to load.
@@ -56,12 +56,12 @@ impl Towers {
 #[derive(Debug, Clone)]
 pub struct ClipModel {
     pub config: ClipConfig,
-    vision: Option<VisionTower>,
-    text: Option<TextTower>,
-    logit_scale: f32,
+    pub(crate) vision: Option<VisionTower>,
+    pub(crate) text: Option<TextTower>,
+    pub(crate) logit_scale: f32,
     /// A bundle's fingerprint, recorded by `kpl pack` from the full-precision
     /// model (its projections may be quantised, and either may be absent).
-    stored_fingerprint: Option<String>,
+    pub(crate) stored_fingerprint: Option<String>,
 }
 
 impl ClipModel {

@@ -14,12 +14,12 @@ const LEGACY_EOS_TOKEN_ID: i64 = 2;
 
 #[derive(Debug, Clone)]
 pub struct TextTransformer {
-    token_embedding: Tensor,
-    position_embedding: Tensor,
-    encoder: Encoder,
-    final_layer_norm: LayerNorm,
-    eos_token_id: i64,
-    max_positions: usize,
+    pub(crate) token_embedding: Tensor,
+    pub(crate) position_embedding: Tensor,
+    pub(crate) encoder: Encoder,
+    pub(crate) final_layer_norm: LayerNorm,
+    pub(crate) eos_token_id: i64,
+    pub(crate) max_positions: usize,
 }
 
 impl TextTransformer {
@@ -71,17 +71,22 @@ impl TextTransformer {
         }
     }
 
+    /// Token plus position embeddings, [seq, hidden]: a table lookup, which
+    /// the GPU engine also does here rather than keep the table in GPU memory.
+    pub fn input_embeddings(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids_tensor = Tensor::new(ids, self.token_embedding.device())?;
+        // The table may be f16 (a packed bundle); the rows picked are widened.
+        let tokens = to_f32(&self.token_embedding.index_select(&ids_tensor, 0)?)?;
+        tokens + self.position_embedding.narrow(0, 0, ids.len())?
+    }
+
     /// Encodes one sequence of token ids (already truncated to the context).
     /// Padding is unnecessary: with a causal mask, tokens after the pooled
     /// position cannot change it, so each text runs at its own length.
     pub fn forward_ids(&self, ids: &[u32]) -> Result<Tensor> {
         let device = self.token_embedding.device();
         let seq = ids.len();
-        let ids_tensor = Tensor::new(ids, device)?;
-        // The table may be f16 (a packed bundle); the rows picked are widened.
-        let tokens = to_f32(&self.token_embedding.index_select(&ids_tensor, 0)?)?;
-        let positions = self.position_embedding.narrow(0, 0, seq)?;
-        let xs = (tokens + positions)?.unsqueeze(0)?;
+        let xs = self.input_embeddings(ids)?.unsqueeze(0)?;
         let mask = causal_mask(seq, device)?;
         let hidden = self.encoder.forward(&xs, Some(&mask))?;
         let hidden = self.final_layer_norm.forward(&hidden)?;

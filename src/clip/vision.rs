@@ -10,13 +10,13 @@ use super::weights::Weights;
 
 #[derive(Debug, Clone)]
 pub struct VisionTransformer {
-    patch_embedding: Conv2d,
-    class_embedding: Tensor,
-    position_embedding: Tensor,
-    pre_layernorm: LayerNorm,
-    encoder: Encoder,
-    post_layernorm: LayerNorm,
-    image_size: usize,
+    pub(crate) patch_embedding: Conv2d,
+    pub(crate) class_embedding: Tensor,
+    pub(crate) position_embedding: Tensor,
+    pub(crate) pre_layernorm: LayerNorm,
+    pub(crate) encoder: Encoder,
+    pub(crate) post_layernorm: LayerNorm,
+    pub(crate) image_size: usize,
 }
 
 impl VisionTransformer {

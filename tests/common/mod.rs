@@ -4,6 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use kpl::clip::random::RandomClipConfig;
+use kpl::clip::{ClipConfig, ClipModel, Towers};
 use serde_json::Value;
 
 pub const MODELS: [&str; 2] = ["tiny-quickgelu-f32", "tiny-gelu-f16"];
@@ -32,4 +38,66 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Two different 224×224 inputs (already normalised): smooth gradients with a
+/// disc, and high-frequency stripes and checks.
+pub fn test_images(size: usize) -> Tensor {
+    let mut data = Vec::with_capacity(2 * 3 * size * size);
+    for image in 0..2 {
+        for c in 0..3 {
+            for y in 0..size {
+                for x in 0..size {
+                    let (fx, fy) = (x as f32 / size as f32, y as f32 / size as f32);
+                    let v = if image == 0 {
+                        let disc = if (fx - 0.4).powi(2) + (fy - 0.6).powi(2) < 0.05 { 1.0 } else { 0.0 };
+                        2.0 * fx - 1.0 + (c as f32 - 1.0) * (fy - 0.5) + disc
+                    } else {
+                        let checks = if (x / 8 + y / 8) % 2 == 0 { 1.0 } else { -1.0 };
+                        checks * 0.8 + ((x * (c + 1)) as f32 * 0.3).sin()
+                    };
+                    data.push(v);
+                }
+            }
+        }
+    }
+    Tensor::from_vec(data, (2, 3, size, size), &Device::Cpu).unwrap()
+}
+
+pub fn normalized_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let rows = t.to_vec2::<f32>().unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let n = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+            r.into_iter().map(|v| v / n).collect()
+        })
+        .collect()
+}
+
+/// The image tower of a full-size random ViT-B/16 (weights normal(0, std)):
+/// its config.json text, the parsed config and the tensors by name.
+pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ClipConfig, HashMap<String, Tensor>) {
+    let mut random = RandomClipConfig::vit_b16();
+    random.std = std;
+    random.tokenizer = None;
+    let config_json = serde_json::to_string(&random.config_json(seed)).unwrap();
+    let config = ClipConfig::from_json(config_json.as_bytes(), "random config").unwrap();
+    let tensors = random
+        .tensors()
+        .into_iter()
+        .filter(|s| {
+            s.name == "logit_scale" || s.name.starts_with("vision_model.") || s.name.starts_with("visual_projection.")
+        })
+        .map(|s| {
+            let t = Tensor::from_vec(s.values(seed, std), s.shape.clone(), &Device::Cpu).unwrap();
+            (s.name, t)
+        })
+        .collect();
+    (config_json, config, tensors)
+}
+
+/// A vision-only model over `tensors` (f32).
+pub fn image_tower_model(config: &ClipConfig, tensors: &HashMap<String, Tensor>) -> ClipModel {
+    let vb = VarBuilder::from_tensors(tensors.clone(), candle_core::DType::F32, &Device::Cpu);
+    ClipModel::load_towers(config, &kpl::clip::weights::Weights::dense(vb), Towers::VISION).unwrap()
 }

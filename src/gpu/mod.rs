@@ -1,0 +1,104 @@
+//! The WebGPU engine: CLIP's forward pass as WGSL compute kernels through
+//! wgpu, natively (Vulkan, Metal, DX12) and in the browser (WebGPU).
+//!
+//! The weights are uploaded once from a loaded [`ClipModel`] (whatever its
+//! source: safetensors, or a bundle whose q8/q4 layers are expanded to f32 on
+//! upload), so the CPU model stays the single loader and the reference the
+//! GPU is tested against. A forward pass is recorded once per input shape
+//! ([`plan`]) and replayed as one submission with one readback.
+
+mod context;
+mod encoder;
+mod ops;
+mod plan;
+mod text;
+mod vision;
+
+use std::rc::Rc;
+
+pub use context::{AdapterSummary, GpuContext};
+
+use crate::clip::{ClipModel, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
+use crate::error::{Error, Result};
+
+/// Both towers (either may be absent, as in the CPU model) on one device.
+pub struct GpuClip {
+    ctx: Rc<GpuContext>,
+    vision: Option<vision::GpuVision>,
+    text: Option<text::GpuText>,
+}
+
+impl GpuClip {
+    /// Opens the best adapter and uploads `model`'s weights.
+    pub async fn new(model: &ClipModel) -> Result<Self> {
+        Self::with_context(GpuContext::new().await?, model).await
+    }
+
+    pub async fn with_context(ctx: Rc<GpuContext>, model: &ClipModel) -> Result<Self> {
+        let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let vision = match &model.vision {
+            Some(v) => Some(vision::GpuVision::upload(&ctx, &v.transformer, &v.projection)?),
+            None => None,
+        };
+        let text = match &model.text {
+            Some(t) => Some(text::GpuText::upload(&ctx, &t.transformer, &t.projection)?),
+            None => None,
+        };
+        if let Some(e) = oom.pop().await {
+            return Err(Error::Gpu(format!("out of GPU memory while uploading the weights ({e})")));
+        }
+        if let Some(fault) = ctx.take_fault() {
+            return Err(Error::Gpu(fault));
+        }
+        Ok(Self { ctx, vision, text })
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        self.ctx.adapter()
+    }
+
+    /// Projected, unnormalised image features (as [`ClipModel::image_features`])
+    /// for `pixels` = [batch, 3, size, size], row-major; batches larger than the
+    /// device's buffers allow run in several passes.
+    pub async fn image_features(&self, pixels: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let vision = self.vision.as_ref().ok_or_else(|| Error::Input(NO_IMAGE_ENCODER.into()))?;
+        let per_image = vision.pixels_per_image();
+        let chunk = vision.max_batch(&self.ctx)?;
+        let mut features = Vec::with_capacity(batch * vision.embedding_dim());
+        for start in (0..batch).step_by(chunk) {
+            let n = chunk.min(batch - start);
+            let slice = pixels
+                .get(start * per_image..(start + n) * per_image)
+                .ok_or_else(|| Error::Input(format!("{} pixel values for {batch} images", pixels.len())))?;
+            features.extend(vision.features(&self.ctx, slice, n).await?);
+        }
+        Ok(features)
+    }
+
+    /// Projected, unnormalised text features, one row per tokenised text.
+    pub async fn text_features(&self, texts: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let text = self.text.as_ref().ok_or_else(|| Error::Input(NO_TEXT_ENCODER.into()))?;
+        let longest = texts.iter().map(Vec::len).max().unwrap_or(1);
+        let chunk = text.max_batch(&self.ctx, longest)?;
+        let mut features = Vec::with_capacity(texts.len() * text.embedding_dim());
+        for group in texts.chunks(chunk) {
+            features.extend(text.features(&self.ctx, group).await?);
+        }
+        Ok(features)
+    }
+}
+
+/// How many sequences of `bytes_per_item` (their widest activation) fit one
+/// storage buffer of this device; at most 32, which keeps a pass's memory
+/// bounded without losing throughput.
+fn max_batch(ctx: &GpuContext, bytes_per_item: usize, what: &str) -> Result<usize> {
+    let limit = (ctx.limits.max_storage_buffer_binding_size as u64).min(ctx.limits.max_buffer_size) as usize;
+    match limit / bytes_per_item.max(1) {
+        0 => Err(Error::Gpu(format!(
+            "one {what} needs a {:.0} MB buffer; this GPU allows {:.0} MB",
+            bytes_per_item as f64 / 1e6,
+            limit as f64 / 1e6
+        ))),
+        n => Ok(n.min(32)),
+    }
+}

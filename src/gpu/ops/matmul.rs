@@ -1,0 +1,151 @@
+//! `out = act(lhs · rhsᵀ + bias) + residual`: every linear layer, the patch
+//! embedding and the projections. `rhs` is a linear layer's weight as stored,
+//! [n, k] row-major, so weights upload without a transpose.
+//!
+//! Tiling: a 16×16 workgroup computes a 64×64 block of `out`, each invocation a
+//! 4×4 register block; 64×16 slices of both operands are staged in workgroup
+//! memory as vec4 columns, so the inner loop is two vec4 loads and four vec4
+//! multiply-adds. Loads are coalesced along k (consecutive invocations read
+//! consecutive addresses of one row); edges are zero-filled, so any m, n, k work.
+
+use super::{Kernel, Params, Recorder};
+use crate::clip::config::Activation;
+
+pub(crate) const TILE: u32 = 64;
+
+/// Epilogue options, fused into the kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a wgpu::Buffer>,
+    pub activation: Option<Activation>,
+    pub residual: Option<&'a wgpu::Buffer>,
+}
+
+fn activation_code(activation: Option<Activation>) -> u32 {
+    match activation {
+        None => 0,
+        Some(Activation::QuickGelu) => 1,
+        Some(Activation::Gelu) => 2,
+        Some(Activation::GeluTanh) => 3,
+    }
+}
+
+/// Records `out[m, n] = lhs[m, k] · rhs[n, k]ᵀ` with `epilogue`. `unused` is any
+/// buffer, bound where an epilogue input is absent.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(
+    rec: &mut Recorder,
+    lhs: &wgpu::Buffer,
+    rhs: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    (m, n, k): (usize, usize, usize),
+    epilogue: Epilogue,
+    unused: &wgpu::Buffer,
+) {
+    let flags = u32::from(epilogue.bias.is_some())
+        | (u32::from(epilogue.residual.is_some()) << 1)
+        | (activation_code(epilogue.activation) << 2);
+    let params: Params = [m as u32, n as u32, k as u32, flags, 0, 0, 0, 0];
+    let bias = epilogue.bias.unwrap_or(unused);
+    let residual = epilogue.residual.unwrap_or(unused);
+    let workgroups = [(n as u32).div_ceil(TILE), (m as u32).div_ceil(TILE), 1];
+    rec.dispatch(Kernel::Matmul, params, &[lhs, rhs, bias, residual, out], workgroups);
+}
+
+pub(crate) const SHADER: &str = r#"
+struct Params { m: u32, n: u32, k: u32, flags: u32, p4: u32, p5: u32, p6: u32, p7: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> lhs: array<f32>;
+@group(0) @binding(2) var<storage, read> rhs: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+const TILE_K: u32 = 16u;
+
+// [TILE_K][TILE_M / 4]: element (kk, r4) holds rows 4*r4 .. 4*r4+3 at column kk.
+var<workgroup> lhs_tile: array<vec4<f32>, 256>;
+var<workgroup> rhs_tile: array<vec4<f32>, 256>;
+
+fn erf(x: f32) -> f32 {
+    // Abramowitz & Stegun 7.1.26, |error| < 1.5e-7.
+    let t = 1.0 / (1.0 + 0.3275911 * abs(x));
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-x * x);
+    return select(-y, y, x >= 0.0);
+}
+
+fn activate(x: f32, code: u32) -> f32 {
+    switch code {
+        case 1u: { return x / (1.0 + exp(-1.702 * x)); }
+        case 2u: { return 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
+        case 3u: {
+            let inner = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
+            return 0.5 * x * (1.0 + tanh(inner));
+        }
+        default: { return x; }
+    }
+}
+
+fn load_lhs(row: u32, col: u32) -> f32 {
+    if (row < params.m && col < params.k) { return lhs[row * params.k + col]; }
+    return 0.0;
+}
+
+fn load_rhs(row: u32, col: u32) -> f32 {
+    if (row < params.n && col < params.k) { return rhs[row * params.k + col]; }
+    return 0.0;
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TILE_M;
+    let col0 = wid.x * TILE_N;
+    let local = lid.y * 16u + lid.x;
+    // Each invocation stages one vec4 of each tile: column kk, rows 4*r4 .. 4*r4+3.
+    let kk_load = local % TILE_K;
+    let r4_load = local / TILE_K;
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
+
+    for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
+        let col = k0 + kk_load;
+        let r = r4_load * 4u;
+        lhs_tile[kk_load * 16u + r4_load] = vec4<f32>(
+            load_lhs(row0 + r, col), load_lhs(row0 + r + 1u, col),
+            load_lhs(row0 + r + 2u, col), load_lhs(row0 + r + 3u, col));
+        rhs_tile[kk_load * 16u + r4_load] = vec4<f32>(
+            load_rhs(col0 + r, col), load_rhs(col0 + r + 1u, col),
+            load_rhs(col0 + r + 2u, col), load_rhs(col0 + r + 3u, col));
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let a = lhs_tile[kk * 16u + lid.y];
+            let b = rhs_tile[kk * 16u + lid.x];
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
+        }
+        workgroupBarrier();
+    }
+
+    let has_bias = (params.flags & 1u) != 0u;
+    let has_residual = (params.flags & 2u) != 0u;
+    let code = params.flags >> 2u;
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + lid.y * 4u + i;
+        if (row >= params.m) { continue; }
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x * 4u + j;
+            if (col >= params.n) { continue; }
+            var v = acc[i][j];
+            if (has_bias) { v += bias[col]; }
+            v = activate(v, code);
+            if (has_residual) { v += residual[row * params.n + col]; }
+            out[row * params.n + col] = v;
+        }
+    }
+}
+"#;

@@ -1,0 +1,133 @@
+//! The WebGPU engine (src/gpu) against the CPU model, one comparison for every
+//! case: image and text embeddings of the committed fixtures (whose CPU
+//! outputs match `transformers`, tests/parity.rs) and of a full-size random
+//! ViT-B/16, cosine ≥ 0.9999 and max abs diff ≤ 1e-3 on L2-normalised
+//! embeddings.
+//!
+//! Without a GPU these run on the software Vulkan adapter (Debian
+//! `mesa-vulkan-drivers`: lavapipe), which `scripts/setup.sh` installs; no
+//! adapter at all is a failure unless KPL_GPU_TESTS=skip says otherwise.
+#![cfg(feature = "gpu")]
+
+mod common;
+
+use candle_core::Tensor;
+use common::*;
+use kpl::clip::ClipModel;
+use kpl::gpu::GpuClip;
+use kpl::model_dir::load_model_dir;
+
+const MIN_COSINE: f32 = 0.9999;
+const MAX_ABS_DIFF: f32 = 1e-3;
+
+fn gpu_for(model: &ClipModel) -> Option<GpuClip> {
+    match pollster::block_on(GpuClip::new(model)) {
+        Ok(gpu) => {
+            eprintln!("GPU adapter: {}", gpu.adapter());
+            Some(gpu)
+        }
+        Err(e) if std::env::var("KPL_GPU_TESTS").as_deref() == Ok("skip") => {
+            eprintln!("skipped (KPL_GPU_TESTS=skip): {e}");
+            None
+        }
+        Err(e) if e.to_string().contains("no GPU adapter") => {
+            panic!("{e}: install mesa-vulkan-drivers for a software adapter, or set KPL_GPU_TESTS=skip")
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn normalize(row: &[f32]) -> Vec<f32> {
+    let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+    row.iter().map(|v| v / n).collect()
+}
+
+/// Compares each GPU row with the CPU row; returns (worst cosine, worst max abs diff).
+fn compare(what: &str, cpu: &[Vec<f32>], gpu: &[f32]) -> (f32, f32) {
+    let dim = cpu[0].len();
+    assert_eq!(gpu.len(), cpu.len() * dim, "{what}: GPU returned {} values for {} rows of {dim}", gpu.len(), cpu.len());
+    let (mut worst_cos, mut worst_diff) = (1.0f32, 0.0f32);
+    for (i, (c, g)) in cpu.iter().zip(gpu.chunks(dim)).enumerate() {
+        let (c, g) = (normalize(c), normalize(g));
+        let (cos, diff) = (cosine(&c, &g), max_abs_diff(&c, &g));
+        assert!(cos >= MIN_COSINE && diff <= MAX_ABS_DIFF, "{what} row {i}: cosine {cos}, max abs diff {diff}");
+        worst_cos = worst_cos.min(cos);
+        worst_diff = worst_diff.max(diff);
+    }
+    eprintln!("{what}: {} rows, cosine ≥ {worst_cos:.7}, max abs diff ≤ {worst_diff:.2e}", cpu.len());
+    (worst_cos, worst_diff)
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f32>> {
+    t.to_vec2::<f32>().unwrap()
+}
+
+#[test]
+fn fixtures_image_and_text_embeddings_match_the_cpu() {
+    let reference = reference();
+    for name in MODELS {
+        let pipeline = load_model_dir(&fixtures().join(name)).unwrap();
+        let Some(gpu) = gpu_for(&pipeline.model) else { return };
+        // The fixture images, preprocessed as the CLI does, in one batch.
+        let images: Vec<_> = std::fs::read_dir(fixtures().join("images"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+            .map(|p| pipeline.prepare_image(&std::fs::read(&p).unwrap(), &p.display().to_string()).unwrap())
+            .collect();
+        assert!(images.len() >= 5, "{name}: fixture images");
+        let cpu = pipeline.embed_pixels(&images, false).unwrap();
+        let flat: Vec<f32> = images.iter().flat_map(|p| p.data.iter().copied()).collect();
+        let got = pollster::block_on(gpu.image_features(&flat, images.len())).unwrap();
+        compare(&format!("{name} images"), &cpu, &got);
+
+        // Every reference text in one padded batch (lengths 3 to 77).
+        let texts: Vec<Vec<u32>> = reference["models"][name]["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+            .collect();
+        let lengths: Vec<usize> = texts.iter().map(Vec::len).collect();
+        assert!(lengths.iter().min() < lengths.iter().max(), "{name}: texts of different lengths");
+        let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| pipeline.embed_ids(ids, false).unwrap()).collect();
+        let got = pollster::block_on(gpu.text_features(&texts)).unwrap();
+        compare(&format!("{name} texts"), &cpu, &got);
+    }
+}
+
+#[test]
+fn batches_of_any_size_give_the_rows_of_single_images() {
+    let pipeline = load_model_dir(&fixtures().join(MODELS[0])).unwrap();
+    let Some(gpu) = gpu_for(&pipeline.model) else { return };
+    let size = pipeline.model.image_size();
+    let per_image = 3 * size * size;
+    // Nine different images: each row of a batch must not depend on the others.
+    let flat: Vec<f32> = (0..9 * per_image).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let batch = pollster::block_on(gpu.image_features(&flat, 9)).unwrap();
+    let dim = batch.len() / 9;
+    for i in [0, 4, 8] {
+        let single = pollster::block_on(gpu.image_features(&flat[i * per_image..(i + 1) * per_image], 1)).unwrap();
+        let diff = max_abs_diff(&single, &batch[i * dim..(i + 1) * dim]);
+        assert!(diff <= 1e-5, "image {i}: batch row differs from the single image by {diff}");
+    }
+    let wrong = pollster::block_on(gpu.image_features(&flat[..per_image - 1], 1));
+    assert!(matches!(wrong, Err(kpl::Error::Input(_))), "a short pixel buffer must be an input error: {wrong:?}");
+}
+
+#[test]
+fn full_size_random_vit_b16_matches_the_cpu() {
+    let (_, config, tensors) = random_vit_b16_image_tower(0.02, 7);
+    let model = image_tower_model(&config, &tensors);
+    let Some(gpu) = gpu_for(&model) else { return };
+    let pixels = test_images(224);
+    let cpu = rows(&model.image_features(&pixels).unwrap());
+    let flat = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let started = std::time::Instant::now();
+    let got = pollster::block_on(gpu.image_features(&flat, 2)).unwrap();
+    eprintln!("ViT-B/16 random, 2 images on {}: {:.2} s (first pass, plan included)", gpu.adapter(), started.elapsed().as_secs_f64());
+    compare("ViT-B/16 random images", &cpu, &got);
+    // Different inputs must embed differently, or agreement would prove little.
+    let between = cosine(&normalize(&got[..512]), &normalize(&got[512..]));
+    assert!(between < 0.95, "the two test images embed alike (cosine {between})");
+}
