@@ -9,6 +9,7 @@
 //   /             www/           the app
 //   /pkg/         pkg/           wasm-bindgen output (`make wasm`)
 //   /model/       --model DIR    a Hugging Face CLIP folder (default: the random test model)
+//                                or a `kpl pack` bundle (manifest.json, *.gguf, *.kplkb)
 //   /knowledge/   knowledge/     the KPL knowledge bases (sources: task.json)
 //   /kb/          --kb DIR       the .kplkb bases built by the model (`make kb`;
 //                                default build/kb/<model folder name>/)
@@ -113,6 +114,11 @@ export async function modelManifest(dir) {
     }
   }
   return { model: { files, sizes }, random_weights: random };
+}
+
+/** Whether a model folder's manifest is a `kpl pack` bundle's (image_encoder.gguf, …). */
+export function isBundle(manifest) {
+  return typeof manifest?.files?.image_encoder?.path === 'string';
 }
 
 /** The default folder of a model's built knowledge bases (see the Makefile's `kb`). */
@@ -242,7 +248,11 @@ export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } 
       const pathname = (req.url ?? '/').split('?')[0].split('#')[0];
       if (!pathname.startsWith('/')) return send(res, 400, 'Bad request\n');
       if (pathname === '/model/manifest.json') {
-        const manifest = { ...(await modelManifest(modelDir)), knowledge: await knowledgeList(kbDir) };
+        const own = await modelManifest(modelDir);
+        // A `kpl pack` bundle lists its own bases (paths relative to /model/), built with
+        // the model it was packed from; any other folder gets the bases of the --kb folder.
+        const knowledge = isBundle(own) && Array.isArray(own.knowledge) && own.knowledge.length > 0 ? own.knowledge : await knowledgeList(kbDir);
+        const manifest = { ...own, knowledge };
         const body = JSON.stringify(manifest, null, 2) + '\n';
         return send(res, 200, body, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache' });
       }
@@ -298,14 +308,20 @@ async function main() {
     return;
   }
   const modelDir = path.resolve(REPO, opts.model);
-  if (!fs.existsSync(path.join(modelDir, 'config.json'))) {
-    console.error(`serve.mjs: ${modelDir} has no config.json: MODEL must be a Hugging Face CLIP folder`);
+  let manifest;
+  try {
+    manifest = await modelManifest(modelDir);
+  } catch (e) {
+    console.error(`serve.mjs: ${modelDir}/manifest.json: ${e.message}`);
+    process.exit(2);
+  }
+  if (!fs.existsSync(path.join(modelDir, 'config.json')) && !isBundle(manifest)) {
+    console.error(`serve.mjs: ${modelDir} has no config.json: MODEL must be a Hugging Face CLIP folder or a \`kpl pack\` bundle`);
     process.exit(2);
   }
   if (!fs.existsSync(path.join(REPO, 'pkg', 'kpl.js'))) {
     console.error('serve.mjs: warning: pkg/kpl.js is missing; run `make wasm`');
   }
-  const manifest = await modelManifest(modelDir);
   const server = createServer(opts);
   server.on('error', (e) => {
     console.error(`serve.mjs: ${e.message}`);
@@ -314,7 +330,8 @@ async function main() {
   server.listen(opts.port, HOST, () => {
     const { port } = server.address();
     console.log(`KPL: serving http://${HOST}:${port}/`);
-    console.log(`     model: ${modelDir}${manifest.random_weights ? '  (RANDOM test weights: outputs mean nothing)' : ''}`);
+    const random = manifest.random_weights === true || manifest.model?.random_weights === true;
+    console.log(`     model: ${modelDir}${isBundle(manifest) ? ' (kpl pack bundle)' : ''}${random ? '  (RANDOM test weights: outputs mean nothing)' : ''}`);
     const kbDir = opts.kb ? path.resolve(REPO, opts.kb) : defaultKbDir(modelDir);
     console.log(`     knowledge bases: ${kbDir}`);
     if (opts.test) console.log('     test mode: /fixtures/ and /test/ are served');

@@ -19,6 +19,10 @@ pub mod model_dir;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+mod wasm_custom;
+#[cfg(target_arch = "wasm32")]
+mod wasm_dicom;
 
 pub use error::{Error, Result};
 pub use pipeline::{ClipPipeline, ModelFiles};

@@ -2,7 +2,7 @@
 // result cards. It does no heavy work itself: worker.js owns the wasm and the model,
 // and every exchange with it goes through the protocol in protocol.js.
 
-import { KplClient, parseLabels } from './protocol.js';
+import { KplClient, parseCustomClasses, BACKEND_NAMES } from './protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -10,6 +10,8 @@ const ui = {
   statusText: $('status-text'),
   progress: $('load-progress'),
   banner: $('random-banner'),
+  backend: $('backend'),
+  backendNote: $('backend-note'),
   task: $('task'),
   taskInfo: $('task-info'),
   labelsField: $('labels-field'),
@@ -17,6 +19,9 @@ const ui = {
   labelsError: $('labels-error'),
   dropZone: $('drop-zone'),
   fileInput: $('file-input'),
+  embedStatus: $('embed-status'),
+  embedProgress: $('embed-progress'),
+  embedProgressText: $('embed-progress-text'),
   clear: $('clear'),
   exportCsv: $('export-csv'),
   exportJson: $('export-json'),
@@ -27,16 +32,33 @@ const ui = {
   cacheClear: $('cache-clear'),
 };
 
-/** The value of the task selector that means plain CLIP over typed labels. */
+/** The value of the task selector that means classes typed by the user. */
 const CUSTOM = 'custom';
-const BACKEND = 'CPU (WebAssembly)';
+const MODEL_BASE = '/model/';
 /** Results shown, for the export (nothing is stored anywhere else). */
 const exported = [];
 /** The knowledge bases listed in the manifest, by task. */
 const bases = new Map();
+
+/** A promise with its resolve/reject, for things that happen later (the first model load). */
+function deferred() {
+  let resolve;
+  let reject;
+  const promise = new Promise((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+/** Resolves with the load result once a model is loaded (files added earlier wait for it). */
+let modelReady = deferred();
 /** Resolves when the selected knowledge base is loaded in the worker (or rejects). */
 let kbReady = Promise.reject(new Error('no knowledge base selected'));
 kbReady.catch(() => {});
+/** The backend the worker uses (from its last load result). */
+let backendUsed = 'wasm';
 
 /** Object URLs of thumbnails, revoked when the results are cleared. */
 const objectUrls = new Set();
@@ -46,6 +68,7 @@ const client = new KplClient(worker);
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 const ms = (t) => (t < 10 ? `${t.toFixed(1)} ms` : `${Math.round(t)} ms`);
+const backendName = (b) => BACKEND_NAMES[b] ?? b;
 
 /** Creates an element with attributes and children (strings become text nodes). */
 function el(tag, attrs = {}, ...children) {
@@ -66,11 +89,14 @@ function setStatus(text, { failed = false } = {}) {
   ui.status.classList.toggle('failed', failed);
 }
 
+/** A knowledge base's URL: manifest paths are absolute (/kb/…) or relative to the model folder (bundles). */
+const kbUrl = (kb) => new URL(kb.path, new URL(MODEL_BASE, location.href)).href;
+
 /** Fills the task selector from the manifest's knowledge bases (default: a chest X-ray task). */
 async function loadTasks() {
   let list = [];
   try {
-    const res = await fetch('/model/manifest.json');
+    const res = await fetch(`${MODEL_BASE}manifest.json`);
     if (res.ok) list = (await res.json()).knowledge ?? [];
   } catch {
     // Offline without a cache: custom labels only.
@@ -80,7 +106,7 @@ async function loadTasks() {
     bases.set(kb.task, kb);
     ui.task.append(el('option', { value: kb.task }, `${kb.title} (${kb.classes.join(', ')})`));
   }
-  ui.task.append(el('option', { value: CUSTOM }, 'Custom labels (plain CLIP)'));
+  ui.task.append(el('option', { value: CUSTOM }, 'Custom labels'));
   const tasks = [...bases.keys()];
   const preferred = bases.has('chest-xray-pneumonia') ? 'chest-xray-pneumonia' : tasks.find((t) => t.startsWith('chest-xray')) ?? tasks[0];
   ui.task.value = preferred ?? CUSTOM;
@@ -92,7 +118,7 @@ function updateMode() {
   ui.labelsField.hidden = !custom;
   const kb = bases.get(ui.task.value);
   ui.taskInfo.textContent = custom
-    ? 'Plain CLIP zero-shot over the labels you type (the text encoder runs in your browser).'
+    ? 'Custom labels: the classes you type, scored by the text encoder in your browser.'
     : kb ? `Knowledge base ${kb.path}: ${kb.classes.length} classes. Several images added together run transductive KPL over the set.` : '';
 }
 
@@ -107,8 +133,11 @@ function selectTask() {
     return;
   }
   document.body.dataset.kbReady = 'false';
-  kbReady = client.loadKb(kb.path).then((info) => {
-    if (ui.task.value === kb.task) document.body.dataset.kbReady = 'true';
+  kbReady = client.loadKb(kbUrl(kb)).then((info) => {
+    if (ui.task.value === kb.task) {
+      document.body.dataset.kbReady = 'true';
+      performance.mark('kpl-kb-ready');
+    }
     ui.taskInfo.textContent = `${info.title}: ${info.classNames.join(', ')}. ` +
       (info.hasProxies ? 'Fitted proxies for single images. ' : '') +
       'Several images added together run transductive KPL over the set.';
@@ -120,39 +149,58 @@ function selectTask() {
   });
 }
 
+/** Loads (or, for a new backend, reloads) the model in the worker with the chosen backend. */
 async function loadModel() {
+  const first = document.body.dataset.modelReady === undefined;
+  const requested = ui.backend.value;
   setStatus('Loading the model…');
+  ui.progress.hidden = false;
   try {
-    const info = await client.load('/model/', ({ file, loaded, total }) => {
+    const info = await client.load(MODEL_BASE, ({ file, loaded, total }) => {
       ui.progress.max = total || 1;
       ui.progress.value = loaded;
       setStatus(`Downloading ${file}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
-    });
+    }, { backend: requested });
     ui.progress.hidden = true;
     ui.banner.hidden = !info.isRandom;
+    backendUsed = info.backend;
+    ui.backendNote.textContent = info.backendNote;
+    ui.backendNote.hidden = !info.backendNote;
+    document.body.dataset.backend = info.backend;
     document.body.dataset.modelReady = 'true';
     document.body.dataset.modelRandom = String(info.isRandom);
+    performance.mark('kpl-model-ready', { detail: info.timings ?? null });
     setStatus(
-      `Model ready (${mb(info.bytes)} in ${ms(info.ms)}): image ${info.imageSize}×${info.imageSize} px, ` +
-        `${info.embeddingDim}-dimensional embeddings, CPU (WebAssembly).` +
+      `Model ready (${info.reused ? 'already loaded' : `${mb(info.bytes)} in ${ms(info.ms)}`}): image ${info.imageSize}×${info.imageSize} px, ` +
+        `${info.embeddingDim}-dimensional embeddings, ${backendName(info.backend)}.` +
+        (info.bundle && !info.hasTextEncoder ? ' The text encoder is fetched when custom labels are first used.' : '') +
         (info.isRandom ? ' Random test weights.' : ''),
     );
-    if (!info.hasTokenizer) setStatus(`${ui.statusText.textContent} No tokenizer.json: labels cannot be scored.`);
-    selectTask();
+    if (!info.bundle && !info.hasTokenizer) setStatus(`${ui.statusText.textContent} No tokenizer.json: labels cannot be scored.`);
+    if (first) await tasksLoaded;
+    if (first || !info.reused) selectTask();
+    if (first) modelReady.resolve(info);
+    else modelReady = { promise: Promise.resolve(info) };
   } catch (e) {
     ui.progress.hidden = true;
     document.body.dataset.modelReady = 'false';
     setStatus(`The model could not be loaded: ${e.message}`, { failed: true });
+    if (first) modelReady.reject(e);
+    else {
+      modelReady = { promise: Promise.reject(e) };
+      modelReady.promise.catch(() => {});
+    }
   }
 }
 
-function currentLabels() {
-  const labels = parseLabels(ui.labels.value);
-  const bad = labels.length === 0;
+/** The classes typed in custom-labels mode, with the field marked invalid when there are none. */
+function currentClasses() {
+  const classes = parseCustomClasses(ui.labels.value);
+  const bad = classes.length === 0;
   ui.labels.setAttribute('aria-invalid', String(bad));
   ui.labelsError.hidden = !bad;
-  ui.labelsError.textContent = bad ? 'Enter at least one label.' : '';
-  return labels;
+  ui.labelsError.textContent = bad ? 'Enter at least one class.' : '';
+  return classes;
 }
 
 function updateEmpty() {
@@ -162,17 +210,45 @@ function updateEmpty() {
   ui.exportCsv.disabled = ui.exportJson.disabled = exported.length === 0;
 }
 
+/**
+ * The per-image progress bar: images encoded of images added, over every batch still
+ * in flight (a batch added while another runs extends the same bar).
+ */
+const encoding = { done: 0, total: 0 };
+
+function showEncoding() {
+  ui.embedStatus.hidden = false;
+  ui.embedProgress.max = Math.max(encoding.total, 1);
+  ui.embedProgress.value = encoding.done;
+  const busy = encoding.done < encoding.total;
+  ui.embedProgressText.textContent = `${encoding.done} of ${encoding.total} image${encoding.total === 1 ? '' : 's'} encoded${busy ? '…' : '.'}`;
+  ui.embedStatus.dataset.done = String(encoding.done);
+  ui.embedStatus.dataset.total = String(encoding.total);
+  ui.embedStatus.classList.toggle('busy', busy);
+}
+
+function encodingAdd(n) {
+  if (encoding.done >= encoding.total) encoding.done = encoding.total = 0;
+  encoding.total += n;
+  showEncoding();
+}
+
+function encodingStep(n = 1) {
+  encoding.done = Math.min(encoding.total, encoding.done + n);
+  showEncoding();
+}
+
 function pendingCard(name) {
   return el('li', { class: 'card pending', 'data-kpl-pending': true, 'data-file': name },
-    el('div', {}, el('h3', {}, name), el('p', {}, 'Working…')));
+    el('div', {}, el('h3', {}, name), el('p', {}, 'Waiting for the model…')));
 }
 
 function thumbnail(file, name) {
   const url = URL.createObjectURL(file);
   objectUrls.add(url);
   const thumb = el('img', { class: 'thumb', src: url, alt: `Thumbnail of ${name}` });
-  // Browsers cannot show every format the decoder reads (TIFF): drop the thumbnail then.
-  thumb.addEventListener('error', () => thumb.replaceWith(el('div', { class: 'thumb no-preview' }, 'No preview')));
+  // Browsers cannot show every format the decoder reads (TIFF, DICOM): drop the thumbnail then.
+  thumb.addEventListener('error', () => thumb.replaceWith(el('div', { class: 'thumb no-preview', role: 'img', 'aria-label': `No preview of ${name}` }, 'No preview')));
   return thumb;
 }
 
@@ -189,72 +265,97 @@ function bars(labels, probs, best, caption) {
           el('span', { class: 'pct' }, pct(probs[i]))))));
 }
 
-function resultCard(file, result) {
-  const best = result.labels.indexOf(result.label);
-  const scores = el('ul', { class: 'scores', 'aria-label': 'Scores' },
-    result.labels.map((label, i) =>
-      el('li', { class: i === best ? 'score best' : 'score' },
-        el('span', { class: 'name' }, label),
-        el('meter', { min: 0, max: 1, value: result.probs[i], 'aria-label': label }),
-        el('span', { class: 'pct' }, pct(result.probs[i])))));
-  const head = Array.from(result.embedding.slice(0, 8), (v) => v.toFixed(4)).join(', ');
-  exported.push({ file: result.name, task: 'custom', method: result.method, label: result.label,
-    labels: result.labels, scores: result.probs, ms: result.ms, backend: BACKEND });
-  return el('li', {
-      class: 'card',
-      'data-kpl-result': true,
-      'data-file': result.name,
-      'data-label': result.label,
-      'data-method': result.method,
-      'data-scores': JSON.stringify(result.probs),
-    },
-    thumbnail(file, result.name),
-    el('div', { class: 'card-body' },
-      el('h3', {}, result.name),
-      el('p', { class: 'top-label' }, 'Top label: ', el('strong', {}, result.label),
-        ` (${pct(result.probs[best])}, plain CLIP zero-shot)`),
-      scores,
-      el('p', { class: 'meta' }, `Embedded and scored in ${ms(result.ms)} in the worker. ${BACKEND}.`),
-      el('code', { class: 'embedding', 'aria-label': 'First values of the image embedding' },
-        `embedding[0..8] of ${result.embedding.length}: ${head}, …`)));
+/** The DICOM attributes a card shows (never a patient attribute: see src/wasm_dicom.rs). */
+function dicomList(d) {
+  if (!d) return null;
+  const rows = [
+    ['Modality', d.modality ?? '—'],
+    ['Body part', d.body_part ?? '—'],
+    ['Rows × columns', `${d.rows} × ${d.columns}`],
+    ['Frames', String(d.frames)],
+    ['Photometric interpretation', d.photometric_interpretation],
+    ['Transfer syntax', d.transfer_syntax_name ? `${d.transfer_syntax_name} (${d.transfer_syntax})` : d.transfer_syntax],
+  ].filter(([, v]) => v !== undefined && v !== null);
+  return el('div', { class: 'dicom' },
+    el('h4', {}, 'DICOM'),
+    el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
 }
 
 const METHOD_TEXT = {
   kpl: 'transductive KPL over the images added together',
   proxies: 'fitted class proxies',
   'single-image': 'single-image knowledge retrieval',
+  clip: 'plain CLIP zero-shot',
+};
+const CUSTOM_METHOD_TEXT = {
+  clip: 'plain CLIP zero-shot (“a photo of a {label}.”)',
+  kpl: 'transductive KPL over the images added together, with the class prompts and your descriptions as knowledge',
+  'single-image': 'the class prompt averaged with your descriptions closest to the image (single-image KPL retrieval)',
 };
 
-function kbCard(file, name, task, classNames, r, embedMs, classifyMs) {
+let firstResult = true;
+
+/**
+ * A result card. `ctx`: {task, custom, classNames}; `item`: {file, name, embedding,
+ * encodeMs, ms, dicom}; `r`: one result of classify-kb / classify-custom.
+ */
+function resultCard(ctx, item, r, classifyMs) {
+  const { classNames, custom } = ctx;
   const best = classNames.indexOf(r.label);
   const clipBest = classNames.indexOf(r.clip_label);
-  exported.push({ file: name, task, method: r.method, label: r.label, clip_label: r.clip_label,
-    labels: classNames, scores: r.scores, clip_scores: r.clip_scores, evidence: r.evidence,
-    embed_ms: embedMs, classify_ms: classifyMs, backend: BACKEND });
-  return el('li', {
-      class: 'card',
+  const plain = r.method === 'clip';
+  const methodText = (custom ? CUSTOM_METHOD_TEXT : METHOD_TEXT)[r.method] ?? r.method;
+  exported.push({ file: item.name, task: ctx.task, custom_labels: custom, method: r.method, label: r.label,
+    clip_label: r.clip_label, labels: classNames, scores: r.scores, clip_scores: r.clip_scores, evidence: r.evidence,
+    dicom: item.dicom ?? null, embed_ms: item.ms, encode_ms: item.encodeMs, classify_ms: classifyMs,
+    backend: backendName(backendUsed) });
+  const head = Array.from(item.embedding.slice(0, 8), (v) => v.toFixed(4)).join(', ');
+  const card = el('li', {
+      class: custom ? 'card custom' : 'card',
       'data-kpl-result': true,
-      'data-file': name,
+      'data-file': item.name,
       'data-label': r.label,
       'data-method': r.method,
-      'data-task': task,
+      'data-task': ctx.task,
+      'data-custom': custom ? 'true' : null,
       'data-scores': JSON.stringify(r.scores),
+      'data-backend': backendUsed,
+      'data-encode-ms': item.encodeMs.toFixed(3),
+      'data-classify-ms': classifyMs.toFixed(3),
+      'data-dicom-modality': item.dicom ? item.dicom.modality ?? '' : null,
     },
-    thumbnail(file, name),
+    thumbnail(item.file, item.name),
     el('div', { class: 'card-body' },
-      el('h3', {}, name),
-      el('p', { class: 'top-label' }, 'Label: ', el('strong', {}, r.label),
-        ` (${pct(r.scores[best] ?? 0)}, ${METHOD_TEXT[r.method] ?? r.method}); plain CLIP: ${r.clip_label}`),
-      el('div', { class: 'score-columns' },
-        bars(classNames, r.clip_scores, clipBest, 'Plain CLIP'),
-        bars(classNames, r.scores, best, 'KPL')),
+      el('h3', {}, item.name),
+      el('p', { class: 'top-label' }, custom ? 'Top label: ' : 'Label: ', el('strong', {}, r.label),
+        ` (${pct(r.scores[best] ?? 0)})`, plain || custom ? null : `; plain CLIP: ${r.clip_label}`),
+      el('p', { class: 'method' }, el('span', { class: custom ? 'badge badge-custom' : 'badge' }, custom ? 'Custom labels' : 'Task'),
+        ` Method: ${methodText}.`),
+      plain
+        ? bars(classNames, r.scores, best, 'Plain CLIP')
+        : el('div', { class: 'score-columns' },
+            bars(classNames, r.clip_scores, clipBest, 'Plain CLIP'),
+            bars(classNames, r.scores, best, custom ? 'KPL (your descriptions)' : 'KPL')),
       r.evidence.length
         ? el('div', { class: 'evidence' }, el('h4', {}, 'Evidence'),
             el('ul', {}, r.evidence.map((e) =>
               el('li', {}, `${e.description} `, el('span', { class: 'sim' }, `(similarity ${e.similarity.toFixed(3)})`)))))
         : null,
+      dicomList(item.dicom),
       el('p', { class: 'meta' },
-        `Embedded in ${ms(embedMs)}, classified in ${ms(classifyMs)}. ${BACKEND}.`)));
+        plain
+          ? `Embedded and scored in ${ms(item.encodeMs + classifyMs)} in the worker (image encoder ${ms(item.encodeMs)}). `
+          : `Embedded in ${ms(item.ms)} (image encoder ${ms(item.encodeMs)}), classified in ${ms(classifyMs)}. `,
+        el('span', { class: 'backend' }, `Backend: ${backendName(backendUsed)}.`)),
+      plain
+        ? el('code', { class: 'embedding', 'aria-label': 'First values of the image embedding' },
+            `embedding[0..8] of ${item.embedding.length}: ${head}, …`)
+        : null));
+  if (firstResult) {
+    firstResult = false;
+    performance.mark('kpl-first-result', { detail: { file: item.name, encodeMs: item.encodeMs } });
+  }
+  return card;
 }
 
 function errorCard(name, message) {
@@ -262,31 +363,22 @@ function errorCard(name, message) {
     el('div', {}, el('h3', {}, name), el('p', {}, `Could not classify this file: ${message}`)));
 }
 
-/** Plain CLIP over typed labels: each file gets its own card, one failure stops nothing. */
-function handleCustom(files) {
-  const labels = currentLabels();
-  if (labels.length === 0) {
-    ui.labels.focus();
-    return;
-  }
-  for (const file of files) {
-    const name = file.name || 'pasted image';
-    const card = pendingCard(name);
-    ui.results.append(card);
-    client
-      .classify(name, file, labels)
-      .then((result) => card.replaceWith(resultCard(file, result)))
-      .catch((e) => card.replaceWith(errorCard(name, e.message)))
-      .finally(updateEmpty);
-  }
-}
-
 /**
- * With a knowledge base: embed the files one by one (per-image progress), then one
- * classify call over every embedded image (several: transductive KPL).
+ * One batch: pending cards, then (once the model is loaded) one embed-images request
+ * with a progress reply per image, then one classification over every image that
+ * embedded (several: transductive KPL), with an error card for each file that failed.
  */
-async function handleKb(files) {
-  const task = ui.task.value;
+async function handleBatch(files) {
+  const custom = ui.task.value === CUSTOM;
+  const task = custom ? CUSTOM : ui.task.value;
+  let classes = null;
+  if (custom) {
+    classes = currentClasses();
+    if (classes.length === 0) {
+      ui.labels.focus();
+      return;
+    }
+  }
   const items = files.map((file) => {
     const name = file.name || 'pasted image';
     const card = pendingCard(name);
@@ -294,31 +386,59 @@ async function handleKb(files) {
     return { file, name, card };
   });
   updateEmpty();
+  encodingAdd(items.length);
+  const fail = (list, message) => {
+    for (const it of list) it.card.replaceWith(errorCard(it.name, message));
+    updateEmpty();
+  };
   let info;
   try {
-    info = await kbReady;
+    await modelReady.promise;
+    info = custom ? null : await kbReady;
   } catch (e) {
-    for (const it of items) it.card.replaceWith(errorCard(it.name, e.message));
-    return updateEmpty();
+    encodingStep(items.length);
+    return fail(items, e.message);
+  }
+  for (const it of items) it.card.querySelector('p').textContent = 'Encoding…';
+  let embedded;
+  try {
+    embedded = await client.embedImages(items.map((it) => ({ name: it.name, data: it.file })), ({ loaded, total }) => {
+      encodingStep();
+      const it = items[loaded - 1];
+      if (it) it.card.querySelector('p').textContent = `Encoded (${loaded} of ${total}); waiting for the batch…`;
+    });
+  } catch (e) {
+    encodingStep(items.length);
+    return fail(items, e.message);
   }
   const done = [];
-  for (const [i, it] of items.entries()) {
-    it.card.querySelector('p').textContent = `Embedding image ${i + 1} of ${items.length}…`;
-    try {
-      const r = await client.embedImage(it.name, it.file);
-      done.push({ ...it, embedding: r.embedding, ms: r.ms });
-      it.card.querySelector('p').textContent = `Embedded (${i + 1} of ${items.length}); waiting for the batch…`;
-    } catch (e) {
-      it.card.replaceWith(errorCard(it.name, e.message));
-    }
-  }
-  if (done.length === 0) return updateEmpty();
+  embedded.results.forEach((r, i) => {
+    const it = items[i];
+    if (r.error) it.card.replaceWith(errorCard(it.name, r.error));
+    else done.push({ ...it, ...r });
+  });
+  updateEmpty();
+  if (done.length === 0) return;
   try {
-    const out = await client.classifyKb(done.map((d) => d.embedding), 3);
-    done.forEach((d, i) =>
-      d.card.replaceWith(kbCard(d.file, d.name, task, out.classNames ?? info.classNames, out.results[i], d.ms, out.ms)));
+    const embeddings = done.map((d) => d.embedding);
+    const before = ui.statusText.textContent;
+    let downloading = false;
+    const out = custom
+      ? await client.classifyCustom(embeddings, classes, {
+          topEvidence: 3,
+          // A bundle's text encoder is fetched on first use: say so meanwhile.
+          onProgress: ({ loaded, total }) => {
+            downloading = true;
+            setStatus(`Downloading the text encoder: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
+          },
+        }).finally(() => {
+          if (downloading) setStatus(before.replace(' The text encoder is fetched when custom labels are first used.', ' Text encoder loaded.'));
+        })
+      : await client.classifyKb(embeddings, 3);
+    const ctx = { task, custom, classNames: out.classNames ?? info.classNames };
+    done.forEach((d, i) => d.card.replaceWith(resultCard(ctx, d, out.results[i], out.ms)));
   } catch (e) {
-    for (const d of done) d.card.replaceWith(errorCard(d.name, e.message));
+    fail(done, e.message);
   }
   updateEmpty();
 }
@@ -326,8 +446,7 @@ async function handleKb(files) {
 function handleFiles(fileList) {
   const files = Array.from(fileList ?? []);
   if (files.length === 0) return;
-  if (ui.task.value === CUSTOM) handleCustom(files);
-  else handleKb(files);
+  handleBatch(files);
   updateEmpty();
 }
 
@@ -348,7 +467,7 @@ const csvCell = (v) => {
 ui.exportJson.addEventListener('click', () =>
   download('kpl-results.json', 'application/json', JSON.stringify({ results: exported }, null, 2)));
 ui.exportCsv.addEventListener('click', () => {
-  const cols = ['file', 'task', 'method', 'label', 'clip_label', 'labels', 'scores', 'clip_scores', 'backend'];
+  const cols = ['file', 'task', 'method', 'label', 'clip_label', 'labels', 'scores', 'clip_scores', 'backend', 'encode_ms'];
   const rows = [cols.join(',')].concat(exported.map((r) => cols.map((c) => csvCell(r[c])).join(',')));
   download('kpl-results.csv', 'text/csv', rows.join('\n') + '\n');
 });
@@ -418,7 +537,8 @@ document.addEventListener('paste', (event) => {
   }
 });
 
-ui.labels.addEventListener('input', () => currentLabels());
+ui.labels.addEventListener('input', () => currentClasses());
+ui.backend.addEventListener('change', () => loadModel());
 
 ui.clear.addEventListener('click', () => {
   ui.results.replaceChildren();
@@ -470,4 +590,6 @@ if ('serviceWorker' in navigator) {
 }
 
 updateEmpty();
-loadTasks().then(loadModel);
+// The model loads while the task list is fetched; the task's base once both are there.
+const tasksLoaded = loadTasks();
+loadModel();

@@ -9,11 +9,13 @@
 //   model    URL of the model folder; its manifest.json lists the weights and the
 //            knowledge bases (scripts/serve.mjs synthesises it). Default "/model/".
 //   task     the knowledge base to use (a task name of the manifest). Default: the first.
-//   backend  "wasm" (default; the only one today: CPU, WebAssembly).
+//   backend  "auto" (default), "wasm" (or "cpu": the CPU, WebAssembly) or "webgpu";
+//            passed to the worker, which says which one it used (today always the
+//            CPU: "webgpu" falls back with a note in the widget's status line).
 //
 // Events (bubbling, composed)
 //   kpl-ready   detail {task, title, classNames, isRandom}
-//   kpl-result  detail {file, label, scores, method, evidence} per image; scores are
+//   kpl-result  detail {file, label, scores, method, evidence, backend} per image; scores are
 //               per class (detail.classNames), method 'kpl' for images chosen together
 //               (transductive KPL), else 'proxies' or 'single-image'.
 //   kpl-error   detail {file?, message}
@@ -21,7 +23,7 @@
 // Strict-CSP safe: no inline script or style (the styles are a constructable
 // stylesheet), and no request leaves the origins given in `model`.
 
-import { KplClient } from './protocol.js';
+import { KplClient, BACKEND_NAMES } from './protocol.js';
 
 const CSS = `
 :host { display: block; font: inherit; border: 1px solid #c8ced6; border-radius: 8px; padding: 0.75rem; max-width: 40rem; }
@@ -35,6 +37,11 @@ li { border-top: 1px solid #e1e4e8; padding-top: 0.4rem; }
 li.error { color: #b00020; }
 meter { width: 8rem; vertical-align: middle; }
 .ev { color: #555; font-size: 0.9em; }
+.progress { display: flex; flex-wrap: wrap; gap: 0.25rem 0.5rem; align-items: center; margin: 0.4rem 0; }
+.progress[hidden] { display: none; }
+.progress progress { flex: 1 1 6rem; min-width: 0; max-width: 14rem; }
+.note { color: #8a6100; margin: 0 0 0.5rem; }
+.note[hidden] { display: none; }
 `;
 
 let sheet = null;
@@ -75,11 +82,16 @@ export class KplClassifier extends HTMLElement {
       status: el('p', { class: 'status', role: 'status', 'aria-live': 'polite' }, 'Starting…'),
       warn: el('div', { class: 'warn', role: 'alert', hidden: true },
         'Random test weights: outputs are meaningless; not a diagnosis.'),
+      note: el('p', { class: 'note', role: 'status', hidden: true }),
       input: el('input', { id, type: 'file', multiple: true, accept: 'image/*,.tif,.tiff,.dcm,application/dicom', disabled: true }),
+      bar: el('progress', { id: 'kpl-progress', max: 1, value: 0 }),
+      barText: el('span', { 'aria-live': 'polite' }),
       list: el('ul', { 'aria-live': 'polite' }),
     };
     const u = this.#ui;
-    root.append(u.status, u.warn, el('label', { for: id }, 'Choose images'), u.input, u.list);
+    u.progress = el('div', { class: 'progress', hidden: true },
+      el('label', { for: 'kpl-progress' }, 'Encoding images'), u.bar, u.barText);
+    root.append(u.status, u.warn, u.note, el('label', { for: id }, 'Choose images'), u.input, u.progress, u.list);
     u.input.addEventListener('change', () => {
       const files = Array.from(u.input.files ?? []);
       u.input.value = '';
@@ -96,7 +108,7 @@ export class KplClassifier extends HTMLElement {
   }
 
   get backend() {
-    return this.getAttribute('backend') || 'wasm';
+    return this.getAttribute('backend') || 'auto';
   }
 
   connectedCallback() {
@@ -128,8 +140,8 @@ export class KplClassifier extends HTMLElement {
 
   async #start() {
     try {
-      if (this.backend !== 'wasm' && this.backend !== 'cpu') {
-        throw new Error(`backend "${this.backend}" is not available; use "wasm"`);
+      if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(this.backend)) {
+        throw new Error(`backend "${this.backend}" is unknown; use "auto", "wasm" or "webgpu"`);
       }
       const base = new URL(this.model.endsWith('/') ? this.model : `${this.model}/`, document.baseURI);
       this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kpl-classifier' });
@@ -142,13 +154,17 @@ export class KplClassifier extends HTMLElement {
       const kb = this.task ? list.find((k) => k.task === this.task) : list[0];
       if (!kb) throw new Error(this.task ? `the model has no knowledge base for task "${this.task}"` : 'the model lists no knowledge base');
       const info = await this.#client.load(base.href, ({ loaded, total }) =>
-        this.#status(`Downloading the model: ${(loaded / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ''} MB`));
+        this.#status(`Downloading the model: ${(loaded / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ''} MB`),
+        { backend: this.backend });
       const kbInfo = await this.#client.loadKb(new URL(kb.path, base).href);
-      this.#info = { ...kbInfo, isRandom: info.isRandom };
+      this.#info = { ...kbInfo, isRandom: info.isRandom, backend: BACKEND_NAMES[info.backend] ?? info.backend };
       this.#ui.warn.hidden = !info.isRandom;
+      this.#ui.note.textContent = info.backendNote;
+      this.#ui.note.hidden = !info.backendNote;
       this.#ui.input.disabled = false;
-      this.#status(`${kbInfo.title}: ${kbInfo.classNames.join(', ')}. CPU (WebAssembly).`);
+      this.#status(`${kbInfo.title}: ${kbInfo.classNames.join(', ')}. ${this.#info.backend}.`);
       this.dataset.ready = 'true';
+      this.dataset.backend = info.backend;
       this.#emit('kpl-ready', { task: kbInfo.task, title: kbInfo.title, classNames: kbInfo.classNames, isRandom: info.isRandom });
     } catch (e) {
       this.dataset.ready = 'false';
@@ -165,24 +181,32 @@ export class KplClassifier extends HTMLElement {
   async classifyFiles(files) {
     await this.#ready;
     const client = this.#client;
+    const u = this.#ui;
+    const items = files.map((file, i) => ({ name: file.name || `image ${i + 1}`, data: file }));
+    u.progress.hidden = false;
+    u.bar.max = items.length;
+    u.bar.value = 0;
+    u.barText.textContent = `0 of ${items.length}`;
+    this.#status(`Encoding ${items.length} image(s)…`);
+    const out = await client.embedImages(items, ({ loaded, total }) => {
+      u.bar.value = loaded;
+      u.barText.textContent = `${loaded} of ${total}`;
+    });
     const embedded = [];
-    for (const [i, file] of files.entries()) {
-      const name = file.name || `image ${i + 1}`;
-      this.#status(`Embedding image ${i + 1} of ${files.length}…`);
-      try {
-        const r = await client.embedImage(name, file);
-        embedded.push({ name, embedding: r.embedding });
-      } catch (e) {
-        this.#ui.list.append(el('li', { class: 'error', 'data-kpl-error': true, 'data-file': name }, `${name}: ${e.message}`));
-        this.#emit('kpl-error', { file: name, message: e.message });
+    for (const r of out.results) {
+      if (r.error) {
+        u.list.append(el('li', { class: 'error', 'data-kpl-error': true, 'data-file': r.name }, `${r.name}: ${r.error}`));
+        this.#emit('kpl-error', { file: r.name, message: r.error });
+      } else {
+        embedded.push({ name: r.name, embedding: r.embedding });
       }
     }
     if (!embedded.length) return [];
-    const out = await client.classifyKb(embedded.map((e) => e.embedding), 3);
-    const classNames = out.classNames;
+    const classified = await client.classifyKb(embedded.map((e) => e.embedding), 3);
+    const classNames = classified.classNames;
     const details = embedded.map((e, i) => {
-      const r = out.results[i];
-      return { file: e.name, label: r.label, scores: r.scores, method: r.method, evidence: r.evidence, classNames };
+      const r = classified.results[i];
+      return { file: e.name, label: r.label, scores: r.scores, method: r.method, evidence: r.evidence, classNames, backend: classified.backend };
     });
     for (const d of details) {
       const best = classNames.indexOf(d.label);
@@ -194,7 +218,7 @@ export class KplClassifier extends HTMLElement {
           d.evidence.length ? el('div', { class: 'ev' }, `Evidence: ${d.evidence[0].description}`) : null));
       this.#emit('kpl-result', d);
     }
-    this.#status(`${this.#info.title}: ${details.length} image(s) classified. CPU (WebAssembly).`);
+    this.#status(`${this.#info.title}: ${details.length} image(s) classified. ${this.#info.backend}.`);
     return details;
   }
 }

@@ -16,7 +16,19 @@
  * @property {number} id
  * @property {'load'} type
  * @property {string} [base] URL of the model folder, ending in '/' (default '/model/').
+ *   The folder is a Hugging Face CLIP folder (config.json, model.safetensors, …) or a
+ *   `kpl pack` bundle (manifest.json listing image_encoder.gguf and text_encoder.gguf;
+ *   the text encoder is then fetched only when texts are first embedded).
  * @property {number} [maxMegapixels] refuse larger images (default 100).
+ * @property {Backend} [backend] the compute backend asked for (default 'auto'); the
+ *   worker picks the one it can run (`chooseBackend` in worker.js) and says so in the
+ *   result.
+ */
+
+/**
+ * A compute backend: 'auto' lets the worker choose, 'wasm' is the CPU
+ * (WebAssembly), 'webgpu' the GPU. 'cpu' is accepted as another name for 'wasm'.
+ * @typedef {'auto' | 'wasm' | 'cpu' | 'webgpu'} Backend
  */
 
 /**
@@ -26,6 +38,40 @@
  * @property {'embed-image'} type
  * @property {string} name file name, used in error messages.
  * @property {Blob | ArrayBuffer} data the file's bytes (PNG, JPEG, WebP, BMP, TIFF).
+ */
+
+/**
+ * Embed several image files, one after the other, with one `progress` reply per
+ * image (stage 'embed': `loaded` images done of `total`). A file that fails gets an
+ * `error` in its own entry of the result; the others go on.
+ * Result: {@link EmbedImagesResult}.
+ * @typedef {object} EmbedImagesRequest
+ * @property {number} id
+ * @property {'embed-images'} type
+ * @property {{name: string, data: Blob | ArrayBuffer}[]} items at least one.
+ */
+
+/**
+ * Classify image embeddings over classes the user typed (custom-labels mode). Each
+ * class is prompted as "a photo of a {name}."; with descriptions (any class), the
+ * prompt and the descriptions form an in-memory knowledge base classified as a
+ * task's is (several images: transductive KPL, method 'kpl'; one: the average of
+ * the prompt and the descriptions closest to it, method 'single-image'); without,
+ * plain CLIP zero-shot (method 'clip'). The texts are embedded in the worker (for a
+ * bundle, the text encoder is fetched first: `progress` replies, stage 'download').
+ * Result: {@link ClassifyCustomResult}.
+ * @typedef {object} ClassifyCustomRequest
+ * @property {number} id
+ * @property {'classify-custom'} type
+ * @property {Float32Array[]} embeddings
+ * @property {CustomClass[]} classes at least one.
+ * @property {number} [topEvidence] default 3.
+ */
+
+/**
+ * @typedef {object} CustomClass
+ * @property {string} name
+ * @property {string[]} descriptions possibly empty.
  */
 
 /**
@@ -68,7 +114,7 @@
  * @property {number} [topEvidence] default 3.
  */
 
-/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedTextRequest | ClassifyRequest} Request */
+/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedImagesRequest | EmbedTextRequest | ClassifyRequest | ClassifyCustomRequest} Request */
 
 /**
  * @typedef {object} LoadResult
@@ -79,6 +125,18 @@
  * @property {number} logitScale exp(logit_scale).
  * @property {number} bytes bytes of model files fetched.
  * @property {number} ms time to fetch and load.
+ * @property {{wasm: number, fetch: number, parse: number}} [timings] milliseconds of
+ *   `ms` spent waiting for the WebAssembly module, fetching the files, and building
+ *   the model from them (absent when `reused`).
+ * @property {'wasm'} backend the backend that runs the model (`chooseBackend`).
+ * @property {Backend} requestedBackend what the load request asked for.
+ * @property {string} backendNote a sentence for the page when the backend asked
+ *   for is not the one used, else ''.
+ * @property {boolean} bundle the folder is a `kpl pack` bundle.
+ * @property {boolean} hasTextEncoder the text encoder is loaded (a bundle's is
+ *   fetched on first use).
+ * @property {boolean} reused the same model was already loaded on the same backend,
+ *   so nothing was fetched again (`bytes` is 0).
  */
 
 /**
@@ -86,6 +144,48 @@
  * @property {string} name
  * @property {Float32Array} embedding L2-normalised.
  * @property {number} ms time spent in the worker.
+ */
+
+/**
+ * What a result card may show about a DICOM file (never a patient attribute):
+ * `dicomSummary` in src/wasm_dicom.rs.
+ * @typedef {object} DicomSummary
+ * @property {string | null} modality
+ * @property {string | null} body_part
+ * @property {number} rows
+ * @property {number} columns
+ * @property {number} frames
+ * @property {string} transfer_syntax the UID.
+ * @property {string} transfer_syntax_name
+ */
+
+/**
+ * @typedef {object} EmbedImagesItem
+ * @property {string} name
+ * @property {Float32Array} [embedding] absent when the file failed.
+ * @property {string} [error] why the file failed, naming it.
+ * @property {DicomSummary} [dicom] for DICOM files.
+ * @property {number} ms time spent on this file in the worker (reading included).
+ * @property {number} encodeMs time of the embedding call alone (decode, preprocess,
+ *   vision tower), as `performance.measure` 'kpl-encode' entries also record.
+ */
+
+/**
+ * @typedef {object} EmbedImagesResult
+ * @property {EmbedImagesItem[]} results one per item, in order.
+ * @property {'wasm'} backend
+ * @property {number} ms
+ */
+
+/**
+ * @typedef {object} ClassifyCustomResult
+ * @property {{label: string, scores: number[], method: string, clip_scores: number[], clip_label: string,
+ *   evidence: {description: string, similarity: number}[]}[]} results one per embedding.
+ * @property {string[]} classNames
+ * @property {'clip' | 'kpl' | 'single-image'} method
+ * @property {boolean} knowledge the classes had descriptions.
+ * @property {number} texts texts embedded (prompts and descriptions).
+ * @property {number} ms
  */
 
 /**
@@ -106,10 +206,15 @@
  */
 
 /**
- * Bytes fetched so far while loading (`file` is the file being fetched).
+ * Progress of a request. Stage 'download' (load, or a bundle's text encoder fetched
+ * on first use): `loaded` bytes of `total`, `file` the file being fetched. Stage
+ * 'embed' (embed-images): `loaded` images done of `total`, `file` the image just
+ * done.
  * @typedef {object} ProgressReply
  * @property {number} id
  * @property {'progress'} type
+ * @property {'download' | 'embed'} stage
+ * @property {'bytes' | 'images'} unit
  * @property {string} file
  * @property {number} loaded
  * @property {number} total 0 when unknown.
@@ -131,8 +236,14 @@
 
 /** @typedef {ProgressReply | ResultReply | ErrorReply} Reply */
 
-export const REQUEST_TYPES = Object.freeze(['load', 'load-kb', 'classify-kb', 'embed-image', 'embed-text', 'classify']);
+export const REQUEST_TYPES = Object.freeze([
+  'load', 'load-kb', 'classify-kb', 'embed-image', 'embed-images', 'embed-text', 'classify', 'classify-custom',
+]);
 export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error']);
+/** The backends a load request may ask for. */
+export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
+/** How the page names a backend the worker used. */
+export const BACKEND_NAMES = Object.freeze({ wasm: 'CPU (WebAssembly)', webgpu: 'GPU (WebGPU)' });
 
 /**
  * The files of a Hugging Face CLIP folder, by role, in the order the worker fetches
@@ -161,6 +272,36 @@ export function parseLabels(text) {
 }
 
 /**
+ * Parses the custom-labels field: one class per line, `label: description;
+ * description` (descriptions optional). A single line without a colon is read as
+ * comma-separated labels (`normal, pneumonia`). Names are trimmed with inner spaces
+ * collapsed; empty lines, empty descriptions and repeats are dropped; a repeated
+ * class gets the descriptions of both lines.
+ * @param {string} text
+ * @returns {CustomClass[]}
+ */
+export function parseCustomClasses(text) {
+  const clean = (s) => s.trim().replace(/\s+/g, ' ');
+  const lines = String(text).split(/\r?\n/).map(clean).filter(Boolean);
+  if (lines.length === 1 && !lines[0].includes(':')) {
+    return parseLabels(lines[0]).map((name) => ({ name, descriptions: [] }));
+  }
+  /** @type {Map<string, Set<string>>} */
+  const classes = new Map();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    const name = clean(colon < 0 ? line : line.slice(0, colon));
+    if (!name) continue;
+    const set = classes.get(name) ?? new Set();
+    classes.set(name, set);
+    if (colon >= 0) {
+      for (const d of line.slice(colon + 1).split(';').map(clean)) if (d) set.add(d);
+    }
+  }
+  return [...classes].map(([name, set]) => ({ name, descriptions: [...set] }));
+}
+
+/**
  * Checks a request's shape; returns an error message, or null when it is valid.
  * @param {any} msg
  * @returns {string | null}
@@ -173,6 +314,8 @@ export function checkRequest(msg) {
   switch (msg.type) {
     case 'load':
       if (msg.base !== undefined && typeof msg.base !== 'string') return 'load: base must be a URL string';
+      if (msg.backend !== undefined && !BACKENDS.includes(msg.backend))
+        return `load: unknown backend ${JSON.stringify(msg.backend)} (${BACKENDS.join(', ')})`;
       return null;
     case 'load-kb':
       if (typeof msg.url !== 'string' || !msg.url) return 'load-kb: url must be a URL string';
@@ -180,6 +323,24 @@ export function checkRequest(msg) {
     case 'classify-kb':
       if (!Array.isArray(msg.embeddings) || msg.embeddings.length === 0 || !msg.embeddings.every((e) => e instanceof Float32Array))
         return 'classify-kb: embeddings must be a non-empty list of Float32Array';
+      return null;
+    case 'embed-images':
+      if (!Array.isArray(msg.items) || msg.items.length === 0) return 'embed-images: items must be a non-empty list';
+      for (const item of msg.items) {
+        if (!item || typeof item.name !== 'string') return 'embed-images: every item needs a name';
+        if (!isBytes(item.data)) return `embed-images: ${item.name}: data must be a Blob or an ArrayBuffer`;
+      }
+      return null;
+    case 'classify-custom':
+      if (!Array.isArray(msg.embeddings) || msg.embeddings.length === 0 || !msg.embeddings.every((e) => e instanceof Float32Array))
+        return 'classify-custom: embeddings must be a non-empty list of Float32Array';
+      if (!Array.isArray(msg.classes) || msg.classes.length === 0)
+        return 'classify-custom: classes must be a non-empty list';
+      for (const c of msg.classes) {
+        if (!c || typeof c.name !== 'string' || !c.name) return 'classify-custom: every class needs a name';
+        if (!Array.isArray(c.descriptions) || !c.descriptions.every((d) => typeof d === 'string'))
+          return `classify-custom: ${c.name}: descriptions must be a list of strings`;
+      }
       return null;
     case 'embed-image':
     case 'classify':
@@ -234,9 +395,17 @@ export class KplClient {
     });
   }
 
-  /** @returns {Promise<LoadResult>} */
-  load(base = '/model/', onProgress) {
-    return this.request({ type: 'load', base }, { onProgress });
+  /**
+   * @param {string} [base]
+   * @param {(p: ProgressReply) => void} [onProgress]
+   * @param {{backend?: Backend, maxMegapixels?: number}} [options]
+   * @returns {Promise<LoadResult>}
+   */
+  load(base = '/model/', onProgress, { backend, maxMegapixels } = {}) {
+    const body = { type: 'load', base };
+    if (backend !== undefined) body.backend = backend;
+    if (maxMegapixels !== undefined) body.maxMegapixels = maxMegapixels;
+    return this.request(body, { onProgress });
   }
 
   loadKb(url) {
@@ -250,6 +419,25 @@ export class KplClient {
   /** @returns {Promise<EmbedImageResult>} */
   embedImage(name, data) {
     return this.request({ type: 'embed-image', name, data });
+  }
+
+  /**
+   * @param {{name: string, data: Blob | ArrayBuffer}[]} items
+   * @param {(p: ProgressReply) => void} [onProgress] once per image done.
+   * @returns {Promise<EmbedImagesResult>}
+   */
+  embedImages(items, onProgress) {
+    return this.request({ type: 'embed-images', items }, { onProgress });
+  }
+
+  /**
+   * @param {Float32Array[]} embeddings
+   * @param {CustomClass[]} classes
+   * @param {{topEvidence?: number, onProgress?: (p: ProgressReply) => void}} [options]
+   * @returns {Promise<ClassifyCustomResult>}
+   */
+  classifyCustom(embeddings, classes, { topEvidence = 3, onProgress } = {}) {
+    return this.request({ type: 'classify-custom', embeddings, classes, topEvidence }, { onProgress });
   }
 
   /** @returns {Promise<EmbedTextResult>} */

@@ -1,7 +1,8 @@
 // The service worker: makes the page work with the network off after one visit.
 //
 // On install it caches the app shell, the wasm (pkg/), the model files listed in
-// /model/manifest.json and every knowledge base the manifest lists (/kb/). Afterwards
+// /model/manifest.json (a bundle's image encoder) and every knowledge base the
+// manifest lists (/kb/, or relative to /model/ in a bundle). Afterwards
 // every same-origin GET goes to the network first (so a rebuilt app or model is picked
 // up) and falls back to the cache when the network fails; a response is written to the
 // cache only when it differs from the cached copy (Last-Modified, Content-Length), so
@@ -40,8 +41,13 @@ async function precache() {
     const res = await fetch('/model/manifest.json', { cache: 'no-cache' });
     if (res.ok) {
       const manifest = await res.json();
-      for (const name of Object.values(manifest?.model?.files ?? {})) urls.add(new URL(name, self.location.origin + '/model/').pathname);
-      for (const kb of manifest?.knowledge ?? []) if (typeof kb.path === 'string') urls.add(kb.path);
+      const inModel = (p) => new URL(p, self.location.origin + '/model/').pathname;
+      for (const name of Object.values(manifest?.model?.files ?? {})) if (typeof name === 'string') urls.add(inModel(name));
+      // A `kpl pack` bundle: the image encoder now; the text encoder is cached when
+      // custom labels first fetch it (so it is downloaded only by those who use it).
+      const image = manifest?.files?.image_encoder?.path;
+      if (typeof image === 'string') urls.add(inModel(image));
+      for (const kb of manifest?.knowledge ?? []) if (typeof kb.path === 'string') urls.add(inModel(kb.path));
     }
   } catch {
     // Offline during install: the runtime cache fills on the next visit.

@@ -5,7 +5,7 @@
 // only sends requests and draws replies, so it never blocks. The message protocol is
 // defined, with JSDoc types, in protocol.js.
 
-import init, { ClipModel, KnowledgeBase } from '/pkg/kpl.js';
+import init, { ClipModel, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from '/pkg/kpl.js';
 import { checkRequest, MODEL_FILES } from './protocol.js';
 
 /** @type {ClipModel | null} */
@@ -14,6 +14,14 @@ let model = null;
 let kb = null;
 /** @type {Promise<unknown> | null} */
 let wasmReady = null;
+/**
+ * What the loaded model came from: its folder, the backend running it, and for a
+ * `kpl pack` bundle the manifest (text and parsed) for the text encoder fetched later.
+ * @type {{base: string, backend: string, maxMegapixels: number | undefined, bundle: null | {text: string, json: any}, info: object} | null}
+ */
+let loaded = null;
+/** Text embeddings by text, for the loaded model (custom labels re-use their prompts). */
+let textCache = new Map();
 
 /** @param {import('./protocol.js').Reply} reply */
 const reply = (reply, transfer = []) => self.postMessage(reply, transfer);
@@ -24,13 +32,40 @@ const ROLES = Object.keys(MODEL_FILES);
 const PROGRESS_STEP = 1 << 20;
 
 /**
+ * The backend that runs a load request: the ONE place where it is chosen. Today only
+ * the CPU (WebAssembly) engine exists in this build, so every request gets 'wasm';
+ * asking for WebGPU explicitly falls back with a note the page shows.
+ * @param {import('./protocol.js').Backend | undefined} requested
+ * @returns {{backend: 'wasm', note: string}}
+ */
+function chooseBackend(requested = 'auto') {
+  if (requested === 'webgpu') return { backend: 'wasm', note: 'WebGPU not available in this build, using CPU (WebAssembly).' };
+  return { backend: 'wasm', note: '' };
+}
+
+/**
  * Reads a model folder's manifest.json; without one, assumes the standard
- * Hugging Face file names (the optional files may then be missing).
+ * Hugging Face file names (the optional files may then be missing). A `kpl pack`
+ * bundle's manifest (files.image_encoder) is returned with its text.
  */
 async function readManifest(base) {
   const res = await fetch(new URL('manifest.json', base));
   if (res.ok) {
-    const manifest = await res.json();
+    const text = await res.text();
+    let manifest;
+    try {
+      manifest = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${res.url}: not JSON (${messageOf(e)})`);
+    }
+    if (manifest?.files?.image_encoder) {
+      // The bundle's own manifest, less any knowledge entry a server added without the
+      // size and SHA-256 a bundle lists (scripts/serve.mjs adds its --kb bases, at /kb/).
+      const own = (k) => Number.isSafeInteger(k?.bytes) && typeof k?.sha256 === 'string';
+      const knowledge = Array.isArray(manifest.knowledge) ? manifest.knowledge : [];
+      const clean = knowledge.every(own) ? text : JSON.stringify({ ...manifest, knowledge: knowledge.filter(own) });
+      return { bundle: { text: clean, json: JSON.parse(clean) }, random: manifest.model?.random_weights === true };
+    }
     const files = manifest?.model?.files;
     if (!files || typeof files !== 'object') throw new Error(`${res.url}: no "model.files" object`);
     return { files, sizes: manifest.model.sizes ?? {}, random: manifest.random_weights === true, listed: true };
@@ -69,6 +104,29 @@ async function fetchBytes(url, optional, onBytes) {
   return received === out.byteLength ? out : out.slice(0, received);
 }
 
+/**
+ * Byte progress for one request: `add(n)` as bytes arrive (a reply at most every MB),
+ * `file(name)` after each file.
+ */
+function byteProgress(id, total) {
+  let bytes = 0;
+  let reported = 0;
+  const send = (file) => {
+    reported = bytes;
+    reply({ id, type: 'progress', stage: 'download', unit: 'bytes', file, loaded: bytes, total: Math.max(total, bytes) });
+  };
+  return {
+    add(n, file) {
+      bytes += n;
+      if (bytes - reported >= PROGRESS_STEP) send(file);
+    },
+    done: send,
+    get bytes() {
+      return bytes;
+    },
+  };
+}
+
 async function bytesOf(data) {
   return new Uint8Array(data instanceof ArrayBuffer ? data : await data.arrayBuffer());
 }
@@ -78,56 +136,145 @@ function requireModel() {
   return model;
 }
 
+/**
+ * Makes sure the model can embed texts: a bundle loaded without its text encoder
+ * fetches text_encoder.gguf now (byte progress on request `id`), checks it against
+ * the manifest and adds it.
+ */
+async function ensureTextEncoder(id) {
+  const m = requireModel();
+  if (m.hasTextEncoder) return m;
+  const bundle = loaded?.bundle;
+  const entry = bundle?.json.files?.text_encoder;
+  if (!entry) throw new Error('this model has no text encoder: custom labels cannot be scored');
+  const progress = byteProgress(id, Number(entry.bytes) || 0);
+  const url = new URL(entry.path, loaded.base);
+  const bytes = await fetchBytes(url, false, (n) => progress.add(n, entry.path));
+  progress.done(entry.path);
+  m.addTextEncoder(bundle.text, bytes);
+  loaded.info.hasTextEncoder = true;
+  loaded.info.hasTokenizer = m.hasTokenizer;
+  return m;
+}
+
+/** The embeddings of texts, computed once per text for the loaded model. */
+function embedTexts(m, texts) {
+  return texts.map((t) => {
+    let e = textCache.get(t);
+    if (!e) {
+      e = m.embedText(t);
+      textCache.set(t, e);
+    }
+    return e;
+  });
+}
+
+/** softmax(scale · x) */
+function scaledSoftmax(values, scale) {
+  const z = values.map((v) => v * scale);
+  const max = Math.max(...z);
+  const exps = z.map((v) => Math.exp(v - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((v) => v / sum);
+}
+
+const dot = (a, b) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+const argmax = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
+
+/** The prompt plain CLIP uses for a label (src/pipeline.rs `zero_shot_prompt`). */
+const prompt = (label) => `a photo of a ${label}.`;
+
+/**
+ * Starts the WebAssembly module once. Called when the worker starts, so that the
+ * module compiles while the page is still setting up, and again by `load` (a failed
+ * start is retried).
+ */
+function startWasm() {
+  wasmReady ??= init().catch((e) => {
+    wasmReady = null;
+    throw e;
+  });
+  return wasmReady;
+}
+
 const handlers = {
   /** @param {import('./protocol.js').LoadRequest} req */
   async load(req) {
     const start = performance.now();
-    wasmReady ??= init();
+    const choice = chooseBackend(req.backend);
+    const base = new URL(req.base ?? '/model/', self.location.href);
+    const requestedBackend = req.backend ?? 'auto';
+    // The same model on the same engine is already loaded: nothing to fetch again.
+    if (model && loaded && loaded.base === base.href && loaded.backend === choice.backend && loaded.maxMegapixels === req.maxMegapixels) {
+      return { ...loaded.info, requestedBackend, backendNote: choice.note, reused: true, bytes: 0, ms: performance.now() - start };
+    }
+    const manifestReady = readManifest(base);
+    manifestReady.catch(() => {});
     try {
-      await wasmReady;
+      await startWasm();
     } catch (e) {
-      wasmReady = null;
       throw new Error(`cannot start the WebAssembly module (/pkg/kpl_bg.wasm): ${messageOf(e)}`);
     }
-    const base = new URL(req.base ?? '/model/', self.location.href);
-    const manifest = await readManifest(base);
-    if (!manifest.files.config || !manifest.files.weights) {
-      throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors`);
+    const wasmMs = performance.now() - start;
+    const manifest = await manifestReady;
+    let m;
+    let progress;
+    let fetched;
+    if (manifest.bundle) {
+      // A `kpl pack` bundle: the image encoder now, the text encoder on first use.
+      const entry = manifest.bundle.json.files.image_encoder;
+      progress = byteProgress(req.id, Number(entry.bytes) || 0);
+      const bytes = await fetchBytes(new URL(entry.path, base), false, (n) => progress.add(n, entry.path));
+      progress.done(entry.path);
+      fetched = performance.now();
+      model?.free();
+      model = null;
+      kb?.free();
+      kb = null;
+      m = ClipModel.loadBundle(manifest.bundle.text, bytes, undefined);
+    } else {
+      if (!manifest.files.config || !manifest.files.weights) {
+        throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors`);
+      }
+      const total = ROLES.reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
+      progress = byteProgress(req.id, total);
+      const bytes = {};
+      for (const role of ROLES) {
+        const name = manifest.files[role];
+        if (!name) continue;
+        const optional = role === 'tokenizer' || role === 'preprocessor';
+        bytes[role] = await fetchBytes(new URL(name, base), optional && !manifest.listed, (n) => progress.add(n, name));
+        progress.done(name);
+      }
+      fetched = performance.now();
+      model?.free();
+      model = null;
+      kb?.free();
+      kb = null;
+      m = ClipModel.load(bytes.config, bytes.weights, bytes.tokenizer ?? undefined, bytes.preprocessor ?? undefined);
     }
-    const total = ROLES.reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
-    let loaded = 0;
-    let reported = 0;
-    const progress = (file) => {
-      reported = loaded;
-      reply({ id: req.id, type: 'progress', file, loaded, total: Math.max(total, loaded) });
-    };
-    const bytes = {};
-    for (const role of ROLES) {
-      const name = manifest.files[role];
-      if (!name) continue;
-      const optional = role === 'tokenizer' || role === 'preprocessor';
-      bytes[role] = await fetchBytes(new URL(name, base), optional && !manifest.listed, (n) => {
-        loaded += n;
-        if (loaded - reported >= PROGRESS_STEP) progress(name); // at most one message per MB
-      });
-      progress(name);
-    }
-    model?.free();
-    model = null;
-    kb?.free();
-    kb = null;
-    const m = ClipModel.load(bytes.config, bytes.weights, bytes.tokenizer ?? undefined, bytes.preprocessor ?? undefined);
     if (req.maxMegapixels) m.setMaxMegapixels(req.maxMegapixels);
     model = m;
-    return {
+    textCache = new Map();
+    const info = {
       isRandom: m.isRandom || manifest.random,
       embeddingDim: m.embeddingDim,
       imageSize: m.imageSize,
       hasTokenizer: m.hasTokenizer,
+      hasTextEncoder: m.hasTextEncoder,
       logitScale: m.logitScale,
-      bytes: loaded,
-      ms: performance.now() - start,
+      bundle: Boolean(manifest.bundle),
+      backend: choice.backend,
     };
+    loaded = { base: base.href, backend: choice.backend, maxMegapixels: req.maxMegapixels, bundle: manifest.bundle ?? null, info };
+    const end = performance.now();
+    const timings = { wasm: wasmMs, fetch: fetched - start - wasmMs, parse: end - fetched };
+    return { ...info, requestedBackend, backendNote: choice.note, reused: false, bytes: progress.bytes, ms: end - start, timings };
   },
 
   /** @param {import('./protocol.js').LoadKbRequest} req */
@@ -138,6 +285,9 @@ const handlers = {
     if (!res.ok) throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
     const name = decodeURIComponent(url.pathname.split('/').pop());
+    // A bundle's base is checked against the size and SHA-256 its manifest lists.
+    const listed = loaded?.bundle?.json.knowledge?.find((k) => new URL(k.path, loaded.base).href === url.href);
+    if (listed) verifyBundleFile(loaded.bundle.text, listed.path, bytes);
     const base = KnowledgeBase.load(bytes, name);
     try {
       base.checkModel(m, name);
@@ -174,7 +324,53 @@ const handlers = {
       clip_label: r.clip_label,
       evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
     }));
-    return { results, classNames: Array.from(kb.classNames), ms: performance.now() - start };
+    return { results, classNames: Array.from(kb.classNames), ms: performance.now() - start, backend: loaded?.backend };
+  },
+
+  /** @param {import('./protocol.js').ClassifyCustomRequest} req */
+  async 'classify-custom'(req) {
+    const m = await ensureTextEncoder(req.id);
+    const start = performance.now();
+    const classes = req.classes.map((c) => ({ name: c.name, texts: [prompt(c.name), ...c.descriptions] }));
+    const knowledge = req.classes.some((c) => c.descriptions.length > 0);
+    const texts = classes.flatMap((c) => c.texts);
+    const embedded = embedTexts(m, texts);
+    const classNames = classes.map((c) => c.name);
+    let results;
+    if (knowledge) {
+      const n = req.embeddings.length;
+      const dim = req.embeddings[0].length;
+      const images = new Float32Array(n * dim);
+      req.embeddings.forEach((e, i) => images.set(e, i * dim));
+      const textFlat = new Float32Array(texts.length * dim);
+      embedded.forEach((e, i) => textFlat.set(e, i * dim));
+      const raw = classifyCustom(images, n, classes, textFlat, m.logitScale, req.topEvidence ?? 3);
+      results = Array.from(raw, (r) => ({
+        label: r.label,
+        scores: Array.from(r.scores),
+        method: r.method,
+        clip_scores: Array.from(r.clip_scores),
+        clip_label: r.clip_label,
+        evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
+      }));
+    } else {
+      // Plain CLIP zero-shot: softmax(exp(logit_scale) · cos(image, prompt)).
+      const prompts = embedded;
+      results = req.embeddings.map((image) => {
+        const scores = scaledSoftmax(prompts.map((p) => dot(image, p)), m.logitScale);
+        const label = classNames[argmax(scores)];
+        return { label, scores, method: 'clip', clip_scores: scores, clip_label: label, evidence: [] };
+      });
+    }
+    return {
+      results,
+      classNames,
+      method: results[0]?.method ?? 'clip',
+      knowledge,
+      texts: texts.length,
+      ms: performance.now() - start,
+      backend: loaded?.backend,
+    };
   },
 
   /** @param {import('./protocol.js').EmbedImageRequest} req */
@@ -186,9 +382,38 @@ const handlers = {
     return { name: req.name, embedding, ms: performance.now() - start };
   },
 
+  /** @param {import('./protocol.js').EmbedImagesRequest} req */
+  async 'embed-images'(req) {
+    const m = requireModel();
+    const start = performance.now();
+    const total = req.items.length;
+    const results = [];
+    for (const item of req.items) {
+      const t0 = performance.now();
+      const out = { name: item.name };
+      try {
+        const bytes = await bytesOf(item.data);
+        const dicom = dicomSummary(bytes, item.name, loaded?.maxMegapixels);
+        if (dicom) out.dicom = dicom;
+        const t1 = performance.now();
+        out.embedding = m.embedImage(bytes, item.name);
+        const t2 = performance.now();
+        out.encodeMs = t2 - t1;
+        performance.measure('kpl-encode', { start: t1, end: t2, detail: { file: item.name } });
+      } catch (e) {
+        if (e instanceof WebAssembly.RuntimeError) throw e;
+        out.error = messageOf(e);
+      }
+      out.ms = performance.now() - t0;
+      results.push(out);
+      reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total });
+    }
+    return { results, backend: loaded?.backend, ms: performance.now() - start };
+  },
+
   /** @param {import('./protocol.js').EmbedTextRequest} req */
   async 'embed-text'(req) {
-    const m = requireModel();
+    const m = await ensureTextEncoder(req.id);
     const start = performance.now();
     const embeddings = req.texts.map((t) => m.embedText(t));
     return { embeddings, ms: performance.now() - start };
@@ -196,7 +421,7 @@ const handlers = {
 
   /** @param {import('./protocol.js').ClassifyRequest} req */
   async classify(req) {
-    const m = requireModel();
+    const m = await ensureTextEncoder(req.id);
     const bytes = await bytesOf(req.data);
     const start = performance.now();
     const embedding = m.embedImage(bytes, req.name);
@@ -231,11 +456,14 @@ async function handle(req) {
     if (e instanceof WebAssembly.RuntimeError) {
       // A Rust panic: the module's state can no longer be trusted.
       model = null;
+      loaded = null;
       message = `internal error in the WebAssembly module (${message}); reload the page`;
     }
     reply({ id: req.id, type: 'error', message });
   }
 }
+
+startWasm().catch(() => {}); // reported by the first load request
 
 // One request at a time, in arrival order: the wasm calls are synchronous anyway, and
 // requests sent during `load` wait for the model.

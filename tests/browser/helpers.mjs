@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -24,8 +25,9 @@ export function readReference() {
  * Starts the server (`--port 0`, so the OS picks a free port) and resolves once it
  * prints its URL. `close()` stops it.
  */
-export async function startServer({ model = 'tests/fixtures/tiny-quickgelu-f32', test = true } = {}) {
+export async function startServer({ model = 'tests/fixtures/tiny-quickgelu-f32', test = true, kb = null } = {}) {
   const args = [path.join(REPO, 'scripts', 'serve.mjs'), '--port', '0', '--model', model];
+  if (kb) args.push('--kb', kb);
   if (test) args.push('--test');
   const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -153,4 +155,68 @@ function runNativeRaw(args) {
   if (!fs.existsSync(exe)) throw new Error(`${exe} is missing: run \`make native\``);
   const r = spawnSync(exe, args, { cwd: REPO, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`kpl ${args.join(' ')} exited with ${r.status}:\n${r.stderr}`);
+}
+
+function crc32(buf) {
+  let crc = 0xffffffff;
+  for (const byte of buf) {
+    let c = (crc ^ byte) & 0xff;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    crc = (crc >>> 8) ^ c;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([len, body, crc]);
+}
+
+/**
+ * A valid PNG header declaring `width`×`height` 8-bit grey pixels with an empty image
+ * stream: a few dozen bytes on disk that a decoder without a size check would try to
+ * allocate width × height bytes for (what tests/cli.rs builds for the CLI).
+ */
+export function hugePng(width = 40000, height = 40000) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bit depth; colour type 0 (grey), compression, filter, interlace 0
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', zlib.deflateSync(Buffer.alloc(0))),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/**
+ * A corrupt JPEG: tests/fixtures/images/photo_120x100.jpg with everything from its
+ * start-of-scan marker on overwritten by 0xFF (headers intact, no decodable scan).
+ */
+export function corruptJpeg() {
+  const jpg = Buffer.from(fs.readFileSync(path.join(FIXTURES, 'images', 'photo_120x100.jpg')));
+  const sos = jpg.indexOf(Buffer.from([0xff, 0xda]));
+  if (sos < 0) throw new Error('photo_120x100.jpg has no start-of-scan marker');
+  jpg.fill(0xff, sos);
+  return jpg;
+}
+
+/** Bytes of a fixture image as playwright's setInputFiles takes them. */
+export function fixtureImage(name) {
+  const type = name.endsWith('.jpg') ? 'image/jpeg' : name.endsWith('.dcm') ? 'application/dicom' : 'image/png';
+  const file = name.endsWith('.dcm') ? path.join(REPO, 'tests', 'dicom', 'files', name) : path.join(FIXTURES, 'images', name);
+  return { name, mimeType: type, buffer: fs.readFileSync(file) };
+}
+
+/** The page's first-party errors only (offline runs log failed fetches the service worker answers). */
+export function collectErrors(page) {
+  const errors = [];
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  page.on('pageerror', (e) => errors.push(e.message));
+  return errors;
 }
