@@ -43,8 +43,8 @@ setup:
 
 # No wasm-opt: Debian's binaryen corrupts wasm-bindgen 0.2.130 output (see ARCHITECTURE.md).
 wasm: setup
-	$(CARGO) build --release --lib --target $(WASM_TARGET) --no-default-features
-	wasm-bindgen --target web --out-dir $(PKG_DIR) $(WASM_OUT)
+	$(CARGO) build --release --lib --target $(WASM_TARGET) --no-default-features --features gpu
+	wasm-bindgen --target web --remove-name-section --out-dir $(PKG_DIR) $(WASM_OUT)
 	@ls -l $(PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
 
 native:

@@ -23,6 +23,8 @@ pub mod wasm;
 mod wasm_custom;
 #[cfg(target_arch = "wasm32")]
 mod wasm_dicom;
+#[cfg(all(target_arch = "wasm32", feature = "gpu"))]
+mod wasm_gpu;
 
 pub use error::{Error, Result};
 pub use pipeline::{ClipPipeline, ModelFiles};

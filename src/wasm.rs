@@ -5,7 +5,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::pipeline::{ClipPipeline, ModelFiles};
 
-fn js_error(e: impl std::fmt::Display) -> JsError {
+pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
@@ -17,7 +17,7 @@ pub fn start() {
 /// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
 #[wasm_bindgen]
 pub struct ClipModel {
-    pipeline: ClipPipeline,
+    pub(crate) pipeline: ClipPipeline,
 }
 
 #[wasm_bindgen]

@@ -308,7 +308,7 @@ function resultCard(ctx, item, r, classifyMs) {
   exported.push({ file: item.name, task: ctx.task, custom_labels: custom, method: r.method, label: r.label,
     clip_label: r.clip_label, labels: classNames, scores: r.scores, clip_scores: r.clip_scores, evidence: r.evidence,
     dicom: item.dicom ?? null, embed_ms: item.ms, encode_ms: item.encodeMs, classify_ms: classifyMs,
-    backend: backendName(backendUsed) });
+    backend: backendName(item.backend ?? backendUsed) });
   const head = Array.from(item.embedding.slice(0, 8), (v) => v.toFixed(4)).join(', ');
   const card = el('li', {
       class: custom ? 'card custom' : 'card',
@@ -319,7 +319,7 @@ function resultCard(ctx, item, r, classifyMs) {
       'data-task': ctx.task,
       'data-custom': custom ? 'true' : null,
       'data-scores': JSON.stringify(r.scores),
-      'data-backend': backendUsed,
+      'data-backend': item.backend ?? backendUsed,
       'data-encode-ms': item.encodeMs.toFixed(3),
       'data-classify-ms': classifyMs.toFixed(3),
       'data-dicom-modality': item.dicom ? item.dicom.modality ?? '' : null,
@@ -346,7 +346,7 @@ function resultCard(ctx, item, r, classifyMs) {
         plain
           ? `Embedded and scored in ${ms(item.encodeMs + classifyMs)} in the worker (image encoder ${ms(item.encodeMs)}). `
           : `Embedded in ${ms(item.ms)} (image encoder ${ms(item.encodeMs)}), classified in ${ms(classifyMs)}. `,
-        el('span', { class: 'backend' }, `Backend: ${backendName(backendUsed)}.`)),
+        el('span', { class: 'backend' }, `Backend: ${backendName(item.backend ?? backendUsed)}.`)),
       plain
         ? el('code', { class: 'embedding', 'aria-label': 'First values of the image embedding' },
             `embedding[0..8] of ${item.embedding.length}: ${head}, …`)
@@ -410,6 +410,13 @@ async function handleBatch(files) {
   } catch (e) {
     encodingStep(items.length);
     return fail(items, e.message);
+  }
+  if (embedded.backendNote) {
+    // The GPU failed mid-batch: the worker finished on the CPU and says so.
+    backendUsed = embedded.backend;
+    ui.backendNote.textContent = embedded.backendNote;
+    ui.backendNote.hidden = false;
+    document.body.dataset.backend = embedded.backend;
   }
   const done = [];
   embedded.results.forEach((r, i) => {

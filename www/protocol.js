@@ -125,13 +125,17 @@
  * @property {number} logitScale exp(logit_scale).
  * @property {number} bytes bytes of model files fetched.
  * @property {number} ms time to fetch and load.
- * @property {{wasm: number, fetch: number, parse: number}} [timings] milliseconds of
- *   `ms` spent waiting for the WebAssembly module, fetching the files, and building
- *   the model from them (absent when `reused`).
- * @property {'wasm'} backend the backend that runs the model (`chooseBackend`).
+ * @property {{wasm: number, fetch: number, parse: number, backend: number}} [timings]
+ *   milliseconds of `ms` spent waiting for the WebAssembly module, fetching the files,
+ *   building the model from them, and choosing the backend (absent when `reused`).
+ * @property {'wasm' | 'webgpu'} backend the backend that runs the image encoder
+ *   (`chooseBackend` in worker.js).
  * @property {Backend} requestedBackend what the load request asked for.
- * @property {string} backendNote a sentence for the page when the backend asked
- *   for is not the one used, else ''.
+ * @property {string} backendNote a sentence for the page: why the backend asked for
+ *   is not the one used, or what 'auto' measured; else ''.
+ * @property {string | null} adapter the GPU adapter probed, when one was.
+ * @property {{cpuMs: number, gpuMs: number} | null} probe the probe image's time on
+ *   each engine, when both ran.
  * @property {boolean} bundle the folder is a `kpl pack` bundle.
  * @property {boolean} hasTextEncoder the text encoder is loaded (a bundle's is
  *   fetched on first use).
@@ -172,8 +176,11 @@
 
 /**
  * @typedef {object} EmbedImagesResult
- * @property {EmbedImagesItem[]} results one per item, in order.
- * @property {'wasm'} backend
+ * @property {EmbedImagesItem[]} results one per item, in order; each embedded one
+ *   says which `backend` ('wasm' | 'webgpu') embedded it.
+ * @property {'wasm' | 'webgpu'} backend the backend after the batch.
+ * @property {string} backendNote set when the GPU failed during the batch and the
+ *   rest (including the image it failed on) ran on the CPU; else ''.
  * @property {number} ms
  */
 

@@ -5,13 +5,15 @@
 // only sends requests and draws replies, so it never blocks. The message protocol is
 // defined, with JSDoc types, in protocol.js.
 
-import init, { ClipModel, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from '/pkg/kpl.js';
+import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from '/pkg/kpl.js';
 import { checkRequest, MODEL_FILES } from './protocol.js';
 
 /** @type {ClipModel | null} */
 let model = null;
 /** @type {KnowledgeBase | null} */
 let kb = null;
+/** The WebGPU engine, while it runs the loaded model's encoders. @type {GpuEncoder | null} */
+let gpu = null;
 /** @type {Promise<unknown> | null} */
 let wasmReady = null;
 /**
@@ -31,16 +33,107 @@ const messageOf = (e) => (e instanceof Error ? e.message : String(e));
 const ROLES = Object.keys(MODEL_FILES);
 const PROGRESS_STEP = 1 << 20;
 
+const CPU_NAME = 'the CPU (WebAssembly)';
+const ms = (t) => (t < 10 ? `${t.toFixed(1)} ms` : `${Math.round(t)} ms`);
+
 /**
- * The backend that runs a load request: the ONE place where it is chosen. Today only
- * the CPU (WebAssembly) engine exists in this build, so every request gets 'wasm';
- * asking for WebGPU explicitly falls back with a note the page shows.
- * @param {import('./protocol.js').Backend | undefined} requested
- * @returns {{backend: 'wasm', note: string}}
+ * A synthetic preprocessed image (smooth gradients and a checkerboard) for the
+ * backend probe: no user image is needed to choose.
  */
-function chooseBackend(requested = 'auto') {
-  if (requested === 'webgpu') return { backend: 'wasm', note: 'WebGPU not available in this build, using CPU (WebAssembly).' };
-  return { backend: 'wasm', note: '' };
+function probePixels(size) {
+  const pixels = new Float32Array(3 * size * size);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const check = ((x >> 3) + (y >> 3)) % 2 ? 0.8 : -0.8;
+        pixels[(c * size + y) * size + x] = check + (2 * x) / size - 1 + (c - 1) * (y / size - 0.5);
+      }
+    }
+  }
+  return pixels;
+}
+
+/**
+ * The backend that runs the loaded model: the ONE place where it is chosen.
+ * 'cpu'/'wasm' take the CPU. 'webgpu' and 'auto' open the GPU and embed one probe
+ * image on both engines: the GPU is used only if it agrees with the CPU (cosine ≥
+ * 0.999), and under 'auto' only if it was faster (its second run, after the pipeline
+ * and buffer set-up of the first). Any failure falls back to the CPU with a note.
+ * @param {import('./protocol.js').Backend} requested
+ * @param {ClipModel} m
+ * @returns {Promise<{backend: 'wasm' | 'webgpu', note: string, adapter?: string, probe?: {cpuMs: number, gpuMs: number}}>}
+ */
+async function chooseBackend(requested, m) {
+  gpu?.free();
+  gpu = null;
+  if (requested === 'cpu' || requested === 'wasm' || !m.hasImageEncoder) return { backend: 'wasm', note: '' };
+  const fallback = (why) => ({ backend: 'wasm', note: `${why}; using ${CPU_NAME}.` });
+  if (!self.navigator?.gpu) return fallback('WebGPU is not available in this browser');
+  let engine;
+  try {
+    engine = await GpuEncoder.create(m);
+  } catch (e) {
+    return fallback(`WebGPU could not start (${messageOf(e)})`);
+  }
+  const adapter = engine.adapter;
+  const pixels = probePixels(m.imageSize);
+  let t = performance.now();
+  const onCpu = m.embedPixels(pixels);
+  const cpuMs = performance.now() - t;
+  let onGpu;
+  let gpuMs;
+  try {
+    await engine.embedPixels(pixels, 1);
+    t = performance.now();
+    onGpu = await engine.embedPixels(pixels, 1);
+    gpuMs = performance.now() - t;
+  } catch (e) {
+    engine.free();
+    return fallback(`WebGPU failed on a test image (${messageOf(e)})`);
+  }
+  const agreement = dot(onCpu, onGpu);
+  if (!(agreement >= 0.999)) {
+    engine.free();
+    return fallback(`WebGPU (${adapter}) disagreed with the CPU on a test image (cosine ${agreement.toFixed(4)})`);
+  }
+  const probe = { cpuMs, gpuMs };
+  if (requested === 'webgpu' || gpuMs < cpuMs) {
+    gpu = engine;
+    const note = requested === 'auto' ? `Auto: WebGPU on ${adapter}, ${ms(gpuMs)} per image against ${ms(cpuMs)} on the CPU.` : '';
+    return { backend: 'webgpu', note, adapter, probe };
+  }
+  engine.free();
+  const note = `Auto: ${CPU_NAME}, ${ms(cpuMs)} per image against ${ms(gpuMs)} on WebGPU (${adapter}).`;
+  return { backend: 'wasm', note, adapter, probe };
+}
+
+/** Leaves the GPU after a failure mid-run; later images run on the CPU. */
+function dropGpu(error) {
+  gpu?.free();
+  gpu = null;
+  const note = `WebGPU failed (${messageOf(error)}); continuing on ${CPU_NAME}.`;
+  if (loaded) {
+    loaded.backend = 'wasm';
+    loaded.info.backend = 'wasm';
+    loaded.note = note;
+  }
+  return note;
+}
+
+/**
+ * One image file's embedding on the chosen engine. Decoding errors (a bad file)
+ * throw before the GPU is involved; a GPU failure reruns the same pixels on the
+ * CPU, so a result is never lost to it.
+ */
+async function embedImageOn(m, bytes, name) {
+  if (!gpu) return { embedding: m.embedImage(bytes, name), backend: 'wasm' };
+  const pixels = m.preparePixels(bytes, name);
+  try {
+    return { embedding: await gpu.embedPixels(pixels, 1), backend: 'webgpu' };
+  } catch (e) {
+    const note = dropGpu(e);
+    return { embedding: m.embedPixels(pixels), backend: 'wasm', note };
+  }
 }
 
 /**
@@ -206,12 +299,19 @@ const handlers = {
   /** @param {import('./protocol.js').LoadRequest} req */
   async load(req) {
     const start = performance.now();
-    const choice = chooseBackend(req.backend);
     const base = new URL(req.base ?? '/model/', self.location.href);
     const requestedBackend = req.backend ?? 'auto';
-    // The same model on the same engine is already loaded: nothing to fetch again.
-    if (model && loaded && loaded.base === base.href && loaded.backend === choice.backend && loaded.maxMegapixels === req.maxMegapixels) {
-      return { ...loaded.info, requestedBackend, backendNote: choice.note, reused: true, bytes: 0, ms: performance.now() - start };
+    // The same model is already loaded: nothing to fetch again; only the backend
+    // is chosen again when another one is asked for.
+    if (model && loaded && loaded.base === base.href && loaded.maxMegapixels === req.maxMegapixels) {
+      if (loaded.requestedBackend !== requestedBackend) {
+        const choice = await chooseBackend(requestedBackend, model);
+        Object.assign(loaded, { requestedBackend, backend: choice.backend, note: choice.note });
+        loaded.info.backend = choice.backend;
+        loaded.info.adapter = choice.adapter ?? null;
+        loaded.info.probe = choice.probe ?? null;
+      }
+      return { ...loaded.info, requestedBackend, backendNote: loaded.note, reused: true, bytes: 0, ms: performance.now() - start };
     }
     const manifestReady = readManifest(base);
     manifestReady.catch(() => {});
@@ -269,11 +369,13 @@ const handlers = {
       hasTextEncoder: m.hasTextEncoder,
       logitScale: m.logitScale,
       bundle: Boolean(manifest.bundle),
-      backend: choice.backend,
     };
-    loaded = { base: base.href, backend: choice.backend, maxMegapixels: req.maxMegapixels, bundle: manifest.bundle ?? null, info };
+    const parsed = performance.now();
+    const choice = await chooseBackend(requestedBackend, m);
+    Object.assign(info, { backend: choice.backend, adapter: choice.adapter ?? null, probe: choice.probe ?? null });
+    loaded = { base: base.href, requestedBackend, backend: choice.backend, note: choice.note, maxMegapixels: req.maxMegapixels, bundle: manifest.bundle ?? null, info };
     const end = performance.now();
-    const timings = { wasm: wasmMs, fetch: fetched - start - wasmMs, parse: end - fetched };
+    const timings = { wasm: wasmMs, fetch: fetched - start - wasmMs, parse: parsed - fetched, backend: end - parsed };
     return { ...info, requestedBackend, backendNote: choice.note, reused: false, bytes: progress.bytes, ms: end - start, timings };
   },
 
@@ -378,8 +480,8 @@ const handlers = {
     const m = requireModel();
     const bytes = await bytesOf(req.data);
     const start = performance.now();
-    const embedding = m.embedImage(bytes, req.name);
-    return { name: req.name, embedding, ms: performance.now() - start };
+    const { embedding, backend, note } = await embedImageOn(m, bytes, req.name);
+    return { name: req.name, embedding, backend, backendNote: note ?? '', ms: performance.now() - start };
   },
 
   /** @param {import('./protocol.js').EmbedImagesRequest} req */
@@ -388,6 +490,7 @@ const handlers = {
     const start = performance.now();
     const total = req.items.length;
     const results = [];
+    let backendNote = '';
     for (const item of req.items) {
       const t0 = performance.now();
       const out = { name: item.name };
@@ -396,7 +499,10 @@ const handlers = {
         const dicom = dicomSummary(bytes, item.name, loaded?.maxMegapixels);
         if (dicom) out.dicom = dicom;
         const t1 = performance.now();
-        out.embedding = m.embedImage(bytes, item.name);
+        const embedded = await embedImageOn(m, bytes, item.name);
+        out.embedding = embedded.embedding;
+        out.backend = embedded.backend;
+        if (embedded.note) backendNote = embedded.note;
         const t2 = performance.now();
         out.encodeMs = t2 - t1;
         performance.measure('kpl-encode', { start: t1, end: t2, detail: { file: item.name } });
@@ -408,7 +514,7 @@ const handlers = {
       results.push(out);
       reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total });
     }
-    return { results, backend: loaded?.backend, ms: performance.now() - start };
+    return { results, backend: loaded?.backend, backendNote, ms: performance.now() - start };
   },
 
   /** @param {import('./protocol.js').EmbedTextRequest} req */
@@ -424,7 +530,7 @@ const handlers = {
     const m = await ensureTextEncoder(req.id);
     const bytes = await bytesOf(req.data);
     const start = performance.now();
-    const embedding = m.embedImage(bytes, req.name);
+    const { embedding } = await embedImageOn(m, bytes, req.name);
     const probs = Array.from(m.zeroShot(embedding, req.labels));
     let best = 0;
     probs.forEach((p, i) => {

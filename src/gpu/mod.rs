@@ -8,6 +8,7 @@
 //! ([`plan`]) and replayed as one submission with one readback.
 
 mod context;
+pub mod microbench;
 mod encoder;
 mod ops;
 mod plan;
@@ -57,6 +58,14 @@ impl GpuClip {
         self.ctx.adapter()
     }
 
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
+    }
+
+    pub fn has_text(&self) -> bool {
+        self.text.is_some()
+    }
+
     /// Projected, unnormalised image features (as [`ClipModel::image_features`])
     /// for `pixels` = [batch, 3, size, size], row-major; batches larger than the
     /// device's buffers allow run in several passes.
@@ -100,5 +109,19 @@ fn max_batch(ctx: &GpuContext, bytes_per_item: usize, what: &str) -> Result<usiz
             limit as f64 / 1e6
         ))),
         n => Ok(n.min(32)),
+    }
+}
+
+/// Divides each of `rows` consecutive rows of `values` by its L2 norm.
+pub fn l2_normalize_rows(values: &mut [f32], rows: usize) {
+    if rows == 0 {
+        return;
+    }
+    let dim = values.len() / rows;
+    for row in values.chunks_mut(dim.max(1)) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
     }
 }

@@ -3,7 +3,7 @@
 // native CLI come from the same entry points the worker uses (ClipModel.load,
 // embedImage, embedText) and nothing else.
 
-import init, { ClipModel } from '/pkg/kpl.js';
+import init, { ClipModel, GpuEncoder } from '/pkg/kpl.js';
 import { MODEL_FILES } from '/protocol.js';
 
 async function fetchBytes(url) {
@@ -13,10 +13,11 @@ async function fetchBytes(url) {
 }
 
 /**
- * @param {{models: string[], images: string[], texts: string[]}} job
- *   models: folder names under /fixtures/; images: paths under /fixtures/.
+ * @param {{models: string[], images: string[], texts: string[], gpu?: boolean}} job
+ *   models: folder names under /fixtures/; images: paths under /fixtures/; gpu: also
+ *   embed everything with the WebGPU engine (GpuEncoder), images as one batch.
  */
-async function run({ models, images, texts }) {
+async function run({ models, images, texts, gpu = false }) {
   await init();
   const out = {};
   for (const name of models) {
@@ -33,12 +34,31 @@ async function run({ models, images, texts }) {
       for (const text of texts) {
         result.texts.push({ text, embedding: Array.from(model.embedText(text)) });
       }
+      if (gpu) result.gpu = await onGpu(model, images, texts);
       out[name] = result;
     } finally {
       model.free();
     }
   }
   return out;
+}
+
+const rows = (flat, n) => Array.from({ length: n }, (_, i) => Array.from(flat.subarray((i * flat.length) / n, ((i + 1) * flat.length) / n)));
+
+/** The same images and texts through the WebGPU engine. */
+async function onGpu(model, images, texts) {
+  const engine = await GpuEncoder.create(model);
+  try {
+    const pixels = [];
+    for (const file of images) pixels.push(model.preparePixels(await fetchBytes(`/fixtures/${file}`), file));
+    const flat = new Float32Array(pixels.reduce((n, p) => n + p.length, 0));
+    pixels.reduce((offset, p) => (flat.set(p, offset), offset + p.length), 0);
+    const imageRows = rows(await engine.embedPixels(flat, images.length), images.length);
+    const textRows = rows(await engine.embedTexts(model, texts), texts.length);
+    return { adapter: engine.adapter, software: engine.isSoftware, images: imageRows, texts: textRows };
+  } finally {
+    engine.free();
+  }
 }
 
 window.kplParity = run;

@@ -3,6 +3,8 @@
 //
 //   browser vs native `kpl embed-image` / `kpl embed-text`: max |diff| <= 1e-5
 //   browser vs reference.json (transformers):              cosine >= 0.999
+//   WebGPU engine in the browser (SwiftShader's software adapter in CI) vs native
+//   CPU: cosine >= 0.9999 and max |diff| <= 1e-3, the GPU engine's tolerance
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,25 @@ import { startServer, launchBrowser, readReference, runNative, maxAbsDiff, cosin
 const MODELS = ['tiny-quickgelu-f32', 'tiny-gelu-f16'];
 const NATIVE_TOLERANCE = 1e-5;
 const REFERENCE_MIN_COSINE = 0.999;
+const GPU_MIN_COSINE = 0.9999;
+const GPU_MAX_DIFF = 1e-3;
+
+/** The native CLI's embeddings of the browser's images and texts, once per model. */
+const nativeCache = new Map();
+function nativeOf(name) {
+  if (!nativeCache.has(name)) {
+    const ours = browserResults[name];
+    const modelDir = path.join('tests', 'fixtures', name);
+    const files = ours.images.map((i) => path.join('tests', 'fixtures', i.file));
+    const texts = ours.texts.map((t) => t.text);
+    nativeCache.set(name, {
+      files,
+      images: runNative(['embed-image', '--model', modelDir, ...files]).embeddings,
+      texts: runNative(['embed-text', '--model', modelDir, '--', ...texts]).embeddings,
+    });
+  }
+  return nativeCache.get(name);
+}
 
 const reference = readReference();
 let server;
@@ -34,6 +55,7 @@ before(async () => {
     // Every reference image; the file lists are the same for both models.
     images: reference.models[MODELS[0]].images.map((i) => i.file),
     texts: reference.models[MODELS[0]].texts.map((t) => t.text),
+    gpu: true,
   };
   browserResults = await page.evaluate((j) => window.kplParity(j), job);
 }, { timeout: 180000 });
@@ -48,10 +70,7 @@ for (const name of MODELS) {
     const ours = browserResults[name];
     assert.ok(ours, `no browser result for ${name}`);
     assert.equal(ours.isRandom, true, 'the fixture models are marked as random weights');
-    const modelDir = path.join('tests', 'fixtures', name);
-
-    const files = ours.images.map((i) => path.join('tests', 'fixtures', i.file));
-    const nativeImages = runNative(['embed-image', '--model', modelDir, ...files]).embeddings;
+    const { files, images: nativeImages, texts: nativeTexts } = nativeOf(name);
     assert.equal(nativeImages.length, files.length, 'the CLI embedded every image');
     let worstImage = 0;
     ours.images.forEach((img, i) => {
@@ -63,7 +82,6 @@ for (const name of MODELS) {
     });
 
     const texts = ours.texts.map((t) => t.text);
-    const nativeTexts = runNative(['embed-text', '--model', modelDir, '--', ...texts]).embeddings;
     assert.equal(nativeTexts.length, texts.length, 'the CLI embedded every text');
     let worstText = 0;
     ours.texts.forEach((t, i) => {
@@ -75,6 +93,29 @@ for (const name of MODELS) {
     console.log(
       `# ${name}: browser vs native, max |diff| images ${worstImage.toExponential(2)} (${files.length}), ` +
         `texts ${worstText.toExponential(2)} (${texts.length})`,
+    );
+  });
+
+  test(`${name}: the WebGPU engine in the browser matches the native CPU (cosine >= ${GPU_MIN_COSINE}, max |diff| <= ${GPU_MAX_DIFF})`, () => {
+    const gpu = browserResults[name].gpu;
+    assert.ok(gpu, `no WebGPU result for ${name}`);
+    const native = nativeOf(name);
+    let minCos = 1;
+    let maxDiff = 0;
+    const check = (what, got, want) => {
+      const c = cosine(got, want);
+      const d = maxAbsDiff(got, want);
+      minCos = Math.min(minCos, c);
+      maxDiff = Math.max(maxDiff, d);
+      assert.ok(c >= GPU_MIN_COSINE && d <= GPU_MAX_DIFF, `${what}: WebGPU vs native cosine ${c}, max |diff| ${d}`);
+    };
+    assert.equal(gpu.images.length, native.images.length);
+    gpu.images.forEach((e, i) => check(native.files[i], e, native.images[i].embedding));
+    assert.equal(gpu.texts.length, native.texts.length);
+    gpu.texts.forEach((e, i) => check(JSON.stringify(native.texts[i].text), e, native.texts[i].embedding));
+    console.log(
+      `# ${name}: WebGPU (${gpu.adapter}${gpu.software ? ', software' : ''}) vs native CPU, ` +
+        `${gpu.images.length} images + ${gpu.texts.length} texts, min cosine ${minCos.toFixed(7)}, max |diff| ${maxDiff.toExponential(2)}`,
     );
   });
 
