@@ -149,6 +149,26 @@ function selectTask() {
   });
 }
 
+/**
+ * Shows the backend running the image encoder and why (the load result, or a
+ * BackendEvent: auto's background probe, or a GPU failure mid-run).
+ */
+function showBackend({ backend, note, probe }) {
+  backendUsed = backend;
+  ui.backendNote.textContent = note;
+  ui.backendNote.hidden = !note;
+  document.body.dataset.backend = backend;
+  // What the probe measured (auto's evidence), for automation.
+  ui.backendNote.dataset.cpuMs = probe ? probe.cpuMs.toFixed(3) : '';
+  ui.backendNote.dataset.gpuMs = probe ? probe.gpuMs.toFixed(3) : '';
+}
+
+client.onBackend = (event) => {
+  showBackend(event);
+  document.body.dataset.backendSettled = 'true';
+  setStatus(`${ui.statusText.textContent.replace(/ Running on [^.]*\.$/, '')} Running on ${backendName(event.backend)}.`);
+};
+
 /** Loads (or, for a new backend, reloads) the model in the worker with the chosen backend. */
 async function loadModel() {
   const first = document.body.dataset.modelReady === undefined;
@@ -163,10 +183,9 @@ async function loadModel() {
     }, { backend: requested });
     ui.progress.hidden = true;
     ui.banner.hidden = !info.isRandom;
-    backendUsed = info.backend;
-    ui.backendNote.textContent = info.backendNote;
-    ui.backendNote.hidden = !info.backendNote;
+    showBackend({ backend: info.backend, note: info.backendNote, probe: info.probe });
     document.body.dataset.backend = info.backend;
+    document.body.dataset.backendSettled = String(ui.backend.value !== 'auto' || Boolean(info.reused && info.probe));
     document.body.dataset.modelReady = 'true';
     document.body.dataset.modelRandom = String(info.isRandom);
     performance.mark('kpl-model-ready', { detail: info.timings ?? null });
@@ -410,13 +429,6 @@ async function handleBatch(files) {
   } catch (e) {
     encodingStep(items.length);
     return fail(items, e.message);
-  }
-  if (embedded.backendNote) {
-    // The GPU failed mid-batch: the worker finished on the CPU and says so.
-    backendUsed = embedded.backend;
-    ui.backendNote.textContent = embedded.backendNote;
-    ui.backendNote.hidden = false;
-    document.body.dataset.backend = embedded.backend;
   }
   const done = [];
   embedded.results.forEach((r, i) => {

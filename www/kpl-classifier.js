@@ -10,8 +10,10 @@
 //            knowledge bases (scripts/serve.mjs synthesises it). Default "/model/".
 //   task     the knowledge base to use (a task name of the manifest). Default: the first.
 //   backend  "auto" (default), "wasm" (or "cpu": the CPU, WebAssembly) or "webgpu";
-//            passed to the worker, which says which one it used (today always the
-//            CPU: "webgpu" falls back with a note in the widget's status line).
+//            passed to the worker, which says which one it used. "auto" embeds a
+//            probe image on both and keeps the faster; a GPU that is missing, fails
+//            or disagrees with the CPU falls back to the CPU with a note in the
+//            widget's status line.
 //
 // Events (bubbling, composed)
 //   kpl-ready   detail {task, title, classNames, isRandom}
@@ -146,6 +148,12 @@ export class KplClassifier extends HTMLElement {
       const base = new URL(this.model.endsWith('/') ? this.model : `${this.model}/`, document.baseURI);
       this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kpl-classifier' });
       this.#client = new KplClient(this.#worker);
+      this.#client.onBackend = ({ backend, note }) => {
+        this.#ui.note.textContent = note;
+        this.#ui.note.hidden = !note;
+        this.dataset.backend = backend;
+        if (this.#info) this.#info.backend = BACKEND_NAMES[backend] ?? backend;
+      };
       this.#status('Loading the model…');
       const manifestRes = await fetch(new URL('manifest.json', base));
       if (!manifestRes.ok) throw new Error(`${manifestRes.url}: HTTP ${manifestRes.status}`);
@@ -198,7 +206,7 @@ export class KplClassifier extends HTMLElement {
         u.list.append(el('li', { class: 'error', 'data-kpl-error': true, 'data-file': r.name }, `${r.name}: ${r.error}`));
         this.#emit('kpl-error', { file: r.name, message: r.error });
       } else {
-        embedded.push({ name: r.name, embedding: r.embedding });
+        embedded.push({ name: r.name, embedding: r.embedding, backend: r.backend });
       }
     }
     if (!embedded.length) return [];
@@ -206,7 +214,7 @@ export class KplClassifier extends HTMLElement {
     const classNames = classified.classNames;
     const details = embedded.map((e, i) => {
       const r = classified.results[i];
-      return { file: e.name, label: r.label, scores: r.scores, method: r.method, evidence: r.evidence, classNames, backend: classified.backend };
+      return { file: e.name, label: r.label, scores: r.scores, method: r.method, evidence: r.evidence, classNames, backend: e.backend ?? classified.backend };
     });
     for (const d of details) {
       const best = classNames.indexOf(d.label);

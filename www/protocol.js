@@ -241,12 +241,23 @@
  * @property {string} message a sentence a person can act on.
  */
 
-/** @typedef {ProgressReply | ResultReply | ErrorReply} Reply */
+/**
+ * Sent without a request id when the worker changes backend on its own: 'auto'
+ * answers the load on the CPU at once and probes WebGPU in the background, and a
+ * GPU that fails mid-run hands over to the CPU.
+ * @typedef {object} BackendEvent
+ * @property {'backend'} type
+ * @property {'wasm' | 'webgpu'} backend the backend now running the image encoder.
+ * @property {string} note the sentence for the page.
+ * @property {{cpuMs: number, gpuMs: number} | null} probe what the probe measured.
+ */
+
+/** @typedef {ProgressReply | ResultReply | ErrorReply | BackendEvent} Reply */
 
 export const REQUEST_TYPES = Object.freeze([
   'load', 'load-kb', 'classify-kb', 'embed-image', 'embed-images', 'embed-text', 'classify', 'classify-custom',
 ]);
-export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error']);
+export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backend']);
 /** The backends a load request may ask for. */
 export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 /** How the page names a backend the worker used. */
@@ -377,6 +388,8 @@ export class KplClient {
     this.nextId = 1;
     /** @type {Map<number, {resolve: Function, reject: Function, onProgress?: Function}>} */
     this.pending = new Map();
+    /** Called with each BackendEvent. @type {((e: BackendEvent) => void) | null} */
+    this.onBackend = null;
     worker.addEventListener('message', (event) => this.#onReply(event.data));
     worker.addEventListener('error', (event) => {
       event.preventDefault?.();
@@ -459,6 +472,10 @@ export class KplClient {
 
   /** @param {Reply} reply */
   #onReply(reply) {
+    if (reply?.type === 'backend') {
+      this.onBackend?.(reply);
+      return;
+    }
     const entry = this.pending.get(reply?.id);
     if (!entry) return;
     if (reply.type === 'progress') {

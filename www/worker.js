@@ -53,21 +53,60 @@ function probePixels(size) {
   return pixels;
 }
 
+/** Incremented by every backend choice, so a stale background probe is dropped. */
+let choiceGeneration = 0;
+
 /**
  * The backend that runs the loaded model: the ONE place where it is chosen.
- * 'cpu'/'wasm' take the CPU. 'webgpu' and 'auto' open the GPU and embed one probe
- * image on both engines: the GPU is used only if it agrees with the CPU (cosine ≥
- * 0.999), and under 'auto' only if it was faster (its second run, after the pipeline
- * and buffer set-up of the first). Any failure falls back to the CPU with a note.
+ * 'cpu'/'wasm' take the CPU. 'webgpu' opens the GPU now and checks it on a probe
+ * image against the CPU (cosine ≥ 0.999); any failure falls back to the CPU with a
+ * note. 'auto' answers at once with the CPU and runs the same probe in the
+ * background, timing both engines (the GPU's second run, after its pipeline and
+ * buffer set-up); the faster one is kept and the page hears of it through a
+ * BackendEvent. The first result never waits for the probe.
  * @param {import('./protocol.js').Backend} requested
  * @param {ClipModel} m
  * @returns {Promise<{backend: 'wasm' | 'webgpu', note: string, adapter?: string, probe?: {cpuMs: number, gpuMs: number}}>}
  */
 async function chooseBackend(requested, m) {
+  const generation = ++choiceGeneration;
   gpu?.free();
   gpu = null;
   if (requested === 'cpu' || requested === 'wasm' || !m.hasImageEncoder) return { backend: 'wasm', note: '' };
-  const fallback = (why) => ({ backend: 'wasm', note: `${why}; using ${CPU_NAME}.` });
+  if (requested === 'webgpu') {
+    const probed = await probeGpu(m);
+    if (probed.engine) gpu = probed.engine;
+    return probed.choice;
+  }
+  probeGpu(m).then(({ engine, choice }) => {
+    const faster = engine && choice.probe.gpuMs < choice.probe.cpuMs;
+    if (generation !== choiceGeneration || model !== m) {
+      engine?.free();
+      return;
+    }
+    let { backend, note } = choice;
+    if (faster) {
+      gpu = engine;
+      note = `Auto: ${note}`;
+    } else {
+      engine?.free();
+      backend = 'wasm';
+      note = choice.probe
+        ? `Auto: ${CPU_NAME}, ${ms(choice.probe.cpuMs)} per image against ${ms(choice.probe.gpuMs)} on WebGPU (${choice.adapter}).`
+        : `Auto: ${note}`;
+    }
+    if (loaded) Object.assign(loaded, { backend, note }, { info: { ...loaded.info, backend, probe: choice.probe ?? null, adapter: choice.adapter ?? null } });
+    reply({ type: 'backend', backend, note, probe: choice.probe ?? null });
+  });
+  return { backend: 'wasm', note: 'Auto: running on the CPU while WebGPU is measured…' };
+}
+
+/**
+ * Opens the GPU and embeds one probe image on both engines. `engine` is set only
+ * when the GPU worked and agreed with the CPU.
+ */
+async function probeGpu(m) {
+  const fallback = (why) => ({ engine: null, choice: { backend: 'wasm', note: `${why}; using ${CPU_NAME}.` } });
   if (!self.navigator?.gpu) return fallback('WebGPU is not available in this browser');
   let engine;
   try {
@@ -97,14 +136,8 @@ async function chooseBackend(requested, m) {
     return fallback(`WebGPU (${adapter}) disagreed with the CPU on a test image (cosine ${agreement.toFixed(4)})`);
   }
   const probe = { cpuMs, gpuMs };
-  if (requested === 'webgpu' || gpuMs < cpuMs) {
-    gpu = engine;
-    const note = requested === 'auto' ? `Auto: WebGPU on ${adapter}, ${ms(gpuMs)} per image against ${ms(cpuMs)} on the CPU.` : '';
-    return { backend: 'webgpu', note, adapter, probe };
-  }
-  engine.free();
-  const note = `Auto: ${CPU_NAME}, ${ms(cpuMs)} per image against ${ms(gpuMs)} on WebGPU (${adapter}).`;
-  return { backend: 'wasm', note, adapter, probe };
+  const note = `WebGPU on ${adapter}, ${ms(gpuMs)} per image against ${ms(cpuMs)} on the CPU.`;
+  return { engine, choice: { backend: 'webgpu', note, adapter, probe } };
 }
 
 /** Leaves the GPU after a failure mid-run; later images run on the CPU. */
@@ -117,6 +150,7 @@ function dropGpu(error) {
     loaded.info.backend = 'wasm';
     loaded.note = note;
   }
+  reply({ type: 'backend', backend: 'wasm', note, probe: null });
   return note;
 }
 

@@ -68,8 +68,12 @@ export function chromiumPath() {
   return found;
 }
 
-/** Launches headless Chromium with a fresh profile; `close()` removes the profile too. */
-export async function launchBrowser({ viewport = { width: 1000, height: 800 } } = {}) {
+/**
+ * Launches headless Chromium with a fresh profile; `close()` removes the profile too.
+ * `webgpu`: Chromium's software WebGPU adapter (SwiftShader); without it
+ * `navigator.gpu` exists but finds no adapter, as on a machine without a usable GPU.
+ */
+export async function launchBrowser({ viewport = { width: 1000, height: 800 }, webgpu = true } = {}) {
   const { chromium } = await import('playwright-core');
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'kpl-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -86,7 +90,7 @@ export async function launchBrowser({ viewport = { width: 1000, height: 800 } } 
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      '--enable-unsafe-webgpu',
+      ...(webgpu ? ['--enable-unsafe-webgpu'] : []),
     ],
   });
   return {
