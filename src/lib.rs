@@ -2,6 +2,7 @@
 //! preprocessing and tokenisation, and the Knowledge Proxy Learning method
 //! (in the `kpl-core` crate), shared by the native CLI and the wasm bindings.
 
+pub mod backend;
 pub mod bundle;
 pub mod classifier;
 pub mod clip;

@@ -24,6 +24,9 @@ pub struct ClipPipeline {
     pub preprocessing: Preprocessing,
     pub limits: DecodeLimits,
     tokenizer_missing: String,
+    /// The GPU engine, when `backend::select_backend` attached one.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    pub accelerator: crate::backend::Accelerator,
 }
 
 impl ClipPipeline {
@@ -68,6 +71,8 @@ impl ClipPipeline {
             preprocessing,
             limits: DecodeLimits::default(),
             tokenizer_missing: format!("{model_name}: the model has no tokenizer.json, so it cannot embed text"),
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            accelerator: Default::default(),
         })
     }
 
@@ -134,6 +139,10 @@ impl ClipPipeline {
         if !self.model.has_vision() {
             return Err(Error::Input(NO_IMAGE_ENCODER.into()));
         }
+        #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+        if let Some(rows) = self.accelerator.image_rows(batch, normalize) {
+            return Ok(rows);
+        }
         let size = self.model.image_size();
         let mut flat = Vec::with_capacity(batch.len() * 3 * size * size);
         for p in batch {
@@ -169,6 +178,10 @@ impl ClipPipeline {
                 ids.len(),
                 self.model.max_text_positions()
             )));
+        }
+        #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+        if let Some(row) = self.accelerator.text_row(ids, normalize) {
+            return Ok(row);
         }
         let mut features = self.model.text_features(ids)?.unsqueeze(0)?;
         if normalize {

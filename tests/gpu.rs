@@ -131,3 +131,45 @@ fn full_size_random_vit_b16_matches_the_cpu() {
     let between = cosine(&normalize(&got[..512]), &normalize(&got[512..]));
     assert!(between < 0.95, "the two test images embed alike (cosine {between})");
 }
+
+#[test]
+fn select_backend_checks_the_gpu_and_falls_back_to_the_cpu_when_it_is_lost() {
+    use kpl::backend::{select_backend, Backend};
+    let mut pipeline = load_model_dir(&fixtures().join(MODELS[0])).unwrap();
+    if gpu_for(&pipeline.model).is_none() {
+        return;
+    }
+    let image = std::fs::read(fixtures().join("images/rgb_97x61.png")).unwrap();
+    let on_cpu = pipeline.embed_image_bytes(&image, "rgb_97x61.png").unwrap();
+    let text_cpu = pipeline.embed_text("a photo of a lung").unwrap();
+
+    // Asked for: the GPU runs after agreeing with the CPU on the probe image.
+    let choice = select_backend(&mut pipeline, Backend::WebGpu);
+    eprintln!("webgpu: {}", choice.note);
+    assert_eq!(choice.backend, Backend::WebGpu, "{}", choice.note);
+    assert!(pipeline.accelerator.is_active());
+    let on_gpu = pipeline.embed_image_bytes(&image, "rgb_97x61.png").unwrap();
+    assert!(cosine(&on_cpu, &on_gpu) >= MIN_COSINE && max_abs_diff(&on_cpu, &on_gpu) <= MAX_ABS_DIFF);
+    let text_gpu = pipeline.embed_text("a photo of a lung").unwrap();
+    assert!(cosine(&text_cpu, &text_gpu) >= MIN_COSINE && max_abs_diff(&text_cpu, &text_gpu) <= MAX_ABS_DIFF);
+    assert!(pipeline.accelerator.take_notes().is_empty());
+
+    // The device is lost mid-run: the same call answers from the CPU and says why.
+    pipeline.accelerator.with_gpu(|g| g.lose_device()).unwrap();
+    let after = pipeline.embed_image_bytes(&image, "rgb_97x61.png").unwrap();
+    assert!(max_abs_diff(&after, &on_cpu) <= 1e-6, "the fallback result is the CPU's");
+    let notes = pipeline.accelerator.take_notes();
+    eprintln!("after losing the device: {notes:?}");
+    assert!(!pipeline.accelerator.is_active());
+    assert!(notes.len() == 1 && notes[0].starts_with("GPU: ") && notes[0].ends_with("continuing on the CPU"), "{notes:?}");
+
+    // Auto never spends a probe on a software adapter: it runs on this same CPU.
+    let choice = select_backend(&mut pipeline, Backend::Auto);
+    eprintln!("auto: {}", choice.note);
+    if pollster::block_on(GpuClip::new(&pipeline.model)).unwrap().adapter().software {
+        assert_eq!(choice.backend, Backend::Cpu);
+        assert!(choice.note.contains("software"), "{}", choice.note);
+    }
+    assert_eq!(select_backend(&mut pipeline, Backend::Cpu).backend, Backend::Cpu);
+    assert!(!pipeline.accelerator.is_active());
+}

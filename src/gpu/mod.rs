@@ -58,6 +58,13 @@ impl GpuClip {
         self.ctx.adapter()
     }
 
+    /// Destroys the device, as a driver reset would: for tests of the
+    /// fallback to the CPU.
+    #[doc(hidden)]
+    pub fn lose_device(&self) {
+        self.ctx.device.destroy();
+    }
+
     pub fn has_vision(&self) -> bool {
         self.vision.is_some()
     }
