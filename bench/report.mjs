@@ -21,7 +21,7 @@ const notes = readLines(notesPath);
 const IMAGE = 'vit-b16-image';
 const FIT = 'kpl-fit-n1000-d768-c5';
 const find = (engine, dtype, model) => rows.find((r) => r.engine === engine && r.dtype === dtype && r.model === model);
-const order = ['kpl-native', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
+const order = ['kpl-native', 'kpl-wgpu', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
 const dtypeOrder = ['f32', 'f16', 'q8', 'q4', 'f64'];
 const rank = (list, x) => (list.includes(x) ? list.indexOf(x) : list.length);
 const sortKey = (r) => [r.model === IMAGE ? 0 : 1, rank(order, r.engine), rank(dtypeOrder, r.dtype)];
@@ -48,6 +48,8 @@ for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.cos_vs_kpl_f32 != null) extra.push(`cos vs kpl ${r.cos_vs_kpl_f32}`);
   if (r.model_bytes != null) extra.push(`model ${mb(r.model_bytes)}`);
   if (r.accuracy != null) extra.push(`acc ${r.accuracy}%`);
+  if (r.gflops != null) extra.push(`${r.gflops} GFLOP/s`);
+  if (r.adapter) extra.push(`on ${r.adapter}`);
   const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
   table.push([r.model, r.engine, r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
 }
@@ -74,6 +76,7 @@ for (const dtype of ['f32', 'q8', 'q4']) {
   const kw = find('kpl-wasm', dtype, IMAGE), ow = find('ort-web', dtype, IMAGE);
   if (kw || ow || dtype !== 'q4') ratio(`image ${dtype}: kpl-wasm / ort-web`, kw, ow, dtype === 'q4' ? null : 0.8);
 }
+ratio('image f32: kpl-wgpu / kpl-native', find('kpl-wgpu', 'f32', IMAGE), find('kpl-native', 'f32', IMAGE));
 for (const dtype of ['f32', 'q8']) {
   const kn = find('kpl-native', dtype, IMAGE), on = find('ort-native', dtype, IMAGE);
   ratio(`image ${dtype}: kpl-native / ort-native`, kn, on, dtype === 'f32' ? 1.0 : null);

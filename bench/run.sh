@@ -12,6 +12,7 @@
 #   KPL_BENCH_OUT=bench/out   where the random model, ONNX files and logs go
 #   KPL_BENCH_NO_INSTALL=1    do not `npm ci` bench/ for onnxruntime-web
 #   KPL_BENCH_NO_BUILD=1      use the existing builds (target/release/examples, pkg/)
+#   KPL_BENCH_GPU_RUNS=3      timed runs of the wgpu rows (lavapipe takes ~20 s per image)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -123,6 +124,16 @@ for dtype in "${DTYPES[@]}"; do
         note failed kpl-wasm "$dtype" $IMAGE "pkg/ is missing or did not build (make wasm)"
     fi
 done
+
+# The wgpu engine natively (on lavapipe, a software Vulkan adapter, where there is no
+# GPU: its numbers then measure the kernels' correctness path, not a GPU), and the
+# matmul GFLOP/s per ViT-B/16 kernel shape.
+if [ $native_ok = 1 ]; then
+    row kpl-wgpu f32 $IMAGE -- "$BENCH_IMAGE" --backend webgpu --dtype f32 --runs "${KPL_BENCH_GPU_RUNS:-3}" --out "$OUT"
+    row kpl-wgpu f32 kernels -- target/release/examples/gpu_kernels --json --repeats "${KPL_BENCH_GPU_RUNS:-3}"
+else
+    note failed kpl-wgpu f32 $IMAGE "the native examples did not build"
+fi
 
 # ONNX Runtime peers: the same vision tower and weights, exported to ONNX.
 onnx_ok=0

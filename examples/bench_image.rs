@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use kpl::backend::{select_backend, Backend};
 use kpl::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
 use kpl::ClipPipeline;
 
@@ -26,6 +27,8 @@ const MODEL_DIR: &str = "vit-b16-random";
 
 struct Args {
     dtype: String,
+    /// cpu, or webgpu (the wgpu engine on the first adapter: lavapipe without a GPU).
+    backend: String,
     threads: usize,
     runs: usize,
     out: PathBuf,
@@ -34,6 +37,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         dtype: "f32".into(),
+        backend: "cpu".into(),
         threads: 1,
         runs: 5,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out"),
@@ -43,6 +47,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--dtype" => args.dtype = value()?,
+            "--backend" => args.backend = value()?,
             "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--out" => args.out = PathBuf::from(value()?),
@@ -51,7 +56,10 @@ fn parse_args() -> Result<Option<Args>, String> {
                 return Ok(None);
             }
             "-h" | "--help" => {
-                println!("bench_image [--dtype {}] [--threads N] [--runs N] [--out DIR] [--list-dtypes]", DTYPES.join("|"));
+                println!(
+                    "bench_image [--dtype {}] [--backend cpu|webgpu] [--threads N] [--runs N] [--out DIR] [--list-dtypes]",
+                    DTYPES.join("|")
+                );
                 return Ok(None);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -154,8 +162,20 @@ fn run(args: &Args) -> Result<(), String> {
     std::fs::write(&png_path, &png).map_err(io(&png_path))?;
 
     let t = Instant::now();
-    let pipeline = load_model(&args.dtype, &folder)?;
+    let mut pipeline = load_model(&args.dtype, &folder)?;
     let load_s = t.elapsed().as_secs_f64();
+    let backend: Backend = args.backend.parse()?;
+    let (engine, adapter) = if backend == Backend::Cpu {
+        ("kpl-native", None)
+    } else {
+        let choice = select_backend(&mut pipeline, backend);
+        eprintln!("# backend: {}", choice.note);
+        if choice.backend != Backend::WebGpu {
+            return Err(choice.note);
+        }
+        let adapter = pipeline.accelerator.with_gpu(|g| g.adapter().to_string());
+        ("kpl-wgpu", adapter)
+    };
     let pixels = pipeline.prepare_image(&png, "image-224.png").map_err(|e| e.to_string())?;
     let pixel_path = args.out.join("pixels-224.f32");
     let raw: Vec<u8> = pixels.data.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -165,7 +185,7 @@ fn run(args: &Args) -> Result<(), String> {
     let warm = Instant::now();
     let embedding = embed()?.remove(0);
     let warmup_s = warm.elapsed().as_secs_f64();
-    let emb_path = args.out.join(format!("embedding-kpl-native-{}.json", args.dtype));
+    let emb_path = args.out.join(format!("embedding-{engine}-{}.json", args.dtype));
     std::fs::write(&emb_path, serde_json::to_vec(&embedding).expect("floats serialise")).map_err(io(&emb_path))?;
 
     let mut times = Vec::with_capacity(args.runs);
@@ -181,11 +201,13 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let median_s = median(&times);
     // With one thread all the work is on this thread; with more, its CPU time means little.
-    let cpu_median_s = (args.threads == 1 && cpu_times.len() == times.len()).then(|| median(&cpu_times));
-    eprintln!("# kpl-native {}: warm-up {warmup_s:.3} s, runs {times:.3?}", args.dtype);
+    let cpu_median_s =
+        (engine == "kpl-native" && args.threads == 1 && cpu_times.len() == times.len()).then(|| median(&cpu_times));
+    eprintln!("# {engine} {}: warm-up {warmup_s:.3} s, runs {times:.3?}", args.dtype);
     let weights_bytes = std::fs::metadata(folder.join("model.safetensors")).map(|m| m.len()).unwrap_or(0);
     let row = serde_json::json!({
-        "engine": "kpl-native",
+        "engine": engine,
+        "adapter": adapter,
         "dtype": args.dtype,
         "model": "vit-b16-image",
         "threads": args.threads,

@@ -173,3 +173,41 @@ fn select_backend_checks_the_gpu_and_falls_back_to_the_cpu_when_it_is_lost() {
     assert_eq!(select_backend(&mut pipeline, Backend::Cpu).backend, Backend::Cpu);
     assert!(!pipeline.accelerator.is_active());
 }
+
+#[test]
+fn the_cli_embeds_on_the_backend_asked_for() {
+    let kpl = env!("CARGO_BIN_EXE_kpl");
+    let model = fixtures().join(MODELS[1]);
+    let images: Vec<_> = ["rgb_97x61.png", "grey_80x120.png"].iter().map(|f| fixtures().join("images").join(f)).collect();
+    let run = |backend: &str| {
+        let out = std::process::Command::new(kpl)
+            .args(["embed-image", "--model"])
+            .arg(&model)
+            .args(["--backend", backend])
+            .args(&images)
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(), stderr)
+    };
+    let (code, cpu, _) = run("cpu");
+    assert_eq!(code, Some(0));
+    let (code, gpu, stderr) = run("webgpu");
+    if std::env::var("KPL_GPU_TESTS").as_deref() == Ok("skip") && stderr.contains("could not start") {
+        return;
+    }
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("kpl: backend: WebGPU ("), "the CLI says which backend it took: {stderr}");
+    let rows = |v: &serde_json::Value| -> Vec<Vec<f32>> {
+        v["embeddings"].as_array().unwrap().iter().map(|e| floats(&e["embedding"])).collect()
+    };
+    let (cpu, gpu) = (rows(&cpu.unwrap()), rows(&gpu.unwrap()));
+    assert_eq!(cpu.len(), 2);
+    for (c, g) in cpu.iter().zip(&gpu) {
+        assert!(cosine(c, g) >= MIN_COSINE && max_abs_diff(c, g) <= MAX_ABS_DIFF);
+    }
+    let (code, _, stderr) = run("cuda");
+    assert_eq!(code, Some(2), "clap's usage error");
+    assert!(stderr.contains("unknown backend \"cuda\" (cpu, webgpu or auto)"), "{stderr}");
+}

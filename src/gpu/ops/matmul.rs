@@ -107,8 +107,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     // Each invocation stages one vec4 of each tile: column kk, rows 4*r4 .. 4*r4+3.
     let kk_load = local % TILE_K;
     let r4_load = local / TILE_K;
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
         let col = k0 + kk_load;
@@ -123,29 +125,38 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         for (var kk = 0u; kk < TILE_K; kk++) {
             let a = lhs_tile[kk * 16u + lid.y];
             let b = rhs_tile[kk * 16u + lid.x];
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
+            acc0 += a.x * b;
+            acc1 += a.y * b;
+            acc2 += a.z * b;
+            acc3 += a.w * b;
         }
         workgroupBarrier();
     }
 
-    let has_bias = (params.flags & 1u) != 0u;
-    let has_residual = (params.flags & 2u) != 0u;
-    let code = params.flags >> 2u;
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid.y * 4u + i;
-        if (row >= params.m) { continue; }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
-            if (col >= params.n) { continue; }
-            var v = acc[i][j];
-            if (has_bias) { v += bias[col]; }
-            v = activate(v, code);
-            if (has_residual) { v += residual[row * params.n + col]; }
-            out[row * params.n + col] = v;
-        }
-    }
+    let row = row0 + lid.y * 4u;
+    let col = col0 + lid.x * 4u;
+    store_row(row, col, acc0);
+    store_row(row + 1u, col, acc1);
+    store_row(row + 2u, col, acc2);
+    store_row(row + 3u, col, acc3);
+}
+
+fn store_one(row: u32, col: u32, value: f32) {
+    if (col >= params.n) { return; }
+    var v = value;
+    if ((params.flags & 1u) != 0u) { v += bias[col]; }
+    v = activate(v, params.flags >> 2u);
+    if ((params.flags & 2u) != 0u) { v += residual[row * params.n + col]; }
+    out[row * params.n + col] = v;
+}
+
+// The epilogue of one row of a 4×4 block, with constant lanes so the
+// accumulators stay in registers.
+fn store_row(row: u32, col: u32, values: vec4<f32>) {
+    if (row >= params.m) { return; }
+    store_one(row, col, values.x);
+    store_one(row, col + 1u, values.y);
+    store_one(row, col + 2u, values.z);
+    store_one(row, col + 3u, values.w);
 }
 "#;
