@@ -10,6 +10,9 @@ pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod knowledge;
+/// The embeddings `.npz` of `kpl eval-embeddings` (needs the `cli` feature's ndarray-npy).
+#[cfg(feature = "cli")]
+pub mod npz;
 pub mod pipeline;
 pub mod preprocess;
 pub mod text_clean;

@@ -4,7 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -396,4 +397,251 @@ fn knowledge_list_json_lists_every_task() {
     let out = kpl(&["knowledge", "check", &bad.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("at least 2 classes") && stderr(&out).contains("at least 50 are required"), "{}", stderr(&out));
+}
+
+/// The bounds every hostile input must stay within (issue #9).
+const HOSTILE_WALL: Duration = Duration::from_secs(20);
+const HOSTILE_RSS_BYTES: u64 = 3 << 30;
+
+/// `wait4(2)`, which reports the peak RSS of one child alone (`getrusage` with
+/// `RUSAGE_CHILDREN` would mix in every other test's children).
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod wait4 {
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+
+    /// `struct rusage` on 64-bit Linux: two timevals, then 14 longs.
+    #[repr(C)]
+    pub struct Rusage {
+        utime: Timeval,
+        stime: Timeval,
+        /// Peak resident set size, in KiB.
+        pub maxrss: i64,
+        rest: [i64; 13],
+    }
+
+    extern "C" {
+        fn wait4(pid: i32, status: *mut i32, options: i32, rusage: *mut Rusage) -> i32;
+    }
+
+    const WNOHANG: i32 = 1;
+
+    /// Reaps `pid` if it has exited: its raw wait status and peak RSS in bytes.
+    pub fn try_reap(pid: u32) -> Option<(i32, u64)> {
+        let mut status = 0i32;
+        // SAFETY: all-zero is a valid `rusage`; both pointers outlive the call.
+        let mut usage: Rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { wait4(pid as i32, &mut status, WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        (r == pid as i32).then(|| (status, usage.maxrss.max(0) as u64 * 1024))
+    }
+}
+
+/// A `kpl` run with its wall time and, on 64-bit Linux, its peak RSS.
+struct Measured {
+    out: Output,
+    wall: Duration,
+    max_rss: Option<u64>,
+}
+
+/// Runs `kpl` with `env` added, killing it after twice the hostile-input wall limit.
+fn kpl_measured(args: &[&str], env: &[(&str, &str)]) -> Measured {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kpl"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            pipe.read_to_end(&mut buf).unwrap();
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let kill_after = HOSTILE_WALL * 2;
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    let (status, max_rss) = {
+        use std::os::unix::process::ExitStatusExt;
+        let mut killed = false;
+        loop {
+            if let Some((raw, rss)) = wait4::try_reap(child.id()) {
+                break (std::process::ExitStatus::from_raw(raw), Some(rss));
+            }
+            if !killed && start.elapsed() > kill_after {
+                child.kill().unwrap();
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+    let (status, max_rss) = {
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break (status, None);
+            }
+            if start.elapsed() > kill_after {
+                let _ = child.kill();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let wall = start.elapsed();
+    let out = Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+    Measured { out, wall, max_rss }
+}
+
+/// A file of `len` bytes that takes no disk space (a hole), for the size limit.
+fn sparse_file(path: &Path, len: u64) {
+    let file = std::fs::File::create(path).unwrap();
+    file.set_len(len).unwrap();
+}
+
+#[test]
+fn hostile_inputs_finish_within_20_s_and_3_gb() {
+    let dir = temp_dir("hostile");
+    let model = model_dir();
+    let png = std::fs::read(fixtures().join("images/rgb_97x61.png")).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+
+    std::fs::write(path("random.png"), (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(path("random.dcm"), (0..5000u32).map(|i| (i.wrapping_mul(2246822519) >> 11) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(path("empty.png"), b"").unwrap();
+    std::fs::write(path("truncated.png"), &png[..png.len() / 2]).unwrap();
+    let mut ihdr = 40000u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&40000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut huge = b"\x89PNG\r\n\x1a\n".to_vec();
+    huge.extend(png_chunk(b"IHDR", &ihdr));
+    huge.extend(png_chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    huge.extend(png_chunk(b"IEND", &[]));
+    std::fs::write(path("huge.png"), huge).unwrap();
+    // 600 MB on paper, nothing on disk: refused from its size before reading.
+    sparse_file(&dir.join("600mb.png"), 600_000_000);
+
+    let truncated = copy_model("hostile-truncated");
+    let weights = std::fs::read(truncated.join("model.safetensors")).unwrap();
+    std::fs::write(truncated.join("model.safetensors"), &weights[..weights.len() / 3]).unwrap();
+    let malformed = copy_model("hostile-malformed");
+    std::fs::write(malformed.join("config.json"), "{ not json").unwrap();
+    let (truncated, malformed) = (truncated.display().to_string(), malformed.display().to_string());
+
+    let (images, descriptions, classes, _) = synthetic(40, 8);
+    let mut nan_images = images.clone();
+    nan_images[[3, 2]] = f32::NAN;
+    write_npz(&dir.join("nan.npz"), vec![
+        ("image_embeddings", NpzArray::F32(nan_images)),
+        ("description_embeddings", NpzArray::F32(descriptions.clone())),
+        ("description_class", NpzArray::I64(classes.clone())),
+    ]);
+    write_npz(&dir.join("missing.npz"), vec![("image_embeddings", NpzArray::F32(images)), ("description_class", NpzArray::I64(classes))]);
+
+    // A bundle whose image encoder's GGUF header says general.alignment = 0
+    // (a division by zero inside candle before the fix; tests/fuzz_regressions/).
+    let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let gguf = std::fs::read(regressions.join("gguf_bundle/alignment-zero.gguf")).unwrap();
+    std::fs::write(bundle.join("image_encoder.gguf"), &gguf).unwrap();
+    let (sha256, bytes) = kpl::bundle::sha256_of(&mut std::io::Cursor::new(&gguf)).unwrap();
+    let manifest = serde_json::json!({
+        "format_version": 1,
+        "model": {"name": "hostile", "fingerprint": "0", "dtype": "q8", "random_weights": true, "projection_dim": 24, "image_size": 64},
+        "files": {"image_encoder": {"path": "image_encoder.gguf", "bytes": bytes, "sha256": sha256}},
+    });
+    std::fs::write(bundle.join("manifest.json"), manifest.to_string()).unwrap();
+    let (bundle, bundle_gguf) = (bundle.display().to_string(), bundle.join("image_encoder.gguf").display().to_string());
+    let huge_npz = regressions.join("npz/shape-100000x100000-in-266-bytes.npz").display().to_string();
+
+    let good = image("rgb_97x61.png");
+    let weights_file = format!("{truncated}/model.safetensors");
+    let config_file = format!("{malformed}/config.json");
+    let (random, random_dcm, empty, trunc_png, huge, big, missing) = (
+        path("random.png"),
+        path("random.dcm"),
+        path("empty.png"),
+        path("truncated.png"),
+        path("huge.png"),
+        path("600mb.png"),
+        path("does-not-exist.png"),
+    );
+    let (nan, missing_npz) = (path("nan.npz"), path("missing.npz"));
+    let no_env: &[(&str, &str)] = &[];
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Vec<&str>, &[(&str, &str)], &str, &str)> = vec![
+        ("random bytes .png", vec!["embed-image", "--model", &model, &random], no_env, &random, "not a supported image format"),
+        ("random bytes .dcm", vec!["embed-image", "--model", &model, &random_dcm], no_env, &random_dcm, "DICM"),
+        ("empty .png", vec!["embed-image", "--model", &model, &empty], no_env, &empty, "empty"),
+        ("truncated PNG", vec!["embed-image", "--model", &model, &trunc_png], no_env, &trunc_png, "decode"),
+        ("40000x40000 PNG", vec!["classify", "--model", &model, "--labels", "a,b", &huge], no_env, &huge, "--max-megapixels"),
+        ("600 MB file (512 MB limit)", vec!["embed-image", "--model", &model, &big], no_env, &big, "--max-file-mb"),
+        ("file over KPL_MAX_FILE_MB", vec!["embed-image", "--model", &model, &good], &[("KPL_MAX_FILE_MB", "0.001")], &good, "KPL_MAX_FILE_MB"),
+        ("missing file", vec!["embed-image", "--model", &model, &missing], no_env, &missing, "no such file"),
+        ("truncated weights", vec!["embed-image", "--model", &truncated, &good], no_env, &weights_file, "safetensors"),
+        ("malformed config.json", vec!["embed-image", "--model", &malformed, &good], no_env, &config_file, "not a usable CLIP config.json"),
+        ("npz with NaN", vec!["eval-embeddings", &nan], no_env, &nan, "NaN"),
+        ("npz missing array", vec!["eval-embeddings", &missing_npz], no_env, &missing_npz, "description_embeddings: missing"),
+        ("npz declaring 100000x100000", vec!["eval-embeddings", &huge_npz], no_env, &huge_npz, "more values than"),
+        ("GGUF with alignment 0", vec!["embed-image", "--model", &bundle, &good], no_env, &bundle_gguf, "general.alignment"),
+    ];
+    println!("{:<30} {:>9} {:>12}", "hostile case", "wall (s)", "max RSS (MB)");
+    let mut over = Vec::new();
+    for (label, args, env, file, reason) in cases {
+        let m = kpl_measured(&args, env);
+        let rss = m.max_rss.map_or("n/a".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+        println!("{label:<30} {:>9.3} {rss:>12}", m.wall.as_secs_f64());
+        assert_fails_naming(&m.out, file, reason);
+        assert!(m.out.status.code().is_some(), "{label}: killed by a signal: {}", stderr(&m.out));
+        if m.wall > HOSTILE_WALL || m.max_rss.is_some_and(|b| b > HOSTILE_RSS_BYTES) {
+            over.push(format!("{label}: {:.1} s, {rss} MB", m.wall.as_secs_f64()));
+        }
+    }
+    assert!(over.is_empty(), "over 20 s or 3 GB: {over:?}");
+}
+
+#[test]
+fn the_file_size_limit_names_the_file_the_limit_and_how_to_raise_it() {
+    let dir = temp_dir("file-limit");
+    let big = dir.join("big.png");
+    sparse_file(&big, 2_000_000);
+    let name = big.display().to_string();
+    let out = kpl(&["embed-image", "--model", &model_dir(), "--max-file-mb", "1", &name, &image("rgb_97x61.png")]);
+    assert_fails_naming(&out, &name, "the file is 2.0 MB, above the limit of 1 MB");
+    assert!(stderr(&out).contains("--max-file-mb") && stderr(&out).contains("KPL_MAX_FILE_MB"), "{}", stderr(&out));
+    // The other file's result is kept.
+    assert_eq!(stdout_json(&out)["embeddings"].as_array().unwrap().len(), 1);
+    // Raised, the same file is read (and fails only as the non-image it is).
+    let out = kpl(&["embed-image", "--model", &model_dir(), "--max-file-mb", "3", &name]);
+    assert_fails_naming(&out, &name, "not a supported image format");
+    // `kpl decode` has the limit too.
+    let dcm = dir.join("big.dcm");
+    sparse_file(&dcm, 2_000_000);
+    let dcm_name = dcm.display().to_string();
+    let png_out = dir.join("out.png").display().to_string();
+    let out = kpl(&["decode", &dcm_name, "-o", &png_out, "--max-file-mb", "1"]);
+    assert_fails_naming(&out, &dcm_name, "above the limit of 1 MB");
+}
+
+#[test]
+fn npz_files_stored_deflated_and_zip64_are_read() {
+    // The fuzz seeds (fuzz/seeds/npz): Python's zipfile, stored and deflated, with
+    // and without numpy's forced zip64 headers; the size check must accept them all.
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/npz");
+    for name in ["stored.npz", "deflated.npz", "no_labels.npz", "z64_stored.npz", "z64_deflated.npz"] {
+        let file = seeds.join(name).display().to_string();
+        let out = kpl(&["eval-embeddings", &file, "--iters-proxy", "20"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert_eq!(stdout_json(&out)["methods"]["kpl"]["predictions"].as_array().unwrap().len(), 6, "{name}");
+    }
 }

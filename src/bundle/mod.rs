@@ -31,6 +31,7 @@
 //! before parsing it, so a truncated download or an altered file is reported by
 //! name; a newer `format_version` is refused with a message saying so.
 
+mod gguf_check;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pack;
 
@@ -302,7 +303,9 @@ pub struct EncoderFile {
 impl EncoderFile {
     /// Reads an encoder GGUF (after [`verify`]); `name` names it in errors.
     pub fn read<R: Read + Seek>(reader: &mut R, name: &str) -> Result<Self> {
-        reader.seek(SeekFrom::Start(0)).map_err(|e| Error::io(name, e))?;
+        // Headers that would make candle's reader panic or over-allocate are
+        // refused first (see `gguf_check`).
+        gguf_check::check_header(reader).map_err(|e| Error::model(name, format!("not a readable GGUF file ({e})")))?;
         let content = gguf_file::Content::read(reader)
             .map_err(|e| Error::model(name, format!("not a readable GGUF file ({e})")))?;
         let meta = &content.metadata;

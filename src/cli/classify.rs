@@ -67,7 +67,7 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let label_embeddings =
         labels.iter().map(|l| pipeline.embed_text(&zero_shot_prompt(l))).collect::<Result<Vec<_>, _>>()?;
-    let prepared = prepare_images(&pipeline, &args.files);
+    let prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
     let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
     let results = prepared
         .files
@@ -129,7 +129,7 @@ fn by_class(names: &[String], values: &[f32]) -> serde_json::Map<String, serde_j
 fn run_kpl(args: &ClassifyArgs, kb_path: &std::path::Path) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let base = super::kb::load_base(kb_path, &pipeline, &args.model.model)?;
-    let prepared = prepare_images(&pipeline, &args.files);
+    let prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
     let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
     let results = kpl::classifier::classify_embeddings(
         &base,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, read_file};
+use super::{print_json, read_input, FileLimitArgs};
 use kpl::preprocess::dicom::{self, DicomSummary};
 use kpl::preprocess::DecodeLimits;
 use kpl::Error;
@@ -25,6 +25,8 @@ pub struct DecodeArgs {
     /// Refuse images with more decoded samples (rows × columns × frames × samples) than this.
     #[arg(long, default_value_t = 100.0)]
     pub max_megapixels: f64,
+    #[command(flatten)]
+    pub file_limit: FileLimitArgs,
 }
 
 #[derive(Serialize)]
@@ -39,7 +41,7 @@ struct Output<'a> {
 
 pub fn run(args: &DecodeArgs) -> Result<i32, Error> {
     let name = args.file.display().to_string();
-    let bytes = read_file(&args.file)?;
+    let bytes = read_input(&args.file, args.file_limit.bytes())?;
     let limits = DecodeLimits { max_pixels: (args.max_megapixels * 1e6).max(1.0) as u64 };
     let decoded = dicom::decode(&bytes, &name, limits, args.frame)?;
     let image = &decoded.image;

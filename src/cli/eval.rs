@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use kpl_core::{AllOutcomes, KnowledgeEmbeddings, Matrix, Method};
-use ndarray::{Array1, Array2};
-use ndarray_npy::NpzReader;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -17,6 +15,7 @@ use super::kpl_args::KplArgs;
 use super::{embed_in_batches, prepare_images, print_json, ModelArgs};
 use kpl::classifier::engine_error;
 use kpl::knowledge::folder::load_task;
+use kpl::npz::read_eval_npz;
 use kpl::Error;
 
 #[derive(Debug, Args)]
@@ -75,55 +74,6 @@ fn output_name(method: Method) -> &'static str {
     }
 }
 
-fn npz_error(file: &Path, array: &str, e: impl std::fmt::Display) -> Error {
-    Error::Input(format!("{}: array {array}: {e}", file.display()))
-}
-
-fn open_npz(file: &Path) -> Result<NpzReader<std::fs::File>, Error> {
-    let handle = std::fs::File::open(file).map_err(|e| Error::io(file.display(), e))?;
-    NpzReader::new(handle).map_err(|e| Error::Input(format!("{}: not a readable .npz: {e}", file.display())))
-}
-
-fn has_array(npz: &mut NpzReader<std::fs::File>, name: &str) -> bool {
-    npz.names().map(|names| names.iter().any(|n| n == name || n == &format!("{name}.npy"))).unwrap_or(false)
-}
-
-fn matrix(npz: &mut NpzReader<std::fs::File>, file: &Path, name: &str) -> Result<Array2<f32>, Error> {
-    if !has_array(npz, name) {
-        return Err(npz_error(file, name, "missing"));
-    }
-    npz.by_name(name)
-        .or_else(|_| npz.by_name(&format!("{name}.npy")))
-        .map_err(|e| npz_error(file, name, format!("expected a 2-D float32 array ({e})")))
-}
-
-fn vector(npz: &mut NpzReader<std::fs::File>, file: &Path, name: &str) -> Result<Option<Array1<i64>>, Error> {
-    if !has_array(npz, name) {
-        return Ok(None);
-    }
-    npz.by_name(name)
-        .or_else(|_| npz.by_name(&format!("{name}.npy")))
-        .map(Some)
-        .map_err(|e| npz_error(file, name, format!("expected a 1-D int64 array ({e})")))
-}
-
-fn rows_normalized(array: &Array2<f32>, file: &Path, name: &str) -> Result<Vec<Vec<f32>>, Error> {
-    let mut rows = Vec::with_capacity(array.nrows());
-    for (i, row) in array.rows().into_iter().enumerate() {
-        let mut v: Vec<f32> = row.to_vec();
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(npz_error(file, name, format!("row {i} contains NaN or infinity")));
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm == 0.0 {
-            return Err(npz_error(file, name, format!("row {i} is all zeros and cannot be normalised")));
-        }
-        v.iter_mut().for_each(|x| *x /= norm);
-        rows.push(v);
-    }
-    Ok(rows)
-}
-
 fn accuracy(predictions: &[usize], labels: &[usize]) -> f64 {
     let correct = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
     100.0 * correct as f64 / labels.len().max(1) as f64
@@ -138,59 +88,18 @@ pub fn eval_embeddings(args: &EvalEmbeddingsArgs) -> Result<i32, Error> {
             Error::Input(format!("--method {:?}: use text_proxy, proxy, kpl, inmap or all", args.method))
         })?]
     };
-    let mut npz = open_npz(file)?;
-    let images = matrix(&mut npz, file, "image_embeddings")?;
-    let descriptions = matrix(&mut npz, file, "description_embeddings")?;
-    let classes = vector(&mut npz, file, "description_class")?
-        .ok_or_else(|| npz_error(file, "description_class", "missing"))?;
-    let labels = vector(&mut npz, file, "labels")?;
-    let d = images.ncols();
-    if descriptions.ncols() != d {
-        return Err(Error::Input(format!(
-            "{}: image_embeddings have d = {d} but description_embeddings have d = {}",
-            file.display(),
-            descriptions.ncols()
-        )));
-    }
-    if images.nrows() == 0 || descriptions.nrows() == 0 {
-        return Err(Error::Input(format!("{}: no images or no descriptions", file.display())));
-    }
-    if classes.len() != descriptions.nrows() {
-        return Err(npz_error(file, "description_class", format!(
-            "has {} entries for {} descriptions", classes.len(), descriptions.nrows()
-        )));
-    }
-    if let Some(bad) = classes.iter().find(|&&c| c < 0) {
-        return Err(npz_error(file, "description_class", format!("negative class index {bad}")));
-    }
-    let num_classes = classes.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
-    for c in 0..num_classes {
-        if !classes.iter().any(|&x| x as usize == c) {
-            return Err(npz_error(file, "description_class", format!("class {c} has no descriptions")));
-        }
-    }
-    let labels: Option<Vec<usize>> = match labels {
-        None => None,
-        Some(l) => {
-            if l.len() != images.nrows() {
-                return Err(npz_error(file, "labels", format!("has {} entries for {} images", l.len(), images.nrows())));
-            }
-            if let Some(bad) = l.iter().find(|&&x| x < 0 || x as usize >= num_classes) {
-                return Err(npz_error(file, "labels", format!("label {bad} is not a class (0..{})", num_classes - 1)));
-            }
-            Some(l.iter().map(|&x| x as usize).collect())
-        }
-    };
-    let image_rows = rows_normalized(&images, file, "image_embeddings")?;
-    let description_rows = rows_normalized(&descriptions, file, "description_embeddings")?;
+    let name = file.display().to_string();
+    let handle = std::fs::File::open(file).map_err(|e| Error::io(file.display(), e))?;
+    let data = read_eval_npz(std::io::BufReader::new(handle), &name)?;
+    let labels = data.labels;
     let kb = KnowledgeEmbeddings::new(
-        d,
-        (0..num_classes).map(|c| c.to_string()).collect(),
-        description_rows.concat(),
-        classes.iter().map(|&c| c as usize).collect(),
+        data.dim,
+        (0..data.num_classes).map(|c| c.to_string()).collect(),
+        data.descriptions.concat(),
+        data.description_class,
     )
-    .map_err(|e| engine_error(&file.display().to_string(), e))?;
-    let matrix = Matrix::from_rows(&image_rows).map_err(|e| engine_error(&file.display().to_string(), e))?;
+    .map_err(|e| engine_error(&name, e))?;
+    let matrix = Matrix::from_rows(&data.images).map_err(|e| engine_error(&name, e))?;
     let params = args.kpl.params();
     let mut out = BTreeMap::new();
     if methods.len() == 4 {
@@ -359,7 +268,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
             (e, labels)
         }
         None => {
-            let prepared = prepare_images(&pipeline, &files);
+            let prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
             let total = prepared.pixels.len();
             let mut embeddings = Vec::with_capacity(total);
             for (i, chunk) in prepared.pixels.chunks(8).enumerate() {

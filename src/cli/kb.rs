@@ -77,6 +77,7 @@ pub fn build_kb(args: &BuildKbArgs) -> Result<i32, Error> {
         }
     };
     let base = build_knowledge_base(&pipeline, &task, &model_name, dtype, &mut progress)?;
+    super::report_backend_notes(&pipeline);
     eprintln!();
     write_file(&args.output, &base.to_bytes())?;
     eprintln!(
@@ -119,7 +120,7 @@ pub fn fit(args: &FitArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let mut base = load_base(&args.kb, &pipeline, &args.model.model)?;
     let files = image_files(&args.images)?;
-    let prepared = prepare_images(&pipeline, &files);
+    let prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
     if prepared.pixels.len() < 2 {
         return Err(Error::Input(format!(
             "{}: fitting needs at least 2 readable images, found {}",

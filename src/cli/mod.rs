@@ -29,13 +29,60 @@ pub struct ModelArgs {
     /// Refuse images with more decoded pixels than this (protects memory).
     #[arg(long, default_value_t = 100.0)]
     pub max_megapixels: f64,
+    #[command(flatten)]
+    pub file_limit: FileLimitArgs,
+    /// The engine that runs the encoders: cpu, webgpu (the GPU through wgpu:
+    /// Vulkan, Metal or DX12; checked against the CPU on a probe image first),
+    /// or auto (the faster of the two on that probe; software GPU adapters are
+    /// not tried). Any GPU failure falls back to the CPU with a note on stderr.
+    #[arg(long, env = "KPL_BACKEND", default_value = "cpu")]
+    pub backend: kpl::backend::Backend,
+}
+
+/// Default of `--max-file-mb`: the largest image or DICOM file read, in MB (10^6 bytes).
+pub const DEFAULT_MAX_FILE_MB: f64 = 512.0;
+
+#[derive(Debug, Clone, Args)]
+pub struct FileLimitArgs {
+    /// Refuse image and DICOM files larger than this many MB (10^6 bytes), checked
+    /// from the file's size before it is read (protects memory). Defaults to
+    /// $KPL_MAX_FILE_MB, else 512.
+    #[arg(long, env = "KPL_MAX_FILE_MB", default_value_t = DEFAULT_MAX_FILE_MB)]
+    pub max_file_mb: f64,
+}
+
+impl FileLimitArgs {
+    pub fn bytes(&self) -> u64 {
+        max_file_bytes(self.max_file_mb)
+    }
+}
+
+/// `--max-file-mb` in bytes (at least 1; NaN means the default).
+pub fn max_file_bytes(megabytes: f64) -> u64 {
+    let mb = if megabytes.is_nan() { DEFAULT_MAX_FILE_MB } else { megabytes };
+    (mb * 1e6).clamp(1.0, u64::MAX as f64) as u64
 }
 
 impl ModelArgs {
+    pub fn max_file_bytes(&self) -> u64 {
+        self.file_limit.bytes()
+    }
+
     pub fn load(&self) -> Result<ClipPipeline, Error> {
         let mut pipeline = load_model_dir(&self.model)?;
         pipeline.limits.max_pixels = (self.max_megapixels * 1e6).max(1.0) as u64;
+        let choice = kpl::backend::select_backend(&mut pipeline, self.backend);
+        if !choice.note.is_empty() {
+            eprintln!("kpl: backend: {}", choice.note);
+        }
         Ok(pipeline)
+    }
+}
+
+/// Says on stderr why the GPU was left (the work went on on the CPU).
+pub fn report_backend_notes(pipeline: &ClipPipeline) {
+    for note in pipeline.accelerator.take_notes() {
+        eprintln!("kpl: backend: {note}");
     }
 }
 
@@ -65,11 +112,11 @@ pub struct PreparedImages {
     pub errors: Vec<FileError>,
 }
 
-pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf]) -> PreparedImages {
+pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf], max_file_bytes: u64) -> PreparedImages {
     let mut prepared = PreparedImages { files: Vec::new(), indices: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
     for (index, path) in files.iter().enumerate() {
         let name = path.display().to_string();
-        let result = read_file(path).and_then(|bytes| pipeline.prepare_image(&bytes, &name));
+        let result = read_input(path, max_file_bytes).and_then(|bytes| pipeline.prepare_image(&bytes, &name));
         match result {
             Ok(pixels) => {
                 prepared.files.push(name);
@@ -85,11 +132,45 @@ pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf]) -> PreparedIma
     prepared
 }
 
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    let message = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+    Error::io(path.display(), message)
+}
+
 pub fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| {
-        let message = if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
-        Error::io(path.display(), message)
-    })
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
+fn too_large(path: &Path, size: &str, max_bytes: u64) -> Error {
+    Error::io(
+        path.display(),
+        format!(
+            "the file is {size} MB, above the limit of {} MB for one input file \
+             (raise it with --max-file-mb or the KPL_MAX_FILE_MB environment variable)",
+            max_bytes as f64 / 1e6
+        ),
+    )
+}
+
+/// Reads an input image or DICOM file of at most `max_bytes`: the size on disk is
+/// checked before anything is read, and the read itself stops one byte past the
+/// limit (a file that grows, or a device or pipe whose size is not known).
+pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(path.display(), "is a folder, not a file"));
+    }
+    if meta.len() > max_bytes {
+        return Err(too_large(path, &format!("{:.1}", meta.len() as f64 / 1e6), max_bytes));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(path, &format!("more than {:.1}", max_bytes as f64 / 1e6), max_bytes));
+    }
+    Ok(bytes)
 }
 
 /// Embeds preprocessed images a few at a time (batching amortises the weight
@@ -99,6 +180,7 @@ pub fn embed_in_batches(pipeline: &ClipPipeline, pixels: &[PixelTensor]) -> Resu
     let mut out = Vec::with_capacity(pixels.len());
     for chunk in pixels.chunks(BATCH) {
         out.extend(pipeline.embed_pixels(chunk, true)?);
+        report_backend_notes(pipeline);
     }
     Ok(out)
 }
