@@ -37,6 +37,8 @@ enum Command {
     Knowledge(cli::knowledge::KnowledgeCommand),
     /// Packs a model into a bundle for the web app: quantised encoders, knowledge bases, manifest.json.
     Pack(cli::pack::PackArgs),
+    /// Writes a CLIP folder with RANDOM weights (tests, benchmarks, demos: its outputs mean nothing).
+    RandomModel(cli::random_model::RandomModelArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Eval(args) => cli::eval::eval(args),
         Command::Knowledge(command) => cli::knowledge::run(command),
         Command::Pack(args) => cli::pack::run(args),
+        Command::RandomModel(args) => cli::random_model::run(args),
     };
     let code = match outcome {
         Ok(code) => code,

@@ -9,6 +9,7 @@ pub mod kb;
 pub mod knowledge;
 pub mod kpl_args;
 pub mod pack;
+pub mod random_model;
 
 use std::path::{Path, PathBuf};
 

@@ -61,5 +61,29 @@ async function onGpu(model, images, texts) {
   }
 }
 
+/**
+ * The model served at /model/ (a Hugging Face folder), on the CPU and on WebGPU,
+ * for the same images (paths under /fixtures/) and texts.
+ */
+async function runServedModel({ images, texts }) {
+  await init();
+  const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
+  const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(`/model/${f}`)));
+  const model = ClipModel.load(...bytes);
+  try {
+    const cpu = { images: [], texts: [] };
+    let t = performance.now();
+    for (const file of images) cpu.images.push(Array.from(model.embedImage(await fetchBytes(`/fixtures/${file}`), file)));
+    const cpuImageMs = (performance.now() - t) / images.length;
+    for (const text of texts) cpu.texts.push(Array.from(model.embedText(text)));
+    t = performance.now();
+    const gpu = await onGpu(model, images, texts);
+    return { isRandom: model.isRandom, cpu, gpu, cpuImageMs, gpuMs: performance.now() - t };
+  } finally {
+    model.free();
+  }
+}
+
 window.kplParity = run;
+window.kplServedModelParity = runServedModel;
 document.documentElement.dataset.ready = 'true';

@@ -1,0 +1,79 @@
+//! `kpl random-model`: writes a CLIP folder with RANDOM weights, for tests,
+//! benchmarks and demos without a checkpoint. Its config.json carries
+//! `kpl_random_weights`, so every output of the app says the weights are
+//! random; no result of such a model means anything.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::print_json;
+use kpl::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::Error;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// openai/clip-vit-base-patch16's sizes (about 600 MB at 12 layers).
+    VitB16,
+    /// A tiny model (a few MB).
+    Tiny,
+}
+
+#[derive(Debug, Args)]
+pub struct RandomModelArgs {
+    #[arg(long, value_enum, default_value = "vit-b16")]
+    pub preset: Preset,
+    /// Layers of the image tower (default: the preset's); fewer keeps every kernel
+    /// shape of the preset at a fraction of the compute.
+    #[arg(long)]
+    pub vision_layers: Option<usize>,
+    /// Layers of the text tower (default: the preset's).
+    #[arg(long)]
+    pub text_layers: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Standard deviation of the random weights (default: the preset's 0.02, CLIP's
+    /// initialiser; a shallow model may need more for images to embed apart).
+    #[arg(long)]
+    pub std: Option<f32>,
+    /// The folder to write (reused as it is when it already holds this model).
+    #[arg(long, short)]
+    pub output: PathBuf,
+}
+
+#[derive(Serialize)]
+struct Written {
+    folder: String,
+    reused: bool,
+    random_weights: bool,
+    weights_bytes: u64,
+}
+
+pub fn run(args: &RandomModelArgs) -> Result<i32, Error> {
+    let mut config = match args.preset {
+        Preset::VitB16 => RandomClipConfig::vit_b16(),
+        Preset::Tiny => RandomClipConfig::tiny(),
+    };
+    if let Some(layers) = args.vision_layers {
+        config.vision_layers = layers.max(1);
+    }
+    if let Some(std) = args.std {
+        config.std = std;
+    }
+    if let Some(layers) = args.text_layers {
+        config.text_layers = layers.max(1);
+    }
+    let folder = &args.output;
+    let reused = is_random_clip(folder, &config, args.seed);
+    if !reused {
+        write_random_clip(folder, &config, args.seed).map_err(|e| Error::io(folder.display(), e))?;
+    }
+    print_json(&Written {
+        folder: folder.display().to_string(),
+        reused,
+        random_weights: true,
+        weights_bytes: config.safetensors_len(),
+    });
+    Ok(0)
+}
