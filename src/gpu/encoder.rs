@@ -57,6 +57,12 @@ impl GpuLinear {
         let weights = linears.iter().map(|l| l.weight()).collect::<candle_core::Result<Vec<_>>>()?;
         let weight = Tensor::cat(&weights, 0)?;
         let (out_dim, in_dim) = weight.dims2()?;
+        if in_dim % matmul::K_MULTIPLE != 0 {
+            return Err(Error::Gpu(format!(
+                "{label}: an input width of {in_dim} is not a multiple of {}, which the matmul kernel needs",
+                matmul::K_MULTIPLE
+            )));
+        }
         let bias = if linears.iter().any(|l| l.bias().is_some()) {
             let mut values = Vec::with_capacity(out_dim);
             for (l, w) in linears.iter().zip(&weights) {

@@ -3,15 +3,19 @@
 //! [n, k] row-major, so weights upload without a transpose.
 //!
 //! Tiling: a 16×16 workgroup computes a 64×64 block of `out`, each invocation a
-//! 4×4 register block; 64×16 slices of both operands are staged in workgroup
-//! memory as vec4 columns, so the inner loop is two vec4 loads and four vec4
-//! multiply-adds. Loads are coalesced along k (consecutive invocations read
-//! consecutive addresses of one row); edges are zero-filled, so any m, n, k work.
+//! 4×4 register block held in four vec4 accumulators. 64×16 slices of both
+//! operands are read with one vec4 load per invocation (four consecutive
+//! invocations cover 64 contiguous bytes of a row) and staged k-major in
+//! workgroup memory as vec4s of four rows, so the inner loop is two workgroup
+//! reads and four vec4 multiply-adds per k. Edges are zero-filled, so any m and n work; k must be a
+//! multiple of 4 (`K_MULTIPLE`), which every CLIP width is.
 
 use super::{Kernel, Params, Recorder};
 use crate::clip::config::Activation;
 
 pub(crate) const TILE: u32 = 64;
+/// The inner dimension must be a multiple of this (the vec4 loads).
+pub(crate) const K_MULTIPLE: usize = 4;
 
 /// Epilogue options, fused into the kernel.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,8 +60,8 @@ pub(crate) const SHADER: &str = r#"
 struct Params { m: u32, n: u32, k: u32, flags: u32, p4: u32, p5: u32, p6: u32, p7: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> lhs: array<f32>;
-@group(0) @binding(2) var<storage, read> rhs: array<f32>;
+@group(0) @binding(1) var<storage, read> lhs: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> rhs: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -66,7 +70,7 @@ const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-// [TILE_K][TILE_M / 4]: element (kk, r4) holds rows 4*r4 .. 4*r4+3 at column kk.
+// [TILE_K][TILE_M / 4]: element (k, s) holds rows 4s .. 4s+3 at k.
 var<workgroup> lhs_tile: array<vec4<f32>, 256>;
 var<workgroup> rhs_tile: array<vec4<f32>, 256>;
 
@@ -89,14 +93,16 @@ fn activate(x: f32, code: u32) -> f32 {
     }
 }
 
-fn load_lhs(row: u32, col: u32) -> f32 {
-    if (row < params.m && col < params.k) { return lhs[row * params.k + col]; }
-    return 0.0;
+// One vec4 (four consecutive k) of a row, zero outside the matrix; k is a
+// multiple of 4 (checked on upload), so a vec4 is wholly inside or outside.
+fn load_lhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.m && k < params.k) { return lhs[(row * params.k + k) / 4u]; }
+    return vec4<f32>(0.0);
 }
 
-fn load_rhs(row: u32, col: u32) -> f32 {
-    if (row < params.n && col < params.k) { return rhs[row * params.k + col]; }
-    return 0.0;
+fn load_rhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.n && k < params.k) { return rhs[(row * params.k + k) / 4u]; }
+    return vec4<f32>(0.0);
 }
 
 @compute @workgroup_size(16, 16)
@@ -104,31 +110,37 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let row0 = wid.y * TILE_M;
     let col0 = wid.x * TILE_N;
     let local = lid.y * 16u + lid.x;
-    // Each invocation stages one vec4 of each tile: column kk, rows 4*r4 .. 4*r4+3.
-    let kk_load = local % TILE_K;
-    let r4_load = local / TILE_K;
+    // Each invocation stages one vec4 of each operand: row local / 4, k (local % 4) * 4 ..
+    let load_row = local / 4u;
+    let load_k = (local % 4u) * 4u;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
-        let col = k0 + kk_load;
-        let r = r4_load * 4u;
-        lhs_tile[kk_load * 16u + r4_load] = vec4<f32>(
-            load_lhs(row0 + r, col), load_lhs(row0 + r + 1u, col),
-            load_lhs(row0 + r + 2u, col), load_lhs(row0 + r + 3u, col));
-        rhs_tile[kk_load * 16u + r4_load] = vec4<f32>(
-            load_rhs(col0 + r, col), load_rhs(col0 + r + 1u, col),
-            load_rhs(col0 + r + 2u, col), load_rhs(col0 + r + 3u, col));
+        let a = load_lhs(row0 + load_row, k0 + load_k);
+        let b = load_rhs(col0 + load_row, k0 + load_k);
+        // Transposed into [k][row / 4] vec4s, so the inner loop reads four rows
+        // (or columns) at one k with one workgroup load.
+        let slot = load_row / 4u;
+        let lane = load_row % 4u;
+        lhs_tile[(load_k + 0u) * 16u + slot][lane] = a.x;
+        lhs_tile[(load_k + 1u) * 16u + slot][lane] = a.y;
+        lhs_tile[(load_k + 2u) * 16u + slot][lane] = a.z;
+        lhs_tile[(load_k + 3u) * 16u + slot][lane] = a.w;
+        rhs_tile[(load_k + 0u) * 16u + slot][lane] = b.x;
+        rhs_tile[(load_k + 1u) * 16u + slot][lane] = b.y;
+        rhs_tile[(load_k + 2u) * 16u + slot][lane] = b.z;
+        rhs_tile[(load_k + 3u) * 16u + slot][lane] = b.w;
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let a = lhs_tile[kk * 16u + lid.y];
-            let b = rhs_tile[kk * 16u + lid.x];
-            acc0 += a.x * b;
-            acc1 += a.y * b;
-            acc2 += a.z * b;
-            acc3 += a.w * b;
+            let a4 = lhs_tile[kk * 16u + lid.y];
+            let b4 = rhs_tile[kk * 16u + lid.x];
+            acc0 += a4.x * b4;
+            acc1 += a4.y * b4;
+            acc2 += a4.z * b4;
+            acc3 += a4.w * b4;
         }
         workgroupBarrier();
     }
