@@ -211,3 +211,43 @@ fn the_cli_embeds_on_the_backend_asked_for() {
     assert_eq!(code, Some(2), "clap's usage error");
     assert!(stderr.contains("unknown backend \"cuda\" (cpu, webgpu or auto)"), "{stderr}");
 }
+
+#[test]
+fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
+    use kpl::bundle::pack::{pack_model_dir, PackOptions};
+    use kpl::bundle::PackDtype;
+    let name = MODELS[0];
+    let source = load_model_dir(&fixtures().join(name)).unwrap();
+    let Some(f32_gpu) = gpu_for(&source.model) else { return };
+    let f32_bytes = f32_gpu.weight_bytes();
+    let images: Vec<_> = ["rgb_97x61.png", "grey_80x120.png", "small_30x40.png"]
+        .iter()
+        .map(|f| source.prepare_image(&std::fs::read(fixtures().join("images").join(f)).unwrap(), f).unwrap())
+        .collect();
+    let flat: Vec<f32> = images.iter().flat_map(|p| p.data.iter().copied()).collect();
+    let texts: Vec<Vec<u32>> = ["a chest x-ray", "an optic disc with cupping"]
+        .iter()
+        .map(|t| source.tokenizer().unwrap().encode(t).unwrap())
+        .collect();
+    for dtype in [PackDtype::Q8, PackDtype::Q4] {
+        let out = std::env::temp_dir().join(format!("kpl-gpu-{}-{}", dtype.as_str(), std::process::id()));
+        let options = PackOptions { dtype, knowledge: vec![], name: None };
+        pack_model_dir(&fixtures().join(name), &out, &options, &mut |_| {}).unwrap();
+        let bundle = load_model_dir(&out).unwrap();
+        let gpu = gpu_for(&bundle.model).unwrap();
+        // The same quantised weights on both sides, and f32 activations: the CPU's
+        // Dequantize kernel expands the weights as the GPU does (its default Blocks
+        // kernel also rounds the activations to 8 bits).
+        kpl::clip::linear::set_quant_kernel(kpl::clip::linear::QuantKernel::Dequantize);
+        let cpu = bundle.embed_pixels(&images, false).unwrap();
+        compare(&format!("{name} {} images", dtype.as_str()), &cpu, &pollster::block_on(gpu.image_features(&flat, 3)).unwrap());
+        let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| bundle.embed_ids(ids, false).unwrap()).collect();
+        compare(&format!("{name} {} texts", dtype.as_str()), &cpu, &pollster::block_on(gpu.text_features(&texts)).unwrap());
+        let ratio = gpu.weight_bytes() as f64 / f32_bytes as f64;
+        eprintln!("{name} {}: GPU weights {} bytes, {ratio:.3} of f32's {f32_bytes}", dtype.as_str(), gpu.weight_bytes());
+        if dtype == PackDtype::Q8 {
+            assert!(ratio < 0.5, "q8 weights must stay 8-bit on the GPU: {ratio:.3} of f32");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+}

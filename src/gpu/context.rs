@@ -45,6 +45,8 @@ pub struct GpuContext {
     faults: Arc<Mutex<Faults>>,
     /// Activation buffers handed back by dropped plans, by size in bytes.
     pool: RefCell<Vec<wgpu::Buffer>>,
+    /// Bytes of weights and other constants uploaded.
+    uploaded: std::cell::Cell<u64>,
 }
 
 impl GpuContext {
@@ -100,7 +102,7 @@ impl GpuContext {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("{summary}: a kernel did not compile: {}", compact(&e.to_string()))));
         }
-        Ok(Rc::new(Self { device, queue, kernels, limits, adapter: summary, faults, pool: RefCell::new(Vec::new()) }))
+        Ok(Rc::new(Self { device, queue, kernels, limits, adapter: summary, faults, pool: RefCell::new(Vec::new()), uploaded: Default::default() }))
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -120,7 +122,13 @@ impl GpuContext {
         }
     }
 
+    /// Bytes of weights (and other constants) uploaded so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded.get()
+    }
+
     pub(crate) fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        self.uploaded.set(self.uploaded.get() + std::mem::size_of_val(data) as u64);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(data),
@@ -129,6 +137,7 @@ impl GpuContext {
     }
 
     pub(crate) fn upload_u32(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
+        self.uploaded.set(self.uploaded.get() + std::mem::size_of_val(data) as u64);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(data),

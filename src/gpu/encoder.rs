@@ -1,6 +1,7 @@
 //! The transformer encoder both towers share, as GPU buffers and a recorded
 //! sequence of dispatches; and the per-shape activation buffers it runs on.
 
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
 
@@ -37,13 +38,44 @@ impl GpuNorm {
     }
 }
 
-/// A linear layer's weight [out, in] (quantised layers are expanded to f32
-/// once, here) and bias.
+/// A linear layer's weight on the GPU.
+enum GpuWeight {
+    F32(wgpu::Buffer),
+    /// q8_0 blocks, expanded inside the matmul kernel (`matmul::Rhs::Q8`).
+    Q8 { quants: wgpu::Buffer, scales: wgpu::Buffer },
+}
+
+/// A linear layer's weight [out, in] and bias. q8_0 layers (a q8 bundle) stay
+/// 8-bit on the GPU; other quantised layers (q4_K) are expanded to f32 here.
 pub(crate) struct GpuLinear {
-    weight: wgpu::Buffer,
+    weight: GpuWeight,
     bias: Option<wgpu::Buffer>,
     pub(crate) out_dim: usize,
     pub(crate) in_dim: usize,
+}
+
+/// The q8_0 blocks of a quantised layer: 34 bytes per 32 weights along k, an
+/// f16 scale then 32 int8 (ggml's `block_q8_0`).
+fn q8_blocks(linear: &Linear) -> Option<Vec<u8>> {
+    match linear {
+        Linear::Quantized { matmul: QMatMul::QTensor(t), .. } if t.dtype() == GgmlDType::Q8_0 => {
+            t.data().ok().map(|d| d.into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Splits q8_0 blocks into int8 values (four to a u32) and f32 scales.
+fn repack_q8(blocks: &[u8]) -> (Vec<u32>, Vec<f32>) {
+    const BLOCK_BYTES: usize = 2 + matmul::Q8_BLOCK;
+    let count = blocks.len() / BLOCK_BYTES;
+    let mut quants = Vec::with_capacity(count * matmul::Q8_BLOCK / 4);
+    let mut scales = Vec::with_capacity(count);
+    for block in blocks.chunks_exact(BLOCK_BYTES) {
+        scales.push(half::f16::from_le_bytes([block[0], block[1]]).to_f32());
+        quants.extend(block[2..].chunks_exact(4).map(|q| u32::from_le_bytes([q[0], q[1], q[2], q[3]])));
+    }
+    (quants, scales)
 }
 
 impl GpuLinear {
@@ -54,9 +86,10 @@ impl GpuLinear {
     /// Several layers reading the same input, stacked along their outputs
     /// (q, k and v become one [3·hidden, hidden] matmul).
     pub(crate) fn upload_stacked(ctx: &GpuContext, linears: &[&Linear], label: &str) -> Result<Self> {
+        let q8: Option<Vec<Vec<u8>>> = linears.iter().map(|l| q8_blocks(l)).collect();
         let weights = linears.iter().map(|l| l.weight()).collect::<candle_core::Result<Vec<_>>>()?;
-        let weight = Tensor::cat(&weights, 0)?;
-        let (out_dim, in_dim) = weight.dims2()?;
+        let out_dim: usize = weights.iter().map(|w| w.dim(0)).sum::<candle_core::Result<usize>>()?;
+        let in_dim = weights[0].dim(1)?;
         if in_dim % matmul::K_MULTIPLE != 0 {
             return Err(Error::Gpu(format!(
                 "{label}: an input width of {in_dim} is not a multiple of {}, which the matmul kernel needs",
@@ -75,7 +108,15 @@ impl GpuLinear {
         } else {
             None
         };
-        Ok(Self { weight: ctx.upload(label, &to_vec(&weight)?), bias, out_dim, in_dim })
+        let weight = match q8 {
+            // Rows are whole blocks, so stacking layers is concatenating their blocks.
+            Some(blocks) if in_dim % matmul::Q8_BLOCK == 0 => {
+                let (quants, scales) = repack_q8(&blocks.concat());
+                GpuWeight::Q8 { quants: ctx.upload_u32(label, &quants), scales: ctx.upload(label, &scales) }
+            }
+            _ => GpuWeight::F32(ctx.upload(label, &to_vec(&Tensor::cat(&weights, 0)?)?)),
+        };
+        Ok(Self { weight, bias, out_dim, in_dim })
     }
 
     /// `out = act(input · Wᵀ + b) + residual` for `rows` rows.
@@ -90,7 +131,11 @@ impl GpuLinear {
         residual: Option<&wgpu::Buffer>,
     ) {
         let epilogue = matmul::Epilogue { bias: self.bias.as_ref(), activation, residual };
-        matmul::record(rec, input, &self.weight, out, (rows, self.out_dim, self.in_dim), epilogue, &self.weight);
+        let (rhs, unused) = match &self.weight {
+            GpuWeight::F32(w) => (matmul::Rhs::F32(w), w),
+            GpuWeight::Q8 { quants, scales } => (matmul::Rhs::Q8 { quants, scales }, scales),
+        };
+        matmul::record(rec, input, rhs, out, (rows, self.out_dim, self.in_dim), epilogue, unused);
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn matmul_seconds(
     let mut rec = Recorder::new(ctx);
     for _ in 0..repeats {
         let epilogue = matmul::Epilogue { bias: Some(&bias), activation: None, residual: None };
-        matmul::record(&mut rec, &lhs, &rhs, &out, (m, n, k), epilogue, &bias);
+        matmul::record(&mut rec, &lhs, matmul::Rhs::F32(&rhs), &out, (m, n, k), epilogue, &bias);
     }
     time(ctx, rec, &out, repeats, now).await
 }

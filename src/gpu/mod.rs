@@ -2,8 +2,8 @@
 //! wgpu, natively (Vulkan, Metal, DX12) and in the browser (WebGPU).
 //!
 //! The weights are uploaded once from a loaded [`ClipModel`] (whatever its
-//! source: safetensors, or a bundle whose q8/q4 layers are expanded to f32 on
-//! upload), so the CPU model stays the single loader and the reference the
+//! source: safetensors, or a bundle whose q8 layers stay 8-bit and are expanded
+//! inside the matmul kernel, while q4_K layers are expanded to f32 on upload), so the CPU model stays the single loader and the reference the
 //! GPU is tested against. A forward pass is recorded once per input shape
 //! ([`plan`]) and replayed as one submission with one readback.
 
@@ -63,6 +63,11 @@ impl GpuClip {
     #[doc(hidden)]
     pub fn lose_device(&self) {
         self.ctx.device.destroy();
+    }
+
+    /// Bytes of weights held on the GPU (q8 layers a quarter of f32's).
+    pub fn weight_bytes(&self) -> u64 {
+        self.ctx.uploaded_bytes()
     }
 
     pub fn has_vision(&self) -> bool {

@@ -34,13 +34,24 @@ fn activation_code(activation: Option<Activation>) -> u32 {
     }
 }
 
+/// A weight [n, k] on the GPU: f32, or q8_0 blocks expanded inside the kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rhs<'a> {
+    F32(&'a wgpu::Buffer),
+    /// `quants`: the int8 values, four to a u32, row-major; `scales`: one f32
+    /// per block of 32 along k. A quarter of the f32 weight's memory.
+    Q8 { quants: &'a wgpu::Buffer, scales: &'a wgpu::Buffer },
+}
+
+/// Weights along k per q8 scale (q8_0's block).
+pub(crate) const Q8_BLOCK: usize = 32;
+
 /// Records `out[m, n] = lhs[m, k] · rhs[n, k]ᵀ` with `epilogue`. `unused` is any
 /// buffer, bound where an epilogue input is absent.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder,
     lhs: &wgpu::Buffer,
-    rhs: &wgpu::Buffer,
+    rhs: Rhs,
     out: &wgpu::Buffer,
     (m, n, k): (usize, usize, usize),
     epilogue: Epilogue,
@@ -53,18 +64,66 @@ pub(crate) fn record(
     let bias = epilogue.bias.unwrap_or(unused);
     let residual = epilogue.residual.unwrap_or(unused);
     let workgroups = [(n as u32).div_ceil(TILE), (m as u32).div_ceil(TILE), 1];
-    rec.dispatch(Kernel::Matmul, params, &[lhs, rhs, bias, residual, out], workgroups);
+    match rhs {
+        Rhs::F32(weight) => rec.dispatch(Kernel::Matmul, params, &[lhs, weight, bias, residual, out], workgroups),
+        Rhs::Q8 { quants, scales } => {
+            rec.dispatch(Kernel::MatmulQ8, params, &[lhs, quants, scales, bias, residual, out], workgroups)
+        }
+    }
 }
 
-pub(crate) const SHADER: &str = r#"
-struct Params { m: u32, n: u32, k: u32, flags: u32, p4: u32, p5: u32, p6: u32, p7: u32 }
+/// The kernel for f32 weights.
+pub(crate) fn shader_f32() -> String {
+    shader(F32_WEIGHTS)
+}
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> lhs: array<vec4<f32>>;
+/// The same kernel reading q8 weights.
+pub(crate) fn shader_q8() -> String {
+    shader(Q8_WEIGHTS)
+}
+
+fn shader(weights: &str) -> String {
+    SHADER.replace("//{WEIGHTS}", weights)
+}
+
+const F32_WEIGHTS: &str = r#"
 @group(0) @binding(2) var<storage, read> rhs: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+fn load_rhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.n && k < params.k) { return rhs[(row * params.k + k) / 4u]; }
+    return vec4<f32>(0.0);
+}
+"#;
+
+// k is a multiple of 32 here (q8_0 blocks), so four consecutive k share a scale.
+const Q8_WEIGHTS: &str = r#"
+@group(0) @binding(2) var<storage, read> quants: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+fn load_rhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.n && k < params.k) {
+        let at = row * params.k + k;
+        let q = i32(quants[at / 4u]);
+        let values = vec4<f32>(f32(extractBits(q, 0u, 8u)), f32(extractBits(q, 8u, 8u)),
+                               f32(extractBits(q, 16u, 8u)), f32(extractBits(q, 24u, 8u)));
+        return values * scales[at / 32u];
+    }
+    return vec4<f32>(0.0);
+}
+"#;
+
+const SHADER: &str = r#"
+struct Params { m: u32, n: u32, k: u32, flags: u32, p4: u32, p5: u32, p6: u32, p7: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> lhs: array<vec4<f32>>;
+//{WEIGHTS}
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
@@ -97,11 +156,6 @@ fn activate(x: f32, code: u32) -> f32 {
 // multiple of 4 (checked on upload), so a vec4 is wholly inside or outside.
 fn load_lhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.m && k < params.k) { return lhs[(row * params.k + k) / 4u]; }
-    return vec4<f32>(0.0);
-}
-
-fn load_rhs(row: u32, k: u32) -> vec4<f32> {
-    if (row < params.n && k < params.k) { return rhs[(row * params.k + k) / 4u]; }
     return vec4<f32>(0.0);
 }
 

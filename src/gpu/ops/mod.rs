@@ -15,6 +15,7 @@ use super::context::GpuContext;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Matmul,
+    MatmulQ8,
     LayerNorm,
     Attention,
     Patches,
@@ -23,17 +24,25 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    const ALL: [Kernel; 6] =
-        [Kernel::Matmul, Kernel::LayerNorm, Kernel::Attention, Kernel::Patches, Kernel::Tokens, Kernel::GatherRows];
+    const ALL: [Kernel; 7] = [
+        Kernel::Matmul,
+        Kernel::MatmulQ8,
+        Kernel::LayerNorm,
+        Kernel::Attention,
+        Kernel::Patches,
+        Kernel::Tokens,
+        Kernel::GatherRows,
+    ];
 
-    fn source(self) -> &'static str {
+    fn source(self) -> String {
         match self {
-            Kernel::Matmul => matmul::SHADER,
-            Kernel::LayerNorm => layer_norm::SHADER,
-            Kernel::Attention => attention::SHADER,
-            Kernel::Patches => patches::SHADER,
-            Kernel::Tokens => tokens::SHADER,
-            Kernel::GatherRows => gather_rows::SHADER,
+            Kernel::Matmul => matmul::shader_f32(),
+            Kernel::MatmulQ8 => matmul::shader_q8(),
+            Kernel::LayerNorm => layer_norm::SHADER.into(),
+            Kernel::Attention => attention::SHADER.into(),
+            Kernel::Patches => patches::SHADER.into(),
+            Kernel::Tokens => tokens::SHADER.into(),
+            Kernel::GatherRows => gather_rows::SHADER.into(),
         }
     }
 
