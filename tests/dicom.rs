@@ -89,6 +89,7 @@ fn renderings_match_pydicom() {
         assert_eq!(s.transfer_syntax, entry["transfer_syntax"].as_str().unwrap(), "{name}");
         assert_eq!(s.modality.as_deref(), entry["modality"].as_str(), "{name}");
         assert_eq!(s.body_part.as_deref(), entry["body_part"].as_str(), "{name}");
+        assert_eq!(s.photometric_interpretation.as_deref(), entry["photometric"].as_str(), "{name}");
     }
     eprintln!("{:36} {:>24} {:>8} {:>4}\n{}", "file", "transfer syntax", "MAE", "max", table.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -117,13 +118,14 @@ fn summary_holds_only_non_identifying_fields() {
             rows: 128,
             columns: 128,
             frames: 1,
+            photometric_interpretation: Some("MONOCHROME2".into()),
             transfer_syntax: "1.2.840.10008.1.2.1".into(),
         }
     );
     let json = serde_json::to_value(&s).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["body_part", "columns", "frames", "modality", "rows", "transfer_syntax"]);
+    assert_eq!(keys, ["body_part", "columns", "frames", "modality", "photometric_interpretation", "rows", "transfer_syntax"]);
     assert_eq!(s.transfer_syntax_name(), "Explicit VR Little Endian");
     // CT_small.dcm names a (test) patient: neither the summary nor an error carries it.
     let mut bytes = file("CT_small.dcm");

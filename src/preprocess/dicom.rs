@@ -44,6 +44,8 @@ pub struct DicomSummary {
     pub rows: u32,
     pub columns: u32,
     pub frames: u32,
+    /// MONOCHROME1 (white is low), MONOCHROME2, RGB, YBR_FULL, PALETTE COLOR, …
+    pub photometric_interpretation: Option<String>,
     /// The transfer syntax UID.
     pub transfer_syntax: String,
 }
@@ -250,6 +252,7 @@ impl<'a> File<'a> {
             rows: u32::from(rows),
             columns: u32::from(columns),
             frames: frames(&ds)?,
+            photometric_interpretation: ds.string(parse::PHOTOMETRIC).map(code_string),
             transfer_syntax: self.ts.clone(),
         })
     }
