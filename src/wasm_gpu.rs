@@ -68,6 +68,13 @@ impl GpuEncoder {
         self.gpu.adapter().software
     }
 
+    /// The device reads f16 weights (`shader-f16`); an f16 model then keeps
+    /// them at half the memory.
+    #[wasm_bindgen(getter, js_name = hasF16)]
+    pub fn has_f16(&self) -> bool {
+        self.gpu.has_f16()
+    }
+
     #[wasm_bindgen(getter, js_name = hasTextEncoder)]
     pub fn has_text_encoder(&self) -> bool {
         self.gpu.has_text()

@@ -93,6 +93,16 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
         let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| pipeline.embed_ids(ids, false).unwrap()).collect();
         let got = pollster::block_on(gpu.text_features(&texts)).unwrap();
         compare(&format!("{name} texts"), &cpu, &got);
+
+        // An f16 checkpoint's weights stay f16 where the device reads f16 (no
+        // number changes: they convert exactly); random f32 weights never do.
+        let formats = gpu.weight_formats();
+        eprintln!("{name}: GPU weight formats {formats:?}, shader-f16 {}", gpu.has_f16());
+        let f16_layers = formats.get("f16").copied().unwrap_or(0);
+        match (name, gpu.has_f16()) {
+            ("tiny-gelu-f16", true) => assert!(f16_layers > 0 && !formats.contains_key("f32"), "{formats:?}"),
+            _ => assert_eq!(f16_layers, 0, "{formats:?}"),
+        }
     }
 }
 
@@ -247,6 +257,7 @@ fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
         eprintln!("{name} {}: GPU weights {} bytes, {ratio:.3} of f32's {f32_bytes}", dtype.as_str(), gpu.weight_bytes());
         if dtype == PackDtype::Q8 {
             assert!(ratio < 0.5, "q8 weights must stay 8-bit on the GPU: {ratio:.3} of f32");
+            assert!(gpu.weight_formats().get("q8").is_some_and(|&n| n > 0), "{:?}", gpu.weight_formats());
         }
         std::fs::remove_dir_all(&out).unwrap();
     }

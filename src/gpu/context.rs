@@ -47,6 +47,8 @@ pub struct GpuContext {
     pool: RefCell<Vec<wgpu::Buffer>>,
     /// Bytes of weights and other constants uploaded.
     uploaded: std::cell::Cell<u64>,
+    /// Linear layers uploaded per weight format ("f32", "f16", "q8").
+    pub(crate) formats: RefCell<std::collections::BTreeMap<&'static str, usize>>,
 }
 
 impl GpuContext {
@@ -78,7 +80,8 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("kpl"),
-                required_features: wgpu::Features::empty(),
+                // f16 weights halve the memory of f16 checkpoints where offered.
+                required_features: adapter.features() & wgpu::Features::SHADER_F16,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -102,7 +105,7 @@ impl GpuContext {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("{summary}: a kernel did not compile: {}", compact(&e.to_string()))));
         }
-        Ok(Rc::new(Self { device, queue, kernels, limits, adapter: summary, faults, pool: RefCell::new(Vec::new()), uploaded: Default::default() }))
+        Ok(Rc::new(Self { device, queue, kernels, limits, adapter: summary, faults, pool: RefCell::new(Vec::new()), uploaded: Default::default(), formats: Default::default() }))
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -132,6 +135,15 @@ impl GpuContext {
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    pub(crate) fn upload_bytes(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.uploaded.set(self.uploaded.get() + data.len() as u64);
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: data,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         })
     }

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
 
 use super::context::GpuContext;
-use super::ops::{attention, layer_norm, matmul, Recorder};
+use super::ops::{attention, layer_norm, matmul, Kernel, Recorder};
 use crate::clip::config::Activation;
 use crate::clip::encoder::Encoder;
 use crate::clip::linear::Linear;
@@ -43,10 +43,28 @@ enum GpuWeight {
     F32(wgpu::Buffer),
     /// q8_0 blocks, expanded inside the matmul kernel (`matmul::Rhs::Q8`).
     Q8 { quants: wgpu::Buffer, scales: wgpu::Buffer },
+    /// Half precision, used only when every value is an f16 exactly (an f16
+    /// checkpoint or bundle) and the device has `shader-f16`: half the memory,
+    /// the same numbers.
+    F16(wgpu::Buffer),
+}
+
+/// The values as f16 bytes, when every one converts exactly.
+fn lossless_f16(values: &[f32]) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(values.len() * 2);
+    for &v in values {
+        let h = half::f16::from_f32(v);
+        if h.to_f32() != v {
+            return None;
+        }
+        bytes.extend(h.to_le_bytes());
+    }
+    Some(bytes)
 }
 
 /// A linear layer's weight [out, in] and bias. q8_0 layers (a q8 bundle) stay
-/// 8-bit on the GPU; other quantised layers (q4_K) are expanded to f32 here.
+/// 8-bit on the GPU, f16 weights stay f16 where the device can read them;
+/// other quantised layers (q4_K) are expanded to f32 here.
 pub(crate) struct GpuLinear {
     weight: GpuWeight,
     bias: Option<wgpu::Buffer>,
@@ -114,8 +132,20 @@ impl GpuLinear {
                 let (quants, scales) = repack_q8(&blocks.concat());
                 GpuWeight::Q8 { quants: ctx.upload_u32(label, &quants), scales: ctx.upload(label, &scales) }
             }
-            _ => GpuWeight::F32(ctx.upload(label, &to_vec(&Tensor::cat(&weights, 0)?)?)),
+            _ => {
+                let values = to_vec(&Tensor::cat(&weights, 0)?)?;
+                match lossless_f16(&values).filter(|_| ctx.kernels.has(Kernel::MatmulF16)) {
+                    Some(bytes) => GpuWeight::F16(ctx.upload_bytes(label, &bytes)),
+                    None => GpuWeight::F32(ctx.upload(label, &values)),
+                }
+            }
         };
+        let format = match weight {
+            GpuWeight::F32(_) => "f32",
+            GpuWeight::F16(_) => "f16",
+            GpuWeight::Q8 { .. } => "q8",
+        };
+        *ctx.formats.borrow_mut().entry(format).or_default() += linears.len();
         Ok(Self { weight, bias, out_dim, in_dim })
     }
 
@@ -134,6 +164,7 @@ impl GpuLinear {
         let (rhs, unused) = match &self.weight {
             GpuWeight::F32(w) => (matmul::Rhs::F32(w), w),
             GpuWeight::Q8 { quants, scales } => (matmul::Rhs::Q8 { quants, scales }, scales),
+            GpuWeight::F16(w) => (matmul::Rhs::F16(w), w),
         };
         matmul::record(rec, input, rhs, out, (rows, self.out_dim, self.in_dim), epilogue, unused);
     }

@@ -70,6 +70,17 @@ impl GpuClip {
         self.ctx.uploaded_bytes()
     }
 
+    /// How many linear layers hold their weights in each format on the GPU
+    /// ("f32", "f16" where lossless and supported, "q8" from a q8 bundle).
+    pub fn weight_formats(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.ctx.formats.borrow().clone()
+    }
+
+    /// The device reads f16 weights (WebGPU's `shader-f16`).
+    pub fn has_f16(&self) -> bool {
+        self.ctx.kernels.has(ops::Kernel::MatmulF16)
+    }
+
     pub fn has_vision(&self) -> bool {
         self.vision.is_some()
     }

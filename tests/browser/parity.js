@@ -55,7 +55,7 @@ async function onGpu(model, images, texts) {
     pixels.reduce((offset, p) => (flat.set(p, offset), offset + p.length), 0);
     const imageRows = rows(await engine.embedPixels(flat, images.length), images.length);
     const textRows = rows(await engine.embedTexts(model, texts), texts.length);
-    return { adapter: engine.adapter, software: engine.isSoftware, images: imageRows, texts: textRows };
+    return { adapter: engine.adapter, software: engine.isSoftware, f16: engine.hasF16, images: imageRows, texts: textRows };
   } finally {
     engine.free();
   }

@@ -114,7 +114,7 @@ for (const name of MODELS) {
     assert.equal(gpu.texts.length, native.texts.length);
     gpu.texts.forEach((e, i) => check(JSON.stringify(native.texts[i].text), e, native.texts[i].embedding));
     console.log(
-      `# ${name}: WebGPU (${gpu.adapter}${gpu.software ? ', software' : ''}) vs native CPU, ` +
+      `# ${name}: WebGPU (${gpu.adapter}${gpu.software ? ', software' : ''}${gpu.f16 ? ', shader-f16' : ''}) vs native CPU, ` +
         `${gpu.images.length} images + ${gpu.texts.length} texts, min cosine ${minCos.toFixed(7)}, max |diff| ${maxDiff.toExponential(2)}`,
     );
   });

@@ -41,6 +41,8 @@ pub(crate) enum Rhs<'a> {
     /// `quants`: the int8 values, four to a u32, row-major; `scales`: one f32
     /// per block of 32 along k. A quarter of the f32 weight's memory.
     Q8 { quants: &'a wgpu::Buffer, scales: &'a wgpu::Buffer },
+    /// Half-precision values (devices with `shader-f16`).
+    F16(&'a wgpu::Buffer),
 }
 
 /// Weights along k per q8 scale (q8_0's block).
@@ -69,6 +71,7 @@ pub(crate) fn record(
         Rhs::Q8 { quants, scales } => {
             rec.dispatch(Kernel::MatmulQ8, params, &[lhs, quants, scales, bias, residual, out], workgroups)
         }
+        Rhs::F16(weight) => rec.dispatch(Kernel::MatmulF16, params, &[lhs, weight, bias, residual, out], workgroups),
     }
 }
 
@@ -80,6 +83,11 @@ pub(crate) fn shader_f32() -> String {
 /// The same kernel reading q8 weights.
 pub(crate) fn shader_q8() -> String {
     shader(Q8_WEIGHTS)
+}
+
+/// The same kernel reading f16 weights.
+pub(crate) fn shader_f16() -> String {
+    format!("enable f16;\n{}", shader(F16_WEIGHTS))
 }
 
 fn shader(weights: &str) -> String {
@@ -94,6 +102,18 @@ const F32_WEIGHTS: &str = r#"
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) { return rhs[(row * params.k + k) / 4u]; }
+    return vec4<f32>(0.0);
+}
+"#;
+
+const F16_WEIGHTS: &str = r#"
+@group(0) @binding(2) var<storage, read> rhs: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> residual: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+fn load_rhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.n && k < params.k) { return vec4<f32>(rhs[(row * params.k + k) / 4u]); }
     return vec4<f32>(0.0);
 }
 "#;

@@ -16,6 +16,8 @@ use super::context::GpuContext;
 pub(crate) enum Kernel {
     Matmul,
     MatmulQ8,
+    /// Only on devices with `shader-f16`.
+    MatmulF16,
     LayerNorm,
     Attention,
     Patches,
@@ -24,9 +26,10 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    const ALL: [Kernel; 7] = [
+    const ALL: [Kernel; 8] = [
         Kernel::Matmul,
         Kernel::MatmulQ8,
+        Kernel::MatmulF16,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Patches,
@@ -38,6 +41,7 @@ impl Kernel {
         match self {
             Kernel::Matmul => matmul::shader_f32(),
             Kernel::MatmulQ8 => matmul::shader_q8(),
+            Kernel::MatmulF16 => matmul::shader_f16(),
             Kernel::LayerNorm => layer_norm::SHADER.into(),
             Kernel::Attention => attention::SHADER.into(),
             Kernel::Patches => patches::SHADER.into(),
@@ -51,36 +55,45 @@ impl Kernel {
     }
 }
 
-/// One compute pipeline per kernel, compiled when the device opens.
+/// One compute pipeline per kernel, compiled when the device opens (the f16
+/// kernel only where the device has `shader-f16`).
 pub(crate) struct Kernels {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: Vec<Option<wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
     pub(crate) fn compile(device: &wgpu::Device) -> Self {
+        let f16 = device.features().contains(wgpu::Features::SHADER_F16);
         let pipelines = Kernel::ALL
             .iter()
             .map(|kernel| {
+                if *kernel == Kernel::MatmulF16 && !f16 {
+                    return None;
+                }
                 let label = format!("{kernel:?}");
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(&label),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                Some(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&label),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: Default::default(),
                     cache: None,
-                })
+                }))
             })
             .collect();
         Self { pipelines }
     }
 
+    pub(crate) fn has(&self, kernel: Kernel) -> bool {
+        self.pipelines[kernel.index()].is_some()
+    }
+
     fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[kernel.index()]
+        self.pipelines[kernel.index()].as_ref().expect("a kernel is only recorded where it was compiled")
     }
 }
 
