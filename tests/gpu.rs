@@ -82,12 +82,7 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
         compare(&format!("{name} images"), &cpu, &got);
 
         // Every reference text in one padded batch (lengths 3 to 77).
-        let texts: Vec<Vec<u32>> = reference["models"][name]["texts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
-            .collect();
+        let texts = reference_text_ids(&reference, name);
         let lengths: Vec<usize> = texts.iter().map(Vec::len).collect();
         assert!(lengths.iter().min() < lengths.iter().max(), "{name}: texts of different lengths");
         let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| pipeline.embed_ids(ids, false).unwrap()).collect();

@@ -53,12 +53,7 @@ fn fixture_bundles_keep_image_and_text_embeddings() {
         let images: Vec<PixelTensor> = pixels.iter().filter(|p| p.height == size && p.width == size).cloned().collect();
         assert!(!images.is_empty(), "{name}: no reference pixels at {size}");
         let expected_images = source.embed_pixels(&images, true).unwrap();
-        let texts: Vec<Vec<u32>> = reference["models"][name]["texts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
-            .collect();
+        let texts = reference_text_ids(&reference, name);
         let expected_texts: Vec<Vec<f32>> = texts.iter().map(|ids| source.embed_ids(ids, true).unwrap()).collect();
         for dtype in [PackDtype::F32, PackDtype::F16, PackDtype::Q8, PackDtype::Q4] {
             let out = temp_dir(&format!("{name}-{}", dtype.as_str()));

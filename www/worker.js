@@ -329,6 +329,18 @@ function startWasm() {
   return wasmReady;
 }
 
+/** The classifier's results (wasm values) as plain objects the page can be sent. */
+function plainResults(raw) {
+  return Array.from(raw, (r) => ({
+    label: r.label,
+    scores: Array.from(r.scores),
+    method: r.method,
+    clip_scores: Array.from(r.clip_scores),
+    clip_label: r.clip_label,
+    evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
+  }));
+}
+
 const handlers = {
   /** @param {import('./protocol.js').LoadRequest} req */
   async load(req) {
@@ -451,15 +463,7 @@ const handlers = {
     const flat = new Float32Array(n * dim);
     req.embeddings.forEach((e, i) => flat.set(e, i * dim));
     const start = performance.now();
-    const raw = kb.classify(flat, n, m.logitScale, undefined, req.topEvidence ?? 3);
-    const results = Array.from(raw, (r) => ({
-      label: r.label,
-      scores: Array.from(r.scores),
-      method: r.method,
-      clip_scores: Array.from(r.clip_scores),
-      clip_label: r.clip_label,
-      evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
-    }));
+    const results = plainResults(kb.classify(flat, n, m.logitScale, undefined, req.topEvidence ?? 3));
     return { results, classNames: Array.from(kb.classNames), ms: performance.now() - start, backend: loaded?.backend };
   },
 
@@ -480,15 +484,7 @@ const handlers = {
       req.embeddings.forEach((e, i) => images.set(e, i * dim));
       const textFlat = new Float32Array(texts.length * dim);
       embedded.forEach((e, i) => textFlat.set(e, i * dim));
-      const raw = classifyCustom(images, n, classes, textFlat, m.logitScale, req.topEvidence ?? 3);
-      results = Array.from(raw, (r) => ({
-        label: r.label,
-        scores: Array.from(r.scores),
-        method: r.method,
-        clip_scores: Array.from(r.clip_scores),
-        clip_label: r.clip_label,
-        evidence: Array.from(r.evidence ?? [], (e) => ({ description: e.description, similarity: e.similarity })),
-      }));
+      results = plainResults(classifyCustom(images, n, classes, textFlat, m.logitScale, req.topEvidence ?? 3));
     } else {
       // Plain CLIP zero-shot: softmax(exp(logit_scale) · cos(image, prompt)).
       const prompts = embedded;

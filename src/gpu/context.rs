@@ -131,28 +131,19 @@ impl GpuContext {
     }
 
     pub(crate) fn upload(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
-        self.uploaded.set(self.uploaded.get() + std::mem::size_of_val(data) as u64);
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        })
+        self.upload_bytes(label, bytemuck::cast_slice(data))
     }
 
+    pub(crate) fn upload_u32(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
+        self.upload_bytes(label, bytemuck::cast_slice(data))
+    }
+
+    /// A read-only storage buffer holding `data`, counted in `uploaded_bytes`.
     pub(crate) fn upload_bytes(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
         self.uploaded.set(self.uploaded.get() + data.len() as u64);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
             contents: data,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        })
-    }
-
-    pub(crate) fn upload_u32(&self, label: &str, data: &[u32]) -> wgpu::Buffer {
-        self.uploaded.set(self.uploaded.get() + std::mem::size_of_val(data) as u64);
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         })
     }

@@ -23,6 +23,16 @@ pub fn reference() -> Value {
     serde_json::from_str(&text).expect("valid reference.json")
 }
 
+/// The token ids of every reference text of a fixture model.
+pub fn reference_text_ids(reference: &Value, model: &str) -> Vec<Vec<u32>> {
+    reference["models"][model]["texts"]
+        .as_array()
+        .expect("reference texts")
+        .iter()
+        .map(|t| t["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect())
+        .collect()
+}
+
 pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
