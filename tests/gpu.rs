@@ -257,3 +257,37 @@ fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
         std::fs::remove_dir_all(&out).unwrap();
     }
 }
+
+#[test]
+fn q4_bundle_layers_stay_4_bit_on_the_gpu() {
+    use kpl::bundle::pack::{pack_model_dir, PackOptions};
+    use kpl::bundle::PackDtype;
+    use kpl::clip::random::{write_random_clip, RandomClipConfig};
+    // q4_K needs widths that are multiples of 256: ViT-B/16 sizes, one layer per tower.
+    let mut config = RandomClipConfig::vit_b16();
+    config.vision_layers = 1;
+    config.text_layers = 1;
+    config.std = 0.06;
+    let dir = std::env::temp_dir().join(format!("kpl-gpu-q4-{}", std::process::id()));
+    write_random_clip(&dir.join("f32"), &config, 3).unwrap();
+    let options = PackOptions { dtype: PackDtype::Q4, knowledge: vec![], name: None };
+    pack_model_dir(&dir.join("f32"), &dir.join("q4"), &options, &mut |_| {}).unwrap();
+    let bundle = load_model_dir(&dir.join("q4")).unwrap();
+    let Some(gpu) = gpu_for(&bundle.model) else { return };
+    let formats = gpu.weight_formats();
+    eprintln!("q4 bundle: GPU weight formats {formats:?}, {} bytes", gpu.weight_bytes());
+    assert!(formats.get("q4").is_some_and(|&n| n >= 10), "the encoder layers must stay 4-bit: {formats:?}");
+
+    let pixels = test_images(224);
+    let flat = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    kpl::clip::linear::set_quant_kernel(kpl::clip::linear::QuantKernel::Dequantize);
+    let cpu = rows(&bundle.model.image_features(&pixels).unwrap());
+    compare("q4 bundle images", &cpu, &pollster::block_on(gpu.image_features(&flat, 2)).unwrap());
+    let texts: Vec<Vec<u32>> = ["a chest x-ray", "a fundus photograph of an eye"]
+        .iter()
+        .map(|t| bundle.tokenizer().unwrap().encode(t).unwrap())
+        .collect();
+    let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| bundle.embed_ids(ids, false).unwrap()).collect();
+    compare("q4 bundle texts", &cpu, &pollster::block_on(gpu.text_features(&texts)).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

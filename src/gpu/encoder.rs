@@ -43,6 +43,9 @@ enum GpuWeight {
     F32(wgpu::Buffer),
     /// q8_0 blocks, expanded inside the matmul kernel (`matmul::Rhs::Q8`).
     Q8 { quants: wgpu::Buffer, scales: wgpu::Buffer },
+    /// q4_K super-blocks as 4-bit values with a (scale, min) per 32
+    /// (`matmul::Rhs::Q4`).
+    Q4 { quants: wgpu::Buffer, scales: wgpu::Buffer },
     /// Half precision, used only when every value is an f16 exactly (an f16
     /// checkpoint or bundle) and the device has `shader-f16`: half the memory,
     /// the same numbers.
@@ -62,9 +65,9 @@ fn lossless_f16(values: &[f32]) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// A linear layer's weight [out, in] and bias. q8_0 layers (a q8 bundle) stay
-/// 8-bit on the GPU, f16 weights stay f16 where the device can read them;
-/// other quantised layers (q4_K) are expanded to f32 here.
+/// A linear layer's weight [out, in] and bias. q8_0 and q4_K layers (q8 and
+/// q4 bundles) stay quantised on the GPU and are expanded inside the kernel;
+/// f16 weights stay f16 where the device can read them.
 pub(crate) struct GpuLinear {
     weight: GpuWeight,
     bias: Option<wgpu::Buffer>,
@@ -72,15 +75,50 @@ pub(crate) struct GpuLinear {
     pub(crate) in_dim: usize,
 }
 
-/// The q8_0 blocks of a quantised layer: 34 bytes per 32 weights along k, an
-/// f16 scale then 32 int8 (ggml's `block_q8_0`).
-fn q8_blocks(linear: &Linear) -> Option<Vec<u8>> {
+/// The raw blocks of a quantised layer of `dtype`.
+fn blocks(linear: &Linear, dtype: GgmlDType) -> Option<Vec<u8>> {
     match linear {
-        Linear::Quantized { matmul: QMatMul::QTensor(t), .. } if t.dtype() == GgmlDType::Q8_0 => {
+        Linear::Quantized { matmul: QMatMul::QTensor(t), .. } if t.dtype() == dtype => {
             t.data().ok().map(|d| d.into_owned())
         }
         _ => None,
     }
+}
+
+/// q4_K super-blocks (ggml's `block_q4_K`, 144 bytes per 256 weights: f16 d
+/// and dmin, twelve bytes of 6-bit scales and mins, 128 bytes of nibbles)
+/// as nibbles in k order, eight to a u32, and one (d·scale, dmin·min) per 32
+/// weights: the dequantisation of ggml's `dequantize_row_q4_K`, split so the
+/// kernel does the last multiply and subtract.
+fn repack_q4k(blocks: &[u8]) -> (Vec<u32>, Vec<f32>) {
+    const BLOCK_BYTES: usize = 144;
+    let scale_min = |j: usize, q: &[u8]| -> (u8, u8) {
+        if j < 4 {
+            (q[j] & 63, q[j + 4] & 63)
+        } else {
+            ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        }
+    };
+    let count = blocks.len() / BLOCK_BYTES;
+    let mut quants = Vec::with_capacity(count * 32);
+    let mut scales = Vec::with_capacity(count * 16);
+    for block in blocks.chunks_exact(BLOCK_BYTES) {
+        let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let dmin = half::f16::from_le_bytes([block[2], block[3]]).to_f32();
+        let (packed_scales, qs) = (&block[4..16], &block[16..]);
+        for chunk in 0..4 {
+            let q = &qs[chunk * 32..chunk * 32 + 32];
+            for (half_index, shift) in [(0, 0), (1, 4)] {
+                let (sc, m) = scale_min(2 * chunk + half_index, packed_scales);
+                scales.extend([d * f32::from(sc), dmin * f32::from(m)]);
+                for eight in q.chunks_exact(8) {
+                    let word = eight.iter().enumerate().fold(0u32, |w, (i, &b)| w | (u32::from((b >> shift) & 0xF) << (4 * i)));
+                    quants.push(word);
+                }
+            }
+        }
+    }
+    (quants, scales)
 }
 
 /// Splits q8_0 blocks into int8 values (four to a u32) and f32 scales.
@@ -104,7 +142,8 @@ impl GpuLinear {
     /// Several layers reading the same input, stacked along their outputs
     /// (q, k and v become one [3·hidden, hidden] matmul).
     pub(crate) fn upload_stacked(ctx: &GpuContext, linears: &[&Linear], label: &str) -> Result<Self> {
-        let q8: Option<Vec<Vec<u8>>> = linears.iter().map(|l| q8_blocks(l)).collect();
+        let q8: Option<Vec<Vec<u8>>> = linears.iter().map(|l| blocks(l, GgmlDType::Q8_0)).collect();
+        let q4: Option<Vec<Vec<u8>>> = linears.iter().map(|l| blocks(l, GgmlDType::Q4K)).collect();
         let weights = linears.iter().map(|l| l.weight()).collect::<candle_core::Result<Vec<_>>>()?;
         let out_dim: usize = weights.iter().map(|w| w.dim(0)).sum::<candle_core::Result<usize>>()?;
         let in_dim = weights[0].dim(1)?;
@@ -126,11 +165,15 @@ impl GpuLinear {
         } else {
             None
         };
-        let weight = match q8 {
-            // Rows are whole blocks, so stacking layers is concatenating their blocks.
-            Some(blocks) if in_dim % matmul::Q8_BLOCK == 0 => {
+        // Rows are whole blocks, so stacking layers is concatenating their blocks.
+        let weight = match (q8, q4) {
+            (Some(blocks), _) if in_dim % matmul::Q8_BLOCK == 0 => {
                 let (quants, scales) = repack_q8(&blocks.concat());
                 GpuWeight::Q8 { quants: ctx.upload_u32(label, &quants), scales: ctx.upload(label, &scales) }
+            }
+            (_, Some(blocks)) if in_dim % 256 == 0 => {
+                let (quants, scales) = repack_q4k(&blocks.concat());
+                GpuWeight::Q4 { quants: ctx.upload_u32(label, &quants), scales: ctx.upload(label, &scales) }
             }
             _ => {
                 let values = to_vec(&Tensor::cat(&weights, 0)?)?;
@@ -144,6 +187,7 @@ impl GpuLinear {
             GpuWeight::F32(_) => "f32",
             GpuWeight::F16(_) => "f16",
             GpuWeight::Q8 { .. } => "q8",
+            GpuWeight::Q4 { .. } => "q4",
         };
         *ctx.formats.borrow_mut().entry(format).or_default() += linears.len();
         Ok(Self { weight, bias, out_dim, in_dim })
@@ -165,6 +209,7 @@ impl GpuLinear {
             GpuWeight::F32(w) => (matmul::Rhs::F32(w), w),
             GpuWeight::Q8 { quants, scales } => (matmul::Rhs::Q8 { quants, scales }, scales),
             GpuWeight::F16(w) => (matmul::Rhs::F16(w), w),
+            GpuWeight::Q4 { quants, scales } => (matmul::Rhs::Q4 { quants, scales }, scales),
         };
         matmul::record(rec, input, rhs, out, (rows, self.out_dim, self.in_dim), epilogue, unused);
     }

@@ -43,6 +43,10 @@ pub(crate) enum Rhs<'a> {
     Q8 { quants: &'a wgpu::Buffer, scales: &'a wgpu::Buffer },
     /// Half-precision values (devices with `shader-f16`).
     F16(&'a wgpu::Buffer),
+    /// `quants`: 4-bit values, eight to a u32 in k order; `scales`: per group
+    /// of 32 along k, (scale, min) with value = scale · q − min (q4_K expanded
+    /// to one scale and min per group). About 6 bits per weight.
+    Q4 { quants: &'a wgpu::Buffer, scales: &'a wgpu::Buffer },
 }
 
 /// Weights along k per q8 scale (q8_0's block).
@@ -72,6 +76,9 @@ pub(crate) fn record(
             rec.dispatch(Kernel::MatmulQ8, params, &[lhs, quants, scales, bias, residual, out], workgroups)
         }
         Rhs::F16(weight) => rec.dispatch(Kernel::MatmulF16, params, &[lhs, weight, bias, residual, out], workgroups),
+        Rhs::Q4 { quants, scales } => {
+            rec.dispatch(Kernel::MatmulQ4, params, &[lhs, quants, scales, bias, residual, out], workgroups)
+        }
     }
 }
 
@@ -83,6 +90,11 @@ pub(crate) fn shader_f32() -> String {
 /// The same kernel reading q8 weights.
 pub(crate) fn shader_q8() -> String {
     shader(Q8_WEIGHTS)
+}
+
+/// The same kernel reading 4-bit weights.
+pub(crate) fn shader_q4() -> String {
+    shader(Q4_WEIGHTS)
 }
 
 /// The same kernel reading f16 weights.
@@ -114,6 +126,26 @@ const F16_WEIGHTS: &str = r#"
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) { return vec4<f32>(rhs[(row * params.k + k) / 4u]); }
+    return vec4<f32>(0.0);
+}
+"#;
+
+// k is a multiple of 256 here (q4_K super-blocks); a vec4 is half a u32 of nibbles.
+const Q4_WEIGHTS: &str = r#"
+@group(0) @binding(2) var<storage, read> quants: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+
+fn load_rhs(row: u32, k: u32) -> vec4<f32> {
+    if (row < params.n && k < params.k) {
+        let at = row * params.k + k;
+        let word = quants[at / 8u] >> ((at % 8u) * 4u);
+        let q = vec4<f32>(f32(word & 15u), f32((word >> 4u) & 15u), f32((word >> 8u) & 15u), f32((word >> 12u) & 15u));
+        let scale_min = scales[at / 32u];
+        return q * scale_min.x - vec4<f32>(scale_min.y);
+    }
     return vec4<f32>(0.0);
 }
 "#;

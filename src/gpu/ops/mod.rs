@@ -16,6 +16,7 @@ use super::context::GpuContext;
 pub(crate) enum Kernel {
     Matmul,
     MatmulQ8,
+    MatmulQ4,
     /// Only on devices with `shader-f16`.
     MatmulF16,
     LayerNorm,
@@ -26,9 +27,10 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    const ALL: [Kernel; 8] = [
+    const ALL: [Kernel; 9] = [
         Kernel::Matmul,
         Kernel::MatmulQ8,
+        Kernel::MatmulQ4,
         Kernel::MatmulF16,
         Kernel::LayerNorm,
         Kernel::Attention,
@@ -41,6 +43,7 @@ impl Kernel {
         match self {
             Kernel::Matmul => matmul::shader_f32(),
             Kernel::MatmulQ8 => matmul::shader_q8(),
+            Kernel::MatmulQ4 => matmul::shader_q4(),
             Kernel::MatmulF16 => matmul::shader_f16(),
             Kernel::LayerNorm => layer_norm::SHADER.into(),
             Kernel::Attention => attention::SHADER.into(),
