@@ -26,7 +26,7 @@ KPL_BIN     := $(TARGET_DIR)/release/kpl
 KB_DIR      := build/kb/$(notdir $(abspath $(MODEL)))
 TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))))
 
-.PHONY: help setup wasm native kb demo serve test test-rust test-browser screenshot bench clean
+.PHONY: help setup wasm native kb demo serve test test-rust test-browser screenshot bench clean fuzz
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
@@ -97,3 +97,8 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf $(PKG_DIR) tests/browser/out build/kb
+
+# Fuzzes every parser of untrusted bytes (fuzz/README.md): FUZZ_SECONDS (default 600)
+# per target, one after another, with cargo-fuzz on nightly (installed if missing).
+fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} bash scripts/fuzz.sh

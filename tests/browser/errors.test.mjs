@@ -13,11 +13,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { startServer, launchBrowser, ensureKnowledgeBases, runNative, FIXTURES } from './helpers.mjs';
+import { startServer, launchBrowser, ensureKnowledgeBases, runNative, REPO } from './helpers.mjs';
 
 const MODEL = 'tests/fixtures/tiny-quickgelu-f32';
 const OTHER_MODEL = 'tests/fixtures/tiny-gelu-f16';
 const TASK = 'chest-xray-pneumonia';
+const REGRESSIONS = path.join(REPO, 'tests', 'fuzz_regressions', 'gguf_bundle');
 
 let server;
 let browser;
@@ -105,7 +106,19 @@ async function runInPage(input) {
   const truncatedKb = kbBytes.slice(0, Math.floor(kbBytes.length / 2));
   const dim = embedding.length;
 
+  // Inputs that once crashed a fuzz target (tests/fuzz_regressions/gguf_bundle/),
+  // each with a manifest that matches it, so that the GGUF parser sees them.
+  const regressions = input.ggufRegressions.map(({ file, bytes: data, sha256 }) => {
+    const gguf = bytes(data);
+    const manifest = JSON.stringify({
+      ...JSON.parse(bundle.manifest),
+      files: { image_encoder: { path: 'image_encoder.gguf', bytes: gguf.length, sha256 } },
+    });
+    return [`ClipModel.loadBundle: fuzz regression ${file}`, () => ClipModel.loadBundle(manifest, gguf)];
+  });
+
   const cases = [
+    ...regressions,
     ['ClipModel.load: garbage weights', () => ClipModel.load(files.config, garbage, files.tokenizer, files.preprocessor)],
     ['ClipModel.load: empty weights', () => ClipModel.load(files.config, new Uint8Array(0))],
     ['ClipModel.load: truncated weights', () => ClipModel.load(files.config, files.weights.slice(0, 5000))],
@@ -206,6 +219,10 @@ before(async () => {
     garbage: b64(garbage),
     garbageSha256: sha256(garbage),
     hugePng: b64(hugePng),
+    ggufRegressions: fs.readdirSync(REGRESSIONS).sort().map((file) => {
+      const data = fs.readFileSync(path.join(REGRESSIONS, file));
+      return { file, bytes: b64(data), sha256: sha256(data) };
+    }),
   };
   fs.rmSync(dir, { recursive: true, force: true });
 

@@ -1,0 +1,193 @@
+//! What each fuzz target does with its input, in one place: the targets in
+//! `fuzz_targets/` call these functions, and `tests/fuzz_regressions.rs`
+//! includes this file (`#[path]`) to feed every committed crash input to the
+//! same function. Each returns the library's `Result`; the only failure is a
+//! panic, an abort, a hang or an allocation beyond the limits.
+//!
+//! The inputs go through the same library calls the CLI and the wasm API make
+//! with untrusted bytes. The pixel limit is 4 MP instead of the default 100 MP
+//! so that one execution stays fast (the check and the code path are the same).
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io::Cursor;
+
+use kpl::bundle::{load_pipeline, EncoderFile, EncoderKind, FileEntry, Files, Manifest, ModelInfo, PackDtype};
+use kpl::classifier::classify_embeddings;
+use kpl::knowledge::base::KnowledgeBase;
+use kpl::preprocess::{dicom, DecodeLimits, PixelTensor};
+use kpl::{ClipPipeline, ModelFiles};
+
+/// The pixel limit of the targets (the CLI's default is 100 MP).
+pub const MAX_PIXELS: u64 = 4_000_000;
+
+const CONFIG: &[u8] = include_bytes!("../../tests/fixtures/tiny-quickgelu-f32/config.json");
+const PREPROCESSOR: &[u8] = include_bytes!("../../tests/fixtures/tiny-quickgelu-f32/preprocessor_config.json");
+const WEIGHTS: &[u8] = include_bytes!("../../tests/fixtures/tiny-quickgelu-f32/model.safetensors");
+
+fn limits() -> DecodeLimits {
+    DecodeLimits { max_pixels: MAX_PIXELS }
+}
+
+thread_local! {
+    /// The tiny fixture model, loaded once per thread: image bytes go through
+    /// its `prepare_image`, exactly as `kpl embed-image`/`classify` and the
+    /// wasm `embedImage` do.
+    static PIPELINE: RefCell<Option<ClipPipeline>> = const { RefCell::new(None) };
+}
+
+fn with_pipeline<T>(f: impl FnOnce(&ClipPipeline) -> T) -> T {
+    PIPELINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pipeline = slot.get_or_insert_with(|| {
+            let mut p = ClipPipeline::load(ModelFiles {
+                config: ("config.json".into(), CONFIG.to_vec()),
+                weights: ("model.safetensors".into(), WEIGHTS.to_vec()),
+                tokenizer: None,
+                preprocessor: Some(("preprocessor_config.json".into(), PREPROCESSOR.to_vec())),
+            })
+            .expect("the fixture model loads");
+            p.limits = limits();
+            p
+        });
+        f(pipeline)
+    })
+}
+
+/// `image_decode`: bytes → RGB8 (PNG, JPEG, WebP, BMP, TIFF, or DICOM by its
+/// marker) with the pixel limit checked from the header → resize, crop,
+/// normalise to the model's pixel tensor (`ClipPipeline::prepare_image`).
+pub fn image_decode(data: &[u8]) -> kpl::Result<()> {
+    let pixels = with_pipeline(|p| p.prepare_image(data, "fuzz-input.png"))?;
+    assert_eq!(pixels.data.len(), 3 * pixels.height * pixels.width);
+    Ok(())
+}
+
+/// `dicom`: the DICOM parser, codecs and rendering (`dicom::summary`, then
+/// `dicom::decode` of the middle frame and of frame 0), then preprocessing.
+pub fn dicom(data: &[u8]) -> kpl::Result<()> {
+    let summary = dicom::summary(data, "fuzz.dcm", limits())?;
+    let decoded = dicom::decode(data, "fuzz.dcm", limits(), None)?;
+    assert!(decoded.frame < summary.frames.max(1));
+    let image = &decoded.image;
+    assert_eq!(image.data.len(), image.width * image.height * image.channels);
+    if decoded.frame != 0 {
+        dicom::decode(data, "fuzz.dcm", limits(), Some(0))?;
+    }
+    with_pipeline(|p| p.prepare_rgb(image, "fuzz.dcm"))?;
+    Ok(())
+}
+
+/// A zero pixel tensor of the model's input size.
+fn blank_pixels(pipeline: &ClipPipeline) -> PixelTensor {
+    let size = pipeline.model.image_size();
+    PixelTensor { height: size, width: size, data: vec![0.0; 3 * size * size] }
+}
+
+/// Runs whichever towers a model loaded from fuzzed bytes has, once, on a
+/// blank image and a two-token text: a model that loads must not panic when used.
+fn exercise(pipeline: &ClipPipeline) -> kpl::Result<()> {
+    let size = pipeline.model.image_size();
+    if pipeline.model.has_vision() && size <= 1024 {
+        pipeline.embed_pixels(&[blank_pixels(pipeline)], true)?;
+    }
+    if pipeline.model.has_text() {
+        let last = (pipeline.model.vocab_size().max(1) - 1) as u32;
+        pipeline.embed_ids(&[0, last], true)?;
+    }
+    Ok(())
+}
+
+/// `gguf_bundle`: a bundle's `manifest.json` (`Manifest::from_json`) and an
+/// encoder GGUF (`EncoderFile::read`, its metadata, tensors, embedded
+/// config/preprocessor/tokenizer JSON, `load_pipeline`), as `kpl`'s bundle
+/// loader and the wasm `loadBundle` read them. The same input is tried as both.
+pub fn gguf_bundle(data: &[u8]) -> kpl::Result<()> {
+    let manifest = Manifest::from_json(data, "manifest.json");
+    if let Ok(m) = &manifest {
+        let _ = m.to_json();
+        for path in [kpl::bundle::IMAGE_ENCODER, kpl::bundle::TEXT_ENCODER] {
+            if let Some(entry) = m.entry(path) {
+                let _ = kpl::bundle::verify(&mut Cursor::new(data), path, entry);
+            }
+        }
+    }
+    let file = EncoderFile::read(&mut Cursor::new(data), "encoder.gguf")?;
+    let (sha256, bytes) = kpl::bundle::sha256_of(&mut Cursor::new(data)).expect("in memory");
+    let entry = FileEntry { path: file.kind.as_str().to_string() + ".gguf", bytes, sha256 };
+    let manifest = Manifest {
+        format_version: kpl::bundle::FORMAT_VERSION,
+        model: ModelInfo {
+            name: "fuzz".into(),
+            fingerprint: file.fingerprint.clone(),
+            dtype: PackDtype::Q8,
+            random_weights: true,
+            projection_dim: 0,
+            image_size: 0,
+        },
+        files: match file.kind {
+            EncoderKind::Image => Files { image_encoder: Some(entry), text_encoder: None },
+            EncoderKind::Text => Files { image_encoder: None, text_encoder: Some(entry) },
+        },
+        knowledge: Vec::new(),
+    };
+    let (image, text) = match file.kind {
+        EncoderKind::Image => (Some(file), None),
+        EncoderKind::Text => (None, Some(file)),
+    };
+    let pipeline = load_pipeline(&manifest, "manifest.json", image, text)?;
+    exercise(&pipeline)
+}
+
+/// `safetensors`: a Hugging Face checkpoint's `model.safetensors` (header,
+/// dtypes, shapes, data) with the fixture's config, through
+/// `ClipPipeline::load`, the path `kpl --model DIR` and the wasm `ClipModel.load` take.
+pub fn safetensors(data: &[u8]) -> kpl::Result<()> {
+    let pipeline = ClipPipeline::load(ModelFiles {
+        config: ("config.json".into(), CONFIG.to_vec()),
+        weights: ("model.safetensors".into(), data.to_vec()),
+        tokenizer: None,
+        preprocessor: Some(("preprocessor_config.json".into(), PREPROCESSOR.to_vec())),
+    })?;
+    exercise(&pipeline)
+}
+
+/// `kplkb`: `KnowledgeBase::from_bytes` (magic, version, header JSON, sections,
+/// SHA-256, finiteness), then what loading a base leads to: the model check,
+/// the engine's embeddings, one image classified with evidence, and a
+/// write/read round trip that must give the same base.
+pub fn kplkb(data: &[u8]) -> kpl::Result<()> {
+    let kb = KnowledgeBase::from_bytes(data, "fuzz.kplkb")?;
+    let _ = kb.check_model("0123456789abcdef", "fuzz.kplkb", "model");
+    for row in 0..kb.class_of.len() {
+        let _ = kb.description_text(row);
+    }
+    let again = KnowledgeBase::from_bytes(&kb.to_bytes(), "again.kplkb").expect("a base it wrote reads back");
+    assert_eq!(again, kb, "write/read round trip");
+    // A wrong-length embedding is an error, never a panic.
+    let _ = classify_embeddings(&kb, &[vec![1.0; 3]], &Default::default(), 100.0, 5);
+    if kb.dim <= 4096 {
+        let image = vec![1.0 / (kb.dim as f32).sqrt(); kb.dim];
+        classify_embeddings(&kb, &[image], &Default::default(), 100.0, 5)?;
+    }
+    Ok(())
+}
+
+/// `npz`: the embeddings `.npz` of `kpl eval-embeddings` (zip container, npy
+/// headers, dtypes, shapes, class indices, NaN), `kpl::npz::read_eval_npz`.
+pub fn npz(data: &[u8]) -> kpl::Result<()> {
+    let e = kpl::npz::read_eval_npz(Cursor::new(data), "fuzz.npz")?;
+    assert!(e.images.iter().chain(&e.descriptions).all(|r| r.len() == e.dim));
+    assert_eq!(e.description_class.len(), e.descriptions.len());
+    Ok(())
+}
+
+/// The targets by name, for the regression test and `scripts/fuzz.sh`.
+pub const TARGETS: [(&str, fn(&[u8]) -> kpl::Result<()>); 6] = [
+    ("image_decode", image_decode),
+    ("dicom", dicom),
+    ("gguf_bundle", gguf_bundle),
+    ("safetensors", safetensors),
+    ("kplkb", kplkb),
+    ("npz", npz),
+];

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# `make fuzz`: runs every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each, one
+# after another, and prints executions, exec/s and crashes per target.
+#
+#   FUZZ_SECONDS=600          time per target (seconds)
+#   FUZZ_TARGETS="a b"        targets to run (default: all, see fuzz/Cargo.toml)
+#   FUZZ_SANITIZER=address    address (ASan: memory errors in unsafe code, and the
+#                             malloc limit below) or none (about twice as fast)
+#   FUZZ_NICE=19              nice level of the fuzzing processes
+#   FUZZ_RSS_MB=4096          libFuzzer -rss_limit_mb: peak memory of the process
+#   FUZZ_MALLOC_MB=2048       libFuzzer -malloc_limit_mb: one allocation larger than
+#                             this is a crash (needs ASan); inputs are a few MB at most
+#   FUZZ_TIMEOUT=20           libFuzzer -timeout: one input taking longer is a crash
+#
+# Seeds are copied into fuzz/corpus/<target>/ at run time from committed files
+# (tests/fixtures/images, tests/dicom/files, fuzz/seeds/npz), a small bundle packed
+# here with `kpl pack`, the fixture safetensors and the knowledge bases in
+# build/kb/ (built with `kpl build-kb` if missing). The corpus keeps growing
+# across runs; it, fuzz/artifacts/ (crash inputs) and fuzz/logs/ are not committed.
+# A crash input becomes a regression test: copy it to tests/fuzz_regressions/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-600}
+ALL_TARGETS="image_decode dicom gguf_bundle safetensors kplkb npz"
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
+SANITIZER=${FUZZ_SANITIZER:-address}
+NICE=${FUZZ_NICE:-19}
+RSS_MB=${FUZZ_RSS_MB:-4096}
+MALLOC_MB=${FUZZ_MALLOC_MB:-2048}
+TIMEOUT=${FUZZ_TIMEOUT:-20}
+MODEL=tests/fixtures/tiny-quickgelu-f32
+KPL_BIN=${CARGO_TARGET_DIR:-target}/release/kpl
+BUILD_FLAGS=(-s "$SANITIZER" --codegen-units 16)
+FUZZ_BIN=fuzz/target/$(rustc +nightly -vV | sed -n "s/^host: //p")/release
+
+# Tools: a nightly toolchain and cargo-fuzz.
+if ! rustup toolchain list | grep -q '^nightly'; then
+  echo "[fuzz] installing the nightly toolchain" >&2
+  rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+  echo "[fuzz] installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked
+fi
+if [ ! -x "$KPL_BIN" ]; then
+  echo "[fuzz] building $KPL_BIN (packs the seed bundle)" >&2
+  cargo build --release
+fi
+
+# Seeds.
+seed() { # seed TARGET FILE...
+  local dir=fuzz/corpus/$1
+  shift
+  mkdir -p "$dir"
+  for f in "$@"; do
+    [ -f "$f" ] && cp -n "$f" "$dir/seed-$(basename "$f")"
+  done
+  return 0
+}
+small_files() { # files under $1 of at most $2 bytes
+  find "$1" -maxdepth 1 -type f -size -"$2"c | sort
+}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in $TARGETS; do
+  case $t in
+    image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) ;;
+    dicom) seed "$t" $(small_files tests/dicom/files 262144) ;;
+    gguf_bundle)
+      for dtype in q8 q4 f16; do
+        "$KPL_BIN" pack --model "$MODEL" --dtype "$dtype" -o "$work/bundle-$dtype" >/dev/null
+        for f in manifest.json image_encoder.gguf text_encoder.gguf; do
+          cp "$work/bundle-$dtype/$f" "$work/$dtype-$f"
+        done
+      done
+      seed "$t" "$work"/*-manifest.json "$work"/*-image_encoder.gguf "$work"/q8-text_encoder.gguf ;;
+    safetensors) seed "$t" tests/fixtures/tiny-quickgelu-f32/model.safetensors ;;
+    kplkb)
+      kb_dir=build/kb/$(basename "$MODEL")
+      if ! ls "$kb_dir"/*.kplkb >/dev/null 2>&1; then
+        mkdir -p "$kb_dir"
+        "$KPL_BIN" build-kb --model "$MODEL" knowledge/chest-xray-pneumonia -o "$kb_dir/chest-xray-pneumonia.kplkb" 2>/dev/null
+      fi
+      seed "$t" "$kb_dir"/*.kplkb ;;
+    npz) seed "$t" fuzz/seeds/npz/*.npz ;;
+    *) echo "[fuzz] unknown target $t (known: $ALL_TARGETS)" >&2; exit 2 ;;
+  esac
+done
+
+echo "[fuzz] building the targets (sanitizer: $SANITIZER, debug assertions and overflow checks on)" >&2
+nice -n "$NICE" cargo +nightly fuzz build "${BUILD_FLAGS[@]}"
+
+mkdir -p fuzz/logs
+summary=fuzz/logs/summary.tsv
+printf 'target\tseconds\texecutions\texec_per_s\tpeak_rss_mb\tcrashes\tcorpus\n' >"$summary"
+status=0
+for t in $TARGETS; do
+  mkdir -p "fuzz/artifacts/$t"
+  before=$(find "fuzz/artifacts/$t" -type f | wc -l)
+  log=fuzz/logs/$t.log
+  echo "[fuzz] $t: ${SECONDS_PER_TARGET} s (log: $log)" >&2
+  start=$(date +%s)
+  set +e
+  # The binary `cargo fuzz build` made above, run directly (what `cargo fuzz run`
+  # does, without rebuilding between targets if the sources change meanwhile).
+  nice -n "$NICE" "$FUZZ_BIN/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
+    -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" -timeout="$TIMEOUT" \
+    -print_final_stats=1 >"$log" 2>&1
+  rc=$?
+  set -e
+  elapsed=$(( $(date +%s) - start ))
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  if [ -z "$execs" ]; then # a crash ends the run before the final stats: take the last status line
+    execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+    rate=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  fi
+  peak=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  after=$(find "fuzz/artifacts/$t" -type f | wc -l)
+  crashes=$((after - before))
+  corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${peak:-?}" "$crashes" "$corpus" >>"$summary"
+  if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
+    status=1
+    echo "[fuzz] $t: FAILED (exit $rc, $crashes new file(s) in fuzz/artifacts/$t/):" >&2
+    grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -5 >&2 || true
+  fi
+done
+
+echo
+echo "[fuzz] results ($summary):"
+column -t -s $'\t' "$summary" 2>/dev/null || cat "$summary"
+exit $status
