@@ -197,13 +197,20 @@ impl ClipPipeline {
     }
 
     /// Plain CLIP zero-shot: softmax over labels of exp(logit_scale) × cosine.
-    pub fn zero_shot(&self, image_embedding: &[f32], label_embeddings: &[Vec<f32>]) -> Vec<f32> {
+    pub fn zero_shot(&self, image_embedding: &[f32], label_embeddings: &[Vec<f32>]) -> Result<Vec<f32>> {
+        let dim = self.model.config.projection_dim;
+        if let Some(bad) = std::iter::once(image_embedding).chain(label_embeddings.iter().map(Vec::as_slice)).find(|e| e.len() != dim) {
+            return Err(Error::Input(format!(
+                "an embedding of {} values where the model's have {dim}: it comes from another model",
+                bad.len()
+            )));
+        }
         let scale = self.model.logit_scale_exp();
         let logits: Vec<f32> = label_embeddings
             .iter()
             .map(|t| scale * t.iter().zip(image_embedding).map(|(a, b)| a * b).sum::<f32>())
             .collect();
-        softmax(&logits)
+        Ok(softmax(&logits))
     }
 }
 

@@ -101,7 +101,7 @@ impl ClipModel {
             .map(|l| self.pipeline.embed_text(&crate::pipeline::zero_shot_prompt(l)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(js_error)?;
-        Ok(self.pipeline.zero_shot(image_embedding, &texts))
+        self.pipeline.zero_shot(image_embedding, &texts).map_err(js_error)
     }
 }
 

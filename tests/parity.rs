@@ -118,7 +118,7 @@ fn zero_shot_probabilities_match() {
                 .iter()
                 .map(|p| pipeline.embed_text(p.as_str().unwrap()).unwrap())
                 .collect();
-            let probs = pipeline.zero_shot(&image, &labels);
+            let probs = pipeline.zero_shot(&image, &labels).unwrap();
             let diff = max_abs_diff(&probs, &floats(&case["probs"]));
             let limit = if file.ends_with(".jpg") { 2e-2 } else { 1e-3 };
             assert!(diff <= limit, "{name} {file}: probabilities differ by {diff}");

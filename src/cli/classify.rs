@@ -74,19 +74,19 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
         .into_iter()
         .zip(embeddings)
         .map(|(file, embedding)| {
-            let probs = pipeline.zero_shot(&embedding, &label_embeddings);
+            let probs = pipeline.zero_shot(&embedding, &label_embeddings)?;
             let best = probs
                 .iter()
                 .enumerate()
                 .fold(0, |best, (i, &p)| if p > probs[best] { i } else { best });
-            Classification {
+            Ok(Classification {
                 file,
                 label: labels[best].clone(),
                 scores: labels.iter().cloned().zip(probs.iter().map(|&p| serde_json::json!(p))).collect(),
                 method: "clip",
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, Error>>()?;
     let failures = prepared.errors.len();
     print_json(&Output {
         warning: pipeline.is_random().then_some(RANDOM_WEIGHTS_WARNING),
