@@ -185,7 +185,7 @@ async function loadModel() {
     ui.banner.hidden = !info.isRandom;
     showBackend({ backend: info.backend, note: info.backendNote, probe: info.probe });
     document.body.dataset.backend = info.backend;
-    document.body.dataset.backendSettled = String(ui.backend.value !== 'auto' || Boolean(info.reused && info.probe));
+    document.body.dataset.backendSettled = String(info.backendSettled !== false);
     document.body.dataset.modelReady = 'true';
     document.body.dataset.modelRandom = String(info.isRandom);
     performance.mark('kpl-model-ready', { detail: info.timings ?? null });

@@ -135,7 +135,10 @@
  *   is not the one used, or what 'auto' measured; else ''.
  * @property {string | null} adapter the GPU adapter probed, when one was.
  * @property {{cpuMs: number, gpuMs: number} | null} probe the probe image's time on
- *   each engine, when both ran.
+ *   each engine, when both ran (now, or on an earlier visit: 'auto' remembers a CPU
+ *   win per model in the Cache API).
+ * @property {boolean} backendSettled false while 'auto' is still measuring WebGPU in
+ *   the background (a BackendEvent follows).
  * @property {boolean} bundle the folder is a `kpl pack` bundle.
  * @property {boolean} hasTextEncoder the text encoder is loaded (a bundle's is
  *   fetched on first use).

@@ -78,6 +78,14 @@ async function chooseBackend(requested, m) {
     if (probed.engine) gpu = probed.engine;
     return probed.choice;
   }
+  // A CPU win measured on an earlier visit stands: no GPU work at all this time.
+  const key = await choiceKey(m);
+  const remembered = key ? await recall(key) : null;
+  if (remembered?.backend === 'wasm' && remembered.probe) {
+    const { cpuMs, gpuMs } = remembered.probe;
+    const note = `Auto: ${CPU_NAME}, ${ms(cpuMs)} per image against ${ms(gpuMs)} on WebGPU (${remembered.adapter}), measured on an earlier visit.`;
+    return { backend: 'wasm', note, adapter: remembered.adapter, probe: remembered.probe, settled: true };
+  }
   probeGpu(m).then(({ engine, choice }) => {
     const faster = engine && choice.probe.gpuMs < choice.probe.cpuMs;
     if (generation !== choiceGeneration || model !== m) {
@@ -95,10 +103,41 @@ async function chooseBackend(requested, m) {
         ? `Auto: ${CPU_NAME}, ${ms(choice.probe.cpuMs)} per image against ${ms(choice.probe.gpuMs)} on WebGPU (${choice.adapter}).`
         : `Auto: ${note}`;
     }
-    if (loaded) Object.assign(loaded, { backend, note }, { info: { ...loaded.info, backend, probe: choice.probe ?? null, adapter: choice.adapter ?? null } });
+    if (loaded) Object.assign(loaded, { backend, note }, { info: { ...loaded.info, backend, probe: choice.probe ?? null, adapter: choice.adapter ?? null, backendSettled: true } });
     reply({ type: 'backend', backend, note, probe: choice.probe ?? null });
+    if (key && choice.probe) remember(key, { backend, probe: choice.probe, adapter: choice.adapter });
   });
-  return { backend: 'wasm', note: 'Auto: running on the CPU while WebGPU is measured…' };
+  return { backend: 'wasm', note: 'Auto: running on the CPU while WebGPU is measured…', settled: false };
+}
+
+// auto's measurement, remembered per model in the Cache API (a timing, never an image
+// or a result; the page's "clear" control and a new service worker remove it).
+const CHOICE_CACHE = 'kpl-backend-choice';
+
+async function choiceKey(m) {
+  try {
+    return new URL(`/kpl-backend-choice/${m.fingerprint()}`, self.location.href).href;
+  } catch {
+    return null;
+  }
+}
+
+async function recall(key) {
+  try {
+    const hit = await (await caches.open(CHOICE_CACHE)).match(key);
+    return hit ? await hit.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+async function remember(key, value) {
+  try {
+    const body = JSON.stringify(value);
+    await (await caches.open(CHOICE_CACHE)).put(key, new Response(body, { headers: { 'content-type': 'application/json' } }));
+  } catch {
+    // Without the Cache API the next visit measures again.
+  }
 }
 
 /**
@@ -356,6 +395,7 @@ const handlers = {
         loaded.info.backend = choice.backend;
         loaded.info.adapter = choice.adapter ?? null;
         loaded.info.probe = choice.probe ?? null;
+        loaded.info.backendSettled = choice.settled ?? true;
       }
       return { ...loaded.info, requestedBackend, backendNote: loaded.note, reused: true, bytes: 0, ms: performance.now() - start };
     }
@@ -418,7 +458,7 @@ const handlers = {
     };
     const parsed = performance.now();
     const choice = await chooseBackend(requestedBackend, m);
-    Object.assign(info, { backend: choice.backend, adapter: choice.adapter ?? null, probe: choice.probe ?? null });
+    Object.assign(info, { backend: choice.backend, adapter: choice.adapter ?? null, probe: choice.probe ?? null, backendSettled: choice.settled ?? true });
     loaded = { base: base.href, requestedBackend, backend: choice.backend, note: choice.note, maxMegapixels: req.maxMegapixels, bundle: manifest.bundle ?? null, info };
     const end = performance.now();
     const timings = { wasm: wasmMs, fetch: fetched - start - wasmMs, parse: parsed - fetched, backend: end - parsed };

@@ -42,10 +42,12 @@ before(async () => {
   server = await startServer({ model: MODEL, kb: KB });
   browser = await launchBrowser();
   page = await browser.context.newPage();
-  // First visit: the service worker installs and caches the app, the wasm and the model.
+  // First visit: the service worker installs and caches the app, the wasm and the model,
   await page.goto(`${server.url}/`);
   await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 120000 });
   await page.locator('body[data-offline-ready="true"]').waitFor({ timeout: 60000 });
+  // ... and 'auto' measures the backends once; later visits reuse its choice.
+  await page.locator('body[data-backend-settled="true"]').waitFor({ timeout: 120000 });
 }, { timeout: 240000 });
 
 after(async () => {
