@@ -71,13 +71,13 @@ pub(crate) fn record(
     let residual = epilogue.residual.unwrap_or(unused);
     let workgroups = [(n as u32).div_ceil(TILE), (m as u32).div_ceil(TILE), 1];
     match rhs {
-        Rhs::F32(weight) => rec.dispatch(Kernel::Matmul, params, &[lhs, weight, bias, residual, out], workgroups),
+        Rhs::F32(weight) => rec.dispatch(Kernel::Matmul, params, &[lhs, bias, residual, out, weight], workgroups),
         Rhs::Q8 { quants, scales } => {
-            rec.dispatch(Kernel::MatmulQ8, params, &[lhs, quants, scales, bias, residual, out], workgroups)
+            rec.dispatch(Kernel::MatmulQ8, params, &[lhs, bias, residual, out, quants, scales], workgroups)
         }
-        Rhs::F16(weight) => rec.dispatch(Kernel::MatmulF16, params, &[lhs, weight, bias, residual, out], workgroups),
+        Rhs::F16(weight) => rec.dispatch(Kernel::MatmulF16, params, &[lhs, bias, residual, out, weight], workgroups),
         Rhs::Q4 { quants, scales } => {
-            rec.dispatch(Kernel::MatmulQ4, params, &[lhs, quants, scales, bias, residual, out], workgroups)
+            rec.dispatch(Kernel::MatmulQ4, params, &[lhs, bias, residual, out, quants, scales], workgroups)
         }
     }
 }
@@ -107,10 +107,7 @@ fn shader(weights: &str) -> String {
 }
 
 const F32_WEIGHTS: &str = r#"
-@group(0) @binding(2) var<storage, read> rhs: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> rhs: array<vec4<f32>>;
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) { return rhs[(row * params.k + k) / 4u]; }
@@ -119,10 +116,7 @@ fn load_rhs(row: u32, k: u32) -> vec4<f32> {
 "#;
 
 const F16_WEIGHTS: &str = r#"
-@group(0) @binding(2) var<storage, read> rhs: array<vec4<f16>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> residual: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> rhs: array<vec4<f16>>;
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) { return vec4<f32>(rhs[(row * params.k + k) / 4u]); }
@@ -132,11 +126,8 @@ fn load_rhs(row: u32, k: u32) -> vec4<f32> {
 
 // k is a multiple of 256 here (q4_K super-blocks); a vec4 is half a u32 of nibbles.
 const Q4_WEIGHTS: &str = r#"
-@group(0) @binding(2) var<storage, read> quants: array<u32>;
-@group(0) @binding(3) var<storage, read> scales: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> quants: array<u32>;
+@group(0) @binding(6) var<storage, read> scales: array<vec2<f32>>;
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) {
@@ -152,11 +143,8 @@ fn load_rhs(row: u32, k: u32) -> vec4<f32> {
 
 // k is a multiple of 32 here (q8_0 blocks), so four consecutive k share a scale.
 const Q8_WEIGHTS: &str = r#"
-@group(0) @binding(2) var<storage, read> quants: array<u32>;
-@group(0) @binding(3) var<storage, read> scales: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read> residual: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> quants: array<u32>;
+@group(0) @binding(6) var<storage, read> scales: array<f32>;
 
 fn load_rhs(row: u32, k: u32) -> vec4<f32> {
     if (row < params.n && k < params.k) {
@@ -175,6 +163,10 @@ struct Params { m: u32, n: u32, k: u32, flags: u32, p4: u32, p5: u32, p6: u32, p
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> lhs: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> residual: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The weight's bindings (5, and 6 for a quantised one) and its `load_rhs`.
 //{WEIGHTS}
 
 const TILE_M: u32 = 64u;
