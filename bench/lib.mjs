@@ -32,6 +32,24 @@ export function cosine(a, b) {
   return dot / Math.sqrt(na * nb);
 }
 
+/**
+ * Runs `fn` (sync or async) `runs` times; returns wall-clock seconds and process CPU
+ * seconds per run (on a shared machine the wall clock also counts waiting for a core).
+ */
+export async function timeRuns(runs, fn) {
+  const times = [];
+  const cpuTimes = [];
+  for (let i = 0; i < runs; i++) {
+    const c = process.cpuUsage();
+    const t = performance.now();
+    await fn();
+    times.push((performance.now() - t) / 1000);
+    const used = process.cpuUsage(c);
+    cpuTimes.push((used.user + used.system) / 1e6);
+  }
+  return { times, cpuTimes };
+}
+
 export const round = (x, digits) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 /** Loads the web build in pkg/ (wasm-bindgen --target web) in Node; returns the module and its exports. */

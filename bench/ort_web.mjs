@@ -11,7 +11,7 @@
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, median, cosine, round } from './lib.mjs';
+import { parseArgs, median, cosine, round, timeRuns } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), { dtype: null, runs: '5', out: join(here, 'out') });
@@ -30,7 +30,7 @@ ort.env.logLevel = 'error';
 
 const modelPath = join(args.out, 'onnx', `vision-${args.dtype}.onnx`);
 const pixels = new Float32Array(new Uint8Array(readFileSync(join(args.out, 'pixels-224.f32'))).buffer);
-let t = performance.now();
+const t = performance.now();
 const session = await ort.InferenceSession.create(new Uint8Array(readFileSync(modelPath)), {
   executionProviders: ['wasm'],
   graphOptimizationLevel: 'all',
@@ -40,16 +40,7 @@ const feed = { pixel_values: new ort.Tensor('float32', pixels, [1, 3, 224, 224])
 
 const first = await session.run(feed);
 const embedding = Array.from(first.image_embeds.data);
-const times = [];
-const cpuTimes = []; // process CPU time: on a shared machine the wall clock also counts waiting for a core
-for (let i = 0; i < runs; i++) {
-  const c = process.cpuUsage();
-  t = performance.now();
-  await session.run(feed);
-  times.push((performance.now() - t) / 1000);
-  const used = process.cpuUsage(c);
-  cpuTimes.push((used.user + used.system) / 1e6);
-}
+const { times, cpuTimes } = await timeRuns(runs, () => session.run(feed));
 console.error(`# ort-web ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).join(', ')}`);
 
 const row = {

@@ -12,7 +12,7 @@
 
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, median, round, loadKplWasm } from './lib.mjs';
+import { parseArgs, median, round, loadKplWasm, timeRuns } from './lib.mjs';
 import { fitData, N, D, C } from './fit_data.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,16 +29,7 @@ const { images, descriptions, classOf, labels } = fitData();
 const fit = () => mod.runKpl(images, N, descriptions, classOf, C, K, ITERS);
 
 const predictions = fit();
-const times = [];
-const cpuTimes = []; // process CPU time: on a shared machine the wall clock also counts waiting for a core
-for (let i = 0; i < runs; i++) {
-  const c = process.cpuUsage();
-  const t = performance.now();
-  fit();
-  times.push((performance.now() - t) / 1000);
-  const used = process.cpuUsage(c);
-  cpuTimes.push((used.user + used.system) / 1e6);
-}
+const { times, cpuTimes } = await timeRuns(runs, fit);
 console.error(`# kpl-wasm fit: runs ${times.map((x) => x.toFixed(4)).join(', ')}`);
 let correct = 0;
 for (let i = 0; i < N; i++) correct += predictions[i] === labels[i] ? 1 : 0;

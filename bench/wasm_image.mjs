@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes } from './lib.mjs';
+import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes, timeRuns } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
@@ -48,7 +48,7 @@ const visionBytes = files.manifest ? weightsBytes : safetensorsBytes(files.weigh
 const { mod, exports } = await loadKplWasm(resolve(args.pkg));
 const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : null);
 
-let t = performance.now();
+const t = performance.now();
 const model = files.manifest
   ? mod.ClipModel.loadBundle(files.manifest, files.weights, null)
   : mod.ClipModel.load(files.config, files.weights, files.tokenizer, files.preprocessor);
@@ -58,16 +58,7 @@ const memoryAfterLoad = memoryBytes();
 
 const png = new Uint8Array(readFileSync(join(args.out, 'image-224.png')));
 const embedding = model.embedImage(png, 'image-224.png');
-const times = [];
-const cpuTimes = []; // process CPU time: on a shared machine the wall clock also counts waiting for a core
-for (let i = 0; i < runs; i++) {
-  const c = process.cpuUsage();
-  t = performance.now();
-  model.embedImage(png, 'image-224.png');
-  times.push((performance.now() - t) / 1000);
-  const used = process.cpuUsage(c);
-  cpuTimes.push((used.user + used.system) / 1e6);
-}
+const { times, cpuTimes } = await timeRuns(runs, () => model.embedImage(png, 'image-224.png'));
 console.error(`# kpl-wasm ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).join(', ')}`);
 
 const row = {
