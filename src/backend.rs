@@ -65,7 +65,7 @@ mod native {
 
     use super::{probe_pixels, Backend, MIN_PROBE_COSINE};
     use crate::error::Error;
-    use crate::gpu::{l2_normalize_rows, GpuClip};
+    use crate::gpu::{l2_normalize_rows, GpuClip, GpuContext};
     use crate::pipeline::ClipPipeline;
     use crate::preprocess::PixelTensor;
 
@@ -163,14 +163,20 @@ mod native {
         if requested == Backend::Cpu || !pipeline.model.has_vision() {
             return cpu(String::new());
         }
-        let gpu = match pollster::block_on(GpuClip::new(&pipeline.model)) {
-            Ok(gpu) => gpu,
+        // The adapter is known before any weight is uploaded, so auto leaves a
+        // software one without paying for the upload.
+        let ctx = match pollster::block_on(GpuContext::new()) {
+            Ok(ctx) => ctx,
             Err(e) => return cpu(format!("WebGPU could not start ({e}); using the CPU")),
         };
-        let adapter = gpu.adapter().clone();
+        let adapter = ctx.adapter().clone();
         if requested == Backend::Auto && adapter.software {
             return cpu(format!("auto: the only GPU adapter, {adapter}, is a software one; using the CPU"));
         }
+        let gpu = match pollster::block_on(GpuClip::with_context(ctx, &pipeline.model)) {
+            Ok(gpu) => gpu,
+            Err(e) => return cpu(format!("WebGPU could not start ({e}); using the CPU")),
+        };
         let size = pipeline.model.image_size();
         let probe = PixelTensor { height: size, width: size, data: probe_pixels(size) };
         let started = Instant::now();

@@ -73,6 +73,14 @@ impl Linear {
         }
     }
 
+    /// (out, in) features, without expanding a quantised weight.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::Dense(l) => l.weight().dims2(),
+            Self::Quantized { shape, .. } => Ok(*shape),
+        }
+    }
+
     /// The weight as a dense f32 tensor [out, in] (dequantised when quantised).
     pub fn weight(&self) -> Result<Tensor> {
         match self {

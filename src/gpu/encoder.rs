@@ -144,9 +144,9 @@ impl GpuLinear {
     pub(crate) fn upload_stacked(ctx: &GpuContext, linears: &[&Linear], label: &str) -> Result<Self> {
         let q8: Option<Vec<Vec<u8>>> = linears.iter().map(|l| blocks(l, GgmlDType::Q8_0)).collect();
         let q4: Option<Vec<Vec<u8>>> = linears.iter().map(|l| blocks(l, GgmlDType::Q4K)).collect();
-        let weights = linears.iter().map(|l| l.weight()).collect::<candle_core::Result<Vec<_>>>()?;
-        let out_dim: usize = weights.iter().map(|w| w.dim(0)).sum::<candle_core::Result<usize>>()?;
-        let in_dim = weights[0].dim(1)?;
+        let dims = linears.iter().map(|l| l.dims()).collect::<candle_core::Result<Vec<_>>>()?;
+        let out_dim: usize = dims.iter().map(|&(out, _)| out).sum();
+        let in_dim = dims[0].1;
         if in_dim % matmul::K_MULTIPLE != 0 {
             return Err(Error::Gpu(format!(
                 "{label}: an input width of {in_dim} is not a multiple of {}, which the matmul kernel needs",
@@ -155,10 +155,10 @@ impl GpuLinear {
         }
         let bias = if linears.iter().any(|l| l.bias().is_some()) {
             let mut values = Vec::with_capacity(out_dim);
-            for (l, w) in linears.iter().zip(&weights) {
+            for (l, &(out, _)) in linears.iter().zip(&dims) {
                 match l.bias() {
                     Some(b) => values.extend(to_vec(b)?),
-                    None => values.extend(std::iter::repeat_n(0.0, w.dim(0)?)),
+                    None => values.extend(std::iter::repeat_n(0.0, out)),
                 }
             }
             Some(ctx.upload(label, &values))
@@ -176,6 +176,8 @@ impl GpuLinear {
                 GpuWeight::Q4 { quants: ctx.upload_u32(label, &quants), scales: ctx.upload(label, &scales) }
             }
             _ => {
+                // Only the layers that stay dense are expanded (and only here).
+                let weights = linears.iter().map(|l| l.weight()).collect::<candle_core::Result<Vec<_>>>()?;
                 let values = to_vec(&Tensor::cat(&weights, 0)?)?;
                 match lossless_f16(&values).filter(|_| ctx.kernels.has(Kernel::MatmulF16)) {
                     Some(bytes) => GpuWeight::F16(ctx.upload_bytes(label, &bytes)),
