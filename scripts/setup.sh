@@ -5,7 +5,7 @@
 #   - Debian packages (only when missing): chromium, chromium-driver,
 #     mesa-vulkan-drivers, libvulkan1 (software Vulkan for native wgpu), plus make,
 #     a C compiler and Node.js when those are absent;
-#   - the wasm32-unknown-unknown Rust target;
+#   - the wasm32-unknown-unknown Rust target and clippy (make lint);
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
 #   - the npm packages in package-lock.json (playwright-core; it downloads no browser).
 #
@@ -76,6 +76,13 @@ if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 else
     say "rustup target add wasm32-unknown-unknown"
     rustup target add wasm32-unknown-unknown
+fi
+
+if cargo clippy --version >/dev/null 2>&1; then
+    say "clippy: present"
+else
+    say "rustup component add clippy"
+    rustup component add clippy
 fi
 
 # The CLI must be the exact version of the wasm-bindgen crate in Cargo.lock, or the

@@ -28,6 +28,11 @@ pub enum Error {
     #[error("GPU: {0}")]
     Gpu(String),
 
+    /// A bug caught at run time (a panic inside [`crate::isolate::isolate`]):
+    /// reported against the one input it happened on.
+    #[error("{path}: {message}")]
+    Internal { path: String, message: String },
+
     /// A failure inside the tensor library that input validation did not catch.
     #[error("internal tensor error: {0}")]
     Tensor(String),

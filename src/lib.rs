@@ -9,6 +9,7 @@ pub mod clip;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod isolate;
 pub mod knowledge;
 /// The embeddings `.npz` of `kpl eval-embeddings` (needs the `cli` feature's ndarray-npy).
 #[cfg(feature = "cli")]

@@ -14,6 +14,19 @@
 //! first, and refuses a shape with more elements than the entry's bytes, and an
 //! entry larger than its compressed bytes can expand to: no allocation is then
 //! larger than a fixed multiple of the bytes present.
+//!
+//! No input may panic here: indexing, `unwrap`/`expect` and unchecked integer
+//! arithmetic are denied by clippy in this module (`make test` runs clippy).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -93,9 +106,22 @@ struct ZipEntry {
     offset: u64,
 }
 
+/// The little-endian integer of `n` (at most 8) bytes at `at`.
 fn le(bytes: &[u8], at: usize, n: usize) -> std::result::Result<u64, String> {
-    let b = bytes.get(at..at + n).ok_or("truncated zip structure")?;
-    Ok(b.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+    let b = at.checked_add(n).and_then(|end| bytes.get(at..end)).ok_or("truncated zip structure")?;
+    let mut wide = [0u8; 8];
+    wide.get_mut(..b.len()).ok_or("a zip field wider than 8 bytes")?.copy_from_slice(b);
+    Ok(u64::from_le_bytes(wide))
+}
+
+/// `le` for the 2-byte fields that are lengths inside a buffer.
+fn le_len(bytes: &[u8], at: usize) -> std::result::Result<usize, String> {
+    le(bytes, at, 2).map(|v| usize::from(v as u16))
+}
+
+/// `a + b + …` for offsets inside a buffer, or an error when it overflows.
+fn offset(parts: &[usize]) -> std::result::Result<usize, String> {
+    parts.iter().try_fold(0usize, |sum, &p| sum.checked_add(p)).ok_or_else(|| "a zip offset overflows".to_string())
 }
 
 fn read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize) -> std::result::Result<Vec<u8>, String> {
@@ -107,16 +133,18 @@ fn read_at<R: Read + Seek>(r: &mut R, at: u64, n: usize) -> std::result::Result<
 
 /// The entries of the zip's central directory (zip64 included).
 fn zip_entries<R: Read + Seek>(r: &mut R, len: u64) -> std::result::Result<Vec<ZipEntry>, String> {
+    // The end-of-central-directory record: 22 bytes and a comment of at most 65535.
     let tail_len = len.min(22 + 65535);
-    let tail_start = len - tail_len;
+    let tail_start = len.saturating_sub(tail_len);
     let tail = read_at(r, tail_start, tail_len as usize)?;
     let eocd = (0..=tail.len().saturating_sub(22))
         .rev()
-        .find(|&i| tail[i..].starts_with(b"PK\x05\x06"))
+        .find(|&i| tail.get(i..).is_some_and(|t| t.starts_with(b"PK\x05\x06")))
         .ok_or("no zip end-of-central-directory record")?;
-    let (mut count, mut cd_size, mut cd_offset) = (le(&tail, eocd + 10, 2)?, le(&tail, eocd + 12, 4)?, le(&tail, eocd + 16, 4)?);
+    let field = |at: usize, n: usize| le(&tail, offset(&[eocd, at])?, n);
+    let (mut count, mut cd_size, mut cd_offset) = (field(10, 2)?, field(12, 4)?, field(16, 4)?);
     if count == 0xffff || cd_size == 0xffff_ffff || cd_offset == 0xffff_ffff {
-        let locator = (tail_start + eocd as u64).checked_sub(20).ok_or("no zip64 locator")?;
+        let locator = tail_start.checked_add(eocd as u64).and_then(|at| at.checked_sub(20)).ok_or("no zip64 locator")?;
         let loc = read_at(r, locator, 20)?;
         if !loc.starts_with(b"PK\x06\x07") {
             return Err("no zip64 end-of-central-directory locator".into());
@@ -132,38 +160,43 @@ fn zip_entries<R: Read + Seek>(r: &mut R, len: u64) -> std::result::Result<Vec<Z
     }
     let cd = read_at(r, cd_offset, cd_size as usize)?;
     let mut entries = Vec::new();
-    let mut p = 0usize;
-    while (entries.len() as u64) < count && p + 46 <= cd.len() {
-        if !cd[p..].starts_with(b"PK\x01\x02") {
+    // Each entry: 46 fixed bytes, then its name, extra field and comment.
+    let mut rest = cd.as_slice();
+    while (entries.len() as u64) < count && rest.len() >= 46 {
+        if !rest.starts_with(b"PK\x01\x02") {
             return Err("a corrupt central directory entry".into());
         }
-        let (n, e, c) = (le(&cd, p + 28, 2)? as usize, le(&cd, p + 30, 2)? as usize, le(&cd, p + 32, 2)? as usize);
-        let name = String::from_utf8_lossy(cd.get(p + 46..p + 46 + n).ok_or("truncated zip structure")?).into_owned();
+        let (n, e, c) = (le_len(rest, 28)?, le_len(rest, 30)?, le_len(rest, 32)?);
+        let name_end = offset(&[46, n])?;
+        let extra_end = offset(&[name_end, e])?;
+        let name = String::from_utf8_lossy(rest.get(46..name_end).ok_or("truncated zip structure")?).into_owned();
         let mut entry = ZipEntry {
             name,
-            method: le(&cd, p + 10, 2)? as u16,
-            compressed: le(&cd, p + 20, 4)?,
-            uncompressed: le(&cd, p + 24, 4)?,
-            offset: le(&cd, p + 42, 4)?,
+            method: le(rest, 10, 2)? as u16,
+            compressed: le(rest, 20, 4)?,
+            uncompressed: le(rest, 24, 4)?,
+            offset: le(rest, 42, 4)?,
         };
         // zip64 extra field: the 64-bit values of the fields saturated above, in order.
-        let extra = cd.get(p + 46 + n..p + 46 + n + e).ok_or("truncated zip structure")?;
-        let mut q = 0usize;
-        while q + 4 <= extra.len() {
-            let (id, size) = (le(extra, q, 2)?, le(extra, q + 2, 2)? as usize);
+        let mut extra = rest.get(name_end..extra_end).ok_or("truncated zip structure")?;
+        while extra.len() >= 4 {
+            let (id, size) = (le(extra, 0, 2)?, le_len(extra, 2)?);
+            let body = extra.get(4..).unwrap_or_default();
+            let body = body.get(..size).unwrap_or(body);
             if id == 1 {
-                let mut at = q + 4;
+                let mut values = body.chunks_exact(8);
                 for field in [&mut entry.uncompressed, &mut entry.compressed, &mut entry.offset] {
-                    if *field == 0xffff_ffff && at + 8 <= q + 4 + size {
-                        *field = le(extra, at, 8)?;
-                        at += 8;
+                    if *field == 0xffff_ffff {
+                        if let Some(v) = values.next() {
+                            *field = le(v, 0, 8)?;
+                        }
                     }
                 }
             }
-            q += 4 + size;
+            extra = extra.get(offset(&[4, size])?..).unwrap_or_default();
         }
         entries.push(entry);
-        p += 46 + n + e + c;
+        rest = rest.get(offset(&[extra_end, c])?..).unwrap_or_default();
     }
     Ok(entries)
 }
@@ -194,7 +227,8 @@ fn check_sizes<R: Read + Seek>(r: &mut R, file: &str) -> Result<()> {
         if !local.starts_with(b"PK\x03\x04") {
             return Err(bad("its zip local header is missing".into()));
         }
-        let data = entry.offset + 30 + le(&local, 26, 2).map_err(unreadable)? + le(&local, 28, 2).map_err(unreadable)?;
+        let name_and_extra = le(&local, 26, 2).map_err(unreadable)?.saturating_add(le(&local, 28, 2).map_err(unreadable)?);
+        let data = entry.offset.saturating_add(30).saturating_add(name_and_extra);
         if data.checked_add(entry.compressed).is_none_or(|end| end > len) {
             return Err(bad("its data runs past the end of the file".into()));
         }
@@ -217,7 +251,7 @@ fn check_sizes<R: Read + Seek>(r: &mut R, file: &str) -> Result<()> {
         if (preamble as u64).saturating_add(header_len) > prefix.len() as u64 {
             return Err(bad("its npy header is truncated or larger than 1 MB".into()));
         }
-        let Ok(header) = ndarray_npy::npy::header::Header::from_reader(&mut &prefix[..]) else {
+        let Ok(header) = ndarray_npy::npy::header::Header::from_reader(&mut prefix.as_slice()) else {
             continue; // ndarray-npy reports it, before allocating
         };
         let elements = header.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
@@ -261,7 +295,8 @@ pub fn read_eval_npz<R: Read + Seek>(mut reader: R, file: &str) -> Result<EvalEm
     if let Some(bad) = classes.iter().find(|&&c| c < 0) {
         return Err(npz_error(file, "description_class", format!("negative class index {bad}")));
     }
-    let num_classes = classes.iter().map(|&c| c as usize + 1).max().unwrap_or(0);
+    // Indices are ≥ 0 (checked above); one past the largest is the class count.
+    let num_classes = classes.iter().map(|&c| (c as usize).saturating_add(1)).max().unwrap_or(0);
     for c in 0..num_classes {
         if !classes.iter().any(|&x| x as usize == c) {
             return Err(npz_error(file, "description_class", format!("class {c} has no descriptions")));
@@ -274,7 +309,7 @@ pub fn read_eval_npz<R: Read + Seek>(mut reader: R, file: &str) -> Result<EvalEm
                 return Err(npz_error(file, "labels", format!("has {} entries for {} images", l.len(), images.nrows())));
             }
             if let Some(bad) = l.iter().find(|&&x| x < 0 || x as usize >= num_classes) {
-                return Err(npz_error(file, "labels", format!("label {bad} is not a class (0..{})", num_classes - 1)));
+                return Err(npz_error(file, "labels", format!("label {bad} is not a class (0..{})", num_classes.saturating_sub(1))));
             }
             Some(l.iter().map(|&x| x as usize).collect())
         }

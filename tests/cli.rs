@@ -111,6 +111,44 @@ fn a_batch_with_bad_files_keeps_the_good_results() {
     assert_fails_naming(&out, &names[3], "no such file");
 }
 
+/// Defence in depth: a panic inside the decoder (forced through the test hook
+/// `KPL_TEST_PANIC_MARKER`, see `kpl::isolate`) costs only its own file, in the
+/// middle of a batch, for every command that reads images.
+#[test]
+fn a_panic_while_decoding_one_file_costs_only_that_file() {
+    let dir = temp_dir("panic");
+    let doomed = dir.join("__panic__.png");
+    std::fs::copy(fixtures().join("images/rgb_97x61.png"), &doomed).unwrap();
+    let doomed = doomed.display().to_string();
+    let (first, last) = (image("small_30x40.png"), image("rgb_97x61.png"));
+    let model = model_dir();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kpl"))
+            .args(args)
+            .env("KPL_TEST_PANIC_MARKER", "__panic__")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["embed-image", "--model", &model, &first, &doomed, &last]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let json = stdout_json(&out);
+    let files: Vec<&str> = json["embeddings"].as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap()).collect();
+    assert_eq!(files, [first.as_str(), last.as_str()]);
+    let errors = json["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["file"].as_str().unwrap(), doomed);
+    assert!(errors[0]["error"].as_str().unwrap().contains("internal error while decoding"), "{}", errors[0]);
+    assert!(!stderr(&out).contains("panicked"), "Rust's panic text leaked: {}", stderr(&out));
+    assert_fails_naming(&out, &doomed, "forced by KPL_TEST_PANIC_MARKER");
+
+    let out = run(&["classify", "--model", &model, "--labels", "cat,dog", &doomed, &first]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert_eq!(stdout_json(&out)["results"].as_array().map(Vec::len), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = run(&["decode", &doomed, "-o", &dir.join("x.png").display().to_string()]);
+    assert_fails_naming(&out, &doomed, "internal error while decoding");
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &b in bytes {

@@ -18,6 +18,19 @@
 //! 32-byte `Value` per element, so a 100 MB array of bytes would take 3.2 GB) are
 //! limited to [`MAX_ARRAY_ELEMENTS`] in all, and a tensor's element count to
 //! four per byte of the file.
+//!
+//! No header may panic this walker: indexing, `unwrap`/`expect` and unchecked
+//! integer arithmetic are denied by clippy here (`make test` runs clippy).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -41,8 +54,19 @@ impl<R: Read + Seek> Walker<'_, R> {
     fn bytes<const N: usize>(&mut self) -> Check<[u8; N]> {
         let mut b = [0u8; N];
         self.reader.read_exact(&mut b).map_err(|_| format!("truncated header at byte {}", self.pos))?;
-        self.pos += N as u64;
+        self.advance(N as u64)?;
         Ok(b)
+    }
+
+    /// Moves the position on by `n` bytes already read or skipped.
+    fn advance(&mut self, n: u64) -> Check<()> {
+        self.pos = self.pos.checked_add(n).filter(|&p| p <= self.len).ok_or_else(|| format!("truncated header at byte {}", self.pos))?;
+        Ok(())
+    }
+
+    /// Bytes left after the position.
+    fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
     }
 
     fn u32(&mut self) -> Check<u32> {
@@ -63,22 +87,23 @@ impl<R: Read + Seek> Walker<'_, R> {
 
     /// Skips `n` bytes that must be present.
     fn skip(&mut self, n: u64, what: &str) -> Check<()> {
-        if n > self.len - self.pos {
+        if n > self.remaining() {
             return Err(format!("{what} of {n} bytes at byte {} runs past the end of the file ({} bytes)", self.pos, self.len));
         }
-        self.pos += n;
+        self.advance(n)?;
         self.reader.seek(SeekFrom::Start(self.pos)).map_err(|e| e.to_string())?;
         Ok(())
     }
 
     fn string(&mut self) -> Check<Vec<u8>> {
         let n = self.length()?;
-        if n > self.len - self.pos {
+        if n > self.remaining() {
             return Err(format!("a string of {n} bytes at byte {} runs past the end of the file", self.pos));
         }
-        let mut s = vec![0u8; n as usize];
+        let size = usize::try_from(n).map_err(|_| format!("a string of {n} bytes does not fit in memory"))?;
+        let mut s = vec![0u8; size];
         self.reader.read_exact(&mut s).map_err(|e| e.to_string())?;
-        self.pos += n;
+        self.advance(n)?;
         Ok(s)
     }
 
@@ -86,8 +111,8 @@ impl<R: Read + Seek> Walker<'_, R> {
     /// signed integer of at most 32 bits (for `general.alignment`).
     fn value(&mut self, kind: u32, depth: usize) -> Check<Option<i64>> {
         Ok(match kind {
-            0 => Some(i64::from(self.bytes::<1>()?[0])),
-            1 => Some(i64::from(self.bytes::<1>()?[0] as i8)),
+            0 => Some(i64::from(u8::from_le_bytes(self.bytes()?))),
+            1 => Some(i64::from(i8::from_le_bytes(self.bytes()?))),
             2 => Some(i64::from(u16::from_le_bytes(self.bytes()?))),
             3 => Some(i64::from(i16::from_le_bytes(self.bytes()?))),
             4 => Some(i64::from(self.u32()?)),
@@ -107,7 +132,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                     return Err(format!("more than {MAX_ARRAY_ELEMENTS} array elements in the metadata"));
                 }
                 for _ in 0..n {
-                    self.value(element, depth + 1)?;
+                    self.value(element, depth.saturating_add(1))?;
                 }
                 None
             }
@@ -170,7 +195,7 @@ fn walk<R: Read + Seek>(w: &mut Walker<'_, R>) -> Check<()> {
         if elements.is_none_or(|n| n > max_elements || usize::try_from(n).is_err()) {
             return Err(format!("tensor {name} has dimensions {shape:?}, more elements than a {}-byte file holds", w.len));
         }
-        w.skip(4 + 8, "a tensor's type and offset")?;
+        w.skip(12, "a tensor's type (4 bytes) and offset (8 bytes)")?;
     }
     Ok(())
 }

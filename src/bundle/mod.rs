@@ -32,22 +32,25 @@
 //! name; a newer `format_version` is refused with a message saying so.
 
 mod gguf_check;
+mod manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pack;
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::clip::weights::{QTensors, Weights};
-use crate::clip::{describe_load_error, hex, ClipConfig, ClipModel, Towers};
+use crate::clip::{describe_load_error, ClipConfig, ClipModel, Towers};
 use crate::error::{Error, Result};
 use crate::pipeline::ClipPipeline;
+
+pub(crate) use manifest::check_file_name;
+pub use manifest::{sha256_of, verify, FileEntry, Files, KnowledgeEntry, Manifest, ModelInfo};
 
 /// The bundle format this build writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -105,52 +108,7 @@ impl PackDtype {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub fingerprint: String,
-    pub dtype: PackDtype,
-    pub random_weights: bool,
-    pub projection_dim: usize,
-    pub image_size: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileEntry {
-    /// A file name inside the bundle folder (no folders, no `..`).
-    pub path: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Files {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_encoder: Option<FileEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text_encoder: Option<FileEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KnowledgeEntry {
-    pub task: String,
-    #[serde(default)]
-    pub title: String,
-    #[serde(flatten)]
-    pub file: FileEntry,
-    pub classes: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format_version: u32,
-    pub model: ModelInfo,
-    pub files: Files,
-    #[serde(default)]
-    pub knowledge: Vec<KnowledgeEntry>,
-}
-
-fn newer_version(name: &str, version: u64) -> Error {
+pub(crate) fn newer_version(name: &str, version: u64) -> Error {
     Error::model(
         name,
         format!(
@@ -158,99 +116,6 @@ fn newer_version(name: &str, version: u64) -> Error {
              update kpl or pack the model again with this version"
         ),
     )
-}
-
-fn check_file_name(manifest_name: &str, path: &str) -> Result<()> {
-    let plain = !path.is_empty()
-        && !path.contains(['/', '\\', '\0'])
-        && path != "."
-        && path != ".."
-        && !path.starts_with('.');
-    if plain {
-        Ok(())
-    } else {
-        Err(Error::model(manifest_name, format!("file {path:?} is not a plain file name inside the bundle folder")))
-    }
-}
-
-impl Manifest {
-    /// Parses `manifest.json`; `name` names it in errors. The format version is
-    /// checked before anything else so that a newer bundle says so plainly.
-    pub fn from_json(bytes: &[u8], name: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| Error::model(name, format!("not a bundle manifest (invalid JSON: {e})")))?;
-        let version = value
-            .get("format_version")
-            .and_then(|v| v.as_u64())
-            .ok_or_else(|| Error::model(name, "not a bundle manifest (no format_version)"))?;
-        if version > u64::from(FORMAT_VERSION) {
-            return Err(newer_version(name, version));
-        }
-        let manifest: Manifest = serde_json::from_value(value)
-            .map_err(|e| Error::model(name, format!("not a usable bundle manifest: {e}")))?;
-        for entry in manifest.files.image_encoder.iter().chain(&manifest.files.text_encoder) {
-            check_file_name(name, &entry.path)?;
-        }
-        for entry in &manifest.knowledge {
-            check_file_name(name, &entry.file.path)?;
-        }
-        if manifest.files.image_encoder.is_none() && manifest.files.text_encoder.is_none() {
-            return Err(Error::model(name, "the bundle lists neither an image nor a text encoder"));
-        }
-        Ok(manifest)
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("the manifest serialises")
-    }
-
-    /// The entry of a file the manifest lists, by its path.
-    pub fn entry(&self, path: &str) -> Option<&FileEntry> {
-        self.files
-            .image_encoder
-            .iter()
-            .chain(&self.files.text_encoder)
-            .chain(self.knowledge.iter().map(|k| &k.file))
-            .find(|e| e.path == path)
-    }
-}
-
-/// SHA-256 and length of everything `reader` yields from its start.
-pub fn sha256_of<R: Read + Seek>(reader: &mut R) -> std::io::Result<(String, u64)> {
-    reader.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), total))
-}
-
-/// Checks a file's size and SHA-256 against its manifest entry; `name` names it.
-pub fn verify<R: Read + Seek>(reader: &mut R, name: &str, entry: &FileEntry) -> Result<()> {
-    let (sha, len) = sha256_of(reader).map_err(|e| Error::io(name, e))?;
-    if len != entry.bytes {
-        return Err(Error::model(
-            name,
-            format!(
-                "altered or truncated: {len} bytes where manifest.json says {} (download it again or re-run kpl pack)",
-                entry.bytes
-            ),
-        ));
-    }
-    if sha != entry.sha256 {
-        return Err(Error::model(
-            name,
-            "altered or truncated: its SHA-256 does not match manifest.json (download it again or re-run kpl pack)",
-        ));
-    }
-    Ok(())
 }
 
 /// Which tower an encoder file holds.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::{embed_in_batches, exit_code, prepare_images, print_json, FileError, ModelArgs};
+use super::{exit_code, prepare_images, print_json, FileError, ModelArgs};
 use kpl::pipeline::zero_shot_prompt;
 use kpl::Error;
 
@@ -67,8 +67,8 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let label_embeddings =
         labels.iter().map(|l| pipeline.embed_text(&zero_shot_prompt(l))).collect::<Result<Vec<_>, _>>()?;
-    let prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
+    let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
+    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
     let results = prepared
         .files
         .into_iter()
@@ -129,8 +129,8 @@ fn by_class(names: &[String], values: &[f32]) -> serde_json::Map<String, serde_j
 fn run_kpl(args: &ClassifyArgs, kb_path: &std::path::Path) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let base = super::kb::load_base(kb_path, &pipeline, &args.model.model)?;
-    let prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
+    let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
+    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
     let results = kpl::classifier::classify_embeddings(
         &base,
         &embeddings,

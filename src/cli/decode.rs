@@ -43,7 +43,10 @@ pub fn run(args: &DecodeArgs) -> Result<i32, Error> {
     let name = args.file.display().to_string();
     let bytes = read_input(&args.file, args.file_limit.bytes())?;
     let limits = DecodeLimits { max_pixels: (args.max_megapixels * 1e6).max(1.0) as u64 };
-    let decoded = dicom::decode(&bytes, &name, limits, args.frame)?;
+    let decoded = kpl::isolate::isolate(&name, "decoding", || {
+        kpl::isolate::test_panic_hook(&name);
+        dicom::decode(&bytes, &name, limits, args.frame)
+    })?;
     let image = &decoded.image;
     image::save_buffer_with_format(
         &args.output,

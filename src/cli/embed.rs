@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::{embed_in_batches, exit_code, prepare_images, print_json, report, report_backend_notes, FileError, ModelArgs};
+use super::{exit_code, prepare_images, print_json, report, report_backend_notes, FileError, ModelArgs};
 use kpl::Error;
 
 #[derive(Debug, Args)]
@@ -51,8 +51,8 @@ struct TextEmbeddings {
 
 pub fn embed_image(args: &EmbedImageArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
-    let prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
+    let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
+    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
     let failures = prepared.errors.len();
     print_json(&ImageEmbeddings {
         embeddings: prepared

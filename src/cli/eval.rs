@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::kb::{image_files, load_base};
 use super::kpl_args::KplArgs;
-use super::{embed_in_batches, prepare_images, print_json, ModelArgs};
+use super::{prepare_images, print_json, ModelArgs};
 use kpl::classifier::engine_error;
 use kpl::knowledge::folder::load_task;
 use kpl::npz::read_eval_npz;
@@ -268,13 +268,9 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
             (e, labels)
         }
         None => {
-            let prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
-            let total = prepared.pixels.len();
-            let mut embeddings = Vec::with_capacity(total);
-            for (i, chunk) in prepared.pixels.chunks(8).enumerate() {
-                embeddings.extend(embed_in_batches(&pipeline, chunk)?);
-                eprint!("\rkpl: encoding images {}/{total}", (i * 8 + chunk.len()).min(total));
-            }
+            let mut prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
+            let embeddings =
+                prepared.embed(&pipeline, |done, total| eprint!("\rkpl: encoding images {done}/{total}"))?;
             eprintln!();
             if prepared.errors.is_empty() {
                 cache.store(&embeddings);

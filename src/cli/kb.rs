@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use kpl_core::{Matrix, Method};
 
 use super::kpl_args::KplArgs;
-use super::{embed_in_batches, prepare_images, read_file, ModelArgs};
+use super::{prepare_images, read_file, ModelArgs};
 use kpl::classifier::{build_knowledge_base, engine_error};
 use kpl::knowledge::base::{FitInfo, KnowledgeBase, StorageDtype};
 use kpl::knowledge::folder::load_task;
@@ -120,7 +120,7 @@ pub fn fit(args: &FitArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let mut base = load_base(&args.kb, &pipeline, &args.model.model)?;
     let files = image_files(&args.images)?;
-    let prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
+    let mut prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
     if prepared.pixels.len() < 2 {
         return Err(Error::Input(format!(
             "{}: fitting needs at least 2 readable images, found {}",
@@ -129,7 +129,7 @@ pub fn fit(args: &FitArgs) -> Result<i32, Error> {
         )));
     }
     eprintln!("kpl: encoding {} images", prepared.pixels.len());
-    let embeddings = embed_in_batches(&pipeline, &prepared.pixels)?;
+    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
     let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
     let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
     let params = args.kpl.params();

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Serialize;
 
+use kpl::isolate::isolate;
 use kpl::model_dir::load_model_dir;
 use kpl::preprocess::PixelTensor;
 use kpl::{ClipPipeline, Error};
@@ -113,11 +114,16 @@ pub struct PreparedImages {
     pub errors: Vec<FileError>,
 }
 
+/// Reads, decodes and preprocesses each file on its own: a failure, even a panic
+/// (see [`kpl::isolate`]), costs only that file.
 pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf], max_file_bytes: u64) -> PreparedImages {
     let mut prepared = PreparedImages { files: Vec::new(), indices: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
     for (index, path) in files.iter().enumerate() {
         let name = path.display().to_string();
-        let result = read_input(path, max_file_bytes).and_then(|bytes| pipeline.prepare_image(&bytes, &name));
+        let result = isolate(&name, "decoding", || {
+            kpl::isolate::test_panic_hook(&name);
+            read_input(path, max_file_bytes).and_then(|bytes| pipeline.prepare_image(&bytes, &name))
+        });
         match result {
             Ok(pixels) => {
                 prepared.files.push(name);
@@ -174,16 +180,58 @@ pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Embeds preprocessed images a few at a time (batching amortises the weight
-/// reads; small batches bound memory for large folders).
-pub fn embed_in_batches(pipeline: &ClipPipeline, pixels: &[PixelTensor]) -> Result<Vec<Vec<f32>>, Error> {
-    const BATCH: usize = 8;
-    let mut out = Vec::with_capacity(pixels.len());
-    for chunk in pixels.chunks(BATCH) {
-        out.extend(pipeline.embed_pixels(chunk, true)?);
-        report_backend_notes(pipeline);
+impl PreparedImages {
+    /// Embeds the prepared images a few at a time (batching amortises the weight
+    /// reads; small batches bound memory for large folders), calling
+    /// `progress(done, total)` after each batch. A batch that panics is run again
+    /// one image at a time, each isolated: an image that still panics moves to
+    /// `errors` (reported on stderr), so `files`, `indices` and the returned
+    /// embeddings stay parallel and every other image keeps its result.
+    ///
+    /// Errors: an encoder error that is not a panic (it concerns the model, not
+    /// one image) stops the batch as before.
+    pub fn embed(&mut self, pipeline: &ClipPipeline, mut progress: impl FnMut(usize, usize)) -> Result<Vec<Vec<f32>>, Error> {
+        const BATCH: usize = 8;
+        let total = self.pixels.len();
+        let mut embeddings = Vec::with_capacity(total);
+        let mut failed = Vec::new();
+        for (b, chunk) in self.pixels.chunks(BATCH).enumerate() {
+            let first = b * BATCH;
+            let label = format!("{} (a batch of {})", self.files[first], chunk.len());
+            match isolate(&label, "encoding", || pipeline.embed_pixels(chunk, true)) {
+                Ok(batch) => embeddings.extend(batch.into_iter().map(Some)),
+                Err(Error::Internal { .. }) => {
+                    for (i, pixels) in chunk.iter().enumerate() {
+                        let name = &self.files[first + i];
+                        match isolate(name, "encoding", || pipeline.embed_pixels(std::slice::from_ref(pixels), true)) {
+                            Ok(mut one) => embeddings.push(one.pop()),
+                            Err(e @ Error::Internal { .. }) => {
+                                report(&e);
+                                failed.push(FileError { file: name.clone(), error: e.to_string() });
+                                embeddings.push(None);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            report_backend_notes(pipeline);
+            progress(embeddings.len(), total);
+        }
+        let mut kept = Vec::with_capacity(total);
+        let (files, indices, pixels) = (std::mem::take(&mut self.files), std::mem::take(&mut self.indices), std::mem::take(&mut self.pixels));
+        for (((file, index), pixel), embedding) in files.into_iter().zip(indices).zip(pixels).zip(embeddings) {
+            if let Some(e) = embedding {
+                self.files.push(file);
+                self.indices.push(index);
+                self.pixels.push(pixel);
+                kept.push(e);
+            }
+        }
+        self.errors.extend(failed);
+        Ok(kept)
     }
-    Ok(out)
 }
 
 /// The process exit code: 0 when everything succeeded, 1 when some input failed.

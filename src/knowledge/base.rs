@@ -16,6 +16,19 @@
 //! `kpl fit` also `proxies` (one learned proxy per class, always f32).
 //! The header carries the SHA-256 of the payload and the fingerprint of the
 //! model that made it; loading checks both.
+//!
+//! No file may panic the reader: indexing, `unwrap`/`expect` and unchecked
+//! integer arithmetic are denied by clippy in this module (`make test` runs clippy).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +41,8 @@ pub const MAGIC: &[u8; 8] = b"KPLKB\r\n\x1a";
 pub const FORMAT_VERSION: u32 = 1;
 /// A header larger than this is not a header (protects against absurd lengths).
 const MAX_HEADER: usize = 64 << 20;
+/// Magic, format version and header length.
+const PREFIX: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,12 +135,21 @@ fn encode(values: &[f32], dtype: StorageDtype, out: &mut Vec<u8>) {
 
 fn decode(bytes: &[u8], dtype: StorageDtype) -> Vec<f32> {
     match dtype {
-        StorageDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        StorageDtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
+        StorageDtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(array(c))).collect(),
+        StorageDtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_bits(u16::from_le_bytes(array(c))).to_f32()).collect(),
     }
+}
+
+/// The first `N` bytes of `bytes` (zeros where it is shorter; callers pass exact chunks).
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.iter_mut().zip(bytes).for_each(|(o, b)| *o = *b);
+    out
+}
+
+/// The first 12 characters of a fingerprint, for messages (any string is safe).
+fn short(fingerprint: &str) -> String {
+    fingerprint.chars().take(12).collect()
 }
 
 impl KnowledgeBase {
@@ -157,11 +181,14 @@ impl KnowledgeBase {
         self.classes.iter().map(|c| c.name.clone()).collect()
     }
 
-    /// The text of description row `row`.
+    /// The text of description row `row` ("" for a row the base does not have).
     pub fn description_text(&self, row: usize) -> &str {
-        let class = self.class_of[row];
+        let Some(&class) = self.class_of.get(row) else { return "" };
         let first = self.class_of.iter().position(|&c| c == class).unwrap_or(0);
-        &self.classes[class].descriptions[row - first]
+        self.classes
+            .get(class)
+            .and_then(|c| c.descriptions.get(row.saturating_sub(first)))
+            .map_or("", String::as_str)
     }
 
     /// The embeddings in the form the KPL engine takes.
@@ -178,8 +205,8 @@ impl KnowledgeBase {
                     "this knowledge base was built with another model ({}, fingerprint {}…), not with {model_name} \
                      (fingerprint {}…); rebuild it with `kpl build-kb --model {model_name}`",
                     self.model.name,
-                    &self.model.fingerprint[..12.min(self.model.fingerprint.len())],
-                    &fingerprint[..12.min(fingerprint.len())]
+                    short(&self.model.fingerprint),
+                    short(fingerprint)
                 ),
             ));
         }
@@ -209,10 +236,12 @@ impl KnowledgeBase {
             fit: self.proxies.as_ref().map(|(_, info)| info.clone()),
             payload_sha256: hex(&Sha256::digest(&payload)),
         };
+        #[allow(clippy::expect_used)] // plain structs with string keys always serialise
         let header = serde_json::to_vec(&header).expect("serialisable header");
-        let mut out = Vec::with_capacity(16 + header.len() + payload.len());
+        let mut out = Vec::with_capacity(PREFIX.saturating_add(header.len()).saturating_add(payload.len()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // A header is a few hundred kB at most: far below u32::MAX.
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
         out.extend_from_slice(&payload);
@@ -222,10 +251,15 @@ impl KnowledgeBase {
     /// Parses and verifies a base; `name` names the file in errors.
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
         let bad = |m: String| Error::model(name, m);
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        let (Some(magic), Some(version), Some(header_len), Some(rest)) =
+            (bytes.get(..8), bytes.get(8..12), bytes.get(12..PREFIX), bytes.get(PREFIX..))
+        else {
+            return Err(bad("not a KPL knowledge base (.kplkb): wrong magic bytes".into()));
+        };
+        if magic != MAGIC {
             return Err(bad("not a KPL knowledge base (.kplkb): wrong magic bytes".into()));
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let version = u32::from_le_bytes(array(version));
         if version > FORMAT_VERSION {
             return Err(bad(format!(
                 "knowledge base format version {version} is newer than this kpl reads ({FORMAT_VERSION}); update kpl"
@@ -234,34 +268,38 @@ impl KnowledgeBase {
         if version == 0 {
             return Err(bad("knowledge base format version 0 does not exist".into()));
         }
-        let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
-        if header_len > MAX_HEADER || 16 + header_len > bytes.len() {
+        let header_len = u32::from_le_bytes(array(header_len)) as usize;
+        let (Some(header), Some(payload)) = (rest.get(..header_len), rest.get(header_len..)) else {
             return Err(bad(format!("truncated: the header claims {header_len} bytes, the file has {}", bytes.len())));
+        };
+        if header_len > MAX_HEADER {
+            return Err(bad(format!("the header claims {header_len} bytes, more than a header can be ({MAX_HEADER})")));
         }
-        let header: Header = serde_json::from_slice(&bytes[16..16 + header_len])
-            .map_err(|e| bad(format!("malformed header: {e}")))?;
-        let payload = &bytes[16 + header_len..];
+        let header: Header = serde_json::from_slice(header).map_err(|e| bad(format!("malformed header: {e}")))?;
         if hex(&Sha256::digest(payload)) != header.payload_sha256 {
             return Err(bad("corrupt or truncated: the payload's SHA-256 does not match the header".into()));
         }
         let dim = header.dim;
-        let total_descriptions: usize = header.classes.iter().map(|c| c.descriptions.len()).sum();
+        let total_descriptions =
+            header.classes.iter().try_fold(0usize, |n, c| n.checked_add(c.descriptions.len())).unwrap_or(usize::MAX);
         if dim == 0 || header.classes.is_empty() {
             return Err(bad("the header has no classes or a zero embedding dimension".into()));
         }
-        let mut offset = 0usize;
+        let mut rest = payload;
         let mut descriptions = None;
         let mut class_prompts = None;
         let mut proxies = None;
         for section in &header.sections {
-            let len = section
+            let section_bytes = section
                 .rows
                 .checked_mul(dim)
                 .and_then(|n| n.checked_mul(section.dtype.bytes()))
-                .filter(|&n| offset + n <= payload.len())
-                .ok_or_else(|| bad(format!("section {} does not fit the payload", section.name)))?;
-            let values = decode(&payload[offset..offset + len], section.dtype);
-            offset += len;
+                .and_then(|n| rest.get(..n).zip(rest.get(n..)));
+            let Some((section_bytes, after)) = section_bytes else {
+                return Err(bad(format!("section {} does not fit the payload", section.name)));
+            };
+            let values = decode(section_bytes, section.dtype);
+            rest = after;
             let expected_rows = if section.name == "descriptions" { total_descriptions } else { header.classes.len() };
             if section.rows != expected_rows {
                 return Err(bad(format!(
@@ -276,8 +314,8 @@ impl KnowledgeBase {
                 _ => {} // Unknown sections from a compatible writer are skipped.
             }
         }
-        if offset != payload.len() {
-            return Err(bad(format!("{} bytes after the last section", payload.len() - offset)));
+        if !rest.is_empty() {
+            return Err(bad(format!("{} bytes after the last section", rest.len())));
         }
         let (descriptions, dtype) = descriptions.ok_or_else(|| bad("no descriptions section".into()))?;
         let class_prompts = class_prompts.ok_or_else(|| bad("no class_prompts section".into()))?;
