@@ -21,6 +21,11 @@ impl ClipTokenizer {
             .with_truncation(None)
             .map_err(|e| Error::model(path, format!("cannot disable truncation: {e}")))?;
         inner.with_padding(None);
+        // `text_clean::openai_clean` normalises exactly as OpenAI does; the file's
+        // own normaliser would also NFC what `html.unescape` left decomposed.
+        inner
+            .with_normalizer(None::<tokenizers::NormalizerWrapper>)
+            .map_err(|e| Error::model(path, format!("cannot drop the normalizer: {e}")))?;
         Ok(Self { inner, context })
     }
 
