@@ -30,6 +30,8 @@ mod wasm_custom;
 mod wasm_dicom;
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]
 mod wasm_gpu;
+#[cfg(target_arch = "wasm32")]
+mod wasm_testing;
 
 pub use error::{Error, Result};
 pub use pipeline::{ClipPipeline, ModelFiles};

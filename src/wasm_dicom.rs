@@ -38,3 +38,39 @@ pub fn dicom_summary(
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     serde::Serialize::serialize(&value, &serializer).map_err(|e| JsError::new(&e.to_string()))
 }
+
+/// The 8-bit RGB rendering of an image or DICOM file's bytes, exactly what the
+/// model's preprocessing starts from (before any resize): `{width, height, rgb}`,
+/// `rgb` a `Uint8Array` of `width × height × 3` values, row by row. For DICOM the
+/// rendering of `decode_rgb8` (middle frame, modality LUT, first VOI window, …).
+/// Throws an `Error` naming the file when the bytes cannot be decoded;
+/// `maxMegapixels` bounds the image as for embedding (default 100).
+#[wasm_bindgen(js_name = decodeImage)]
+pub fn decode_image(
+    bytes: &[u8],
+    name: &str,
+    max_megapixels: Option<f64>,
+) -> Result<JsValue, JsError> {
+    let mut limits = DecodeLimits::default();
+    if let Some(mp) = max_megapixels {
+        limits.max_pixels = (mp * 1e6).max(1.0) as u64;
+    }
+    let image = crate::preprocess::decode_rgb8(bytes, name, limits)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    if image.channels != 3 || image.data.len() != image.width * image.height * 3 {
+        return Err(JsError::new(&format!(
+            "{name}: the decoder returned {} channels for {}×{} pixels",
+            image.channels, image.width, image.height
+        )));
+    }
+    let out = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        js_sys::Reflect::set(&out, &JsValue::from_str(key), &value)
+            .map(|_| ())
+            .map_err(|_| JsError::new("decodeImage: cannot build the result object"))
+    };
+    set("width", JsValue::from(image.width as u32))?;
+    set("height", JsValue::from(image.height as u32))?;
+    set("rgb", js_sys::Uint8Array::from(image.data.as_slice()).into())?;
+    Ok(out.into())
+}
