@@ -15,6 +15,9 @@
 //                                default build/kb/<model folder name>/)
 //   /fixtures/    tests/fixtures/   only with --test
 //   /test/        tests/browser/    only with --test (the parity page)
+//   /test-server/requests   only with --test: JSON {"GET /path": count} of every
+//                 request served so far (the tests check that a restarted worker
+//                 reads the model from the browser's caches, not the network)
 //
 // `GET /model/manifest.json` returns the folder's manifest.json, or one synthesised
 // from the files present (see `modelManifest`), plus `"knowledge": [{task, title, path,
@@ -240,6 +243,9 @@ export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } 
     ['/', path.join(REPO, 'www')],
   ];
 
+  /** Requests served, by "METHOD /path" (test mode only). */
+  const requestCounts = new Map();
+
   return http.createServer(async (req, res) => {
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -247,6 +253,14 @@ export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } 
       }
       const pathname = (req.url ?? '/').split('?')[0].split('#')[0];
       if (!pathname.startsWith('/')) return send(res, 400, 'Bad request\n');
+      if (test) {
+        if (pathname === '/test-server/requests') {
+          const body = JSON.stringify(Object.fromEntries(requestCounts), null, 1) + '\n';
+          return send(res, 200, body, { 'Content-Type': 'application/json' });
+        }
+        const key = `${req.method} ${pathname}`;
+        requestCounts.set(key, (requestCounts.get(key) ?? 0) + 1);
+      }
       if (pathname === '/model/manifest.json') {
         const own = await modelManifest(modelDir);
         // A `kpl pack` bundle lists its own bases (paths relative to /model/), built with

@@ -22,6 +22,8 @@ const ui = {
   embedStatus: $('embed-status'),
   embedProgress: $('embed-progress'),
   embedProgressText: $('embed-progress-text'),
+  cancel: $('cancel'),
+  workerNote: $('worker-note'),
   clear: $('clear'),
   exportCsv: $('export-csv'),
   exportJson: $('export-json'),
@@ -60,11 +62,19 @@ kbReady.catch(() => {});
 /** The backend the worker uses (from its last load result). */
 let backendUsed = 'wasm';
 
-/** Object URLs of thumbnails, revoked when the results are cleared. */
+/** Object URLs of thumbnails not yet loaded (each is revoked once its image is in, or on clear). */
 const objectUrls = new Set();
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kpl' });
-const client = new KplClient(worker);
+/**
+ * Test hooks (`?test-hooks=1`, for the browser tests only): the worker makes the
+ * module panic on files named with `__trap__` (see worker.js), and
+ * `window.kplTestHooks.memoryUsage()` reports the worker's memory.
+ */
+const testHooks = new URLSearchParams(location.search).get('test-hooks') === '1';
+
+// The worker, restarted by the client if its WebAssembly module crashes.
+const client = KplClient.start(new URL('./worker.js', import.meta.url), { name: 'kpl', params: testHooks ? { 'test-hooks': '1' } : {} });
+if (testHooks) window.kplTestHooks = { memoryUsage: () => client.memoryUsage() };
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 const ms = (t) => (t < 10 ? `${t.toFixed(1)} ms` : `${Math.round(t)} ms`);
@@ -163,6 +173,14 @@ function showBackend({ backend, note, probe }) {
   ui.backendNote.dataset.gpuMs = probe ? probe.gpuMs.toFixed(3) : '';
 }
 
+client.onRestart = ({ file, restarts, ok, error }) => {
+  document.body.dataset.workerRestarts = String(restarts);
+  ui.workerNote.hidden = false;
+  ui.workerNote.textContent = ok
+    ? `The WebAssembly module crashed${file ? ` on ${file}` : ''} and was restarted, with the model read again from the browser cache; the other images went on.`
+    : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}); reload the page.`;
+};
+
 client.onBackend = (event) => {
   showBackend(event);
   document.body.dataset.backendSettled = 'true';
@@ -231,23 +249,28 @@ function updateEmpty() {
 
 /**
  * The per-image progress bar: images encoded of images added, over every batch still
- * in flight (a batch added while another runs extends the same bar).
+ * in flight (a batch added while another runs extends the same bar), and how many a
+ * Cancel left out.
  */
-const encoding = { done: 0, total: 0 };
+
+const encoding = { done: 0, total: 0, cancelled: 0 };
 
 function showEncoding() {
   ui.embedStatus.hidden = false;
   ui.embedProgress.max = Math.max(encoding.total, 1);
   ui.embedProgress.value = encoding.done;
   const busy = encoding.done < encoding.total;
-  ui.embedProgressText.textContent = `${encoding.done} of ${encoding.total} image${encoding.total === 1 ? '' : 's'} encoded${busy ? '…' : '.'}`;
+  const cancelled = encoding.cancelled ? ` Cancelled: ${encoding.cancelled} image${encoding.cancelled === 1 ? '' : 's'} not processed.` : '';
+  ui.embedProgressText.textContent = `${encoding.done} of ${encoding.total} image${encoding.total === 1 ? '' : 's'} encoded${busy ? '…' : '.'}${cancelled}`;
   ui.embedStatus.dataset.done = String(encoding.done);
   ui.embedStatus.dataset.total = String(encoding.total);
+  ui.embedStatus.dataset.cancelled = String(encoding.cancelled);
   ui.embedStatus.classList.toggle('busy', busy);
+  ui.cancel.hidden = !busy;
 }
 
 function encodingAdd(n) {
-  if (encoding.done >= encoding.total) encoding.done = encoding.total = 0;
+  if (encoding.done >= encoding.total) encoding.done = encoding.total = encoding.cancelled = 0;
   encoding.total += n;
   showEncoding();
 }
@@ -257,17 +280,35 @@ function encodingStep(n = 1) {
   showEncoding();
 }
 
+/** Images of a cancelled batch that will not be encoded: off the bar, counted as cancelled. */
+function encodingCancelled(n) {
+  encoding.total -= n;
+  encoding.cancelled += n;
+  showEncoding();
+}
+
 function pendingCard(name) {
   return el('li', { class: 'card pending', 'data-kpl-pending': true, 'data-file': name },
     el('div', {}, el('h3', {}, name), el('p', {}, 'Waiting for the model…')));
 }
 
+/**
+ * A thumbnail, loaded when it scrolls into view. Its object URL is revoked as soon
+ * as the image is in (or failed), so a long batch does not pin every file.
+ */
 function thumbnail(file, name) {
   const url = URL.createObjectURL(file);
   objectUrls.add(url);
-  const thumb = el('img', { class: 'thumb', src: url, alt: `Thumbnail of ${name}` });
+  const release = () => {
+    if (objectUrls.delete(url)) URL.revokeObjectURL(url);
+  };
+  const thumb = el('img', { class: 'thumb', src: url, alt: `Thumbnail of ${name}`, loading: 'lazy', decoding: 'async' });
+  thumb.addEventListener('load', release, { once: true });
   // Browsers cannot show every format the decoder reads (TIFF, DICOM): drop the thumbnail then.
-  thumb.addEventListener('error', () => thumb.replaceWith(el('div', { class: 'thumb no-preview', role: 'img', 'aria-label': `No preview of ${name}` }, 'No preview')));
+  thumb.addEventListener('error', () => {
+    release();
+    thumb.replaceWith(el('div', { class: 'thumb no-preview', role: 'img', 'aria-label': `No preview of ${name}` }, 'No preview'));
+  }, { once: true });
   return thumb;
 }
 
@@ -382,6 +423,34 @@ function errorCard(name, message) {
     el('div', {}, el('h3', {}, name), el('p', {}, `Could not classify this file: ${message}`)));
 }
 
+/** Yields to the page's event loop (input, painting) between slices of DOM work. */
+const nextTask = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Runs DOM updates (one function per card) in slices of at most 8 ms or 24 cards,
+ * so that hundreds of cards never hold the main thread for long: neither the
+ * script nor the layout of what a slice added.
+ */
+async function inSlices(updates) {
+  let start = performance.now();
+  let count = 0;
+  for (const update of updates) {
+    update();
+    if (++count >= 24 || performance.now() - start > 8) {
+      await nextTask();
+      start = performance.now();
+      count = 0;
+    }
+  }
+}
+
+/** The batches being encoded, each with its controller (the Cancel button aborts them all). */
+const running = new Set();
+
+ui.cancel.addEventListener('click', () => {
+  for (const controller of running) controller.abort();
+});
+
 /**
  * One batch: pending cards, then (once the model is loaded) one embed-images request
  * with a progress reply per image, then one classification over every image that
@@ -398,44 +467,59 @@ async function handleBatch(files) {
       return;
     }
   }
-  const items = files.map((file) => {
-    const name = file.name || 'pasted image';
-    const card = pendingCard(name);
-    ui.results.append(card);
-    return { file, name, card };
-  });
+  const controller = new AbortController();
+  running.add(controller);
+  encodingAdd(files.length);
+  // The pending cards, added in slices (a drop may bring hundreds of files).
+  const items = files.map((file) => ({ file, name: file.name || 'pasted image', card: pendingCard(file.name || 'pasted image') }));
+  await inSlices(items.map((it) => () => ui.results.append(it.card)));
   updateEmpty();
-  encodingAdd(items.length);
-  const fail = (list, message) => {
-    for (const it of list) it.card.replaceWith(errorCard(it.name, message));
+  const fail = async (list, message) => {
+    await inSlices(list.map((it) => () => it.card.replaceWith(errorCard(it.name, message))));
+    updateEmpty();
+  };
+  /** Cards of files a Cancel left out: removed, and counted in the status line. */
+  const dropUnprocessed = async (list) => {
+    encodingCancelled(list.length);
+    await inSlices(list.map((it) => () => it.card.remove()));
     updateEmpty();
   };
   let info;
-  try {
-    await modelReady.promise;
-    info = custom ? null : await kbReady;
-  } catch (e) {
-    encodingStep(items.length);
-    return fail(items, e.message);
-  }
-  for (const it of items) it.card.querySelector('p').textContent = 'Encoding…';
   let embedded;
   try {
-    embedded = await client.embedImages(items.map((it) => ({ name: it.name, data: it.file })), ({ loaded, total }) => {
-      encodingStep();
-      const it = items[loaded - 1];
-      if (it) it.card.querySelector('p').textContent = `Encoded (${loaded} of ${total}); waiting for the batch…`;
-    });
-  } catch (e) {
-    encodingStep(items.length);
-    return fail(items, e.message);
+    try {
+      await modelReady.promise;
+      info = custom ? null : await kbReady;
+    } catch (e) {
+      encodingStep(items.length);
+      return await fail(items, e.message);
+    }
+    if (controller.signal.aborted) return await dropUnprocessed(items);
+    for (const it of items) it.card.querySelector('p').textContent = 'Encoding…';
+    try {
+      embedded = await client.embedImages(items.map((it) => ({ name: it.name, data: it.file })), ({ loaded, total }) => {
+        encodingStep();
+        const it = items[loaded - 1];
+        if (it) it.card.querySelector('p').textContent = `Encoded (${loaded} of ${total}); waiting for the batch…`;
+      }, { signal: controller.signal });
+    } catch (e) {
+      encodingStep(items.length);
+      return await fail(items, e.message);
+    }
+  } finally {
+    running.delete(controller);
   }
+  // After a Cancel the result holds the files done, in order; the rest never ran.
+  const finished = items.slice(0, embedded.results.length);
+  if (embedded.cancelled) await dropUnprocessed(items.slice(embedded.results.length));
   const done = [];
+  const failedCards = [];
   embedded.results.forEach((r, i) => {
-    const it = items[i];
-    if (r.error) it.card.replaceWith(errorCard(it.name, r.error));
+    const it = finished[i];
+    if (r.error) failedCards.push(() => it.card.replaceWith(errorCard(it.name, r.error)));
     else done.push({ ...it, ...r });
   });
+  await inSlices(failedCards);
   updateEmpty();
   if (done.length === 0) return;
   try {
@@ -455,9 +539,9 @@ async function handleBatch(files) {
         })
       : await client.classifyKb(embeddings, 3);
     const ctx = { task, custom, classNames: out.classNames ?? info.classNames };
-    done.forEach((d, i) => d.card.replaceWith(resultCard(ctx, d, out.results[i], out.ms)));
+    await inSlices(done.map((d, i) => () => d.card.replaceWith(resultCard(ctx, d, out.results[i], out.ms))));
   } catch (e) {
-    fail(done, e.message);
+    await fail(done, e.message);
   }
   updateEmpty();
 }

@@ -21,6 +21,14 @@
 //               per class (detail.classNames), method 'kpl' for images chosen together
 //               (transductive KPL), else 'proxies' or 'single-image'.
 //   kpl-error   detail {file?, message}
+//   kpl-cancelled  detail {classified, notProcessed}: a batch was cancelled (the Cancel
+//               button, or `cancel()`); the images encoded before it were classified
+//               together (KPL over those), the rest never ran.
+//
+// While a batch is encoded the widget shows a Cancel button; it stops the batch after
+// the image in progress. If the WebAssembly module crashes on a file, that file gets
+// an error entry naming it, the worker is replaced (model and knowledge base read
+// again from the browser cache) and the batch goes on with the next file.
 //
 // Strict-CSP safe: no inline script or style (the styles are a constructable
 // stylesheet), and no request leaves the origins given in `model`.
@@ -70,10 +78,11 @@ export class KplClassifier extends HTMLElement {
   static observedAttributes = ['model', 'task', 'backend'];
 
   #client = null;
-  #worker = null;
   #ready = null;
   #info = null;
   #ui = null;
+  /** The controller of the batch being encoded, if any. @type {AbortController | null} */
+  #batch = null;
 
   constructor() {
     super();
@@ -89,10 +98,12 @@ export class KplClassifier extends HTMLElement {
       bar: el('progress', { id: 'kpl-progress', max: 1, value: 0 }),
       barText: el('span', { 'aria-live': 'polite' }),
       list: el('ul', { 'aria-live': 'polite' }),
+      cancel: el('button', { type: 'button', hidden: true }, 'Cancel'),
     };
     const u = this.#ui;
     u.progress = el('div', { class: 'progress', hidden: true },
-      el('label', { for: 'kpl-progress' }, 'Encoding images'), u.bar, u.barText);
+      el('label', { for: 'kpl-progress' }, 'Encoding images'), u.bar, u.barText, u.cancel);
+    u.cancel.addEventListener('click', () => this.cancel());
     root.append(u.status, u.warn, u.note, el('label', { for: id }, 'Choose images'), u.input, u.progress, u.list);
     u.input.addEventListener('change', () => {
       const files = Array.from(u.input.files ?? []);
@@ -118,8 +129,7 @@ export class KplClassifier extends HTMLElement {
   }
 
   disconnectedCallback() {
-    this.#worker?.terminate();
-    this.#worker = null;
+    this.#client?.terminate();
     this.#client = null;
     this.#ready = null;
   }
@@ -146,8 +156,19 @@ export class KplClassifier extends HTMLElement {
         throw new Error(`backend "${this.backend}" is unknown; use "auto", "wasm" or "webgpu"`);
       }
       const base = new URL(this.model.endsWith('/') ? this.model : `${this.model}/`, document.baseURI);
-      this.#worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kpl-classifier' });
-      this.#client = new KplClient(this.#worker);
+      // Test hooks (the host page opened with ?test-hooks=1, for the browser tests only):
+      // see worker.js.
+      const testHooks = new URLSearchParams(location.search).get('test-hooks') === '1';
+      this.#client = KplClient.start(new URL('./worker.js', import.meta.url), {
+        name: 'kpl-classifier', params: testHooks ? { 'test-hooks': '1' } : {},
+      });
+      this.#client.onRestart = ({ file, ok, error, restarts }) => {
+        this.dataset.workerRestarts = String(restarts);
+        this.#ui.note.hidden = false;
+        this.#ui.note.textContent = ok
+          ? `The WebAssembly module crashed${file ? ` on ${file}` : ''} and was restarted; the other images went on.`
+          : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}).`;
+      };
       this.#client.onBackend = ({ backend, note }) => {
         this.#ui.note.textContent = note;
         this.#ui.note.hidden = !note;
@@ -182,9 +203,15 @@ export class KplClassifier extends HTMLElement {
     }
   }
 
+  /** Stops the batch being encoded after the image in progress (see `kpl-cancelled`). */
+  cancel() {
+    this.#batch?.abort();
+  }
+
   /**
    * Classifies files (File or Blob objects): several run transductive KPL together.
-   * Resolves with the `kpl-result` details, one per classified file.
+   * Resolves with the `kpl-result` details, one per classified file (after a
+   * Cancel, those of the files encoded before it).
    */
   async classifyFiles(files) {
     await this.#ready;
@@ -196,10 +223,24 @@ export class KplClassifier extends HTMLElement {
     u.bar.value = 0;
     u.barText.textContent = `0 of ${items.length}`;
     this.#status(`Encoding ${items.length} image(s)…`);
-    const out = await client.embedImages(items, ({ loaded, total }) => {
-      u.bar.value = loaded;
-      u.barText.textContent = `${loaded} of ${total}`;
-    });
+    this.#batch?.abort();
+    const batch = new AbortController();
+    this.#batch = batch;
+    u.cancel.hidden = false;
+    let out;
+    try {
+      out = await client.embedImages(items, ({ loaded, total }) => {
+        u.bar.value = loaded;
+        u.barText.textContent = `${loaded} of ${total}`;
+      }, { signal: batch.signal });
+    } finally {
+      if (this.#batch === batch) {
+        this.#batch = null;
+        u.cancel.hidden = true;
+      }
+    }
+    const notProcessed = items.length - out.results.length;
+    if (out.cancelled) u.barText.textContent = `${out.results.length} of ${items.length}; cancelled, ${notProcessed} not processed`;
     const embedded = [];
     for (const r of out.results) {
       if (r.error) {
@@ -209,7 +250,16 @@ export class KplClassifier extends HTMLElement {
         embedded.push({ name: r.name, embedding: r.embedding, backend: r.backend });
       }
     }
-    if (!embedded.length) return [];
+    const cancelled = () => {
+      if (!out.cancelled) return;
+      this.#status(`${this.#info.title}: cancelled; ${embedded.length} image(s) classified, ${notProcessed} not processed. ${this.#info.backend}.`);
+      this.dataset.cancelled = String(notProcessed);
+      this.#emit('kpl-cancelled', { classified: embedded.length, notProcessed });
+    };
+    if (!embedded.length) {
+      cancelled();
+      return [];
+    }
     const classified = await client.classifyKb(embedded.map((e) => e.embedding), 3);
     const classNames = classified.classNames;
     const details = embedded.map((e, i) => {
@@ -227,6 +277,7 @@ export class KplClassifier extends HTMLElement {
       this.#emit('kpl-result', d);
     }
     this.#status(`${this.#info.title}: ${details.length} image(s) classified. ${this.#info.backend}.`);
+    cancelled();
     return details;
   }
 }

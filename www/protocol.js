@@ -3,7 +3,19 @@
 // The page sends requests; the worker answers each with zero or more `progress`
 // replies and then exactly one `result` or `error` reply carrying the same `id`.
 // The worker handles requests one at a time, in the order they arrive, so a request
-// sent while the model is still loading simply waits for it.
+// sent while the model is still loading simply waits for it. Two requests are
+// answered on arrival instead, since they only read or flag state: `cancel` (seen by
+// an `embed-images` batch between two images) and `memory-usage`.
+//
+// A crash of the WebAssembly module (a Rust panic or an allocation failure aborts
+// as `WebAssembly.RuntimeError`) ends the worker's usefulness: it answers the request
+// it was running with `crashed` set (for `embed-images`: the files done so far, the
+// one it crashed on with an error naming it) and refuses everything after. A
+// `KplClient` made with `KplClient.start` then replaces the worker with a new one
+// that reads the wasm, the model and the knowledge base from the browser's caches,
+// replays the last `load` (with the backend the old worker was running, as
+// `restoreBackend`) and `load-kb`, resends what was waiting, and continues the batch
+// with the next file: the caller sees one `embed-images` result with every file.
 //
 // Adding a request type: add its typedef here, add it to REQUEST_TYPES, handle it in
 // worker.js (`handlers`), and add a method to KplClient.
@@ -23,6 +35,30 @@
  * @property {Backend} [backend] the compute backend asked for (default 'auto'); the
  *   worker picks the one it can run (`chooseBackend` in worker.js) and says so in the
  *   result.
+ * @property {'wasm' | 'webgpu'} [restoreBackend] sent by `KplClient` to a worker
+ *   that replaces a crashed one: the backend the old worker was running, taken as
+ *   settled (no new probe; 'webgpu' only reopens the GPU, and falls back to the CPU
+ *   with a note if it cannot).
+ */
+
+/**
+ * Cancel a request: an `embed-images` batch stops after the image in progress and
+ * answers with the files done (`cancelled: true`); a request still waiting its turn
+ * is answered with an error. Answered on arrival, not in turn.
+ * Result: {cancelled: boolean} (false when `target` is finished or unknown).
+ * @typedef {object} CancelRequest
+ * @property {number} id
+ * @property {'cancel'} type
+ * @property {number} target the id of the request to cancel.
+ */
+
+/**
+ * How much memory the worker holds, answered on arrival (also during a batch).
+ * Result: {wasmBytes: number, jsHeapBytes: number | null} (the WebAssembly memory,
+ * which never shrinks, and the worker's JS heap where the browser tells it).
+ * @typedef {object} MemoryUsageRequest
+ * @property {number} id
+ * @property {'memory-usage'} type
  */
 
 /**
@@ -43,7 +79,9 @@
 /**
  * Embed several image files, one after the other, with one `progress` reply per
  * image (stage 'embed': `loaded` images done of `total`). A file that fails gets an
- * `error` in its own entry of the result; the others go on.
+ * `error` in its own entry of the result; the others go on. Between two images the
+ * worker yields to its message queue, so a `cancel` stops the batch after the image
+ * in progress.
  * Result: {@link EmbedImagesResult}.
  * @typedef {object} EmbedImagesRequest
  * @property {number} id
@@ -114,7 +152,7 @@
  * @property {number} [topEvidence] default 3.
  */
 
-/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedImagesRequest | EmbedTextRequest | ClassifyRequest | ClassifyCustomRequest} Request */
+/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedImagesRequest | EmbedTextRequest | ClassifyRequest | ClassifyCustomRequest | CancelRequest | MemoryUsageRequest} Request */
 
 /**
  * @typedef {object} LoadResult
@@ -144,6 +182,8 @@
  *   fetched on first use).
  * @property {boolean} reused the same model was already loaded on the same backend,
  *   so nothing was fetched again (`bytes` is 0).
+ * @property {number} cachedBytes of `bytes`, those read from the browser's caches
+ *   (a restarted worker reads the model from there; 0 otherwise).
  */
 
 /**
@@ -171,6 +211,7 @@
  * @property {string} name
  * @property {Float32Array} [embedding] absent when the file failed.
  * @property {string} [error] why the file failed, naming it.
+ * @property {true} [crashed] the WebAssembly module crashed on this file.
  * @property {DicomSummary} [dicom] for DICOM files.
  * @property {number} ms time spent on this file in the worker (reading included).
  * @property {number} encodeMs time of the embedding call alone (decode, preprocess,
@@ -185,6 +226,14 @@
  * @property {string} backendNote set when the GPU failed during the batch and the
  *   rest (including the image it failed on) ran on the CPU; else ''.
  * @property {number} ms
+ * @property {boolean} [cancelled] the batch was cancelled: `results` holds only the
+ *   files done, in order (a prefix of the items).
+ * @property {{file: string, message: string}} [crashed] from the worker: the module
+ *   crashed on `file` and the batch ended there (`results` ends with that file).
+ *   `KplClient.start`'s client continues the batch in a new worker and returns every
+ *   file instead, with `crashes` listing what happened.
+ * @property {{file: string, message: string}[]} [crashes] from `KplClient`: each
+ *   crash the batch went through (the file's entry has the error).
  */
 
 /**
@@ -242,6 +291,16 @@
  * @property {number} id
  * @property {'error'} type
  * @property {string} message a sentence a person can act on.
+ * @property {true} [crashed] the WebAssembly module crashed (now, or on an earlier
+ *   request): this worker can do nothing more and must be replaced.
+ */
+
+/**
+ * Sent without a request id when the module crashed outside any request (auto's
+ * background GPU probe): the worker must be replaced.
+ * @typedef {object} CrashedEvent
+ * @property {'crashed'} type
+ * @property {string} message
  */
 
 /**
@@ -255,12 +314,23 @@
  * @property {{cpuMs: number, gpuMs: number} | null} probe what the probe measured.
  */
 
-/** @typedef {ProgressReply | ResultReply | ErrorReply | BackendEvent} Reply */
+/** @typedef {ProgressReply | ResultReply | ErrorReply | BackendEvent | CrashedEvent} Reply */
 
 export const REQUEST_TYPES = Object.freeze([
   'load', 'load-kb', 'classify-kb', 'embed-image', 'embed-images', 'embed-text', 'classify', 'classify-custom',
+  'cancel', 'memory-usage',
 ]);
-export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backend']);
+/** The requests the worker answers on arrival rather than in turn. */
+export const IMMEDIATE_REQUEST_TYPES = Object.freeze(['cancel', 'memory-usage']);
+export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backend', 'crashed']);
+
+/**
+ * `KplClient.embedImages` sends a batch to the worker in parts of this many files,
+ * the next when the last is answered: posting a `File` costs the page's thread about
+ * half a millisecond (the browser registers each blob), so 500 files in one message
+ * would hold it for a quarter of a second. The caller still gets one result.
+ */
+export const BATCH_PART = 16;
 /** The backends a load request may ask for. */
 export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 /** How the page names a backend the worker used. */
@@ -337,6 +407,13 @@ export function checkRequest(msg) {
       if (msg.base !== undefined && typeof msg.base !== 'string') return 'load: base must be a URL string';
       if (msg.backend !== undefined && !BACKENDS.includes(msg.backend))
         return `load: unknown backend ${JSON.stringify(msg.backend)} (${BACKENDS.join(', ')})`;
+      if (msg.restoreBackend !== undefined && msg.restoreBackend !== 'wasm' && msg.restoreBackend !== 'webgpu')
+        return `load: restoreBackend must be "wasm" or "webgpu", not ${JSON.stringify(msg.restoreBackend)}`;
+      return null;
+    case 'cancel':
+      if (!Number.isInteger(msg.target)) return 'cancel: target must be the integer id of a request';
+      return null;
+    case 'memory-usage':
       return null;
     case 'load-kb':
       if (typeof msg.url !== 'string' || !msg.url) return 'load-kb: url must be a URL string';
@@ -383,39 +460,142 @@ export function checkRequest(msg) {
 
 /**
  * The page's side of the protocol: one promise per request.
+ *
+ * Made with `KplClient.start(url)`, the client also owns the worker's life: when the
+ * WebAssembly module crashes it replaces the worker (see the top of this file) and
+ * resends, so a crash costs the file it happened on and nothing else. Made with
+ * `new KplClient(worker)`, a crash is reported and the worker stays unusable.
  */
 export class KplClient {
-  /** @param {Worker} worker a module worker running worker.js */
-  constructor(worker) {
-    this.worker = worker;
+  /**
+   * Starts a module worker at `url` and a client for it that restarts it after a
+   * crash. The replacement gets `restarted=1` in its URL: it reads the wasm, the
+   * model files and the knowledge base from the browser's caches (the service
+   * worker's, else the HTTP cache) before trying the network.
+   * @param {string | URL} url worker.js
+   * @param {{name?: string, params?: Record<string, string>}} [options] `params`:
+   *   query parameters for the worker (the page passes `test-hooks`).
+   */
+  static start(url, { name = 'kpl', params = {} } = {}) {
+    const make = (restarted) => {
+      const u = new URL(url, typeof location === 'undefined' ? undefined : location.href);
+      for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+      if (restarted) u.searchParams.set('restarted', '1');
+      return new Worker(u, { type: 'module', name });
+    };
+    return new KplClient(make(false), { restart: () => make(true) });
+  }
+
+  /**
+   * @param {Worker} worker a module worker running worker.js
+   * @param {{restart?: () => Worker}} [options] how to start a replacement after a crash.
+   */
+  constructor(worker, { restart } = {}) {
     this.nextId = 1;
-    /** @type {Map<number, {resolve: Function, reject: Function, onProgress?: Function}>} */
+    /** Entries by the id of their message to the current worker. @type {Map<number, object>} */
     this.pending = new Map();
     /** Called with each BackendEvent. @type {((e: BackendEvent) => void) | null} */
     this.onBackend = null;
-    worker.addEventListener('message', (event) => this.#onReply(event.data));
+    /**
+     * Called after the worker crashed and a new one took over (or could not):
+     * {message, file, restarts, ok, error?}. @type {((e: object) => void) | null}
+     */
+    this.onRestart = null;
+    /** Replacements started so far. */
+    this.restarts = 0;
+    this.failure = null;
+    this.#startReplacement = restart ?? null;
+    this.#attach(worker);
+  }
+
+  #startReplacement;
+  /** While a replacement worker is being set up: sends wait for it. @type {Promise<void> | null} */
+  #restarting = null;
+  /** What a replacement must redo: the last load (and what it ran on) and knowledge base. */
+  #session = { load: null, backend: null, settled: true, kbUrl: null };
+
+  #attach(worker) {
+    this.worker = worker;
+    worker.addEventListener('message', (event) => {
+      if (worker === this.worker) this.#onReply(event.data);
+    });
     worker.addEventListener('error', (event) => {
       event.preventDefault?.();
-      this.#failAll(new Error(`the worker failed: ${event.message || 'it could not start (is pkg/ built?)'}`));
+      if (worker === this.worker) this.#failAll(new Error(`the worker failed: ${event.message || 'it could not start (is pkg/ built?)'}`));
     });
-    worker.addEventListener('messageerror', () => this.#failAll(new Error('a reply from the worker could not be read')));
+    worker.addEventListener('messageerror', () => {
+      if (worker === this.worker) this.#failAll(new Error('a reply from the worker could not be read'));
+    });
   }
 
   /**
    * Sends a request and resolves with its result.
    * @param {Omit<Request, 'id'>} body
-   * @param {{onProgress?: (p: ProgressReply) => void, transfer?: Transferable[]}} [options]
+   * @param {{onProgress?: (p: ProgressReply) => void, transfer?: Transferable[], signal?: AbortSignal}} [options]
+   *   `signal`: aborting it sends a `cancel` for this request.
    */
-  request(body, { onProgress, transfer = [] } = {}) {
-    const id = this.nextId++;
-    const msg = { ...body, id };
-    const problem = checkRequest(msg);
+  request(body, { onProgress, transfer = [], signal } = {}) {
+    const problem = checkRequest({ ...body, id: 0 });
     if (problem) return Promise.reject(new Error(problem));
     if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage(msg, transfer);
+    const entry = { body, transfer, onProgress, signal, id: null, cancelled: false, done: [], crashes: [], total: 0, ms: 0, backendNote: '' };
+    if (body.type === 'embed-images') entry.total = body.items.length;
+    const promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
     });
+    if (signal) {
+      if (signal.aborted) entry.cancelled = true;
+      else signal.addEventListener('abort', () => this.#cancel(entry), { once: true });
+    }
+    this.#send(entry);
+    return promise;
+  }
+
+  /** Posts an entry to the worker, after the replacement is ready when one is being set up. */
+  #send(entry) {
+    const post = () => this.#post(entry);
+    if (this.#restarting) this.#restarting.then(post, post);
+    else post();
+  }
+
+  #post(entry) {
+    if (this.failure) return entry.reject(this.failure);
+    if (entry.cancelled) return this.#finishCancelled(entry);
+    const id = this.nextId++;
+    entry.id = id;
+    this.pending.set(id, entry);
+    // A batch goes in parts (see BATCH_PART), each from the first file not done yet.
+    const body = entry.body.type === 'embed-images'
+      ? { ...entry.body, items: entry.body.items.slice(entry.done.length, entry.done.length + BATCH_PART) }
+      : entry.body;
+    this.worker.postMessage({ ...body, id }, entry.transfer);
+  }
+
+  /** A request of the client's own (replays, cancels), straight to the current worker. */
+  #call(body) {
+    return new Promise((resolve, reject) => {
+      this.#post({ body, transfer: [], id: null, cancelled: false, done: [], crashes: [], total: 0, ms: 0, backendNote: '', resolve, reject, internal: true });
+    });
+  }
+
+  #cancel(entry) {
+    if (entry.cancelled) return;
+    entry.cancelled = true;
+    if (entry.id !== null && this.pending.get(entry.id) === entry) {
+      this.#call({ type: 'cancel', target: entry.id }).catch(() => {});
+    }
+    // Otherwise it is waiting for a replacement worker: #post or the batch's
+    // continuation sees `cancelled`.
+  }
+
+  /** A request cancelled before the worker saw it (or between two parts of a batch). */
+  #finishCancelled(entry) {
+    if (entry.body.type === 'embed-images') {
+      this.#finishBatch(entry, { cancelled: true });
+    } else {
+      entry.reject(new Error(`${entry.body.type}: cancelled`));
+    }
   }
 
   /**
@@ -447,10 +627,12 @@ export class KplClient {
   /**
    * @param {{name: string, data: Blob | ArrayBuffer}[]} items
    * @param {(p: ProgressReply) => void} [onProgress] once per image done.
+   * @param {{signal?: AbortSignal}} [options] aborting `signal` cancels the batch
+   *   after the image in progress; the result then holds the files done.
    * @returns {Promise<EmbedImagesResult>}
    */
-  embedImages(items, onProgress) {
-    return this.request({ type: 'embed-images', items }, { onProgress });
+  embedImages(items, onProgress, { signal } = {}) {
+    return this.request({ type: 'embed-images', items }, { onProgress, signal });
   }
 
   /**
@@ -473,23 +655,176 @@ export class KplClient {
     return this.request({ type: 'classify', name, data, labels, method: 'clip' });
   }
 
+  /** @returns {Promise<{wasmBytes: number, jsHeapBytes: number | null}>} */
+  memoryUsage() {
+    return this.request({ type: 'memory-usage' });
+  }
+
   /** @param {Reply} reply */
   #onReply(reply) {
     if (reply?.type === 'backend') {
+      this.#session.backend = reply.backend;
+      this.#session.settled = true;
       this.onBackend?.(reply);
+      return;
+    }
+    if (reply?.type === 'crashed') {
+      this.#restart(reply.message, null);
       return;
     }
     const entry = this.pending.get(reply?.id);
     if (!entry) return;
     if (reply.type === 'progress') {
-      entry.onProgress?.(reply);
+      if (entry.body.type === 'embed-images' && reply.stage === 'embed') {
+        entry.onProgress?.({ ...reply, loaded: reply.loaded + entry.done.length, total: entry.total });
+      } else {
+        entry.onProgress?.(reply);
+      }
     } else if (reply.type === 'result') {
       this.pending.delete(reply.id);
-      entry.resolve(reply.result);
+      if (entry.body.type === 'embed-images' && !entry.internal) this.#batchPartDone(entry, reply.result);
+      else this.#resolve(entry, reply.result);
     } else if (reply.type === 'error') {
       this.pending.delete(reply.id);
       entry.reject(new Error(reply.message));
+      if (reply.crashed) this.#restart(reply.message, null);
     }
+  }
+
+  #resolve(entry, result) {
+    if (!entry.internal) this.#remember(entry.body, result);
+    entry.resolve(result);
+  }
+
+  /**
+   * One part of a batch is answered: the next part is sent, or the batch is over
+   * (all done, or cancelled), or the module crashed and a new worker takes over.
+   */
+  #batchPartDone(entry, part) {
+    entry.done = entry.done.concat(part.results);
+    entry.ms += part.ms ?? 0;
+    if (part.backendNote) entry.backendNote = part.backendNote;
+    entry.backend = part.backend;
+    if (part.crashed) this.#continueAfterCrash(entry, part.crashed);
+    else if (part.cancelled || entry.cancelled || entry.done.length >= entry.total) this.#finishBatch(entry, { cancelled: part.cancelled || entry.cancelled });
+    else this.#send(entry);
+  }
+
+  /** Resolves a batch with every file done, in order (a prefix of the items when cancelled). */
+  #finishBatch(entry, { cancelled }) {
+    const result = {
+      results: entry.done,
+      backend: entry.backend ?? this.#session.backend ?? 'wasm',
+      backendNote: entry.backendNote,
+      ms: entry.ms,
+      crashes: entry.crashes,
+    };
+    if (cancelled && entry.done.length < entry.total) result.cancelled = true;
+    entry.resolve(result);
+  }
+
+  /** Keeps what a replacement worker must redo. */
+  #remember(body, result) {
+    if (body.type === 'load') {
+      const { id, restoreBackend, ...load } = body;
+      this.#session.load = load;
+      this.#session.backend = result.backend;
+      this.#session.settled = result.backendSettled !== false;
+      if (!result.reused) this.#session.kbUrl = null;
+    } else if (body.type === 'load-kb') {
+      this.#session.kbUrl = body.url;
+    }
+  }
+
+  /**
+   * An embed-images batch the module crashed in: keep what is done, have a new
+   * worker take over, and send it the files after the one the module crashed on.
+   */
+  async #continueAfterCrash(entry, crash) {
+    entry.crashes.push(crash);
+    const remaining = entry.body.items.slice(entry.done.length);
+    const crashedItem = entry.done[entry.done.length - 1];
+    const restarted = this.#restart(crash.message, crash.file);
+    let problem = null;
+    if (restarted) {
+      try {
+        await restarted;
+      } catch (e) {
+        problem = e;
+      }
+    } else {
+      problem = new Error('this client cannot start a new worker');
+    }
+    if (crashedItem?.crashed) {
+      crashedItem.error += problem
+        ? `; the module could not be restarted (${problem.message})`
+        : '; the module was restarted (model and knowledge base read again from the browser cache) and the batch went on';
+    }
+    if (remaining.length === 0 || entry.cancelled || problem) {
+      if (problem && !entry.cancelled) {
+        for (const item of remaining) {
+          entry.done.push({ name: item.name, error: `${item.name}: not processed: the WebAssembly module crashed on ${crash.file} and could not be restarted`, ms: 0 });
+        }
+      }
+      this.#finishBatch(entry, { cancelled: entry.cancelled });
+      return;
+    }
+    this.#send(entry);
+  }
+
+  /**
+   * Replaces a crashed worker (once per crash: later calls for the same worker get
+   * the same promise). Returns null when this client cannot start workers.
+   * @returns {Promise<void> | null}
+   */
+  #restart(message, file) {
+    if (!this.#startReplacement) return null;
+    if (this.#restarting) return this.#restarting;
+    const old = this.worker;
+    // What the old worker had not answered (it handles one request at a time, so
+    // none of these had started), to resend to the new one in order.
+    const waiting = [...this.pending.values()].filter((e) => !e.internal);
+    for (const e of this.pending.values()) if (e.internal) e.reject(new Error(`the WebAssembly module crashed (${message})`));
+    this.pending.clear();
+    old.terminate();
+    this.restarts += 1;
+    this.#attach(this.#startReplacement());
+    const session = { ...this.#session };
+    this.#restarting = (async () => {
+      try {
+        if (session.load) {
+          const body = { ...session.load };
+          if (session.settled && session.backend) body.restoreBackend = session.backend;
+          const info = await this.#call(body);
+          this.#session.backend = info.backend;
+          this.#session.settled = info.backendSettled !== false;
+          if (info.backend !== session.backend || info.backendNote) {
+            this.onBackend?.({ type: 'backend', backend: info.backend, note: info.backendNote, probe: info.probe ?? null });
+          }
+        }
+        if (session.kbUrl) await this.#call({ type: 'load-kb', url: session.kbUrl });
+        this.#restarting = null;
+        for (const e of waiting.sort((a, b) => a.id - b.id)) this.#post(e);
+        this.onRestart?.({ message, file, restarts: this.restarts, ok: true });
+      } catch (e) {
+        // A replacement that cannot load the model again would crash or fail the
+        // same way each time: stop here rather than loop.
+        this.#restarting = null;
+        const error = new Error(`the WebAssembly module crashed (${message}) and could not be restarted: ${e.message}`);
+        for (const w of waiting) w.reject(error);
+        this.#failAll(error);
+        this.onRestart?.({ message, file, restarts: this.restarts, ok: false, error: e.message });
+        throw e;
+      }
+    })();
+    this.#restarting.catch(() => {});
+    return this.#restarting;
+  }
+
+  /** Stops the worker for good (the widget, when it leaves the page). */
+  terminate() {
+    this.worker.terminate();
+    this.#failAll(new Error('the worker was stopped'));
   }
 
   #failAll(error) {

@@ -4,9 +4,28 @@
 // checkpoint), decoding and preprocessing images, running both CLIP towers. The page
 // only sends requests and draws replies, so it never blocks. The message protocol is
 // defined, with JSDoc types, in protocol.js.
+//
+// Query parameters of the worker's URL (set by `KplClient.start` in protocol.js):
+//   restarted=1   this worker replaces one whose WebAssembly module crashed: it reads
+//                 the wasm, the model files and the knowledge bases from the browser's
+//                 caches (the service worker's Cache API, else the HTTP cache) and
+//                 goes to the network only for what neither holds.
+//   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
+//                 an image whose file name contains `__trap__` makes the module panic
+//                 (`debugTrap`, src/wasm_testing.rs) just before it is embedded, so
+//                 the tests can check the recovery from a crash. Never set otherwise.
 
 import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from '/pkg/kpl.js';
-import { checkRequest, MODEL_FILES } from './protocol.js';
+import * as wasmApi from '/pkg/kpl.js';
+import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES } from './protocol.js';
+
+const workerParams = new URL(self.location.href).searchParams;
+/** This worker replaces a crashed one: read what it fetches from the browser's caches first. */
+const RESTARTED = workerParams.get('restarted') === '1';
+/** The test hooks are on (see the top of this file). */
+const TEST_HOOKS = workerParams.get('test-hooks') === '1';
+/** The file-name marker that makes the module panic in test-hooks mode. */
+const TRAP_MARKER = '__trap__';
 
 /** @type {ClipModel | null} */
 let model = null;
@@ -24,6 +43,36 @@ let wasmReady = null;
 let loaded = null;
 /** Text embeddings by text, for the loaded model (custom labels re-use their prompts). */
 let textCache = new Map();
+/** The module's memory, for `memory-usage`. @type {WebAssembly.Memory | null} */
+let wasmMemory = null;
+/**
+ * Set once the module crashed (a `WebAssembly.RuntimeError`: a Rust panic or an
+ * allocation failure aborts): its state can no longer be trusted, so nothing runs
+ * on it again and every later request is refused with `crashed: true`, for the
+ * client to replace this worker. @type {string | null}
+ */
+let crashed = null;
+
+/** Whether an exception is the module crashing (rather than an Error it threw). */
+const isCrash = (e) => e instanceof WebAssembly.RuntimeError;
+
+/** Forgets every object of the crashed module (without calling into it again). */
+function markCrashed(e) {
+  crashed ??= messageOf(e);
+  choiceGeneration++;
+  model = null;
+  kb = null;
+  gpu = null;
+  loaded = null;
+  textCache = new Map();
+}
+
+/** Test hook: a panic in the module for a file named with the trap marker. */
+function testTrap(name) {
+  if (!TEST_HOOKS || !String(name).includes(TRAP_MARKER)) return;
+  if (typeof wasmApi.debugTrap !== 'function') throw new Error('test hooks: pkg/ has no debugTrap export (rebuild it with `make wasm`)');
+  wasmApi.debugTrap();
+}
 
 /** @param {import('./protocol.js').Reply} reply */
 const reply = (reply, transfer = []) => self.postMessage(reply, transfer);
@@ -68,11 +117,12 @@ let choiceGeneration = 0;
  * @param {ClipModel} m
  * @returns {Promise<{backend: 'wasm' | 'webgpu', note: string, adapter?: string, probe?: {cpuMs: number, gpuMs: number}}>}
  */
-async function chooseBackend(requested, m) {
+async function chooseBackend(requested, m, restore) {
   const generation = ++choiceGeneration;
   gpu?.free();
   gpu = null;
-  if (requested === 'cpu' || requested === 'wasm' || !m.hasImageEncoder) return { backend: 'wasm', note: '' };
+  if (requested === 'cpu' || requested === 'wasm' || restore === 'wasm' || !m.hasImageEncoder) return { backend: 'wasm', note: '' };
+  if (restore === 'webgpu') return reopenGpu(m);
   if (requested === 'webgpu') {
     const probed = await probeGpu(m);
     if (probed.engine) gpu = probed.engine;
@@ -106,8 +156,28 @@ async function chooseBackend(requested, m) {
     if (loaded) Object.assign(loaded, { backend, note }, { info: { ...loaded.info, backend, probe: choice.probe ?? null, adapter: choice.adapter ?? null, backendSettled: true } });
     reply({ type: 'backend', backend, note, probe: choice.probe ?? null });
     if (key && choice.probe) remember(key, { backend, probe: choice.probe, adapter: choice.adapter });
+  }).catch((e) => {
+    // Only a crash gets here (probeGpu turns every other failure into the CPU).
+    markCrashed(e);
+    reply({ type: 'crashed', message: `the WebAssembly module crashed while measuring WebGPU (${messageOf(e)})` });
   });
   return { backend: 'wasm', note: 'Auto: running on the CPU while WebGPU is measured…', settled: false };
+}
+
+/**
+ * A replacement worker's backend when the crashed one ran on WebGPU: the GPU that
+ * agreed with the CPU then is opened again without a new probe; if it cannot be,
+ * the CPU, with a note.
+ */
+async function reopenGpu(m) {
+  if (!self.navigator?.gpu) return { backend: 'wasm', note: `WebGPU is not available any more; using ${CPU_NAME}.` };
+  try {
+    gpu = await GpuEncoder.create(m);
+    return { backend: 'webgpu', note: '', adapter: gpu.adapter };
+  } catch (e) {
+    if (isCrash(e)) throw e;
+    return { backend: 'wasm', note: `WebGPU could not be opened again after a restart (${messageOf(e)}); using ${CPU_NAME}.` };
+  }
 }
 
 // auto's measurement, remembered per model in the Cache API (a timing, never an image
@@ -151,6 +221,7 @@ async function probeGpu(m) {
   try {
     engine = await GpuEncoder.create(m);
   } catch (e) {
+    if (isCrash(e)) throw e;
     return fallback(`WebGPU could not start (${messageOf(e)})`);
   }
   const adapter = engine.adapter;
@@ -166,6 +237,7 @@ async function probeGpu(m) {
     onGpu = await engine.embedPixels(pixels, 1);
     gpuMs = performance.now() - t;
   } catch (e) {
+    if (isCrash(e)) throw e;
     engine.free();
     return fallback(`WebGPU failed on a test image (${messageOf(e)})`);
   }
@@ -204,9 +276,48 @@ async function embedImageOn(m, bytes, name) {
   try {
     return { embedding: await gpu.embedPixels(pixels, 1), backend: 'webgpu' };
   } catch (e) {
+    if (isCrash(e)) throw e;
     const note = dropGpu(e);
     return { embedding: m.embedPixels(pixels), backend: 'wasm', note };
   }
+}
+
+/**
+ * A file from the browser's caches, or null: the Cache API first (the service
+ * worker keeps the app, the wasm, the model and the bases there), then the HTTP
+ * cache alone (`only-if-cached`: stale or fresh, never the network).
+ */
+async function cachedResponse(url) {
+  try {
+    const hit = await caches.match(url.href);
+    if (hit?.ok) return hit;
+  } catch {
+    // No Cache API here (an opaque origin): try the HTTP cache.
+  }
+  try {
+    const res = await fetch(url, { cache: 'only-if-cached', mode: 'same-origin' });
+    if (res.ok) return res;
+  } catch {
+    // Not in the HTTP cache.
+  }
+  return null;
+}
+
+/** Bytes read from the caches by this worker (a restarted one), for the load result. */
+let cachedBytes = 0;
+
+/**
+ * Fetches a file of the model or a knowledge base: in a restarted worker from the
+ * browser's caches when they hold it, else (and always in a first worker) from the
+ * network. `fromCache` says which.
+ */
+async function fetchModelFile(url) {
+  if (RESTARTED) {
+    const hit = await cachedResponse(url);
+    if (hit) return Object.assign(hit.clone(), { fromCache: true });
+  }
+  const res = await fetch(url);
+  return Object.assign(res, { fromCache: false });
 }
 
 /**
@@ -215,7 +326,7 @@ async function embedImageOn(m, bytes, name) {
  * bundle's manifest (files.image_encoder) is returned with its text.
  */
 async function readManifest(base) {
-  const res = await fetch(new URL('manifest.json', base));
+  const res = await fetchModelFile(new URL('manifest.json', base));
   if (res.ok) {
     const text = await res.text();
     let manifest;
@@ -246,7 +357,7 @@ async function readManifest(base) {
  * large checkpoint is not held twice.
  */
 async function fetchBytes(url, optional, onBytes) {
-  const res = await fetch(url);
+  const res = await fetchModelFile(url);
   if (!res.ok) {
     if (optional && res.status === 404) return null;
     throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
@@ -267,6 +378,7 @@ async function fetchBytes(url, optional, onBytes) {
     received += value.byteLength;
     onBytes(value.byteLength);
   }
+  if (res.fromCache) cachedBytes += received;
   return received === out.byteLength ? out : out.slice(0, received);
 }
 
@@ -361,7 +473,13 @@ const prompt = (label) => `a photo of a ${label}.`;
  * start is retried).
  */
 function startWasm() {
-  wasmReady ??= init().catch((e) => {
+  wasmReady ??= (async () => {
+    // A restarted worker instantiates the module from the cached binary.
+    const cached = RESTARTED ? await cachedResponse(new URL('/pkg/kpl_bg.wasm', self.location.href)) : null;
+    const exports = await init(cached ? { module_or_path: cached } : undefined);
+    wasmMemory = exports?.memory ?? null;
+    return exports;
+  })().catch((e) => {
     wasmReady = null;
     throw e;
   });
@@ -390,14 +508,14 @@ const handlers = {
     // is chosen again when another one is asked for.
     if (model && loaded && loaded.base === base.href && loaded.maxMegapixels === req.maxMegapixels) {
       if (loaded.requestedBackend !== requestedBackend) {
-        const choice = await chooseBackend(requestedBackend, model);
+        const choice = await chooseBackend(requestedBackend, model, req.restoreBackend);
         Object.assign(loaded, { requestedBackend, backend: choice.backend, note: choice.note });
         loaded.info.backend = choice.backend;
         loaded.info.adapter = choice.adapter ?? null;
         loaded.info.probe = choice.probe ?? null;
         loaded.info.backendSettled = choice.settled ?? true;
       }
-      return { ...loaded.info, requestedBackend, backendNote: loaded.note, reused: true, bytes: 0, ms: performance.now() - start };
+      return { ...loaded.info, requestedBackend, backendNote: loaded.note, reused: true, bytes: 0, cachedBytes: 0, ms: performance.now() - start };
     }
     const manifestReady = readManifest(base);
     manifestReady.catch(() => {});
@@ -408,6 +526,7 @@ const handlers = {
     }
     const wasmMs = performance.now() - start;
     const manifest = await manifestReady;
+    const cachedBefore = cachedBytes;
     let m;
     let progress;
     let fetched;
@@ -457,21 +576,22 @@ const handlers = {
       bundle: Boolean(manifest.bundle),
     };
     const parsed = performance.now();
-    const choice = await chooseBackend(requestedBackend, m);
+    const choice = await chooseBackend(requestedBackend, m, req.restoreBackend);
     Object.assign(info, { backend: choice.backend, adapter: choice.adapter ?? null, probe: choice.probe ?? null, backendSettled: choice.settled ?? true });
     loaded = { base: base.href, requestedBackend, backend: choice.backend, note: choice.note, maxMegapixels: req.maxMegapixels, bundle: manifest.bundle ?? null, info };
     const end = performance.now();
     const timings = { wasm: wasmMs, fetch: fetched - start - wasmMs, parse: parsed - fetched, backend: end - parsed };
-    return { ...info, requestedBackend, backendNote: choice.note, reused: false, bytes: progress.bytes, ms: end - start, timings };
+    return { ...info, requestedBackend, backendNote: choice.note, reused: false, bytes: progress.bytes, cachedBytes: cachedBytes - cachedBefore, ms: end - start, timings };
   },
 
   /** @param {import('./protocol.js').LoadKbRequest} req */
   async 'load-kb'(req) {
     const m = requireModel();
     const url = new URL(req.url, self.location.href);
-    const res = await fetch(url);
+    const res = await fetchModelFile(url);
     if (!res.ok) throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
     const bytes = new Uint8Array(await res.arrayBuffer());
+    if (res.fromCache) cachedBytes += bytes.byteLength;
     const name = decodeURIComponent(url.pathname.split('/').pop());
     // A bundle's base is checked against the size and SHA-256 its manifest lists.
     const listed = loaded?.bundle?.json.knowledge?.find((k) => new URL(k.path, loaded.base).href === url.href);
@@ -550,6 +670,7 @@ const handlers = {
     const m = requireModel();
     const bytes = await bytesOf(req.data);
     const start = performance.now();
+    testTrap(req.name);
     const { embedding, backend, note } = await embedImageOn(m, bytes, req.name);
     return { name: req.name, embedding, backend, backendNote: note ?? '', ms: performance.now() - start };
   },
@@ -562,6 +683,11 @@ const handlers = {
     const results = [];
     let backendNote = '';
     for (const item of req.items) {
+      // Between two images: let a `cancel` (or `memory-usage`) in the message queue through.
+      await yieldToMessages();
+      if (cancelRequested.has(req.id)) {
+        return { results, cancelled: true, backend: loaded?.backend, backendNote, ms: performance.now() - start };
+      }
       const t0 = performance.now();
       const out = { name: item.name };
       try {
@@ -569,6 +695,7 @@ const handlers = {
         const dicom = dicomSummary(bytes, item.name, loaded?.maxMegapixels);
         if (dicom) out.dicom = dicom;
         const t1 = performance.now();
+        testTrap(item.name);
         const embedded = await embedImageOn(m, bytes, item.name);
         out.embedding = embedded.embedding;
         out.backend = embedded.backend;
@@ -577,8 +704,19 @@ const handlers = {
         out.encodeMs = t2 - t1;
         performance.measure('kpl-encode', { start: t1, end: t2, detail: { file: item.name } });
       } catch (e) {
-        if (e instanceof WebAssembly.RuntimeError) throw e;
-        out.error = messageOf(e);
+        if (!isCrash(e)) {
+          out.error = messageOf(e);
+        } else {
+          // The module is lost: this file fails, naming it, and the batch ends here
+          // with what is done, for the client to continue in a new worker.
+          markCrashed(e);
+          out.error = `${item.name}: the WebAssembly module crashed on this file (${messageOf(e)})`;
+          out.crashed = true;
+          out.ms = performance.now() - t0;
+          results.push(out);
+          reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total });
+          return { results, crashed: { file: item.name, message: out.error }, backend: 'wasm', backendNote, ms: performance.now() - start };
+        }
       }
       out.ms = performance.now() - t0;
       results.push(out);
@@ -600,6 +738,7 @@ const handlers = {
     const m = await ensureTextEncoder(req.id);
     const bytes = await bytesOf(req.data);
     const start = performance.now();
+    testTrap(req.name);
     const { embedding } = await embedImageOn(m, bytes, req.name);
     const probs = Array.from(m.zeroShot(embedding, req.labels));
     let best = 0;
@@ -618,6 +757,19 @@ const handlers = {
   },
 };
 
+/**
+ * Lets the worker's message queue run (a macrotask), so that a `cancel` sent during
+ * a batch is seen before the next image.
+ */
+function yieldToMessages() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Requests received and not answered yet (queued or running), by id. */
+const unanswered = new Set();
+/** Requests a `cancel` asked to stop. */
+const cancelRequested = new Set();
+
 async function handle(req) {
   const problem = checkRequest(req);
   if (problem) {
@@ -625,25 +777,56 @@ async function handle(req) {
     return;
   }
   try {
+    if (crashed) {
+      reply({ id: req.id, type: 'error', crashed: true, message: `the WebAssembly module crashed earlier (${crashed}); this worker must be replaced` });
+      return;
+    }
+    if (cancelRequested.has(req.id) && req.type !== 'embed-images') {
+      reply({ id: req.id, type: 'error', message: `${req.type}: cancelled before it started` });
+      return;
+    }
     const result = await handlers[req.type](req);
     reply({ id: req.id, type: 'result', result });
   } catch (e) {
-    let message = messageOf(e);
-    if (e instanceof WebAssembly.RuntimeError) {
-      // A Rust panic: the module's state can no longer be trusted.
-      model = null;
-      loaded = null;
-      message = `internal error in the WebAssembly module (${message}); reload the page`;
+    if (isCrash(e)) {
+      markCrashed(e);
+      reply({ id: req.id, type: 'error', crashed: true, message: `the WebAssembly module crashed (${messageOf(e)})` });
+    } else {
+      reply({ id: req.id, type: 'error', message: messageOf(e) });
     }
-    reply({ id: req.id, type: 'error', message });
+  } finally {
+    unanswered.delete(req.id);
+    cancelRequested.delete(req.id);
+  }
+}
+
+/** The requests answered on arrival: they only read or flag state. */
+function handleNow(req) {
+  const problem = checkRequest(req);
+  if (problem) {
+    reply({ id: Number.isInteger(req?.id) ? req.id : -1, type: 'error', message: problem });
+  } else if (req.type === 'cancel') {
+    const known = unanswered.has(req.target);
+    if (known) cancelRequested.add(req.target);
+    reply({ id: req.id, type: 'result', result: { cancelled: known } });
+  } else if (req.type === 'memory-usage') {
+    const jsHeapBytes = self.performance?.memory?.usedJSHeapSize ?? null;
+    reply({ id: req.id, type: 'result', result: { wasmBytes: wasmMemory?.buffer.byteLength ?? 0, jsHeapBytes } });
   }
 }
 
 startWasm().catch(() => {}); // reported by the first load request
 
 // One request at a time, in arrival order: the wasm calls are synchronous anyway, and
-// requests sent during `load` wait for the model.
+// requests sent during `load` wait for the model. `cancel` and `memory-usage` are
+// answered at once (a batch yields between images, so they arrive during it).
 let queue = Promise.resolve();
 self.addEventListener('message', (event) => {
-  queue = queue.then(() => handle(event.data));
+  const req = event.data;
+  if (IMMEDIATE_REQUEST_TYPES.includes(req?.type)) {
+    handleNow(req);
+    return;
+  }
+  if (Number.isInteger(req?.id)) unanswered.add(req.id);
+  queue = queue.then(() => handle(req));
 });

@@ -224,3 +224,48 @@ export function collectErrors(page) {
   page.on('pageerror', (e) => errors.push(e.message));
   return errors;
 }
+
+/**
+ * A PNG of `width`×`height` made from numbers: smooth gradients with stripes whose
+ * frequency and phase follow `seed`, so each seed embeds differently. `color`: 'rgb'
+ * (colour type 2), 'grey' (0) or 'rgba' (6).
+ */
+export function makePng(width, height, { seed = 0, color = 'rgb' } = {}) {
+  const channels = { grey: 1, rgb: 3, rgba: 4 }[color];
+  const colorType = { grey: 0, rgb: 2, rgba: 6 }[color];
+  const stride = width * channels + 1;
+  const raw = Buffer.alloc(stride * height);
+  const period = 3 + (seed % 17);
+  for (let y = 0; y < height; y++) {
+    raw[y * stride] = 0; // filter: none
+    for (let x = 0; x < width; x++) {
+      const stripe = ((x + y * (seed % 5) + seed) % period) < period / 2 ? 60 : 0;
+      const base = [(255 * x) / Math.max(1, width - 1), (255 * y) / Math.max(1, height - 1), (37 * seed) % 256, 255];
+      for (let c = 0; c < channels; c++) {
+        const v = c === 3 ? 255 - (seed % 50) : Math.min(255, Math.round(base[c] * 0.7 + stripe));
+        raw[y * stride + 1 + x * channels + c] = v;
+      }
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8;
+  ihdr[9] = colorType;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr),
+    pngChunk('IDAT', zlib.deflateSync(raw, { level: 1 })),
+    pngChunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+/** The server's count of each "GET /path" request so far (`scripts/serve.mjs --test`). */
+export async function requestCounts(server) {
+  return (await fetch(`${server.url}/test-server/requests`)).json();
+}
+
+/** The files of a model folder and the knowledge bases, as the server counts them. */
+export function modelRequests(counts) {
+  return Object.fromEntries(Object.entries(counts).filter(([k]) => /^GET \/(model\/(?!manifest\.json)|kb\/)/.test(k)));
+}
