@@ -314,7 +314,7 @@ let cachedBytes = 0;
 async function fetchModelFile(url) {
   if (RESTARTED) {
     const hit = await cachedResponse(url);
-    if (hit) return Object.assign(hit.clone(), { fromCache: true });
+    if (hit) return Object.assign(hit, { fromCache: true });
   }
   const res = await fetch(url);
   return Object.assign(res, { fromCache: false });

@@ -67,7 +67,7 @@ after(async () => {
 test('be_rgb8_ow_3x3.dcm decodes in wasm to exactly the expected RGB pixels', { timeout: 60000 }, async () => {
   const expected = readNpyU8(fieldCase('be_rgb8_ow_3x3.expected_rgb.npy'));
   assert.deepEqual(expected.shape, [3, 3, 3]);
-  await page.goto(`${server.url}/test/parity.html`);
+  await page.goto(`${server.url}/`);
   const decoded = await page.evaluate(async (b64) => {
     const kpl = await import('/pkg/kpl.js');
     await kpl.default();
@@ -103,7 +103,7 @@ test('mojibake.txt tokenises in wasm to exactly the ids of OpenAI\'s tokenizer',
   const text = fieldCase('mojibake.txt').toString('utf8');
   const expected = JSON.parse(fieldCase('mojibake.openai_ids.json').toString('utf8'));
   assert.equal(text, expected.text, 'the .txt and the .json hold the same text');
-  await page.goto(`${server.url}/test/parity.html`);
+  await page.goto(`${server.url}/`);
   const ids = await page.evaluate(async (text) => {
     const kpl = await import('/pkg/kpl.js');
     await kpl.default();
