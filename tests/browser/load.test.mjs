@@ -8,10 +8,12 @@
 // grey and RGBA), written under tests/browser/out/, fetched by the page into `File`s
 // before the clock starts, and dropped on the drop zone as one `drop` event.
 //
-// Main-thread lag is measured three ways, all while the batch runs:
+// Main-thread lag is measured two ways, both while the batch runs:
 // - a 10 ms timer in the page that records how late each tick fires (what a user
-//   would feel), and the Long Tasks API;
+//   would feel);
 // - a Chrome trace of the renderer's main thread: every task's wall and CPU time.
+// (The Long Tasks API was tried too: in headless Chromium it missed tasks the trace
+// shows at 80–190 ms of wall time, so it is not used.)
 // On a loaded machine (the tests share 2 cores with compilers) the OS can leave the
 // page's thread unscheduled for 100 ms while it has nothing to do with it. So a late
 // tick counts against the page only when the trace shows the main thread itself busy
@@ -138,10 +140,10 @@ before(async () => {
     replies.set(id, (m) => (m.error ? reject(new Error(`${method}: ${m.error.message}`)) : resolve(m.result)));
     cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
   });
-  // The lag probe: a 10 ms timer that records how late it fires, and the Long Tasks
-  // API; both pause while the test itself measures memory (a forced GC is its own).
+  // The lag probe: a 10 ms timer that records how late it fires; it pauses while the
+  // test itself measures memory (a forced GC is its own).
   await page.evaluate(() => {
-    const probe = { late: [], longestTask: 0, ticks: 0, paused: false };
+    const probe = { late: [], ticks: 0, paused: false };
     let last = performance.now();
     const tick = () => {
       const now = performance.now();
@@ -154,10 +156,6 @@ before(async () => {
       setTimeout(tick, 10);
     };
     setTimeout(tick, 10);
-    new PerformanceObserver((list) => {
-      if (probe.paused) return;
-      for (const e of list.getEntries()) probe.longestTask = Math.max(probe.longestTask, e.duration);
-    }).observe({ type: 'longtask' });
     probe.pause = () => {
       probe.paused = true;
     };
@@ -169,7 +167,6 @@ before(async () => {
     };
     probe.reset = () => {
       probe.late = [];
-      probe.longestTask = 0;
       probe.ticks = 0;
     };
     window.lagProbe = probe;
@@ -209,7 +206,7 @@ async function startTrace() {
  * share of its window the main thread spent running tasks (CPU), and the longest task.
  */
 async function lagReport({ events, syncMs }) {
-  const probe = await page.evaluate(() => ({ late: window.lagProbe.late, longestTask: window.lagProbe.longestTask, ticks: window.lagProbe.ticks }));
+  const probe = await page.evaluate(() => ({ late: window.lagProbe.late, ticks: window.lagProbe.ticks }));
   const sync = events.find((e) => e.name === 'kpl-trace-sync');
   assert.ok(sync, 'the trace has the sync mark');
   const offsetUs = sync.ts - syncMs * 1000;
@@ -234,14 +231,14 @@ async function lagReport({ events, syncMs }) {
   const heaviest = tasks.reduce((a, b) => ((b.tdur ?? 0) > (a.tdur ?? 0) ? b : a));
   const longestCpu = (heaviest.tdur ?? 0) / 1000;
   const heaviestWhat = heaviest.args?.src_func ?? heaviest.name;
-  return { ticks: probe.ticks, maxLag, pageLag, starved, longestWall, longestCpu, heaviestWhat, longTask: probe.longestTask };
+  return { ticks: probe.ticks, maxLag, pageLag, starved, longestWall, longestCpu, heaviestWhat };
 }
 
 function describe(r) {
   const starved = r.starved.map((l) => `${l.lag.toFixed(0)} ms (main thread busy ${l.busy.toFixed(0)} ms)`).join(', ');
   return `timer lag max ${r.maxLag.toFixed(1)} ms over ${r.ticks} ticks, of it caused by main-thread work max ${r.pageLag.toFixed(1)} ms` +
     `${starved ? `; late ticks with the thread not busy (machine load): ${starved}` : ''}; ` +
-    `longest main-thread task ${r.longestCpu.toFixed(1)} ms CPU (${r.heaviestWhat}) / ${r.longestWall.toFixed(1)} ms wall; Long Tasks API max ${r.longTask.toFixed(1)} ms`;
+    `longest main-thread task ${r.longestCpu.toFixed(1)} ms CPU (${r.heaviestWhat}) / ${r.longestWall.toFixed(1)} ms wall`;
 }
 
 function assertResponsive(r, minTicks) {
