@@ -355,3 +355,218 @@ fn cli_embeds_dicom_files() {
     assert!((norm - 1.0).abs() < 1e-3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------ field case: big endian OW
+
+/// `../shared/field-cases/NAME` when that folder exists (the shared field
+/// cases), else the committed copy in `tests/dicom/field-cases/`; both must be
+/// the same bytes, so the test never skips silently and never drifts.
+fn field_case(name: &str) -> Vec<u8> {
+    let committed = dir().join("field-cases").join(name);
+    let committed_bytes = std::fs::read(&committed).unwrap_or_else(|e| panic!("{}: {e}", committed.display()));
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/field-cases").join(name);
+    match std::fs::read(&shared) {
+        Ok(bytes) => {
+            assert_eq!(bytes, committed_bytes, "{} differs from {}", shared.display(), committed.display());
+            bytes
+        }
+        Err(_) => committed_bytes,
+    }
+}
+
+/// The uint8 values and shape of a `.npy` file (version 1, C order).
+fn npy_u8(bytes: &[u8]) -> (Vec<usize>, Vec<u8>) {
+    assert!(bytes.starts_with(b"\x93NUMPY\x01"), "not a version 1 .npy file");
+    let header_len = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'descr': '|u1'") && header.contains("'fortran_order': False"), "{header}");
+    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    (shape, bytes[10 + header_len..].to_vec())
+}
+
+#[test]
+fn big_endian_ow_8bit_rgb_field_case_matches_pydicom() {
+    let bytes = field_case("be_rgb8_ow_3x3.dcm");
+    let (shape, expected) = npy_u8(&field_case("be_rgb8_ow_3x3.expected_rgb.npy"));
+    assert_eq!(shape, [3, 3, 3]);
+    assert_eq!(
+        expected,
+        [0, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 99, 108, 117, 126, 135, 144, 153, 162, 171, 180, 189, 198, 207, 216, 225, 234]
+    );
+    let decoded = dicom::decode(&bytes, "be_rgb8_ow_3x3.dcm", DecodeLimits::default(), None).unwrap();
+    assert_eq!((decoded.image.width, decoded.image.height, decoded.image.channels), (3, 3, 3));
+    assert_eq!(decoded.image.data, expected);
+    assert_eq!(decoded.summary.transfer_syntax, "1.2.840.10008.1.2.2");
+    // The same through the image path every command takes.
+    assert_eq!(decode_rgb8(&bytes, "be_rgb8_ow_3x3.dcm", DecodeLimits::default()).unwrap().data, expected);
+}
+
+#[test]
+fn cli_decodes_the_big_endian_ow_field_case() {
+    let out_dir = std::env::temp_dir().join(format!("kpl-dicom-field-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let input = out_dir.join("be_rgb8_ow_3x3.dcm");
+    std::fs::write(&input, field_case("be_rgb8_ow_3x3.dcm")).unwrap();
+    let png = out_dir.join("out.png");
+    let out = kpl(&["decode", input.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kpl decode failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((json["rows"].as_u64(), json["columns"].as_u64()), (Some(3), Some(3)));
+    let (_, expected) = npy_u8(&field_case("be_rgb8_ow_3x3.expected_rgb.npy"));
+    assert_eq!(image::open(&png).unwrap().to_rgb8().as_raw(), &expected);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+fn raw_file(name: &str) -> Vec<u8> {
+    std::fs::read(dir().join("raw").join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn raw_reference(name: &str, suffix: &str) -> image::RgbImage {
+    let png = dir().join("raw").join(format!("{}{suffix}.png", name.trim_end_matches(".dcm")));
+    image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).to_rgb8()
+}
+
+#[test]
+fn big_endian_ow_frames_are_cut_after_unswapping_the_whole_value() {
+    // Frames of 27 and 15 bytes: every frame after the first starts inside a
+    // swapped 16-bit word (tests/dicom/make_raw_datasets.py; pydicom's renderings).
+    for (name, frames) in [("be_rgb8_ow_3x3x2.dcm", 2), ("be_grey8_ow_5x3x3.dcm", 3)] {
+        let bytes = raw_file(name);
+        let middle = dicom::decode(&bytes, name, DecodeLimits::default(), None).unwrap();
+        assert_eq!((middle.frame, middle.summary.frames), (frames / 2, frames), "{name}");
+        assert_eq!(middle.image.data, raw_reference(name, "").into_raw(), "{name} frame {}", frames / 2);
+        let first = dicom::decode(&bytes, name, DecodeLimits::default(), Some(0)).unwrap();
+        assert_eq!(first.image.data, raw_reference(name, ".frame0").into_raw(), "{name} frame 0");
+        for f in 0..frames {
+            dicom::decode(&bytes, name, DecodeLimits::default(), Some(f)).unwrap();
+        }
+    }
+    // The stored samples of the RGB file are 9·i mod 256, as in the field case.
+    let rgb = dicom::decode(&raw_file("be_rgb8_ow_3x3x2.dcm"), "x.dcm", DecodeLimits::default(), Some(1)).unwrap();
+    let expected: Vec<u8> = (27u32..54).map(|i| (i * 9 % 256) as u8).collect();
+    assert_eq!(rgb.image.data, expected);
+}
+
+#[test]
+fn big_endian_ow_of_odd_length_is_an_error_not_a_panic() {
+    // The field case with Pixel Data declared 27 bytes instead of 28: the last
+    // byte has lost its partner in a 16-bit word.
+    let mut bytes = field_case("be_rgb8_ow_3x3.dcm");
+    let at = bytes.windows(6).rposition(|w| w == [0x7F, 0xE0, 0x00, 0x10, b'O', b'W']).unwrap();
+    assert_eq!(bytes[at + 8..at + 12], 28u32.to_be_bytes());
+    bytes[at + 8..at + 12].copy_from_slice(&27u32.to_be_bytes());
+    bytes.pop();
+    let err = decode_err(&bytes, "odd.dcm");
+    assert!(err.contains("Pixel Data holds 27 bytes") && err.contains("odd length"), "{err}");
+    assert!(err.contains(&format!("Pixel Data (7FE0,0010) at byte {at}")), "{err}");
+}
+
+// ------------------------------------------ files without preamble and DICM
+
+/// Files made by tests/dicom/make_raw_datasets.py from the committed test files:
+/// each against pydicom's `dcmread(force=True)` rendering, and against the
+/// Part 10 file it was made from.
+#[test]
+fn files_without_preamble_read_as_pydicom_reads_them() {
+    let text = std::fs::read_to_string(dir().join("raw/raw.json")).unwrap();
+    let summary: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    let sources = [
+        ("MR_small_implicit_raw.dcm", "MR_small.dcm"),
+        ("CT_small_explicit_raw", "CT_small.dcm"),
+        ("SC_rgb_acr_nema", "SC_rgb.dcm"),
+        ("MR_small_bigendian_nopreamble", "MR_small_bigendian.dcm"),
+    ];
+    for (name, source) in sources {
+        let entry = &summary[name];
+        let bytes = raw_file(name);
+        assert!(!bytes.get(128..132).is_some_and(|m| m == b"DICM"), "{name} has a DICM marker");
+        // Recognised by content, whatever the name.
+        for shown in [name, "IM000001", "scan.png"] {
+            assert!(dicom::is_dicom(&bytes, shown), "{name} as {shown}");
+        }
+        let decoded = dicom::decode(&bytes, name, DecodeLimits::default(), None).unwrap_or_else(|e| panic!("{e}"));
+        let s = &decoded.summary;
+        assert_eq!(s.transfer_syntax, entry["transfer_syntax"].as_str().unwrap(), "{name}");
+        assert_eq!(u64::from(s.rows), entry["rows"].as_u64().unwrap(), "{name}");
+        assert_eq!(u64::from(s.columns), entry["columns"].as_u64().unwrap(), "{name}");
+        assert_eq!(u64::from(s.frames), entry["frames"].as_u64().unwrap(), "{name}");
+        assert_eq!(s.modality.as_deref(), entry["modality"].as_str(), "{name}");
+        assert_eq!(s.photometric_interpretation.as_deref(), entry["photometric"].as_str(), "{name}");
+        let reference = raw_reference(name, "");
+        let total: u64 =
+            decoded.image.data.iter().zip(reference.as_raw()).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
+        let mae = total as f64 / decoded.image.data.len() as f64;
+        assert_eq!(decoded.image.data.len(), reference.as_raw().len(), "{name}");
+        assert!(mae <= MAX_MAE, "{name}: mean absolute difference {mae:.3} > {MAX_MAE}");
+        // The same pixels as the Part 10 file the data set came from.
+        let original = dicom::decode(&file(source), source, DecodeLimits::default(), None).unwrap();
+        assert_eq!(decoded.image, original.image, "{name} vs {source}");
+        // And through the image path of every command, by content alone.
+        assert_eq!(decode_rgb8(&bytes, "IM000001", DecodeLimits::default()).unwrap(), original.image, "{name}");
+    }
+}
+
+/// An implicit VR little endian element.
+fn implicit_element(group: u16, element: u16, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&group.to_le_bytes());
+    out.extend_from_slice(&element.to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+#[test]
+fn only_plausible_data_sets_are_taken_for_dicom() {
+    let limits = DecodeLimits::default();
+    // A data set that starts with a patient element (group 0010): not group 0008.
+    let mut patient = implicit_element(0x0010, 0x0010, b"Doe^John");
+    patient.extend(implicit_element(0x0028, 0x0010, &2u16.to_le_bytes()));
+    assert!(!dicom::is_dicom(&patient, "IM0001"));
+    let err = decode_rgb8(&patient, "IM0001", limits).unwrap_err().to_string();
+    assert!(err.contains("not a supported image format"), "{err}");
+    let err = decode_err(&patient, "patient.dcm");
+    assert!(err.contains("not a DICOM file") && err.contains("group 0008"), "{err}");
+    assert!(!err.contains("Doe"), "{err}");
+    // Group 0008, but the second element goes backwards: not plausible.
+    let mut backwards = implicit_element(0x0008, 0x0060, b"CT");
+    backwards.extend(implicit_element(0x0008, 0x0016, b"1.2.3\0"));
+    assert!(!dicom::is_dicom(&backwards, "IM0001"));
+    // A group length element that is not 4 bytes long.
+    assert!(!dicom::is_dicom(&implicit_element(0x0008, 0x0000, &[0; 8]), "IM0001"));
+    // Other formats and text are never taken for DICOM by content.
+    let png = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images/grey_80x120.png")).unwrap();
+    assert!(!dicom::is_dicom(&png, "grey.png"));
+    assert!(!dicom::is_dicom(b"just some text, not an image", "notes"));
+    // A short but complete data set is DICOM (and then a clear error: no pixels).
+    let mut tiny = implicit_element(0x0008, 0x0060, b"CT");
+    tiny.extend(implicit_element(0x0028, 0x0010, &2u16.to_le_bytes()));
+    assert!(dicom::is_dicom(&tiny, "IM0001"));
+    let err = decode_err(&tiny, "tiny");
+    assert!(err.contains("Columns (0028,0011) is missing"), "{err}");
+}
+
+#[test]
+fn structural_errors_name_the_element_and_its_offset() {
+    // Pixel Data declared ~4 GB long: the element and where its header is.
+    let mut bytes = file("CT_small.dcm");
+    let at = bytes.windows(6).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'W']).unwrap();
+    bytes[at + 8..at + 12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let err = decode_err(&bytes, "pixel_len.dcm");
+    assert!(err.contains(&format!("Pixel Data (7FE0,0010) at byte {at} declares a value length")), "{err}");
+    // Rows with a 4-byte value in an implicit VR data set without meta.
+    let mut raw = raw_file("MR_small_implicit_raw.dcm");
+    let rows = raw.windows(8).position(|w| w == [0x28, 0x00, 0x10, 0x00, 2, 0, 0, 0]).unwrap();
+    raw[rows + 4] = 4;
+    raw.splice(rows + 10..rows + 10, [0, 0]);
+    let err = decode_err(&raw, "rows.dcm");
+    assert!(err.contains(&format!("Rows (0028,0010) at byte {rows} has a value length of 4 bytes")), "{err}");
+    assert!(err.contains("read as a data set without file meta information, in implicit VR little endian"), "{err}");
+    // Truncated inside a data set without meta: offsets are file offsets.
+    let acr = raw_file("SC_rgb_acr_nema");
+    let err = decode_err(&acr[..acr.len() - 10], "acr_cut");
+    assert!(err.contains("Pixel Data (7FE0,0010) at byte") && err.contains("declares a value length"), "{err}");
+}

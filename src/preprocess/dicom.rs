@@ -23,6 +23,26 @@
 //!
 //! Privacy: only the attributes needed to render are read (see `parse::WANTED`);
 //! the only descriptive ones returned are those of [`DicomSummary`].
+//!
+//! Files: DICOM Part 10 (preamble and "DICM"), a file meta group without the
+//! preamble, and data sets without file meta information (ACR-NEMA style, raw
+//! exports) that start with a plausible group 0008 element, read in the encoding
+//! that element shows, as pydicom's `dcmread(force=True)` and dcmtk read them
+//! (see `parse::start`).
+//!
+//! No input can make this code panic: every index, slice and integer operation
+//! is checked (the lints below, and in each submodule, deny the rest).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::cast_possible_truncation
+)]
 
 mod codec;
 mod jpeg12;
@@ -34,7 +54,7 @@ use super::pil_resize::Image8;
 use super::DecodeLimits;
 use crate::error::{Error, Result};
 use codec::Layout;
-use parse::{DataSet, Encoding, PixelData, PResult};
+use parse::{DataSet, Encoding, Origin, PResult, PixelData, Start};
 
 /// What a page may show about a DICOM file: nothing that identifies a patient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -155,16 +175,18 @@ fn describe_ts(uid: &str) -> String {
     }
 }
 
-/// Whether bytes named `name` are to be read as DICOM: a `.dcm` name or the
-/// "DICM" marker after the 128-byte preamble.
+/// Whether bytes named `name` are to be read as DICOM: a `.dcm` name, the
+/// "DICM" marker after the 128-byte preamble, or bytes that start with a file
+/// meta element or a plausible group 0008 data set element (files without the
+/// preamble: see `parse::start`).
 pub fn is_dicom(bytes: &[u8], name: &str) -> bool {
-    parse::has_dicm_marker(bytes) || name.to_ascii_lowercase().ends_with(".dcm")
+    name.to_ascii_lowercase().ends_with(".dcm") || parse::start(bytes).is_some()
 }
 
 /// The file's summary (modality, body part, size, transfer syntax).
 pub fn summary(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<DicomSummary> {
     let file = File::open(bytes, limits).map_err(|e| Error::image(name, e))?;
-    file.summary().map_err(|e| Error::image(name, e))
+    file.summary().map_err(|e| Error::image(name, file.explain(e)))
 }
 
 /// Renders frame `frame` (0-based; the middle frame when `None`) to 8-bit RGB.
@@ -174,6 +196,10 @@ pub fn decode(bytes: &[u8], name: &str, limits: DecodeLimits, frame: Option<u32>
 
 fn decode_inner(bytes: &[u8], limits: DecodeLimits, frame: Option<u32>) -> PResult<DicomImage> {
     let file = File::open(bytes, limits)?;
+    decode_file(&file, limits, frame).map_err(|e| file.explain(e))
+}
+
+fn decode_file(file: &File<'_>, limits: DecodeLimits, frame: Option<u32>) -> PResult<DicomImage> {
     let summary = file.summary()?;
     let index = match frame {
         Some(f) if f >= summary.frames => {
@@ -190,11 +216,13 @@ fn decode_inner(bytes: &[u8], limits: DecodeLimits, frame: Option<u32>) -> PResu
 struct File<'a> {
     ts: String,
     codec: Codec,
+    start: Start,
     dataset: DataSetStore<'a>,
 }
 
 enum DataSetStore<'a> {
-    Borrowed(&'a [u8], Encoding),
+    /// The data set's bytes, their encoding, and the file offset they start at.
+    Borrowed(&'a [u8], Encoding, usize),
     Inflated(Vec<u8>),
 }
 
@@ -204,15 +232,16 @@ impl<'a> File<'a> {
             return Err("the file is empty".into());
         }
         let meta = parse::parse_meta(bytes)?;
-        let rest = &bytes[meta.dataset_start..];
+        let start = meta.dataset_start;
+        let rest = bytes.get(start..).ok_or("the file ends inside its file meta information")?;
         let codec = transfer_syntax(&meta.transfer_syntax).map_or(Codec::Unsupported, |t| t.codec);
         let dataset = match codec {
-            Codec::Native(encoding) => DataSetStore::Borrowed(rest, encoding),
+            Codec::Native(encoding) => DataSetStore::Borrowed(rest, encoding, start),
             Codec::Deflated => {
                 // Bounded: the inflated data set may hold the pixel limit in 16-bit
                 // samples plus headers, no more.
-                let cap = usize::try_from(limits.max_pixels.saturating_mul(2).saturating_add(64 << 20))
-                    .unwrap_or(usize::MAX);
+                let cap =
+                    usize::try_from(limits.max_pixels.saturating_mul(2).saturating_add(64 << 20)).unwrap_or(usize::MAX);
                 let inflated = miniz_oxide::inflate::decompress_to_vec_with_limit(rest, cap).map_err(|e| {
                     if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
                         format!("the deflated data set expands beyond {} MB", cap >> 20)
@@ -224,15 +253,17 @@ impl<'a> File<'a> {
             }
             // Encapsulated transfer syntaxes (and unknown ones, whose data set
             // is explicit VR little endian by rule) keep the data set readable.
-            _ => DataSetStore::Borrowed(rest, Encoding::ExplicitLittle),
+            _ => DataSetStore::Borrowed(rest, Encoding::ExplicitLittle, start),
         };
-        Ok(Self { ts: meta.transfer_syntax, codec, dataset })
+        Ok(Self { ts: meta.transfer_syntax, codec, start: meta.start, dataset })
     }
 
     fn dataset(&self) -> PResult<DataSet<'_>> {
         let parsed = match &self.dataset {
-            DataSetStore::Borrowed(bytes, encoding) => parse::parse_dataset(bytes, *encoding),
-            DataSetStore::Inflated(bytes) => parse::parse_dataset(bytes, Encoding::ExplicitLittle),
+            DataSetStore::Borrowed(bytes, encoding, start) => {
+                parse::parse_dataset(bytes, *encoding, Origin::File(*start))
+            }
+            DataSetStore::Inflated(bytes) => parse::parse_dataset(bytes, Encoding::ExplicitLittle, Origin::Inflated),
         };
         parsed.map_err(|e| {
             if transfer_syntax(&self.ts).is_none() {
@@ -241,6 +272,17 @@ impl<'a> File<'a> {
                 e
             }
         })
+    }
+
+    /// An error about this file, with how a file without file meta
+    /// information was read (its encoding is a guess from its first element).
+    fn explain(&self, e: String) -> String {
+        match self.start {
+            Start::DataSet(encoding) => {
+                format!("{e} (read as a data set without file meta information, in {})", encoding.name())
+            }
+            _ => e,
+        }
     }
 
     fn summary(&self) -> PResult<DicomSummary> {
@@ -265,12 +307,17 @@ impl<'a> File<'a> {
         let (rows, columns) = dimensions(&ds)?;
         let frames = frames(&ds)?;
         let samples = ds.u16(parse::SAMPLES_PER_PIXEL)?.unwrap_or(1);
-        let total = u64::from(rows) * u64::from(columns) * u64::from(frames) * u64::from(samples);
-        if total > limits.max_pixels {
+        // Up to 2^80: a product beyond u64 is beyond any limit too.
+        let total = [columns, samples]
+            .into_iter()
+            .map(u64::from)
+            .chain([u64::from(frames)])
+            .try_fold(u64::from(rows), u64::checked_mul);
+        if total.is_none_or(|total| total > limits.max_pixels) {
             return Err(format!(
                 "the image is {columns}×{rows} pixels × {frames} frame(s) × {samples} sample(s) = {:.1} million \
                  samples, above the limit of {:.1} megapixels (raise it with --max-megapixels)",
-                total as f64 / 1e6,
+                f64::from(rows) * f64::from(columns) * f64::from(frames) * f64::from(samples) / 1e6,
                 limits.max_pixels as f64 / 1e6
             ));
         }
@@ -280,21 +327,42 @@ impl<'a> File<'a> {
         let photometric = ds.string(parse::PHOTOMETRIC).ok_or("Photometric Interpretation (0028,0004) is missing")?;
         let layout = layout(&ds, rows, columns, samples, &photometric, self.codec)?;
         let pixel_data = ds.pixel_data.as_ref().ok_or("the file has no Pixel Data (7FE0,0010)")?;
-        let (frames_us, frame_us) = (frames as usize, frame as usize);
+        let too_many = |_| format!("{frames} frames are too many for this platform");
+        let (frames_us, frame_us) =
+            (usize::try_from(frames).map_err(too_many)?, usize::try_from(frame).map_err(too_many)?);
         let values = match (self.codec, pixel_data) {
-            (Codec::Native(_) | Codec::Deflated, PixelData::Native { vr, bytes }) => {
+            (Codec::Native(_) | Codec::Deflated, PixelData::Native { vr, bytes, at }) => {
+                let big = ds.encoding.big_endian();
+                // 8-bit samples in OW words under big endian: the whole value is
+                // un-swapped first, then cut into frames.
+                let unswapped;
+                let value: &[u8] = if big && vr == b"OW" && layout.bits_allocated == 8 {
+                    unswapped = codec::unswap_ow(bytes);
+                    &unswapped
+                } else {
+                    bytes
+                };
                 let size = layout.native_frame_bytes();
                 let needed = size.checked_mul(frames_us).ok_or("the pixel data size overflows")?;
-                if bytes.len() < needed {
+                if value.len() < needed {
+                    let odd = if value.len() < bytes.len() {
+                        "; an OW value of odd length, whose last byte has no partner in a 16-bit word"
+                    } else {
+                        ""
+                    };
                     return Err(format!(
                         "Pixel Data holds {} bytes but {frames} frame(s) of {columns}×{rows}×{samples} samples need \
-                         {needed} (truncated file or wrong value length)",
-                        bytes.len()
+                         {needed} (truncated file or wrong value length{odd}; Pixel Data (7FE0,0010) {})",
+                        bytes.len(),
+                        ds.origin.at(*at)
                     ));
                 }
-                let big = ds.encoding.big_endian();
-                let swap = big && vr == b"OW" && layout.bits_allocated == 8;
-                codec::native(&bytes[size * frame_us..size * (frame_us + 1)], &layout, big, swap)?
+                // frame < frames: the frame lies within the `needed` bytes checked above.
+                let frame_bytes = value
+                    .get(size.saturating_mul(frame_us)..)
+                    .and_then(|v| v.get(..size))
+                    .ok_or("the frame lies beyond the Pixel Data")?;
+                codec::native(frame_bytes, &layout, big)?
             }
             (Codec::Rle | Codec::Jpeg | Codec::Jpeg2000, PixelData::Encapsulated { offset_table, fragments }) => {
                 let starts = match self.codec {
@@ -333,7 +401,11 @@ impl<'a> File<'a> {
                 // JPEG decoders convert YCbCr themselves.
                 let rgb_already = self.codec == Codec::Jpeg;
                 let eight = colour(&values, layout.bits_stored);
-                if rgb_already { eight } else { ybr_to_rgb(&eight) }
+                if rgb_already {
+                    eight
+                } else {
+                    ybr_to_rgb(&eight)
+                }
             }
             other => return Err(format!("Photometric Interpretation {other:?} is not supported")),
         };
@@ -359,8 +431,10 @@ fn dimensions(ds: &DataSet<'_>) -> PResult<(u16, u16)> {
 fn frames(ds: &DataSet<'_>) -> PResult<u32> {
     match ds.integer(parse::NUMBER_OF_FRAMES)? {
         None => Ok(1),
-        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => Ok(n as u32),
-        Some(n) => Err(format!("Number of Frames (0028,0008) is {n}")),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| format!("{} is {n}", ds.describe(parse::NUMBER_OF_FRAMES))),
     }
 }
 
@@ -388,7 +462,7 @@ fn layout(ds: &DataSet<'_>, rows: u16, columns: u16, samples: u16, photometric: 
     }
     let planar = ds.u16(parse::PLANAR_CONFIGURATION)?.unwrap_or(0) == 1;
     let native = matches!(codec, Codec::Native(_) | Codec::Deflated);
-    Ok(Layout {
+    Layout {
         rows: usize::from(rows),
         columns: usize::from(columns),
         samples: usize::from(samples),
@@ -397,12 +471,13 @@ fn layout(ds: &DataSet<'_>, rows: u16, columns: u16, samples: u16, photometric: 
         signed,
         planar,
         ybr_422: native && photometric == "YBR_FULL_422",
-    })
+    }
+    .checked()
 }
 
-/// Rounds half up and clamps to 0..=255.
+/// Rounds half up and clamps to 0..=255 (NaN gives 0).
 fn to_u8(v: f64) -> u8 {
-    (v + 0.5).floor().clamp(0.0, 255.0) as u8
+    u8::try_from(codec::saturating_u16((v + 0.5).floor().clamp(0.0, 255.0))).unwrap_or(u8::MAX)
 }
 
 /// The linear VOI function of PS3.3 C.11.2.1.2.1 with output range 0..255.
@@ -418,12 +493,10 @@ pub fn window(x: f64, center: f64, width: f64) -> f64 {
 }
 
 fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>> {
-    let slope = ds.decimals(parse::RESCALE_SLOPE)?.map_or(1.0, |v| v[0]);
-    let intercept = ds.decimals(parse::RESCALE_INTERCEPT)?.map_or(0.0, |v| v[0]);
-    let centers = ds.decimals(parse::WINDOW_CENTER)?;
-    let widths = ds.decimals(parse::WINDOW_WIDTH)?;
-    let first_window = match (centers, widths) {
-        (Some(c), Some(w)) if w[0] >= 1.0 => Some((c[0], w[0])),
+    let slope = ds.decimal(parse::RESCALE_SLOPE)?.unwrap_or(1.0);
+    let intercept = ds.decimal(parse::RESCALE_INTERCEPT)?.unwrap_or(0.0);
+    let first_window = match (ds.decimal(parse::WINDOW_CENTER)?, ds.decimal(parse::WINDOW_WIDTH)?) {
+        (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
         _ => None,
     };
     let modality = |x: i32| f64::from(x) * slope + intercept;
@@ -442,7 +515,8 @@ fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>>
         }
     };
     if invert {
-        out.iter_mut().for_each(|v| *v = 255 - *v);
+        // 255 - v.
+        out.iter_mut().for_each(|v| *v = !*v);
     }
     Ok(out)
 }
@@ -450,9 +524,10 @@ fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>>
 /// Colour samples to 8 bits.
 fn colour(values: &[i32], bits_stored: u16) -> Vec<u8> {
     if bits_stored <= 8 {
-        values.iter().map(|&v| v.clamp(0, 255) as u8).collect()
+        values.iter().map(|&v| u8::try_from(v.clamp(0, 255)).unwrap_or(u8::MAX)).collect()
     } else {
-        let scale = 255.0 / ((1u64 << bits_stored) - 1) as f64;
+        // Bits Stored is at most Bits Allocated, 16: the shift is in range.
+        let scale = 255.0 / (f64::from(1u32 << bits_stored) - 1.0);
         values.iter().map(|&v| to_u8(f64::from(v.max(0)) * scale)).collect()
     }
 }
@@ -460,8 +535,8 @@ fn colour(values: &[i32], bits_stored: u16) -> Vec<u8> {
 /// YBR_FULL to RGB (PS3.3 C.7.6.3.1.2, the inverse of its RGB to YBR_FULL).
 fn ybr_to_rgb(ybr: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ybr.len());
-    for p in ybr.chunks_exact(3) {
-        let (y, cb, cr) = (f64::from(p[0]), f64::from(p[1]) - 128.0, f64::from(p[2]) - 128.0);
+    for &[y, cb, cr] in ybr.as_chunks::<3>().0 {
+        let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
         out.push(to_u8(y + 1.402 * cr));
         out.push(to_u8(y - 0.114 * 1.772 / 0.587 * cb - 0.299 * 1.402 / 0.587 * cr));
         out.push(to_u8(y + 1.772 * cb));
@@ -476,42 +551,59 @@ fn palette(ds: &DataSet<'_>, values: &[i32]) -> PResult<Vec<u8>> {
     let mut tables = Vec::with_capacity(3);
     for (&desc_tag, &data_tag) in parse::PALETTE_DESCRIPTORS.iter().zip(&parse::PALETTE_DATA) {
         let desc = ds.words(desc_tag)?.ok_or_else(|| format!("{} is missing", parse::tag_name(desc_tag)))?;
-        if desc.len() != 3 {
-            return Err(format!("{} has {} values, expected 3", parse::tag_name(desc_tag), desc.len()));
-        }
-        let entries = if desc[0] == 0 { 65536 } else { usize::from(desc[0]) };
+        let &[count, first, bits] = desc.as_slice() else {
+            return Err(format!("{} has {} values, expected 3", ds.describe(desc_tag), desc.len()));
+        };
+        // At least one entry: 0 means 65536.
+        let entries = if count == 0 { 65536 } else { usize::from(count) };
         let signed_first = ds.get(desc_tag).is_some_and(|v| &v.vr == b"SS");
-        let first = if signed_first { i32::from(desc[1] as i16) } else { i32::from(desc[1]) };
-        let bits = desc[2];
+        let first = if signed_first { i32::from(i16::from_ne_bytes(first.to_ne_bytes())) } else { i32::from(first) };
         if !matches!(bits, 8 | 16) {
-            return Err(format!("{} gives {bits} bits per entry (8 or 16)", parse::tag_name(desc_tag)));
+            return Err(format!("{} gives {bits} bits per entry (8 or 16)", ds.describe(desc_tag)));
         }
         let raw = ds.get(data_tag).ok_or_else(|| format!("{} is missing", parse::tag_name(data_tag)))?;
-        let table: Vec<u8> = if raw.bytes.len() == 2 * entries {
+        let table: Vec<u8> = if entries.checked_mul(2) == Some(raw.bytes.len()) {
             let words = ds.words(data_tag)?.unwrap_or_default();
             if bits == 16 {
                 words.iter().map(|&w| to_u8(f64::from(w) * 255.0 / 65535.0)).collect()
             } else {
                 // 8-bit entries in 16-bit words: in the low byte, or the high one.
                 let high = words.iter().any(|&w| w > 255);
-                words.iter().map(|&w| if high { (w >> 8) as u8 } else { w as u8 }).collect()
+                words
+                    .iter()
+                    .map(|&w| {
+                        let [high_byte, low_byte] = w.to_be_bytes();
+                        if high {
+                            high_byte
+                        } else {
+                            low_byte
+                        }
+                    })
+                    .collect()
             }
-        } else if bits == 8 && (raw.bytes.len() == entries || raw.bytes.len() == entries + 1) {
-            raw.bytes[..entries].to_vec()
+        } else if bits == 8 && (entries..=entries.saturating_add(1)).contains(&raw.bytes.len()) {
+            raw.bytes.get(..entries).unwrap_or_default().to_vec()
         } else {
             return Err(format!(
                 "{} has {} bytes for {entries} entries of {bits} bits",
-                parse::tag_name(data_tag),
+                ds.describe(data_tag),
                 raw.bytes.len()
             ));
         };
         tables.push((first, table));
     }
-    let mut out = Vec::with_capacity(values.len() * 3);
+    let mut out = Vec::with_capacity(values.len().saturating_mul(3));
     for &v in values {
         for (first, table) in &tables {
-            let i = (i64::from(v) - i64::from(*first)).clamp(0, table.len() as i64 - 1) as usize;
-            out.push(table[i]);
+            // A value below the first mapped one takes the first entry, one beyond
+            // the table the last (PS3.3 C.7.6.3.1.5). The difference of two i32
+            // values cannot overflow i64, and fits in usize when not negative.
+            let entry = match usize::try_from(i64::from(v).saturating_sub(i64::from(*first))) {
+                Ok(i) => table.get(i).or(table.last()),
+                Err(_) => table.first(),
+            };
+            // Every table has at least one entry.
+            out.push(entry.copied().unwrap_or(0));
         }
     }
     Ok(out)

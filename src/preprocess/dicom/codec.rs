@@ -4,13 +4,25 @@
 //! against the pixel limit; compressed headers are checked against those
 //! attributes before any codec runs, so a codec never allocates from numbers
 //! the DICOM header did not vouch for.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::cast_possible_truncation
+)]
 
 use std::borrow::Cow;
 
 use super::jpeg12;
 use super::parse::{Fragment, PResult};
 
-/// What the attributes say about one frame's samples.
+/// What the attributes say about one frame's samples, made through
+/// [`Layout::checked`], which checks that every size derived from it fits in `usize`.
 #[derive(Debug, Clone, Copy)]
 pub struct Layout {
     pub rows: usize,
@@ -26,37 +38,83 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout after checking its ranges: rows, columns and samples at
+    /// least 1, 8 or 16 bits allocated, 1 to Bits Allocated bits stored, and the
+    /// bytes of a frame representable (so that [`Layout::pixels`],
+    /// [`Layout::sample_count`] and [`Layout::native_frame_bytes`] never
+    /// overflow, on 32-bit targets included).
+    pub fn checked(self) -> PResult<Self> {
+        let Self { rows, columns, samples, bits_allocated, bits_stored, .. } = self;
+        if rows == 0 || columns == 0 || samples == 0 {
+            return Err(format!("the image has no samples ({columns}×{rows}×{samples})"));
+        }
+        if !matches!(bits_allocated, 8 | 16) {
+            return Err(format!("Bits Allocated {bits_allocated} is not supported (8 or 16)"));
+        }
+        if bits_stored == 0 || bits_stored > bits_allocated {
+            return Err(format!("Bits Stored {bits_stored} does not fit Bits Allocated {bits_allocated}"));
+        }
+        rows.checked_mul(columns)
+            .and_then(|p| p.checked_mul(samples))
+            .and_then(|s| s.checked_mul(2))
+            .ok_or_else(|| format!("a frame of {columns}×{rows}×{samples} samples is too large for this platform"))?;
+        Ok(self)
+    }
+
+    // The products below cannot saturate: `Layout::checked` made sure that
+    // rows × columns × samples × 2 fits in usize.
     pub fn pixels(&self) -> usize {
-        self.rows * self.columns
+        self.rows.saturating_mul(self.columns)
     }
 
     pub fn sample_count(&self) -> usize {
-        self.pixels() * self.samples
+        self.pixels().saturating_mul(self.samples)
     }
 
     /// A raw stored value reduced to Bits Stored and sign-extended when signed.
     pub fn normalize(&self, raw: u32) -> i32 {
-        let bits = u32::from(self.bits_stored);
-        let masked = if bits >= 32 { raw } else { raw & ((1u32 << bits) - 1) };
-        if self.signed && bits < 32 && masked & (1u32 << (bits - 1)) != 0 {
-            (masked | !((1u32 << bits) - 1)) as i32
+        // The bits above Bits Stored are shifted out at the top, then the value is
+        // shifted back down, arithmetically (sign-extending) when signed.
+        let unused = 32u32.saturating_sub(u32::from(self.bits_stored));
+        let top = raw.checked_shl(unused).unwrap_or(0);
+        if self.signed {
+            (top as i32).checked_shr(unused).unwrap_or(0)
         } else {
-            masked as i32
+            top.checked_shr(unused).unwrap_or(0) as i32
         }
     }
 
     /// Bytes of one native frame.
     pub fn native_frame_bytes(&self) -> usize {
         if self.ybr_422 {
-            self.pixels() * 2
+            self.pixels().saturating_mul(2)
         } else {
-            self.sample_count() * usize::from(self.bits_allocated / 8)
+            self.sample_count().saturating_mul(usize::from(self.bits_allocated / 8))
         }
     }
 }
 
+/// `v` converted by Rust's saturating float-to-integer `as`: NaN and negative
+/// values give 0, values above 65535 give 65535, others are truncated toward
+/// zero. Every caller rounds and clamps to the u16 range first.
+#[allow(clippy::cast_possible_truncation)] // the DICOM code's one float-to-integer conversion: `as` saturates (no UB, no panic) and callers pass values already rounded and clamped to 0..=65535
+pub fn saturating_u16(v: f64) -> u16 {
+    v as u16
+}
+
+/// The bytes of an OW value of 8-bit samples under big endian in their stored
+/// order: each 16-bit word was written byte-swapped (PS3.5 7.3), so they are
+/// swapped back word by word over the whole value, before it is cut into frames
+/// (a frame of odd length ends inside a word). The last byte of a value of odd
+/// length (which PS3.5 forbids) is the second half of a word whose first half is
+/// missing: it is dropped.
+pub fn unswap_ow(value: &[u8]) -> Vec<u8> {
+    let (words, _) = value.as_chunks::<2>();
+    words.iter().flat_map(|&[a, b]| [b, a]).collect()
+}
+
 /// One frame of native pixel data.
-pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool, swap_ow_bytes: bool) -> PResult<Vec<i32>> {
+pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<Vec<i32>> {
     let expected = layout.native_frame_bytes();
     if frame_bytes.len() != expected {
         return Err(format!("a frame holds {} bytes of pixel data, {expected} expected", frame_bytes.len()));
@@ -65,22 +123,23 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool, swap_ow_byt
         if !layout.columns.is_multiple_of(2) || layout.bits_allocated != 8 {
             return Err("YBR_FULL_422 pixel data needs an even number of columns and 8 bits allocated".into());
         }
-        // Y1 Y2 Cb Cr for each pair of pixels.
+        // Y1 Y2 Cb Cr for each pair of pixels (an even count: columns are even).
+        let (quads, _) = frame_bytes.as_chunks::<4>();
         let mut out = Vec::with_capacity(layout.sample_count());
-        for quad in frame_bytes.chunks_exact(4) {
-            let (cb, cr) = (i32::from(quad[2]), i32::from(quad[3]));
-            out.extend_from_slice(&[i32::from(quad[0]), cb, cr, i32::from(quad[1]), cb, cr]);
+        for &[y1, y2, cb, cr] in quads {
+            let (cb, cr) = (i32::from(cb), i32::from(cr));
+            out.extend_from_slice(&[i32::from(y1), cb, cr, i32::from(y2), cb, cr]);
         }
         return Ok(out);
     }
-    let count = layout.sample_count();
     let mut values: Vec<i32> = match layout.bits_allocated {
-        8 if swap_ow_bytes => (0..count).map(|i| layout.normalize(u32::from(frame_bytes[i ^ 1]))).collect(),
         8 => frame_bytes.iter().map(|&b| layout.normalize(u32::from(b))).collect(),
         16 => frame_bytes
-            .chunks_exact(2)
-            .map(|c| {
-                let v = if big_endian { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) };
+            .as_chunks::<2>()
+            .0
+            .iter()
+            .map(|&w| {
+                let v = if big_endian { u16::from_be_bytes(w) } else { u16::from_le_bytes(w) };
                 layout.normalize(u32::from(v))
             })
             .collect(),
@@ -92,11 +151,14 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool, swap_ow_byt
     Ok(values)
 }
 
+/// Colour-by-plane (`samples` planes of `pixels` values) to colour-by-pixel.
 fn interleave(planes: &[i32], pixels: usize, samples: usize) -> Vec<i32> {
-    let mut out = vec![0i32; planes.len()];
-    for s in 0..samples {
-        for p in 0..pixels {
-            out[p * samples + s] = planes[s * pixels + p];
+    let mut planes: Vec<std::slice::Iter<'_, i32>> =
+        planes.chunks(pixels.max(1)).take(samples).map(|plane| plane.iter()).collect();
+    let mut out = Vec::with_capacity(pixels.saturating_mul(samples));
+    for _ in 0..pixels {
+        for plane in &mut planes {
+            out.extend(plane.next());
         }
     }
     out
@@ -116,14 +178,14 @@ pub fn frame_fragments<'a>(
         return Err("the encapsulated Pixel Data has no fragments".into());
     }
     let concat = |parts: &[Fragment<'a>]| -> Cow<'a, [u8]> {
-        if parts.len() == 1 {
-            Cow::Borrowed(parts[0].bytes)
-        } else {
-            Cow::Owned(parts.iter().flat_map(|f| f.bytes.iter().copied()).collect())
+        match parts {
+            [only] => Cow::Borrowed(only.bytes),
+            _ => Cow::Owned(parts.iter().flat_map(|f| f.bytes.iter().copied()).collect()),
         }
     };
+    let missing = || format!("frame {frame} does not exist: the image has {frames} frame(s)");
     if fragments.len() == frames {
-        return Ok(Cow::Borrowed(fragments[frame].bytes));
+        return fragments.get(frame).map(|f| Cow::Borrowed(f.bytes)).ok_or_else(missing);
     }
     if frames == 1 {
         return Ok(concat(fragments));
@@ -131,26 +193,33 @@ pub fn frame_fragments<'a>(
     if fragments.len() < frames {
         return Err(format!("the Pixel Data has {} fragments for {frames} frames", fragments.len()));
     }
-    if offset_table.len() == frames * 4 {
+    if frames.checked_mul(4) == Some(offset_table.len()) {
         let offsets: Vec<usize> = offset_table
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|&w| usize::try_from(u32::from_le_bytes(w)).unwrap_or(usize::MAX))
             .collect();
-        if offsets.windows(2).all(|w| w[0] < w[1]) {
-            let start = offsets[frame];
-            let end = offsets.get(frame + 1).copied().unwrap_or(usize::MAX);
-            let first = fragments.iter().position(|f| f.offset == start);
-            if let Some(first) = first {
-                let count = fragments[first..].iter().take_while(|f| f.offset < end).count();
-                return Ok(concat(&fragments[first..first + count]));
+        if offsets.is_sorted_by(|a, b| a < b) {
+            let mut bounds = offsets.iter().skip(frame).copied();
+            let start = bounds.next().ok_or_else(missing)?;
+            let end = bounds.next().unwrap_or(usize::MAX);
+            if let Some(first) = fragments.iter().position(|f| f.offset == start) {
+                let tail = fragments.get(first..).unwrap_or_default();
+                let count = tail.iter().take_while(|f| f.offset < end).count();
+                return Ok(concat(tail.get(..count).unwrap_or_default()));
             }
         }
         return Err("the Basic Offset Table does not match the Pixel Data fragments".into());
     }
-    let starts: Vec<usize> = (0..fragments.len()).filter(|&i| starts_frame(fragments[i].bytes)).collect();
-    if starts.len() == frames && starts[0] == 0 {
-        let end = starts.get(frame + 1).copied().unwrap_or(fragments.len());
-        return Ok(concat(&fragments[starts[frame]..end]));
+    let starts: Vec<usize> =
+        fragments.iter().enumerate().filter(|(_, f)| starts_frame(f.bytes)).map(|(i, _)| i).collect();
+    if starts.len() == frames && starts.first() == Some(&0) {
+        let mut bounds = starts.iter().skip(frame).copied();
+        let start = bounds.next().ok_or_else(missing)?;
+        let end = bounds.next().unwrap_or(fragments.len());
+        let parts = fragments.get(start..end).ok_or("the Pixel Data fragments are out of order")?;
+        return Ok(concat(parts));
     }
     Err(format!("cannot tell which of the {} Pixel Data fragments belong to frame {frame}", fragments.len()))
 }
@@ -164,62 +233,82 @@ pub fn rle_starts_frame(_: &[u8]) -> bool {
 /// DICOM RLE Lossless (PS3.5 Annex G): a 64-byte header of segment offsets, one
 /// PackBits segment per byte of each sample, most significant byte first.
 pub fn rle(fragment: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
-    let bytes_per_sample = usize::from(layout.bits_allocated / 8);
-    if !matches!(layout.bits_allocated, 8 | 16) {
-        return Err(format!("Bits Allocated {} is not supported for RLE (8 or 16)", layout.bits_allocated));
-    }
-    if fragment.len() < 64 {
+    // The left shift of each byte of a sample, most significant first.
+    let shifts: &[u32] = match layout.bits_allocated {
+        8 => &[0],
+        16 => &[8, 0],
+        other => return Err(format!("Bits Allocated {other} is not supported for RLE (8 or 16)")),
+    };
+    let Some((header, _)) = fragment.split_first_chunk::<64>() else {
         return Err(format!("the RLE frame is {} bytes, shorter than its 64-byte header", fragment.len()));
-    }
-    let word = |i: usize| u32::from_le_bytes([fragment[i], fragment[i + 1], fragment[i + 2], fragment[i + 3]]) as usize;
-    let segments = word(0);
-    let expected = layout.samples * bytes_per_sample;
+    };
+    let (words, _) = header.as_chunks::<4>();
+    let mut words = words.iter().map(|&w| usize::try_from(u32::from_le_bytes(w)).unwrap_or(usize::MAX));
+    let segments = words.next().unwrap_or(0);
+    let expected = layout.samples.saturating_mul(shifts.len());
     if segments != expected {
         return Err(format!("the RLE header lists {segments} segments, {expected} expected"));
     }
-    let mut offsets: Vec<usize> = (0..segments).map(|i| word(4 + 4 * i)).collect();
-    offsets.push(fragment.len());
-    if offsets[0] != 64 || offsets.windows(2).any(|w| w[0] > w[1]) {
+    let mut bounds: Vec<usize> = words.take(segments).collect();
+    if bounds.len() != segments {
+        return Err(format!("the RLE header has room for 15 segments, not {segments}"));
+    }
+    bounds.push(fragment.len());
+    if bounds.first() != Some(&64) || !bounds.is_sorted() {
         return Err("the RLE segment offsets are invalid".into());
     }
-    let pixels = layout.pixels();
+    let mut ranges = bounds.iter().zip(bounds.iter().skip(1)).enumerate();
     let mut raw = vec![0u32; layout.sample_count()];
-    let mut plane = vec![0u8; pixels];
-    for seg in 0..segments {
-        let (sample, byte) = (seg / bytes_per_sample, seg % bytes_per_sample);
-        packbits(&fragment[offsets[seg]..offsets[seg + 1]], &mut plane)
-            .map_err(|e| format!("RLE segment {seg}: {e}"))?;
-        let shift = 8 * (bytes_per_sample - 1 - byte);
-        for (p, &b) in plane.iter().enumerate() {
-            raw[p * layout.samples + sample] |= u32::from(b) << shift;
+    let mut plane = vec![0u8; layout.pixels()];
+    for sample in 0..layout.samples {
+        for &shift in shifts {
+            let (seg, (&start, &end)) = ranges.next().ok_or("the RLE header lists too few segments")?;
+            let segment = fragment.get(start..end).ok_or("the RLE segment offsets are invalid")?;
+            packbits(segment, &mut plane).map_err(|e| format!("RLE segment {seg}: {e}"))?;
+            // Sample `sample` of each pixel: raw[p * samples + sample].
+            let targets = raw.iter_mut().skip(sample).step_by(layout.samples.max(1));
+            for (value, &b) in targets.zip(&plane) {
+                *value |= u32::from(b) << shift;
+            }
         }
     }
     Ok(raw.into_iter().map(|v| layout.normalize(v)).collect())
 }
 
 /// Decodes one PackBits segment into exactly `out.len()` bytes.
-fn packbits(segment: &[u8], out: &mut [u8]) -> PResult<()> {
-    let (mut i, mut o) = (0usize, 0usize);
-    while o < out.len() {
-        let Some(&header) = segment.get(i) else {
-            return Err(format!("ends after {o} of {} bytes", out.len()));
+fn packbits(mut segment: &[u8], out: &mut [u8]) -> PResult<()> {
+    let total = out.len();
+    let mut rest = out;
+    while !rest.is_empty() {
+        let Some((&header, tail)) = segment.split_first() else {
+            return Err(format!("ends after {} of {total} bytes", total.saturating_sub(rest.len())));
         };
-        i += 1;
-        let n = header as i8;
-        if n >= 0 {
-            let count = n as usize + 1;
-            let src = segment.get(i..i + count).ok_or("a literal run goes past the segment")?;
-            let take = count.min(out.len() - o);
-            out[o..o + take].copy_from_slice(&src[..take]);
-            i += count;
-            o += take;
-        } else if n != -128 {
-            let count = (1 - i32::from(n)) as usize;
-            let &value = segment.get(i).ok_or("a replicate run goes past the segment")?;
-            i += 1;
-            let take = count.min(out.len() - o);
-            out[o..o + take].fill(value);
-            o += take;
+        segment = tail;
+        match header {
+            // A literal run of header + 1 (1 to 128) bytes.
+            0..=127 => {
+                let count = usize::from(header).saturating_add(1);
+                let (literal, tail) = segment.split_at_checked(count).ok_or("a literal run goes past the segment")?;
+                segment = tail;
+                // `min` keeps the split within `rest`.
+                let n = count.min(rest.len());
+                let (done, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                done.iter_mut().zip(literal).for_each(|(d, &s)| *d = s);
+                rest = tail;
+            }
+            // No operation.
+            128 => {}
+            // 257 - header (2 to 128) copies of the next byte: 256 - header is
+            // its wrapping negation.
+            129..=255 => {
+                let count = usize::from(header.wrapping_neg()).saturating_add(1);
+                let (&value, tail) = segment.split_first().ok_or("a replicate run goes past the segment")?;
+                segment = tail;
+                let n = count.min(rest.len());
+                let (done, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                done.fill(value);
+                rest = tail;
+            }
         }
     }
     Ok(())
@@ -242,40 +331,59 @@ pub struct JpegHeader {
     pub adobe: bool,
 }
 
+/// One marker segment of a JPEG stream, after its marker: its contents (without
+/// the length bytes) and the bytes that follow it.
+pub fn marker_segment(rest: &[u8]) -> PResult<(&[u8], &[u8])> {
+    let Some((&length, _)) = rest.split_first_chunk::<2>() else {
+        return Err("the JPEG data ends inside a marker segment".into());
+    };
+    let length = usize::from(u16::from_be_bytes(length));
+    match rest.split_at_checked(length) {
+        Some((segment, after)) if length >= 2 => Ok((segment.get(2..).unwrap_or_default(), after)),
+        _ => Err("a JPEG marker segment is truncated".into()),
+    }
+}
+
+/// The next marker of a JPEG stream (after fill bytes) and the bytes after it,
+/// or `None` when the bytes do not start with one.
+pub fn next_marker(mut rest: &[u8]) -> Option<(u8, &[u8])> {
+    while let [0xFF, tail @ ..] = rest {
+        if !tail.starts_with(&[0xFF]) {
+            break;
+        }
+        rest = tail;
+    }
+    match rest {
+        [0xFF, marker, tail @ ..] => Some((*marker, tail)),
+        _ => None,
+    }
+}
+
 /// Scans the markers of a JPEG stream up to its frame header.
 pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
-    if !jpeg_starts_frame(data) {
+    let Some(mut rest) = data.strip_prefix(&[0xFF, 0xD8]) else {
         return Err("the JPEG data does not start with an SOI marker".into());
-    }
-    let mut pos = 2;
+    };
     let mut adobe = false;
     loop {
-        while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        let (Some(&0xFF), Some(&marker)) = (data.get(pos), data.get(pos + 1)) else {
-            return Err("the JPEG data ends (or is corrupt) before its frame header".into());
-        };
-        pos += 2;
+        let (marker, after) = next_marker(rest).ok_or("the JPEG data ends (or is corrupt) before its frame header")?;
+        rest = after;
         if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
             continue;
         }
-        let len = match data.get(pos..pos + 2) {
-            Some(l) => usize::from(u16::from_be_bytes([l[0], l[1]])),
-            None => return Err("the JPEG data ends inside a marker segment".into()),
-        };
-        let segment = data.get(pos + 2..pos + len).filter(|_| len >= 2).ok_or("a JPEG marker segment is truncated")?;
+        let (segment, after) = marker_segment(rest)?;
         match marker {
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                if segment.len() < 6 {
+                let &[precision, h0, h1, w0, w1, components, ..] = segment else {
                     return Err("the JPEG frame header is truncated".into());
-                }
+                };
                 return Ok(JpegHeader {
-                    sof: marker - 0xC0,
-                    precision: segment[0],
-                    height: u16::from_be_bytes([segment[1], segment[2]]),
-                    width: u16::from_be_bytes([segment[3], segment[4]]),
-                    components: segment[5],
+                    // SOFn is marker C0 + n.
+                    sof: marker & 0x0F,
+                    precision,
+                    height: u16::from_be_bytes([h0, h1]),
+                    width: u16::from_be_bytes([w0, w1]),
+                    components,
                     adobe,
                 });
             }
@@ -283,7 +391,7 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
             0xD9 | 0xDA => return Err("the JPEG data has no frame header before its scan".into()),
             _ => {}
         }
-        pos += len;
+        rest = after;
     }
 }
 
@@ -318,7 +426,7 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
         return Ok(samples.into_iter().map(|v| layout.normalize(u32::from(v))).collect());
     }
     let mut decoder = jpeg_decoder::Decoder::new(data);
-    decoder.set_max_decoding_buffer_size(layout.sample_count() * 2 + 1024);
+    decoder.set_max_decoding_buffer_size(layout.sample_count().saturating_mul(2).saturating_add(1024));
     if layout.samples == 3 {
         // The Photometric Interpretation says whether the encoder converted to
         // YCbCr; an Adobe marker, when present, says so itself.
@@ -335,17 +443,17 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
         return Err("the JPEG decoder returned an unexpected size".into());
     }
     use jpeg_decoder::PixelFormat;
-    let (samples, sixteen) = match info.pixel_format {
-        PixelFormat::L8 => (1, false),
-        PixelFormat::L16 => (1, true),
-        PixelFormat::RGB24 => (3, false),
+    let (samples, bytes_per_sample) = match info.pixel_format {
+        PixelFormat::L8 => (1, 1),
+        PixelFormat::L16 => (1, 2),
+        PixelFormat::RGB24 => (3, 1),
         PixelFormat::CMYK32 => return Err("CMYK JPEG data is not supported".into()),
     };
-    if samples != layout.samples || pixels.len() != layout.sample_count() * if sixteen { 2 } else { 1 } {
+    if samples != layout.samples || layout.sample_count().checked_mul(bytes_per_sample) != Some(pixels.len()) {
         return Err("the JPEG decoder returned an unexpected number of samples".into());
     }
-    Ok(if sixteen {
-        pixels.chunks_exact(2).map(|c| layout.normalize(u32::from(u16::from_ne_bytes([c[0], c[1]])))).collect()
+    Ok(if bytes_per_sample == 2 {
+        pixels.as_chunks::<2>().0.iter().map(|&w| layout.normalize(u32::from(u16::from_ne_bytes(w)))).collect()
     } else {
         pixels.into_iter().map(|v| layout.normalize(u32::from(v))).collect()
     })
@@ -372,49 +480,56 @@ fn codestream(data: &[u8]) -> PResult<&[u8]> {
     if !data.starts_with(JP2_SIGNATURE) {
         return Ok(data);
     }
-    let mut pos = 0usize;
-    while pos + 8 <= data.len() {
-        let len32 = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
-        let kind = &data[pos + 4..pos + 8];
-        let (header, len) = match len32 {
-            0 => (8, data.len() - pos),
+    let mut rest = data;
+    while let Some((&[l0, l1, l2, l3, k0, k1, k2, k3], after)) = rest.split_first_chunk::<8>() {
+        let (header, len) = match u32::from_be_bytes([l0, l1, l2, l3]) {
+            // The box runs to the end of the file.
+            0 => (8, rest.len()),
+            // An extended 64-bit length follows the type.
             1 => {
-                let b = data.get(pos + 8..pos + 16).ok_or("a JP2 box header is truncated")?;
-                let l = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-                (16, usize::try_from(l).map_err(|_| "a JP2 box is too large")?)
+                let &long = after.first_chunk::<8>().ok_or("a JP2 box header is truncated")?;
+                (16, usize::try_from(u64::from_be_bytes(long)).map_err(|_| "a JP2 box is too large")?)
             }
-            l => (8, l),
+            l => (8, usize::try_from(l).map_err(|_| "a JP2 box is too large")?),
         };
-        if len < header || len > data.len() - pos {
-            return Err("a JP2 box length is invalid".into());
+        // The box, with `header <= len <= rest.len()`; every box moves on by at least 8 bytes.
+        let boxed = rest.get(..len).filter(|_| len >= header).ok_or("a JP2 box length is invalid")?;
+        if [k0, k1, k2, k3] == *b"jp2c" {
+            return Ok(boxed.get(header..).unwrap_or_default());
         }
-        if kind == b"jp2c" {
-            return Ok(&data[pos + header..pos + len]);
-        }
-        pos += len;
+        rest = rest.get(len..).unwrap_or_default();
     }
     Err("the JP2 file has no codestream box".into())
 }
 
 fn siz(stream: &[u8]) -> PResult<Siz> {
-    if !stream.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+    let Some(s) = stream.strip_prefix(&[0xFF, 0x4F, 0xFF, 0x51]) else {
         return Err("the JPEG 2000 data does not start with SOC and SIZ markers".into());
-    }
-    let s = &stream[4..];
-    if s.len() < 38 {
+    };
+    // Lsiz, Rsiz (2 bytes each), Xsiz, Ysiz, XOsiz, YOsiz, four tile sizes and
+    // offsets (4 bytes each), Csiz (2 bytes), then 3 bytes per component.
+    let Some((fixed, rest)) = s.split_first_chunk::<38>() else {
         return Err("the JPEG 2000 SIZ marker is truncated".into());
-    }
-    let be32 = |i: usize| u32::from_be_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
-    let (xsiz, ysiz, xosiz, yosiz) = (be32(4), be32(8), be32(12), be32(16));
-    let count = usize::from(u16::from_be_bytes([s[36], s[37]]));
-    let comps = s.get(38..38 + 3 * count).ok_or("the JPEG 2000 SIZ marker is truncated")?;
-    if xosiz >= xsiz || yosiz >= ysiz {
+    };
+    let (words, _) = fixed.as_chunks::<4>();
+    let &[_, xsiz, ysiz, xosiz, yosiz, ..] = words else {
+        return Err("the JPEG 2000 SIZ marker is truncated".into());
+    };
+    let [xsiz, ysiz, xosiz, yosiz] = [xsiz, ysiz, xosiz, yosiz].map(u32::from_be_bytes);
+    let [.., c0, c1] = *fixed;
+    let count = usize::from(u16::from_be_bytes([c0, c1]));
+    let comps = rest.as_chunks::<3>().0.get(..count).ok_or("the JPEG 2000 SIZ marker is truncated")?;
+    let (Some(width), Some(height)) = (xsiz.checked_sub(xosiz), ysiz.checked_sub(yosiz)) else {
+        return Err("the JPEG 2000 image area is empty".into());
+    };
+    if width == 0 || height == 0 {
         return Err("the JPEG 2000 image area is empty".into());
     }
     Ok(Siz {
-        width: xsiz - xosiz,
-        height: ysiz - yosiz,
-        components: comps.chunks_exact(3).map(|c| (c[0] & 0x80 != 0, (c[0] & 0x7F) + 1, c[1], c[2])).collect(),
+        width,
+        height,
+        // Ssiz: bit 7 the sign, bits 0–6 the precision minus 1 (so at most 128).
+        components: comps.iter().map(|&[s, dx, dy]| (s & 0x80 != 0, (s & 0x7F).saturating_add(1), dx, dy)).collect(),
     })
 }
 
@@ -423,7 +538,8 @@ fn siz(stream: &[u8]) -> PResult<Siz> {
 pub fn j2k(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
     let stream = codestream(data)?;
     let siz = siz(stream)?;
-    if siz.width as usize != layout.columns || siz.height as usize != layout.rows {
+    if usize::try_from(siz.width).ok() != Some(layout.columns) || usize::try_from(siz.height).ok() != Some(layout.rows)
+    {
         return Err(format!(
             "the JPEG 2000 image is {}×{} but Columns × Rows say {}×{}",
             siz.width, siz.height, layout.columns, layout.rows
@@ -457,19 +573,17 @@ pub fn j2k(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
         return Err("the JPEG 2000 decoder returned an unexpected number of samples".into());
     }
     let mut out = vec![0i32; layout.sample_count()];
-    for (c, component) in components.iter().enumerate() {
-        let (signed, precision, _, _) = siz.components[c];
-        let top = (1i64 << precision) - 1;
+    for (c, (component, &(signed, precision, _, _))) in components.iter().zip(&siz.components).enumerate() {
+        // 1 <= precision <= 16 (checked above), so these shifts are in range.
+        let top = (1u32 << precision).saturating_sub(1);
         // The decoder adds the unsigned level shift to every component.
-        let shift = if signed { 1i64 << (precision - 1) } else { 0 };
-        for (p, &v) in component.samples().iter().enumerate() {
-            let unsigned = (v.round() as i64).clamp(0, top);
-            let value = unsigned - shift;
-            out[p * layout.samples + c] = if signed {
-                value as i32
-            } else {
-                layout.normalize(value as u32)
-            };
+        let shift = if signed { 1i32 << precision.saturating_sub(1) } else { 0 };
+        let targets = out.iter_mut().skip(c).step_by(layout.samples.max(1));
+        for (target, &v) in targets.zip(component.samples()) {
+            let unsigned = saturating_u16(f64::from(v).round().clamp(0.0, f64::from(top)));
+            // |unsigned - shift| <= 65535: no overflow.
+            *target =
+                if signed { i32::from(unsigned).saturating_sub(shift) } else { layout.normalize(u32::from(unsigned)) };
         }
     }
     Ok(out)

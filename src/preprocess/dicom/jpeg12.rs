@@ -3,6 +3,19 @@
 //! 8-bit DCT and lossless JPEG but refuses 12-bit DCT, which CT and MR archives
 //! use. Huffman decoding, dequantisation, a separable floating-point inverse DCT
 //! (T.81 A.3.3), level shift and clamping; every length and index is checked.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::cast_possible_truncation
+)]
+
+use super::codec::{marker_segment, next_marker, saturating_u16};
 
 type DResult<T> = std::result::Result<T, String>;
 
@@ -14,10 +27,11 @@ const ZIGZAG: [usize; 64] = [
 
 #[derive(Clone)]
 struct Huffman {
-    /// Largest code of each length (-1 when none), smallest code, index of its value.
-    max_code: [i32; 17],
-    min_code: [i32; 17],
-    first_index: [usize; 17],
+    /// For each code length 1 to 16 (at index length − 1): the largest code of
+    /// that length (-1 when none), the smallest, and the index of its value.
+    max_code: [i32; 16],
+    min_code: [i32; 16],
+    first_index: [usize; 16],
     values: Vec<u8>,
 }
 
@@ -27,18 +41,20 @@ impl Huffman {
         if total != values.len() || total > 256 {
             return Err("a Huffman table is inconsistent".into());
         }
-        let mut max_code = [-1i32; 17];
-        let mut min_code = [0i32; 17];
-        let mut first_index = [0usize; 17];
+        let mut max_code = [-1i32; 16];
+        let mut min_code = [0i32; 16];
+        let mut first_index = [0usize; 16];
         let (mut code, mut index) = (0i32, 0usize);
-        for len in 1..=16 {
-            let n = i32::from(counts[len - 1]);
+        let slots = max_code.iter_mut().zip(&mut min_code).zip(&mut first_index);
+        for (len, (&n, ((max, min), first))) in (1u32..).zip(counts.iter().zip(slots)) {
             if n > 0 {
-                first_index[len] = index;
-                min_code[len] = code;
-                code += n;
-                index += n as usize;
-                max_code[len] = code - 1;
+                *first = index;
+                *min = code;
+                // code <= 2^16 (checked below at each length) and the counts sum
+                // to at most 256: nothing here can overflow.
+                code = code.saturating_add(i32::from(n));
+                index = index.saturating_add(usize::from(n));
+                *max = code.saturating_sub(1);
             }
             if code > (1 << len) {
                 return Err("a Huffman table has too many codes".into());
@@ -50,8 +66,8 @@ impl Huffman {
 }
 
 struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
+    /// The entropy-coded bytes not read yet.
+    rest: &'a [u8],
     acc: u32,
     count: u32,
     at_marker: bool,
@@ -62,25 +78,23 @@ impl<'a> Bits<'a> {
         if self.count == 0 {
             let mut byte = 0u8;
             if !self.at_marker {
-                match self.data.get(self.pos) {
-                    Some(&0xFF) => match self.data.get(self.pos + 1) {
-                        Some(&0x00) => {
-                            byte = 0xFF;
-                            self.pos += 2;
-                        }
-                        _ => self.at_marker = true,
-                    },
-                    Some(&b) => {
-                        byte = b;
-                        self.pos += 1;
+                match self.rest {
+                    [0xFF, 0x00, tail @ ..] => {
+                        byte = 0xFF;
+                        self.rest = tail;
                     }
-                    None => self.at_marker = true,
+                    [0xFF, ..] | [] => self.at_marker = true,
+                    [b, tail @ ..] => {
+                        byte = *b;
+                        self.rest = tail;
+                    }
                 }
             }
             self.acc = u32::from(byte);
             self.count = 8;
         }
-        self.count -= 1;
+        // count is 1 to 8 here.
+        self.count = self.count.saturating_sub(1);
         (self.acc >> self.count) & 1
     }
 
@@ -90,11 +104,17 @@ impl<'a> Bits<'a> {
 
     fn decode(&mut self, table: &Huffman) -> DResult<u8> {
         let mut code = 0i32;
-        for len in 1..=16 {
+        let lengths = table.max_code.iter().zip(&table.min_code).zip(&table.first_index);
+        for ((&max, &min), &first) in lengths {
+            // A bit is 0 or 1; code stays below 2^16.
             code = (code << 1) | self.bit() as i32;
-            if code <= table.max_code[len] {
-                let i = table.first_index[len] + (code - table.min_code[len]) as usize;
-                return table.values.get(i).copied().ok_or_else(|| "a Huffman code is out of range".to_string());
+            if code <= max {
+                // Canonical codes: an unmatched code of this length is at least `min`.
+                let index = usize::try_from(code.saturating_sub(min)).ok().and_then(|d| first.checked_add(d));
+                return index
+                    .and_then(|i| table.values.get(i))
+                    .copied()
+                    .ok_or_else(|| "a Huffman code is out of range".to_string());
             }
         }
         Err("invalid Huffman code in the scan".into())
@@ -108,99 +128,100 @@ impl<'a> Bits<'a> {
         if size > 16 {
             return Err("a coefficient magnitude category is out of range".into());
         }
+        // 1 <= size <= 16: v < 2^16, and v - 2^size + 1 > -2^16.
         let v = self.bits(u32::from(size)) as i32;
-        Ok(if v < 1 << (size - 1) { v - (1 << size) + 1 } else { v })
+        Ok(if v < 1 << size.saturating_sub(1) { v.saturating_sub(1 << size).saturating_add(1) } else { v })
     }
 
     /// Skips to the next restart marker and resets the bit buffer.
     fn restart(&mut self) {
         self.count = 0;
         self.at_marker = false;
-        while self.pos + 1 < self.data.len() {
-            if self.data[self.pos] == 0xFF && (0xD0..=0xD7).contains(&self.data[self.pos + 1]) {
-                self.pos += 2;
-                return;
+        loop {
+            match self.rest {
+                [0xFF, marker, tail @ ..] if (0xD0..=0xD7).contains(marker) => {
+                    self.rest = tail;
+                    return;
+                }
+                [_, tail @ ..] if !tail.is_empty() => self.rest = tail,
+                _ => return,
             }
-            self.pos += 1;
         }
     }
 }
 
+/// The frame header: precision, height, width, component id, quantisation table.
+type Frame = (u8, usize, usize, u8, usize);
+
 /// Decodes a greyscale 12-bit (or 8-bit) sequential Huffman JPEG of the given
 /// size (from the DICOM header) to samples; any other size is an error.
 pub fn decode(data: &[u8], expected_width: usize, expected_height: usize) -> DResult<Vec<u16>> {
-    if !data.starts_with(&[0xFF, 0xD8]) {
+    let Some(mut rest) = data.strip_prefix(&[0xFF, 0xD8]) else {
         return Err("no SOI marker".into());
-    }
+    };
     let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
     let mut dc: [Option<Huffman>; 4] = [None, None, None, None];
     let mut ac: [Option<Huffman>; 4] = [None, None, None, None];
-    let mut frame: Option<(u8, usize, usize, u8, usize)> = None; // precision, height, width, component id, quant table
+    let mut frame: Option<Frame> = None;
     let mut restart_interval = 0usize;
-    let mut pos = 2usize;
     loop {
-        while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        let (Some(&0xFF), Some(&marker)) = (data.get(pos), data.get(pos + 1)) else {
-            return Err("corrupt marker structure".into());
-        };
-        pos += 2;
+        let (marker, after) = next_marker(rest).ok_or("corrupt marker structure")?;
         if marker == 0xD9 {
             return Err("no scan before the end of the image".into());
         }
-        let len = data.get(pos..pos + 2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))).ok_or("truncated")?;
-        let seg = data.get(pos + 2..pos + len).filter(|_| len >= 2).ok_or("a marker segment is truncated")?;
-        pos += len;
+        let (seg, after) = marker_segment(after)?;
+        rest = after;
         match marker {
             0xDB => {
                 let mut s = seg;
-                while !s.is_empty() {
-                    let (pq, tq) = (s[0] >> 4, usize::from(s[0] & 15));
-                    if tq > 3 || pq > 1 {
-                        return Err("invalid quantisation table".into());
-                    }
-                    let size = if pq == 0 { 64 } else { 128 };
-                    let body = s.get(1..1 + size).ok_or("a quantisation table is truncated")?;
+                while let Some((&pq_tq, body)) = s.split_first() {
+                    let (pq, tq) = (pq_tq >> 4, usize::from(pq_tq & 15));
+                    let slot = quant.get_mut(tq).filter(|_| pq <= 1).ok_or("invalid quantisation table")?;
                     let mut table = [0u16; 64];
-                    for (k, q) in table.iter_mut().enumerate() {
-                        *q = if pq == 0 { u16::from(body[k]) } else { u16::from_be_bytes([body[2 * k], body[2 * k + 1]]) };
-                    }
-                    quant[tq] = Some(table);
-                    s = &s[1 + size..];
+                    let truncated = "a quantisation table is truncated";
+                    s = if pq == 0 {
+                        let (entries, tail) = body.split_first_chunk::<64>().ok_or(truncated)?;
+                        table.iter_mut().zip(entries).for_each(|(q, &e)| *q = u16::from(e));
+                        tail
+                    } else {
+                        let (entries, tail) = body.split_first_chunk::<128>().ok_or(truncated)?;
+                        table.iter_mut().zip(entries.as_chunks::<2>().0).for_each(|(q, &e)| *q = u16::from_be_bytes(e));
+                        tail
+                    };
+                    *slot = Some(table);
                 }
             }
             0xC4 => {
                 let mut s = seg;
-                while !s.is_empty() {
-                    let (class, id) = (s[0] >> 4, usize::from(s[0] & 15));
-                    if class > 1 || id > 3 || s.len() < 17 {
-                        return Err("invalid Huffman table".into());
-                    }
-                    let mut counts = [0u8; 16];
-                    counts.copy_from_slice(&s[1..17]);
+                while let Some((&tc_th, body)) = s.split_first() {
+                    let (class, id) = (tc_th >> 4, usize::from(tc_th & 15));
+                    let tables = match class {
+                        0 => &mut dc,
+                        1 => &mut ac,
+                        _ => return Err("invalid Huffman table".into()),
+                    };
+                    let slot = tables.get_mut(id).ok_or("invalid Huffman table")?;
+                    let (counts, body) = body.split_first_chunk::<16>().ok_or("invalid Huffman table")?;
                     let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
-                    let values = s.get(17..17 + total).ok_or("a Huffman table is truncated")?.to_vec();
-                    let table = Huffman::new(&counts, values)?;
-                    if class == 0 { dc[id] = Some(table) } else { ac[id] = Some(table) }
-                    s = &s[17 + total..];
+                    let (values, tail) = body.split_at_checked(total).ok_or("a Huffman table is truncated")?;
+                    *slot = Some(Huffman::new(counts, values.to_vec())?);
+                    s = tail;
                 }
             }
             0xDD => {
-                if seg.len() < 2 {
+                let &[r0, r1, ..] = seg else {
                     return Err("invalid restart interval".into());
-                }
-                restart_interval = usize::from(u16::from_be_bytes([seg[0], seg[1]]));
+                };
+                restart_interval = usize::from(u16::from_be_bytes([r0, r1]));
             }
             0xC0 | 0xC1 => {
-                if seg.len() < 9 {
+                let &[precision, h0, h1, w0, w1, components, id, _sampling, tq, ..] = seg else {
                     return Err("truncated frame header".into());
-                }
-                let precision = seg[0];
-                let height = usize::from(u16::from_be_bytes([seg[1], seg[2]]));
-                let width = usize::from(u16::from_be_bytes([seg[3], seg[4]]));
-                if seg[5] != 1 {
-                    return Err(format!("{} components: only greyscale is supported", seg[5]));
+                };
+                let height = usize::from(u16::from_be_bytes([h0, h1]));
+                let width = usize::from(u16::from_be_bytes([w0, w1]));
+                if components != 1 {
+                    return Err(format!("{components} components: only greyscale is supported"));
                 }
                 if !matches!(precision, 8 | 12) || height == 0 || width == 0 {
                     return Err("unsupported frame header".into());
@@ -208,48 +229,56 @@ pub fn decode(data: &[u8], expected_width: usize, expected_height: usize) -> DRe
                 if (width, height) != (expected_width, expected_height) {
                     return Err(format!("the frame is {width}×{height}, not {expected_width}×{expected_height}"));
                 }
-                frame = Some((precision, height, width, seg[6], usize::from(seg[8] & 3)));
+                frame = Some((precision, height, width, id, usize::from(tq & 3)));
             }
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err("only sequential Huffman coding is supported".into());
             }
             0xDA => {
                 let (precision, height, width, id, tq) = frame.ok_or("a scan comes before the frame header")?;
-                if seg.len() < 6 || seg[0] != 1 || seg[1] != id {
+                let &[1, component, td_ta, _, _, _, ..] = seg else {
+                    return Err("the scan does not code the frame's component".into());
+                };
+                if component != id {
                     return Err("the scan does not code the frame's component".into());
                 }
-                let (td, ta) = (usize::from(seg[2] >> 4), usize::from(seg[2] & 15));
+                let (td, ta) = (usize::from(td_ta >> 4), usize::from(td_ta & 15));
                 let dct = dc.get(td).and_then(|t| t.clone()).ok_or("missing DC Huffman table")?;
                 let act = ac.get(ta).and_then(|t| t.clone()).ok_or("missing AC Huffman table")?;
-                let q = quant[tq].ok_or("missing quantisation table")?;
-                return decode_scan(&data[pos..], precision, height, width, &dct, &act, &q, restart_interval);
+                let q = quant.get(tq).copied().flatten().ok_or("missing quantisation table")?;
+                let scan = Scan { precision, height, width, dc: &dct, ac: &act, q: &q, restart_interval };
+                return decode_scan(rest, &scan);
             }
             _ => {}
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decode_scan(
-    data: &[u8],
+struct Scan<'a> {
     precision: u8,
     height: usize,
     width: usize,
-    dc: &Huffman,
-    ac: &Huffman,
-    q: &[u16; 64],
+    dc: &'a Huffman,
+    ac: &'a Huffman,
+    q: &'a [u16; 64],
     restart_interval: usize,
-) -> DResult<Vec<u16>> {
+}
+
+fn decode_scan(data: &[u8], scan: &Scan<'_>) -> DResult<Vec<u16>> {
+    let &Scan { precision, height, width, dc, ac, q, restart_interval } = scan;
     let (bw, bh) = (width.div_ceil(8), height.div_ceil(8));
-    let mut out = vec![0u16; width * height];
-    let mut bits = Bits { data, pos: 0, acc: 0, count: 0, at_marker: false };
+    let mut out = vec![0u16; width.checked_mul(height).ok_or("the image is too large")?];
+    let mut bits = Bits { rest: data, acc: 0, count: 0, at_marker: false };
     let cos = cosines();
-    let shift = f64::from(1u32 << (precision - 1));
-    let top = f64::from((1u32 << precision) - 1);
+    // precision is 8 or 12 (checked with the frame header): the shifts are in range.
+    let shift = f64::from(1u32 << precision.saturating_sub(1));
+    let top = f64::from((1u32 << precision).saturating_sub(1));
     let mut pred = 0i32;
     let mut coef = [0f64; 64];
-    for block in 0..bw * bh {
-        if restart_interval > 0 && block > 0 && block % restart_interval == 0 {
+    let blocks = (0..bh).flat_map(|by| (0..bw).map(move |bx| (by, bx)));
+    for (block, (by, bx)) in blocks.enumerate() {
+        // No restart interval: `checked_rem` by 0 is `None`.
+        if block > 0 && block.checked_rem(restart_interval) == Some(0) {
             bits.restart();
             pred = 0;
         }
@@ -257,37 +286,35 @@ fn decode_scan(
         let t = bits.decode(dc)?;
         pred = pred.wrapping_add(bits.receive_extend(t)?);
         coef[0] = f64::from(pred) * f64::from(q[0]);
-        let mut k = 1;
+        let mut k = 1usize;
         while k < 64 {
             let rs = bits.decode(ac)?;
             let (run, size) = (usize::from(rs >> 4), rs & 15);
             if size == 0 {
                 if run == 15 {
-                    k += 16;
+                    // k < 64 before: no overflow.
+                    k = k.saturating_add(16);
                     continue;
                 }
                 break;
             }
-            k += run;
-            if k > 63 {
+            k = k.saturating_add(run);
+            let (Some(&z), Some(&qk)) = (ZIGZAG.get(k), q.get(k)) else {
                 return Err("a block has more than 64 coefficients".into());
+            };
+            let value = f64::from(bits.receive_extend(size)?) * f64::from(qk);
+            if let Some(c) = coef.get_mut(z) {
+                *c = value;
             }
-            coef[ZIGZAG[k]] = f64::from(bits.receive_extend(size)?) * f64::from(q[k]);
-            k += 1;
+            k = k.saturating_add(1);
         }
         let pixels = idct(&coef, &cos);
-        let (bx, by) = (block % bw, block / bw);
-        for y in 0..8 {
-            let row = by * 8 + y;
-            if row >= height {
-                break;
-            }
-            for x in 0..8 {
-                let col = bx * 8 + x;
-                if col >= width {
-                    break;
-                }
-                out[row * width + col] = (pixels[y * 8 + x] + shift).round().clamp(0.0, top) as u16;
+        // The block's top-left corner: at most width + 7 and height + 7.
+        let (x0, y0) = (bx.saturating_mul(8), by.saturating_mul(8));
+        // Rows y0.. and columns x0.. of the image, up to 8 of each, as far as the image goes.
+        for (row, block_row) in out.chunks_mut(width.max(1)).skip(y0).zip(&pixels) {
+            for (px, &v) in row.iter_mut().skip(x0).zip(block_row) {
+                *px = saturating_u16((v + shift).round().clamp(0.0, top));
             }
         }
     }
@@ -297,27 +324,34 @@ fn decode_scan(
 /// `c[x][u] = C(u)/2 · cos((2x+1)uπ/16)`.
 fn cosines() -> [[f64; 8]; 8] {
     let mut c = [[0f64; 8]; 8];
-    for (x, row) in c.iter_mut().enumerate() {
-        for (u, v) in row.iter_mut().enumerate() {
+    for (x, row) in (0u32..).zip(c.iter_mut()) {
+        for (u, v) in (0u32..).zip(row.iter_mut()) {
             let cu = if u == 0 { std::f64::consts::FRAC_1_SQRT_2 } else { 1.0 };
-            *v = cu / 2.0 * (((2 * x + 1) * u) as f64 * std::f64::consts::PI / 16.0).cos();
+            *v = cu / 2.0 * ((2.0 * f64::from(x) + 1.0) * f64::from(u) * std::f64::consts::PI / 16.0).cos();
         }
     }
     c
 }
 
-fn idct(coef: &[f64; 64], c: &[[f64; 8]; 8]) -> [f64; 64] {
-    let mut tmp = [0f64; 64];
-    // Rows: tmp[v][x] = Σu c[x][u] F[v][u].
-    for v in 0..8 {
-        for x in 0..8 {
-            tmp[v * 8 + x] = (0..8).map(|u| c[x][u] * coef[v * 8 + u]).sum();
+fn dot(a: &[f64; 8], b: &[f64; 8]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The separable inverse DCT of coefficients in natural order (row v, column u).
+fn idct(coef: &[f64; 64], c: &[[f64; 8]; 8]) -> [[f64; 8]; 8] {
+    let (rows, _) = coef.as_chunks::<8>();
+    // Rows, kept transposed: tmp[x][v] = Σu c[x][u] F[v][u].
+    let mut tmp = [[0f64; 8]; 8];
+    for (tmp_row, c_row) in tmp.iter_mut().zip(c) {
+        for (t, f_row) in tmp_row.iter_mut().zip(rows) {
+            *t = dot(c_row, f_row);
         }
     }
-    let mut out = [0f64; 64];
-    for y in 0..8 {
-        for x in 0..8 {
-            out[y * 8 + x] = (0..8).map(|v| c[y][v] * tmp[v * 8 + x]).sum();
+    // Columns: out[y][x] = Σv c[y][v] tmp[x][v].
+    let mut out = [[0f64; 8]; 8];
+    for (out_row, c_row) in out.iter_mut().zip(c) {
+        for (o, tmp_row) in out_row.iter_mut().zip(&tmp) {
+            *o = dot(c_row, tmp_row);
         }
     }
     out
