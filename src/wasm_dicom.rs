@@ -7,7 +7,8 @@ use wasm_bindgen::prelude::*;
 use crate::preprocess::{dicom, DecodeLimits};
 
 /// The summary of a DICOM file's bytes, or `null` when the bytes are not DICOM
-/// (no `.dcm` name and no `DICM` marker at byte 128).
+/// (no `.dcm` name, no `DICM` marker at byte 128, and no plausible data set
+/// without a preamble: see `preprocess::dicom::is_dicom`).
 ///
 /// Returns `{modality, body_part, rows, columns, frames, transfer_syntax,
 /// transfer_syntax_name}` (`modality` and `body_part` may be null), plus any field

@@ -14,7 +14,8 @@ use kpl::Error;
 
 #[derive(Debug, Args)]
 pub struct DecodeArgs {
-    /// A DICOM file (Part 10: a .dcm name or the "DICM" marker).
+    /// A DICOM file (Part 10: a .dcm name or the "DICM" marker; also a data set
+    /// without preamble that starts with a plausible group 0008 element).
     pub file: PathBuf,
     /// The PNG to write.
     #[arg(short, long)]
