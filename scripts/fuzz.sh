@@ -2,7 +2,10 @@
 # `make fuzz`: runs every cargo-fuzz target in fuzz/ for FUZZ_SECONDS each, one
 # after another, and prints executions, exec/s and crashes per target.
 #
-#   FUZZ_SECONDS=600          time per target (seconds)
+#   FUZZ_SECONDS=600          time per target (seconds); when unset, 600 for every
+#                             target but dicom_structured, which runs 1800
+#   FUZZ_STRUCTURED_SECONDS   time of dicom_structured (default: FUZZ_SECONDS if
+#                             set, else 1800)
 #   FUZZ_TARGETS="a b"        targets to run (default: all, see fuzz/Cargo.toml)
 #   FUZZ_SANITIZER=address    address (ASan: memory errors in unsafe code, and the
 #                             malloc limit below) or none (about twice as fast)
@@ -18,13 +21,17 @@
 # build/kb/ (built with `kpl build-kb` if missing). The corpus keeps growing
 # across runs; it, fuzz/artifacts/ (crash inputs) and fuzz/logs/ are not committed.
 # A crash input becomes a regression test: copy it to tests/fuzz_regressions/<target>/.
+# The two DICOM targets do that themselves: each new crash input of `dicom`, and
+# the file each new crash input of `dicom_structured` generates (its parameters
+# next to the artifact, in .params.txt), are copied to tests/fuzz_regressions/dicom/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-600}
-ALL_TARGETS="image_decode dicom gguf_bundle safetensors kplkb npz"
+STRUCTURED_SECONDS=${FUZZ_STRUCTURED_SECONDS:-${FUZZ_SECONDS:-1800}}
+ALL_TARGETS="image_decode dicom dicom_structured gguf_bundle safetensors kplkb npz"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SANITIZER=${FUZZ_SANITIZER:-address}
 NICE=${FUZZ_NICE:-19}
@@ -69,6 +76,23 @@ for t in $TARGETS; do
   case $t in
     image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) ;;
     dicom) seed "$t" $(small_files tests/dicom/files 262144) ;;
+    dicom_structured)
+      # Its inputs are the generator's choices (fuzz/src/dicom_gen.rs), not
+      # files: one seed per transfer syntax (the first 4 bytes choose it among
+      # 11), then 124 pseudo-random bytes (a fixed LCG).
+      mkdir -p "fuzz/corpus/$t"
+      for k in $(seq 0 10); do
+        f="fuzz/corpus/$t/seed-syntax-$k"
+        [ -f "$f" ] && continue
+        v=$(( (k * 4294967296 + 4294967295) / 11 ))
+        x=$((k * 7919 + 17))
+        bytes="$((v & 255)) $((v >> 8 & 255)) $((v >> 16 & 255)) $((v >> 24 & 255))"
+        for _ in $(seq 1 124); do
+          x=$(( (x * 1103515245 + 12345) % 2147483648 ))
+          bytes="$bytes $((x >> 16 & 255))"
+        done
+        for b in $bytes; do printf "\\$(printf %03o "$b")"; done >"$f"
+      done ;;
     gguf_bundle)
       for dtype in q8 q4 f16; do
         "$KPL_BIN" pack --model "$MODEL" --dtype "$dtype" -o "$work/bundle-$dtype" >/dev/null
@@ -93,21 +117,24 @@ done
 echo "[fuzz] building the targets (sanitizer: $SANITIZER, debug assertions and overflow checks on)" >&2
 nice -n "$NICE" cargo +nightly fuzz build "${BUILD_FLAGS[@]}"
 
-mkdir -p fuzz/logs
+mkdir -p fuzz/logs tests/fuzz_regressions/dicom
 summary=fuzz/logs/summary.tsv
-printf 'target\tseconds\texecutions\texec_per_s\tpeak_rss_mb\tcrashes\tcorpus\n' >"$summary"
+printf 'target\tseconds\texecutions\texec_per_s\tpeak_rss_mb\tcoverage\tcrashes\tcorpus\n' >"$summary"
 status=0
 for t in $TARGETS; do
   mkdir -p "fuzz/artifacts/$t"
-  before=$(find "fuzz/artifacts/$t" -type f | wc -l)
+  find "fuzz/artifacts/$t" -type f ! -name '*.params.txt' | sort >"$work/before"
+  before=$(wc -l <"$work/before")
   log=fuzz/logs/$t.log
-  echo "[fuzz] $t: ${SECONDS_PER_TARGET} s (log: $log)" >&2
+  seconds=$SECONDS_PER_TARGET
+  [ "$t" = dicom_structured ] && seconds=$STRUCTURED_SECONDS
+  echo "[fuzz] $t: ${seconds} s (log: $log)" >&2
   start=$(date +%s)
   set +e
   # The binary `cargo fuzz build` made above, run directly (what `cargo fuzz run`
   # does, without rebuilding between targets if the sources change meanwhile).
   nice -n "$NICE" "$FUZZ_BIN/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
-    -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" -timeout="$TIMEOUT" \
+    -max_total_time="$seconds" -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" -timeout="$TIMEOUT" \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
   set -e
@@ -119,10 +146,31 @@ for t in $TARGETS; do
     rate=$(grep -o 'exec/s: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   fi
   peak=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
-  after=$(find "fuzz/artifacts/$t" -type f | wc -l)
+  cov=$(grep -o ' cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  find "fuzz/artifacts/$t" -type f ! -name '*.params.txt' | sort >"$work/after"
+  after=$(wc -l <"$work/after")
   crashes=$((after - before))
   corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${peak:-?}" "$crashes" "$corpus" >>"$summary"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$elapsed" "${execs:-?}" "${rate:-?}" "${peak:-?}" "${cov:-?}" "$crashes" "$corpus" >>"$summary"
+  # New crash inputs of the DICOM targets become regression files.
+  comm -13 "$work/before" "$work/after" | while read -r artifact; do
+    base=$(basename "$artifact")
+    case $t in
+      dicom)
+        cp "$artifact" "tests/fuzz_regressions/dicom/dicom-$base.dcm"
+        echo "[fuzz] $t: regression file tests/fuzz_regressions/dicom/dicom-$base.dcm" >&2 ;;
+      dicom_structured)
+        out=tests/fuzz_regressions/dicom/dicom_structured-$base.dcm
+        # The binary writes the generated file before decoding it (and crashing).
+        KPL_DICOM_OUT=$out timeout 60 "$FUZZ_BIN/$t" "$artifact" >/dev/null 2>&1 || true
+        if [ -f "$out" ]; then
+          mv "$out.params.txt" "$artifact.params.txt"
+          echo "[fuzz] $t: regression file $out (parameters: $artifact.params.txt)" >&2
+        else
+          echo "[fuzz] $t: no file generated from $artifact (a crash in the generator itself?)" >&2
+        fi ;;
+    esac
+  done
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
     status=1
     echo "[fuzz] $t: FAILED (exit $rc, $crashes new file(s) in fuzz/artifacts/$t/):" >&2

@@ -4,10 +4,19 @@
 //! same function. Each returns the library's `Result`; the only failure is a
 //! panic, an abort, a hang or an allocation beyond the limits.
 //!
+//! `dicom_structured` is the exception: its input is not a file but the choices
+//! of the DICOM generator `dicom_gen.rs` (that module needs the `arbitrary`
+//! crate, so it and `dicom_structured` are left out of the regression test,
+//! `cfg(test)`); the regression inputs of what it finds are the generated files,
+//! replayed by `dicom` (`scripts/fuzz.sh` writes them).
+//!
 //! The inputs go through the same library calls the CLI and the wasm API make
 //! with untrusted bytes. The pixel limit is 4 MP instead of the default 100 MP
 //! so that one execution stays fast (the check and the code path are the same).
 #![allow(dead_code)]
+
+#[cfg(not(test))]
+pub mod dicom_gen;
 
 use std::cell::RefCell;
 use std::io::Cursor;
@@ -76,6 +85,83 @@ pub fn dicom(data: &[u8]) -> kpl::Result<()> {
     }
     with_pipeline(|p| p.prepare_rgb(image, "fuzz.dcm"))?;
     Ok(())
+}
+
+/// Decode only: `dicom::decode` of the middle frame, then of the first and the
+/// last (parse, pixel data codecs, rendering to 8-bit RGB; no resizing, no
+/// model). Every frame `Ok` must have the size the summary gives.
+pub fn dicom_decode(data: &[u8]) -> kpl::Result<()> {
+    let decoded = dicom::decode(data, "fuzz.dcm", limits(), None)?;
+    let frames = decoded.summary.frames;
+    let check = |d: &dicom::DicomImage| {
+        let image = &d.image;
+        assert_eq!((image.width, image.height), (d.summary.columns as usize, d.summary.rows as usize));
+        assert_eq!(image.data.len(), image.width * image.height * image.channels);
+        assert_eq!(image.channels, 3);
+    };
+    check(&decoded);
+    assert!(decoded.frame < frames.max(1));
+    let last = frames.saturating_sub(1);
+    for frame in [0, last] {
+        if frame != decoded.frame {
+            check(&dicom::decode(data, "fuzz.dcm", limits(), Some(frame))?);
+        }
+    }
+    Ok(())
+}
+
+/// What `dicom_structured` does with one generated file, from the environment:
+/// `KPL_DICOM_OUT=PATH` writes the (mutated) file to PATH and its parameters to
+/// PATH.params.txt (how `scripts/fuzz.sh` turns a crash input into a regression
+/// file); `KPL_FUZZ_STRICT=1` makes an unmutated, conforming file that does
+/// not decode a crash (the generator's own check, and a decoder's refusal of a
+/// valid file), except refusals whose message contains one of the
+/// `|`-separated strings of `KPL_FUZZ_STRICT_SKIP` (known ones).
+#[cfg(not(test))]
+struct StructuredEnv {
+    out: Option<std::path::PathBuf>,
+    strict: bool,
+    skip: Vec<String>,
+}
+
+#[cfg(not(test))]
+fn structured_env() -> &'static StructuredEnv {
+    static ENV: std::sync::OnceLock<StructuredEnv> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| StructuredEnv {
+        out: std::env::var_os("KPL_DICOM_OUT").map(Into::into),
+        strict: std::env::var_os("KPL_FUZZ_STRICT").is_some_and(|v| v == "1"),
+        skip: std::env::var("KPL_FUZZ_STRICT_SKIP")
+            .map(|v| v.split('|').filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// `dicom_structured`: the input chooses a DICOM file's parameters
+/// (`dicom_gen::DicomParams`: transfer syntax, sizes, bits, photometric
+/// interpretation, palette, codec options, …) and then a few byte mutations
+/// of the file `dicom_gen::write` makes; the file goes through [`dicom_decode`].
+#[cfg(not(test))]
+pub fn dicom_structured(data: &[u8]) -> kpl::Result<()> {
+    let Some((params, file, mutations)) = dicom_gen::from_fuzz_input(data) else {
+        return Ok(());
+    };
+    let env = structured_env();
+    if let (Some(path), false) = (&env.out, data.is_empty()) {
+        std::fs::write(path, &file).expect("KPL_DICOM_OUT is writable");
+        let mut notes = path.clone().into_os_string();
+        notes.push(".params.txt");
+        std::fs::write(notes, format!("{params:#?}\nmutations: {mutations:?}\n")).expect("KPL_DICOM_OUT is writable");
+    }
+    let result = dicom_decode(&file);
+    if env.strict && mutations.is_empty() && params.should_decode() {
+        if let Err(e) = &result {
+            let message = e.to_string();
+            if !env.skip.iter().any(|s| message.contains(s.as_str())) {
+                panic!("a valid generated file does not decode: {message}\n{params:#?}");
+            }
+        }
+    }
+    result
 }
 
 /// A zero pixel tensor of the model's input size.
@@ -173,8 +259,9 @@ pub fn kplkb(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
-/// `npz`: the embeddings `.npz` of `kpl eval-embeddings` (zip container, npy
+/// `npz` (needs the `cli` feature): the embeddings `.npz` of `kpl eval-embeddings` (zip container, npy
 /// headers, dtypes, shapes, class indices, NaN), `kpl::npz::read_eval_npz`.
+#[cfg(feature = "cli")]
 pub fn npz(data: &[u8]) -> kpl::Result<()> {
     let e = kpl::npz::read_eval_npz(Cursor::new(data), "fuzz.npz")?;
     assert!(e.images.iter().chain(&e.descriptions).all(|r| r.len() == e.dim));
@@ -182,12 +269,15 @@ pub fn npz(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
-/// The targets by name, for the regression test and `scripts/fuzz.sh`.
-pub const TARGETS: [(&str, fn(&[u8]) -> kpl::Result<()>); 6] = [
+/// The targets by name, for the regression test and `scripts/fuzz.sh`
+/// (`dicom_structured` is not here: its inputs are replayed as the files they
+/// generate, by `dicom`).
+pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("image_decode", image_decode),
     ("dicom", dicom),
     ("gguf_bundle", gguf_bundle),
     ("safetensors", safetensors),
     ("kplkb", kplkb),
+    #[cfg(feature = "cli")]
     ("npz", npz),
 ];
