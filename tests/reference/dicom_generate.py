@@ -188,7 +188,9 @@ def draw(rng, index):
     if ts == "JpegBaseline" or (ts.startswith("Jpeg2000") and colour):
         bs = 8
     p["bits_stored"] = bs
-    p["high_bit"] = bs - 1
+    # High Bit is Bits Stored - 1 in a conforming file; sometimes not (a reader
+    # takes Bits Stored, from bit 0).
+    p["high_bit"] = bs - 1 if rng.random() < 0.85 else int(rng.integers(bs - 1, ba))
     if encapsulated:
         p["high_bits_garbage"] = False  # the encoders check the values' range
     if ts in ("JpegLossless", "JpegLosslessSv1"):
