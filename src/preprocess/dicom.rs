@@ -13,7 +13,10 @@
 //!    values from their minimum to their maximum mapped linearly to 0–255;
 //!    MONOCHROME1 is then inverted; values are rounded half up;
 //! 4. colour: RGB as stored; YBR_FULL and YBR_FULL_422 converted to RGB
-//!    (PS3.3 C.7.6.3.1.2); JPEG and JPEG 2000 codecs return RGB themselves;
+//!    (PS3.3 C.7.6.3.1.2), lossless JPEG frames included (their components
+//!    are stored as they are; for JPEG, component identifiers "RGB" and a JFIF
+//!    segment override the Photometric Interpretation, as in pydicom); DCT JPEG
+//!    and JPEG 2000 codecs return RGB themselves;
 //!    PALETTE COLOR through its red, green and blue lookup tables; samples of
 //!    more than 8 bits scaled by `255 / (2^bits - 1)`.
 //!
@@ -330,6 +333,10 @@ impl<'a> File<'a> {
         let too_many = |_| format!("{frames} frames are too many for this platform");
         let (frames_us, frame_us) =
             (usize::try_from(frames).map_err(too_many)?, usize::try_from(frame).map_err(too_many)?);
+        // Whether the samples are YCbCr still, to be converted to RGB: native and
+        // RLE YBR_FULL(_422) data, and JPEG frames that the JPEG decoder did not
+        // convert (`codec::jpeg` says which).
+        let mut ybr = photometric.starts_with("YBR_FULL");
         let values = match (self.codec, pixel_data) {
             (Codec::Native(_) | Codec::Deflated, PixelData::Native { vr, bytes, at }) => {
                 let big = ds.encoding.big_endian();
@@ -376,7 +383,11 @@ impl<'a> File<'a> {
                 let data = codec::frame_fragments(fragments, offset_table, frames_us, frame_us, starts)?;
                 match self.codec {
                     Codec::Rle => codec::rle(&data, &layout)?,
-                    Codec::Jpeg => codec::jpeg(&data, &layout, &photometric)?,
+                    Codec::Jpeg => {
+                        let (values, still_ybr) = codec::jpeg(&data, &layout, &photometric)?;
+                        ybr = still_ybr;
+                        values
+                    }
                     _ => codec::j2k(&data, &layout)?,
                 }
             }
@@ -396,15 +407,12 @@ impl<'a> File<'a> {
                 grey.into_iter().flat_map(|v| [v; 3]).collect()
             }
             "PALETTE COLOR" => palette(&ds, &values)?,
-            "RGB" | "YBR_ICT" | "YBR_RCT" => colour(&values, layout.bits_stored),
-            "YBR_FULL" | "YBR_FULL_422" => {
-                // JPEG decoders convert YCbCr themselves.
-                let rgb_already = self.codec == Codec::Jpeg;
+            "RGB" | "YBR_ICT" | "YBR_RCT" | "YBR_FULL" | "YBR_FULL_422" => {
                 let eight = colour(&values, layout.bits_stored);
-                if rgb_already {
-                    eight
-                } else {
+                if ybr {
                     ybr_to_rgb(&eight)
+                } else {
+                    eight
                 }
             }
             other => return Err(format!("Photometric Interpretation {other:?} is not supported")),

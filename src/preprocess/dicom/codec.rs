@@ -127,8 +127,10 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<
         let (quads, _) = frame_bytes.as_chunks::<4>();
         let mut out = Vec::with_capacity(layout.sample_count());
         for &[y1, y2, cb, cr] in quads {
-            let (cb, cr) = (i32::from(cb), i32::from(cr));
-            out.extend_from_slice(&[i32::from(y1), cb, cr, i32::from(y2), cb, cr]);
+            // Reduced to Bits Stored like every other native sample (pydicom
+            // masks the unused high bits after expanding the pairs).
+            let [y1, y2, cb, cr] = [y1, y2, cb, cr].map(|b| layout.normalize(u32::from(b)));
+            out.extend_from_slice(&[y1, cb, cr, y2, cb, cr]);
         }
         return Ok(out);
     }
@@ -329,6 +331,10 @@ pub struct JpegHeader {
     pub width: u16,
     pub components: u8,
     pub adobe: bool,
+    /// An APPn segment that starts with "JFIF".
+    pub jfif: bool,
+    /// Component identifiers "RGB" or "rgb" (ASCII) in the frame header.
+    pub rgb_ids: bool,
 }
 
 /// One marker segment of a JPEG stream, after its marker: its contents (without
@@ -364,7 +370,7 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
     let Some(mut rest) = data.strip_prefix(&[0xFF, 0xD8]) else {
         return Err("the JPEG data does not start with an SOI marker".into());
     };
-    let mut adobe = false;
+    let (mut adobe, mut jfif) = (false, false);
     loop {
         let (marker, after) = next_marker(rest).ok_or("the JPEG data ends (or is corrupt) before its frame header")?;
         rest = after;
@@ -374,9 +380,11 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
         let (segment, after) = marker_segment(rest)?;
         match marker {
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let &[precision, h0, h1, w0, w1, components, ..] = segment else {
+                let &[precision, h0, h1, w0, w1, components, ref specs @ ..] = segment else {
                     return Err("the JPEG frame header is truncated".into());
                 };
+                // Three bytes per component, its identifier first.
+                let ids: Vec<u8> = specs.as_chunks::<3>().0.iter().map(|&[id, _, _]| id).collect();
                 return Ok(JpegHeader {
                     // SOFn is marker C0 + n.
                     sof: marker & 0x0F,
@@ -385,9 +393,12 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
                     width: u16::from_be_bytes([w0, w1]),
                     components,
                     adobe,
+                    jfif,
+                    rgb_ids: matches!(ids.as_slice(), b"RGB" | b"rgb"),
                 });
             }
             0xEE if segment.starts_with(b"Adobe") => adobe = true,
+            0xE0..=0xEF if segment.starts_with(b"JFIF") => jfif = true,
             0xD9 | 0xDA => return Err("the JPEG data has no frame header before its scan".into()),
             _ => {}
         }
@@ -395,9 +406,27 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
     }
 }
 
+/// Whether the three components of a JPEG frame are YCbCr, as pydicom 3 decides
+/// (`DecodeRunner._conform_jpg_colorspace`): component identifiers "RGB" or
+/// "rgb" say RGB, a JFIF APP segment says YCbCr when the Photometric
+/// Interpretation names no YBR, else the Photometric Interpretation says
+/// (YBR_FULL and YBR_FULL_422 are YCbCr; pydicom converts no other YBR).
+fn jpeg_is_ybr(header: &JpegHeader, photometric: &str) -> bool {
+    if header.rgb_ids {
+        false
+    } else if photometric.contains("YBR") {
+        matches!(photometric, "YBR_FULL" | "YBR_FULL_422")
+    } else {
+        header.jfif
+    }
+}
+
 /// Decodes a JPEG frame: 8-bit DCT and lossless (2–16 bits) with `jpeg-decoder`,
-/// 12-bit extended DCT with our own decoder. Colour comes out as RGB.
-pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>> {
+/// 12-bit extended DCT with our own decoder. Returns the samples and whether
+/// they are still YCbCr (lossless frames: their components come out as stored,
+/// and the caller converts them as it converts native YBR_FULL, as pydicom
+/// does); DCT colour comes out as RGB.
+pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<(Vec<i32>, bool)> {
     let header = jpeg_header(data)?;
     if usize::from(header.width) != layout.columns || usize::from(header.height) != layout.rows {
         return Err(format!(
@@ -415,6 +444,7 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
     if !lossless && header.sof > 2 {
         return Err(format!("JPEG process SOF{} (hierarchical or arithmetic coding) is not supported", header.sof));
     }
+    let ybr = layout.samples == 3 && jpeg_is_ybr(&header, photometric);
     if !lossless && header.precision == 12 {
         if header.sof == 2 {
             return Err("12-bit progressive JPEG is not supported".into());
@@ -423,17 +453,18 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
         if samples.len() != layout.sample_count() {
             return Err("the 12-bit JPEG decoded to an unexpected size".into());
         }
-        return Ok(samples.into_iter().map(|v| layout.normalize(u32::from(v))).collect());
+        return Ok((samples.into_iter().map(|v| layout.normalize(u32::from(v))).collect(), false));
     }
     let mut decoder = jpeg_decoder::Decoder::new(data);
     decoder.set_max_decoding_buffer_size(layout.sample_count().saturating_mul(2).saturating_add(1024));
-    if layout.samples == 3 {
-        // The Photometric Interpretation says whether the encoder converted to
-        // YCbCr; an Adobe marker, when present, says so itself.
+    if layout.samples == 3 && !lossless {
+        // The codestream and the Photometric Interpretation say whether the
+        // encoder converted to YCbCr; an Adobe marker, when present, says so
+        // itself for RGB.
         use jpeg_decoder::ColorTransform;
-        if photometric.starts_with("YBR") {
+        if ybr {
             decoder.set_color_transform(ColorTransform::YCbCr);
-        } else if photometric == "RGB" && !header.adobe {
+        } else if !header.adobe {
             decoder.set_color_transform(ColorTransform::RGB);
         }
     }
@@ -443,20 +474,28 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<Vec<i32>
         return Err("the JPEG decoder returned an unexpected size".into());
     }
     use jpeg_decoder::PixelFormat;
-    let (samples, bytes_per_sample) = match info.pixel_format {
-        PixelFormat::L8 => (1, 1),
-        PixelFormat::L16 => (1, 2),
-        PixelFormat::RGB24 => (3, 1),
-        PixelFormat::CMYK32 => return Err("CMYK JPEG data is not supported".into()),
+    let (samples, bytes_per_sample) = if lossless {
+        // jpeg-decoder returns lossless frames of any component count as they
+        // are stored, interleaved, one byte a sample at precision 8 and two
+        // (native endian) at every other precision, 2 to 7 included.
+        (usize::from(header.components), if header.precision == 8 { 1 } else { 2 })
+    } else {
+        match info.pixel_format {
+            PixelFormat::L8 => (1, 1),
+            PixelFormat::L16 => (1, 2),
+            PixelFormat::RGB24 => (3, 1),
+            PixelFormat::CMYK32 => return Err("CMYK JPEG data is not supported".into()),
+        }
     };
     if samples != layout.samples || layout.sample_count().checked_mul(bytes_per_sample) != Some(pixels.len()) {
         return Err("the JPEG decoder returned an unexpected number of samples".into());
     }
-    Ok(if bytes_per_sample == 2 {
+    let values = if bytes_per_sample == 2 {
         pixels.as_chunks::<2>().0.iter().map(|&w| layout.normalize(u32::from(u16::from_ne_bytes(w)))).collect()
     } else {
         pixels.into_iter().map(|v| layout.normalize(u32::from(v))).collect()
-    })
+    };
+    Ok((values, lossless && ybr))
 }
 
 // ------------------------------------------------------------------ JPEG 2000
