@@ -50,14 +50,24 @@ async function addFiles(files, { timeout = 30000 } = {}) {
   await page.locator('#file-input').setInputFiles(files);
   await page.waitForFunction((n) => document.querySelectorAll('#results > li').length === n &&
     document.querySelectorAll('[data-kpl-pending]').length === 0, files.length, { timeout });
-  return page.evaluate(() => ({
-    results: Object.fromEntries(Array.from(document.querySelectorAll('[data-kpl-result]'), (c) => [c.dataset.file, {
-      label: c.dataset.label, method: c.dataset.method, task: c.dataset.task, custom: c.dataset.custom === 'true',
-      scores: JSON.parse(c.dataset.scores), backend: c.dataset.backend, encodeMs: Number(c.dataset.encodeMs),
-      modality: c.dataset.dicomModality, text: c.innerText,
-    }])),
-    errors: Object.fromEntries(Array.from(document.querySelectorAll('[data-kpl-error]'), (c) => [c.dataset.file, c.innerText])),
-  }));
+  return page.evaluate(() => {
+    // Cards far from the viewport are not rendered (content-visibility: auto), and
+    // innerText of an unrendered card is empty: render each one while it is read.
+    const renderedText = (card) => {
+      card.style.contentVisibility = 'visible';
+      const text = card.innerText;
+      card.style.contentVisibility = '';
+      return text;
+    };
+    return {
+      results: Object.fromEntries(Array.from(document.querySelectorAll('[data-kpl-result]'), (c) => [c.dataset.file, {
+        label: c.dataset.label, method: c.dataset.method, task: c.dataset.task, custom: c.dataset.custom === 'true',
+        scores: JSON.parse(c.dataset.scores), backend: c.dataset.backend, encodeMs: Number(c.dataset.encodeMs),
+        modality: c.dataset.dicomModality, text: renderedText(c),
+      }])),
+      errors: Object.fromEntries(Array.from(document.querySelectorAll('[data-kpl-error]'), (c) => [c.dataset.file, renderedText(c)])),
+    };
+  });
 }
 
 async function selectTask(task) {
