@@ -26,6 +26,10 @@ use arbitrary::{Arbitrary, Result, Unstructured};
 pub const MAX_SIDE: u16 = 24;
 /// Largest Number of Frames.
 pub const MAX_FRAMES: u16 = 4;
+/// Most samples (all frames) the generator writes: a larger image (a rare
+/// choice of Rows and Columns) gets its header and only this much pixel data,
+/// or an empty codestream, so that one input stays fast.
+pub const MAX_SAMPLES: usize = 1 << 14;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
 pub enum TransferSyntax {
@@ -588,7 +592,7 @@ fn stored_values(p: &DicomParams, samples: usize) -> Vec<u32> {
     let (min, max): (i64, i64) =
         if signed { (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1) } else { (0, (1i64 << bits) - 1) };
     let per_frame = usize::from(p.rows) * usize::from(p.columns) * samples;
-    let count = per_frame * usize::from(p.frames.max(1));
+    let count = (per_frame * usize::from(p.frames.max(1))).min(MAX_SAMPLES);
     let mut rng = XorShift::new(p.pixel_seed);
     let span = (max - min + 1) as u64;
     let stored_mask: u64 = (1u64 << bits) - 1;
@@ -962,16 +966,19 @@ fn native(p: &DicomParams, enc: Encoding) -> Vec<u8> {
     for frame in values.chunks(per_frame.max(1)) {
         if ybr_422 {
             // Y1 Y2 Cb Cr for each pair of pixels (the pair's first chroma).
-            for pair in frame.chunks(6) {
-                let y2 = if pair.len() == 6 { pair[3] } else { pair[0] };
-                out.extend_from_slice(&[pair[0] as u8, y2 as u8, pair[1] as u8, pair[2] as u8]);
+            for pair in frame.chunks_exact(6) {
+                out.extend_from_slice(&[pair[0] as u8, pair[3] as u8, pair[1] as u8, pair[2] as u8]);
+            }
+            if let [y, cb, cr, ..] = frame.chunks_exact(6).remainder() {
+                out.extend_from_slice(&[*y as u8, *y as u8, *cb as u8, *cr as u8]);
             }
             continue;
         }
-        let order: Vec<usize> = if p.planar_configuration == 1 && samples > 1 {
+        // A frame cut short by MAX_SAMPLES is written as it is, colour-by-pixel.
+        let order: Vec<usize> = if p.planar_configuration == 1 && samples > 1 && frame.len() == per_frame {
             (0..samples).flat_map(|s| (0..pixels).map(move |px| px * samples + s)).collect()
         } else {
-            (0..per_frame).collect()
+            (0..frame.len()).collect()
         };
         for i in order {
             let v = frame[i];
@@ -1229,6 +1236,7 @@ fn jpeg(p: &DicomParams, ts: TransferSyntax, frame: &[u32], samples: usize) -> V
     let (rows, cols) = (usize::from(p.rows), usize::from(p.columns));
     let components = samples.min(4);
     let c = &p.codec;
+    let too_large = rows * cols * components > MAX_SAMPLES;
     let (h0, v0) = match (lossless, components, c.jpeg_subsampling) {
         (false, 3, 1) => (2u8, 1u8),
         (false, 3, 2) => (2, 2),
@@ -1290,6 +1298,8 @@ fn jpeg(p: &DicomParams, ts: TransferSyntax, frame: &[u32], samples: usize) -> V
     };
     let entropy = if let Some(raw) = &c.entropy_bytes {
         raw.clone()
+    } else if too_large {
+        Vec::new()
     } else if lossless {
         lossless_scan(
             &dc,
