@@ -96,7 +96,15 @@ test('be_rgb8_ow_3x3.dcm in the page: a result card, not an error', { timeout: 9
   assert.deepEqual(error, [], 'no error card');
   const card = page.locator('[data-kpl-result][data-file="be_rgb8_ow_3x3.dcm"]');
   assert.equal(await card.count(), 1);
-  assert.match(await card.locator('.dicom').innerText(), /Rows × columns\s+3 × 3/);
+  // A card far from the viewport, or not yet painted, is not rendered (content-visibility:
+  // auto) and its innerText is empty: read it rendered.
+  const summary = await card.evaluate((c) => {
+    c.style.contentVisibility = 'visible';
+    const text = c.querySelector('.dicom').innerText;
+    c.style.contentVisibility = '';
+    return text;
+  });
+  assert.match(summary, /Rows × columns\s+3 × 3/);
 });
 
 test('mojibake.txt tokenises in wasm to exactly the ids of OpenAI\'s tokenizer', { timeout: 60000 }, async () => {
