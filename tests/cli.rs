@@ -683,3 +683,127 @@ fn npz_files_stored_deflated_and_zip64_are_read() {
         assert_eq!(stdout_json(&out)["methods"]["kpl"]["predictions"].as_array().unwrap().len(), 6, "{name}");
     }
 }
+
+/// The text of an element's descendants.
+fn text_of(node: roxmltree::Node) -> String {
+    node.descendants().filter(|n| n.is_text()).map(|n| n.text().unwrap_or_default()).collect()
+}
+
+fn data_values(row: roxmltree::Node) -> Vec<Option<f64>> {
+    row.children()
+        .filter(|n| n.has_tag_name("td"))
+        .map(|td| td.attribute("data-value").map(|v| v.parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn eval_report_shows_the_numbers_eval_prints_and_plain_progress_lines() {
+    let dir = temp_dir("report");
+    let model = model_dir();
+    let kb = dir.join("pneumonia.kplkb").display().to_string();
+    let out = kpl(&["build-kb", "--model", &model, "knowledge/chest-xray-pneumonia", "-o", &kb]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = dir.join("data");
+    let classes = [
+        ("NORMAL", &["rgb_97x61.png", "grey_80x120.png", "rgb_97x61.webp"][..]),
+        ("PNEUMONIA", &["rgba_64x48.png", "small_30x40.png", "photo_120x100.jpg", "greyalpha_50x75.png"][..]),
+    ];
+    for (class, files) in classes {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for f in files {
+            std::fs::copy(fixtures().join("images").join(f), data.join(class).join(f)).unwrap();
+        }
+    }
+    let report = dir.join("report");
+    let (data_s, report_s, cache) = (data.display().to_string(), report.display().to_string(), dir.join("cache").display().to_string());
+    let args = ["eval", "--model", &model, "--kb", &kb, &data_s, "--k", "2,8,20", "--json", "--cache-dir", &cache];
+    let mut with_report = args.to_vec();
+    with_report.extend(["--report", &report_s]);
+    let out = kpl(&with_report);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout_json(&out);
+    // Again without the report (from the embedding cache): the same numbers.
+    assert_eq!(stdout_json(&kpl(&args)), json, "--report changed the numbers");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(report.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(written, json);
+    assert_eq!(json["quote_k"], 8);
+    assert_eq!(json["images"], 7);
+
+    // Confusion counts: every image once, rows summing to the class's images.
+    let names: Vec<&str> = json["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    for method in ["clip", "text_proxy", "proxy", "kpl", "inmap"] {
+        let rows = json["confusion"][method].as_array().unwrap();
+        assert_eq!(rows.len(), names.len());
+        for (row, name) in rows.iter().zip(&names) {
+            let sum: u64 = row.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+            assert_eq!(sum, json["per_class_images"][name].as_u64().unwrap(), "{method} {name}");
+        }
+    }
+
+    // The page: no script, no inline style, nothing from elsewhere, and well-formed.
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    for banned in ["<script", "style=", "http://", "https://", "javascript:"] {
+        assert!(!html.contains(banned), "index.html contains {banned:?}");
+    }
+    let doc = roxmltree::Document::parse_with_options(&html, roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() })
+        .expect("index.html is well-formed");
+    let by_id = |id: &str| doc.descendants().find(|n| n.attribute("id") == Some(id)).unwrap_or_else(|| panic!("no #{id}"));
+    assert!(text_of(by_id("random-weights")).contains("RANDOM"), "the page must say the weights are random");
+    let methods = ["text_proxy", "proxy", "kpl", "inmap"];
+
+    // Accuracy table: a row per k, CLIP then the four methods, the quoted row marked.
+    let rows: Vec<_> = by_id("accuracy").descendants().filter(|n| n.has_tag_name("tr") && n.attribute("data-k").is_some()).collect();
+    assert_eq!(rows.len(), 3);
+    for (row, sweep) in rows.iter().zip(json["results"].as_array().unwrap()) {
+        let k = sweep["k"].as_u64().unwrap();
+        assert_eq!(row.attribute("data-k").unwrap().parse::<u64>().unwrap(), k);
+        let mut expected = vec![json["clip"]["accuracy"].as_f64()];
+        expected.extend(methods.iter().map(|m| sweep["methods"][m]["accuracy"].as_f64()));
+        assert_eq!(data_values(*row), expected, "k = {k}");
+        let quoted = row.attribute("class") == Some("quote");
+        assert_eq!(quoted, k == 8, "k = {k}");
+        assert_eq!(text_of(*row).contains("the figure to quote"), k == 8);
+    }
+    // Best over k: the maximum of each method's column, labelled as chosen on the test labels.
+    let best = by_id("best-over-k");
+    assert!(text_of(best).contains("chosen on the test labels"));
+    let best_values: Vec<f64> = best.descendants().filter(|n| n.has_tag_name("tr")).filter_map(|r| data_values(r).first().copied().flatten()).collect();
+    let expected_best: Vec<f64> = methods
+        .iter()
+        .map(|m| json["results"].as_array().unwrap().iter().map(|s| s["methods"][m]["accuracy"].as_f64().unwrap()).fold(f64::MIN, f64::max))
+        .collect();
+    assert_eq!(best_values, expected_best);
+    // Recall at the quoted k.
+    let quoted = json["results"].as_array().unwrap().iter().find(|s| s["k"] == 8).unwrap();
+    for row in by_id("recall").descendants().filter(|n| n.has_tag_name("tr") && n.attribute("data-class").is_some()) {
+        let class = row.attribute("data-class").unwrap();
+        let mut expected = vec![json["clip"]["recall"][class].as_f64()];
+        expected.extend(methods.iter().map(|m| quoted["methods"][m]["recall"][class].as_f64()));
+        let images = row.children().find(|n| n.has_tag_name("td")).map(text_of).unwrap();
+        assert_eq!(images.parse::<u64>().unwrap(), json["per_class_images"][class].as_u64().unwrap(), "{class}");
+        assert_eq!(data_values(row)[1..], expected, "recall of {class}");
+    }
+
+    // Every plot the page shows is a file beside it that parses as SVG; a
+    // confusion matrix's cells show the counts of eval.json.
+    let images: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("img")).map(|n| n.attribute("src").unwrap()).collect();
+    assert_eq!(images.len(), 7, "{images:?}");
+    for src in images {
+        let svg = std::fs::read_to_string(report.join(src)).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let svg_doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{src} does not parse: {e}"));
+        assert_eq!(svg_doc.root_element().tag_name().name(), "svg", "{src}");
+        if let Some(method) = src.strip_prefix("confusion-").and_then(|s| s.strip_suffix(".svg")) {
+            let counts: Vec<u64> = svg_doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| text_of(n).trim().parse().ok()).collect();
+            let expected: Vec<u64> = json["confusion"][method].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap())).collect();
+            assert_eq!(counts, expected, "{src}");
+        }
+    }
+
+    // stderr is not a terminal here: plain progress lines, no carriage returns.
+    let err = stderr(&out);
+    assert!(!err.contains('\r'), "{err}");
+    for line in ["kpl: encoding images: 7/7", "kpl: reading images: 7/7", "kpl: running the methods over k: 3/3"] {
+        assert!(err.lines().any(|l| l == line), "no line {line:?} in:\n{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,7 +68,7 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
     let label_embeddings =
         labels.iter().map(|l| pipeline.embed_text(&zero_shot_prompt(l))).collect::<Result<Vec<_>, _>>()?;
     let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
+    let embeddings = prepared.embed(&pipeline)?;
     let results = prepared
         .files
         .into_iter()
@@ -130,7 +130,7 @@ fn run_kpl(args: &ClassifyArgs, kb_path: &std::path::Path) -> Result<i32, Error>
     let pipeline = args.model.load()?;
     let base = super::kb::load_base(kb_path, &pipeline, &args.model.model)?;
     let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
+    let embeddings = prepared.embed(&pipeline)?;
     let results = kpl::classifier::classify_embeddings(
         &base,
         &embeddings,

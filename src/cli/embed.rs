@@ -52,7 +52,7 @@ struct TextEmbeddings {
 pub fn embed_image(args: &EmbedImageArgs) -> Result<i32, Error> {
     let pipeline = args.model.load()?;
     let mut prepared = prepare_images(&pipeline, &args.files, args.model.max_file_bytes());
-    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
+    let embeddings = prepared.embed(&pipeline)?;
     let failures = prepared.errors.len();
     print_json(&ImageEmbeddings {
         embeddings: prepared

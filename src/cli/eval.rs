@@ -49,6 +49,10 @@ pub struct EvalArgs {
     /// Where the task's folder spellings are looked up (knowledge/<task>/task.json).
     #[arg(long, default_value = "knowledge")]
     pub knowledge: PathBuf,
+    /// Also write an HTML report with SVG plots to this folder (index.html, the
+    /// plots beside it, and eval.json: the same numbers as --json).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub kpl: KplArgs,
 }
@@ -178,29 +182,62 @@ fn default_cache_dir() -> PathBuf {
         .join("kpl")
 }
 
+/// Accuracy and per-class recall of one method, in percent.
 #[derive(Serialize)]
-struct MethodScore {
-    accuracy: f64,
-    recall: BTreeMap<String, f64>,
+pub(super) struct MethodScore {
+    pub accuracy: f64,
+    /// Class name → recall (%), for classes with images.
+    pub recall: BTreeMap<String, f64>,
 }
 
 #[derive(Serialize)]
-struct KSweep {
-    k: usize,
-    methods: BTreeMap<&'static str, MethodScore>,
+pub(super) struct KSweep {
+    pub k: usize,
+    /// text_proxy, proxy, kpl, inmap → score.
+    pub methods: BTreeMap<&'static str, MethodScore>,
 }
 
 #[derive(Serialize)]
-struct EvalOutput {
+pub(super) struct EvalOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
-    warning: Option<&'static str>,
-    task: String,
-    images: usize,
-    per_class_images: BTreeMap<String, usize>,
-    unmatched_folders: Vec<String>,
-    classes_without_images: Vec<String>,
-    clip: MethodScore,
-    results: Vec<KSweep>,
+    pub warning: Option<&'static str>,
+    pub task: String,
+    pub images: usize,
+    /// The base's classes, in its order (the rows and columns of `confusion`).
+    pub classes: Vec<String>,
+    pub per_class_images: BTreeMap<String, usize>,
+    pub unmatched_folders: Vec<String>,
+    pub classes_without_images: Vec<String>,
+    pub clip: MethodScore,
+    pub results: Vec<KSweep>,
+    /// The k whose row is the figure to quote: fixed before looking at the
+    /// labels (the reference's default k when swept, else the first --k value).
+    pub quote_k: usize,
+    /// At `quote_k`, method (clip included) → counts[true class][predicted class].
+    pub confusion: BTreeMap<&'static str, Vec<Vec<usize>>>,
+}
+
+/// The k to quote: the reference's default k (8) when it is in the sweep, else
+/// the first value given — never the best over k, which is chosen on the test
+/// labels.
+fn quote_k(ks: &[usize]) -> usize {
+    let default = kpl_core::KplParams::default().k;
+    if ks.contains(&default) {
+        default
+    } else {
+        ks.first().copied().unwrap_or(default)
+    }
+}
+
+/// counts[true][predicted] over `classes` classes.
+fn confusion(predictions: &[usize], labels: &[usize], classes: usize) -> Vec<Vec<usize>> {
+    let mut counts = vec![vec![0; classes]; classes];
+    for (&p, &l) in predictions.iter().zip(labels) {
+        if p < classes && l < classes {
+            counts[l][p] += 1;
+        }
+    }
+    counts
 }
 
 fn score(predictions: &[usize], labels: &[usize], names: &[String]) -> MethodScore {
@@ -269,9 +306,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
         }
         None => {
             let mut prepared = prepare_images(&pipeline, &files, args.model.max_file_bytes());
-            let embeddings =
-                prepared.embed(&pipeline, |done, total| eprint!("\rkpl: encoding images {done}/{total}"))?;
-            eprintln!();
+            let embeddings = prepared.embed(&pipeline)?;
             if prepared.errors.is_empty() {
                 cache.store(&embeddings);
             }
@@ -299,23 +334,40 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
         .collect();
     let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
     let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
+    let quote = quote_k(&args.ks);
+    let mut confusions = BTreeMap::from([("clip", confusion(&clip_predictions, &labels, names.len()))]);
     let mut results = Vec::new();
-    for &k in &args.ks {
+    let mut sweep = super::progress::Progress::new("running the methods over k", args.ks.len());
+    for (i, &k) in args.ks.iter().enumerate() {
         let all: AllOutcomes = kpl_core::run_all(&matrix, &engine_kb, &args.kpl.params_with_k(k))
             .map_err(|e| engine_error(&format!("k = {k}"), e))?;
         let methods = all.iter().map(|o| (output_name(o.method), score(&o.predictions, &labels, &names))).collect();
+        if k == quote {
+            for o in all.iter() {
+                confusions.insert(output_name(o.method), confusion(&o.predictions, &labels, names.len()));
+            }
+        }
         results.push(KSweep { k, methods });
+        sweep.set(i + 1);
     }
+    drop(sweep);
     let output = EvalOutput {
-        warning: base.model.random_weights.then_some(super::classify::RANDOM_WEIGHTS_WARNING),
+        warning: (base.model.random_weights || pipeline.is_random()).then_some(super::classify::RANDOM_WEIGHTS_WARNING),
         task: base.task.clone(),
         images: embeddings.len(),
+        classes: names.clone(),
         per_class_images: per_class,
         unmatched_folders: unmatched,
         classes_without_images: without,
         clip: score(&clip_predictions, &labels, &names),
         results,
+        quote_k: quote,
+        confusion: confusions,
     };
+    if let Some(dir) = &args.report {
+        super::eval_report::write(dir, &output)?;
+        eprintln!("kpl: wrote the report {}", dir.join("index.html").display());
+    }
     if args.json {
         print_json(&output);
     } else {
@@ -333,21 +385,39 @@ fn print_table(output: &EvalOutput) {
     for sweep in &output.results {
         let cell = |m: &str| sweep.methods.get(m).map(|s| format!("{:.2}", s.accuracy)).unwrap_or_default();
         println!(
-            "{:>4}  {:>10.2}  {:>10}  {:>10}  {:>10}  {:>10}",
+            "{:>4}  {:>10.2}  {:>10}  {:>10}  {:>10}  {:>10}{}",
             sweep.k,
             output.clip.accuracy,
             cell("text_proxy"),
             cell("proxy"),
             cell("kpl"),
-            cell("inmap")
+            cell("inmap"),
+            if sweep.k == output.quote_k { "  <- the figure to quote (k fixed in advance)" } else { "" }
         );
     }
-    println!("per-class recall (k = {}):", output.results.last().map(|s| s.k).unwrap_or(0));
-    if let Some(sweep) = output.results.last() {
-        for (class, _) in &output.per_class_images {
+    println!("per-class recall (k = {}):", output.quote_k);
+    if let Some(sweep) = output.results.iter().find(|s| s.k == output.quote_k) {
+        for class in output.per_class_images.keys() {
             let r = |m: &str| sweep.methods.get(m).and_then(|s| s.recall.get(class)).map(|v| format!("{v:.1}")).unwrap_or("-".into());
             let c = output.clip.recall.get(class).map(|v| format!("{v:.1}")).unwrap_or("-".into());
             println!("  {class:40} clip {c:>6}  text_proxy {:>6}  kpl {:>6}  inmap {:>6}", r("text_proxy"), r("kpl"), r("inmap"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quoted_k_is_fixed_in_advance() {
+        assert_eq!(quote_k(&[2, 8, 20]), 8);
+        assert_eq!(quote_k(&[20, 2]), 20);
+        assert_eq!(quote_k(&[]), kpl_core::KplParams::default().k);
+    }
+
+    #[test]
+    fn confusion_counts_true_rows_predicted_columns() {
+        assert_eq!(confusion(&[0, 1, 1, 0], &[0, 1, 0, 0], 2), vec![vec![2, 1], vec![0, 1]]);
     }
 }

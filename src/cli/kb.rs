@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use kpl_core::{Matrix, Method};
 
 use super::kpl_args::KplArgs;
+use super::progress::Progress;
 use super::{prepare_images, read_file, ModelArgs};
 use kpl::classifier::{build_knowledge_base, engine_error};
 use kpl::knowledge::base::{FitInfo, KnowledgeBase, StorageDtype};
@@ -71,14 +72,13 @@ pub fn build_kb(args: &BuildKbArgs) -> Result<i32, Error> {
         DtypeArg::F32 => StorageDtype::F32,
     };
     let model_name = args.model.model.display().to_string();
-    let mut progress = |done: usize, total: usize| {
-        if done % 25 == 0 || done == total {
-            eprint!("\rkpl: embedding descriptions {done}/{total}");
-        }
+    let mut progress: Option<Progress> = None;
+    let mut report = |done: usize, total: usize| {
+        progress.get_or_insert_with(|| Progress::new("embedding descriptions", total)).set(done);
     };
-    let base = build_knowledge_base(&pipeline, &task, &model_name, dtype, &mut progress)?;
+    let base = build_knowledge_base(&pipeline, &task, &model_name, dtype, &mut report)?;
+    drop(progress);
     super::report_backend_notes(&pipeline);
-    eprintln!();
     write_file(&args.output, &base.to_bytes())?;
     eprintln!(
         "kpl: wrote {} ({} classes, {} descriptions, model {})",
@@ -128,8 +128,7 @@ pub fn fit(args: &FitArgs) -> Result<i32, Error> {
             prepared.pixels.len()
         )));
     }
-    eprintln!("kpl: encoding {} images", prepared.pixels.len());
-    let embeddings = prepared.embed(&pipeline, |_, _| {})?;
+    let embeddings = prepared.embed(&pipeline)?;
     let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
     let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
     let params = args.kpl.params();

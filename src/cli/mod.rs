@@ -5,10 +5,12 @@ pub mod classify;
 pub mod decode;
 pub mod embed;
 pub mod eval;
+pub mod eval_report;
 pub mod kb;
 pub mod knowledge;
 pub mod kpl_args;
 pub mod pack;
+pub mod progress;
 pub mod random_model;
 
 use std::path::{Path, PathBuf};
@@ -84,7 +86,7 @@ impl ModelArgs {
 /// Says on stderr why the GPU was left (the work went on on the CPU).
 pub fn report_backend_notes(pipeline: &ClipPipeline) {
     for note in pipeline.accelerator.take_notes() {
-        eprintln!("kpl: backend: {note}");
+        progress::note(&format!("kpl: backend: {note}"));
     }
 }
 
@@ -95,7 +97,7 @@ pub fn print_json<T: Serialize>(value: &T) {
 
 /// Reports an error on stderr in the CLI's one format.
 pub fn report(error: &Error) {
-    eprintln!("kpl: error: {error}");
+    progress::note(&format!("kpl: error: {error}"));
 }
 
 #[derive(Debug, Serialize)]
@@ -115,9 +117,10 @@ pub struct PreparedImages {
 }
 
 /// Reads, decodes and preprocesses each file on its own: a failure, even a panic
-/// (see [`kpl::isolate`]), costs only that file.
+/// (see [`kpl::isolate`]), costs only that file. Progress: "reading images".
 pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf], max_file_bytes: u64) -> PreparedImages {
     let mut prepared = PreparedImages { files: Vec::new(), indices: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
+    let mut progress = progress::Progress::new("reading images", files.len());
     for (index, path) in files.iter().enumerate() {
         let name = path.display().to_string();
         let result = isolate(&name, "decoding", || {
@@ -135,6 +138,7 @@ pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf], max_file_bytes
                 prepared.errors.push(FileError { file: name, error: e.to_string() });
             }
         }
+        progress.set(index + 1);
     }
     prepared
 }
@@ -182,17 +186,18 @@ pub fn read_input(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Error> {
 
 impl PreparedImages {
     /// Embeds the prepared images a few at a time (batching amortises the weight
-    /// reads; small batches bound memory for large folders), calling
-    /// `progress(done, total)` after each batch. A batch that panics is run again
+    /// reads; small batches bound memory for large folders), showing the
+    /// progress ("encoding images") after each batch. A batch that panics is run again
     /// one image at a time, each isolated: an image that still panics moves to
     /// `errors` (reported on stderr), so `files`, `indices` and the returned
     /// embeddings stay parallel and every other image keeps its result.
     ///
     /// Errors: an encoder error that is not a panic (it concerns the model, not
     /// one image) stops the batch as before.
-    pub fn embed(&mut self, pipeline: &ClipPipeline, mut progress: impl FnMut(usize, usize)) -> Result<Vec<Vec<f32>>, Error> {
+    pub fn embed(&mut self, pipeline: &ClipPipeline) -> Result<Vec<Vec<f32>>, Error> {
         const BATCH: usize = 8;
         let total = self.pixels.len();
+        let mut progress = progress::Progress::new("encoding images", total);
         let mut embeddings = Vec::with_capacity(total);
         let mut failed = Vec::new();
         for (b, chunk) in self.pixels.chunks(BATCH).enumerate() {
@@ -217,7 +222,7 @@ impl PreparedImages {
                 Err(e) => return Err(e),
             }
             report_backend_notes(pipeline);
-            progress(embeddings.len(), total);
+            progress.set(embeddings.len());
         }
         let mut kept = Vec::with_capacity(total);
         let (files, indices, pixels) = (std::mem::take(&mut self.files), std::mem::take(&mut self.indices), std::mem::take(&mut self.pixels));
