@@ -26,7 +26,7 @@ KPL_BIN     := $(TARGET_DIR)/release/kpl
 KB_DIR      := build/kb/$(notdir $(abspath $(MODEL)))
 TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))))
 
-.PHONY: help setup wasm native kb demo serve test test-rust lint test-browser screenshot bench clean fuzz
+.PHONY: help setup wasm native kb demo serve test test-rust lint test-browser test-site screenshot bench clean fuzz
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
@@ -68,10 +68,21 @@ serve:
 	@test -f $(PKG_DIR)/kpl.js || { echo "$(PKG_DIR)/ is missing: run 'make wasm' first" >&2; exit 1; }
 	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)" --kb "$(KB_DIR)"
 
+# The browser tests but the site's (test-site runs it, with nginx).
+BROWSER_TESTS := $(filter-out tests/browser/site.test.mjs,$(wildcard tests/browser/*.test.mjs))
+
 # The browser tests run after both builds (under `make -j` the two may overlap).
 test: test-rust wasm
 	@$(MAKE) --no-print-directory kb MODEL=tests/fixtures/tiny-quickgelu-f32
-	$(NODE) --test tests/browser/
+	$(NODE) --test $(BROWSER_TESTS)
+	@$(MAKE) --no-print-directory test-site
+
+# `kpl site` of the test model served by Debian's nginx with the emitted snippet, under
+# a sub-path, in Chromium (tests/browser/site.test.mjs; needs `make native wasm`).
+# nginx is installed if missing (scripts/setup.sh).
+test-site:
+	@test -x /usr/sbin/nginx || bash scripts/setup.sh
+	$(NODE) --test tests/browser/site.test.mjs
 
 # Building bins and tests together first gives one feature set for both (dev-dependency
 # features unify only when tests are built): `cargo test` then reuses every artifact
@@ -89,7 +100,8 @@ lint: setup
 # The browser tests alone (needs `make native wasm` done before).
 test-browser:
 	@$(MAKE) --no-print-directory kb MODEL=tests/fixtures/tiny-quickgelu-f32
-	$(NODE) --test tests/browser/
+	$(NODE) --test $(BROWSER_TESTS)
+	@$(MAKE) --no-print-directory test-site
 
 # Rewrites docs/screenshot.png (the README's) from the KPL app test.
 screenshot:

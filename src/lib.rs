@@ -21,6 +21,9 @@ pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
+/// The static site of `kpl site`: its header table and server configurations.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod site;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

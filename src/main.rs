@@ -37,6 +37,8 @@ enum Command {
     Knowledge(cli::knowledge::KnowledgeCommand),
     /// Packs a model into a bundle for the web app: quantised encoders, knowledge bases, manifest.json.
     Pack(cli::pack::PackArgs),
+    /// Writes a static site of the web app with a model (any web server; configurations for nginx, Apache, Caddy, IIS).
+    Site(cli::site::SiteArgs),
     /// Writes a CLIP folder with RANDOM weights (tests, benchmarks, demos: its outputs mean nothing).
     RandomModel(cli::random_model::RandomModelArgs),
 }
@@ -58,6 +60,7 @@ fn main() {
         Command::Eval(args) => cli::eval::eval(args),
         Command::Knowledge(command) => cli::knowledge::run(command),
         Command::Pack(args) => cli::pack::run(args),
+        Command::Site(args) => cli::site::run(args),
         Command::RandomModel(args) => cli::random_model::run(args),
     };
     let code = match outcome {

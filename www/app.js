@@ -36,7 +36,8 @@ const ui = {
 
 /** The value of the task selector that means classes typed by the user. */
 const CUSTOM = 'custom';
-const MODEL_BASE = '/model/';
+// Relative to this script, so the app works under any path (a sub-path of an intranet server).
+const MODEL_BASE = new URL('model/', import.meta.url).href;
 /** Results shown, for the export (nothing is stored anywhere else). */
 const exported = [];
 /** The knowledge bases listed in the manifest, by task. */
@@ -100,13 +101,13 @@ function setStatus(text, { failed = false } = {}) {
 }
 
 /** A knowledge base's URL: manifest paths are absolute (/kb/…) or relative to the model folder (bundles). */
-const kbUrl = (kb) => new URL(kb.path, new URL(MODEL_BASE, location.href)).href;
+const kbUrl = (kb) => new URL(kb.path, MODEL_BASE).href;
 
 /** Fills the task selector from the manifest's knowledge bases (default: a chest X-ray task). */
 async function loadTasks() {
   let list = [];
   try {
-    const res = await fetch(`${MODEL_BASE}manifest.json`);
+    const res = await fetch(new URL('manifest.json', MODEL_BASE));
     if (res.ok) list = (await res.json()).knowledge ?? [];
   } catch {
     // Offline without a cache: custom labels only.
@@ -681,7 +682,7 @@ ui.cacheClear.addEventListener('click', async () => {
 
 if ('serviceWorker' in navigator) {
   navigator.serviceWorker
-    .register('/sw.js', { scope: '/' })
+    .register(new URL('sw.js', import.meta.url), { scope: new URL('./', import.meta.url).pathname })
     .then(() => navigator.serviceWorker.ready)
     .then(() => {
       document.body.dataset.offlineReady = 'true';

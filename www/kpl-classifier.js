@@ -2,12 +2,12 @@
 // pages (an intranet portal, a viewer). One ES module; it starts its own module worker
 // (worker.js beside this file, which loads /pkg/kpl.js), so the host page never blocks.
 //
-//   <script type="module" src="/kpl-classifier.js"></script>
-//   <kpl-classifier model="/model/" task="chest-xray-pneumonia"></kpl-classifier>
+//   <script type="module" src="/radiology/kpl/kpl-classifier.js"></script>
+//   <kpl-classifier task="chest-xray-pneumonia"></kpl-classifier>
 //
 // Attributes
 //   model    URL of the model folder; its manifest.json lists the weights and the
-//            knowledge bases (scripts/serve.mjs synthesises it). Default "/model/".
+//            knowledge bases (scripts/serve.mjs synthesises it). Default: model/ beside this script.
 //   task     the knowledge base to use (a task name of the manifest). Default: the first.
 //   backend  "auto" (default), "wasm" (or "cpu": the CPU, WebAssembly) or "webgpu";
 //            passed to the worker, which says which one it used. "auto" embeds a
@@ -113,7 +113,7 @@ export class KplClassifier extends HTMLElement {
   }
 
   get model() {
-    return this.getAttribute('model') || '/model/';
+    return this.getAttribute('model') || new URL('model/', import.meta.url).href;
   }
 
   get task() {

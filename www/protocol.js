@@ -27,7 +27,7 @@
  * @typedef {object} LoadRequest
  * @property {number} id
  * @property {'load'} type
- * @property {string} [base] URL of the model folder, ending in '/' (default '/model/').
+ * @property {string} [base] URL of the model folder, ending in '/' (default 'model/' beside the worker).
  *   The folder is a Hugging Face CLIP folder (config.json, model.safetensors, …) or a
  *   `kpl pack` bundle (manifest.json listing image_encoder.gguf and text_encoder.gguf;
  *   the text encoder is then fetched only when texts are first embedded).
@@ -604,7 +604,7 @@ export class KplClient {
    * @param {{backend?: Backend, maxMegapixels?: number}} [options]
    * @returns {Promise<LoadResult>}
    */
-  load(base = '/model/', onProgress, { backend, maxMegapixels } = {}) {
+  load(base = 'model/', onProgress, { backend, maxMegapixels } = {}) {
     const body = { type: 'load', base };
     if (backend !== undefined) body.backend = backend;
     if (maxMegapixels !== undefined) body.maxMegapixels = maxMegapixels;

@@ -1,8 +1,9 @@
 // The service worker: makes the page work with the network off after one visit.
 //
 // On install it caches the app shell, the wasm (pkg/), the model files listed in
-// /model/manifest.json (a bundle's image encoder) and every knowledge base the
-// manifest lists (/kb/, or relative to /model/ in a bundle). Afterwards
+// model/manifest.json (a bundle's image encoder) and every knowledge base the
+// manifest lists (/kb/, or relative to model/ in a bundle), all relative to the
+// service worker's scope (the app's folder: it may be served under any path). Afterwards
 // every same-origin GET goes to the network first (so a rebuilt app or model is picked
 // up) and falls back to the cache when the network fails; a response is written to the
 // cache only when it differs from the cached copy (Last-Modified, Content-Length), so
@@ -12,36 +13,39 @@
 // no image or result ever goes into the cache (they never leave the page's memory).
 
 const CACHE = 'kpl-v1';
+/** The folder the app is served from (its scope): every path below is relative to it. */
+const SCOPE = self.registration.scope;
+const at = (p) => new URL(p, SCOPE).href;
 const SHELL = [
-  '/',
-  '/index.html',
-  '/app.js',
-  '/protocol.js',
-  '/worker.js',
-  '/style.css',
-  '/favicon.svg',
-  '/kpl-classifier.js',
-  '/pkg/kpl.js',
-  '/pkg/kpl_bg.wasm',
-  '/model/manifest.json',
-];
+  '',
+  'index.html',
+  'app.js',
+  'protocol.js',
+  'worker.js',
+  'style.css',
+  'favicon.svg',
+  'kpl-classifier.js',
+  'pkg/kpl.js',
+  'pkg/kpl_bg.wasm',
+  'model/manifest.json',
+].map(at);
+/** Folders of the dev server's test mode and task sources: never cached. */
+const UNCACHED = ['fixtures/', 'test/', 'knowledge/'].map(at);
 
-/** Paths worth keeping offline. */
+/** URLs worth keeping offline: this app's own files. */
 function cacheable(url) {
-  if (url.origin !== self.location.origin) return false;
-  const p = url.pathname;
-  if (p.startsWith('/fixtures/') || p.startsWith('/test/') || p.startsWith('/knowledge/')) return false;
-  return true;
+  if (url.origin !== self.location.origin || !url.href.startsWith(SCOPE)) return false;
+  return !UNCACHED.some((prefix) => url.href.startsWith(prefix));
 }
 
 async function precache() {
   const cache = await caches.open(CACHE);
   const urls = new Set(SHELL);
   try {
-    const res = await fetch('/model/manifest.json', { cache: 'no-cache' });
+    const res = await fetch(at('model/manifest.json'), { cache: 'no-cache' });
     if (res.ok) {
       const manifest = await res.json();
-      const inModel = (p) => new URL(p, self.location.origin + '/model/').pathname;
+      const inModel = (p) => new URL(p, at('model/')).href;
       for (const name of Object.values(manifest?.model?.files ?? {})) if (typeof name === 'string') urls.add(inModel(name));
       // A `kpl pack` bundle: the image encoder now; the text encoder is cached when
       // custom labels first fetch it (so it is downloaded only by those who use it).
@@ -81,19 +85,19 @@ const same = (a, b, h) => a.headers.get(h) === b.headers.get(h);
 
 async function networkFirst(request) {
   const url = new URL(request.url);
-  const key = url.pathname === '/index.html' ? '/index.html' : url.pathname;
+  const key = url.origin + url.pathname;
   const cache = await caches.open(CACHE);
   try {
     const res = await fetch(request);
     if (res.ok && res.status === 200) {
       const old = await cache.match(key);
-      if (!old || !same(old, res, 'Last-Modified') || !same(old, res, 'Content-Length') || key === '/model/manifest.json') {
+      if (!old || !same(old, res, 'Last-Modified') || !same(old, res, 'Content-Length') || key === at('model/manifest.json')) {
         await cache.put(key, res.clone()).catch(() => {});
       }
     }
     return res;
   } catch (e) {
-    const hit = (await cache.match(key)) ?? (request.mode === 'navigate' ? await cache.match('/') : undefined);
+    const hit = (await cache.match(key)) ?? (request.mode === 'navigate' ? await cache.match(SHELL[0]) : undefined);
     if (hit) return hit;
     throw e;
   }

@@ -15,8 +15,8 @@
 //                 (`debugTrap`, src/wasm_testing.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
-import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from '/pkg/kpl.js';
-import * as wasmApi from '/pkg/kpl.js';
+import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from './pkg/kpl.js';
+import * as wasmApi from './pkg/kpl.js';
 import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES } from './protocol.js';
 
 const workerParams = new URL(self.location.href).searchParams;
@@ -186,7 +186,7 @@ const CHOICE_CACHE = 'kpl-backend-choice';
 
 async function choiceKey(m) {
   try {
-    return new URL(`/kpl-backend-choice/${m.fingerprint()}`, self.location.href).href;
+    return new URL(`kpl-backend-choice/${m.fingerprint()}`, self.location.href).href;
   } catch {
     return null;
   }
@@ -475,7 +475,7 @@ const prompt = (label) => `a photo of a ${label}.`;
 function startWasm() {
   wasmReady ??= (async () => {
     // A restarted worker instantiates the module from the cached binary.
-    const cached = RESTARTED ? await cachedResponse(new URL('/pkg/kpl_bg.wasm', self.location.href)) : null;
+    const cached = RESTARTED ? await cachedResponse(new URL('pkg/kpl_bg.wasm', self.location.href)) : null;
     const exports = await init(cached ? { module_or_path: cached } : undefined);
     wasmMemory = exports?.memory ?? null;
     return exports;
@@ -502,7 +502,7 @@ const handlers = {
   /** @param {import('./protocol.js').LoadRequest} req */
   async load(req) {
     const start = performance.now();
-    const base = new URL(req.base ?? '/model/', self.location.href);
+    const base = new URL(req.base ?? 'model/', self.location.href);
     const requestedBackend = req.backend ?? 'auto';
     // The same model is already loaded: nothing to fetch again; only the backend
     // is chosen again when another one is asked for.

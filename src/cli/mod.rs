@@ -12,6 +12,7 @@ pub mod kpl_args;
 pub mod pack;
 pub mod progress;
 pub mod random_model;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 

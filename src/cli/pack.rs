@@ -19,6 +19,17 @@ pub enum PackDtypeArg {
     Q4,
 }
 
+impl From<PackDtypeArg> for PackDtype {
+    fn from(arg: PackDtypeArg) -> Self {
+        match arg {
+            PackDtypeArg::F32 => PackDtype::F32,
+            PackDtypeArg::F16 => PackDtype::F16,
+            PackDtypeArg::Q8 => PackDtype::Q8,
+            PackDtypeArg::Q4 => PackDtype::Q4,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PackArgs {
     /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json,
@@ -37,13 +48,7 @@ pub struct PackArgs {
 }
 
 pub fn run(args: &PackArgs) -> Result<i32, Error> {
-    let dtype = match args.dtype {
-        PackDtypeArg::F32 => PackDtype::F32,
-        PackDtypeArg::F16 => PackDtype::F16,
-        PackDtypeArg::Q8 => PackDtype::Q8,
-        PackDtypeArg::Q4 => PackDtype::Q4,
-    };
-    let options = PackOptions { dtype, knowledge: args.knowledge.clone(), name: None };
+    let options = PackOptions { dtype: args.dtype.into(), knowledge: args.knowledge.clone(), name: None };
     let manifest = pack_model_dir(&args.model, &args.output, &options, &mut |line| eprintln!("kpl: {line}"))?;
     eprintln!("kpl: wrote {}", args.output.display());
     print_json(&manifest);
