@@ -160,13 +160,52 @@ test('the widget works from a page at another path of the same server', { timeou
   await example.close();
 });
 
-test('after one visit the page reloads and classifies with the network off and nginx stopped', { timeout: 90000 }, async () => {
+/** The start URL of the web app manifest, as Chromium resolved it. */
+let startUrl;
+
+test('the app is installable: a valid manifest, icons, a service worker; Chromium reports no installability error', { timeout: 60000 }, async () => {
+  await page.locator('body[data-offline-ready="true"]').waitFor({ timeout: 30000 });
+  const cdp = await browser.context.newCDPSession(page);
+  const { url, errors: manifestErrors, data } = await cdp.send('Page.getAppManifest');
+  assert.equal(url, `${nginx.url}${PREFIX}manifest.webmanifest`);
+  assert.deepEqual(manifestErrors, [], 'the manifest parses without errors');
+  const manifest = JSON.parse(data);
+  assert.equal(manifest.display, 'standalone');
+  assert.ok(manifest.name && manifest.short_name);
+  const icons = manifest.icons.map((i) => `${i.sizes} ${i.purpose}`);
+  assert.deepEqual(icons.sort(), ['192x192 any', '512x512 any', '512x512 maskable']);
+  for (const icon of manifest.icons) {
+    const res = await get(new URL(icon.src, url).pathname);
+    assert.equal(res.status, 200, icon.src);
+    assert.equal(res.headers['content-type'], 'image/png');
+  }
+  // The start URL and scope are relative: the app's folder, wherever it is served.
+  startUrl = new URL(manifest.start_url, url).href;
+  assert.equal(startUrl, `${nginx.url}${PREFIX}`);
+  assert.equal(new URL(manifest.scope, url).href, `${nginx.url}${PREFIX}`);
+  // Chromium's own check (what decides whether it offers to install).
+  let installability = [];
+  for (let i = 0; i < 20; i++) {
+    ({ installabilityErrors: installability } = await cdp.send('Page.getInstallabilityErrors'));
+    if (installability.length === 0) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.deepEqual(installability, [], 'Page.getInstallabilityErrors');
+  await cdp.detach();
+});
+
+test('after one visit the page reloads and classifies with the network off and nginx stopped; the start URL opens offline', { timeout: 90000 }, async () => {
   await page.locator('body[data-offline-ready="true"]').waitFor({ timeout: 30000 });
   await page.reload();
   await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 60000 });
   await browser.context.setOffline(true);
   await nginx.close();
   try {
+    // The installed app starts at the manifest's start URL.
+    const started = await browser.context.newPage();
+    await started.goto(startUrl);
+    await started.locator('body[data-kb-ready="true"]').waitFor({ timeout: 30000 });
+    await started.close();
     await page.reload();
     await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 30000 });
     await page.locator('#file-input').setInputFiles([fixtureImage('grey_80x120.png')]);
