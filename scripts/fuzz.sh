@@ -16,7 +16,7 @@
 #   FUZZ_TIMEOUT=20           libFuzzer -timeout: one input taking longer is a crash
 #
 # Seeds are copied into fuzz/corpus/<target>/ at run time from committed files
-# (tests/fixtures/images, tests/dicom/files, fuzz/seeds/npz), a small bundle packed
+# (tests/fixtures/images, tests/dicom/files, tests/jpeg_ls, fuzz/seeds/npz), a small bundle packed
 # here with `kpl pack`, the fixture safetensors and the knowledge bases in
 # build/kb/ (built with `kpl build-kb` if missing). The corpus keeps growing
 # across runs; it, fuzz/artifacts/ (crash inputs) and fuzz/logs/ are not committed.
@@ -31,7 +31,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-600}
 STRUCTURED_SECONDS=${FUZZ_STRUCTURED_SECONDS:-${FUZZ_SECONDS:-1800}}
-ALL_TARGETS="image_decode dicom dicom_structured gguf_bundle safetensors kplkb npz"
+ALL_TARGETS="image_decode dicom dicom_structured jpeg_ls gguf_bundle safetensors kplkb npz"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SANITIZER=${FUZZ_SANITIZER:-address}
 NICE=${FUZZ_NICE:-19}
@@ -75,7 +75,8 @@ trap 'rm -rf "$work"' EXIT
 for t in $TARGETS; do
   case $t in
     image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) ;;
-    dicom) seed "$t" $(small_files tests/dicom/files 262144) ;;
+    dicom) seed "$t" $(small_files tests/dicom/files 262144) tests/jpeg_ls/dicom/*.dcm ;;
+    jpeg_ls) seed "$t" tests/jpeg_ls/cases/*.jls tests/jpeg_ls/dicom/*.jls ;;
     dicom_structured)
       # Its inputs are the generator's choices (fuzz/src/dicom_gen.rs), not
       # files: one seed per transfer syntax (the first 4 bytes choose it among

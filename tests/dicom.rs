@@ -243,13 +243,24 @@ fn non_dicom_files_named_dcm_are_clear_errors() {
     assert!(err.starts_with("zeros.dcm: ") && err.contains("not a DICOM file"), "{err}");
 }
 
+/// MR_small_jpeg_ls_lossless.dcm with its transfer syntax UID changed to
+/// JPEG 2000 Part 2, which the decoder does not support.
+fn part2_copy() -> Vec<u8> {
+    let mut bytes = file("MR_small_jpeg_ls_lossless.dcm");
+    let at = bytes.windows(22).position(|w| w == b"1.2.840.10008.1.2.4.80").unwrap();
+    bytes[at..at + 22].copy_from_slice(b"1.2.840.10008.1.2.4.92");
+    bytes
+}
+
 #[test]
 fn unsupported_transfer_syntaxes_are_named() {
-    let name = "MR_small_jpeg_ls_lossless.dcm";
-    let err = decode_err(&file(name), name);
-    assert!(err.contains("1.2.840.10008.1.2.4.80") && err.contains("JPEG-LS"), "{err}");
+    // JPEG-LS lossless relabelled as JPEG 2000 Part 2 (a UID of the same length).
+    let name = "MR_small_j2k_part2.dcm";
+    let bytes = part2_copy();
+    let err = decode_err(&bytes, name);
+    assert!(err.contains("1.2.840.10008.1.2.4.92") && err.contains("JPEG 2000 Part 2"), "{err}");
     // Still readable enough to describe.
-    let s = dicom::summary(&file(name), name, DecodeLimits::default()).unwrap();
+    let s = dicom::summary(&bytes, name, DecodeLimits::default()).unwrap();
     assert_eq!((s.rows, s.columns, s.modality.as_deref()), (64, 64, Some("MR")));
     // An unknown (private) transfer syntax UID of the same length.
     let mut bytes = file("MR_small.dcm");
@@ -283,6 +294,7 @@ fn corrupted_files_never_panic() {
         "JPEG-LL.dcm",
         "GDCMJ2K_TextGBR.dcm",
         "examples_ybr_color.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
     ];
     let limits = DecodeLimits { max_pixels: 4_000_000 };
     // KPL_DICOM_CORRUPTIONS raises the number of copies per file for a longer hunt.
@@ -325,9 +337,11 @@ fn cli_decode_writes_the_rendering() {
     let written = image::open(&png).unwrap().to_rgb8();
     let expected = dicom::decode(&file("emri_small.dcm"), "x", DecodeLimits::default(), Some(2)).unwrap().image;
     assert_eq!(written.as_raw(), &expected.data);
-    let out = kpl(&["decode", "tests/dicom/files/MR_small_jpeg_ls_lossless.dcm", "-o", png.to_str().unwrap()]);
+    let part2 = out_dir.join("MR_small_j2k_part2.dcm");
+    std::fs::write(&part2, part2_copy()).unwrap();
+    let out = kpl(&["decode", part2.to_str().unwrap(), "-o", png.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("MR_small_jpeg_ls_lossless.dcm") && err.contains("1.2.840.10008.1.2.4.80"), "{err}");
+    assert!(!out.status.success() && err.contains("MR_small_j2k_part2.dcm") && err.contains("1.2.840.10008.1.2.4.92"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }

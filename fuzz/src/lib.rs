@@ -272,12 +272,23 @@ pub fn npz(data: &[u8]) -> kpl::Result<()> {
 /// The targets by name, for the regression test and `scripts/fuzz.sh`
 /// (`dicom_structured` is not here: its inputs are replayed as the files they
 /// generate, by `dicom`).
+/// `jpeg_ls`: the JPEG-LS decoder (`dicom::jpeg_ls::decode`) on a raw
+/// codestream of at most 2^20 samples: every sample it returns lies within the
+/// frame's precision, and the count is the frame's.
+pub fn jpeg_ls(data: &[u8]) -> kpl::Result<()> {
+    let decoded = dicom::jpeg_ls::decode(data, 1 << 20).map_err(|e| kpl::Error::image("fuzz.jls", e))?;
+    assert_eq!(decoded.samples.len(), decoded.width * decoded.height * decoded.components);
+    assert!(decoded.samples.iter().all(|&v| u32::from(v) < 1 << decoded.precision));
+    Ok(())
+}
+
 pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("image_decode", image_decode),
     ("dicom", dicom),
     ("gguf_bundle", gguf_bundle),
     ("safetensors", safetensors),
     ("kplkb", kplkb),
+    ("jpeg_ls", jpeg_ls),
     #[cfg(feature = "cli")]
     ("npz", npz),
 ];

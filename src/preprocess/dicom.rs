@@ -49,6 +49,7 @@
 
 mod codec;
 mod jpeg12;
+pub mod jpeg_ls;
 mod parse;
 
 use serde::Serialize;
@@ -96,6 +97,7 @@ enum Codec {
     Rle,
     Jpeg,
     Jpeg2000,
+    JpegLs,
     /// Readable data set, pixel data we cannot decode.
     Unsupported,
 }
@@ -124,8 +126,8 @@ const TRANSFER_SYNTAXES: &[TransferSyntax] = &[
         "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])",
         Codec::Jpeg,
     ),
-    ts("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless Image Compression", Codec::Unsupported),
-    ts("1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless) Image Compression", Codec::Unsupported),
+    ts("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless Image Compression", Codec::JpegLs),
+    ts("1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless) Image Compression", Codec::JpegLs),
     ts("1.2.840.10008.1.2.4.90", "JPEG 2000 Image Compression (Lossless Only)", Codec::Jpeg2000),
     ts("1.2.840.10008.1.2.4.91", "JPEG 2000 Image Compression", Codec::Jpeg2000),
     ts(
@@ -371,10 +373,14 @@ impl<'a> File<'a> {
                     .ok_or("the frame lies beyond the Pixel Data")?;
                 codec::native(frame_bytes, &layout, big)?
             }
-            (Codec::Rle | Codec::Jpeg | Codec::Jpeg2000, PixelData::Encapsulated { offset_table, fragments }) => {
+            (
+                Codec::Rle | Codec::Jpeg | Codec::Jpeg2000 | Codec::JpegLs,
+                PixelData::Encapsulated { offset_table, fragments },
+            ) => {
                 let starts = match self.codec {
                     Codec::Rle => codec::rle_starts_frame,
                     Codec::Jpeg => codec::jpeg_starts_frame,
+                    Codec::JpegLs => jpeg_ls::starts_frame,
                     _ => codec::j2k_starts_frame,
                 };
                 if self.codec == Codec::Rle && fragments.len() != frames_us {
@@ -388,6 +394,7 @@ impl<'a> File<'a> {
                         ybr = still_ybr;
                         values
                     }
+                    Codec::JpegLs => codec::jpeg_ls(&data, &layout)?,
                     _ => codec::j2k(&data, &layout)?,
                 }
             }

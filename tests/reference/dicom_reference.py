@@ -2,7 +2,7 @@
 """Reference 8-bit renderings of the DICOM test files, for tests/dicom.rs.
 
 pydicom decodes each file (its own native/RLE handlers, pylibjpeg-libjpeg for
-JPEG, pylibjpeg-openjpeg for JPEG 2000) and numpy applies the rendering rules
+JPEG, pylibjpeg-openjpeg for JPEG 2000, pyjpegls for JPEG-LS) and numpy applies the rendering rules
 of src/preprocess/dicom.rs, independently written:
 
   * the middle frame (index frames // 2) of a multi-frame image;
@@ -17,7 +17,7 @@ of src/preprocess/dicom.rs, independently written:
 Setup (outside the repository; needs only package registries):
     python3 -m venv /work/venv-dicom
     /work/venv-dicom/bin/pip install pydicom==3.0.2 pydicom-data==1.0.0 numpy pillow \
-        pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle
+        pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle pyjpegls==1.5.1
 Run from the repository root:
     /work/venv-dicom/bin/python tests/reference/dicom_reference.py [--copy]
 --copy first copies the files below from the installed packages into
@@ -78,10 +78,10 @@ FILES = {
     "JPEG-LL.dcm": ("pydicom-data", "JPEG lossless (process 14 SV1), signed 16-bit"),
     "OBXXXX1A_rle.dcm": ("pydicom-data", "RLE PALETTE COLOR"),
     "RG3_J2KI.dcm": ("pydicom-data", "MONOCHROME1 CR, JPEG 2000 lossy, 10 of 16 bits, window"),
-    # Error cases: decoding must fail with the transfer syntax UID in the message.
-    "MR_small_jpeg_ls_lossless.dcm": ("pydicom", "JPEG-LS lossless (unsupported)"),
+    "MR_small_jpeg_ls_lossless.dcm": ("pydicom", "JPEG-LS lossless, signed 16-bit"),
 }
-UNSUPPORTED = {"MR_small_jpeg_ls_lossless.dcm"}
+# Error cases (decoding must fail with the transfer syntax UID in the message): none now.
+UNSUPPORTED = set()
 
 
 def source_dir(package):

@@ -19,6 +19,7 @@
 use std::borrow::Cow;
 
 use super::jpeg12;
+use super::jpeg_ls;
 use super::parse::{Fragment, PResult};
 
 /// What the attributes say about one frame's samples, made through
@@ -496,6 +497,46 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<(Vec<i32
         pixels.into_iter().map(|v| layout.normalize(u32::from(v))).collect()
     };
     Ok((values, lossless && ybr))
+}
+
+// -------------------------------------------------------------------- JPEG-LS
+
+/// Decodes a JPEG-LS frame (our `jpeg_ls` decoder) after checking its frame
+/// header against Columns, Rows, Samples per Pixel and Bits Allocated. Samples
+/// come out as stored (colour by pixel whatever the interleave mode); signed
+/// ones are sign-extended at the codestream's precision, which is how pydicom
+/// reads them (JPEG-LS codes every sample as unsigned).
+pub fn jpeg_ls(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
+    let header = jpeg_ls::header(data)?;
+    if header.width != layout.columns || header.height != layout.rows {
+        return Err(format!(
+            "the JPEG-LS frame is {}×{} but Columns × Rows say {}×{}",
+            header.width, header.height, layout.columns, layout.rows
+        ));
+    }
+    if header.components != layout.samples {
+        return Err(format!(
+            "the JPEG-LS frame has {} components but Samples per Pixel is {}",
+            header.components, layout.samples
+        ));
+    }
+    if u16::from(header.precision) > layout.bits_allocated {
+        return Err(format!(
+            "the JPEG-LS frame has {}-bit samples but Bits Allocated is {}",
+            header.precision, layout.bits_allocated
+        ));
+    }
+    let decoded = jpeg_ls::decode(data, layout.sample_count()).map_err(|e| format!("JPEG-LS: {e}"))?;
+    if decoded.samples.len() != layout.sample_count() {
+        return Err("the JPEG-LS decoder returned an unexpected number of samples".into());
+    }
+    // 2 <= precision <= 16: the shift is 16 to 30.
+    let unused = 32u32.saturating_sub(u32::from(decoded.precision));
+    Ok(decoded
+        .samples
+        .into_iter()
+        .map(|v| if layout.signed { (u32::from(v) << unused).cast_signed() >> unused } else { i32::from(v) })
+        .collect())
 }
 
 // ------------------------------------------------------------------ JPEG 2000
