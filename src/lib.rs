@@ -31,6 +31,8 @@ pub mod wasm;
 mod wasm_custom;
 #[cfg(target_arch = "wasm32")]
 mod wasm_dicom;
+#[cfg(target_arch = "wasm32")]
+mod wasm_kb;
 #[cfg(all(target_arch = "wasm32", feature = "gpu"))]
 mod wasm_gpu;
 #[cfg(target_arch = "wasm32")]

@@ -3,6 +3,8 @@
 // and every exchange with it goes through the protocol in protocol.js.
 
 import { KplClient, parseCustomClasses, BACKEND_NAMES } from './protocol.js';
+import { initModelsPanel } from './models-panel.js';
+import { opfsResponse } from './opfs.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -37,7 +39,9 @@ const ui = {
 /** The value of the task selector that means classes typed by the user. */
 const CUSTOM = 'custom';
 // Relative to this script, so the app works under any path (a sub-path of an intranet server).
-const MODEL_BASE = new URL('model/', import.meta.url).href;
+const SERVED_MODEL_BASE = new URL('model/', import.meta.url).href;
+/** The model in use: the server's, or one stored in this browser (`opfs:` URL, models-panel.js). */
+let modelBase = SERVED_MODEL_BASE;
 /** Results shown, for the export (nothing is stored anywhere else). */
 const exported = [];
 /** The knowledge bases listed in the manifest, by task. */
@@ -101,21 +105,32 @@ function setStatus(text, { failed = false } = {}) {
 }
 
 /** A knowledge base's URL: manifest paths are absolute (/kb/…) or relative to the model folder (bundles). */
-const kbUrl = (kb) => new URL(kb.path, MODEL_BASE).href;
+const kbUrl = (kb) => new URL(kb.path, modelBase).href;
 
 /** Fills the task selector from the manifest's knowledge bases (default: a chest X-ray task). */
 async function loadTasks() {
-  let list = [];
-  try {
-    const res = await fetch(new URL('manifest.json', MODEL_BASE));
-    if (res.ok) list = (await res.json()).knowledge ?? [];
-  } catch {
-    // Offline without a cache: custom labels only.
+  const listOf = async (base) => {
+    try {
+      const url = new URL('manifest.json', base);
+      const res = url.protocol === 'opfs:' ? await opfsResponse(url) : await fetch(url);
+      if (res.ok) return (await res.json()).knowledge ?? [];
+    } catch {
+      // Offline without a cache: custom labels only.
+    }
+    return [];
+  };
+  let list = await listOf(modelBase);
+  if (modelBase !== SERVED_MODEL_BASE) {
+    // A stored model: the server's tasks it has no base for are built on first use.
+    const own = new Set(list.map((k) => k.task));
+    const more = (await listOf(SERVED_MODEL_BASE)).filter((k) => !own.has(k.task));
+    list = [...list, ...more.map(({ task, title, classes }) => ({ task, title, classes, path: null, missing: true }))];
   }
   ui.task.replaceChildren();
+  bases.clear();
   for (const kb of list) {
     bases.set(kb.task, kb);
-    ui.task.append(el('option', { value: kb.task }, `${kb.title} (${kb.classes.join(', ')})`));
+    ui.task.append(el('option', { value: kb.task }, `${kb.title} (${kb.classes.join(', ')})${kb.missing ? ': built on first use' : ''}`));
   }
   ui.task.append(el('option', { value: CUSTOM }, 'Custom labels'));
   const tasks = [...bases.keys()];
@@ -130,6 +145,7 @@ function updateMode() {
   const kb = bases.get(ui.task.value);
   ui.taskInfo.textContent = custom
     ? 'Custom labels: the classes you type, scored by the text encoder in your browser.'
+    : kb?.missing ? `This model has no knowledge base for ${kb.title}: it is built in this browser from the task's descriptions and stored with the model.`
     : kb ? `Knowledge base ${kb.path}: ${kb.classes.length} classes. Several images added together run transductive KPL over the set.` : '';
 }
 
@@ -144,7 +160,15 @@ function selectTask() {
     return;
   }
   document.body.dataset.kbReady = 'false';
-  kbReady = client.loadKb(kbUrl(kb)).then((info) => {
+  const ready = kb.missing
+    ? modelsPanel.buildKnowledgeBase(kb).then((entry) => {
+      bases.set(kb.task, entry);
+      const option = [...ui.task.options].find((o) => o.value === kb.task);
+      if (option) option.textContent = `${entry.title} (${entry.classes.join(', ')})`;
+      return entry;
+    })
+    : Promise.resolve(kb);
+  kbReady = ready.then((k) => client.loadKb(kbUrl(k))).then((info) => {
     if (ui.task.value === kb.task) {
       document.body.dataset.kbReady = 'true';
       performance.mark('kpl-kb-ready');
@@ -195,7 +219,7 @@ async function loadModel() {
   setStatus('Loading the model…');
   ui.progress.hidden = false;
   try {
-    const info = await client.load(MODEL_BASE, ({ file, loaded, total }) => {
+    const info = await client.load(modelBase, ({ file, loaded, total }) => {
       ui.progress.max = total || 1;
       ui.progress.value = loaded;
       setStatus(`Downloading ${file}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`);
@@ -693,7 +717,19 @@ if ('serviceWorker' in navigator) {
   ui.cacheInfo.textContent = 'Offline mode unavailable in this browser.';
 }
 
+/** Switches the page to the model at `base` (the models panel's "Use"); rejects when it cannot load. */
+async function useModel(base) {
+  modelBase = base;
+  await loadTasks();
+  await loadModel();
+  if (document.body.dataset.modelReady !== 'true') throw new Error(ui.statusText.textContent);
+}
+
+const modelsPanel = initModelsPanel({ client, useModel, servedBase: SERVED_MODEL_BASE });
+
 updateEmpty();
+// The stored model last used, if any; else the server's.
+modelBase = await modelsPanel.initialBase().catch(() => SERVED_MODEL_BASE);
 // The model loads while the task list is fetched; the task's base once both are there.
 const tasksLoaded = loadTasks();
 loadModel();

@@ -142,6 +142,17 @@
  */
 
 /**
+ * Build a knowledge base in the worker: the task's descriptions (its task.json) embedded
+ * by the loaded model's text encoder, as `kpl build-kb` does. Progress: stage
+ * 'knowledge', unit 'texts'. Result: {bytes: Uint8Array} (a .kplkb file).
+ * @typedef {object} BuildKbRequest
+ * @property {number} id
+ * @property {'build-kb'} type
+ * @property {string} taskUrl URL of the task's task.json.
+ * @property {string} [modelName] recorded in the base.
+ */
+
+/**
  * Classify image embeddings with the loaded knowledge base: several run transductive
  * KPL over the set (method 'kpl'), one uses the proxies or single-image retrieval.
  * Result: {results: [{label, scores, method, clip_scores, clip_label, evidence}], classNames, ms}.
@@ -152,7 +163,7 @@
  * @property {number} [topEvidence] default 3.
  */
 
-/** @typedef {LoadRequest | LoadKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedImagesRequest | EmbedTextRequest | ClassifyRequest | ClassifyCustomRequest | CancelRequest | MemoryUsageRequest} Request */
+/** @typedef {LoadRequest | LoadKbRequest | BuildKbRequest | ClassifyKbRequest | EmbedImageRequest | EmbedImagesRequest | EmbedTextRequest | ClassifyRequest | ClassifyCustomRequest | CancelRequest | MemoryUsageRequest} Request */
 
 /**
  * @typedef {object} LoadResult
@@ -272,8 +283,8 @@
  * @typedef {object} ProgressReply
  * @property {number} id
  * @property {'progress'} type
- * @property {'download' | 'embed'} stage
- * @property {'bytes' | 'images'} unit
+ * @property {'download' | 'embed' | 'knowledge'} stage
+ * @property {'bytes' | 'images' | 'texts'} unit
  * @property {string} file
  * @property {number} loaded
  * @property {number} total 0 when unknown.
@@ -317,7 +328,7 @@
 /** @typedef {ProgressReply | ResultReply | ErrorReply | BackendEvent | CrashedEvent} Reply */
 
 export const REQUEST_TYPES = Object.freeze([
-  'load', 'load-kb', 'classify-kb', 'embed-image', 'embed-images', 'embed-text', 'classify', 'classify-custom',
+  'load', 'load-kb', 'build-kb', 'classify-kb', 'embed-image', 'embed-images', 'embed-text', 'classify', 'classify-custom',
   'cancel', 'memory-usage',
 ]);
 /** The requests the worker answers on arrival rather than in turn. */
@@ -417,6 +428,10 @@ export function checkRequest(msg) {
       return null;
     case 'load-kb':
       if (typeof msg.url !== 'string' || !msg.url) return 'load-kb: url must be a URL string';
+      return null;
+    case 'build-kb':
+      if (typeof msg.taskUrl !== 'string' || !msg.taskUrl) return 'build-kb: taskUrl must be a URL string';
+      if (msg.modelName !== undefined && typeof msg.modelName !== 'string') return 'build-kb: modelName must be a string';
       return null;
     case 'classify-kb':
       if (!Array.isArray(msg.embeddings) || msg.embeddings.length === 0 || !msg.embeddings.every((e) => e instanceof Float32Array))
@@ -613,6 +628,13 @@ export class KplClient {
 
   loadKb(url) {
     return this.request({ type: 'load-kb', url });
+  }
+
+  /** @returns {Promise<{bytes: Uint8Array}>} */
+  buildKb(taskUrl, modelName, onProgress) {
+    const body = { type: 'build-kb', taskUrl };
+    if (modelName !== undefined) body.modelName = modelName;
+    return this.request(body, { onProgress });
   }
 
   classifyKb(embeddings, topEvidence = 3) {

@@ -29,12 +29,16 @@ const SHELL = [
   'icon-192.png',
   'icon-512.png',
   'icon-maskable-512.png',
+  'models-panel.js',
+  'stored-models.js',
+  'opfs.js',
   'pkg/kpl.js',
   'pkg/kpl_bg.wasm',
   'model/manifest.json',
 ].map(at);
-/** Folders of the dev server's test mode and task sources: never cached. */
-const UNCACHED = ['fixtures/', 'test/', 'knowledge/'].map(at);
+/** Folders of the dev server's test mode: never cached. (knowledge/TASK/task.json is: a
+ * stored model without a task's base builds it from there, offline too.) */
+const UNCACHED = ['fixtures/', 'test/'].map(at);
 
 /** URLs worth keeping offline: this app's own files. */
 function cacheable(url) {

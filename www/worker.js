@@ -15,9 +15,10 @@
 //                 (`debugTrap`, src/wasm_testing.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
-import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile } from './pkg/kpl.js';
+import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';
 import * as wasmApi from './pkg/kpl.js';
 import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES } from './protocol.js';
+import { opfsResponse } from './opfs.js';
 
 const workerParams = new URL(self.location.href).searchParams;
 /** This worker replaces a crashed one: read what it fetches from the browser's caches first. */
@@ -312,6 +313,8 @@ let cachedBytes = 0;
  * network. `fromCache` says which.
  */
 async function fetchModelFile(url) {
+  // A model opened from this computer, stored in the origin private file system.
+  if (url.protocol === 'opfs:') return Object.assign(await opfsResponse(url), { fromCache: false });
   if (RESTARTED) {
     const hit = await cachedResponse(url);
     if (hit) return Object.assign(hit, { fromCache: true });
@@ -612,6 +615,29 @@ const handlers = {
       randomWeights: base.randomWeights,
       hasProxies: base.hasProxies,
     };
+  },
+
+  /**
+   * Embeds a task's descriptions (task.json at `taskUrl`) with the loaded model's text
+   * encoder (a bundle fetches it first) into a knowledge base; progress in texts.
+   * @param {import('./protocol.js').BuildKbRequest} req
+   */
+  async 'build-kb'(req) {
+    const m = await ensureTextEncoder(req.id);
+    const url = new URL(req.taskUrl, self.location.href);
+    const res = await fetchModelFile(url);
+    if (!res.ok) throw new Error(`cannot fetch ${url.pathname}: HTTP ${res.status}`);
+    const json = new Uint8Array(await res.arrayBuffer());
+    const file = decodeURIComponent(url.pathname.split('/').slice(-2).join('/'));
+    let sent = 0;
+    const bytes = buildKnowledgeBase(m, json, file, req.modelName ?? 'model', (done, total) => {
+      const now = performance.now();
+      if (done === total || now - sent > 100) {
+        sent = now;
+        reply({ id: req.id, type: 'progress', stage: 'knowledge', unit: 'texts', file, loaded: done, total });
+      }
+    });
+    return { bytes };
   },
 
   /** @param {import('./protocol.js').ClassifyKbRequest} req */

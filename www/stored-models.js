@@ -1,0 +1,228 @@
+// "Models on this computer": a model folder opened from disk (a `kpl pack` bundle, or a
+// Hugging Face CLIP folder) is checked, stored in the origin private file system (see
+// opfs.js) so it works offline later, listed with its size and date, and deleted on
+// request. Knowledge bases the model lacks are built in the worker with its text
+// encoder and stored beside it. Nothing is sent anywhere: the files go from the disk
+// to this browser's storage and to the worker.
+//
+// Every failure leaves the stored models as they were: a new model is written into a
+// new folder, which is removed if anything goes wrong, and is listed only once its
+// stored.json (written last) exists.
+
+import { MODEL_FILES } from './protocol.js';
+import { modelsDirectory, storedModelBase } from './opfs.js';
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+/** The record written last into a stored model's folder: {id, name, kind, random, bytes, date}. */
+const RECORD = 'stored.json';
+
+/** A clear error for the page (`detail`, when given, is the technical part). */
+export class ModelFolderError extends Error {}
+
+/** `[name, File]` of the top-level files of a folder chosen with <input webkitdirectory>. */
+export function filesOfInput(fileList) {
+  const files = new Map();
+  let folder = '';
+  for (const f of fileList) {
+    const parts = (f.webkitRelativePath || f.name).split('/');
+    folder ||= parts.length > 1 ? parts[0] : '';
+    if (parts.length <= 2) files.set(parts.at(-1), f);
+  }
+  return { folder, files };
+}
+
+/** The same for a folder dropped on the page (DataTransferItem → FileSystemDirectoryEntry). */
+export async function filesOfDrop(dataTransfer) {
+  const entries = [...dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const dir = entries.find((e) => e.isDirectory);
+  if (!dir) throw new ModelFolderError('Drop a model folder here (not single files): a kpl pack bundle or a Hugging Face CLIP folder.');
+  const reader = dir.createReader();
+  const all = [];
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (batch.length === 0) break;
+    all.push(...batch);
+  }
+  const files = new Map();
+  for (const e of all.filter((e) => e.isFile)) files.set(e.name, await new Promise((resolve, reject) => e.file(resolve, reject)));
+  return { folder: dir.name, files };
+}
+
+const plainName = (p) => typeof p === 'string' && p !== '' && !p.includes('/') && !p.includes('\\') && !p.startsWith('.');
+
+async function sha256Hex(file) {
+  const digest = await crypto.subtle.digest('SHA-256', await file.arrayBuffer());
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function readJson(file, name) {
+  try {
+    return JSON.parse(await file.text());
+  } catch (e) {
+    throw new ModelFolderError(`${name} is not valid JSON (${e.message}).`);
+  }
+}
+
+/**
+ * Checks a folder's files and says what to store: `{kind, name, manifest, store: [names]}`.
+ * A bundle: every file its manifest.json lists must be there with the listed size and
+ * SHA-256. A Hugging Face folder: config.json and model.safetensors (tokenizer.json and
+ * preprocessor_config.json when present); its manifest is written here.
+ * `onProgress(done, total)` counts bytes hashed.
+ */
+export async function checkModelFolder({ folder, files }, onProgress = () => {}) {
+  const label = folder ? `“${folder}”` : 'The folder';
+  if (files.has('manifest.json')) {
+    const manifest = await readJson(files.get('manifest.json'), 'manifest.json');
+    const listed = [manifest?.files?.image_encoder, manifest?.files?.text_encoder, ...(Array.isArray(manifest?.knowledge) ? manifest.knowledge : [])].filter(Boolean);
+    if (!manifest?.files?.image_encoder) {
+      throw new ModelFolderError(`${label}: manifest.json is not a kpl pack bundle's (it lists no image encoder).`);
+    }
+    for (const entry of listed) {
+      if (!plainName(entry.path)) throw new ModelFolderError(`${label}: manifest.json lists "${entry.path}", which is not a file name inside the folder.`);
+    }
+    const total = listed.reduce((s, e) => s + (Number(e.bytes) || 0), 0);
+    let done = 0;
+    for (const entry of listed) {
+      const file = files.get(entry.path);
+      if (!file) throw new ModelFolderError(`${label}: ${entry.path} is missing (manifest.json lists it).`);
+      if (file.size !== entry.bytes) {
+        throw new ModelFolderError(`${label}: ${entry.path} is ${file.size} bytes; manifest.json lists ${entry.bytes} (a truncated or altered file).`);
+      }
+      const sha = await sha256Hex(file);
+      if (sha !== entry.sha256) {
+        throw new ModelFolderError(`${label}: ${entry.path} is altered: its SHA-256 is ${sha.slice(0, 16)}…, manifest.json lists ${String(entry.sha256).slice(0, 16)}….`);
+      }
+      done += file.size;
+      onProgress(done, total);
+    }
+    const name = manifest.model?.name || folder || 'bundle';
+    return { kind: 'bundle', name, random: manifest.model?.random_weights === true, manifest, store: ['manifest.json', ...listed.map((e) => e.path)] };
+  }
+  if (files.has(MODEL_FILES.config) && files.has(MODEL_FILES.weights)) {
+    const config = await readJson(files.get(MODEL_FILES.config), MODEL_FILES.config);
+    if (!config || typeof config !== 'object' || !config.vision_config) {
+      throw new ModelFolderError(`${label}: ${MODEL_FILES.config} is not a CLIP configuration (no vision_config).`);
+    }
+    const roles = Object.entries(MODEL_FILES).filter(([, n]) => files.has(n));
+    const manifest = {
+      model: { files: Object.fromEntries(roles), sizes: Object.fromEntries(roles.map(([r, n]) => [r, files.get(n).size])) },
+      random_weights: config.kpl_random_weights === true,
+      knowledge: [],
+    };
+    const name = folder || config._name_or_path || 'CLIP model';
+    return { kind: 'huggingface', name, random: manifest.random_weights, manifest, store: roles.map(([, n]) => n) };
+  }
+  const seen = [...files.keys()].slice(0, 5).join(', ');
+  throw new ModelFolderError(
+    `${label} is not a model: it needs manifest.json (a kpl pack bundle) or ${MODEL_FILES.config} and ${MODEL_FILES.weights} ` +
+      `(a Hugging Face CLIP folder). It holds ${files.size ? seen + (files.size > 5 ? ', …' : '') : 'no files'}.`,
+  );
+}
+
+async function writeFile(dir, name, data) {
+  const writable = await (await dir.getFileHandle(name, { create: true })).createWritable();
+  if (data instanceof Blob) await data.stream().pipeTo(writable);
+  else {
+    await writable.write(data);
+    await writable.close();
+  }
+}
+
+/**
+ * Stores a checked folder under a new id: refused with the sizes when the browser's
+ * quota leaves too little room; removed again if any write fails.
+ * `onProgress(done, total)` counts bytes written. Returns the stored model's record.
+ */
+export async function storeModel(checked, files, onProgress = () => {}) {
+  const sizes = checked.store.filter((n) => n !== 'manifest.json').map((n) => files.get(n).size);
+  const bytes = sizes.reduce((a, b) => a + b, 0);
+  const { quota = 0, usage = 0 } = (await navigator.storage.estimate?.()) ?? {};
+  const free = quota - usage;
+  const advice = 'Delete stored models or the offline cache, or use a smaller bundle (kpl pack --dtype q4). Nothing was stored.';
+  if (quota && bytes > free) {
+    throw new ModelFolderError(
+      `“${checked.name}” needs ${mb(bytes)}, but this browser lets this page store only ${mb(Math.max(free, 0))} more ` +
+        `(${mb(usage)} of its ${mb(quota)} used). ${advice}`,
+    );
+  }
+  await navigator.storage.persist?.().catch(() => false);
+  const root = await modelsDirectory(true);
+  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  const dir = await root.getDirectoryHandle(id, { create: true });
+  try {
+    let done = 0;
+    for (const name of checked.store) {
+      if (name === 'manifest.json') continue;
+      await writeFile(dir, name, files.get(name));
+      done += files.get(name).size;
+      onProgress(done, bytes);
+    }
+    await writeFile(dir, 'manifest.json', JSON.stringify(checked.manifest, null, 2));
+    const record = { id, name: checked.name, kind: checked.kind, random: checked.random, bytes, date: new Date().toISOString() };
+    await writeFile(dir, RECORD, JSON.stringify(record));
+    return record;
+  } catch (e) {
+    await root.removeEntry(id, { recursive: true }).catch(() => {});
+    if (e.name === 'QuotaExceededError') {
+      // The browser's own limit can be below what estimate() reported (a policy, an
+      // almost full disk): say what it refused, with the sizes known.
+      throw new ModelFolderError(
+        `“${checked.name}” needs ${mb(bytes)}, but this browser refused to store that much for this page ` +
+          `(it reports ${mb(usage)} used of ${mb(quota)}; its limit is lower). ${advice}`,
+      );
+    }
+    throw e;
+  }
+}
+
+/** The stored models, newest first: [{id, name, kind, bytes, date}]. Unfinished folders are removed. */
+export async function listStoredModels() {
+  const root = await modelsDirectory(false);
+  if (!root) return [];
+  const out = [];
+  for await (const [id, handle] of root.entries()) {
+    if (handle.kind !== 'directory') continue;
+    try {
+      const record = JSON.parse(await (await (await handle.getFileHandle(RECORD)).getFile()).text());
+      out.push({ ...record, id });
+    } catch {
+      // No record: a store that never finished (the tab closed mid-write).
+      await root.removeEntry(id, { recursive: true }).catch(() => {});
+    }
+  }
+  return out.sort((a, b) => (a.date < b.date ? 1 : -1));
+}
+
+export async function deleteStoredModel(id) {
+  const root = await modelsDirectory(false);
+  await root?.removeEntry(id, { recursive: true });
+}
+
+/** A stored model's manifest. */
+async function readManifest(id) {
+  const dir = await (await modelsDirectory(false)).getDirectoryHandle(id);
+  return { dir, manifest: JSON.parse(await (await (await dir.getFileHandle('manifest.json')).getFile()).text()) };
+}
+
+/**
+ * Stores a knowledge base built in the browser beside a stored model and lists it in
+ * its manifest (with size and SHA-256 for a bundle, whose loader checks them).
+ * `kb`: {task, title, classes}. Returns the manifest entry.
+ */
+export async function addKnowledgeBase(id, kb, bytes) {
+  const { dir, manifest } = await readManifest(id);
+  const path = `${kb.task}.kplkb`;
+  await writeFile(dir, path, bytes);
+  const entry = { task: kb.task, title: kb.title, path, classes: kb.classes };
+  if (manifest.files?.image_encoder) {
+    entry.bytes = bytes.byteLength;
+    entry.sha256 = await sha256Hex(new Blob([bytes]));
+  }
+  manifest.knowledge = [...(manifest.knowledge ?? []).filter((k) => k.task !== kb.task), entry];
+  // createWritable writes a copy and swaps it in on close: the manifest is never half written.
+  await writeFile(dir, 'manifest.json', JSON.stringify(manifest, null, 2));
+  return entry;
+}
+
+export { storedModelBase };
