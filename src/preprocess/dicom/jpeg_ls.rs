@@ -268,7 +268,7 @@ pub fn decode(data: &[u8], max_samples: usize) -> JResult<Decoded> {
             0xDD => {
                 restart_interval = match segment {
                     [a, b] => usize::from(u16::from_be_bytes([*a, *b])),
-                    [a, b, c] => usize::from_be_bytes([0, 0, 0, 0, 0, *a, *b, *c]),
+                    [a, b, c] => usize::try_from(u32::from_be_bytes([0, *a, *b, *c])).unwrap_or(usize::MAX),
                     [a, b, c, d] => usize::try_from(u32::from_be_bytes([*a, *b, *c, *d])).unwrap_or(usize::MAX),
                     _ => return Err("the JPEG-LS restart interval (DRI) has an invalid length".into()),
                 };
