@@ -68,8 +68,9 @@ serve:
 	@test -f $(PKG_DIR)/kpl.js || { echo "$(PKG_DIR)/ is missing: run 'make wasm' first" >&2; exit 1; }
 	$(NODE) scripts/serve.mjs --port $(PORT) --model "$(MODEL)" --kb "$(KB_DIR)"
 
-# The browser tests but the site's (test-site runs it, with nginx).
-BROWSER_TESTS := $(filter-out tests/browser/site.test.mjs,$(wildcard tests/browser/*.test.mjs))
+# The browser tests but the site's (test-site runs them, with the web servers).
+SITE_TESTS    := tests/browser/site.test.mjs tests/browser/site-servers.test.mjs
+BROWSER_TESTS := $(filter-out $(SITE_TESTS),$(wildcard tests/browser/*.test.mjs))
 
 # The browser tests run after both builds (under `make -j` the two may overlap).
 test: test-rust wasm
@@ -78,11 +79,12 @@ test: test-rust wasm
 	@$(MAKE) --no-print-directory test-site
 
 # `kpl site` of the test model served by Debian's nginx with the emitted snippet, under
-# a sub-path, in Chromium (tests/browser/site.test.mjs; needs `make native wasm`).
-# nginx is installed if missing (scripts/setup.sh).
+# a sub-path, in Chromium (tests/browser/site.test.mjs), and by Caddy and Apache with
+# theirs (site-servers.test.mjs: the headers); needs `make native wasm`. The servers
+# are installed if missing (scripts/setup.sh).
 test-site:
-	@test -x /usr/sbin/nginx || bash scripts/setup.sh
-	$(NODE) --test tests/browser/site.test.mjs
+	@test -x /usr/sbin/nginx -a -x /usr/bin/caddy -a -x /usr/sbin/apache2 || bash scripts/setup.sh
+	$(NODE) --test $(SITE_TESTS)
 
 # Building bins and tests together first gives one feature set for both (dev-dependency
 # features unify only when tests are built): `cargo test` then reuses every artifact

@@ -3,8 +3,8 @@
 # Idempotent: every step checks first and is skipped when already satisfied.
 #
 #   - Debian packages (only when missing): chromium, chromium-driver,
-#     mesa-vulkan-drivers, libvulkan1 (software Vulkan for native wgpu), nginx
-#     (the site test), plus make,
+#     mesa-vulkan-drivers, libvulkan1 (software Vulkan for native wgpu), nginx,
+#     caddy, apache2 (the site tests), plus make,
 #     a C compiler and Node.js when those are absent;
 #   - the wasm32-unknown-unknown Rust target and clippy (make lint);
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
@@ -41,9 +41,12 @@ if command -v dpkg-query >/dev/null 2>&1; then
         fi
     done
 fi
-# nginx: the site test serves `kpl site` with the snippet it emits (make test-site).
-# Debian starts its nginx service (port 80) on install; the test runs its own.
+# nginx, caddy, apache2: the site tests serve `kpl site` with the configurations it
+# emits (make test-site). Debian starts their services (port 80) on install unless a
+# policy forbids it; the tests run their own instances on free ports.
 [ -x /usr/sbin/nginx ] || apt_missing+=(nginx)
+[ -x /usr/bin/caddy ] || apt_missing+=(caddy)
+[ -x /usr/sbin/apache2 ] || apt_missing+=(apache2)
 command -v make >/dev/null 2>&1 || apt_missing+=(make)
 command -v cc >/dev/null 2>&1 || apt_missing+=(build-essential pkg-config)
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs npm)
@@ -61,7 +64,7 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
         exit 1
     fi
 else
-    say "system packages: present (chromium, mesa-vulkan-drivers, libvulkan1, nginx, make, cc, node)"
+    say "system packages: present (chromium, mesa-vulkan-drivers, libvulkan1, nginx, caddy, apache2, make, cc, node)"
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

@@ -102,7 +102,8 @@ pub fn htaccess(_site: &SiteFiles) -> String {
 
 /// A Caddyfile snippet: `import` it in the block that serves the folder, before
 /// `file_server`. The Cache-Control matchers exclude each other, so their order
-/// does not matter; Content-Type is set before `file_server`, which then keeps it.
+/// does not matter; Content-Type is set before `file_server`, which then keeps it;
+/// missing files get their 404 from the snippet (with the headers).
 pub fn caddy(_site: &SiteFiles) -> String {
     let mut s = format!("# KPL web app: Caddy, {GENERATED}.\n");
     s += "# Import inside the block that serves the site folder, e.g.\n";
@@ -120,6 +121,9 @@ pub fn caddy(_site: &SiteFiles) -> String {
         s += &format!("@kpl_type{i} path {}\nheader @kpl_type{i} Content-Type \"{ct}\"\n", patterns.join(" "));
     }
     s += "@kpl_hidden path */.* */web.config */_headers\nrespond @kpl_hidden 404\n";
+    // file_server's own 404 goes through Caddy's error handling, which drops the headers
+    // set above: a missing file is answered here instead, with them.
+    s += "@kpl_missing not file {path} {path}index.html\nrespond @kpl_missing \"Not found\" 404\n";
     s
 }
 

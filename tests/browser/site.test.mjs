@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { launchBrowser, runNative, fixtureImage, collectErrors } from './helpers.mjs';
-import { startNginx } from './nginx.mjs';
+import { startNginx, parseHeadersFile } from './web-servers.mjs';
 import { SECURITY_HEADERS } from '../../scripts/serve.mjs';
 
 const MODEL = 'tests/fixtures/tiny-quickgelu-f32';
@@ -28,22 +28,6 @@ let page;
 let errors;
 /** Every URL the browser requested (pages, workers, service worker). */
 const requests = [];
-
-/** The emitted `_headers`: `{urlPath: {name: value}}` (blocks of a path and indented `Name: value` lines). */
-function parseHeadersFile(text) {
-  const rules = {};
-  let current = null;
-  for (const line of text.split('\n')) {
-    if (!line.trim() || line.startsWith('#')) continue;
-    if (!/^\s/.test(line)) {
-      current = rules[line.trim()] = {};
-    } else {
-      const i = line.indexOf(':');
-      current[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
-    }
-  }
-  return rules;
-}
 
 /** A GET of a path on the nginx server: `{status, headers}`. */
 function get(p) {
