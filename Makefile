@@ -94,7 +94,7 @@ test-rust: setup lint
 	$(CARGO) test --release --workspace
 
 # The parsers of untrusted bytes (DICOM, GGUF header check, .kplkb, npz, bundle
-# manifest) deny indexing, unwrap/expect, panic and unchecked arithmetic with
+# manifest, SentencePiece model + SigLIP tokenizer) deny indexing, unwrap/expect, panic and unchecked arithmetic with
 # inner #![deny(clippy::…)] attributes; clippy turns any breach into an error.
 lint: setup
 	$(CARGO) clippy --release --lib

@@ -16,6 +16,7 @@ pub mod knowledge;
 pub mod npz;
 pub mod pipeline;
 pub mod preprocess;
+pub mod text;
 pub mod text_clean;
 pub mod tokenizer;
 

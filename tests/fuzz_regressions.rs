@@ -74,6 +74,11 @@ fn jpeg_ls() {
 }
 
 #[test]
+fn sentencepiece() {
+    replay("sentencepiece");
+}
+
+#[test]
 fn npz() {
     replay("npz");
 }

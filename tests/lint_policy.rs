@@ -20,7 +20,9 @@ fn root() -> PathBuf {
 
 fn parser_modules() -> Vec<PathBuf> {
     let src = root().join("src");
-    let mut files: Vec<PathBuf> = ["npz.rs", "bundle/gguf_check.rs", "bundle/manifest.rs", "knowledge/base.rs", "preprocess/dicom.rs"]
+    let mut files: Vec<PathBuf> = ["npz.rs", "bundle/gguf_check.rs", "bundle/manifest.rs", "knowledge/base.rs", "preprocess/dicom.rs",
+        "text/sentencepiece.rs", "text/sentencepiece/normalizer.rs", "text/sentencepiece/proto.rs",
+        "text/sentencepiece/unigram.rs", "text/siglip_tokenizer.rs"]
         .iter()
         .map(|f| src.join(f))
         .collect();

@@ -269,6 +269,27 @@ pub fn npz(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
+/// `sentencepiece`: a `spiece.model` (`SentencePiece::from_bytes`: protobuf,
+/// pieces, byte pieces, precompiled charsmap), then encoding through the
+/// charsmap trie and the unigram Viterbi, plain and with the SigLIP tokenizer
+/// rules (when the model has `</s>` and `<unk>`). Every id must be in range.
+pub fn sentencepiece(data: &[u8]) -> kpl::Result<()> {
+    use kpl::text::sentencepiece::SentencePiece;
+    use kpl::text::siglip_tokenizer::SiglipTokenizer;
+    const TEXTS: [&str; 4] = ["a photo of a chest x-ray", "  ＡＢＣ ﬁbrosis  肺炎 🫁 </s> <unk>", "\u{2581}\u{2581} x", ""];
+    let sp = SentencePiece::from_bytes(data, "fuzz.model")?;
+    for text in TEXTS {
+        assert!(sp.encode(text).iter().all(|&id| (id as usize) < sp.len()), "id out of range");
+    }
+    let tok = SiglipTokenizer::new(sp, None, Some(16))?;
+    for text in TEXTS {
+        let out = tok.encode(text);
+        assert_eq!(out.ids.len(), 16);
+        assert!(out.ids.iter().all(|&id| (id as usize) < tok.vocab_size()), "id out of range");
+    }
+    Ok(())
+}
+
 /// The targets by name, for the regression test and `scripts/fuzz.sh`
 /// (`dicom_structured` is not here: its inputs are replayed as the files they
 /// generate, by `dicom`).
@@ -289,6 +310,7 @@ pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("safetensors", safetensors),
     ("kplkb", kplkb),
     ("jpeg_ls", jpeg_ls),
+    ("sentencepiece", sentencepiece),
     #[cfg(feature = "cli")]
     ("npz", npz),
 ];
