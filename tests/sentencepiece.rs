@@ -90,6 +90,29 @@ fn siglip_tokenizer_ids_identical_to_transformers() {
     assert!(failures.is_empty(), "{} of {} texts differ:\n{}", failures.len(), texts.len(), failures.join("\n"));
 }
 
+/// The same rules on the 436 strings of the sentencepiece reference (special
+/// tokens inside text, ▁, controls, NFKC cases, random strings).
+#[test]
+fn siglip_tokenizer_ids_identical_to_transformers_on_the_long_list() {
+    let reference = read_json("sentencepiece/reference.json");
+    let strings = reference["strings"].as_array().unwrap();
+    let expected = &reference["siglip_tokenizer"];
+    assert_eq!(expected["class"], "SiglipTokenizer");
+    let config = std::fs::read_to_string(fixtures().join("tiny-siglip-b/tokenizer_config.json")).unwrap();
+    let max_length = expected["max_length"].as_u64().unwrap() as usize;
+    let tok = SiglipTokenizer::new(load("tiny-siglip-b/spiece.model"), Some(("tokenizer_config.json", &config)), Some(max_length))
+        .unwrap();
+    let mut failures = Vec::new();
+    for ((s, want), mask) in strings.iter().zip(expected["ids"].as_array().unwrap()).zip(expected["attention_mask"].as_array().unwrap()) {
+        let got = tok.encode(s.as_str().unwrap());
+        if got.ids != ids(want) || got.attention_mask != ids(mask) {
+            failures.push(format!("{s}\n  transformers: {:?}\n  ours:         {:?}", ids(want), got.ids));
+        }
+    }
+    assert_eq!(strings.len(), expected["ids"].as_array().unwrap().len());
+    assert!(failures.is_empty(), "{} of {} differ:\n{}", failures.len(), strings.len(), failures.join("\n"));
+}
+
 #[test]
 fn siglip_tokenizer_length_comes_from_the_caller_or_the_config() {
     let tok = SiglipTokenizer::new(load("tiny-siglip-b/spiece.model"), None, Some(8)).unwrap();
