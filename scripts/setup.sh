@@ -8,7 +8,9 @@
 #     a C compiler and Node.js when those are absent;
 #   - the wasm32-unknown-unknown Rust target and clippy (make lint);
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
-#   - the npm packages in package-lock.json (playwright-core; it downloads no browser).
+#   - the npm packages in package-lock.json (playwright-core; it downloads no browser);
+#   - pydicom 3.0.2's test files (tests/dicom_suite.rs): its wheel fetched from PyPI
+#     with pip, checked against its sha256, `test_files/` unpacked into build/.
 #
 # Used by `make setup` and `.ci/run`. Set KPL_SKIP_APT=1 to skip the apt step.
 set -euo pipefail
@@ -116,6 +118,41 @@ if [ "$have_pw" = "$want_pw" ]; then
 else
     say "npm ci (playwright-core $want_pw)"
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+fi
+
+# ---------------------------------------------------------------- pydicom's test files
+# tests/dicom_suite.rs reads every file of pydicom 3.0.2's own test suite; the
+# wheel is pinned by its sha256 (PyPI's), so the files are always the same.
+pydicom_dir=build/pydicom-3.0.2
+pydicom_sha256=abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b
+if [ -d "$pydicom_dir/test_files" ]; then
+    say "pydicom 3.0.2 test files: present"
+elif ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "[setup] python3 -m pip is needed to fetch pydicom 3.0.2's test files (tests/dicom_suite.rs)" >&2
+    exit 1
+else
+    say "pip download pydicom==3.0.2 (its test files, for tests/dicom_suite.rs)"
+    rm -rf "$pydicom_dir" && mkdir -p "$pydicom_dir/wheel"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$pydicom_dir/wheel" pydicom==3.0.2
+    wheel="$pydicom_dir/wheel/pydicom-3.0.2-py3-none-any.whl"
+    if ! echo "$pydicom_sha256  $wheel" | sha256sum --check --status; then
+        echo "[setup] $wheel does not have the sha256 $pydicom_sha256" >&2
+        rm -rf "$pydicom_dir"
+        exit 1
+    fi
+    python3 - "$wheel" "$pydicom_dir" <<'PY'
+import sys, zipfile
+from pathlib import Path
+wheel, out = sys.argv[1], Path(sys.argv[2])
+prefix = "pydicom/data/test_files/"
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = out / "test_files" / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(name))
+PY
+    say "pydicom 3.0.2 test files: $(find "$pydicom_dir/test_files" -type f | wc -l) files in $pydicom_dir/test_files"
 fi
 
 say "done"

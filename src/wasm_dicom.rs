@@ -11,7 +11,8 @@ use crate::preprocess::{dicom, DecodeLimits};
 /// without a preamble: see `preprocess::dicom::is_dicom`).
 ///
 /// Returns `{modality, body_part, rows, columns, frames, transfer_syntax,
-/// transfer_syntax_name}` (`modality` and `body_part` may be null), plus any field
+/// transfer_syntax_name, warnings}` (`modality` and `body_part` may be null;
+/// `warnings` a list of sentences, empty when the file reads as it declares), plus any field
 /// `DicomSummary` gains later. Throws an `Error` naming the file when it is
 /// DICOM but cannot be read. `maxMegapixels` bounds what the parser accepts
 /// (default 100), as for decoding.

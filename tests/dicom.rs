@@ -51,6 +51,46 @@ fn short_element(bytes: &[u8], group: u16, element: u16) -> (usize, usize) {
     (at + 8, at + 6)
 }
 
+/// The pixel kinds and encodings of `tests/dicom/kinds/` (1-bit, 32-bit, float,
+/// an encoding that contradicts the transfer syntax), written and rendered by
+/// pydicom (tests/reference/dicom_kinds.py): every sample within 1 grey level,
+/// and a warning for each mismatched encoding.
+#[test]
+fn pixel_kinds_match_pydicom() {
+    let kinds = dir().join("kinds");
+    let text = std::fs::read_to_string(kinds.join("reference.json")).unwrap();
+    let reference: serde_json::Map<String, Value> = serde_json::from_str::<Value>(&text).unwrap().as_object().unwrap().clone();
+    let mut failures = Vec::new();
+    for (name, entry) in &reference {
+        let bytes = std::fs::read(kinds.join(name)).unwrap();
+        let decoded = match dicom::decode(&bytes, name, DecodeLimits::default(), None) {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(format!("{name} ({}): {e}", entry["what"]));
+                continue;
+            }
+        };
+        let png = kinds.join(entry["png"].as_str().unwrap());
+        let expected = image::open(&png).unwrap().to_rgb8();
+        let image = &decoded.image;
+        assert_eq!((image.width as u32, image.height as u32), expected.dimensions(), "{name}");
+        let max = image.data.iter().zip(expected.as_raw()).map(|(&a, &b)| a.abs_diff(b)).max().unwrap_or(0);
+        if max > 1 {
+            failures.push(format!("{name} ({}): a sample differs by {max} from pydicom's rendering", entry["what"]));
+        }
+        assert!(expected.as_raw().iter().any(|&v| v != expected.as_raw()[0]), "{name}: a flat reference tests little");
+        let warnings = &decoded.summary.warnings;
+        if entry["mismatch"] == true {
+            assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+            assert!(warnings[0].contains("the data set is encoded in"), "{name}: {warnings:?}");
+        } else {
+            assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(reference.len() >= 15, "only {} files", reference.len());
+}
+
 #[test]
 fn renderings_match_pydicom() {
     let mut table = Vec::new();
@@ -120,12 +160,16 @@ fn summary_holds_only_non_identifying_fields() {
             frames: 1,
             photometric_interpretation: Some("MONOCHROME2".into()),
             transfer_syntax: "1.2.840.10008.1.2.1".into(),
+            warnings: vec![],
         }
     );
     let json = serde_json::to_value(&s).unwrap();
     let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["body_part", "columns", "frames", "modality", "photometric_interpretation", "rows", "transfer_syntax"]);
+    assert_eq!(
+        keys,
+        ["body_part", "columns", "frames", "modality", "photometric_interpretation", "rows", "transfer_syntax", "warnings"]
+    );
     assert_eq!(s.transfer_syntax_name(), "Explicit VR Little Endian");
     // CT_small.dcm names a (test) patient: neither the summary nor an error carries it.
     let mut bytes = file("CT_small.dcm");

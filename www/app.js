@@ -360,6 +360,7 @@ function dicomList(d) {
     ['Frames', String(d.frames)],
     ['Photometric interpretation', d.photometric_interpretation],
     ['Transfer syntax', d.transfer_syntax_name ? `${d.transfer_syntax_name} (${d.transfer_syntax})` : d.transfer_syntax],
+    ...(d.warnings ?? []).map((w) => ['Warning', w]),
   ].filter(([, v]) => v !== undefined && v !== null);
   return el('div', { class: 'dicom' },
     el('h4', {}, 'DICOM'),

@@ -215,6 +215,8 @@
  * @property {number} frames
  * @property {string} transfer_syntax the UID.
  * @property {string} transfer_syntax_name
+ * @property {string[]} warnings what was read other than the file declares (an
+ *   encoding that contradicts the transfer syntax, …); empty when nothing was.
  */
 
 /**

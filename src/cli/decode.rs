@@ -48,6 +48,9 @@ pub fn run(args: &DecodeArgs) -> Result<i32, Error> {
         kpl::isolate::test_panic_hook(&name);
         dicom::decode(&bytes, &name, limits, args.frame)
     })?;
+    for warning in &decoded.summary.warnings {
+        eprintln!("kpl: warning: {name}: {warning}");
+    }
     let image = &decoded.image;
     image::save_buffer_with_format(
         &args.output,

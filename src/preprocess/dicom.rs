@@ -72,6 +72,9 @@ pub struct DicomSummary {
     pub photometric_interpretation: Option<String>,
     /// The transfer syntax UID.
     pub transfer_syntax: String,
+    /// What was read other than the file declares (an encoding that contradicts
+    /// the transfer syntax, …), one sentence each; empty when nothing was.
+    pub warnings: Vec<String>,
 }
 
 impl DicomSummary {
@@ -223,12 +226,14 @@ struct File<'a> {
     codec: Codec,
     start: Start,
     dataset: DataSetStore<'a>,
+    warnings: Vec<String>,
 }
 
 enum DataSetStore<'a> {
     /// The data set's bytes, their encoding, and the file offset they start at.
     Borrowed(&'a [u8], Encoding, usize),
-    Inflated(Vec<u8>),
+    /// An inflated data set and its encoding.
+    Inflated(Vec<u8>, Encoding),
 }
 
 impl<'a> File<'a> {
@@ -240,8 +245,19 @@ impl<'a> File<'a> {
         let start = meta.dataset_start;
         let rest = bytes.get(start..).ok_or("the file ends inside its file meta information")?;
         let codec = transfer_syntax(&meta.transfer_syntax).map_or(Codec::Unsupported, |t| t.codec);
+        let mut warnings = Vec::new();
+        // The encoding the data set is really in: a data set without file meta
+        // information was read in the one it shows already.
+        let mut actual = |data: &[u8], declared: Encoding| {
+            if matches!(meta.start, Start::DataSet(_)) {
+                return declared;
+            }
+            let (encoding, warning) = parse::actual_encoding(data, declared, &describe_ts(&meta.transfer_syntax));
+            warnings.extend(warning);
+            encoding
+        };
         let dataset = match codec {
-            Codec::Native(encoding) => DataSetStore::Borrowed(rest, encoding, start),
+            Codec::Native(encoding) => DataSetStore::Borrowed(rest, actual(rest, encoding), start),
             Codec::Deflated => {
                 // Bounded: the inflated data set may hold the pixel limit in 16-bit
                 // samples plus headers, no more.
@@ -254,13 +270,14 @@ impl<'a> File<'a> {
                         format!("the deflated data set is corrupt ({:?})", e.status)
                     }
                 })?;
-                DataSetStore::Inflated(inflated)
+                let encoding = actual(&inflated, Encoding::ExplicitLittle);
+                DataSetStore::Inflated(inflated, encoding)
             }
             // Encapsulated transfer syntaxes (and unknown ones, whose data set
             // is explicit VR little endian by rule) keep the data set readable.
-            _ => DataSetStore::Borrowed(rest, Encoding::ExplicitLittle, start),
+            _ => DataSetStore::Borrowed(rest, actual(rest, Encoding::ExplicitLittle), start),
         };
-        Ok(Self { ts: meta.transfer_syntax, codec, start: meta.start, dataset })
+        Ok(Self { ts: meta.transfer_syntax, codec, start: meta.start, dataset, warnings })
     }
 
     fn dataset(&self) -> PResult<DataSet<'_>> {
@@ -268,7 +285,7 @@ impl<'a> File<'a> {
             DataSetStore::Borrowed(bytes, encoding, start) => {
                 parse::parse_dataset(bytes, *encoding, Origin::File(*start))
             }
-            DataSetStore::Inflated(bytes) => parse::parse_dataset(bytes, Encoding::ExplicitLittle, Origin::Inflated),
+            DataSetStore::Inflated(bytes, encoding) => parse::parse_dataset(bytes, *encoding, Origin::Inflated),
         };
         parsed.map_err(|e| {
             if transfer_syntax(&self.ts).is_none() {
@@ -301,14 +318,12 @@ impl<'a> File<'a> {
             frames: frames(&ds)?,
             photometric_interpretation: ds.string(parse::PHOTOMETRIC).map(code_string),
             transfer_syntax: self.ts.clone(),
+            warnings: self.warnings.clone(),
         })
     }
 
     fn render(&self, frame: u32, limits: DecodeLimits) -> PResult<Image8> {
         let ds = self.dataset()?;
-        if ds.get(parse::FLOAT_PIXEL_DATA).is_some() || ds.get(parse::DOUBLE_PIXEL_DATA).is_some() {
-            return Err("float pixel data (7FE0,0008/0009) is not supported".into());
-        }
         let (rows, columns) = dimensions(&ds)?;
         let frames = frames(&ds)?;
         let samples = ds.u16(parse::SAMPLES_PER_PIXEL)?.unwrap_or(1);
@@ -325,6 +340,15 @@ impl<'a> File<'a> {
                 f64::from(rows) * f64::from(columns) * f64::from(frames) * f64::from(samples) / 1e6,
                 limits.max_pixels as f64 / 1e6
             ));
+        }
+        if let Some(float) = float_pixel_data(&ds) {
+            let grey = self.render_float(&ds, float, (rows, columns, frames, samples), frame)?;
+            return Ok(Image8 {
+                width: usize::from(columns),
+                height: usize::from(rows),
+                channels: 3,
+                data: grey.into_iter().flat_map(|v| [v; 3]).collect(),
+            });
         }
         if self.codec == Codec::Unsupported {
             return Err(format!("the transfer syntax {} is not supported", describe_ts(&self.ts)));
@@ -351,8 +375,15 @@ impl<'a> File<'a> {
                 } else {
                     bytes
                 };
+                // Bit-packed frames follow each other bit by bit: all of them
+                // need the ceiling of their bits over 8 bytes.
                 let size = layout.native_frame_bytes();
-                let needed = size.checked_mul(frames_us).ok_or("the pixel data size overflows")?;
+                let needed = if layout.bits_allocated == 1 {
+                    layout.sample_count().checked_mul(frames_us).map(|bits| bits.div_ceil(8))
+                } else {
+                    size.checked_mul(frames_us)
+                }
+                .ok_or("the pixel data size overflows")?;
                 if value.len() < needed {
                     let odd = if value.len() < bytes.len() {
                         "; an OW value of odd length, whose last byte has no partner in a 16-bit word"
@@ -366,12 +397,16 @@ impl<'a> File<'a> {
                         ds.origin.at(*at)
                     ));
                 }
+                if layout.bits_allocated == 1 {
+                    codec::bits(value, &layout, frame_us)?
+                } else {
                 // frame < frames: the frame lies within the `needed` bytes checked above.
                 let frame_bytes = value
                     .get(size.saturating_mul(frame_us)..)
                     .and_then(|v| v.get(..size))
                     .ok_or("the frame lies beyond the Pixel Data")?;
                 codec::native(frame_bytes, &layout, big)?
+                }
             }
             (
                 Codec::Rle | Codec::Jpeg | Codec::Jpeg2000 | Codec::JpegLs,
@@ -410,7 +445,8 @@ impl<'a> File<'a> {
         }
         let data = match photometric.as_str() {
             "MONOCHROME1" | "MONOCHROME2" => {
-                let grey = greyscale(&ds, &values, photometric == "MONOCHROME1")?;
+                let modality: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+                let grey = greyscale(&ds, &modality, photometric == "MONOCHROME1")?;
                 grey.into_iter().flat_map(|v| [v; 3]).collect()
             }
             "PALETTE COLOR" => palette(&ds, &values)?,
@@ -426,6 +462,59 @@ impl<'a> File<'a> {
         };
         Ok(Image8 { width: usize::from(columns), height: usize::from(rows), channels: 3, data })
     }
+}
+
+impl File<'_> {
+    /// Frame `frame` of Float Pixel Data (7FE0,0008: OF, 32-bit IEEE floats) or
+    /// Double Float Pixel Data (7FE0,0009: OD, 64-bit), greyscale only (PS3.3
+    /// C.7.6.24), through the same modality LUT and window rule as integers.
+    fn render_float(
+        &self,
+        ds: &DataSet<'_>,
+        (tag, value): (parse::Tag, parse::Value<'_>),
+        (rows, columns, frames, samples): (u16, u16, u32, u16),
+        frame: u32,
+    ) -> PResult<Vec<u8>> {
+        let what = ds.describe(tag);
+        if !matches!(self.codec, Codec::Native(_) | Codec::Deflated) {
+            return Err(format!("{what} in the encapsulated transfer syntax {}", describe_ts(&self.ts)));
+        }
+        let photometric = ds.string(parse::PHOTOMETRIC).unwrap_or_else(|| "MONOCHROME2".into());
+        if samples != 1 || !matches!(photometric.as_str(), "MONOCHROME1" | "MONOCHROME2") {
+            return Err(format!(
+                "{what} is greyscale only, but the file says {photometric} with {samples} sample(s) per pixel"
+            ));
+        }
+        let width: usize = if tag == parse::FLOAT_PIXEL_DATA { 4 } else { 8 };
+        let too_large = || format!("{what}: {frames} frame(s) of {columns}×{rows} are too large for this platform");
+        let size = usize::from(rows).checked_mul(usize::from(columns)).and_then(|p| p.checked_mul(width));
+        let size = size.ok_or_else(too_large)?;
+        let needed = usize::try_from(frames).ok().and_then(|f| f.checked_mul(size)).ok_or_else(too_large)?;
+        if value.bytes.len() < needed {
+            return Err(format!(
+                "{what} holds {} bytes but {frames} frame(s) of {columns}×{rows} values of {width} bytes need {needed} \
+                 (truncated file or wrong value length)",
+                value.bytes.len()
+            ));
+        }
+        // frame < frames: within the `needed` bytes checked above.
+        let start = usize::try_from(frame).ok().and_then(|f| f.checked_mul(size)).ok_or_else(too_large)?;
+        let bytes = value.bytes.get(start..).and_then(|v| v.get(..size)).ok_or("the frame lies beyond the pixel data")?;
+        let big = ds.encoding.big_endian();
+        let values: Vec<f64> = if width == 4 {
+            let word = |w: [u8; 4]| if big { f32::from_be_bytes(w) } else { f32::from_le_bytes(w) };
+            bytes.as_chunks::<4>().0.iter().map(|&w| f64::from(word(w))).collect()
+        } else {
+            let word = |w: [u8; 8]| if big { f64::from_be_bytes(w) } else { f64::from_le_bytes(w) };
+            bytes.as_chunks::<8>().0.iter().map(|&w| word(w)).collect()
+        };
+        greyscale(ds, &values, photometric == "MONOCHROME1")
+    }
+}
+
+/// The Float or Double Float Pixel Data element, when the file has one.
+fn float_pixel_data<'a>(ds: &DataSet<'a>) -> Option<(parse::Tag, parse::Value<'a>)> {
+    [parse::FLOAT_PIXEL_DATA, parse::DOUBLE_PIXEL_DATA].into_iter().find_map(|t| ds.get(t).map(|v| (t, v)))
 }
 
 /// Keeps a code string to its defined characters (upper-case letters, digits,
@@ -455,8 +544,11 @@ fn frames(ds: &DataSet<'_>) -> PResult<u32> {
 
 fn layout(ds: &DataSet<'_>, rows: u16, columns: u16, samples: u16, photometric: &str, codec: Codec) -> PResult<Layout> {
     let bits_allocated = ds.u16(parse::BITS_ALLOCATED)?.ok_or("Bits Allocated (0028,0100) is missing")?;
-    if !matches!(bits_allocated, 8 | 16) {
-        return Err(format!("Bits Allocated {bits_allocated} is not supported (8 or 16)"));
+    if !matches!(bits_allocated, 1 | 8 | 16 | 32) {
+        return Err(format!("Bits Allocated {bits_allocated} is not supported (1, 8, 16 or 32)"));
+    }
+    if bits_allocated == 1 && !matches!(codec, Codec::Native(_) | Codec::Deflated) {
+        return Err("bit-packed pixel data (Bits Allocated 1) in an encapsulated transfer syntax".into());
     }
     let bits_stored = ds.u16(parse::BITS_STORED)?.unwrap_or(bits_allocated);
     if bits_stored == 0 || bits_stored > bits_allocated {
@@ -507,14 +599,16 @@ pub fn window(x: f64, center: f64, width: f64) -> f64 {
     }
 }
 
-fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>> {
+/// Stored values (integers, or floats of Float/Double Float Pixel Data) to
+/// 8-bit grey by the rule of the module docs (step 3).
+fn greyscale(ds: &DataSet<'_>, values: &[f64], invert: bool) -> PResult<Vec<u8>> {
     let slope = ds.decimal(parse::RESCALE_SLOPE)?.unwrap_or(1.0);
     let intercept = ds.decimal(parse::RESCALE_INTERCEPT)?.unwrap_or(0.0);
     let first_window = match (ds.decimal(parse::WINDOW_CENTER)?, ds.decimal(parse::WINDOW_WIDTH)?) {
         (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
         _ => None,
     };
-    let modality = |x: i32| f64::from(x) * slope + intercept;
+    let modality = |x: f64| x * slope + intercept;
     let mut out: Vec<u8> = match first_window {
         Some((c, w)) => values.iter().map(|&x| to_u8(window(modality(x), c, w))).collect(),
         None => {
@@ -536,14 +630,14 @@ fn greyscale(ds: &DataSet<'_>, values: &[i32], invert: bool) -> PResult<Vec<u8>>
     Ok(out)
 }
 
-/// Colour samples to 8 bits.
-fn colour(values: &[i32], bits_stored: u16) -> Vec<u8> {
+/// Colour samples to 8 bits: samples of more than 8 bits (up to 32) scaled by
+/// `255 / (2^bits - 1)`.
+fn colour(values: &[i64], bits_stored: u16) -> Vec<u8> {
     if bits_stored <= 8 {
         values.iter().map(|&v| u8::try_from(v.clamp(0, 255)).unwrap_or(u8::MAX)).collect()
     } else {
-        // Bits Stored is at most Bits Allocated, 16: the shift is in range.
-        let scale = 255.0 / (f64::from(1u32 << bits_stored) - 1.0);
-        values.iter().map(|&v| to_u8(f64::from(v.max(0)) * scale)).collect()
+        let scale = 255.0 / (2f64.powi(i32::from(bits_stored)) - 1.0);
+        values.iter().map(|&v| to_u8(v.max(0) as f64 * scale)).collect()
     }
 }
 
@@ -559,7 +653,7 @@ fn ybr_to_rgb(ybr: &[u8]) -> Vec<u8> {
     out
 }
 
-fn palette(ds: &DataSet<'_>, values: &[i32]) -> PResult<Vec<u8>> {
+fn palette(ds: &DataSet<'_>, values: &[i64]) -> PResult<Vec<u8>> {
     if parse::SEGMENTED_PALETTE_DATA.iter().any(|&t| ds.get(t).is_some()) {
         return Err("segmented palette colour lookup tables are not supported".into());
     }
@@ -611,9 +705,8 @@ fn palette(ds: &DataSet<'_>, values: &[i32]) -> PResult<Vec<u8>> {
     for &v in values {
         for (first, table) in &tables {
             // A value below the first mapped one takes the first entry, one beyond
-            // the table the last (PS3.3 C.7.6.3.1.5). The difference of two i32
-            // values cannot overflow i64, and fits in usize when not negative.
-            let entry = match usize::try_from(i64::from(v).saturating_sub(i64::from(*first))) {
+            // the table the last (PS3.3 C.7.6.3.1.5).
+            let entry = match usize::try_from(v.saturating_sub(i64::from(*first))) {
                 Ok(i) => table.get(i).or(table.last()),
                 Err(_) => table.first(),
             };

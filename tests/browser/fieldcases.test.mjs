@@ -4,7 +4,8 @@
 // - be_rgb8_ow_3x3.dcm (Explicit VR Big Endian, 8-bit RGB, Pixel Data as OW with its
 //   byte pairs swapped on the wire) decodes to exactly the pixels of
 //   be_rgb8_ow_3x3.expected_rgb.npy (`decodeImage`, src/wasm_dicom.rs), and the page
-//   classifies it: a result card, not an error;
+//   classifies it: a result card, not an error; pydicom's SC_rgb_small_odd_big_endian.dcm
+//   (the same fault, from pydicom's test suite) decodes to pydicom's pixels;
 // - mojibake.txt tokenises to exactly OpenAI's ids (mojibake.openai_ids.json), which
 //   needs ftfy's repair of UTF-8 read as Windows-1252 before BPE.
 //
@@ -82,6 +83,27 @@ test('be_rgb8_ow_3x3.dcm decodes in wasm to exactly the expected RGB pixels', { 
   assert.equal(decoded.error, undefined, `decodeImage failed: ${decoded.error}`);
   assert.deepEqual([decoded.height, decoded.width], expected.shape.slice(0, 2));
   assert.deepEqual(decoded.rgb, expected.data);
+});
+
+test('pydicom\'s SC_rgb_small_odd_big_endian.dcm decodes in wasm to pydicom\'s pixels', { timeout: 60000 }, async () => {
+  // The same fault class as be_rgb8_ow_3x3.dcm, in pydicom's own test suite (fetched by
+  // scripts/setup.sh; pydicom's rendering in tests/dicom/suite/suite.json).
+  const name = 'SC_rgb_small_odd_big_endian.dcm';
+  const file = path.join(REPO, 'build', 'pydicom-3.0.2', 'test_files', name);
+  assert.ok(fs.existsSync(file), `${file} is missing: run scripts/setup.sh`);
+  const suite = JSON.parse(fs.readFileSync(path.join(REPO, 'tests', 'dicom', 'suite', 'suite.json'), 'utf8'));
+  const expected = suite.files[name].rgb;
+  assert.equal(expected.length, 27);
+  await page.goto(`${server.url}/`);
+  const decoded = await page.evaluate(async ([b64, name]) => {
+    const kpl = await import('/pkg/kpl.js');
+    await kpl.default();
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const image = kpl.decodeImage(bytes, name);
+    return { width: image.width, height: image.height, rgb: Array.from(image.rgb) };
+  }, [fs.readFileSync(file).toString('base64'), name]);
+  assert.deepEqual([decoded.height, decoded.width], [3, 3]);
+  assert.deepEqual(decoded.rgb, expected);
 });
 
 test('be_rgb8_ow_3x3.dcm in the page: a result card, not an error', { timeout: 90000 }, async () => {

@@ -110,8 +110,7 @@ def render(ds):
     arr = ds.pixel_array
     if frames > 1:
         arr = arr[index]
-    pi = ds.PhotometricInterpretation
-    bits = int(ds.BitsStored)
+    pi = ds.get("PhotometricInterpretation", "MONOCHROME2")
     info = {"frame": index, "photometric": pi}
     if pi in ("MONOCHROME1", "MONOCHROME2"):
         slope = first(ds.get("RescaleSlope")) or 1.0 if "RescaleSlope" in ds else 1.0
@@ -138,6 +137,7 @@ def render(ds):
             return round_half_up(rgb.astype(np.float64) * 255.0 / 65535.0), info
         return rgb.astype(np.uint8), info
     # RGB, or YBR that pydicom has converted to RGB.
+    bits = int(ds.BitsStored)
     if bits <= 8:
         return np.clip(arr, 0, 255).astype(np.uint8), info
     return round_half_up(arr.astype(np.float64) * 255.0 / (2**bits - 1)), info

@@ -40,8 +40,8 @@ pub struct Layout {
 
 impl Layout {
     /// The layout after checking its ranges: rows, columns and samples at
-    /// least 1, 8 or 16 bits allocated, 1 to Bits Allocated bits stored, and the
-    /// bytes of a frame representable (so that [`Layout::pixels`],
+    /// least 1, 1, 8, 16 or 32 bits allocated, 1 to Bits Allocated bits stored,
+    /// and the bytes of a frame representable (so that [`Layout::pixels`],
     /// [`Layout::sample_count`] and [`Layout::native_frame_bytes`] never
     /// overflow, on 32-bit targets included).
     pub fn checked(self) -> PResult<Self> {
@@ -49,15 +49,15 @@ impl Layout {
         if rows == 0 || columns == 0 || samples == 0 {
             return Err(format!("the image has no samples ({columns}×{rows}×{samples})"));
         }
-        if !matches!(bits_allocated, 8 | 16) {
-            return Err(format!("Bits Allocated {bits_allocated} is not supported (8 or 16)"));
+        if !matches!(bits_allocated, 1 | 8 | 16 | 32) {
+            return Err(format!("Bits Allocated {bits_allocated} is not supported (1, 8, 16 or 32)"));
         }
         if bits_stored == 0 || bits_stored > bits_allocated {
             return Err(format!("Bits Stored {bits_stored} does not fit Bits Allocated {bits_allocated}"));
         }
         rows.checked_mul(columns)
             .and_then(|p| p.checked_mul(samples))
-            .and_then(|s| s.checked_mul(2))
+            .and_then(|s| s.checked_mul(8))
             .ok_or_else(|| format!("a frame of {columns}×{rows}×{samples} samples is too large for this platform"))?;
         Ok(self)
     }
@@ -72,23 +72,28 @@ impl Layout {
         self.pixels().saturating_mul(self.samples)
     }
 
-    /// A raw stored value reduced to Bits Stored and sign-extended when signed.
-    pub fn normalize(&self, raw: u32) -> i32 {
+    /// A raw stored value reduced to Bits Stored and sign-extended when signed
+    /// (i64: unsigned 32-bit values included).
+    pub fn normalize(&self, raw: u32) -> i64 {
         // The bits above Bits Stored are shifted out at the top, then the value is
         // shifted back down, arithmetically (sign-extending) when signed.
+        // Bits Stored is 1 to 32 (`checked`), so `unused` is 0 to 31.
         let unused = 32u32.saturating_sub(u32::from(self.bits_stored));
         let top = raw.checked_shl(unused).unwrap_or(0);
         if self.signed {
-            (top as i32).checked_shr(unused).unwrap_or(0)
+            i64::from(i32::from_ne_bytes(top.to_ne_bytes()).checked_shr(unused).unwrap_or(0))
         } else {
-            top.checked_shr(unused).unwrap_or(0) as i32
+            i64::from(top.checked_shr(unused).unwrap_or(0))
         }
     }
 
-    /// Bytes of one native frame.
+    /// Bytes of one native frame (bit-packed 1-bit frames: rounded up; they
+    /// need not start on a byte boundary, see [`bits`]).
     pub fn native_frame_bytes(&self) -> usize {
         if self.ybr_422 {
             self.pixels().saturating_mul(2)
+        } else if self.bits_allocated == 1 {
+            self.sample_count().div_ceil(8)
         } else {
             self.sample_count().saturating_mul(usize::from(self.bits_allocated / 8))
         }
@@ -114,8 +119,34 @@ pub fn unswap_ow(value: &[u8]) -> Vec<u8> {
     words.iter().flat_map(|&[a, b]| [b, a]).collect()
 }
 
-/// One frame of native pixel data.
-pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<Vec<i32>> {
+/// Frame `frame` of bit-packed (Bits Allocated 1) native pixel data: sample
+/// `i` of the value is bit `i % 8` (least significant first) of byte `i / 8`
+/// (PS3.5 8.1.1), frames following each other with no padding, so a frame may
+/// start inside a byte (as pydicom's `unpack_bits` reads them). 16-bit words
+/// do not reorder the bits under big endian either (PS3.5 8.1.1, as pydicom).
+pub fn bits(value: &[u8], layout: &Layout, frame: usize) -> PResult<Vec<i64>> {
+    let count = layout.sample_count();
+    // `Layout::checked` keeps count × 8 in range; frame × count is bounded by the
+    // caller's check that every frame's bits are present.
+    let first = frame.checked_mul(count).ok_or("the pixel data size overflows")?;
+    let end = first.checked_add(count).ok_or("the pixel data size overflows")?;
+    if end.div_ceil(8) > value.len() {
+        return Err(format!("the bit-packed Pixel Data ends before frame {frame}"));
+    }
+    let mut planes: Vec<i64> = (first..end)
+        .map(|i| {
+            let byte = value.get(i / 8).copied().unwrap_or(0);
+            i64::from((byte >> (i % 8)) & 1)
+        })
+        .collect();
+    if layout.planar && layout.samples > 1 {
+        planes = interleave(&planes, layout.pixels(), layout.samples);
+    }
+    Ok(planes)
+}
+
+/// One frame of native pixel data (8, 16 or 32 bits allocated; 1 is [`bits`]).
+pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<Vec<i64>> {
     let expected = layout.native_frame_bytes();
     if frame_bytes.len() != expected {
         return Err(format!("a frame holds {} bytes of pixel data, {expected} expected", frame_bytes.len()));
@@ -135,7 +166,7 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<
         }
         return Ok(out);
     }
-    let mut values: Vec<i32> = match layout.bits_allocated {
+    let mut values: Vec<i64> = match layout.bits_allocated {
         8 => frame_bytes.iter().map(|&b| layout.normalize(u32::from(b))).collect(),
         16 => frame_bytes
             .as_chunks::<2>()
@@ -146,7 +177,13 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<
                 layout.normalize(u32::from(v))
             })
             .collect(),
-        other => return Err(format!("Bits Allocated {other} is not supported (8 or 16)")),
+        32 => frame_bytes
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|&w| layout.normalize(if big_endian { u32::from_be_bytes(w) } else { u32::from_le_bytes(w) }))
+            .collect(),
+        other => return Err(format!("Bits Allocated {other} is not supported (8, 16 or 32)")),
     };
     if layout.planar && layout.samples > 1 {
         values = interleave(&values, layout.pixels(), layout.samples);
@@ -155,13 +192,13 @@ pub fn native(frame_bytes: &[u8], layout: &Layout, big_endian: bool) -> PResult<
 }
 
 /// Colour-by-plane (`samples` planes of `pixels` values) to colour-by-pixel.
-fn interleave(planes: &[i32], pixels: usize, samples: usize) -> Vec<i32> {
-    let mut planes: Vec<std::slice::Iter<'_, i32>> =
+fn interleave<T: Copy>(planes: &[T], pixels: usize, samples: usize) -> Vec<T> {
+    let mut planes: Vec<std::slice::Iter<'_, T>> =
         planes.chunks(pixels.max(1)).take(samples).map(|plane| plane.iter()).collect();
     let mut out = Vec::with_capacity(pixels.saturating_mul(samples));
     for _ in 0..pixels {
         for plane in &mut planes {
-            out.extend(plane.next());
+            out.extend(plane.next().copied());
         }
     }
     out
@@ -235,12 +272,13 @@ pub fn rle_starts_frame(_: &[u8]) -> bool {
 
 /// DICOM RLE Lossless (PS3.5 Annex G): a 64-byte header of segment offsets, one
 /// PackBits segment per byte of each sample, most significant byte first.
-pub fn rle(fragment: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
+pub fn rle(fragment: &[u8], layout: &Layout) -> PResult<Vec<i64>> {
     // The left shift of each byte of a sample, most significant first.
     let shifts: &[u32] = match layout.bits_allocated {
         8 => &[0],
         16 => &[8, 0],
-        other => return Err(format!("Bits Allocated {other} is not supported for RLE (8 or 16)")),
+        32 => &[24, 16, 8, 0],
+        other => return Err(format!("Bits Allocated {other} is not supported for RLE (8, 16 or 32)")),
     };
     let Some((header, _)) = fragment.split_first_chunk::<64>() else {
         return Err(format!("the RLE frame is {} bytes, shorter than its 64-byte header", fragment.len()));
@@ -331,6 +369,7 @@ pub struct JpegHeader {
     pub height: u16,
     pub width: u16,
     pub components: u8,
+    /// A whole Adobe APP14 segment (its transform byte present).
     pub adobe: bool,
     /// An APPn segment that starts with "JFIF".
     pub jfif: bool,
@@ -398,7 +437,10 @@ pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
                     rgb_ids: matches!(ids.as_slice(), b"RGB" | b"rgb"),
                 });
             }
-            0xEE if segment.starts_with(b"Adobe") => adobe = true,
+            // "Adobe", version, two flag words and the transform byte: 12 bytes.
+            // A shorter segment says nothing (libjpeg ignores it, and so does
+            // pydicom's rendering of SC_rgb_jpeg.dcm).
+            0xEE if segment.starts_with(b"Adobe") && segment.len() >= 12 => adobe = true,
             0xE0..=0xEF if segment.starts_with(b"JFIF") => jfif = true,
             0xD9 | 0xDA => return Err("the JPEG data has no frame header before its scan".into()),
             _ => {}
@@ -427,7 +469,7 @@ fn jpeg_is_ybr(header: &JpegHeader, photometric: &str) -> bool {
 /// they are still YCbCr (lossless frames: their components come out as stored,
 /// and the caller converts them as it converts native YBR_FULL, as pydicom
 /// does); DCT colour comes out as RGB.
-pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<(Vec<i32>, bool)> {
+pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<(Vec<i64>, bool)> {
     let header = jpeg_header(data)?;
     if usize::from(header.width) != layout.columns || usize::from(header.height) != layout.rows {
         return Err(format!(
@@ -506,7 +548,7 @@ pub fn jpeg(data: &[u8], layout: &Layout, photometric: &str) -> PResult<(Vec<i32
 /// come out as stored (colour by pixel whatever the interleave mode); signed
 /// ones are sign-extended at the codestream's precision, which is how pydicom
 /// reads them (JPEG-LS codes every sample as unsigned).
-pub fn jpeg_ls(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
+pub fn jpeg_ls(data: &[u8], layout: &Layout) -> PResult<Vec<i64>> {
     let header = jpeg_ls::header(data)?;
     if header.width != layout.columns || header.height != layout.rows {
         return Err(format!(
@@ -535,7 +577,7 @@ pub fn jpeg_ls(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
     Ok(decoded
         .samples
         .into_iter()
-        .map(|v| if layout.signed { (u32::from(v) << unused).cast_signed() >> unused } else { i32::from(v) })
+        .map(|v| i64::from(if layout.signed { (u32::from(v) << unused).cast_signed() >> unused } else { i32::from(v) }))
         .collect())
 }
 
@@ -615,7 +657,7 @@ fn siz(stream: &[u8]) -> PResult<Siz> {
 
 /// Decodes a JPEG 2000 frame with `hayro-jpeg2000` (pure Rust). The codec applies
 /// the multiple-component transform, so YBR_RCT/YBR_ICT come out as RGB.
-pub fn j2k(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
+pub fn j2k(data: &[u8], layout: &Layout) -> PResult<Vec<i64>> {
     let stream = codestream(data)?;
     let siz = siz(stream)?;
     if usize::try_from(siz.width).ok() != Some(layout.columns) || usize::try_from(siz.height).ok() != Some(layout.rows)
@@ -652,18 +694,18 @@ pub fn j2k(data: &[u8], layout: &Layout) -> PResult<Vec<i32>> {
     if components.len() != layout.samples || components.iter().any(|c| c.samples().len() != pixels) {
         return Err("the JPEG 2000 decoder returned an unexpected number of samples".into());
     }
-    let mut out = vec![0i32; layout.sample_count()];
+    let mut out = vec![0i64; layout.sample_count()];
     for (c, (component, &(signed, precision, _, _))) in components.iter().zip(&siz.components).enumerate() {
         // 1 <= precision <= 16 (checked above), so these shifts are in range.
         let top = (1u32 << precision).saturating_sub(1);
         // The decoder adds the unsigned level shift to every component.
-        let shift = if signed { 1i32 << precision.saturating_sub(1) } else { 0 };
+        let shift = if signed { 1i64 << precision.saturating_sub(1) } else { 0 };
         let targets = out.iter_mut().skip(c).step_by(layout.samples.max(1));
         for (target, &v) in targets.zip(component.samples()) {
             let unsigned = saturating_u16(f64::from(v).round().clamp(0.0, f64::from(top)));
             // |unsigned - shift| <= 65535: no overflow.
             *target =
-                if signed { i32::from(unsigned).saturating_sub(shift) } else { layout.normalize(u32::from(unsigned)) };
+                if signed { i64::from(unsigned).saturating_sub(shift) } else { layout.normalize(u32::from(unsigned)) };
         }
     }
     Ok(out)

@@ -334,6 +334,72 @@ fn plausible_data_set_start(bytes: &[u8], encoding: Encoding) -> bool {
     }
 }
 
+/// Whether two bytes are a VR as pydicom tells one (`filereader._is_implicit_vr`):
+/// both upper-case ASCII letters.
+fn looks_like_vr(b0: u8, b1: u8) -> bool {
+    b0.is_ascii_uppercase() && b1.is_ascii_uppercase()
+}
+
+/// The encoding a data set is really in, given the one its transfer syntax
+/// declares, and a warning when they differ.
+///
+/// Implicit against explicit VR is decided as pydicom 3 decides it
+/// (`filereader._is_implicit_vr`): bytes 4–5 of the first element are a VR when
+/// both are upper-case letters (a 32-bit implicit length would have to exceed
+/// 16 kB to look like one). Byte order is changed only where it can be told
+/// apart: an explicit VR first element whose group reads above 00FF in the
+/// declared order, at most 00FF in the other, and whose header and next element
+/// are plausible in the other order (the test pydicom applies to data sets
+/// without a transfer syntax). Otherwise the declared encoding stands, and a
+/// corrupt data set is reported where it fails, naming the element and offset.
+pub fn actual_encoding(data: &[u8], declared: Encoding, declared_name: &str) -> (Encoding, Option<String>) {
+    let Some(&[g0, g1, _, _, v0, v1]) = data.first_chunk::<6>() else { return (declared, None) };
+    let explicit = looks_like_vr(v0, v1);
+    let actual = if !explicit {
+        Encoding::ImplicitLittle
+    } else {
+        let big = declared.big_endian();
+        let (here, there) = (u16_of([g0, g1], big), u16_of([g0, g1], !big));
+        let other = if big { Encoding::ExplicitLittle } else { Encoding::ExplicitBig };
+        if here > 0x00FF && there <= 0x00FF && plausible_first_element(data, other) {
+            other
+        } else if declared == Encoding::ImplicitLittle {
+            Encoding::ExplicitLittle
+        } else {
+            declared
+        }
+    };
+    if actual == declared {
+        return (declared, None);
+    }
+    let warning = format!(
+        "the data set is encoded in {} although the transfer syntax {declared_name} says {}; read as {} \
+         (as pydicom and dcmtk read such files)",
+        actual.name(),
+        declared.name(),
+        actual.name()
+    );
+    (actual, Some(warning))
+}
+
+/// Whether the data set's first element (any group) reads as a whole element in
+/// `encoding`, followed by nothing or by an element with a greater tag.
+fn plausible_first_element(bytes: &[u8], encoding: Encoding) -> bool {
+    let mut reader = Reader::new(bytes, encoding, Origin::File(0));
+    let Ok(Some(first)) = reader.header() else { return false };
+    if first.length != UNDEFINED && reader.take(first.length, &first).is_err() {
+        return false;
+    }
+    if first.length == UNDEFINED {
+        return true;
+    }
+    match reader.header() {
+        Ok(None) => true,
+        Ok(Some(next)) => next.tag > first.tag,
+        Err(_) => false,
+    }
+}
+
 /// Why bytes that do not start like DICOM are refused.
 fn not_dicom(bytes: &[u8]) -> String {
     let what = if bytes.len() < 132 {
@@ -536,10 +602,24 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips the elements of an item of undefined length, up to its delimiter.
+    /// An item of an explicit VR little endian data set may be in implicit VR
+    /// (PS3.5 6.2.2, as pydicom reads it): its first element says which.
     fn skip_item(&mut self, item: &Header, depth: usize) -> PResult<()> {
         if depth > MAX_DEPTH {
             return Err(format!("sequences are nested more than {MAX_DEPTH} deep {}", self.at(item.at)));
         }
+        let saved = self.encoding;
+        if let Some(&[_, _, _, _, v0, v1]) = self.rest().first_chunk::<6>() {
+            if saved == Encoding::ExplicitLittle && !looks_like_vr(v0, v1) {
+                self.encoding = Encoding::ImplicitLittle;
+            }
+        }
+        let result = self.skip_item_elements(item, depth);
+        self.encoding = saved;
+        result
+    }
+
+    fn skip_item_elements(&mut self, item: &Header, depth: usize) -> PResult<()> {
         loop {
             let h = self.header()?.ok_or_else(|| {
                 format!("truncated inside the sequence item {} (no item delimiter)", self.at(item.at))
