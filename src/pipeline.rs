@@ -7,7 +7,8 @@ use candle_core::{Device, Tensor};
 
 use crate::clip::{encoder::l2_normalize, ClipConfig, ClipModel, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::error::{Error, Result};
-use crate::preprocess::{decode_rgb8, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
+use crate::preprocess::dicom::VoiChoice;
+use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::tokenizer::ClipTokenizer;
 
 /// A model folder's files as bytes, each with the name used in error messages.
@@ -23,6 +24,8 @@ pub struct ClipPipeline {
     pub tokenizer: Option<ClipTokenizer>,
     pub preprocessing: Preprocessing,
     pub limits: DecodeLimits,
+    /// The window greyscale DICOM images are rendered with (default: the README's rule).
+    pub voi: VoiChoice,
     tokenizer_missing: String,
     /// The GPU engine, when `backend::select_backend` attached one.
     #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
@@ -70,6 +73,7 @@ impl ClipPipeline {
             tokenizer,
             preprocessing,
             limits: DecodeLimits::default(),
+            voi: VoiChoice::Default,
             tokenizer_missing: format!("{model_name}: the model has no tokenizer.json, so it cannot embed text"),
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             accelerator: Default::default(),
@@ -111,7 +115,7 @@ impl ClipPipeline {
 
     /// Decodes and preprocesses one image file's bytes.
     pub fn prepare_image(&self, bytes: &[u8], name: &str) -> Result<PixelTensor> {
-        let rgb = decode_rgb8(bytes, name, self.limits)?;
+        let rgb = decode_rgb8_with(bytes, name, self.limits, self.voi)?;
         self.prepare_rgb(&rgb, name)
     }
 

@@ -161,6 +161,7 @@ fn summary_holds_only_non_identifying_fields() {
             photometric_interpretation: Some("MONOCHROME2".into()),
             transfer_syntax: "1.2.840.10008.1.2.1".into(),
             warnings: vec![],
+            windows: vec![],
         }
     );
     let json = serde_json::to_value(&s).unwrap();
@@ -168,7 +169,7 @@ fn summary_holds_only_non_identifying_fields() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["body_part", "columns", "frames", "modality", "photometric_interpretation", "rows", "transfer_syntax", "warnings"]
+        ["body_part", "columns", "frames", "modality", "photometric_interpretation", "rows", "transfer_syntax", "warnings", "windows"]
     );
     assert_eq!(s.transfer_syntax_name(), "Explicit VR Little Endian");
     // CT_small.dcm names a (test) patient: neither the summary nor an error carries it.
@@ -627,4 +628,111 @@ fn structural_errors_name_the_element_and_its_offset() {
     let acr = raw_file("SC_rgb_acr_nema");
     let err = decode_err(&acr[..acr.len() - 10], "acr_cut");
     assert!(err.contains("Pixel Data (7FE0,0010) at byte") && err.contains("declares a value length"), "{err}");
+}
+
+/// The window a user chooses (`VoiChoice`; CLI `--voi N` and `--window C,W`)
+/// against pydicom + numpy under the same choice (tests/reference/dicom_kinds.py
+/// `window_cases`): the library and `kpl decode` give every sample within 1 grey
+/// level and say which window they used; the file's windows are listed with their
+/// explanations; a window the file lacks is an error naming the file.
+#[test]
+fn window_choices_match_pydicom_in_the_library_and_the_cli() {
+    use dicom::{VoiChoice, VoiUsed};
+    let kinds = dir().join("kinds");
+    let spec: Value = serde_json::from_str(&std::fs::read_to_string(kinds.join("windows.json")).unwrap()).unwrap();
+    let name = spec["file"].as_str().unwrap();
+    let path = kinds.join(name);
+    let bytes = std::fs::read(&path).unwrap();
+    let tmp = std::env::temp_dir().join(format!("kpl-voi-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let renderings = spec["renderings"].as_array().unwrap();
+    assert_eq!(renderings.len(), 5);
+    let mut distinct = std::collections::BTreeSet::new();
+    for r in renderings {
+        let expected = image::open(kinds.join(r["png"].as_str().unwrap())).unwrap().to_rgb8();
+        distinct.insert(expected.as_raw().clone());
+        let (c, w) = (r["window"][0].as_f64().unwrap(), r["window"][1].as_f64().unwrap());
+        let (choice, args, used) = match &r["choice"] {
+            Value::Number(n) => {
+                let n = n.as_u64().unwrap() as u32;
+                (VoiChoice::Index(n), vec!["--voi".to_string(), n.to_string()], "file")
+            }
+            Value::String(s) if s == "default" => (VoiChoice::Default, vec![], "file"),
+            Value::String(s) => (VoiChoice::window(c, w).unwrap(), vec![format!("--window={s}")], "given"),
+            other => panic!("choice {other}"),
+        };
+        let decoded = dicom::decode_with(&bytes, name, DecodeLimits::default(), None, choice).unwrap();
+        let max = decoded.image.data.iter().zip(expected.as_raw()).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+        assert!(max <= 1, "{choice:?}: a sample differs by {max} from pydicom's rendering");
+        match decoded.voi.as_ref().unwrap() {
+            VoiUsed::File { center, width, .. } | VoiUsed::Given { center, width } => {
+                assert_eq!((*center, *width), (c, w), "{choice:?}")
+            }
+            other => panic!("{choice:?}: {other:?}"),
+        }
+        // The CLI: the same pixels in its PNG, and the window in its JSON line.
+        let png = tmp.join(format!("{}.png", distinct.len()));
+        let mut cli: Vec<String> = vec!["decode".into(), path.display().to_string(), "-o".into(), png.display().to_string()];
+        cli.extend(args.iter().cloned());
+        let out = kpl(&cli.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{cli:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["voi"]["kind"], used, "{cli:?}");
+        assert_eq!((line["voi"]["center"].as_f64(), line["voi"]["width"].as_f64()), (Some(c), Some(w)), "{cli:?}");
+        let written = image::open(&png).unwrap().to_rgb8();
+        assert_eq!(written.as_raw(), &decoded.image.data, "{cli:?}");
+        assert_eq!(line["windows"][1]["explanation"], "LUNG");
+    }
+    // default = window 0, window 1 = the lung window given by hand: three renderings.
+    assert_eq!(distinct.len(), 3, "the choices should give different renderings");
+    let summary = dicom::summary(&bytes, name, DecodeLimits::default()).unwrap();
+    let listed: Vec<(f64, f64, Option<&str>)> =
+        summary.windows.iter().map(|w| (w.center, w.width, w.explanation.as_deref())).collect();
+    assert_eq!(listed, [(40.0, 400.0, Some("SOFT TISSUE")), (-600.0, 1500.0, Some("LUNG"))]);
+    // A window the file does not carry: an error for that file, naming it.
+    let err = dicom::decode_with(&bytes, name, DecodeLimits::default(), None, VoiChoice::Index(2)).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("{name}: window 2 was asked for")), "{err}");
+    let out = kpl(&["decode", path.to_str().unwrap(), "-o", tmp.join("x.png").to_str().unwrap(), "--voi", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("carries 2 window(s)"));
+    // A width below 1 is refused before any file is read.
+    let out = kpl(&["decode", path.to_str().unwrap(), "-o", tmp.join("x.png").to_str().unwrap(), "--window=40,0.5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("width at least 1"));
+    // Without a window, the frame's range, said as such.
+    let ct = file("CT_small.dcm");
+    let decoded = dicom::decode(&ct, "CT_small.dcm", DecodeLimits::default(), None).unwrap();
+    assert!(matches!(decoded.voi, Some(VoiUsed::MinMax { .. })), "{:?}", decoded.voi);
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// `--voi` and `--window` reach the images of the model commands too: on
+/// `embed-image` and `classify`, `--voi 1` and the same window given by hand embed
+/// alike, and differently from the default (window 0); a PNG is unaffected.
+#[test]
+fn model_commands_take_the_window_choice() {
+    let ct = "tests/dicom/kinds/ct_two_windows.dcm";
+    let png = "tests/fixtures/images/rgb_97x61.png";
+    let embed = |extra: &[&str]| -> Vec<Vec<f64>> {
+        let mut args = vec!["embed-image", "--model", "tests/fixtures/tiny-quickgelu-f32", ct, png];
+        args.extend_from_slice(extra);
+        let out = kpl(&args);
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["embeddings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .collect()
+    };
+    let default = embed(&[]);
+    let second = embed(&["--voi", "1"]);
+    let by_hand = embed(&["--window=-600,1500"]);
+    assert_eq!(second, by_hand);
+    assert_ne!(default[0], second[0]);
+    assert_eq!(default[1], second[1], "a PNG does not depend on the DICOM window");
+    let out = kpl(&["classify", "--model", "tests/fixtures/tiny-quickgelu-f32", "--labels", "a,b", ct, "--voi", "5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("window 5 was asked for"), "{}", String::from_utf8_lossy(&out.stderr));
 }

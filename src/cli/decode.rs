@@ -1,14 +1,15 @@
 //! `kpl decode`: a DICOM file's 8-bit rendering as a PNG (the image every other
 //! command feeds to the model before resizing), and a JSON line describing it
-//! with no patient-identifying attribute.
+//! with no patient-identifying attribute: the summary (its windows and warnings
+//! included) and the window used (`voi`).
 
 use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
 
-use super::{print_json, read_input, FileLimitArgs};
-use kpl::preprocess::dicom::{self, DicomSummary};
+use super::{print_json, read_input, FileLimitArgs, VoiArgs};
+use kpl::preprocess::dicom::{self, DicomSummary, VoiUsed};
 use kpl::preprocess::DecodeLimits;
 use kpl::Error;
 
@@ -28,6 +29,8 @@ pub struct DecodeArgs {
     pub max_megapixels: f64,
     #[command(flatten)]
     pub file_limit: FileLimitArgs,
+    #[command(flatten)]
+    pub voi: VoiArgs,
 }
 
 #[derive(Serialize)]
@@ -36,6 +39,9 @@ struct Output<'a> {
     output: String,
     frame: u32,
     transfer_syntax_name: &'static str,
+    /// The window used (greyscale; null for colour), and the same in words.
+    voi: Option<&'a VoiUsed>,
+    voi_description: Option<String>,
     #[serde(flatten)]
     summary: &'a DicomSummary,
 }
@@ -46,7 +52,7 @@ pub fn run(args: &DecodeArgs) -> Result<i32, Error> {
     let limits = DecodeLimits { max_pixels: (args.max_megapixels * 1e6).max(1.0) as u64 };
     let decoded = kpl::isolate::isolate(&name, "decoding", || {
         kpl::isolate::test_panic_hook(&name);
-        dicom::decode(&bytes, &name, limits, args.frame)
+        dicom::decode_with(&bytes, &name, limits, args.frame, args.voi.choice())
     })?;
     for warning in &decoded.summary.warnings {
         eprintln!("kpl: warning: {name}: {warning}");
@@ -66,6 +72,8 @@ pub fn run(args: &DecodeArgs) -> Result<i32, Error> {
         output: args.output.display().to_string(),
         frame: decoded.frame,
         transfer_syntax_name: decoded.summary.transfer_syntax_name(),
+        voi: decoded.voi.as_ref(),
+        voi_description: decoded.voi.as_ref().map(VoiUsed::describe),
         summary: &decoded.summary,
     });
     Ok(0)

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use kpl::isolate::isolate;
 use kpl::model_dir::load_model_dir;
+use kpl::preprocess::dicom::VoiChoice;
 use kpl::preprocess::PixelTensor;
 use kpl::{ClipPipeline, Error};
 
@@ -42,6 +43,41 @@ pub struct ModelArgs {
     /// not tried). Any GPU failure falls back to the CPU with a note on stderr.
     #[arg(long, env = "KPL_BACKEND", default_value = "cpu")]
     pub backend: kpl::backend::Backend,
+    #[command(flatten)]
+    pub voi: VoiArgs,
+}
+
+/// The window greyscale DICOM images are rendered with, on every command that
+/// reads images (default: the README's rule, the file's first window, else the
+/// frame's minimum to maximum).
+#[derive(Debug, Clone, Args)]
+pub struct VoiArgs {
+    /// Render greyscale DICOM with the file's window N, counting from 0 in the
+    /// order of its Window Center / Width values (`kpl decode` lists them as
+    /// "windows"). A file with fewer windows is an error for that file.
+    #[arg(long, value_name = "N", conflicts_with = "window")]
+    pub voi: Option<u32>,
+    /// Render greyscale DICOM with this window, in modality units (Hounsfield
+    /// units for CT), width at least 1: e.g. `--window=-600,1500` (lung).
+    #[arg(long, value_name = "CENTER,WIDTH", allow_hyphen_values = true, value_parser = parse_window)]
+    pub window: Option<VoiChoice>,
+}
+
+impl VoiArgs {
+    pub fn choice(&self) -> VoiChoice {
+        match (self.voi, self.window) {
+            (Some(n), _) => VoiChoice::Index(n),
+            (None, Some(window)) => window,
+            (None, None) => VoiChoice::Default,
+        }
+    }
+}
+
+/// `CENTER,WIDTH` (two decimal numbers, width at least 1).
+fn parse_window(s: &str) -> Result<VoiChoice, String> {
+    let (c, w) = s.split_once(',').ok_or_else(|| format!("{s:?}: expected CENTER,WIDTH (e.g. -600,1500)"))?;
+    let number = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("{v:?} is not a number"));
+    VoiChoice::window(number(c)?, number(w)?)
 }
 
 /// Default of `--max-file-mb`: the largest image or DICOM file read, in MB (10^6 bytes).
@@ -76,6 +112,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<ClipPipeline, Error> {
         let mut pipeline = load_model_dir(&self.model)?;
         pipeline.limits.max_pixels = (self.max_megapixels * 1e6).max(1.0) as u64;
+        pipeline.voi = self.voi.choice();
         let choice = kpl::backend::select_backend(&mut pipeline, self.backend);
         if !choice.note.is_empty() {
             eprintln!("kpl: backend: {}", choice.note);

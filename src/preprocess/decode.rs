@@ -11,6 +11,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
+use super::dicom::VoiChoice;
 use super::pil_resize::Image8;
 use crate::error::{Error, Result};
 
@@ -37,11 +38,17 @@ pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
 
 /// Decodes `bytes` (named `name` in errors) to interleaved 8-bit RGB.
 pub fn decode_rgb8(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Image8> {
+    decode_rgb8_with(bytes, name, limits, VoiChoice::Default)
+}
+
+/// [`decode_rgb8`] with the VOI transformation of greyscale DICOM images
+/// (`voi`; other formats and colour DICOM ignore it).
+pub fn decode_rgb8_with(bytes: &[u8], name: &str, limits: DecodeLimits, voi: VoiChoice) -> Result<Image8> {
     if bytes.is_empty() {
         return Err(Error::image(name, "the file is empty"));
     }
     if super::dicom::is_dicom(bytes, name) {
-        return super::dicom::decode(bytes, name, limits, None).map(|d| d.image);
+        return super::dicom::decode_with(bytes, name, limits, None, voi).map(|d| d.image);
     }
     let format = sniff_format(bytes).ok_or_else(|| {
         Error::image(name, format!("not a supported image format (expected {SUPPORTED})"))

@@ -51,6 +51,7 @@ mod codec;
 mod jpeg12;
 pub mod jpeg_ls;
 mod parse;
+mod voi;
 
 use serde::Serialize;
 
@@ -59,9 +60,10 @@ use super::DecodeLimits;
 use crate::error::{Error, Result};
 use codec::Layout;
 use parse::{DataSet, Encoding, Origin, PResult, PixelData, Start};
+pub use voi::{VoiChoice, VoiUsed, Window};
 
 /// What a page may show about a DICOM file: nothing that identifies a patient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DicomSummary {
     pub modality: Option<String>,
     pub body_part: Option<String>,
@@ -75,6 +77,9 @@ pub struct DicomSummary {
     /// What was read other than the file declares (an encoding that contradicts
     /// the transfer syntax, …), one sentence each; empty when nothing was.
     pub warnings: Vec<String>,
+    /// The windows the file carries (Window Center / Width, with their
+    /// explanations), in order; `VoiChoice::Index` counts in this list.
+    pub windows: Vec<Window>,
 }
 
 impl DicomSummary {
@@ -91,6 +96,8 @@ pub struct DicomImage {
     pub summary: DicomSummary,
     /// The frame that was rendered (0-based).
     pub frame: u32,
+    /// The VOI transformation used (greyscale only; `None` for colour).
+    pub voi: Option<VoiUsed>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,17 +204,31 @@ pub fn summary(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<DicomSu
     file.summary().map_err(|e| Error::image(name, file.explain(e)))
 }
 
-/// Renders frame `frame` (0-based; the middle frame when `None`) to 8-bit RGB.
+/// Renders frame `frame` (0-based; the middle frame when `None`) to 8-bit RGB
+/// by the README's rule.
 pub fn decode(bytes: &[u8], name: &str, limits: DecodeLimits, frame: Option<u32>) -> Result<DicomImage> {
-    decode_inner(bytes, limits, frame).map_err(|e| Error::image(name, e))
+    decode_with(bytes, name, limits, frame, VoiChoice::Default)
 }
 
-fn decode_inner(bytes: &[u8], limits: DecodeLimits, frame: Option<u32>) -> PResult<DicomImage> {
+/// [`decode`] with the VOI transformation `voi` for greyscale images (colour
+/// images ignore it). Errors: those of `decode`, and a `VoiChoice::Index` beyond
+/// the file's windows.
+pub fn decode_with(
+    bytes: &[u8],
+    name: &str,
+    limits: DecodeLimits,
+    frame: Option<u32>,
+    voi: VoiChoice,
+) -> Result<DicomImage> {
+    decode_inner(bytes, limits, frame, voi).map_err(|e| Error::image(name, e))
+}
+
+fn decode_inner(bytes: &[u8], limits: DecodeLimits, frame: Option<u32>, voi: VoiChoice) -> PResult<DicomImage> {
     let file = File::open(bytes, limits)?;
-    decode_file(&file, limits, frame).map_err(|e| file.explain(e))
+    decode_file(&file, limits, frame, voi).map_err(|e| file.explain(e))
 }
 
-fn decode_file(file: &File<'_>, limits: DecodeLimits, frame: Option<u32>) -> PResult<DicomImage> {
+fn decode_file(file: &File<'_>, limits: DecodeLimits, frame: Option<u32>, voi: VoiChoice) -> PResult<DicomImage> {
     let summary = file.summary()?;
     let index = match frame {
         Some(f) if f >= summary.frames => {
@@ -216,8 +237,8 @@ fn decode_file(file: &File<'_>, limits: DecodeLimits, frame: Option<u32>) -> PRe
         Some(f) => f,
         None => summary.frames / 2,
     };
-    let image = file.render(index, limits)?;
-    Ok(DicomImage { image, summary, frame: index })
+    let (image, voi) = file.render(index, limits, voi)?;
+    Ok(DicomImage { image, summary, frame: index, voi })
 }
 
 /// An opened file: the data set borrowed from the input or its inflated copy.
@@ -319,10 +340,12 @@ impl<'a> File<'a> {
             photometric_interpretation: ds.string(parse::PHOTOMETRIC).map(code_string),
             transfer_syntax: self.ts.clone(),
             warnings: self.warnings.clone(),
+            // A malformed window is reported when the image is rendered.
+            windows: voi::file_windows(&ds).unwrap_or_default(),
         })
     }
 
-    fn render(&self, frame: u32, limits: DecodeLimits) -> PResult<Image8> {
+    fn render(&self, frame: u32, limits: DecodeLimits, voi: VoiChoice) -> PResult<(Image8, Option<VoiUsed>)> {
         let ds = self.dataset()?;
         let (rows, columns) = dimensions(&ds)?;
         let frames = frames(&ds)?;
@@ -342,13 +365,14 @@ impl<'a> File<'a> {
             ));
         }
         if let Some(float) = float_pixel_data(&ds) {
-            let grey = self.render_float(&ds, float, (rows, columns, frames, samples), frame)?;
-            return Ok(Image8 {
+            let (grey, used) = self.render_float(&ds, float, (rows, columns, frames, samples), frame, voi)?;
+            let image = Image8 {
                 width: usize::from(columns),
                 height: usize::from(rows),
                 channels: 3,
                 data: grey.into_iter().flat_map(|v| [v; 3]).collect(),
-            });
+            };
+            return Ok((image, Some(used)));
         }
         if self.codec == Codec::Unsupported {
             return Err(format!("the transfer syntax {} is not supported", describe_ts(&self.ts)));
@@ -443,10 +467,12 @@ impl<'a> File<'a> {
         if values.len() != layout.sample_count() {
             return Err("the decoded frame has an unexpected number of samples".into());
         }
+        let mut used = None;
         let data = match photometric.as_str() {
             "MONOCHROME1" | "MONOCHROME2" => {
-                let modality: Vec<f64> = values.iter().map(|&v| v as f64).collect();
-                let grey = greyscale(&ds, &modality, photometric == "MONOCHROME1")?;
+                let stored: Vec<f64> = values.iter().map(|&v| v as f64).collect();
+                let (grey, voi_used) = greyscale(&ds, &stored, photometric == "MONOCHROME1", voi)?;
+                used = Some(voi_used);
                 grey.into_iter().flat_map(|v| [v; 3]).collect()
             }
             "PALETTE COLOR" => palette(&ds, &values)?,
@@ -460,7 +486,7 @@ impl<'a> File<'a> {
             }
             other => return Err(format!("Photometric Interpretation {other:?} is not supported")),
         };
-        Ok(Image8 { width: usize::from(columns), height: usize::from(rows), channels: 3, data })
+        Ok((Image8 { width: usize::from(columns), height: usize::from(rows), channels: 3, data }, used))
     }
 }
 
@@ -474,7 +500,8 @@ impl File<'_> {
         (tag, value): (parse::Tag, parse::Value<'_>),
         (rows, columns, frames, samples): (u16, u16, u32, u16),
         frame: u32,
-    ) -> PResult<Vec<u8>> {
+        voi: VoiChoice,
+    ) -> PResult<(Vec<u8>, VoiUsed)> {
         let what = ds.describe(tag);
         if !matches!(self.codec, Codec::Native(_) | Codec::Deflated) {
             return Err(format!("{what} in the encapsulated transfer syntax {}", describe_ts(&self.ts)));
@@ -508,7 +535,7 @@ impl File<'_> {
             let word = |w: [u8; 8]| if big { f64::from_be_bytes(w) } else { f64::from_le_bytes(w) };
             bytes.as_chunks::<8>().0.iter().map(|&w| word(w)).collect()
         };
-        greyscale(ds, &values, photometric == "MONOCHROME1")
+        greyscale(ds, &values, photometric == "MONOCHROME1", voi)
     }
 }
 
@@ -600,34 +627,34 @@ pub fn window(x: f64, center: f64, width: f64) -> f64 {
 }
 
 /// Stored values (integers, or floats of Float/Double Float Pixel Data) to
-/// 8-bit grey by the rule of the module docs (step 3).
-fn greyscale(ds: &DataSet<'_>, values: &[f64], invert: bool) -> PResult<Vec<u8>> {
+/// 8-bit grey by the rule of the module docs (step 3), with the window `voi`
+/// chooses; also says what was used.
+fn greyscale(ds: &DataSet<'_>, values: &[f64], invert: bool, voi: VoiChoice) -> PResult<(Vec<u8>, VoiUsed)> {
     let slope = ds.decimal(parse::RESCALE_SLOPE)?.unwrap_or(1.0);
     let intercept = ds.decimal(parse::RESCALE_INTERCEPT)?.unwrap_or(0.0);
-    let first_window = match (ds.decimal(parse::WINDOW_CENTER)?, ds.decimal(parse::WINDOW_WIDTH)?) {
-        (Some(c), Some(w)) if w >= 1.0 => Some((c, w)),
-        _ => None,
-    };
     let modality = |x: f64| x * slope + intercept;
-    let mut out: Vec<u8> = match first_window {
-        Some((c, w)) => values.iter().map(|&x| to_u8(window(modality(x), c, w))).collect(),
-        None => {
+    let (mut out, used): (Vec<u8>, VoiUsed) = match voi::choose(ds, voi)? {
+        Some(used @ (VoiUsed::File { center, width, .. } | VoiUsed::Given { center, width })) => {
+            (values.iter().map(|&x| to_u8(window(modality(x), center, width))).collect(), used)
+        }
+        _ => {
             let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
                 let y = modality(x);
                 (lo.min(y), hi.max(y))
             });
-            if hi > lo {
+            let grey = if hi > lo {
                 values.iter().map(|&x| to_u8((modality(x) - lo) / (hi - lo) * 255.0)).collect()
             } else {
                 vec![0; values.len()]
-            }
+            };
+            (grey, VoiUsed::MinMax { low: lo, high: hi })
         }
     };
     if invert {
         // 255 - v.
         out.iter_mut().for_each(|v| *v = !*v);
     }
-    Ok(out)
+    Ok((out, used))
 }
 
 /// Colour samples to 8 bits: samples of more than 8 bits (up to 32) scaled by

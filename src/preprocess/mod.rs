@@ -8,7 +8,7 @@ pub mod dicom;
 pub mod pil_resize;
 
 pub use config::{Preprocessing, ResizeTarget};
-pub use decode::{decode_rgb8, DecodeLimits};
+pub use decode::{decode_rgb8, decode_rgb8_with, DecodeLimits};
 use pil_resize::Image8;
 
 /// A preprocessed image: channel-major [3, height, width] floats.

@@ -22,7 +22,10 @@ Setup: the venv of tests/reference/dicom_suite.py (pydicom 3.0.2, numpy, Pillow,
 pylibjpeg-rle).
 Run from the repository root:
     /work/venv-dicomsuite/bin/python tests/reference/dicom_kinds.py
-Writes tests/dicom/kinds/*.dcm, *.png and reference.json.
+Writes tests/dicom/kinds/*.dcm, *.png and reference.json; and ct_two_windows.dcm
+(a CT-like file with two windows and their explanations) with its renderings
+under each window choice (the default, --voi 0, --voi 1, two --window values) and
+windows.json, for the window tests of tests/dicom.rs.
 """
 
 import json
@@ -170,6 +173,24 @@ def cases():
     return out
 
 
+def window_cases():
+    """A CT-like file with two windows (and their explanations), and the
+    renderings each choice gives: (file name, bytes, [(choice, window or None)]).
+    A choice is "default", an index into the file's windows, or "C,W"."""
+    hu = RNG.integers(-1024, 2000, size=(6, 7)).astype(np.int16)
+    ds = base(6, 7)
+    ds.Modality = "CT"
+    integers(ds, 16, 16, True, None)
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "0"
+    ds.WindowCenter, ds.WindowWidth = ["40", "-600"], ["400", "1500"]
+    ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "LUNG"]
+    ds.PixelData = hu.astype("<i2").tobytes()
+    ds["PixelData"].VR = "OW"
+    choices = [("default", (40.0, 400.0)), (0, (40.0, 400.0)), (1, (-600.0, 1500.0)),
+               ("500,2000", (500.0, 2000.0)), ("-600,1500", (-600.0, 1500.0))]
+    return "ct_two_windows.dcm", native(ds, ExplicitVRLittleEndian), choices
+
+
 def main():
     if pydicom.__version__ != "3.0.2":
         sys.exit(f"pydicom 3.0.2 is needed, found {pydicom.__version__}")
@@ -184,6 +205,16 @@ def main():
         reference[name] = {"what": what, "png": png, "mismatch": twin is not None, **info}
         print(name, image.shape, what)
     (OUT / "reference.json").write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")
+    name, data, choices = window_cases()
+    (OUT / name).write_bytes(data)
+    ds = pydicom.dcmread(DicomBytesIO(data))
+    windows = []
+    for choice, window in choices:
+        image, _ = render(ds, window=window)
+        png = f"{name[:-4]}.voi_{str(choice).replace(',', '_')}.png"
+        Image.fromarray(image, "L").save(OUT / png, optimize=True)
+        windows.append({"choice": choice, "window": window, "png": png})
+    (OUT / "windows.json").write_text(json.dumps({"file": name, "renderings": windows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,9 @@ def first(value):
     return float(value)
 
 
-def render(ds):
+def render(ds, window=None):
+    """The README's rule; `window` (center, width), when given, replaces the
+    file's first window (a user's choice: `kpl --voi N` / `--window C,W`)."""
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     index = frames // 2
     arr = ds.pixel_array
@@ -116,7 +118,7 @@ def render(ds):
         slope = first(ds.get("RescaleSlope")) or 1.0 if "RescaleSlope" in ds else 1.0
         intercept = first(ds.get("RescaleIntercept")) if "RescaleIntercept" in ds else 0.0
         y = arr.astype(np.float64) * slope + intercept
-        c, w = first(ds.get("WindowCenter")), first(ds.get("WindowWidth"))
+        c, w = window if window is not None else (first(ds.get("WindowCenter")), first(ds.get("WindowWidth")))
         if c is not None and w is not None and w >= 1:
             c0, w0 = c - 0.5, w - 1.0
             out = ((y - c0) / w0 + 0.5) * 255.0 if w0 > 0 else np.zeros_like(y)

@@ -64,6 +64,7 @@ pub const HIGH_BIT: Tag = tag(0x0028, 0x0102);
 pub const PIXEL_REPRESENTATION: Tag = tag(0x0028, 0x0103);
 pub const WINDOW_CENTER: Tag = tag(0x0028, 0x1050);
 pub const WINDOW_WIDTH: Tag = tag(0x0028, 0x1051);
+pub const WINDOW_EXPLANATION: Tag = tag(0x0028, 0x1055);
 pub const RESCALE_INTERCEPT: Tag = tag(0x0028, 0x1052);
 pub const RESCALE_SLOPE: Tag = tag(0x0028, 0x1053);
 pub const PALETTE_DESCRIPTORS: [Tag; 3] = [tag(0x0028, 0x1101), tag(0x0028, 0x1102), tag(0x0028, 0x1103)];
@@ -101,6 +102,7 @@ const WANTED: &[Tag] = &[
     PIXEL_REPRESENTATION,
     WINDOW_CENTER,
     WINDOW_WIDTH,
+    WINDOW_EXPLANATION,
     RESCALE_INTERCEPT,
     RESCALE_SLOPE,
     PALETTE_DESCRIPTORS[0],
@@ -139,6 +141,7 @@ pub fn tag_name(t: Tag) -> String {
         PIXEL_REPRESENTATION => "Pixel Representation",
         WINDOW_CENTER => "Window Center",
         WINDOW_WIDTH => "Window Width",
+        WINDOW_EXPLANATION => "Window Center & Width Explanation",
         RESCALE_INTERCEPT => "Rescale Intercept",
         RESCALE_SLOPE => "Rescale Slope",
         PIXEL_DATA => "Pixel Data",
