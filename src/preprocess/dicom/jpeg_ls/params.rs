@@ -156,8 +156,8 @@ mod tests {
         let p = Params::new(8, 0, &Preset::default()).unwrap();
         assert_eq!((p.range, p.qbpp, p.limit, p.reset), (256, 8, 32, 64));
         let p = Params::new(12, 3, &Preset::default()).unwrap();
-        // RANGE = (4095 + 6) / 7 + 1 = 586 + 1; qbpp = 10; bpp = 12, LIMIT = 48.
-        assert_eq!((p.range, p.qbpp, p.limit), (587, 10, 48));
+        // T.87 A.2.1: RANGE = floor((4095 + 2·3) / (2·3 + 1)) + 1 = 585 + 1; qbpp = 10; bpp = 12, LIMIT = 48.
+        assert_eq!((p.range, p.qbpp, p.limit), (586, 10, 48));
         assert!(Params::new(8, 128, &Preset::default()).is_err());
         assert!(Params::new(8, 0, &Preset { t1: 9, t2: 8, ..Preset::default() }).is_err());
     }
