@@ -8,7 +8,7 @@
 //! image OUT/image-224.png, its preprocessed pixels OUT/pixels-224.f32 (raw
 //! little-endian f32, [1, 3, 224, 224], for the ONNX Runtime peers) and the
 //! projected, unnormalised embedding OUT/embedding-kpl-native-DTYPE.json (for
-//! cross-engine checks). Times `ClipPipeline::embed_pixels` on one preprocessed
+//! cross-engine checks). Times `Pipeline::embed_pixels` on one preprocessed
 //! image: a warm-up, then the median of --runs runs. Prints one JSON line:
 //! {"engine":"kpl-native","dtype":"f32","model":"vit-b16-image","threads":1,"median_s":...}
 
@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kpl::backend::{select_backend, Backend};
-use kpl::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
-use kpl::ClipPipeline;
+use kpl::models::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::Pipeline;
 
 /// The dtypes this benchmark can run; bench/run.sh loops over `--list-dtypes`.
 /// A quantised dtype is added here together with its branch in `load_model`.
@@ -79,7 +79,7 @@ fn parse_args() -> Result<Option<Args>, String> {
 }
 
 /// The model for a dtype. f32: the random Hugging Face folder itself.
-fn load_model(dtype: &str, folder: &Path) -> Result<ClipPipeline, String> {
+fn load_model(dtype: &str, folder: &Path) -> Result<Pipeline, String> {
     match dtype {
         "f32" => kpl::model_dir::load_model_dir(folder).map_err(|e| e.to_string()),
         "q8" | "q4" => {

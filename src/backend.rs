@@ -66,7 +66,7 @@ mod native {
     use super::{probe_pixels, Backend, MIN_PROBE_COSINE};
     use crate::error::Error;
     use crate::gpu::{l2_normalize_rows, GpuClip, GpuContext};
-    use crate::pipeline::ClipPipeline;
+    use crate::pipeline::Pipeline;
     use crate::preprocess::PixelTensor;
 
     /// The GPU engine a pipeline encodes with, until it fails: then the
@@ -157,7 +157,7 @@ mod native {
     /// adapter (lavapipe, SwiftShader) runs on the same CPU more slowly than the
     /// CPU path, so auto takes the CPU without probing it. Any failure leaves
     /// the CPU in charge with a note; the result is never lost.
-    pub fn select_backend(pipeline: &mut ClipPipeline, requested: Backend) -> BackendChoice {
+    pub fn select_backend(pipeline: &mut Pipeline, requested: Backend) -> BackendChoice {
         pipeline.accelerator.set(None);
         let cpu = |note: String| BackendChoice { backend: Backend::Cpu, note };
         if requested == Backend::Cpu || !pipeline.model.has_vision() {

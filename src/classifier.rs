@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::knowledge::base::{KnowledgeBase, ModelStamp, StorageDtype};
 use crate::knowledge::task::Task;
-use crate::pipeline::{softmax, zero_shot_prompt, ClipPipeline};
+use crate::models::scoring::softmax;
+use crate::models::Scoring;
+use crate::pipeline::{zero_shot_prompt, Pipeline};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceItem {
@@ -29,7 +31,8 @@ pub struct ImageResult {
     /// `kpl` (transductive over a batch), `proxies` (fitted on a pool) or
     /// `single-image` (per-image retrieval).
     pub method: &'static str,
-    /// Plain CLIP zero-shot probabilities ("a photo of a {class}.").
+    /// Plain zero-shot scores ("a photo of a {class}."), as the model's family
+    /// scores them (CLIP: softmax over the classes; SigLIP: a sigmoid per class).
     pub clip_scores: Vec<f32>,
     pub clip_label: String,
     /// The predicted class's descriptions most similar to the image.
@@ -58,6 +61,7 @@ pub fn classify_embeddings(
     images: &[Vec<f32>],
     params: &KplParams,
     logit_scale: f32,
+    zero_shot: Scoring,
     top_evidence: usize,
 ) -> Result<Vec<ImageResult>> {
     if images.is_empty() {
@@ -83,7 +87,7 @@ pub fn classify_embeddings(
             let cos = cosines(image, &flat, kb.dim);
             let best = argmax(&cos);
             let clip_cos = cosines(image, &kb.class_prompts, kb.dim);
-            let clip_scores = scaled_softmax(&clip_cos, logit_scale);
+            let clip_scores = zero_shot.scores(logit_scale, &clip_cos);
             let evidence = kpl_core::evidence(image, &engine_kb, best, top_evidence)
                 .map_err(|e| engine_error("evidence", e))?
                 .into_iter()
@@ -105,10 +109,11 @@ pub fn classify_embeddings(
 }
 
 /// What a base records about the model that built it.
-pub fn model_stamp(pipeline: &ClipPipeline, name: &str) -> Result<ModelStamp> {
+pub fn model_stamp(pipeline: &Pipeline, name: &str) -> Result<ModelStamp> {
     Ok(ModelStamp {
         fingerprint: pipeline.model.fingerprint()?,
-        name: pipeline.config().kpl_fixture_name.clone().unwrap_or_else(|| name.to_string()),
+        name: pipeline.config().fixture_name().map(str::to_string).unwrap_or_else(|| name.to_string()),
+        family: pipeline.family(),
         random_weights: pipeline.is_random(),
     })
 }
@@ -116,7 +121,7 @@ pub fn model_stamp(pipeline: &ClipPipeline, name: &str) -> Result<ModelStamp> {
 /// Embeds every description of a task (with its prompt template) and every
 /// plain class prompt. `progress(done, total)` is called after each text.
 pub fn build_knowledge_base(
-    pipeline: &ClipPipeline,
+    pipeline: &Pipeline,
     task: &Task,
     model_name: &str,
     dtype: StorageDtype,
@@ -145,7 +150,7 @@ pub fn build_knowledge_base(
         done += 1;
         progress(done, total);
     }
-    let dim = pipeline.config().projection_dim;
+    let dim = pipeline.embedding_dim();
     Ok(KnowledgeBase::from_task_embeddings(
         task,
         model_stamp(pipeline, model_name)?,

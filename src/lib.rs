@@ -1,16 +1,17 @@
-//! KPL in the browser: CLIP image and text encoders in candle, CLIP's exact
-//! preprocessing and tokenisation, and the Knowledge Proxy Learning method
+//! KPL in the browser: dual image–text encoders (CLIP, SigLIP) in candle, their
+//! exact preprocessing and tokenisation, and the Knowledge Proxy Learning method
 //! (in the `kpl-core` crate), shared by the native CLI and the wasm bindings.
 
 pub mod backend;
 pub mod bundle;
 pub mod classifier;
-pub mod clip;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod isolate;
 pub mod knowledge;
+pub mod models;
+pub mod nn;
 /// The embeddings `.npz` of `kpl eval-embeddings` (needs the `cli` feature's ndarray-npy).
 #[cfg(feature = "cli")]
 pub mod npz;
@@ -40,4 +41,4 @@ mod wasm_gpu;
 mod wasm_testing;
 
 pub use error::{Error, Result};
-pub use pipeline::{ClipPipeline, ModelFiles};
+pub use pipeline::{ModelFiles, Pipeline};

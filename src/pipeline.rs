@@ -1,15 +1,16 @@
-//! A loaded model ready to embed: the CLIP weights, the tokenizer and the image
+//! A loaded model ready to embed: the weights of any family, the tokenizer and the image
 //! preprocessing, all built from the bytes of a model folder's files so that the
 //! CLI (which reads them from disk) and the browser (which fetches them) share
 //! every step after I/O.
 
 use candle_core::{Device, Tensor};
 
-use crate::clip::{encoder::l2_normalize, ClipConfig, ClipModel, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::error::{Error, Result};
+use crate::models::{Family, Model, ModelConfig, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
+use crate::nn::l2_normalize;
 use crate::preprocess::dicom::VoiChoice;
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
-use crate::tokenizer::ClipTokenizer;
+use crate::tokenizer::{ClipTokenizer, SiglipTokenizer, TextTokenizer};
 
 /// A model folder's files as bytes, each with the name used in error messages.
 pub struct ModelFiles {
@@ -19,9 +20,9 @@ pub struct ModelFiles {
     pub preprocessor: Option<(String, Vec<u8>)>,
 }
 
-pub struct ClipPipeline {
-    pub model: ClipModel,
-    pub tokenizer: Option<ClipTokenizer>,
+pub struct Pipeline {
+    pub model: Model,
+    pub tokenizer: Option<TextTokenizer>,
     pub preprocessing: Preprocessing,
     pub limits: DecodeLimits,
     /// The window greyscale DICOM images are rendered with (default: the README's rule).
@@ -32,12 +33,13 @@ pub struct ClipPipeline {
     pub accelerator: crate::backend::Accelerator,
 }
 
-impl ClipPipeline {
+impl Pipeline {
+    /// The family is read from `config.json` (`ModelConfig::from_json`).
     pub fn load(files: ModelFiles) -> Result<Self> {
         let (config_name, config_bytes) = &files.config;
-        let config = ClipConfig::from_json(config_bytes, config_name)?;
+        let config = ModelConfig::from_json(config_bytes, config_name)?;
         let (weights_name, weights) = files.weights;
-        let model = ClipModel::from_safetensors(&config, weights, &weights_name)?;
+        let model = Model::from_safetensors(&config, weights, &weights_name)?;
         Self::assemble(model, config_name, files.tokenizer, files.preprocessor)
     }
 
@@ -45,15 +47,16 @@ impl ClipPipeline {
     /// read from their JSON files' bytes (each with the name used in errors).
     /// `model_name` names the model in errors.
     pub fn assemble(
-        model: ClipModel,
+        model: Model,
         model_name: &str,
         tokenizer: Option<(String, Vec<u8>)>,
         preprocessor: Option<(String, Vec<u8>)>,
     ) -> Result<Self> {
-        let image_size = model.config.vision_config.image_size;
+        let image_size = model.image_size();
+        let family = model.family();
         let preprocessing = match &preprocessor {
-            Some((name, bytes)) => Preprocessing::from_json(bytes, name, image_size)?,
-            None => Preprocessing::clip_default(image_size),
+            Some((name, bytes)) => Preprocessing::from_json(bytes, name, image_size, family)?,
+            None => Preprocessing::family_default(family, image_size),
         };
         if let Some((h, w)) = preprocessing.crop {
             if h != image_size || w != image_size {
@@ -65,7 +68,7 @@ impl ClipPipeline {
             }
         }
         let tokenizer = match &tokenizer {
-            Some((name, bytes)) => Some(ClipTokenizer::from_json(bytes, name, model.max_text_positions())?),
+            Some((name, bytes)) => Some(read_tokenizer(&model, bytes, name)?),
             None => None,
         };
         Ok(Self {
@@ -82,7 +85,7 @@ impl ClipPipeline {
 
     /// Adds the text tower (and its tokenizer) of the same model to a pipeline
     /// loaded without it: a bundle's text encoder, fetched when first needed.
-    pub fn attach_text(&mut self, text: ClipModel, tokenizer: Option<(String, Vec<u8>)>, name: &str) -> Result<()> {
+    pub fn attach_text(&mut self, text: Model, tokenizer: Option<(String, Vec<u8>)>, name: &str) -> Result<()> {
         let mine = self.model.fingerprint()?;
         let theirs = text.fingerprint()?;
         if mine != theirs {
@@ -92,21 +95,30 @@ impl ClipPipeline {
             ));
         }
         if let Some((tok_name, bytes)) = &tokenizer {
-            self.tokenizer = Some(ClipTokenizer::from_json(bytes, tok_name, self.model.max_text_positions())?);
+            self.tokenizer = Some(read_tokenizer(&self.model, bytes, tok_name)?);
         }
         self.model = self.model.clone().merge(text);
         Ok(())
     }
 
-    pub fn config(&self) -> &ClipConfig {
+    pub fn config(&self) -> &ModelConfig {
         &self.model.config
     }
 
-    pub fn is_random(&self) -> bool {
-        self.model.config.kpl_random_weights
+    pub fn family(&self) -> Family {
+        self.model.family()
     }
 
-    pub fn tokenizer(&self) -> Result<&ClipTokenizer> {
+    /// The length of the model's embeddings.
+    pub fn embedding_dim(&self) -> usize {
+        self.model.embedding_dim()
+    }
+
+    pub fn is_random(&self) -> bool {
+        self.model.config.is_random()
+    }
+
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
         if !self.model.has_text() {
             return Err(Error::Input(NO_TEXT_ENCODER.into()));
         }
@@ -200,32 +212,32 @@ impl ClipPipeline {
         self.embed_ids(&ids, true)
     }
 
-    /// Plain CLIP zero-shot: softmax over labels of exp(logit_scale) × cosine.
+    /// Plain zero-shot scores of one image over labels, as the model's family
+    /// scores them ([`crate::models::Scoring`]: CLIP's softmax, SigLIP's sigmoid).
     pub fn zero_shot(&self, image_embedding: &[f32], label_embeddings: &[Vec<f32>]) -> Result<Vec<f32>> {
-        let dim = self.model.config.projection_dim;
+        let dim = self.embedding_dim();
         if let Some(bad) = std::iter::once(image_embedding).chain(label_embeddings.iter().map(Vec::as_slice)).find(|e| e.len() != dim) {
             return Err(Error::Input(format!(
                 "an embedding of {} values where the model's have {dim}: it comes from another model",
                 bad.len()
             )));
         }
-        let scale = self.model.logit_scale_exp();
-        let logits: Vec<f32> = label_embeddings
-            .iter()
-            .map(|t| scale * t.iter().zip(image_embedding).map(|(a, b)| a * b).sum::<f32>())
-            .collect();
-        Ok(softmax(&logits))
+        let cosines: Vec<f32> =
+            label_embeddings.iter().map(|t| t.iter().zip(image_embedding).map(|(a, b)| a * b).sum::<f32>()).collect();
+        Ok(self.model.zero_shot_scores(&cosines))
     }
 }
 
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let total: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / total).collect()
+/// The tokenizer of `model`'s family from a `tokenizer.json`.
+fn read_tokenizer(model: &Model, bytes: &[u8], name: &str) -> Result<TextTokenizer> {
+    let context = model.max_text_positions();
+    Ok(match model.family() {
+        Family::Clip => TextTokenizer::Clip(ClipTokenizer::from_json(bytes, name, context)?),
+        Family::Siglip => TextTokenizer::Siglip(SiglipTokenizer::from_json(bytes, name, context, model.vocab_size())?),
+    })
 }
 
-/// The prompt plain CLIP zero-shot uses for a label.
+/// The prompt plain zero-shot uses for a label.
 pub fn zero_shot_prompt(label: &str) -> String {
     format!("a photo of a {label}.")
 }

@@ -3,7 +3,7 @@
 
 use wasm_bindgen::prelude::*;
 
-use crate::pipeline::{ClipPipeline, ModelFiles};
+use crate::pipeline::{Pipeline, ModelFiles};
 
 pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
@@ -17,7 +17,7 @@ pub fn start() {
 /// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
 #[wasm_bindgen]
 pub struct ClipModel {
-    pub(crate) pipeline: ClipPipeline,
+    pub(crate) pipeline: Pipeline,
 }
 
 #[wasm_bindgen]
@@ -37,7 +37,7 @@ impl ClipModel {
             tokenizer: tokenizer.map(|b| ("tokenizer.json".into(), b)),
             preprocessor: preprocessor.map(|b| ("preprocessor_config.json".into(), b)),
         };
-        Ok(ClipModel { pipeline: ClipPipeline::load(files).map_err(js_error)? })
+        Ok(ClipModel { pipeline: Pipeline::load(files).map_err(js_error)? })
     }
 
     /// True when the weights are the repository's random test weights: the UI
@@ -49,12 +49,31 @@ impl ClipModel {
 
     #[wasm_bindgen(getter, js_name = embeddingDim)]
     pub fn embedding_dim(&self) -> usize {
-        self.pipeline.config().projection_dim
+        self.pipeline.embedding_dim()
     }
 
     #[wasm_bindgen(getter, js_name = imageSize)]
     pub fn image_size(&self) -> usize {
-        self.pipeline.config().vision_config.image_size
+        self.pipeline.model.image_size()
+    }
+
+    /// The model family, `"clip"` or `"siglip"` (from its config.json).
+    #[wasm_bindgen(getter)]
+    pub fn family(&self) -> String {
+        self.pipeline.family().as_str().into()
+    }
+
+    /// What the zero-shot scores are, as a sentence for the page (CLIP: a
+    /// softmax over the labels; SigLIP: a probability per label).
+    #[wasm_bindgen(getter, js_name = scoringNote)]
+    pub fn scoring_note(&self) -> String {
+        self.pipeline.model.scoring().describe().into()
+    }
+
+    /// Whether one image's zero-shot scores sum to 1 (CLIP) or not (SigLIP).
+    #[wasm_bindgen(getter, js_name = scoresSumToOne)]
+    pub fn scores_sum_to_one(&self) -> bool {
+        self.pipeline.model.scoring().sums_to_one()
     }
 
     #[wasm_bindgen(getter, js_name = logitScale)]
@@ -92,8 +111,20 @@ impl ClipModel {
         self.pipeline.tokenizer().and_then(|t| t.encode(text)).map_err(js_error)
     }
 
-    /// Plain CLIP zero-shot probabilities of an image embedding over labels,
-    /// each prompted as "a photo of a {label}.".
+    /// Zero-shot scores of an image embedding over `prompts` (their embeddings,
+    /// concatenated), as the model's family scores them.
+    #[wasm_bindgen(js_name = zeroShotScores)]
+    pub fn zero_shot_scores(&self, image_embedding: &[f32], prompts: &[f32]) -> Result<Vec<f32>, JsError> {
+        let dim = self.pipeline.embedding_dim();
+        if dim == 0 || prompts.len() % dim != 0 {
+            return Err(JsError::new(&format!("prompt embeddings: {} values are not rows of {dim}", prompts.len())));
+        }
+        let rows: Vec<Vec<f32>> = prompts.chunks(dim).map(<[f32]>::to_vec).collect();
+        self.pipeline.zero_shot(image_embedding, &rows).map_err(js_error)
+    }
+
+    /// Plain zero-shot scores of an image embedding over labels, each prompted
+    /// as "a photo of a {label}."
     #[wasm_bindgen(js_name = zeroShot)]
     pub fn zero_shot(&self, image_embedding: &[f32], labels: Vec<String>) -> Result<Vec<f32>, JsError> {
         let texts = labels
@@ -206,7 +237,7 @@ impl ClipModel {
 /// block-by-block simd128 kernels). For benchmarks.
 #[wasm_bindgen(js_name = setQuantKernel)]
 pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
-    use crate::clip::linear::{set_quant_kernel, QuantKernel};
+    use crate::nn::linear::{set_quant_kernel, QuantKernel};
     match kernel {
         "dequantize" => set_quant_kernel(QuantKernel::Dequantize),
         "blocks" => set_quant_kernel(QuantKernel::Blocks),
@@ -248,7 +279,8 @@ struct JsParams {
     lr: Option<f64>,
 }
 
-fn params_from_js(value: JsValue) -> Result<kpl_core::KplParams, JsError> {
+/// `tauT` defaults to the model's own scale ([`crate::models::Model::pseudo_label_temperature`]).
+fn params_from_js(value: JsValue, model: &crate::models::Model) -> Result<kpl_core::KplParams, JsError> {
     let js: JsParams = if value.is_undefined() || value.is_null() {
         JsParams::default()
     } else {
@@ -257,7 +289,7 @@ fn params_from_js(value: JsValue) -> Result<kpl_core::KplParams, JsError> {
     let d = kpl_core::KplParams::default();
     Ok(kpl_core::KplParams {
         k: js.k.unwrap_or(d.k),
-        tau_t: js.tau_t.unwrap_or(d.tau_t),
+        tau_t: js.tau_t.unwrap_or_else(|| model.pseudo_label_temperature()),
         tau_i: js.tau_i.unwrap_or(d.tau_i),
         alpha: js.alpha.unwrap_or(d.alpha),
         gamma: js.gamma.unwrap_or(d.gamma),
@@ -317,7 +349,7 @@ impl KnowledgeBase {
     #[wasm_bindgen(js_name = checkModel)]
     pub fn check_model(&self, model: &ClipModel, base_name: &str) -> Result<(), JsError> {
         let fingerprint = model.pipeline.model.fingerprint().map_err(js_error)?;
-        self.base.check_model(&fingerprint, base_name, "the loaded model").map_err(js_error)
+        self.base.check_model(&fingerprint, model.pipeline.family(), base_name, "the loaded model").map_err(js_error)
     }
 
     /// Classifies `n` image embeddings (concatenated): several run transductive
@@ -328,17 +360,32 @@ impl KnowledgeBase {
         &self,
         embeddings: &[f32],
         n: usize,
-        logit_scale: f32,
+        model: &ClipModel,
         params: JsValue,
         top_evidence: usize,
     ) -> Result<JsValue, JsError> {
         let images = rows(embeddings, n, "embeddings")?;
-        let params = params_from_js(params)?;
-        let results = crate::classifier::classify_embeddings(&self.base, &images, &params, logit_scale, top_evidence)
-            .map_err(js_error)?;
+        let m = &model.pipeline.model;
+        let params = params_from_js(params, m)?;
+        let results =
+            crate::classifier::classify_embeddings(&self.base, &images, &params, m.logit_scale_exp(), m.scoring(), top_evidence)
+                .map_err(js_error)?;
         let serializer = serde_wasm_bindgen::Serializer::json_compatible();
         serde::Serialize::serialize(&results, &serializer).map_err(js_error)
     }
+}
+
+/// The cosine between the CPU's and the GPU's embedding of the probe image.
+#[wasm_bindgen(js_name = probeCosine)]
+pub fn probe_cosine(on_cpu: &[f32], on_gpu: &[f32]) -> f32 {
+    on_cpu.iter().zip(on_gpu).map(|(a, b)| a * b).sum()
+}
+
+/// Whether the GPU agrees with the CPU closely enough to be used
+/// (`backend::MIN_PROBE_COSINE`, the native rule).
+#[wasm_bindgen(js_name = probeAccepts)]
+pub fn probe_accepts(cosine: f32) -> bool {
+    cosine >= crate::backend::MIN_PROBE_COSINE
 }
 
 /// Runs KPL (greedy OT then proxy learning) on raw embeddings and returns the

@@ -32,20 +32,22 @@ struct CustomClass {
 ///   with at least one text, the class prompt first;
 /// - `textEmbeddings`: the L2-normalised embedding of every text, class by class in
 ///   the order of `classes` (so `Σ texts.length` rows of the image dimension);
-/// - `logitScale`: `exp(logit_scale)` of the model (`ClipModel.logitScale`).
+/// - `model`: the loaded model, whose scale and scoring are used.
 ///
 /// Returns `[{label, scores, method, clip_scores, clip_label, evidence}]`, one per
 /// image, exactly like `KnowledgeBase.classify`: `method` is `kpl` for several
-/// images, `single-image` for one; `clip_scores` are plain CLIP on the prompts.
+/// images, `single-image` for one; `clip_scores` are plain zero-shot scores on the
+/// prompts, as the model's family scores them.
 #[wasm_bindgen(js_name = classifyCustom)]
 pub fn classify_custom(
     images: &[f32],
     n: usize,
     classes: JsValue,
     text_embeddings: &[f32],
-    logit_scale: f32,
+    model: &crate::wasm::ClipModel,
     top_evidence: usize,
 ) -> Result<JsValue, JsError> {
+    let m = &model.pipeline.model;
     let classes: Vec<CustomClass> = serde_wasm_bindgen::from_value(classes).map_err(js_error)?;
     if classes.is_empty() {
         return Err(JsError::new("custom labels: enter at least one class"));
@@ -94,6 +96,7 @@ pub fn classify_custom(
             fingerprint: String::new(),
             name: String::new(),
             random_weights: false,
+            family: m.family(),
         },
         descriptions: text_embeddings.to_vec(),
         class_of,
@@ -105,8 +108,9 @@ pub fn classify_custom(
     let results = crate::classifier::classify_embeddings(
         &kb,
         &image_rows,
-        &kpl_core::KplParams::default(),
-        logit_scale,
+        &kpl_core::KplParams { tau_t: m.pseudo_label_temperature(), ..Default::default() },
+        m.logit_scale_exp(),
+        m.scoring(),
         top_evidence,
     )
     .map_err(js_error)?;

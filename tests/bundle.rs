@@ -136,7 +136,7 @@ fn packed_knowledge_base_matches_the_bundle_and_the_source_model() {
     let name = out.join(&entry.file.path).display().to_string();
     let base = KnowledgeBase::from_bytes(&std::fs::read(out.join(&entry.file.path)).unwrap(), &name).unwrap();
     assert_eq!(base.class_names(), entry.classes);
-    base.check_model(&fingerprint, &name, "the bundle").unwrap();
+    base.check_model(&fingerprint, kpl::models::Family::Clip, &name, "the bundle").unwrap();
     // Classifying with the bundle and its base works end to end.
     let image = packed.embed_image_bytes(&png_bytes(), "grey16_70x90.png").unwrap();
     let results = kpl::classifier::classify_embeddings(
@@ -144,6 +144,7 @@ fn packed_knowledge_base_matches_the_bundle_and_the_source_model() {
         &[image],
         &kpl_core::KplParams::default(),
         packed.model.logit_scale_exp(),
+        packed.model.scoring(),
         3,
     )
     .unwrap();

@@ -13,14 +13,14 @@ mod common;
 
 use candle_core::Tensor;
 use common::*;
-use kpl::clip::ClipModel;
+use kpl::models::Model;
 use kpl::gpu::GpuClip;
 use kpl::model_dir::load_model_dir;
 
 const MIN_COSINE: f32 = 0.9999;
 const MAX_ABS_DIFF: f32 = 1e-3;
 
-fn gpu_for(model: &ClipModel) -> Option<GpuClip> {
+fn gpu_for(model: &Model) -> Option<GpuClip> {
     match pollster::block_on(GpuClip::new(model)) {
         Ok(gpu) => {
             eprintln!("GPU adapter: {}", gpu.adapter());
@@ -243,7 +243,7 @@ fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
         // The same quantised weights on both sides, and f32 activations: the CPU's
         // Dequantize kernel expands the weights as the GPU does (its default Blocks
         // kernel also rounds the activations to 8 bits).
-        kpl::clip::linear::set_quant_kernel(kpl::clip::linear::QuantKernel::Dequantize);
+        kpl::nn::linear::set_quant_kernel(kpl::nn::linear::QuantKernel::Dequantize);
         let cpu = bundle.embed_pixels(&images, false).unwrap();
         compare(&format!("{name} {} images", dtype.as_str()), &cpu, &pollster::block_on(gpu.image_features(&flat, 3)).unwrap());
         let cpu: Vec<Vec<f32>> = texts.iter().map(|ids| bundle.embed_ids(ids, false).unwrap()).collect();
@@ -262,7 +262,7 @@ fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
 fn q4_bundle_layers_stay_4_bit_on_the_gpu() {
     use kpl::bundle::pack::{pack_model_dir, PackOptions};
     use kpl::bundle::PackDtype;
-    use kpl::clip::random::{write_random_clip, RandomClipConfig};
+    use kpl::models::clip::random::{write_random_clip, RandomClipConfig};
     // q4_K needs widths that are multiples of 256: ViT-B/16 sizes, one layer per tower.
     let mut config = RandomClipConfig::vit_b16();
     config.vision_layers = 1;
@@ -280,7 +280,7 @@ fn q4_bundle_layers_stay_4_bit_on_the_gpu() {
 
     let pixels = test_images(224);
     let flat = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    kpl::clip::linear::set_quant_kernel(kpl::clip::linear::QuantKernel::Dequantize);
+    kpl::nn::linear::set_quant_kernel(kpl::nn::linear::QuantKernel::Dequantize);
     let cpu = rows(&bundle.model.image_features(&pixels).unwrap());
     compare("q4 bundle images", &cpu, &pollster::block_on(gpu.image_features(&flat, 2)).unwrap());
     let texts: Vec<Vec<u32>> = ["a chest x-ray", "a fundus photograph of an eye"]

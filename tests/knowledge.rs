@@ -6,11 +6,11 @@ mod common;
 
 use kpl::knowledge::folder::{load_task, task_dirs};
 use kpl::knowledge::task::{normalize_description, Task};
-use kpl::tokenizer::ClipTokenizer;
+use kpl::tokenizer::{ClipTokenizer, TextTokenizer};
 
-fn tokenizer() -> ClipTokenizer {
+fn tokenizer() -> TextTokenizer {
     let bytes = std::fs::read(common::fixtures().join("tokenizer.json")).unwrap();
-    ClipTokenizer::from_json(&bytes, "tokenizer.json", 77).unwrap()
+    TextTokenizer::Clip(ClipTokenizer::from_json(&bytes, "tokenizer.json", 77).unwrap())
 }
 
 #[test]

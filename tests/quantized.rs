@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use common::*;
 use kpl::bundle::pack::{pack_model_dir, write_encoder_file, EncoderMeta, PackOptions};
 use kpl::bundle::{EncoderFile, EncoderKind, PackDtype};
-use kpl::clip::linear::{set_quant_kernel, QuantKernel};
+use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::model_dir::load_model_dir;
 use kpl::preprocess::PixelTensor;
 use safetensors::SafeTensors;
@@ -107,6 +107,7 @@ fn random_vit_b16(std: f32, dtypes: &[PackDtype]) -> (f32, Vec<(PackDtype, f32, 
     let mut results = Vec::new();
     for &dtype in dtypes {
         let meta = EncoderMeta {
+            family: kpl::models::Family::Clip,
             dtype,
             fingerprint: "random-vit-b16-test",
             config_json: &config_json,

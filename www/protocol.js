@@ -172,6 +172,8 @@
  * @property {number} imageSize
  * @property {boolean} hasTokenizer
  * @property {number} logitScale exp(logit_scale).
+ * @property {'clip' | 'siglip'} family The model family (from its config.json).
+ * @property {string} scoringNote What the zero-shot scores are (softmax over labels, or a probability per label).
  * @property {number} bytes bytes of model files fetched.
  * @property {number} ms time to fetch and load.
  * @property {{wasm: number, fetch: number, parse: number, backend: number}} [timings]

@@ -15,7 +15,7 @@
 //                 (`debugTrap`, src/wasm_testing.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
-import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';
+import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';
 import * as wasmApi from './pkg/kpl.js';
 import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
@@ -242,8 +242,8 @@ async function probeGpu(m) {
     engine.free();
     return fallback(`WebGPU failed on a test image (${messageOf(e)})`);
   }
-  const agreement = dot(onCpu, onGpu);
-  if (!(agreement >= 0.999)) {
+  const agreement = probeCosine(onCpu, onGpu);
+  if (!probeAccepts(agreement)) {
     engine.free();
     return fallback(`WebGPU (${adapter}) disagreed with the CPU on a test image (cosine ${agreement.toFixed(4)})`);
   }
@@ -450,21 +450,6 @@ function embedTexts(m, texts) {
   });
 }
 
-/** softmax(scale · x) */
-function scaledSoftmax(values, scale) {
-  const z = values.map((v) => v * scale);
-  const max = Math.max(...z);
-  const exps = z.map((v) => Math.exp(v - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return exps.map((v) => v / sum);
-}
-
-const dot = (a, b) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
 const argmax = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
 
 /** The prompt plain CLIP uses for a label (src/pipeline.rs `zero_shot_prompt`). */
@@ -576,6 +561,8 @@ const handlers = {
       hasTokenizer: m.hasTokenizer,
       hasTextEncoder: m.hasTextEncoder,
       logitScale: m.logitScale,
+      family: m.family,
+      scoringNote: m.scoringNote,
       bundle: Boolean(manifest.bundle),
     };
     const parsed = performance.now();
@@ -649,7 +636,7 @@ const handlers = {
     const flat = new Float32Array(n * dim);
     req.embeddings.forEach((e, i) => flat.set(e, i * dim));
     const start = performance.now();
-    const results = plainResults(kb.classify(flat, n, m.logitScale, undefined, req.topEvidence ?? 3));
+    const results = plainResults(kb.classify(flat, n, m, undefined, req.topEvidence ?? 3));
     return { results, classNames: Array.from(kb.classNames), ms: performance.now() - start, backend: loaded?.backend };
   },
 
@@ -670,12 +657,15 @@ const handlers = {
       req.embeddings.forEach((e, i) => images.set(e, i * dim));
       const textFlat = new Float32Array(texts.length * dim);
       embedded.forEach((e, i) => textFlat.set(e, i * dim));
-      results = plainResults(classifyCustom(images, n, classes, textFlat, m.logitScale, req.topEvidence ?? 3));
+      results = plainResults(classifyCustom(images, n, classes, textFlat, m, req.topEvidence ?? 3));
     } else {
-      // Plain CLIP zero-shot: softmax(exp(logit_scale) · cos(image, prompt)).
-      const prompts = embedded;
+      // Plain zero-shot, scored in Rust as the model's family does (CLIP:
+      // softmax over the labels; SigLIP: a sigmoid per label).
+      const dim = embedded[0].length;
+      const prompts = new Float32Array(embedded.length * dim);
+      embedded.forEach((e, i) => prompts.set(e, i * dim));
       results = req.embeddings.map((image) => {
-        const scores = scaledSoftmax(prompts.map((p) => dot(image, p)), m.logitScale);
+        const scores = Array.from(m.zeroShotScores(Float32Array.from(image), prompts));
         const label = classNames[argmax(scores)];
         return { label, scores, method: 'clip', clip_scores: scores, clip_label: label, evidence: [] };
       });

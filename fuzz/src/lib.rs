@@ -25,7 +25,7 @@ use kpl::bundle::{load_pipeline, EncoderFile, EncoderKind, FileEntry, Files, Man
 use kpl::classifier::classify_embeddings;
 use kpl::knowledge::base::KnowledgeBase;
 use kpl::preprocess::{dicom, DecodeLimits, PixelTensor};
-use kpl::{ClipPipeline, ModelFiles};
+use kpl::{Pipeline, ModelFiles};
 
 /// The pixel limit of the targets (the CLI's default is 100 MP).
 pub const MAX_PIXELS: u64 = 4_000_000;
@@ -42,14 +42,14 @@ thread_local! {
     /// The tiny fixture model, loaded once per thread: image bytes go through
     /// its `prepare_image`, exactly as `kpl embed-image`/`classify` and the
     /// wasm `embedImage` do.
-    static PIPELINE: RefCell<Option<ClipPipeline>> = const { RefCell::new(None) };
+    static PIPELINE: RefCell<Option<Pipeline>> = const { RefCell::new(None) };
 }
 
-fn with_pipeline<T>(f: impl FnOnce(&ClipPipeline) -> T) -> T {
+fn with_pipeline<T>(f: impl FnOnce(&Pipeline) -> T) -> T {
     PIPELINE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let pipeline = slot.get_or_insert_with(|| {
-            let mut p = ClipPipeline::load(ModelFiles {
+            let mut p = Pipeline::load(ModelFiles {
                 config: ("config.json".into(), CONFIG.to_vec()),
                 weights: ("model.safetensors".into(), WEIGHTS.to_vec()),
                 tokenizer: None,
@@ -65,7 +65,7 @@ fn with_pipeline<T>(f: impl FnOnce(&ClipPipeline) -> T) -> T {
 
 /// `image_decode`: bytes → RGB8 (PNG, JPEG, WebP, BMP, TIFF, or DICOM by its
 /// marker) with the pixel limit checked from the header → resize, crop,
-/// normalise to the model's pixel tensor (`ClipPipeline::prepare_image`).
+/// normalise to the model's pixel tensor (`Pipeline::prepare_image`).
 pub fn image_decode(data: &[u8]) -> kpl::Result<()> {
     let pixels = with_pipeline(|p| p.prepare_image(data, "fuzz-input.png"))?;
     assert_eq!(pixels.data.len(), 3 * pixels.height * pixels.width);
@@ -165,14 +165,14 @@ pub fn dicom_structured(data: &[u8]) -> kpl::Result<()> {
 }
 
 /// A zero pixel tensor of the model's input size.
-fn blank_pixels(pipeline: &ClipPipeline) -> PixelTensor {
+fn blank_pixels(pipeline: &Pipeline) -> PixelTensor {
     let size = pipeline.model.image_size();
     PixelTensor { height: size, width: size, data: vec![0.0; 3 * size * size] }
 }
 
 /// Runs whichever towers a model loaded from fuzzed bytes has, once, on a
 /// blank image and a two-token text: a model that loads must not panic when used.
-fn exercise(pipeline: &ClipPipeline) -> kpl::Result<()> {
+fn exercise(pipeline: &Pipeline) -> kpl::Result<()> {
     let size = pipeline.model.image_size();
     if pipeline.model.has_vision() && size <= 1024 {
         pipeline.embed_pixels(&[blank_pixels(pipeline)], true)?;
@@ -227,9 +227,9 @@ pub fn gguf_bundle(data: &[u8]) -> kpl::Result<()> {
 
 /// `safetensors`: a Hugging Face checkpoint's `model.safetensors` (header,
 /// dtypes, shapes, data) with the fixture's config, through
-/// `ClipPipeline::load`, the path `kpl --model DIR` and the wasm `ClipModel.load` take.
+/// `Pipeline::load`, the path `kpl --model DIR` and the wasm `ClipModel.load` take.
 pub fn safetensors(data: &[u8]) -> kpl::Result<()> {
-    let pipeline = ClipPipeline::load(ModelFiles {
+    let pipeline = Pipeline::load(ModelFiles {
         config: ("config.json".into(), CONFIG.to_vec()),
         weights: ("model.safetensors".into(), data.to_vec()),
         tokenizer: None,
@@ -244,17 +244,17 @@ pub fn safetensors(data: &[u8]) -> kpl::Result<()> {
 /// write/read round trip that must give the same base.
 pub fn kplkb(data: &[u8]) -> kpl::Result<()> {
     let kb = KnowledgeBase::from_bytes(data, "fuzz.kplkb")?;
-    let _ = kb.check_model("0123456789abcdef", "fuzz.kplkb", "model");
+    let _ = kb.check_model("0123456789abcdef", kpl::models::Family::Clip, "fuzz.kplkb", "model");
     for row in 0..kb.class_of.len() {
         let _ = kb.description_text(row);
     }
     let again = KnowledgeBase::from_bytes(&kb.to_bytes(), "again.kplkb").expect("a base it wrote reads back");
     assert_eq!(again, kb, "write/read round trip");
     // A wrong-length embedding is an error, never a panic.
-    let _ = classify_embeddings(&kb, &[vec![1.0; 3]], &Default::default(), 100.0, 5);
+    let _ = classify_embeddings(&kb, &[vec![1.0; 3]], &Default::default(), 100.0, kpl::models::Scoring::Softmax, 5);
     if kb.dim <= 4096 {
         let image = vec![1.0 / (kb.dim as f32).sqrt(); kb.dim];
-        classify_embeddings(&kb, &[image], &Default::default(), 100.0, 5)?;
+        classify_embeddings(&kb, &[image], &Default::default(), 100.0, kpl::models::Scoring::Softmax, 5)?;
     }
     Ok(())
 }

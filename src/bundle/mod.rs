@@ -44,10 +44,11 @@ use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::weights::{QTensors, Weights};
-use crate::clip::{describe_load_error, ClipConfig, ClipModel, Towers};
+use crate::nn::weights::{QTensors, Weights};
+use crate::models::{Model, ModelConfig, Towers};
+use crate::nn::describe_load_error;
 use crate::error::{Error, Result};
-use crate::pipeline::ClipPipeline;
+use crate::pipeline::Pipeline;
 
 pub(crate) use manifest::check_file_name;
 pub use manifest::{sha256_of, verify, FileEntry, Files, KnowledgeEntry, Manifest, ModelInfo};
@@ -216,10 +217,10 @@ impl EncoderFile {
     }
 
     /// The tower this file holds, as a partial model.
-    pub fn model(self) -> Result<(ClipModel, Extras)> {
-        let config = ClipConfig::from_json(self.config_json.as_bytes(), &format!("{} (config)", self.name))?;
+    pub fn model(self) -> Result<(Model, Extras)> {
+        let config = ModelConfig::from_json(self.config_json.as_bytes(), &format!("{} (config)", self.name))?;
         let weights = Weights::gguf(self.tensors);
-        let model = ClipModel::load_towers(&config, &weights, self.kind.towers())
+        let model = Model::load_towers(&config, &weights, self.kind.towers())
             .map_err(|e| Error::model(&self.name, describe_load_error(&e)))?
             .with_fingerprint(self.fingerprint);
         let extras = Extras {
@@ -265,7 +266,7 @@ pub fn load_pipeline(
     manifest_name: &str,
     image: Option<EncoderFile>,
     text: Option<EncoderFile>,
-) -> Result<ClipPipeline> {
+) -> Result<Pipeline> {
     if let Some(f) = &image {
         f.check_against(manifest, EncoderKind::Image)?;
     }
@@ -294,12 +295,12 @@ pub fn load_pipeline(
     let preprocessor =
         image_extras.and_then(|e| e.preprocessor.map(|b| (format!("{} (preprocessor_config.json)", e.name), b)));
     let tokenizer = text_extras.and_then(|e| e.tokenizer.map(|b| (format!("{} (tokenizer.json)", e.name), b)));
-    ClipPipeline::assemble(model, manifest_name, tokenizer, preprocessor)
+    Pipeline::assemble(model, manifest_name, tokenizer, preprocessor)
 }
 
 /// Adds a bundle's text encoder (read and verified) to a pipeline loaded from
 /// the same bundle without it.
-pub fn attach_text_encoder(pipeline: &mut ClipPipeline, manifest: &Manifest, text: EncoderFile) -> Result<()> {
+pub fn attach_text_encoder(pipeline: &mut Pipeline, manifest: &Manifest, text: EncoderFile) -> Result<()> {
     text.check_against(manifest, EncoderKind::Text)?;
     let (model, extras) = text.model()?;
     if model.config != pipeline.model.config {
@@ -365,7 +366,7 @@ mod dir {
 
     /// Loads a bundle folder: the encoders the manifest lists, each checked
     /// against its size and SHA-256 first.
-    pub fn load_bundle_dir(dir: &Path) -> Result<ClipPipeline> {
+    pub fn load_bundle_dir(dir: &Path) -> Result<Pipeline> {
         let manifest = read_manifest(dir)?;
         let image = manifest.files.image_encoder.as_ref().map(|e| read_encoder(dir, e)).transpose()?;
         let text = manifest.files.text_encoder.as_ref().map(|e| read_encoder(dir, e)).transpose()?;

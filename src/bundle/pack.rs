@@ -1,4 +1,4 @@
-//! `kpl pack`: a Hugging Face CLIP folder → a bundle folder (see the module above).
+//! `kpl pack`: a Hugging Face CLIP or SigLIP folder → a bundle folder (see the module above).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,7 +13,9 @@ use super::*;
 use crate::classifier::build_knowledge_base;
 use crate::knowledge::base::StorageDtype;
 use crate::knowledge::folder::load_task;
-use crate::pipeline::ClipPipeline;
+use crate::models::{clip, siglip};
+use crate::nn::describe_load_error;
+use crate::pipeline::Pipeline;
 
 /// Linear layers: `[out, in]` weights the matmul reads (quantisable).
 const LINEAR_SUFFIXES: &[&str] = &[
@@ -25,9 +27,15 @@ const LINEAR_SUFFIXES: &[&str] = &[
     "mlp.fc2.weight",
 ];
 
+/// The last linear layer of each tower, for every family: `{name}.weight`.
+const PROJECTIONS: &[&str] = &[clip::names::VISUAL_PROJECTION, clip::names::TEXT_PROJECTION, siglip::names::TEXT_HEAD];
+
+fn is_projection(name: &str) -> bool {
+    name.strip_suffix(".weight").is_some_and(|n| PROJECTIONS.contains(&n))
+}
+
 pub fn is_linear_weight(name: &str) -> bool {
-    name == "visual_projection.weight"
-        || name == "text_projection.weight"
+    is_projection(name)
         || LINEAR_SUFFIXES.iter().any(|s| name.ends_with(&format!(".{s}")))
 }
 
@@ -36,17 +44,17 @@ pub fn storage_type(name: &str, shape: &[usize], dtype: PackDtype) -> GgmlDType 
     if dtype == PackDtype::F32 {
         GgmlDType::F32
     } else if is_linear_weight(name) && shape.len() == 2 {
-        if dtype == PackDtype::Q4 && (name == "visual_projection.weight" || name == "text_projection.weight") {
+        if dtype == PackDtype::Q4 && is_projection(name) {
             // The last layer's error reaches the embedding undiluted; at 8 bits
             // it costs a fraction of a megabyte (see tests/quantized.rs).
             return PackDtype::Q8.linear_type(shape[1]);
         }
         dtype.linear_type(shape[1])
-    } else if shape.len() >= 2 {
+    } else if shape.len() >= 2 && !name.ends_with(siglip::names::PROBE) {
         // Embedding tables, position embeddings, the patch convolution.
         GgmlDType::F16
     } else {
-        // Norms, biases, the class embedding, logit_scale: tiny, kept exact.
+        // Norms, biases, the class embedding, SigLIP's probe, logit_scale: tiny, kept exact.
         GgmlDType::F32
     }
 }
@@ -103,16 +111,19 @@ pub fn quantize(t: &Tensor, ty: GgmlDType) -> candle_core::Result<QTensor> {
     }
 }
 
-/// The tensors of one tower: `vision_model.*` + `visual_projection.weight` or
-/// `text_model.*` + `text_projection.weight`, and `logit_scale` in both.
+/// The tensors of one tower: `vision_model.*` (+ CLIP's `visual_projection.weight`)
+/// or `text_model.*` (+ CLIP's `text_projection.weight`), and the logit scale
+/// (and SigLIP's bias) in both.
 pub fn tower_tensor_names(kind: EncoderKind, names: impl IntoIterator<Item = String>) -> Vec<String> {
     let (tower, projection) = match kind {
-        EncoderKind::Image => ("vision_model.", "visual_projection."),
-        EncoderKind::Text => ("text_model.", "text_projection."),
+        EncoderKind::Image => (clip::names::VISION, clip::names::VISUAL_PROJECTION),
+        EncoderKind::Text => (clip::names::TEXT, clip::names::TEXT_PROJECTION),
     };
+    let in_part = |n: &str, part: &str| n.strip_prefix(part).is_some_and(|rest| rest.starts_with('.'));
+    let scalars = [clip::names::LOGIT_SCALE, siglip::names::LOGIT_BIAS];
     let mut out: Vec<String> = names
         .into_iter()
-        .filter(|n| n == "logit_scale" || n.starts_with(tower) || n.starts_with(projection))
+        .filter(|n| scalars.contains(&n.as_str()) || in_part(n, tower) || in_part(n, projection))
         // Buffers some exports carry (integer position ids): not weights.
         .filter(|n| !n.ends_with("position_ids"))
         .collect();
@@ -122,6 +133,7 @@ pub fn tower_tensor_names(kind: EncoderKind, names: impl IntoIterator<Item = Str
 
 /// What an encoder file says about itself besides its tensors.
 pub struct EncoderMeta<'a> {
+    pub family: crate::models::Family,
     pub dtype: PackDtype,
     pub fingerprint: &'a str,
     pub config_json: &'a str,
@@ -146,7 +158,7 @@ pub fn write_encoder<W: Write + std::io::Seek>(
     let qtensors = quantize_all(&names, tensors, meta.dtype)?;
     use gguf_file::Value;
     let mut metadata: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("clip".into())),
+        ("general.architecture", Value::String(meta.family.as_str().into())),
         (keys::FORMAT_VERSION, Value::U32(FORMAT_VERSION)),
         (keys::KIND, Value::String(kind.as_str().into())),
         (keys::DTYPE, Value::String(meta.dtype.as_str().into())),
@@ -234,12 +246,12 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
     if is_bundle_dir(model) {
         return Err(Error::model(
             model.display(),
-            "is already a bundle; kpl pack takes a Hugging Face CLIP folder (config.json, model.safetensors)",
+            "is already a bundle; kpl pack takes a Hugging Face CLIP or SigLIP folder (config.json, model.safetensors)",
         ));
     }
     let files = crate::model_dir::read_model_dir(model)?;
     let (config_name, config_bytes) = &files.config;
-    let config = ClipConfig::from_json(config_bytes, config_name)?;
+    let config = ModelConfig::from_json(config_bytes, config_name)?;
     let config_json = String::from_utf8(config_bytes.clone()).map_err(|_| Error::model(config_name, "not UTF-8 text"))?;
     let (weights_name, weights) = files.weights;
     let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
@@ -248,9 +260,9 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
     // The full-precision model: its fingerprint goes into the bundle (so bases
     // built with it stay valid) and it embeds the knowledge descriptions.
     let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
-    let source = ClipModel::load(&config, vb).map_err(|e| Error::model(&weights_name, describe_load_error(&e)))?;
+    let source = Model::load(&config, vb).map_err(|e| Error::model(&weights_name, describe_load_error(&e)))?;
     let fingerprint = source.fingerprint()?;
-    let pipeline = ClipPipeline::assemble(source, config_name, files.tokenizer.clone(), files.preprocessor.clone())?;
+    let pipeline = Pipeline::assemble(source, config_name, files.tokenizer.clone(), files.preprocessor.clone())?;
 
     let preprocessor_json = utf8(&files.preprocessor)?;
     let tokenizer_json = utf8(&files.tokenizer)?;
@@ -262,6 +274,7 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
         std::fs::remove_file(&manifest_path).map_err(|e| Error::io(manifest_path.display(), e))?;
     }
     let meta = EncoderMeta {
+        family: config.family(),
         dtype: options.dtype,
         fingerprint: &fingerprint,
         config_json: &config_json,
@@ -275,7 +288,7 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
     drop(tensors);
 
     let name = options.name.clone().unwrap_or_else(|| {
-        config.kpl_fixture_name.clone().unwrap_or_else(|| {
+        config.fixture_name().map(str::to_string).unwrap_or_else(|| {
             model
                 .canonicalize()
                 .ok()
@@ -308,9 +321,9 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
             name,
             fingerprint,
             dtype: options.dtype,
-            random_weights: config.kpl_random_weights,
-            projection_dim: config.projection_dim,
-            image_size: config.vision_config.image_size,
+            random_weights: config.is_random(),
+            projection_dim: config.embedding_dim(),
+            image_size: config.image_size(),
         },
         files: Files { image_encoder: Some(image_encoder), text_encoder: Some(text_encoder) },
         knowledge,

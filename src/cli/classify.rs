@@ -1,4 +1,5 @@
-//! `kpl classify`: plain CLIP zero-shot over `--labels`, or KPL with `--kb`
+//! `kpl classify`: plain zero-shot over `--labels` (CLIP: softmax over the
+//! labels; SigLIP: a sigmoid probability per label), or KPL with `--kb`
 //! (one image: fitted proxies if the base has them, else single-image retrieval;
 //! several images: transductive KPL over the batch).
 
@@ -43,6 +44,9 @@ struct Output {
     /// Set when the model's weights are random test weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'static str>,
+    /// What the scores are: a softmax over the labels (CLIP) or each label's
+    /// own probability, which need not sum to 1 (SigLIP).
+    scoring: &'static str,
     results: Vec<Classification>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FileError>,
@@ -83,13 +87,14 @@ pub fn run(args: &ClassifyArgs) -> Result<i32, Error> {
                 file,
                 label: labels[best].clone(),
                 scores: labels.iter().cloned().zip(probs.iter().map(|&p| serde_json::json!(p))).collect(),
-                method: "clip",
+                method: pipeline.family().as_str(),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let failures = prepared.errors.len();
     print_json(&Output {
         warning: pipeline.is_random().then_some(RANDOM_WEIGHTS_WARNING),
+        scoring: pipeline.model.scoring().describe(),
         results,
         errors: prepared.errors,
     });
@@ -116,6 +121,8 @@ struct ClipSide {
 struct KplOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<&'static str>,
+    /// What the plain zero-shot side's (`clip`) scores are.
+    zero_shot_scoring: &'static str,
     task: String,
     results: Vec<KplClassification>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -134,14 +141,16 @@ fn run_kpl(args: &ClassifyArgs, kb_path: &std::path::Path) -> Result<i32, Error>
     let results = kpl::classifier::classify_embeddings(
         &base,
         &embeddings,
-        &args.kpl.params(),
+        &args.kpl.params_for(&pipeline.model),
         pipeline.model.logit_scale_exp(),
+        pipeline.model.scoring(),
         args.evidence,
     )?;
     let names = base.class_names();
     let failures = prepared.errors.len();
     print_json(&KplOutput {
         warning: (pipeline.is_random() || base.model.random_weights).then_some(RANDOM_WEIGHTS_WARNING),
+        zero_shot_scoring: pipeline.model.scoring().describe(),
         task: base.task.clone(),
         results: prepared
             .files

@@ -146,7 +146,7 @@ impl EmbeddingCache {
                 }
             }
         }
-        let key = kpl::clip::hex(&hasher.finalize());
+        let key = kpl::nn::hex(&hasher.finalize());
         Self { path: dir.join(format!("{key}.kplemb")) }
     }
 

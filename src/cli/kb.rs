@@ -11,7 +11,7 @@ use super::{prepare_images, read_file, ModelArgs};
 use kpl::classifier::{build_knowledge_base, engine_error};
 use kpl::knowledge::base::{FitInfo, KnowledgeBase, StorageDtype};
 use kpl::knowledge::folder::load_task;
-use kpl::{ClipPipeline, Error};
+use kpl::{Pipeline, Error};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum DtypeArg {
@@ -50,10 +50,10 @@ pub struct FitArgs {
     pub kpl: KplArgs,
 }
 
-pub fn load_base(path: &Path, pipeline: &ClipPipeline, model_dir: &Path) -> Result<KnowledgeBase, Error> {
+pub fn load_base(path: &Path, pipeline: &Pipeline, model_dir: &Path) -> Result<KnowledgeBase, Error> {
     let name = path.display().to_string();
     let base = KnowledgeBase::from_bytes(&read_file(path)?, &name)?;
-    base.check_model(&pipeline.model.fingerprint()?, &name, &model_dir.display().to_string())?;
+    base.check_model(&pipeline.model.fingerprint()?, pipeline.family(), &name, &model_dir.display().to_string())?;
     Ok(base)
 }
 
@@ -131,7 +131,7 @@ pub fn fit(args: &FitArgs) -> Result<i32, Error> {
     let embeddings = prepared.embed(&pipeline)?;
     let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
     let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
-    let params = args.kpl.params();
+    let params = args.kpl.params_for(&pipeline.model);
     let outcome = kpl_core::run(&matrix, &engine_kb, &params, method).map_err(|e| engine_error("KPL", e))?;
     base.proxies = Some((
         outcome.proxies.data().to_vec(),

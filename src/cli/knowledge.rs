@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use kpl::knowledge::folder::{load_task, task_dirs};
-use kpl::tokenizer::ClipTokenizer;
+use kpl::tokenizer::{ClipTokenizer, TextTokenizer};
 use kpl::Error;
 
 /// CLIP's BPE vocabulary is the same for every OpenAI CLIP checkpoint, so the
@@ -92,7 +92,7 @@ fn list(args: &ListArgs) -> Result<i32, Error> {
 }
 
 fn check(args: &CheckArgs) -> Result<i32, Error> {
-    let tokenizer = ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, "built-in CLIP tokenizer", CLIP_CONTEXT)?;
+    let tokenizer = TextTokenizer::Clip(ClipTokenizer::from_json(CLIP_TOKENIZER_JSON, "built-in CLIP tokenizer", CLIP_CONTEXT)?);
     let dirs = if args.dir.join("task.json").is_file() { vec![args.dir.clone()] } else { task_dirs(&args.dir)? };
     if dirs.is_empty() {
         return Err(Error::model(args.dir.display(), "no task.json here or in its subfolders"));

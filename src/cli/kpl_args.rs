@@ -8,9 +8,10 @@ pub struct KplArgs {
     /// Descriptions retrieved per class.
     #[arg(long, default_value_t = 8)]
     pub k: usize,
-    /// Temperature of the pseudo-labels.
-    #[arg(long, default_value_t = 0.01)]
-    pub tau_t: f64,
+    /// Temperature of the pseudo-labels [default: the model's own scale,
+    /// 1/exp(logit_scale), for SigLIP; the reference's 0.01 for CLIP].
+    #[arg(long)]
+    pub tau_t: Option<f64>,
     /// Temperature of proxy learning.
     #[arg(long, default_value_t = 0.04)]
     pub tau_i: f64,
@@ -33,10 +34,16 @@ impl KplArgs {
         self.params_with_k(self.k)
     }
 
+    /// The parameters with `tau_t` at `model`'s own scale unless given.
+    pub fn params_for(&self, model: &kpl::models::Model) -> KplParams {
+        KplParams { tau_t: self.tau_t.unwrap_or_else(|| model.pseudo_label_temperature()), ..self.params() }
+    }
+
+    /// The parameters for embeddings of no known model (`tau_t`: the reference's).
     pub fn params_with_k(&self, k: usize) -> KplParams {
         KplParams {
             k,
-            tau_t: self.tau_t,
+            tau_t: self.tau_t.unwrap_or(KplParams::default().tau_t),
             tau_i: self.tau_i,
             alpha: self.alpha,
             gamma: self.gamma,

@@ -23,11 +23,11 @@ use kpl::isolate::isolate;
 use kpl::model_dir::load_model_dir;
 use kpl::preprocess::dicom::VoiChoice;
 use kpl::preprocess::PixelTensor;
-use kpl::{ClipPipeline, Error};
+use kpl::{Pipeline, Error};
 
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json,
+    /// A Hugging Face CLIP or SigLIP folder (config.json, model.safetensors, tokenizer.json,
     /// preprocessor_config.json), or a bundle folder made by `kpl pack`.
     /// Defaults to $KPL_MODEL.
     #[arg(long, env = "KPL_MODEL")]
@@ -109,7 +109,7 @@ impl ModelArgs {
         self.file_limit.bytes()
     }
 
-    pub fn load(&self) -> Result<ClipPipeline, Error> {
+    pub fn load(&self) -> Result<Pipeline, Error> {
         let mut pipeline = load_model_dir(&self.model)?;
         pipeline.limits.max_pixels = (self.max_megapixels * 1e6).max(1.0) as u64;
         pipeline.voi = self.voi.choice();
@@ -122,7 +122,7 @@ impl ModelArgs {
 }
 
 /// Says on stderr why the GPU was left (the work went on on the CPU).
-pub fn report_backend_notes(pipeline: &ClipPipeline) {
+pub fn report_backend_notes(pipeline: &Pipeline) {
     for note in pipeline.accelerator.take_notes() {
         progress::note(&format!("kpl: backend: {note}"));
     }
@@ -156,7 +156,7 @@ pub struct PreparedImages {
 
 /// Reads, decodes and preprocesses each file on its own: a failure, even a panic
 /// (see [`kpl::isolate`]), costs only that file. Progress: "reading images".
-pub fn prepare_images(pipeline: &ClipPipeline, files: &[PathBuf], max_file_bytes: u64) -> PreparedImages {
+pub fn prepare_images(pipeline: &Pipeline, files: &[PathBuf], max_file_bytes: u64) -> PreparedImages {
     let mut prepared = PreparedImages { files: Vec::new(), indices: Vec::new(), pixels: Vec::new(), errors: Vec::new() };
     let mut progress = progress::Progress::new("reading images", files.len());
     for (index, path) in files.iter().enumerate() {
@@ -232,7 +232,7 @@ impl PreparedImages {
     ///
     /// Errors: an encoder error that is not a panic (it concerns the model, not
     /// one image) stops the batch as before.
-    pub fn embed(&mut self, pipeline: &ClipPipeline) -> Result<Vec<Vec<f32>>, Error> {
+    pub fn embed(&mut self, pipeline: &Pipeline) -> Result<Vec<Vec<f32>>, Error> {
         const BATCH: usize = 8;
         let total = self.pixels.len();
         let mut progress = progress::Progress::new("encoding images", total);

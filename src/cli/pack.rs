@@ -32,7 +32,7 @@ impl From<PackDtypeArg> for PackDtype {
 
 #[derive(Debug, Args)]
 pub struct PackArgs {
-    /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer.json,
+    /// A Hugging Face CLIP or SigLIP folder (config.json, model.safetensors, tokenizer.json,
     /// preprocessor_config.json). Defaults to $KPL_MODEL.
     #[arg(long, env = "KPL_MODEL")]
     pub model: PathBuf,

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::print_json;
-use kpl::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::models::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
 use kpl::Error;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -7,9 +7,9 @@ use candle_nn::LayerNorm;
 
 use super::context::GpuContext;
 use super::ops::{attention, layer_norm, matmul, Kernel, Recorder};
-use crate::clip::config::Activation;
-use crate::clip::encoder::Encoder;
-use crate::clip::linear::Linear;
+use crate::nn::Activation;
+use crate::nn::transformer::{NormPlacement, Transformer};
+use crate::nn::linear::Linear;
 use crate::error::{Error, Result};
 
 pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -235,8 +235,11 @@ pub(crate) struct GpuEncoder {
 }
 
 impl GpuEncoder {
-    pub(crate) fn upload(ctx: &GpuContext, encoder: &Encoder) -> Result<Self> {
+    pub(crate) fn upload(ctx: &GpuContext, encoder: &Transformer) -> Result<Self> {
         let first = encoder.layers.first().ok_or_else(|| Error::Gpu("the encoder has no layers".into()))?;
+        if first.norm != NormPlacement::Pre {
+            return Err(Error::Gpu("post-norm encoders are not on the GPU yet".into()));
+        }
         let heads = first.self_attn.heads;
         let hidden = heads * first.self_attn.head_dim;
         let intermediate = first.fc1.weight()?.dim(0)?;

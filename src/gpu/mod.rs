@@ -1,7 +1,7 @@
 //! The WebGPU engine: CLIP's forward pass as WGSL compute kernels through
 //! wgpu, natively (Vulkan, Metal, DX12) and in the browser (WebGPU).
 //!
-//! The weights are uploaded once from a loaded [`ClipModel`] (whatever its
+//! The weights are uploaded once from a loaded [`Model`] (whatever its
 //! source: safetensors, or a bundle whose q8 layers stay 8-bit and are expanded
 //! inside the matmul kernel, while q4_K layers are expanded to f32 on upload), so the CPU model stays the single loader and the reference the
 //! GPU is tested against. A forward pass is recorded once per input shape
@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 pub use context::{AdapterSummary, GpuContext};
 
-use crate::clip::{ClipModel, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
+use crate::models::{Model, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::error::{Error, Result};
 
 /// Both towers (either may be absent, as in the CPU model) on one device.
@@ -31,18 +31,18 @@ pub struct GpuClip {
 
 impl GpuClip {
     /// Opens the best adapter and uploads `model`'s weights.
-    pub async fn new(model: &ClipModel) -> Result<Self> {
+    pub async fn new(model: &Model) -> Result<Self> {
         Self::with_context(GpuContext::new().await?, model).await
     }
 
-    pub async fn with_context(ctx: Rc<GpuContext>, model: &ClipModel) -> Result<Self> {
+    pub async fn with_context(ctx: Rc<GpuContext>, model: &Model) -> Result<Self> {
         let oom = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let vision = match &model.vision {
-            Some(v) => Some(vision::GpuVision::upload(&ctx, &v.transformer, &v.projection)?),
+            Some(v) => Some(vision::GpuVision::upload(&ctx, v)?),
             None => None,
         };
         let text = match &model.text {
-            Some(t) => Some(text::GpuText::upload(&ctx, &t.transformer, &t.projection)?),
+            Some(t) => Some(text::GpuText::upload(&ctx, t)?),
             None => None,
         };
         if let Some(e) = oom.pop().await {
@@ -89,7 +89,7 @@ impl GpuClip {
         self.text.is_some()
     }
 
-    /// Projected, unnormalised image features (as [`ClipModel::image_features`])
+    /// Projected, unnormalised image features (as [`Model::image_features`])
     /// for `pixels` = [batch, 3, size, size], row-major; batches larger than the
     /// device's buffers allow run in several passes.
     pub async fn image_features(&self, pixels: &[f32], batch: usize) -> Result<Vec<f32>> {

@@ -8,13 +8,13 @@ use super::context::GpuContext;
 use super::encoder::{to_vec, Activations, GpuEncoder, GpuLinear, GpuNorm};
 use super::ops::{gather_rows, Recorder};
 use super::plan::{Plan, PlanCache};
-use crate::clip::linear::Linear;
-use crate::clip::text::TextTransformer;
+use crate::models::tower::TextTower;
+use crate::nn::transformer::MaskKind;
 use crate::error::{Error, Result};
 
 pub(crate) struct GpuText {
     /// The CPU tower, for its embedding tables and pooling rule.
-    tower: TextTransformer,
+    tower: TextTower,
     encoder: GpuEncoder,
     final_norm: GpuNorm,
     projection: GpuLinear,
@@ -22,13 +22,16 @@ pub(crate) struct GpuText {
 }
 
 impl GpuText {
-    pub(crate) fn upload(ctx: &GpuContext, tower: &TextTransformer, projection: &Linear) -> Result<Self> {
+    pub(crate) fn upload(ctx: &GpuContext, tower: &TextTower) -> Result<Self> {
         GpuEncoder::check_sequence(tower.max_positions())?;
+        if tower.encoder.mask_kind() == MaskKind::KeyPadding {
+            return Err(Error::Gpu("key-padding masks are not on the GPU yet".into()));
+        }
         Ok(Self {
             tower: tower.clone(),
             encoder: GpuEncoder::upload(ctx, &tower.encoder)?,
             final_norm: GpuNorm::upload(ctx, &tower.final_layer_norm, "final_layer_norm")?,
-            projection: GpuLinear::upload(ctx, projection, "text_projection")?,
+            projection: GpuLinear::upload(ctx, &tower.projection, "text_projection")?,
             plans: PlanCache::new(),
         })
     }
@@ -51,6 +54,11 @@ impl GpuText {
         if seq > self.tower.max_positions() {
             return Err(Error::Input(format!("{seq} tokens exceed the model's {} positions", self.tower.max_positions())));
         }
+        let causal = self.tower.encoder.mask_kind() == MaskKind::Causal;
+        if !causal && texts.iter().any(|t| t.len() != seq) {
+            // Without a causal mask, padding would reach the pooled position.
+            return Err(Error::Input("unmasked text towers take texts of one length".into()));
+        }
         let hidden = self.encoder.hidden;
         let mut embeddings = vec![0.0f32; batch * seq * hidden];
         let mut pooled = Vec::with_capacity(batch);
@@ -60,13 +68,13 @@ impl GpuText {
             embeddings[start..start + rows.len()].copy_from_slice(&rows);
             pooled.push((b * seq + self.tower.pooling_position(ids)) as u32);
         }
-        let plan = self.plans.get(ctx, (batch, seq), || self.plan(ctx, batch, seq))?;
+        let plan = self.plans.get(ctx, (batch, seq), || self.plan(ctx, batch, seq, causal))?;
         ctx.write(&plan.input, &embeddings);
         ctx.write_u32(&plan.pooled_rows, &pooled);
         ctx.run_and_read(|e| plan.program.encode(&ctx.kernels, e), &plan.output, batch * self.embedding_dim()).await
     }
 
-    fn plan(&self, ctx: &GpuContext, batch: usize, seq: usize) -> Result<Plan> {
+    fn plan(&self, ctx: &GpuContext, batch: usize, seq: usize, causal: bool) -> Result<Plan> {
         let hidden = self.encoder.hidden;
         let acts = Activations::new(ctx, &self.encoder, batch * seq);
         let pooled_rows = ctx.activation(batch);
@@ -75,7 +83,7 @@ impl GpuText {
         let output = ctx.activation(batch * self.embedding_dim());
 
         let mut rec = Recorder::new(ctx);
-        self.encoder.record(&mut rec, &acts, batch, seq, true);
+        self.encoder.record(&mut rec, &acts, batch, seq, causal);
         gather_rows::record(&mut rec, &acts.x0, &pooled_rows, &pooled, batch, hidden);
         self.final_norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
         self.projection.record(&mut rec, &pooled_normed, &output, batch, None, None);

@@ -5,8 +5,8 @@ use super::context::GpuContext;
 use super::encoder::{to_vec, Activations, GpuEncoder, GpuLinear, GpuNorm};
 use super::ops::{gather_rows, patches, tokens, Recorder};
 use super::plan::{Plan, PlanCache};
-use crate::clip::linear::Linear;
-use crate::clip::vision::VisionTransformer;
+use crate::models::tower::{VisionPool, VisionTower};
+use crate::nn::linear::Linear;
 use crate::error::{Error, Result};
 
 pub(crate) struct GpuVision {
@@ -25,7 +25,18 @@ pub(crate) struct GpuVision {
 }
 
 impl GpuVision {
-    pub(crate) fn upload(ctx: &GpuContext, tower: &VisionTransformer, projection: &Linear) -> Result<Self> {
+    pub(crate) fn upload(ctx: &GpuContext, tower: &VisionTower) -> Result<Self> {
+        let (Some(class_embedding), Some(pre_layernorm), VisionPool::ClassToken, Some(projection), None) = (
+            &tower.class_embedding,
+            &tower.pre_layernorm,
+            &tower.pool,
+            &tower.projection,
+            tower.patch_embedding.bias(),
+        ) else {
+            return Err(Error::Gpu(
+                "this vision tower (no class token, attention-pooling head: SigLIP) is not on the GPU yet".into(),
+            ));
+        };
         let conv = tower.patch_embedding.weight();
         let (hidden, channels, patch, _) = conv.dims4()?;
         // The convolution is a matmul over flattened patches (no bias in CLIP).
@@ -34,9 +45,9 @@ impl GpuVision {
         GpuEncoder::check_sequence(seq)?;
         Ok(Self {
             patch_embedding: GpuLinear::upload(ctx, &patch_linear, "patch_embedding")?,
-            class_embedding: ctx.upload("class_embedding", &to_vec(&tower.class_embedding)?),
+            class_embedding: ctx.upload("class_embedding", &to_vec(class_embedding)?),
             positions: ctx.upload("position_embedding", &to_vec(&tower.position_embedding)?),
-            pre_norm: GpuNorm::upload(ctx, &tower.pre_layernorm, "pre_layrnorm")?,
+            pre_norm: GpuNorm::upload(ctx, pre_layernorm, "pre_layrnorm")?,
             encoder: GpuEncoder::upload(ctx, &tower.encoder)?,
             post_norm: GpuNorm::upload(ctx, &tower.post_layernorm, "post_layernorm")?,
             projection: GpuLinear::upload(ctx, projection, "visual_projection")?,

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::task::{Task, TaskClass};
-use crate::clip::hex;
+use crate::models::Family;
+use crate::nn::hex;
 use crate::error::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"KPLKB\r\n\x1a";
@@ -66,6 +67,13 @@ pub struct ModelStamp {
     pub fingerprint: String,
     pub name: String,
     pub random_weights: bool,
+    /// The model's family; bases written before SigLIP carry none and are CLIP's.
+    #[serde(default = "clip_family")]
+    pub family: Family,
+}
+
+fn clip_family() -> Family {
+    Family::Clip
 }
 
 /// Proxies learned by `kpl fit` on an unlabelled pool, for inductive use.
@@ -196,8 +204,18 @@ impl KnowledgeBase {
         kpl_core::KnowledgeEmbeddings::new(self.dim, self.class_names(), self.descriptions.clone(), self.class_of.clone())
     }
 
-    /// An error unless `fingerprint` is the model that built this base.
-    pub fn check_model(&self, fingerprint: &str, base_name: &str, model_name: &str) -> Result<()> {
+    /// An error unless the model of this `fingerprint` and `family` built this base.
+    pub fn check_model(&self, fingerprint: &str, family: Family, base_name: &str, model_name: &str) -> Result<()> {
+        if self.model.family != family {
+            return Err(Error::model(
+                base_name,
+                format!(
+                    "this knowledge base was built with a {} model ({}), not with a {family} model like {model_name}: \
+                     their embeddings are in different spaces; rebuild it with `kpl build-kb --model {model_name}`",
+                    self.model.family, self.model.name
+                ),
+            ));
+        }
         if self.model.fingerprint != fingerprint {
             return Err(Error::model(
                 base_name,

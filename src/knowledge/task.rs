@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tokenizer::ClipTokenizer;
+use crate::tokenizer::TextTokenizer;
 
 pub const SCHEMA_VERSION: u32 = 1;
 pub const DEFAULT_TEMPLATE: &str = "a photo of a {class}, which has {description}";
@@ -86,7 +86,7 @@ impl Task {
 
     /// Every rule of the schema, as messages; empty when the task is valid.
     /// With a tokenizer, every full prompt is also checked against the context.
-    pub fn problems(&self, folder_name: Option<&str>, tokenizer: Option<&ClipTokenizer>) -> Vec<String> {
+    pub fn problems(&self, folder_name: Option<&str>, tokenizer: Option<&TextTokenizer>) -> Vec<String> {
         let mut problems = Vec::new();
         if self.schema_version != SCHEMA_VERSION {
             problems.push(format!(

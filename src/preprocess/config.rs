@@ -1,14 +1,20 @@
-//! `preprocessor_config.json` (Hugging Face `CLIPImageProcessor`, and the older
-//! `CLIPFeatureExtractor` form where sizes are plain integers).
+//! `preprocessor_config.json`: Hugging Face `CLIPImageProcessor` (and the older
+//! `CLIPFeatureExtractor` form where sizes are plain integers) and
+//! `SiglipImageProcessor`, whose defaults differ (a square resize without crop,
+//! mean and std 0.5) and which has no centre crop at all.
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::pil_resize::Filter;
 use crate::error::{Error, Result};
+use crate::models::Family;
 
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// `IMAGENET_STANDARD_MEAN` / `_STD`, `SiglipImageProcessor`'s defaults.
+pub const IMAGENET_STANDARD_MEAN: [f32; 3] = [0.5; 3];
+pub const IMAGENET_STANDARD_STD: [f32; 3] = [0.5; 3];
 
 /// How the input image is brought to the model's square size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,19 +73,43 @@ impl Preprocessing {
         }
     }
 
-    pub fn from_json(bytes: &[u8], path: &str, image_size: usize) -> Result<Self> {
+    /// SigLIP's: `SiglipImageProcessor`'s defaults, the size the model's.
+    pub fn siglip_default(image_size: usize) -> Self {
+        Self {
+            resize: Some(ResizeTarget::Exact { height: image_size, width: image_size }),
+            filter: Filter::Bicubic,
+            crop: None,
+            rescale_factor: Some(1.0 / 255.0),
+            mean: IMAGENET_STANDARD_MEAN,
+            std: IMAGENET_STANDARD_STD,
+            normalize: true,
+        }
+    }
+
+    /// The preprocessing of a folder without `preprocessor_config.json`.
+    pub fn family_default(family: Family, image_size: usize) -> Self {
+        match family {
+            Family::Clip => Self::clip_default(image_size),
+            Family::Siglip => Self::siglip_default(image_size),
+        }
+    }
+
+    /// Reads the file with the family's defaults for what it leaves out.
+    pub fn from_json(bytes: &[u8], path: &str, image_size: usize, family: Family) -> Result<Self> {
         let raw: Raw = serde_json::from_slice(bytes)
             .map_err(|e| Error::model(path, format!("not a usable preprocessor config: {e}")))?;
         let bad = |m: String| Error::model(path, m);
+        let defaults = Self::family_default(family, image_size);
         let resize = if raw.do_resize {
             Some(match &raw.size {
-                None => ResizeTarget::ShortestEdge(image_size),
+                None => defaults.resize.unwrap_or(ResizeTarget::ShortestEdge(image_size)),
                 Some(v) => parse_resize(v).map_err(bad)?,
             })
         } else {
             None
         };
-        let crop = if raw.do_center_crop {
+        // `SiglipImageProcessor` has no centre crop (nor the flag).
+        let crop = if raw.do_center_crop && family == Family::Clip {
             Some(match &raw.crop_size {
                 None => (image_size, image_size),
                 Some(v) => parse_crop(v).map_err(bad)?,
@@ -104,7 +134,7 @@ impl Preprocessing {
                 Some(v) => Err(bad(format!("{name} has {} values, expected 3", v.len()))),
             }
         };
-        let std = triple(raw.image_std, OPENAI_CLIP_STD, "image_std")?;
+        let std = triple(raw.image_std, defaults.std, "image_std")?;
         if std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
             return Err(bad("image_std values must be positive".into()));
         }
@@ -113,7 +143,7 @@ impl Preprocessing {
             filter,
             crop,
             rescale_factor: raw.do_rescale.then(|| raw.rescale_factor.unwrap_or(1.0 / 255.0)),
-            mean: triple(raw.image_mean, OPENAI_CLIP_MEAN, "image_mean")?,
+            mean: triple(raw.image_mean, defaults.mean, "image_mean")?,
             std,
             normalize: raw.do_normalize,
         })

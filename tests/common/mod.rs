@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use kpl::clip::random::RandomClipConfig;
-use kpl::clip::{ClipConfig, ClipModel, Towers};
+use kpl::models::clip::random::RandomClipConfig;
+use kpl::models::{Model, ModelConfig, Towers};
 use serde_json::Value;
 
 pub const MODELS: [&str; 2] = ["tiny-quickgelu-f32", "tiny-gelu-f16"];
@@ -86,12 +86,12 @@ pub fn normalized_rows(t: &Tensor) -> Vec<Vec<f32>> {
 
 /// The image tower of a full-size random ViT-B/16 (weights normal(0, std)):
 /// its config.json text, the parsed config and the tensors by name.
-pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ClipConfig, HashMap<String, Tensor>) {
+pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ModelConfig, HashMap<String, Tensor>) {
     let mut random = RandomClipConfig::vit_b16();
     random.std = std;
     random.tokenizer = None;
     let config_json = serde_json::to_string(&random.config_json(seed)).unwrap();
-    let config = ClipConfig::from_json(config_json.as_bytes(), "random config").unwrap();
+    let config = ModelConfig::from_json(config_json.as_bytes(), "random config").unwrap();
     let tensors = random
         .tensors()
         .into_iter()
@@ -107,7 +107,7 @@ pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ClipConfig, H
 }
 
 /// A vision-only model over `tensors` (f32).
-pub fn image_tower_model(config: &ClipConfig, tensors: &HashMap<String, Tensor>) -> ClipModel {
+pub fn image_tower_model(config: &ModelConfig, tensors: &HashMap<String, Tensor>) -> Model {
     let vb = VarBuilder::from_tensors(tensors.clone(), candle_core::DType::F32, &Device::Cpu);
-    ClipModel::load_towers(config, &kpl::clip::weights::Weights::dense(vb), Towers::VISION).unwrap()
+    Model::load_towers(config, &kpl::nn::weights::Weights::dense(vb), Towers::VISION).unwrap()
 }

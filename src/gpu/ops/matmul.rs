@@ -11,7 +11,7 @@
 //! multiple of 4 (`K_MULTIPLE`), which every CLIP width is.
 
 use super::{Kernel, Params, Recorder};
-use crate::clip::config::Activation;
+use crate::nn::Activation;
 
 pub(crate) const TILE: u32 = 64;
 /// The inner dimension must be a multiple of this (the vec4 loads).

@@ -7,16 +7,7 @@
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Activation {
-    #[serde(rename = "quick_gelu")]
-    QuickGelu,
-    #[serde(rename = "gelu")]
-    Gelu,
-    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
-    GeluTanh,
-}
+use crate::nn::Activation;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TextConfig {

@@ -12,10 +12,10 @@
 //! the values of one tensor do not depend on which others exist. The folder's
 //! `config.json` says `"kpl_random_weights": true`: outputs mean nothing.
 //!
-//! The tensor list is exactly what [`super::ClipModel::load`] reads.
+//! The tensor list is exactly what [`crate::models::Model::load`] reads.
 //!
 //! ```no_run
-//! use kpl::clip::random::{write_random_clip, RandomClipConfig};
+//! use kpl::models::clip::random::{write_random_clip, RandomClipConfig};
 //! write_random_clip("bench/out/vit-b16-random".as_ref(), &RandomClipConfig::vit_b16(), 0).unwrap();
 //! ```
 
@@ -161,7 +161,7 @@ impl RandomClipConfig {
         })
     }
 
-    /// Every tensor `ClipModel::load` reads: name, shape and how it is filled,
+    /// Every tensor `Model::load` reads: name, shape and how it is filled,
     /// sorted by name (the order they are stored in).
     pub fn tensors(&self) -> Vec<TensorSpec> {
         let mut out = Vec::new();
@@ -393,7 +393,7 @@ mod tests {
         let params: usize = config.tensors().iter().map(TensorSpec::numel).sum();
         // openai/clip-vit-base-patch16 has 149,620,737 parameters.
         assert_eq!(params, 149_620_737);
-        let parsed = crate::clip::ClipConfig::from_json(&serde_json::to_vec(&config.config_json(0)).unwrap(), "x")
+        let parsed = crate::models::clip::ClipConfig::from_json(&serde_json::to_vec(&config.config_json(0)).unwrap(), "x")
             .unwrap();
         assert!(parsed.kpl_random_weights);
         assert_eq!(parsed.num_patches(), 196);

@@ -5,7 +5,7 @@
 //! that the matmul consumes directly, and everything else (embeddings, norms,
 //! biases, the patch convolution) is f16 or f32 and widened to f32 on load.
 //!
-//! `vision.rs`, `text.rs` and `encoder.rs` only see [`Weights`]; the choice of
+//! The towers and `nn::transformer` only see [`Weights`]; the choice of
 //! format is made once, when the weights are opened.
 
 use std::collections::HashMap;
@@ -148,12 +148,15 @@ impl Weights {
         }
     }
 
-    pub fn conv2d_no_bias(&self, in_c: usize, out_c: usize, kernel: usize, config: Conv2dConfig) -> Result<Conv2d> {
-        match &self.source {
-            Source::Dense(vb) => candle_nn::conv2d_no_bias(in_c, out_c, kernel, config, vb.clone()),
-            Source::Gguf(_) => {
+    /// A convolution `weight` [out, in, k, k] (+ `bias` [out] when `bias`).
+    pub fn conv2d(&self, in_c: usize, out_c: usize, kernel: usize, config: Conv2dConfig, bias: bool) -> Result<Conv2d> {
+        match (&self.source, bias) {
+            (Source::Dense(vb), false) => candle_nn::conv2d_no_bias(in_c, out_c, kernel, config, vb.clone()),
+            (Source::Dense(vb), true) => candle_nn::conv2d(in_c, out_c, kernel, config, vb.clone()),
+            (Source::Gguf(_), _) => {
                 let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
-                Ok(Conv2d::new(w, None, config))
+                let b = if bias { Some(self.get(out_c, "bias")?) } else { None };
+                Ok(Conv2d::new(w, b, config))
             }
         }
     }

@@ -1,0 +1,64 @@
+//! The layers every model family is built from: one linear layer for every
+//! weight format (`linear`), the weight source (`weights`), one transformer
+//! encoder configured by settings (`transformer`: pre- or post-norm, no /
+//! causal / key-padding mask, the activation the config names) and SigLIP's
+//! attention-pooling head (`attention_pool`). A family (`crate::models`) only
+//! maps its checkpoint's tensor names onto these; the GPU engine uploads the
+//! same structures, so a family gets the GPU path by construction.
+
+pub mod attention_pool;
+pub mod linear;
+pub mod transformer;
+pub mod weights;
+
+use candle_core::{Result, Tensor, D};
+use serde::Deserialize;
+
+/// The MLP's activation, by the name `config.json` gives it (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Activation {
+    /// `x · sigmoid(1.702 x)`, as OpenAI's CLIP was trained.
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// The exact (erf) GELU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`: the same function).
+    #[serde(rename = "gelu_new", alias = "gelu_pytorch_tanh")]
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702f64)?)?,
+            Activation::Gelu => xs.gelu_erf(),
+            Activation::GeluTanh => xs.gelu(),
+        }
+    }
+}
+
+/// Divides each row by its L2 norm.
+pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
+    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    xs.broadcast_div(&norm)
+}
+
+/// The first line of a candle load error, said in the words a user needs
+/// (a missing or misshapen tensor).
+pub fn describe_load_error(e: &candle_core::Error) -> String {
+    let text = e.to_string();
+    let first_line = text.lines().next().unwrap_or(&text).to_string();
+    if first_line.contains("cannot find tensor") || first_line.contains("not found") {
+        format!("missing tensor: {first_line}")
+    } else if first_line.contains("shape mismatch") {
+        format!("wrongly shaped tensor: {first_line}")
+    } else {
+        first_line
+    }
+}
+
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

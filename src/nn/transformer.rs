@@ -1,0 +1,275 @@
+//! The one transformer encoder every tower runs: CLIP's and SigLIP's
+//! pre-norm encoders (`CLIPEncoder`, `SiglipEncoder` in `transformers`) and a
+//! post-norm one (BERT's order), with no, causal or key-padding mask. Which of
+//! these a tower uses is its family's setting ([`TransformerConfig`]); the
+//! tensor names come from the family ([`LayerNames`]).
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::LayerNorm;
+
+use super::linear::Linear;
+use super::weights::Weights;
+use super::Activation;
+
+/// Where each block's layer norms sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormPlacement {
+    /// `x + attn(ln1(x))`, then `x + mlp(ln2(x))` (CLIP, SigLIP, ViT).
+    Pre,
+    /// `ln1(x + attn(x))`, then `ln2(x + mlp(x))` (BERT).
+    Post,
+}
+
+/// Which keys each query may attend to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKind {
+    /// Every key (SigLIP's text tower: padded to its full length, unmasked).
+    None,
+    /// Keys at or before the query (CLIP's text tower).
+    Causal,
+    /// Keys before each sequence's length (padding ignored, as BERT's attention mask).
+    KeyPadding,
+}
+
+/// One tower's encoder settings, from its part of `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransformerConfig {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+    pub norm: NormPlacement,
+}
+
+/// The checkpoint's names for one block's tensors, relative to the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerNames {
+    /// The list of blocks: `{layers}.{i}.…`.
+    pub layers: &'static str,
+    pub q: &'static str,
+    pub k: &'static str,
+    pub v: &'static str,
+    pub out: &'static str,
+    pub norm1: &'static str,
+    pub norm2: &'static str,
+    pub fc1: &'static str,
+    pub fc2: &'static str,
+}
+
+/// Hugging Face's names in `CLIPEncoderLayer` and `SiglipEncoderLayer`.
+pub const HF_CLIP_LAYER_NAMES: LayerNames = LayerNames {
+    layers: "layers",
+    q: "self_attn.q_proj",
+    k: "self_attn.k_proj",
+    v: "self_attn.v_proj",
+    out: "self_attn.out_proj",
+    norm1: "layer_norm1",
+    norm2: "layer_norm2",
+    fc1: "mlp.fc1",
+    fc2: "mlp.fc2",
+};
+
+/// Multi-head attention with separate q, k, v and output projections. Also
+/// the cross-attention of SigLIP's pooling head (queries from its probe).
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) out_proj: Linear,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
+}
+
+impl Attention {
+    pub(crate) fn new(q_proj: Linear, k_proj: Linear, v_proj: Linear, out_proj: Linear, hidden: usize, heads: usize) -> Self {
+        let head_dim = hidden / heads;
+        Self { q_proj, k_proj, v_proj, out_proj, heads, head_dim, scale: (head_dim as f64).powf(-0.5) }
+    }
+
+    fn load(config: &TransformerConfig, names: &LayerNames, w: &Weights) -> Result<Self> {
+        let h = config.hidden;
+        Ok(Self::new(
+            w.pp(names.q).linear(h, h)?,
+            w.pp(names.k).linear(h, h)?,
+            w.pp(names.v).linear(h, h)?,
+            w.pp(names.out).linear(h, h)?,
+            h,
+            config.heads,
+        ))
+    }
+
+    fn split_heads(&self, xs: &Tensor, batch: usize, seq: usize) -> Result<Tensor> {
+        xs.reshape((batch, seq, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// `queries` [b, q, h] attend to `keys_values` [b, k, h]; `mask` is
+    /// additive, broadcast to [b, heads, q, k].
+    pub(crate) fn attend(&self, queries: &Tensor, keys_values: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, q_len, hidden) = queries.dims3()?;
+        let k_len = keys_values.dim(1)?;
+        let q = self.split_heads(&(self.q_proj.forward(queries)? * self.scale)?, batch, q_len)?;
+        let k = self.split_heads(&self.k_proj.forward(keys_values)?, batch, k_len)?;
+        let v = self.split_heads(&self.v_proj.forward(keys_values)?, batch, k_len)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, q_len, hidden))?;
+        self.out_proj.forward(&context)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EncoderLayer {
+    pub(crate) self_attn: Attention,
+    pub(crate) layer_norm1: LayerNorm,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) layer_norm2: LayerNorm,
+    pub(crate) activation: Activation,
+    pub(crate) norm: NormPlacement,
+}
+
+impl EncoderLayer {
+    fn load(config: &TransformerConfig, names: &LayerNames, w: Weights) -> Result<Self> {
+        let (h, eps) = (config.hidden, config.layer_norm_eps);
+        Ok(Self {
+            self_attn: Attention::load(config, names, &w)?,
+            layer_norm1: w.pp(names.norm1).layer_norm(h, eps)?,
+            fc1: w.pp(names.fc1).linear(h, config.intermediate)?,
+            fc2: w.pp(names.fc2).linear(config.intermediate, h)?,
+            layer_norm2: w.pp(names.norm2).layer_norm(h, eps)?,
+            activation: config.activation,
+            norm: config.norm,
+        })
+    }
+
+    fn mlp(&self, xs: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.activation.apply(&self.fc1.forward(xs)?)?)
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        match self.norm {
+            NormPlacement::Pre => {
+                let normed = self.layer_norm1.forward(xs)?;
+                let xs = (xs + self.self_attn.attend(&normed, &normed, mask)?)?;
+                &xs + self.mlp(&self.layer_norm2.forward(&xs)?)?
+            }
+            NormPlacement::Post => {
+                let xs = self.layer_norm1.forward(&(xs + self.self_attn.attend(xs, xs, mask)?)?)?;
+                self.layer_norm2.forward(&(&xs + self.mlp(&xs)?)?)
+            }
+        }
+    }
+}
+
+/// The encoder: a stack of identical blocks.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) mask: MaskKind,
+}
+
+impl Transformer {
+    /// Reads `{names.layers}.{i}.…` for each of `config.layers` blocks.
+    pub fn load(config: &TransformerConfig, names: &LayerNames, mask: MaskKind, w: Weights) -> Result<Self> {
+        let w = w.pp(names.layers);
+        let layers = (0..config.layers)
+            .map(|i| EncoderLayer::load(config, names, w.pp(i.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, mask })
+    }
+
+    pub fn mask_kind(&self) -> MaskKind {
+        self.mask
+    }
+
+    /// `xs` [batch, seq, hidden] → [batch, seq, hidden]. `lengths` (one per
+    /// sequence) is read only under [`MaskKind::KeyPadding`], where it is required.
+    pub fn forward(&self, xs: &Tensor, lengths: Option<&[usize]>) -> Result<Tensor> {
+        let (batch, seq, _) = xs.dims3()?;
+        let mask = match self.mask {
+            MaskKind::None => None,
+            MaskKind::Causal => Some(causal_mask(seq, xs.device())?),
+            MaskKind::KeyPadding => {
+                let Some(lengths) = lengths.filter(|l| l.len() == batch) else {
+                    candle_core::bail!("a key-padding mask needs one length per sequence")
+                };
+                Some(key_padding_mask(lengths, seq, xs.device())?)
+            }
+        };
+        let mut xs = xs.clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask.as_ref())?;
+        }
+        Ok(xs)
+    }
+}
+
+/// [seq, seq]: −∞ above the diagonal.
+fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| (0..seq).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (seq, seq), device)?.to_dtype(DType::F32)
+}
+
+/// [batch, 1, 1, seq]: −∞ at the keys past each sequence's length.
+fn key_padding_mask(lengths: &[usize], seq: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&len| (0..seq).map(move |j| if j >= len { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (lengths.len(), 1, 1, seq), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under a key-padding mask, padding after a sequence changes none of its
+    /// tokens; without the mask it does (so the test can fail).
+    #[test]
+    fn key_padding_ignores_padding() -> Result<()> {
+        let device = Device::Cpu;
+        let h = 4;
+        let eye = |n| Tensor::eye(n, DType::F32, &device);
+        let lin = |seed: f32| -> Result<Linear> {
+            let w = (eye(h)? * f64::from(seed))?;
+            Ok(Linear::dense(w, Some(Tensor::zeros(h, DType::F32, &device)?)))
+        };
+        let ln = || -> Result<LayerNorm> {
+            Ok(LayerNorm::new(Tensor::ones(h, DType::F32, &device)?, Tensor::zeros(h, DType::F32, &device)?, 1e-5))
+        };
+        let layer = EncoderLayer {
+            self_attn: Attention::new(lin(0.5)?, lin(0.7)?, lin(1.0)?, lin(1.0)?, h, 2),
+            layer_norm1: ln()?,
+            fc1: lin(1.0)?,
+            fc2: lin(1.0)?,
+            layer_norm2: ln()?,
+            activation: Activation::Gelu,
+            norm: NormPlacement::Post,
+        };
+        let t = Transformer { layers: vec![layer], mask: MaskKind::KeyPadding };
+        let data: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = Tensor::from_vec(data, (1, 3, h), &device)?;
+        // The first two tokens with a third padding token equal the two alone.
+        let padded = t.forward(&x, Some(&[2]))?.narrow(1, 0, 2)?;
+        let alone = t.forward(&x.narrow(1, 0, 2)?.contiguous()?, Some(&[2]))?;
+        let diff = (padded - alone)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "{diff}");
+        // And the padding token does matter without the mask.
+        let unmasked = Transformer { mask: MaskKind::None, ..t.clone() };
+        let diff = (unmasked.forward(&x, None)?.narrow(1, 0, 2)? - t.forward(&x, Some(&[2]))?.narrow(1, 0, 2)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff > 1e-4, "{diff}");
+        Ok(())
+    }
+}
