@@ -127,7 +127,10 @@ pub fn build_knowledge_base(
     dtype: StorageDtype,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<KnowledgeBase> {
-    let problems = task.problems(None, pipeline.tokenizer.as_ref());
+    // CLIP's context is a schema rule (a description must fit 77 tokens);
+    // SigLIP's processor truncates at its context, as the reference does.
+    let length_rule = if pipeline.family() == crate::models::Family::Clip { pipeline.tokenizer.as_ref() } else { None };
+    let problems = task.problems(None, length_rule);
     if let Some(problem) = problems.into_iter().find(|p| p.contains("tokens") || p.contains("at least 2")) {
         return Err(Error::Input(format!("task {}: {problem}", task.name)));
     }

@@ -178,7 +178,14 @@ impl Pipeline {
         Ok(self.embed_pixels(&[pixels], true)?.remove(0))
     }
 
+    /// The embedding of unpadded ids (every id a real token).
     pub fn embed_ids(&self, ids: &[u32], normalize: bool) -> Result<Vec<f32>> {
+        self.embed_tokens(ids, ids.len(), normalize)
+    }
+
+    /// The embedding of ids whose first `length` are real tokens (the rest
+    /// padding; 0 for an empty text, all padding, which then attends to every id).
+    pub fn embed_tokens(&self, ids: &[u32], length: usize, normalize: bool) -> Result<Vec<f32>> {
         if !self.model.has_text() {
             return Err(Error::Input(NO_TEXT_ENCODER.into()));
         }
@@ -199,7 +206,10 @@ impl Pipeline {
         if let Some(row) = self.accelerator.text_row(ids, normalize) {
             return Ok(row);
         }
-        let mut features = self.model.text_features(ids)?.unsqueeze(0)?;
+        if length > ids.len() {
+            return Err(Error::Input(format!("{length} real tokens among {} ids", ids.len())));
+        }
+        let mut features = self.model.text_features(ids, length)?.unsqueeze(0)?;
         if normalize {
             features = l2_normalize(&features)?;
         }
@@ -208,8 +218,8 @@ impl Pipeline {
 
     /// The L2-normalised embedding of a text.
     pub fn embed_text(&self, text: &str) -> Result<Vec<f32>> {
-        let ids = self.tokenizer()?.encode(text)?;
-        self.embed_ids(&ids, true)
+        let (ids, length) = self.tokenizer()?.encode_with_length(text)?;
+        self.embed_tokens(&ids, length, true)
     }
 
     /// Plain zero-shot scores of one image over labels, as the model's family

@@ -54,78 +54,75 @@ impl ClipTokenizer {
     }
 }
 
-/// SigLIP's tokenizer (`SiglipTokenizer` in `transformers`), from the
-/// checkpoint's `tokenizer.json`: the text is lower-cased and canonicalised
-/// ([`siglip_canonicalize`]), encoded without special tokens, ended with `</s>`,
-/// truncated to the context keeping that `</s>` last, and padded with the pad
-/// token to the full context, as `SiglipProcessor(padding="max_length",
-/// truncation=True)` gives it to the model.
+/// SigLIP's tokenizer from the checkpoint's `tokenizer.json`, run as
+/// `transformers`' fast tokenizer runs it in `SiglipProcessor(padding=
+/// "max_length", truncation=True, max_length=…)`: the file's own normaliser,
+/// pre-tokenizer and post-processor (special tokens as the file adds them),
+/// truncated to the context and padded to it with the pad token. The number of
+/// real tokens is returned with the ids: it is the attention mask
+/// `transformers` passes to the text tower.
 pub struct SiglipTokenizer {
     inner: Tokenizer,
     context: usize,
-    eos: u32,
-    pad: u32,
-}
-
-/// `SiglipTokenizer.canonicalize_text` after `do_lower_case`: lower case, every
-/// character of Python's `string.punctuation` removed, runs of whitespace made
-/// one space, and the ends stripped.
-pub fn siglip_canonicalize(text: &str) -> String {
-    let lowered = text.to_lowercase();
-    let kept: String = lowered.chars().filter(|c| !c.is_ascii_punctuation()).collect();
-    kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl SiglipTokenizer {
-    /// `vocab_size` is the model's: a tokenizer with another vocabulary
+    /// `vocab_size` is the model's: a tokenizer that can emit ids outside it
     /// belongs to another model, an error naming `path`.
     pub fn from_json(bytes: &[u8], path: &str, context: usize, vocab_size: usize) -> Result<Self> {
         let mut inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::model(path, format!("not a usable tokenizer.json: {e}")))?;
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::model(path, format!("cannot disable truncation: {e}")))?;
-        inner.with_padding(None);
         let size = inner.get_vocab_size(true);
-        if size != vocab_size {
+        if size > vocab_size {
             return Err(Error::model(
                 path,
                 format!("has {size} tokens but the model's vocabulary has {vocab_size}: it belongs to another model"),
             ));
         }
-        let eos = inner
-            .token_to_id("</s>")
-            .ok_or_else(|| Error::model(path, "has no end-of-sequence token </s>"))?;
-        // `SiglipTokenizer`'s pad token is `</s>` itself.
-        Ok(Self { inner, context, eos, pad: eos })
+        // The pad token `transformers` uses: the file's padding settings, else
+        // `<pad>` (Gemma-style vocabularies), else `</s>` (`SiglipTokenizer`'s).
+        let (pad_id, pad_token) = match inner.get_padding() {
+            Some(p) => (p.pad_id, p.pad_token.clone()),
+            None => ["<pad>", "</s>"]
+                .iter()
+                .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
+                .ok_or_else(|| Error::model(path, "has no pad token (<pad> or </s>)"))?,
+        };
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams { max_length: context, ..Default::default() }))
+            .map_err(|e| Error::model(path, format!("cannot set truncation: {e}")))?;
+        inner.with_padding(Some(tokenizers::PaddingParams {
+            strategy: tokenizers::PaddingStrategy::Fixed(context),
+            direction: tokenizers::PaddingDirection::Right,
+            pad_id,
+            pad_token,
+            ..Default::default()
+        }));
+        Ok(Self { inner, context })
     }
 
     pub fn context(&self) -> usize {
         self.context
     }
 
-    /// Token ids ending with `</s>`, neither truncated nor padded.
+    /// Ids with the file's special tokens, neither truncated nor padded.
     pub fn encode_full(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(siglip_canonicalize(text), false)
+        let mut plain = self.inner.clone();
+        plain.with_padding(None);
+        let encoding = plain
+            .with_truncation(None)
+            .map_err(|e| Error::Input(format!("cannot tokenize {text:?}: {e}")))?
+            .encode(text, true)
             .map_err(|e| Error::Input(format!("cannot tokenize {text:?}: {e}")))?;
-        let mut ids = encoding.get_ids().to_vec();
-        if ids.last() != Some(&self.eos) {
-            ids.push(self.eos);
-        }
-        Ok(ids)
+        Ok(encoding.get_ids().to_vec())
     }
 
-    /// Token ids as the model takes them: exactly `context` of them.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = self.encode_full(text)?;
-        if ids.len() > self.context {
-            ids.truncate(self.context);
-            ids[self.context - 1] = self.eos;
-        }
-        ids.resize(self.context, self.pad);
-        Ok(ids)
+    /// The ids as the model takes them (exactly `context`) and how many are real tokens.
+    pub fn encode_with_length(&self, text: &str) -> Result<(Vec<u32>, usize)> {
+        let encoding =
+            self.inner.encode(text, true).map_err(|e| Error::Input(format!("cannot tokenize {text:?}: {e}")))?;
+        let length = encoding.get_attention_mask().iter().filter(|&&m| m != 0).count();
+        Ok((encoding.get_ids().to_vec(), length))
     }
 }
 
@@ -151,11 +148,19 @@ impl TextTokenizer {
         }
     }
 
-    /// Ids as the model takes them.
+    /// Ids as the model takes them (CLIP: unpadded; SigLIP: padded to the context).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_with_length(text)?.0)
+    }
+
+    /// The ids and the number of real (unpadded) tokens among them.
+    pub fn encode_with_length(&self, text: &str) -> Result<(Vec<u32>, usize)> {
         match self {
-            Self::Clip(t) => t.encode(text),
-            Self::Siglip(t) => t.encode(text),
+            Self::Clip(t) => t.encode(text).map(|ids| {
+                let n = ids.len();
+                (ids, n)
+            }),
+            Self::Siglip(t) => t.encode_with_length(text),
         }
     }
 }

@@ -42,6 +42,9 @@ impl GpuClip {
             None => None,
         };
         let text = match &model.text {
+            // The key-padding mask is not a GPU kernel option yet: such a text
+            // tower stays on the CPU (the pipeline falls back per text).
+            Some(t) if t.encoder.mask_kind() == crate::nn::transformer::MaskKind::KeyPadding => None,
             Some(t) => Some(text::GpuText::upload(&ctx, t)?),
             None => None,
         };

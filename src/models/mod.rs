@@ -219,10 +219,11 @@ impl Model {
         v.forward(pixels)
     }
 
-    /// The unnormalised embedding of one tokenised text.
-    pub fn text_features(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+    /// The unnormalised embedding of one tokenised text whose first `length`
+    /// ids are real tokens (the rest padding).
+    pub fn text_features(&self, ids: &[u32], length: usize) -> candle_core::Result<Tensor> {
         let Some(t) = &self.text else { candle_core::bail!("{NO_TEXT_ENCODER}") };
-        t.forward_ids(ids)
+        t.forward_ids(ids, length)
     }
 }
 

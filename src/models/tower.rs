@@ -18,7 +18,7 @@ pub enum VisionPool {
     /// The class token, after the post-layernorm (CLIP).
     ClassToken,
     /// Every token through the post-layernorm, then attention pooling (SigLIP).
-    AttentionPool(AttentionPool),
+    AttentionPool(Box<AttentionPool>),
 }
 
 /// A ViT: patch convolution, optional class token, learned positions,
@@ -137,10 +137,11 @@ impl TextTower {
 
     /// The unnormalised embedding [dim] of one sequence of token ids, as the
     /// tokenizer gives it (CLIP: unpadded, which the causal mask makes exact;
-    /// SigLIP: padded to the full length).
-    pub fn forward_ids(&self, ids: &[u32]) -> Result<Tensor> {
+    /// SigLIP: padded to the full length), of which the first `length` are
+    /// real tokens (read only under a key-padding mask).
+    pub fn forward_ids(&self, ids: &[u32], length: usize) -> Result<Tensor> {
         let xs = self.input_embeddings(ids)?.unsqueeze(0)?;
-        let hidden = self.encoder.forward(&xs, Some(&[ids.len()]))?;
+        let hidden = self.encoder.forward(&xs, Some(&[length]))?;
         let hidden = self.final_layer_norm.forward(&hidden)?;
         let pooled = hidden.squeeze(0)?.narrow(0, self.pooling_position(ids), 1)?;
         self.projection.forward(&pooled)?.squeeze(0)

@@ -219,12 +219,14 @@ fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(mask, (seq, seq), device)?.to_dtype(DType::F32)
 }
 
-/// [batch, 1, 1, seq]: −∞ at the keys past each sequence's length.
+/// [batch, 1, 1, seq]: the most negative finite f32 at the keys past each
+/// sequence's length, as `transformers`' `_prepare_4d_attention_mask` adds it.
+/// Finite rather than −∞ on purpose: a sequence of length 0 (an empty text,
+/// all padding) then has every key at that value, which absorbs the scores,
+/// and attends uniformly to every key as `transformers` does (−∞ would give NaN).
 fn key_padding_mask(lengths: &[usize], seq: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = lengths
-        .iter()
-        .flat_map(|&len| (0..seq).map(move |j| if j >= len { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> =
+        lengths.iter().flat_map(|&len| (0..seq).map(move |j| if j >= len { f32::MIN } else { 0.0 })).collect();
     Tensor::from_vec(mask, (lengths.len(), 1, 1, seq), device)
 }
 

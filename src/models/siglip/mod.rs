@@ -2,8 +2,8 @@
 //! `config.json` and the map from its checkpoint's tensor names onto the
 //! shared tower. What differs from CLIP is all a tower setting: no class
 //! token, no pre-layernorm and an attention-pooling head on the image side;
-//! no mask, pooling at the last position and a `head` with bias on the text
-//! side; and `sigmoid(exp(logit_scale) · cos + logit_bias)` as the score.
+//! a key-padding mask, pooling at the last position and a `head` with bias on
+//! the text side; and `sigmoid(exp(logit_scale) · cos + logit_bias)` as the score.
 
 pub mod config;
 
@@ -64,14 +64,17 @@ pub fn load_vision(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Vi
         pre_layernorm: None,
         encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::None, v.pp(names::ENCODER))?,
         post_layernorm: v.pp(names::POST_LAYERNORM).layer_norm(hidden, eps)?,
-        pool: VisionPool::AttentionPool(head),
+        pool: VisionPool::AttentionPool(Box::new(head)),
         projection: None,
         image_size: c.image_size,
     })
 }
 
-/// `text_model.*`: no mask (texts are padded to the full length), final
-/// layernorm, the last position, `head`.
+/// `text_model.*`: the padding masked out of attention (`transformers` passes
+/// the tokenizer's attention mask to the text tower), final layernorm, the last
+/// position of the padded sequence, `head`. The original big_vision SigLIP and
+/// `transformers` 4's `SiglipTokenizer` (no mask returned) attend to the padding
+/// too; `transformers` 5 does not, and is what we match.
 pub fn load_text(config: &SiglipConfig, w: &Weights) -> candle_core::Result<TextTower> {
     let c = &config.text_config;
     let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
@@ -89,7 +92,7 @@ pub fn load_text(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Text
     Ok(TextTower {
         token_embedding: embeddings.get_table((c.vocab_size, hidden), names::TOKEN_EMBEDDING)?,
         position_embedding: embeddings.get((c.max_position_embeddings, hidden), names::POSITION_EMBEDDING)?,
-        encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::None, t.pp(names::ENCODER))?,
+        encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::KeyPadding, t.pp(names::ENCODER))?,
         final_layer_norm: t.pp(names::FINAL_LAYER_NORM).layer_norm(hidden, eps)?,
         pool: TextPool::Last,
         projection: t.pp(names::HEAD).linear(hidden, config.projection_size())?,
