@@ -264,7 +264,7 @@ mod tests {
         let padded = t.forward(&x, Some(&[2]))?.narrow(1, 0, 2)?;
         let alone = t.forward(&x.narrow(1, 0, 2)?.contiguous()?, Some(&[2]))?;
         let diff = (padded - alone)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-6, "{diff}");
+        assert!(diff < 1e-5, "{diff}");
         // And the padding token does matter without the mask.
         let unmasked = Transformer { mask: MaskKind::None, ..t.clone() };
         let diff = (unmasked.forward(&x, None)?.narrow(1, 0, 2)? - t.forward(&x, Some(&[2]))?.narrow(1, 0, 2)?)?
