@@ -5,6 +5,7 @@
 import { KplClient, parseCustomClasses, BACKEND_NAMES } from './protocol.js';
 import { initModelsPanel } from './models-panel.js';
 import { opfsResponse } from './opfs.js';
+import { explain, messageNodes, showMessage } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -104,6 +105,12 @@ function setStatus(text, { failed = false } = {}) {
   ui.status.classList.toggle('failed', failed);
 }
 
+/** A failure in the status line: plain words, the technical text in a disclosure. */
+function setStatusProblem(message) {
+  showMessage(ui.statusText, message);
+  ui.status.classList.add('failed');
+}
+
 /** A knowledge base's URL: manifest paths are absolute (/kb/…) or relative to the model folder (bundles). */
 const kbUrl = (kb) => new URL(kb.path, modelBase).href;
 
@@ -180,7 +187,7 @@ function selectTask() {
   });
   kbReady.catch((e) => {
     document.body.dataset.kbReady = 'failed';
-    ui.taskInfo.textContent = `The knowledge base could not be loaded: ${e.message}`;
+    showMessage(ui.taskInfo, explain('kb', e.message));
   });
 }
 
@@ -190,7 +197,8 @@ function selectTask() {
  */
 function showBackend({ backend, note, probe }) {
   backendUsed = backend;
-  ui.backendNote.textContent = note;
+  if (note) showMessage(ui.backendNote, explain('backend', note));
+  else ui.backendNote.replaceChildren();
   ui.backendNote.hidden = !note;
   document.body.dataset.backend = backend;
   // What the probe measured (auto's evidence), for automation.
@@ -201,9 +209,9 @@ function showBackend({ backend, note, probe }) {
 client.onRestart = ({ file, restarts, ok, error }) => {
   document.body.dataset.workerRestarts = String(restarts);
   ui.workerNote.hidden = false;
-  ui.workerNote.textContent = ok
+  showMessage(ui.workerNote, explain('restart', ok
     ? `The WebAssembly module crashed${file ? ` on ${file}` : ''} and was restarted, with the model read again from the browser cache; the other images went on.`
-    : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}); reload the page.`;
+    : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}); reload the page.`));
 };
 
 client.onBackend = (event) => {
@@ -246,7 +254,7 @@ async function loadModel() {
   } catch (e) {
     ui.progress.hidden = true;
     document.body.dataset.modelReady = 'false';
-    setStatus(`The model could not be loaded: ${e.message}`, { failed: true });
+    setStatusProblem(explain('model', e.message));
     if (first) modelReady.reject(e);
     else {
       modelReady = { promise: Promise.reject(e) };
@@ -446,7 +454,7 @@ function resultCard(ctx, item, r, classifyMs) {
 
 function errorCard(name, message) {
   return el('li', { class: 'card error', 'data-kpl-error': true, 'data-file': name },
-    el('div', {}, el('h3', {}, name), el('p', {}, `Could not classify this file: ${message}`)));
+    el('div', {}, el('h3', {}, name), el('p', {}, messageNodes(explain('file', message)))));
 }
 
 /** Yields to the page's event loop (input, painting) between slices of DOM work. */
@@ -694,7 +702,7 @@ async function showCacheSize() {
     }
     ui.cacheInfo.textContent = `Offline cache: ${mb(bytes)} in ${entries} files.`;
   } catch (e) {
-    ui.cacheInfo.textContent = `Offline cache unavailable: ${e.message}`;
+    showMessage(ui.cacheInfo, explain('offline', e.message));
   }
   ui.cacheInfo.dataset.bytes = String(bytes);
 }
@@ -713,7 +721,7 @@ if ('serviceWorker' in navigator) {
       document.body.dataset.offlineReady = 'true';
       showCacheSize();
     })
-    .catch((e) => (ui.cacheInfo.textContent = `Offline mode unavailable: ${e.message}`));
+    .catch((e) => showMessage(ui.cacheInfo, explain('offline', e.message)));
 } else {
   ui.cacheInfo.textContent = 'Offline mode unavailable in this browser.';
 }

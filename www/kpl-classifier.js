@@ -20,7 +20,8 @@
 //   kpl-result  detail {file, label, scores, method, evidence, backend} per image; scores are
 //               per class (detail.classNames), method 'kpl' for images chosen together
 //               (transductive KPL), else 'proxies' or 'single-image'.
-//   kpl-error   detail {file?, message}
+//   kpl-error   detail {file?, message, summary}: `message` is the technical text,
+//               `summary` the plain words shown (see messages.js).
 //   kpl-cancelled  detail {classified, notProcessed}: a batch was cancelled (the Cancel
 //               button, or `cancel()`); the images encoded before it were classified
 //               together (KPL over those), the rest never ran.
@@ -34,6 +35,7 @@
 // stylesheet), and no request leaves the origins given in `model`.
 
 import { KplClient, BACKEND_NAMES } from './protocol.js';
+import { explain, showMessage } from './messages.js';
 
 const CSS = `
 :host { display: block; font: inherit; border: 1px solid #c8ced6; border-radius: 8px; padding: 0.75rem; max-width: 40rem; }
@@ -50,8 +52,12 @@ meter { width: 8rem; vertical-align: middle; }
 .progress { display: flex; flex-wrap: wrap; gap: 0.25rem 0.5rem; align-items: center; margin: 0.4rem 0; }
 .progress[hidden] { display: none; }
 .progress progress { flex: 1 1 6rem; min-width: 0; max-width: 14rem; }
-.note { color: #8a6100; margin: 0 0 0.5rem; }
+.note { color: #555; margin: 0 0 0.5rem; }
+.note[data-tone="problem"] { color: #b00020; }
 .note[hidden] { display: none; }
+details.detail { color: #555; font-size: 0.88em; margin-top: 0.15rem; }
+details.detail > summary { cursor: pointer; width: fit-content; }
+.detail-text { display: block; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 `;
 
 let sheet = null;
@@ -150,6 +156,13 @@ export class KplClassifier extends HTMLElement {
     this.#ui.status.classList.toggle('failed', failed);
   }
 
+  /** The engine note (a backend note from the worker), in plain words; hidden when empty. */
+  #note(note) {
+    if (note) showMessage(this.#ui.note, explain('backend', note));
+    else this.#ui.note.replaceChildren();
+    this.#ui.note.hidden = !note;
+  }
+
   async #start() {
     try {
       if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(this.backend)) {
@@ -165,13 +178,12 @@ export class KplClassifier extends HTMLElement {
       this.#client.onRestart = ({ file, ok, error, restarts }) => {
         this.dataset.workerRestarts = String(restarts);
         this.#ui.note.hidden = false;
-        this.#ui.note.textContent = ok
+        showMessage(this.#ui.note, explain('restart', ok
           ? `The WebAssembly module crashed${file ? ` on ${file}` : ''} and was restarted; the other images went on.`
-          : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}).`;
+          : `The WebAssembly module crashed${file ? ` on ${file}` : ''} and could not be restarted (${error}).`));
       };
       this.#client.onBackend = ({ backend, note }) => {
-        this.#ui.note.textContent = note;
-        this.#ui.note.hidden = !note;
+        this.#note(note);
         this.dataset.backend = backend;
         if (this.#info) this.#info.backend = BACKEND_NAMES[backend] ?? backend;
       };
@@ -188,8 +200,7 @@ export class KplClassifier extends HTMLElement {
       const kbInfo = await this.#client.loadKb(new URL(kb.path, base).href);
       this.#info = { ...kbInfo, isRandom: info.isRandom, backend: BACKEND_NAMES[info.backend] ?? info.backend };
       this.#ui.warn.hidden = !info.isRandom;
-      this.#ui.note.textContent = info.backendNote;
-      this.#ui.note.hidden = !info.backendNote;
+      this.#note(info.backendNote);
       this.#ui.input.disabled = false;
       this.#status(`${kbInfo.title}: ${kbInfo.classNames.join(', ')}. ${this.#info.backend}.`);
       this.dataset.ready = 'true';
@@ -197,8 +208,10 @@ export class KplClassifier extends HTMLElement {
       this.#emit('kpl-ready', { task: kbInfo.task, title: kbInfo.title, classNames: kbInfo.classNames, isRandom: info.isRandom });
     } catch (e) {
       this.dataset.ready = 'false';
-      this.#status(`Cannot start: ${e.message}`, true);
-      this.#emit('kpl-error', { message: e.message });
+      const plain = explain('start', e.message);
+      showMessage(this.#ui.status, plain);
+      this.#ui.status.classList.add('failed');
+      this.#emit('kpl-error', { message: e.message, summary: plain.summary });
       throw e;
     }
   }
@@ -244,8 +257,12 @@ export class KplClassifier extends HTMLElement {
     const embedded = [];
     for (const r of out.results) {
       if (r.error) {
-        u.list.append(el('li', { class: 'error', 'data-kpl-error': true, 'data-file': r.name }, `${r.name}: ${r.error}`));
-        this.#emit('kpl-error', { file: r.name, message: r.error });
+        const plain = explain('file', r.error);
+        const entry = el('li', { class: 'error', 'data-kpl-error': true, 'data-file': r.name });
+        showMessage(entry, plain);
+        entry.prepend(el('strong', {}, r.name), ': ');
+        u.list.append(entry);
+        this.#emit('kpl-error', { file: r.name, message: r.error, summary: plain.summary });
       } else {
         embedded.push({ name: r.name, embedding: r.embedding, backend: r.backend });
       }

@@ -21,6 +21,7 @@ const SHELL = [
   'index.html',
   'app.js',
   'protocol.js',
+  'messages.js',
   'worker.js',
   'style.css',
   'favicon.svg',

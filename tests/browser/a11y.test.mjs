@@ -23,8 +23,8 @@ let page;
 let cdp;
 let errors;
 
-/** The selector of what can take keyboard focus on this page. */
-const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
+/** The selector of what can take keyboard focus on this page (a <details>' summary opens it). */
+const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex], details > summary';
 
 before(async () => {
   ensureKnowledgeBases(MODEL);
@@ -64,9 +64,14 @@ async function axTree() {
 const prop = (node, name) => node.properties?.find((p) => p.name === name)?.value?.value;
 
 test('Tab reaches every control in order; each has an accessible name and a visible focus ring', { timeout: 60000 }, async () => {
-  const expected = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel))
-    .filter((e) => !e.disabled && e.tabIndex >= 0 && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden')
-    .map((e) => e.id || e.outerHTML.slice(0, 60)), FOCUSABLE);
+  // A control's key: its id, else its tag and position among the focusable elements
+  // (the "Technical details" disclosures have no id and the same text).
+  const expected = await page.evaluate((sel) => {
+    const all = Array.from(document.querySelectorAll(sel));
+    return all
+      .filter((e) => !e.disabled && e.tabIndex >= 0 && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden')
+      .map((e) => e.id || `${e.tagName.toLowerCase()}#${all.indexOf(e)}`);
+  }, FOCUSABLE);
   // Start from the top of the page, as after loading it: a click on the heading moves the
   // sequential focus navigation starting point there.
   await page.evaluate(() => window.scrollTo(0, 0));
@@ -75,16 +80,16 @@ test('Tab reaches every control in order; each has an accessible name and a visi
   const problems = [];
   for (let i = 0; i < expected.length + 5; i++) {
     await page.keyboard.press('Tab');
-    const focused = await page.evaluate(() => {
+    const focused = await page.evaluate((sel) => {
       const e = document.activeElement;
       if (!e || e === document.body) return null;
       const style = getComputedStyle(e);
       return {
-        key: e.id || e.outerHTML.slice(0, 60),
+        key: e.id || `${e.tagName.toLowerCase()}#${Array.from(document.querySelectorAll(sel)).indexOf(e)}`,
         ring: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
         focusVisible: e.matches(':focus-visible'),
       };
-    });
+    }, FOCUSABLE);
     if (!focused) continue;
     if (visited.includes(focused.key)) break;
     visited.push(focused.key);

@@ -71,7 +71,7 @@ test('a non-image file gets an error card and does not stop the batch', async ()
   const errors = page.locator('[data-kpl-error]');
   assert.equal(await errors.count(), 1);
   assert.equal(await errors.first().getAttribute('data-file'), 'notes.txt');
-  assert.match(await errors.first().innerText(), /notes\.txt[\s\S]*Could not classify/);
+  assert.match(await errors.first().innerText(), /notes\.txt[\s\S]*not an image this page can read/);
   assert.equal(await page.locator('[data-kpl-pending]').count(), 0, 'no card is left pending');
 });
 

@@ -161,9 +161,10 @@ test('a batch with a non-image, a 40000×40000 PNG and a corrupt JPEG: an error 
     fixtureImage(good[2]),
   ]);
   assert.deepEqual(Object.keys(failed).sort(), ['corrupt.jpg', 'huge.png', 'notes.txt']);
-  assert.match(failed['huge.png'], /Could not classify this file: huge\.png: the image is 40000×40000 = 1600\.0 megapixels, above the limit/);
-  assert.match(failed['corrupt.jpg'], /Could not classify this file: corrupt\.jpg: /);
-  assert.match(failed['notes.txt'], /Could not classify this file: notes\.txt: /);
+  // What is shown: plain words (messages.js; the technical text is in a closed disclosure).
+  assert.match(failed['huge.png'], /This image is too large for this page \(1,600 megapixels; the limit is 100\)/);
+  assert.match(failed['corrupt.jpg'], /This image file seems damaged or incomplete/);
+  assert.match(failed['notes.txt'], /This file is not an image this page can read/);
   assert.deepEqual(Object.keys(results).sort(), [...good].sort());
   for (const name of good) {
     assert.equal(results[name].method, 'kpl', name);
@@ -299,7 +300,8 @@ test('the backend selector: WebGPU runs the encoder, auto chooses by its probe, 
   // WebGPU asked for: Chromium's software adapter (SwiftShader) runs the encoder.
   await page.selectOption('#backend', 'webgpu');
   await page.locator('body[data-model-ready="true"][data-backend="webgpu"]').waitFor({ timeout: 60000 });
-  assert.match(await note.innerText(), /^WebGPU on .*per image against .* on the CPU\.$/);
+  assert.equal(await note.locator('.plain').innerText(), 'Classifying on the GPU.');
+  assert.match(await note.locator('.detail-text').textContent(), /^WebGPU on .*per image against .* on the CPU\.$/);
   const gpuRun = await addFiles([fixtureImage('rgb_97x61.png'), fixtureImage('grey_80x120.png')]);
   for (const r of Object.values(gpuRun.results)) {
     assert.equal(r.backend, 'webgpu');
@@ -321,7 +323,7 @@ test('the backend selector: WebGPU runs the encoder, auto chooses by its probe, 
   // probe image, the faster is kept, and the note says so.
   await page.selectOption('#backend', 'auto');
   await page.locator('body[data-model-ready="true"][data-backend-settled="true"]').waitFor({ timeout: 60000 });
-  assert.match(await note.innerText(), /^Auto: .* per image against /);
+  assert.match(await note.locator('.detail-text').textContent(), /^Auto: .* per image against /);
   const probe = { cpu: Number(await note.getAttribute('data-cpu-ms')), gpu: Number(await note.getAttribute('data-gpu-ms')) };
   assert.ok(probe.cpu > 0 && probe.gpu > 0, `the probe timed both engines: ${JSON.stringify(probe)}`);
   const chosen = await page.locator('body').getAttribute('data-backend');
@@ -350,7 +352,8 @@ test('without a WebGPU adapter, asking for WebGPU falls back to the CPU with a v
     await p.selectOption('#backend', 'webgpu');
     const note = p.locator('#backend-note');
     await p.waitForFunction(() => /WebGPU could not start/.test(document.getElementById('backend-note').textContent), null, { timeout: 30000 });
-    assert.match(await note.innerText(), /WebGPU could not start \(.*no GPU adapter.*\); using the CPU \(WebAssembly\)\./);
+    assert.equal(await note.locator('.plain').innerText(), 'No GPU is available to this page; classifying on the CPU.');
+    assert.match(await note.locator('.detail-text').textContent(), /WebGPU could not start \(.*no GPU adapter.*\); using the CPU \(WebAssembly\)\./);
     assert.equal(await p.locator('body').getAttribute('data-backend'), 'wasm');
     await p.locator('#file-input').setInputFiles([fixtureImage('rgb_97x61.png'), fixtureImage('grey_80x120.png')]);
     await p.waitForFunction(() => document.querySelectorAll('[data-kpl-result]').length === 2, null, { timeout: 30000 });
@@ -375,7 +378,7 @@ test('the <kpl-classifier> widget speaks the same protocol: backend note, per-im
       w.setAttribute('backend', 'webgpu');
     });
     await widget.locator('kpl-classifier[data-ready="true"][data-backend="webgpu"]').waitFor({ timeout: 60000 });
-    assert.match(await widget.locator('kpl-classifier .note').innerText(), /^WebGPU on /);
+    assert.match(await widget.locator('kpl-classifier .note .detail-text').textContent(), /^WebGPU on /);
     const details = await widget.evaluate(async () => {
       const w = document.querySelector('kpl-classifier');
       const bytes = async (p) => new File([await (await fetch(`/fixtures/images/${p}`)).arrayBuffer()], p, { type: 'image/png' });
