@@ -111,6 +111,21 @@ fn shorten(name: &str, max: usize) -> String {
     }
 }
 
+/// The series' legend, boxed, at `position`.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn accuracy_svg(output: &EvalOutput) -> Result<String, Box<dyn std::error::Error>> {
     let ks: Vec<i32> = output.results.iter().map(|s| s.k as i32).collect();
     let lo = ks.iter().copied().min().unwrap_or(1) - 1;
@@ -156,13 +171,7 @@ fn accuracy_svg(output: &EvalOutput) -> Result<String, Box<dyn std::error::Error
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present()?;
     }
     Ok(svg)
@@ -209,13 +218,7 @@ fn recall_svg(output: &EvalOutput) -> Result<String, Box<dyn std::error::Error>>
             let (x, y) = chart.backend_coord(&(c as f64 + 0.5, 0.0));
             root.draw(&Text::new(shorten(class, 14), (x, y + 8), label.clone()))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present()?;
     }
     Ok(svg)
