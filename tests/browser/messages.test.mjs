@@ -32,6 +32,20 @@ after(async () => {
 });
 
 /**
+ * A DICOM file whose transfer syntax is JPIP Referenced (its pixels live on a JPIP
+ * server, so no viewer can decode the file alone): a JPEG-LS file with its transfer
+ * syntax UID replaced by one of the same length.
+ */
+function jpipDicom() {
+  const bytes = Buffer.from(fixtureImage('MR_small_jpeg_ls_lossless.dcm').buffer);
+  const from = Buffer.from('1.2.840.10008.1.2.4.80');
+  const at = bytes.indexOf(from);
+  assert.ok(at > 0 && bytes.indexOf(from, at + 1) < 0, 'one transfer syntax UID');
+  bytes.write('1.2.840.10008.1.2.4.94', at, 'latin1');
+  return { name: 'jpip.dcm', mimeType: 'application/dicom', buffer: bytes };
+}
+
+/**
  * A message element's parts: the plain summary, whether the disclosure is there and
  * closed, the technical text inside it, what is visible (innerText), and the tone.
  */
@@ -85,7 +99,7 @@ test('no GPU: a neutral note in plain words, the adapter error behind the disclo
   }
 });
 
-test('error cards: plain summaries for refused, damaged, too large and unsupported DICOM files', { timeout: 90000 }, async () => {
+test('error cards: plain summaries for a non-image, a damaged and a too large image, and a DICOM file that cannot be decoded', { timeout: 90000 }, async () => {
   const page = await browser.context.newPage();
   try {
     await page.goto(`${server.url}/`);
@@ -95,7 +109,7 @@ test('error cards: plain summaries for refused, damaged, too large and unsupport
       { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image\n') },
       { name: 'huge.png', mimeType: 'image/png', buffer: hugePng(40000, 40000) },
       { name: 'corrupt.jpg', mimeType: 'image/jpeg', buffer: corruptJpeg() },
-      fixtureImage('MR_small_jpeg_ls_lossless.dcm'),
+      jpipDicom(),
     ]);
     await page.waitForFunction(() => document.querySelectorAll('[data-kpl-pending]').length === 0
       && document.querySelectorAll('[data-kpl-error]').length === 4, null, { timeout: 60000 });
@@ -110,9 +124,9 @@ test('error cards: plain summaries for refused, damaged, too large and unsupport
     assert.ok(!hugeText.includes('--max-megapixels'), hugeText);
     assertPlain(await card('corrupt.jpg'), 'This image file seems damaged or incomplete, so it could not be read.',
       /^corrupt\.jpg: /, 'corrupt.jpg');
-    assertPlain(await card('MR_small_jpeg_ls_lossless.dcm'),
+    assertPlain(await card('jpip.dcm'),
       'This DICOM image is stored in a form this page cannot read yet. Export it again as uncompressed DICOM, PNG or JPEG.',
-      /transfer syntax .*JPEG-LS.* is not supported/, 'JPEG-LS DICOM');
+      /^jpip\.dcm: the transfer syntax 1\.2\.840\.10008\.1\.2\.4\.94 \(JPIP Referenced\) is not supported/, 'JPIP DICOM');
     assert.equal(await page.locator('[data-kpl-result]').count(), 1, 'the good image still has its result');
   } finally {
     await page.close();
