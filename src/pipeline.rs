@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use crate::error::{Error, Result};
 use crate::models::{Family, Model, ModelConfig, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::nn::l2_normalize;
-use crate::preprocess::dicom::VoiChoice;
+use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::tokenizer::{ClipTokenizer, SiglipTokenizer, TextTokenizer};
 
@@ -127,8 +127,20 @@ impl Pipeline {
 
     /// Decodes and preprocesses one image file's bytes.
     pub fn prepare_image(&self, bytes: &[u8], name: &str) -> Result<PixelTensor> {
-        let rgb = decode_rgb8_with(bytes, name, self.limits, self.voi)?;
-        self.prepare_rgb(&rgb, name)
+        self.prepare_image_with(bytes, name, self.voi).map(|(pixels, _)| pixels)
+    }
+
+    /// [`Self::prepare_image`] with the window `voi` for a greyscale DICOM file
+    /// instead of the pipeline's, and the window it used (`None` for other
+    /// images), from the same decode.
+    pub fn prepare_image_with(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        voi: VoiChoice,
+    ) -> Result<(PixelTensor, Option<VoiUsed>)> {
+        let (rgb, used) = decode_rgb8_with(bytes, name, self.limits, voi)?;
+        Ok((self.prepare_rgb(&rgb, name)?, used))
     }
 
     pub fn prepare_rgb(&self, rgb: &Image8, name: &str) -> Result<PixelTensor> {

@@ -18,6 +18,8 @@ pub fn start() {
 #[wasm_bindgen]
 pub struct ClipModel {
     pub(crate) pipeline: Pipeline,
+    /// The window the last image decode used (`dicomWindowUsed`; src/wasm_dicom.rs).
+    pub(crate) dicom_window_used: std::cell::RefCell<Option<crate::preprocess::dicom::VoiUsed>>,
 }
 
 #[wasm_bindgen]
@@ -37,7 +39,7 @@ impl ClipModel {
             tokenizer: tokenizer.map(|b| ("tokenizer.json".into(), b)),
             preprocessor: preprocessor.map(|b| ("preprocessor_config.json".into(), b)),
         };
-        Ok(ClipModel { pipeline: Pipeline::load(files).map_err(js_error)? })
+        Ok(ClipModel::new(Pipeline::load(files).map_err(js_error)?))
     }
 
     /// True when the weights are the repository's random test weights: the UI
@@ -93,10 +95,13 @@ impl ClipModel {
     }
 
     /// The L2-normalised embedding of an image file's bytes (PNG, JPEG, WebP,
-    /// BMP, TIFF); `name` is used in error messages.
+    /// BMP, TIFF, DICOM); `name` is used in error messages. `voi` (optional): the
+    /// window a greyscale DICOM file is rendered with, `{index}` or `{center,
+    /// width}` (default: the README's rule); `dicomWindowUsed` then says which.
     #[wasm_bindgen(js_name = embedImage)]
-    pub fn embed_image(&self, bytes: &[u8], name: &str) -> Result<Vec<f32>, JsError> {
-        self.pipeline.embed_image_bytes(bytes, name).map_err(js_error)
+    pub fn embed_image(&self, bytes: &[u8], name: &str, voi: JsValue) -> Result<Vec<f32>, JsError> {
+        let pixels = self.prepare(bytes, name, &voi)?;
+        Ok(self.pipeline.embed_pixels(&[pixels], true).map_err(js_error)?.remove(0))
     }
 
     /// The L2-normalised embedding of a text.
@@ -209,7 +214,7 @@ impl ClipModel {
             .map(|b| read_encoder(m.files.text_encoder.as_ref(), &b, "text encoder"))
             .transpose()?;
         let pipeline = crate::bundle::load_pipeline(&m, &m.model.name, image, text).map_err(js_error)?;
-        Ok(ClipModel { pipeline })
+        Ok(ClipModel::new(pipeline))
     }
 
     /// Adds the bundle's text encoder (text_encoder.gguf) to a model loaded

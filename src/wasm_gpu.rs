@@ -15,9 +15,10 @@ use crate::wasm::{js_error, ClipModel};
 #[wasm_bindgen]
 impl ClipModel {
     /// An image file's bytes decoded and preprocessed: [3, size, size] floats.
+    /// `voi` (optional): the window of a greyscale DICOM file, as for `embedImage`.
     #[wasm_bindgen(js_name = preparePixels)]
-    pub fn prepare_pixels(&self, bytes: &[u8], name: &str) -> Result<Vec<f32>, JsError> {
-        Ok(self.pipeline.prepare_image(bytes, name).map_err(js_error)?.data)
+    pub fn prepare_pixels(&self, bytes: &[u8], name: &str, voi: JsValue) -> Result<Vec<f32>, JsError> {
+        Ok(self.prepare(bytes, name, &voi)?.data)
     }
 
     /// The L2-normalised embedding of one preprocessed image, on the CPU.

@@ -6,6 +6,7 @@ import { KplClient, parseCustomClasses, BACKEND_NAMES } from './protocol.js';
 import { initModelsPanel } from './models-panel.js';
 import { opfsResponse } from './opfs.js';
 import { explain, messageNodes, showMessage } from './messages.js';
+import { offersWindow, windowSelect } from './dicom-window.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -358,8 +359,11 @@ function bars(labels, probs, best, caption) {
           el('span', { class: 'pct' }, pct(probs[i]))))));
 }
 
-/** The DICOM attributes a card shows (never a patient attribute: see src/wasm_dicom.rs). */
-function dicomList(d) {
+/**
+ * The DICOM attributes a card shows (never a patient attribute: see src/wasm_dicom.rs),
+ * the window used, and `choice` (the window selector, for greyscale images).
+ */
+function dicomList(d, choice = null) {
   if (!d) return null;
   const rows = [
     ['Modality', d.modality ?? '—'],
@@ -369,10 +373,12 @@ function dicomList(d) {
     ['Photometric interpretation', d.photometric_interpretation],
     ['Transfer syntax', d.transfer_syntax_name ? `${d.transfer_syntax_name} (${d.transfer_syntax})` : d.transfer_syntax],
     ...(d.warnings ?? []).map((w) => ['Warning', w]),
+    ['Window used', d.voi_description],
   ].filter(([, v]) => v !== undefined && v !== null);
   return el('div', { class: 'dicom' },
     el('h4', {}, 'DICOM'),
-    el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])));
+    el('dl', {}, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
+    choice);
 }
 
 const METHOD_TEXT = {
@@ -399,10 +405,15 @@ function resultCard(ctx, item, r, classifyMs) {
   const clipBest = classNames.indexOf(r.clip_label);
   const plain = r.method === 'clip';
   const methodText = (custom ? CUSTOM_METHOD_TEXT : METHOD_TEXT)[r.method] ?? r.method;
-  exported.push({ file: item.name, task: ctx.task, custom_labels: custom, method: r.method, label: r.label,
+  const row = { file: item.name, task: ctx.task, custom_labels: custom, method: r.method, label: r.label,
     clip_label: r.clip_label, labels: classNames, scores: r.scores, clip_scores: r.clip_scores, evidence: r.evidence,
-    dicom: item.dicom ?? null, embed_ms: item.ms, encode_ms: item.encodeMs, classify_ms: classifyMs,
-    backend: backendName(item.backend ?? backendUsed) });
+    dicom: item.dicom ?? null, dicom_window: item.dicom?.voi_description ?? null, embed_ms: item.ms,
+    encode_ms: item.encodeMs, classify_ms: classifyMs, backend: backendName(item.backend ?? backendUsed) };
+  // A card shown again (another DICOM window) replaces its row of the export.
+  const previous = exported.indexOf(item.exportRow);
+  if (previous >= 0) exported[previous] = row;
+  else exported.push(row);
+  item.exportRow = row;
   const head = Array.from(item.embedding.slice(0, 8), (v) => v.toFixed(4)).join(', ');
   const card = el('li', {
       class: custom ? 'card custom' : 'card',
@@ -435,7 +446,7 @@ function resultCard(ctx, item, r, classifyMs) {
             el('ul', {}, r.evidence.map((e) =>
               el('li', {}, `${e.description} `, el('span', { class: 'sim' }, `(similarity ${e.similarity.toFixed(3)})`)))))
         : null,
-      dicomList(item.dicom),
+      dicomList(item.dicom, item.rewindow && offersWindow(item.dicom) ? windowSelect(item.dicom, item.voi, item.rewindow) : null),
       el('p', { class: 'meta' },
         plain
           ? `Embedded and scored in ${ms(item.encodeMs + classifyMs)} in the worker (image encoder ${ms(item.encodeMs)}). `
@@ -573,11 +584,39 @@ async function handleBatch(files) {
         })
       : await client.classifyKb(embeddings, 3);
     const ctx = { task, custom, classNames: out.classNames ?? info.classNames };
-    await inSlices(done.map((d, i) => () => d.card.replaceWith(resultCard(ctx, d, out.results[i], out.ms))));
+    const classify = (list) => (custom ? client.classifyCustom(list, classes, { topEvidence: 3 }) : client.classifyKb(list, 3));
+    const batch = { ctx, done, classify };
+    for (const d of done) d.rewindow = (voi) => rewindow(batch, d, voi);
+    await inSlices(done.map((d, i) => () => d.card.replaceWith(d.card = resultCard(ctx, d, out.results[i], out.ms))));
   } catch (e) {
     await fail(done, e.message);
   }
   updateEmpty();
+}
+
+/**
+ * Another DICOM window for one image of a batch: that image is embedded again with
+ * it, and the batch classified again (KPL is transductive over the batch), so every
+ * card of the batch is shown again. Nothing changes until both steps succeed.
+ */
+async function rewindow(batch, item, voi) {
+  const select = item.card.querySelector('select.dicom-window');
+  item.card.setAttribute('aria-busy', 'true');
+  if (select) select.disabled = true;
+  try {
+    const [r] = (await client.embedImages([{ name: item.name, data: item.file, voi }])).results;
+    if (r.error) throw new Error(r.error);
+    const out = await batch.classify(batch.done.map((d) => (d === item ? r.embedding : d.embedding)));
+    Object.assign(item, { embedding: r.embedding, dicom: r.dicom, ms: r.ms, encodeMs: r.encodeMs, backend: r.backend, voi });
+    await inSlices(batch.done.map((d, i) => () => d.card.replaceWith(d.card = resultCard(batch.ctx, d, out.results[i], out.ms))));
+  } catch (e) {
+    item.card.removeAttribute('aria-busy');
+    if (select) {
+      select.disabled = false;
+      select.value = JSON.stringify(item.voi ?? null);
+    }
+    setStatusProblem(explain('window', `${item.name}: ${e.message}`));
+  }
 }
 
 function handleFiles(fileList) {
@@ -604,7 +643,7 @@ const csvCell = (v) => {
 ui.exportJson.addEventListener('click', () =>
   download('kpl-results.json', 'application/json', JSON.stringify({ results: exported }, null, 2)));
 ui.exportCsv.addEventListener('click', () => {
-  const cols = ['file', 'task', 'method', 'label', 'clip_label', 'labels', 'scores', 'clip_scores', 'backend', 'encode_ms'];
+  const cols = ['file', 'task', 'method', 'label', 'clip_label', 'labels', 'scores', 'clip_scores', 'dicom_window', 'backend', 'encode_ms'];
   const rows = [cols.join(',')].concat(exported.map((r) => cols.map((c) => csvCell(r[c])).join(',')));
   download('kpl-results.csv', 'text/csv', rows.join('\n') + '\n');
 });

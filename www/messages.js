@@ -9,10 +9,10 @@
 // rule knows gets the context's general summary, never a guess.
 
 /**
- * @typedef {'backend' | 'file' | 'model' | 'kb' | 'restart' | 'offline' | 'start'} MessageContext
+ * @typedef {'backend' | 'file' | 'model' | 'kb' | 'restart' | 'offline' | 'start' | 'window'} MessageContext
  * Where the message is shown: the engine note, a file's error card, the model's or
  * the knowledge base's load, the worker restart note, the offline cache, the
- * widget's start.
+ * widget's start, a DICOM card's window choice.
  *
  * @typedef {object} PlainMessage
  * @property {string} summary what it means, in plain words (one or two sentences).
@@ -104,6 +104,7 @@ const FALLBACK = {
   restart: ['The classifier stopped unexpectedly.', 'problem'],
   offline: ['Offline use is not available in this browser; the page works while online.', 'info'],
   start: ['The classifier could not start.', 'problem'],
+  window: ['The other DICOM window could not be applied; the card keeps the window it had.', 'problem'],
 };
 
 /** The command-line hints in shared error texts ("raise it with --max-megapixels") mean nothing in a page. */

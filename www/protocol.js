@@ -86,7 +86,16 @@
  * @typedef {object} EmbedImagesRequest
  * @property {number} id
  * @property {'embed-images'} type
- * @property {{name: string, data: Blob | ArrayBuffer}[]} items at least one.
+ * @property {{name: string, data: Blob | ArrayBuffer, voi?: DicomWindowChoice | null}[]} items at
+ *   least one; `voi`: the window a greyscale DICOM file is rendered with (default: the
+ *   README's rule).
+ */
+
+/**
+ * A window choice for greyscale DICOM (src/preprocess/dicom/voi.rs): the file's
+ * window `index` (from 0, in `DicomSummary.windows`), or a window in modality units
+ * (width at least 1).
+ * @typedef {{index: number} | {center: number, width: number}} DicomWindowChoice
  */
 
 /**
@@ -208,7 +217,8 @@
 
 /**
  * What a result card may show about a DICOM file (never a patient attribute):
- * `dicomSummary` in src/wasm_dicom.rs.
+ * `dicomSummary` in src/wasm_dicom.rs, and the window the embedding's decode used
+ * (`ClipModel.dicomWindowUsed`).
  * @typedef {object} DicomSummary
  * @property {string | null} modality
  * @property {string | null} body_part
@@ -219,6 +229,13 @@
  * @property {string} transfer_syntax_name
  * @property {string[]} warnings what was read other than the file declares (an
  *   encoding that contradicts the transfer syntax, …); empty when nothing was.
+ * @property {{center: number, width: number, explanation: string | null}[]} windows
+ *   the windows the file carries, in order.
+ * @property {{kind: 'file' | 'given' | 'min-max', index?: number, center?: number, width?: number,
+ *   explanation?: string | null, low?: number, high?: number, description: string} | null} voi
+ *   the window the image was rendered with, in modality units (null for colour; as
+ *   `kpl decode`'s `voi`).
+ * @property {string | null} voi_description the same in words (`kpl decode`'s).
  */
 
 /**
@@ -407,6 +424,13 @@ export function parseCustomClasses(text) {
   return [...classes].map(([name, set]) => ({ name, descriptions: [...set] }));
 }
 
+/** Whether `v` is a {@link DicomWindowChoice}. */
+function isWindowChoice(v) {
+  if (!v || typeof v !== 'object') return false;
+  if ('index' in v) return Number.isInteger(v.index) && v.index >= 0 && v.index <= 0xffffffff;
+  return Number.isFinite(v.center) && Number.isFinite(v.width) && v.width >= 1;
+}
+
 /**
  * Checks a request's shape; returns an error message, or null when it is valid.
  * @param {any} msg
@@ -446,6 +470,7 @@ export function checkRequest(msg) {
       for (const item of msg.items) {
         if (!item || typeof item.name !== 'string') return 'embed-images: every item needs a name';
         if (!isBytes(item.data)) return `embed-images: ${item.name}: data must be a Blob or an ArrayBuffer`;
+        if (item.voi != null && !isWindowChoice(item.voi)) return `embed-images: ${item.name}: voi must be {index} or {center, width}`;
       }
       return null;
     case 'classify-custom':

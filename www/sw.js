@@ -26,6 +26,7 @@ const SHELL = [
   'style.css',
   'favicon.svg',
   'kpl-classifier.js',
+  'dicom-window.js',
   'manifest.webmanifest',
   'icon-192.png',
   'icon-512.png',

@@ -269,17 +269,24 @@ function dropGpu(error) {
 /**
  * One image file's embedding on the chosen engine. Decoding errors (a bad file)
  * throw before the GPU is involved; a GPU failure reruns the same pixels on the
- * CPU, so a result is never lost to it.
+ * CPU, so a result is never lost to it. `voi`: the window of a greyscale DICOM file
+ * (a DicomWindowChoice; default the README's rule); `dicomWindow`: the window the
+ * decode used (null for other images), read before any await so no other request's
+ * decode can come between.
  */
-async function embedImageOn(m, bytes, name) {
-  if (!gpu) return { embedding: m.embedImage(bytes, name), backend: 'wasm' };
-  const pixels = m.preparePixels(bytes, name);
+async function embedImageOn(m, bytes, name, voi = null) {
+  if (!gpu) {
+    const embedding = m.embedImage(bytes, name, voi ?? undefined);
+    return { embedding, backend: 'wasm', dicomWindow: m.dicomWindowUsed };
+  }
+  const pixels = m.preparePixels(bytes, name, voi ?? undefined);
+  const dicomWindow = m.dicomWindowUsed;
   try {
-    return { embedding: await gpu.embedPixels(pixels, 1), backend: 'webgpu' };
+    return { embedding: await gpu.embedPixels(pixels, 1), backend: 'webgpu', dicomWindow };
   } catch (e) {
     if (isCrash(e)) throw e;
     const note = dropGpu(e);
-    return { embedding: m.embedPixels(pixels), backend: 'wasm', note };
+    return { embedding: m.embedPixels(pixels), backend: 'wasm', note, dicomWindow };
   }
 }
 
@@ -708,11 +715,17 @@ const handlers = {
       const out = { name: item.name };
       try {
         const bytes = await bytesOf(item.data);
+        // The summary reads the data set only; the window used comes from the
+        // embedding's own decode (no second decode of the pixels).
         const dicom = dicomSummary(bytes, item.name, loaded?.maxMegapixels);
         if (dicom) out.dicom = dicom;
         const t1 = performance.now();
         testTrap(item.name);
-        const embedded = await embedImageOn(m, bytes, item.name);
+        const embedded = await embedImageOn(m, bytes, item.name, item.voi);
+        if (dicom) {
+          dicom.voi = embedded.dicomWindow;
+          dicom.voi_description = embedded.dicomWindow?.description ?? null;
+        }
         out.embedding = embedded.embedding;
         out.backend = embedded.backend;
         if (embedded.note) backendNote = embedded.note;

@@ -11,7 +11,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
-use super::dicom::VoiChoice;
+use super::dicom::{VoiChoice, VoiUsed};
 use super::pil_resize::Image8;
 use crate::error::{Error, Result};
 
@@ -38,17 +38,23 @@ pub fn sniff_format(bytes: &[u8]) -> Option<ImageFormat> {
 
 /// Decodes `bytes` (named `name` in errors) to interleaved 8-bit RGB.
 pub fn decode_rgb8(bytes: &[u8], name: &str, limits: DecodeLimits) -> Result<Image8> {
-    decode_rgb8_with(bytes, name, limits, VoiChoice::Default)
+    decode_rgb8_with(bytes, name, limits, VoiChoice::Default).map(|(image, _)| image)
 }
 
 /// [`decode_rgb8`] with the VOI transformation of greyscale DICOM images
-/// (`voi`; other formats and colour DICOM ignore it).
-pub fn decode_rgb8_with(bytes: &[u8], name: &str, limits: DecodeLimits, voi: VoiChoice) -> Result<Image8> {
+/// (`voi`; other formats and colour DICOM ignore it), and the window it used
+/// (`None` for those), from the same decode.
+pub fn decode_rgb8_with(
+    bytes: &[u8],
+    name: &str,
+    limits: DecodeLimits,
+    voi: VoiChoice,
+) -> Result<(Image8, Option<VoiUsed>)> {
     if bytes.is_empty() {
         return Err(Error::image(name, "the file is empty"));
     }
     if super::dicom::is_dicom(bytes, name) {
-        return super::dicom::decode_with(bytes, name, limits, None, voi).map(|d| d.image);
+        return super::dicom::decode_with(bytes, name, limits, None, voi).map(|d| (d.image, d.voi));
     }
     let format = sniff_format(bytes).ok_or_else(|| {
         Error::image(name, format!("not a supported image format (expected {SUPPORTED})"))
@@ -84,7 +90,7 @@ pub fn decode_rgb8_with(bytes: &[u8], name: &str, limits: DecodeLimits, voi: Voi
     let decoded = reader()
         .decode()
         .map_err(|e| Error::image(name, format!("cannot decode the {format:?} image: {e}")))?;
-    Ok(to_rgb8(decoded))
+    Ok((to_rgb8(decoded), None))
 }
 
 fn from_16(v: u16) -> u8 {
