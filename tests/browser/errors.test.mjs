@@ -147,10 +147,10 @@ async function runInPage(input) {
     ['KnowledgeBase.load: truncated', () => KnowledgeBase.load(truncatedKb, 'truncated.kplkb')],
     ['KnowledgeBase.load: empty', () => KnowledgeBase.load(new Uint8Array(0), 'empty.kplkb')],
     ['checkModel: another model', () => kb.checkModel(otherModel, 'task.kplkb')],
-    ['classify: n = 0', () => kb.classify(embedding, 0, 100, undefined, 3)],
-    ['classify: values that do not split into n rows', () => kb.classify(embedding, 3, 100, undefined, 3)],
-    ['classify: wrong-length embedding', () => kb.classify(new Float32Array(dim + 1), 1, 100, undefined, 3)],
-    ['classify: bad params', () => kb.classify(embedding, 1, 100, { k: 'many' }, 3)],
+    ['classify: n = 0', () => kb.classify(embedding, 0, good, undefined, 3)],
+    ['classify: values that do not split into n rows', () => kb.classify(embedding, 3, good, undefined, 3)],
+    ['classify: wrong-length embedding', () => kb.classify(new Float32Array(dim + 1), 1, good, undefined, 3)],
+    ['classify: bad params', () => kb.classify(embedding, 1, good, { k: 'many' }, 3)],
     ['verifyBundleFile: wrong bytes', () => verifyBundleFile(bundle.manifest, 'image_encoder.gguf', garbage)],
     ['verifyBundleFile: unlisted path', () => verifyBundleFile(bundle.manifest, 'nope.gguf', garbage)],
     ['verifyBundleFile: malformed manifest', () => verifyBundleFile('nope', 'image_encoder.gguf', garbage)],
@@ -189,7 +189,7 @@ async function runInPage(input) {
   after.zeroShot = Array.from(again.zeroShot(e2, ['normal', 'pneumonia'])).reduce((a, b) => a + b, 0);
   const kb2 = KnowledgeBase.load(kbBytes, 'task.kplkb');
   kb2.checkModel(again, 'task.kplkb');
-  after.classified = kb2.classify(e2, 1, again.logitScale, undefined, 3)[0].label;
+  after.classified = kb2.classify(e2, 1, again, undefined, 3)[0].label;
   const bundled = ClipModel.loadBundle(bundle.manifest, bundle.image, undefined);
   bundled.addTextEncoder(bundle.manifest, bundle.text);
   after.bundleText = bundled.embedText('a chest x-ray').length;
