@@ -23,7 +23,7 @@ pub enum NormPlacement {
 /// Which keys each query may attend to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskKind {
-    /// Every key (SigLIP's text tower: padded to its full length, unmasked).
+    /// Every key (the vision towers: every patch is real).
     None,
     /// Keys at or before the query (CLIP's text tower).
     Causal,
@@ -41,6 +41,21 @@ pub struct TransformerConfig {
     pub activation: Activation,
     pub layer_norm_eps: f64,
     pub norm: NormPlacement,
+}
+
+impl TransformerConfig {
+    /// A pre-norm encoder (layer norm before attention and before the MLP), as
+    /// CLIP's and SigLIP's towers in `transformers` are.
+    pub fn pre_norm(
+        hidden: usize,
+        intermediate: usize,
+        heads: usize,
+        layers: usize,
+        activation: Activation,
+        layer_norm_eps: f64,
+    ) -> Self {
+        Self { hidden, intermediate, heads, layers, activation, layer_norm_eps, norm: NormPlacement::Pre }
+    }
 }
 
 /// The checkpoint's names for one block's tensors, relative to the encoder.

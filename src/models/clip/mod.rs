@@ -10,7 +10,7 @@ use candle_nn::Conv2dConfig;
 pub use config::ClipConfig;
 
 use crate::models::tower::{TextPool, TextTower, VisionPool, VisionTower};
-use crate::nn::transformer::{MaskKind, NormPlacement, Transformer, TransformerConfig, HF_CLIP_LAYER_NAMES};
+use crate::nn::transformer::{MaskKind, Transformer, TransformerConfig, HF_CLIP_LAYER_NAMES};
 use crate::nn::weights::Weights;
 
 /// CLIP's tensor names outside the encoder blocks (the blocks': [`HF_CLIP_LAYER_NAMES`]).
@@ -32,17 +32,6 @@ pub mod names {
     pub const FINAL_LAYER_NORM: &str = "final_layer_norm";
 }
 
-fn transformer_config(
-    hidden: usize,
-    intermediate: usize,
-    heads: usize,
-    layers: usize,
-    activation: crate::nn::Activation,
-    eps: f64,
-) -> TransformerConfig {
-    TransformerConfig { hidden, intermediate, heads, layers, activation, layer_norm_eps: eps, norm: NormPlacement::Pre }
-}
-
 /// `vision_model.*` and `visual_projection`: class token, pre-layernorm, class-token pooling.
 pub fn load_vision(config: &ClipConfig, w: &Weights) -> candle_core::Result<VisionTower> {
     let c = &config.vision_config;
@@ -51,7 +40,7 @@ pub fn load_vision(config: &ClipConfig, w: &Weights) -> candle_core::Result<Visi
     let embeddings = v.pp(names::EMBEDDINGS);
     let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let grid = c.image_size / c.patch_size;
-    let encoder = transformer_config(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
+    let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     Ok(VisionTower {
         patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).conv2d(c.num_channels, hidden, c.patch_size, conv, false)?,
         class_embedding: Some(embeddings.get(hidden, names::CLASS_EMBEDDING)?),
@@ -71,7 +60,7 @@ pub fn load_text(config: &ClipConfig, w: &Weights) -> candle_core::Result<TextTo
     let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
     let t = w.pp(names::TEXT);
     let embeddings = t.pp(names::EMBEDDINGS);
-    let encoder = transformer_config(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
+    let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     Ok(TextTower {
         token_embedding: embeddings.get_table((c.vocab_size, hidden), names::TOKEN_EMBEDDING)?,
         position_embedding: embeddings.get((c.max_position_embeddings, hidden), names::POSITION_EMBEDDING)?,

@@ -14,7 +14,7 @@ pub use config::SiglipConfig;
 
 use crate::models::tower::{TextPool, TextTower, VisionPool, VisionTower};
 use crate::nn::attention_pool::AttentionPool;
-use crate::nn::transformer::{MaskKind, NormPlacement, Transformer, TransformerConfig, HF_CLIP_LAYER_NAMES};
+use crate::nn::transformer::{MaskKind, Transformer, TransformerConfig, HF_CLIP_LAYER_NAMES};
 use crate::nn::weights::Weights;
 
 /// SigLIP's tensor names outside the encoder blocks (the blocks' are CLIP's,
@@ -47,15 +47,7 @@ pub fn load_vision(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Vi
     let embeddings = v.pp(names::EMBEDDINGS);
     let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let grid = c.image_size / c.patch_size;
-    let encoder = TransformerConfig {
-        hidden,
-        intermediate: c.intermediate_size,
-        heads: c.num_attention_heads,
-        layers: c.num_hidden_layers,
-        activation: c.hidden_act,
-        layer_norm_eps: eps,
-        norm: NormPlacement::Pre,
-    };
+    let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     let head = AttentionPool::load(hidden, c.intermediate_size, c.num_attention_heads, c.hidden_act, eps, v.pp(names::HEAD))?;
     Ok(VisionTower {
         patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).conv2d(c.num_channels, hidden, c.patch_size, conv, true)?,
@@ -80,15 +72,7 @@ pub fn load_text(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Text
     let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
     let t = w.pp(names::TEXT);
     let embeddings = t.pp(names::EMBEDDINGS);
-    let encoder = TransformerConfig {
-        hidden,
-        intermediate: c.intermediate_size,
-        heads: c.num_attention_heads,
-        layers: c.num_hidden_layers,
-        activation: c.hidden_act,
-        layer_norm_eps: eps,
-        norm: NormPlacement::Pre,
-    };
+    let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     Ok(TextTower {
         token_embedding: embeddings.get_table((c.vocab_size, hidden), names::TOKEN_EMBEDDING)?,
         position_embedding: embeddings.get((c.max_position_embeddings, hidden), names::POSITION_EMBEDDING)?,
