@@ -29,16 +29,6 @@ pub mod site;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
-#[cfg(target_arch = "wasm32")]
-mod wasm_custom;
-#[cfg(target_arch = "wasm32")]
-mod wasm_dicom;
-#[cfg(target_arch = "wasm32")]
-mod wasm_kb;
-#[cfg(all(target_arch = "wasm32", feature = "gpu"))]
-mod wasm_gpu;
-#[cfg(target_arch = "wasm32")]
-mod wasm_testing;
 
 pub use error::{Error, Result};
 pub use pipeline::{ModelFiles, Pipeline};

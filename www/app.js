@@ -360,7 +360,7 @@ function bars(labels, probs, best, caption) {
 }
 
 /**
- * The DICOM attributes a card shows (never a patient attribute: see src/wasm_dicom.rs),
+ * The DICOM attributes a card shows (never a patient attribute: see src/wasm/dicom.rs),
  * the window used, and `choice` (the window selector, for greyscale images).
  */
 function dicomList(d, choice = null) {

@@ -217,7 +217,7 @@
 
 /**
  * What a result card may show about a DICOM file (never a patient attribute):
- * `dicomSummary` in src/wasm_dicom.rs, and the window the embedding's decode used
+ * `dicomSummary` in src/wasm/dicom.rs, and the window the embedding's decode used
  * (`ClipModel.dicomWindowUsed`).
  * @typedef {object} DicomSummary
  * @property {string | null} modality

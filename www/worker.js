@@ -12,7 +12,7 @@
 //                 goes to the network only for what neither holds.
 //   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
 //                 an image whose file name contains `__trap__` makes the module panic
-//                 (`debugTrap`, src/wasm_testing.rs) just before it is embedded, so
+//                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
 import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';

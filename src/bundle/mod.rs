@@ -50,6 +50,7 @@ use crate::nn::describe_load_error;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) use manifest::check_file_name;
 pub use manifest::{sha256_of, verify, FileEntry, Files, KnowledgeEntry, Manifest, ModelInfo};
 

@@ -3,7 +3,7 @@
 //
 // - be_rgb8_ow_3x3.dcm (Explicit VR Big Endian, 8-bit RGB, Pixel Data as OW with its
 //   byte pairs swapped on the wire) decodes to exactly the pixels of
-//   be_rgb8_ow_3x3.expected_rgb.npy (`decodeImage`, src/wasm_dicom.rs), and the page
+//   be_rgb8_ow_3x3.expected_rgb.npy (`decodeImage`, src/wasm/dicom.rs), and the page
 //   classifies it: a result card, not an error; pydicom's SC_rgb_small_odd_big_endian.dcm
 //   (the same fault, from pydicom's test suite) decodes to pydicom's pixels;
 // - mojibake.txt tokenises to exactly OpenAI's ids (mojibake.openai_ids.json), which

@@ -3,7 +3,7 @@
 //
 // The crash is forced with the test hook (pages opened with ?test-hooks=1): a file
 // whose name contains `__trap__` makes the module panic (`debugTrap`,
-// src/wasm_testing.rs), which in wasm aborts as `RuntimeError: unreachable`. Only that
+// src/wasm/test_hooks.rs), which in wasm aborts as `RuntimeError: unreachable`. Only that
 // file may fail; the worker is replaced, the model and the knowledge base come back
 // from the browser's caches (the server counts requests: no model file is fetched
 // again), the backend is the one chosen before, and the batch goes on.

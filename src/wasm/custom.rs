@@ -10,12 +10,10 @@
 
 use wasm_bindgen::prelude::*;
 
+use super::js_error;
+use super::model::ClipModel;
 use crate::knowledge::base::{KnowledgeBase, ModelStamp, StorageDtype};
 use crate::knowledge::task::TaskClass;
-
-fn js_error(e: impl std::fmt::Display) -> JsError {
-    JsError::new(&e.to_string())
-}
 
 /// One class as JS gives it: its name and every text that describes it, the class
 /// prompt ("a photo of a {name}.") first.
@@ -44,7 +42,7 @@ pub fn classify_custom(
     n: usize,
     classes: JsValue,
     text_embeddings: &[f32],
-    model: &crate::wasm::ClipModel,
+    model: &ClipModel,
     top_evidence: usize,
 ) -> Result<JsValue, JsError> {
     let m = &model.pipeline.model;

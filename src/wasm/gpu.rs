@@ -10,7 +10,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::gpu::{l2_normalize_rows, GpuClip};
-use crate::wasm::{js_error, ClipModel};
+use super::js_error;
+use super::model::ClipModel;
 
 #[wasm_bindgen]
 impl ClipModel {

@@ -8,7 +8,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{dicom, DecodeLimits, PixelTensor};
-use crate::wasm::{js_error, ClipModel};
+use super::js_error;
+use super::model::ClipModel;
 
 /// A window choice as JavaScript gives it (www/protocol.js `DicomWindowChoice`).
 #[derive(serde::Deserialize)]

@@ -8,7 +8,8 @@ use wasm_bindgen::prelude::*;
 use crate::classifier::build_knowledge_base;
 use crate::knowledge::base::StorageDtype;
 use crate::knowledge::Task;
-use crate::wasm::{js_error, ClipModel};
+use super::js_error;
+use super::model::ClipModel;
 
 /// Builds the knowledge base of `taskJson` (the bytes of a task's `task.json`,
 /// named `taskName` in errors) with `model`'s text encoder; `modelName` is

@@ -1,0 +1,31 @@
+//! The engine rules the worker applies, from Rust: the quantised-kernel choice
+//! and the CPU–GPU agreement check on the probe image.
+
+use wasm_bindgen::prelude::*;
+
+/// How quantised layers compute: "dequantize" (default in wasm: each layer's
+/// weight expanded to f32 for the call, then the f32 gemm) or "blocks" (candle's
+/// block-by-block simd128 kernels). For benchmarks.
+#[wasm_bindgen(js_name = setQuantKernel)]
+pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
+    use crate::nn::linear::{set_quant_kernel, QuantKernel};
+    match kernel {
+        "dequantize" => set_quant_kernel(QuantKernel::Dequantize),
+        "blocks" => set_quant_kernel(QuantKernel::Blocks),
+        other => return Err(JsError::new(&format!("unknown kernel {other:?} (dequantize or blocks)"))),
+    }
+    Ok(())
+}
+
+/// The cosine between the CPU's and the GPU's embedding of the probe image.
+#[wasm_bindgen(js_name = probeCosine)]
+pub fn probe_cosine(on_cpu: &[f32], on_gpu: &[f32]) -> f32 {
+    on_cpu.iter().zip(on_gpu).map(|(a, b)| a * b).sum()
+}
+
+/// Whether the GPU agrees with the CPU closely enough to be used
+/// (`backend::MIN_PROBE_COSINE`, the native rule).
+#[wasm_bindgen(js_name = probeAccepts)]
+pub fn probe_accepts(cosine: f32) -> bool {
+    cosine >= crate::backend::MIN_PROBE_COSINE
+}

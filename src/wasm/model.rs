@@ -1,0 +1,143 @@
+//! `ClipModel`: a model of any family loaded from a Hugging Face folder's
+//! files, its getters, and the image and text embeddings and zero-shot scores.
+
+use wasm_bindgen::prelude::*;
+
+use super::js_error;
+use crate::pipeline::{ModelFiles, Pipeline};
+
+/// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
+#[wasm_bindgen]
+pub struct ClipModel {
+    pub(crate) pipeline: Pipeline,
+    /// The window the last image decode used (`dicomWindowUsed`; src/wasm/dicom.rs).
+    pub(crate) dicom_window_used: std::cell::RefCell<Option<crate::preprocess::dicom::VoiUsed>>,
+}
+
+#[wasm_bindgen]
+impl ClipModel {
+    /// `config`, `weights` (model.safetensors), and optionally `tokenizer`
+    /// (tokenizer.json) and `preprocessor` (preprocessor_config.json).
+    #[wasm_bindgen(js_name = load)]
+    pub fn load(
+        config: &[u8],
+        weights: Vec<u8>,
+        tokenizer: Option<Vec<u8>>,
+        preprocessor: Option<Vec<u8>>,
+    ) -> Result<ClipModel, JsError> {
+        let files = ModelFiles {
+            config: ("config.json".into(), config.to_vec()),
+            weights: ("model.safetensors".into(), weights),
+            tokenizer: tokenizer.map(|b| ("tokenizer.json".into(), b)),
+            preprocessor: preprocessor.map(|b| ("preprocessor_config.json".into(), b)),
+        };
+        Ok(ClipModel::new(Pipeline::load(files).map_err(js_error)?))
+    }
+
+    /// True when the weights are the repository's random test weights: the UI
+    /// must then say that no output means anything.
+    #[wasm_bindgen(getter, js_name = isRandom)]
+    pub fn is_random(&self) -> bool {
+        self.pipeline.is_random()
+    }
+
+    #[wasm_bindgen(getter, js_name = embeddingDim)]
+    pub fn embedding_dim(&self) -> usize {
+        self.pipeline.embedding_dim()
+    }
+
+    #[wasm_bindgen(getter, js_name = imageSize)]
+    pub fn image_size(&self) -> usize {
+        self.pipeline.model.image_size()
+    }
+
+    /// The model family, `"clip"` or `"siglip"` (from its config.json).
+    #[wasm_bindgen(getter)]
+    pub fn family(&self) -> String {
+        self.pipeline.family().as_str().into()
+    }
+
+    /// What the zero-shot scores are, as a sentence for the page (CLIP: a
+    /// softmax over the labels; SigLIP: a probability per label).
+    #[wasm_bindgen(getter, js_name = scoringNote)]
+    pub fn scoring_note(&self) -> String {
+        self.pipeline.model.scoring().describe().into()
+    }
+
+    /// Whether one image's zero-shot scores sum to 1 (CLIP) or not (SigLIP).
+    #[wasm_bindgen(getter, js_name = scoresSumToOne)]
+    pub fn scores_sum_to_one(&self) -> bool {
+        self.pipeline.model.scoring().sums_to_one()
+    }
+
+    #[wasm_bindgen(getter, js_name = logitScale)]
+    pub fn logit_scale(&self) -> f32 {
+        self.pipeline.model.logit_scale_exp()
+    }
+
+    #[wasm_bindgen(getter, js_name = hasTokenizer)]
+    pub fn has_tokenizer(&self) -> bool {
+        self.pipeline.tokenizer.is_some()
+    }
+
+    /// Limits decoded images to this many megapixels (default 100).
+    #[wasm_bindgen(js_name = setMaxMegapixels)]
+    pub fn set_max_megapixels(&mut self, megapixels: f64) {
+        self.pipeline.limits.max_pixels = (megapixels * 1e6).max(1.0) as u64;
+    }
+
+    /// The L2-normalised embedding of an image file's bytes (PNG, JPEG, WebP,
+    /// BMP, TIFF, DICOM); `name` is used in error messages. `voi` (optional): the
+    /// window a greyscale DICOM file is rendered with, `{index}` or `{center,
+    /// width}` (default: the README's rule); `dicomWindowUsed` then says which.
+    #[wasm_bindgen(js_name = embedImage)]
+    pub fn embed_image(&self, bytes: &[u8], name: &str, voi: JsValue) -> Result<Vec<f32>, JsError> {
+        let pixels = self.prepare(bytes, name, &voi)?;
+        Ok(self.pipeline.embed_pixels(&[pixels], true).map_err(js_error)?.remove(0))
+    }
+
+    /// The L2-normalised embedding of a text.
+    #[wasm_bindgen(js_name = embedText)]
+    pub fn embed_text(&self, text: &str) -> Result<Vec<f32>, JsError> {
+        self.pipeline.embed_text(text).map_err(js_error)
+    }
+
+    /// Token ids as the model sees them (start and end tokens, truncated).
+    #[wasm_bindgen(js_name = tokenize)]
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
+        self.pipeline.tokenizer().and_then(|t| t.encode(text)).map_err(js_error)
+    }
+
+    /// Zero-shot scores of an image embedding over `prompts` (their embeddings,
+    /// concatenated), as the model's family scores them.
+    #[wasm_bindgen(js_name = zeroShotScores)]
+    pub fn zero_shot_scores(&self, image_embedding: &[f32], prompts: &[f32]) -> Result<Vec<f32>, JsError> {
+        let dim = self.pipeline.embedding_dim();
+        if dim == 0 || prompts.len() % dim != 0 {
+            return Err(JsError::new(&format!("prompt embeddings: {} values are not rows of {dim}", prompts.len())));
+        }
+        let rows: Vec<Vec<f32>> = prompts.chunks(dim).map(<[f32]>::to_vec).collect();
+        self.pipeline.zero_shot(image_embedding, &rows).map_err(js_error)
+    }
+
+    /// Plain zero-shot scores of an image embedding over labels, each prompted
+    /// as "a photo of a {label}."
+    #[wasm_bindgen(js_name = zeroShot)]
+    pub fn zero_shot(&self, image_embedding: &[f32], labels: Vec<String>) -> Result<Vec<f32>, JsError> {
+        let texts = labels
+            .iter()
+            .map(|l| self.pipeline.embed_text(&crate::pipeline::zero_shot_prompt(l)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_error)?;
+        self.pipeline.zero_shot(image_embedding, &texts).map_err(js_error)
+    }
+}
+
+#[wasm_bindgen]
+impl ClipModel {
+    /// The model's fingerprint, as recorded in knowledge bases it builds.
+    #[wasm_bindgen(js_name = fingerprint)]
+    pub fn fingerprint(&self) -> Result<String, JsError> {
+        self.pipeline.model.fingerprint().map_err(js_error)
+    }
+}
