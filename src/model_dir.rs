@@ -4,7 +4,18 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::pipeline::{Pipeline, ModelFiles};
+use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
+
+/// The file that makes a folder an open_clip checkpoint.
+pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
+/// open_clip's weight files, in the order open_clip itself prefers them
+/// (`factory._find_checkpoint_in_dir`).
+pub const OPEN_CLIP_WEIGHTS: [&str; 4] = [
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+];
 
 fn read_required(dir: &Path, name: &str) -> Result<(String, Vec<u8>)> {
     let path = dir.join(name);
@@ -41,11 +52,41 @@ pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     })
 }
 
-/// Loads a Hugging Face CLIP or SigLIP folder, or a bundle folder made by `kpl pack`
+/// Whether the folder is an open_clip checkpoint (it has `open_clip_config.json`).
+pub fn is_open_clip_dir(dir: &Path) -> bool {
+    dir.join(OPEN_CLIP_CONFIG).is_file()
+}
+
+/// Reads an open_clip folder: `open_clip_config.json`, the first weight file
+/// of [`OPEN_CLIP_WEIGHTS`] present, `tokenizer.json` and a BERT `config.json` when present.
+pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
+    let config = read_required(dir, OPEN_CLIP_CONFIG)?;
+    let mut weights = None;
+    for name in OPEN_CLIP_WEIGHTS {
+        if let Some(found) = read_optional(dir, name)? {
+            weights = Some(found);
+            break;
+        }
+    }
+    let weights = weights.ok_or_else(|| {
+        Error::model(dir.display(), format!("has {OPEN_CLIP_CONFIG} but no weights (one of {})", OPEN_CLIP_WEIGHTS.join(", ")))
+    })?;
+    Ok(OpenClipFiles {
+        config,
+        weights,
+        tokenizer: read_optional(dir, "tokenizer.json")?,
+        text_config: read_optional(dir, "config.json")?,
+    })
+}
+
+/// Loads a Hugging Face CLIP or SigLIP folder, an open_clip folder, or a bundle folder made by `kpl pack`
 /// (recognised by its `manifest.json`; every file is checked against it).
 pub fn load_model_dir(dir: &Path) -> Result<Pipeline> {
     if crate::bundle::is_bundle_dir(dir) {
         return crate::bundle::load_bundle_dir(dir);
+    }
+    if is_open_clip_dir(dir) {
+        return Pipeline::load_open_clip(read_open_clip_dir(dir)?);
     }
     Pipeline::load(read_model_dir(dir)?)
 }

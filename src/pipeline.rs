@@ -10,7 +10,9 @@ use crate::models::{Family, Model, ModelConfig, NO_IMAGE_ENCODER, NO_TEXT_ENCODE
 use crate::nn::l2_normalize;
 use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
-use crate::tokenizer::{ClipTokenizer, SiglipTokenizer, TextTokenizer};
+use crate::models::open_clip::config::{BertConfigJson, TextKind};
+use crate::models::open_clip::OpenClipConfig;
+use crate::tokenizer::{ClipTokenizer, OpenClipHfTokenizer, SiglipTokenizer, TextTokenizer};
 
 /// A model folder's files as bytes, each with the name used in error messages.
 pub struct ModelFiles {
@@ -18,6 +20,18 @@ pub struct ModelFiles {
     pub weights: (String, Vec<u8>),
     pub tokenizer: Option<(String, Vec<u8>)>,
     pub preprocessor: Option<(String, Vec<u8>)>,
+}
+
+/// An open_clip folder's files as bytes, each with the name used in errors.
+pub struct OpenClipFiles {
+    /// `open_clip_config.json`.
+    pub config: (String, Vec<u8>),
+    /// `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`.
+    pub weights: (String, Vec<u8>),
+    pub tokenizer: Option<(String, Vec<u8>)>,
+    /// The BERT text tower's `config.json`, when the folder has one
+    /// (BiomedCLIP's repository does not: sizes then come from the tensors).
+    pub text_config: Option<(String, Vec<u8>)>,
 }
 
 pub struct Pipeline {
@@ -43,6 +57,20 @@ impl Pipeline {
         Self::assemble(model, config_name, files.tokenizer, files.preprocessor)
     }
 
+    /// Loads an open_clip folder: the configuration is sized from the
+    /// checkpoint's tensors ([`OpenClipConfig::resolve`]).
+    pub fn load_open_clip(files: OpenClipFiles) -> Result<Self> {
+        let (config_name, config_bytes) = &files.config;
+        let (weights_name, weights) = files.weights;
+        let tensors = crate::models::open_clip::checkpoint::read_tensors(&weights, &weights_name)?;
+        drop(weights);
+        let config = resolve_open_clip(config_bytes, config_name, &weights_name, &tensors, files.text_config.as_ref())?;
+        let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
+        let model = Model::load(&ModelConfig::OpenClip(config), vb)
+            .map_err(|e| Error::model(&weights_name, crate::nn::describe_load_error(&e)))?;
+        Self::assemble(model, config_name, files.tokenizer, None)
+    }
+
     /// A pipeline around a loaded model, with its tokenizer and preprocessing
     /// read from their JSON files' bytes (each with the name used in errors).
     /// `model_name` names the model in errors.
@@ -54,9 +82,11 @@ impl Pipeline {
     ) -> Result<Self> {
         let image_size = model.image_size();
         let family = model.family();
-        let preprocessing = match &preprocessor {
-            Some((name, bytes)) => Preprocessing::from_json(bytes, name, image_size, family)?,
-            None => Preprocessing::family_default(family, image_size),
+        let preprocessing = match (&preprocessor, &model.config) {
+            // open_clip's transform is its config's `preprocess_cfg`.
+            (_, ModelConfig::OpenClip(c)) => Preprocessing::open_clip(&c.preprocess),
+            (Some((name, bytes)), _) => Preprocessing::from_json(bytes, name, image_size, family)?,
+            (None, _) => Preprocessing::family_default(family, image_size),
         };
         if let Some((h, w)) = preprocessing.crop {
             if h != image_size || w != image_size {
@@ -256,6 +286,36 @@ fn read_tokenizer(model: &Model, bytes: &[u8], name: &str) -> Result<TextTokeniz
     Ok(match model.family() {
         Family::Clip => TextTokenizer::Clip(ClipTokenizer::from_json(bytes, name, context)?),
         Family::Siglip => TextTokenizer::Siglip(SiglipTokenizer::from_json(bytes, name, context, model.vocab_size())?),
+        Family::OpenClip => match &model.config {
+            ModelConfig::OpenClip(c) if c.text.kind == TextKind::HfBert => {
+                TextTokenizer::OpenClipHf(OpenClipHfTokenizer::from_json(bytes, name, context, model.vocab_size())?)
+            }
+            _ => TextTokenizer::Clip(ClipTokenizer::from_json(bytes, name, context)?),
+        },
+    })
+}
+
+/// `open_clip_config.json` sized from the checkpoint's `tensors` (and the BERT
+/// `config.json`, if given); errors name the file at fault.
+pub fn resolve_open_clip(
+    config: &[u8],
+    config_name: &str,
+    weights_name: &str,
+    tensors: &std::collections::HashMap<String, Tensor>,
+    text_config: Option<&(String, Vec<u8>)>,
+) -> Result<OpenClipConfig> {
+    let bert = match text_config {
+        Some((name, bytes)) => Some(
+            serde_json::from_slice::<BertConfigJson>(bytes)
+                .map_err(|e| Error::model(name, format!("not a usable BERT config.json: {e}")))?,
+        ),
+        None => None,
+    };
+    let shapes = |name: &str| tensors.get(name).map(|t| t.dims().to_vec());
+    OpenClipConfig::resolve(config, &shapes, bert.as_ref()).map_err(|m| {
+        // A missing or misshapen tensor is the checkpoint's fault, not the config's.
+        let at = if m.starts_with("missing tensor") || m.starts_with("tensor ") { weights_name } else { config_name };
+        Error::model(at, m)
     })
 }
 

@@ -80,13 +80,14 @@ impl SiglipTokenizer {
             ));
         }
         // The pad token `transformers` uses: the file's padding settings, else
-        // `<pad>` (Gemma-style vocabularies), else `</s>` (`SiglipTokenizer`'s).
+        // `<pad>` (Gemma-style vocabularies), else `</s>` (`SiglipTokenizer`'s),
+        // else BERT's `[PAD]` (open_clip's BERT towers).
         let (pad_id, pad_token) = match inner.get_padding() {
             Some(p) => (p.pad_id, p.pad_token.clone()),
-            None => ["<pad>", "</s>"]
+            None => ["<pad>", "</s>", "[PAD]"]
                 .iter()
                 .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
-                .ok_or_else(|| Error::model(path, "has no pad token (<pad> or </s>)"))?,
+                .ok_or_else(|| Error::model(path, "has no pad token (<pad>, </s> or [PAD])"))?,
         };
         inner
             .with_truncation(Some(tokenizers::TruncationParams { max_length: context, ..Default::default() }))
@@ -126,10 +127,51 @@ impl SiglipTokenizer {
     }
 }
 
+/// open_clip's `HFTokenizer` (BiomedCLIP's BERT WordPiece): the text cleaned
+/// as open_clip cleans it (`clean="whitespace"`: ftfy, HTML unescaped twice,
+/// whitespace collapsed, no lower-casing: the tokenizer's own normaliser
+/// does that), then the `tokenizer.json` tokenizer padded to the context
+/// length and truncated (`padding="max_length", truncation=True`). The
+/// attention mask is open_clip's `id != pad_token_id`, which for ids the
+/// tokenizer makes is its own mask.
+pub struct OpenClipHfTokenizer {
+    inner: SiglipTokenizer,
+    pad_id: u32,
+}
+
+impl OpenClipHfTokenizer {
+    pub fn from_json(bytes: &[u8], path: &str, context: usize, vocab_size: usize) -> Result<Self> {
+        let inner = SiglipTokenizer::from_json(bytes, path, context, vocab_size)?;
+        let pad_id = inner.inner.get_padding().map(|p| p.pad_id).unwrap_or(0);
+        Ok(Self { inner, pad_id })
+    }
+
+    fn clean(text: &str) -> String {
+        crate::text_clean::whitespace_clean(&crate::text_clean::basic_clean(text))
+    }
+
+    pub fn context(&self) -> usize {
+        self.inner.context()
+    }
+
+    pub fn encode_full(&self, text: &str) -> Result<Vec<u32>> {
+        self.inner.encode_full(&Self::clean(text))
+    }
+
+    /// The padded ids and how many are not the pad id (open_clip's mask:
+    /// a `[PAD]` written in the text is masked too).
+    pub fn encode_with_length(&self, text: &str) -> Result<(Vec<u32>, usize)> {
+        let (ids, _) = self.inner.encode_with_length(&Self::clean(text))?;
+        let real = ids.iter().filter(|&&id| id != self.pad_id).count();
+        Ok((ids, real))
+    }
+}
+
 /// The tokenizer of a model's family.
 pub enum TextTokenizer {
     Clip(ClipTokenizer),
     Siglip(SiglipTokenizer),
+    OpenClipHf(OpenClipHfTokenizer),
 }
 
 impl TextTokenizer {
@@ -137,6 +179,7 @@ impl TextTokenizer {
         match self {
             Self::Clip(t) => t.context(),
             Self::Siglip(t) => t.context(),
+            Self::OpenClipHf(t) => t.context(),
         }
     }
 
@@ -145,6 +188,7 @@ impl TextTokenizer {
         match self {
             Self::Clip(t) => t.encode_full(text),
             Self::Siglip(t) => t.encode_full(text),
+            Self::OpenClipHf(t) => t.encode_full(text),
         }
     }
 
@@ -161,6 +205,7 @@ impl TextTokenizer {
                 (ids, n)
             }),
             Self::Siglip(t) => t.encode_with_length(text),
+            Self::OpenClipHf(t) => t.encode_with_length(text),
         }
     }
 }

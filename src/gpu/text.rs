@@ -27,10 +27,13 @@ impl GpuText {
         if tower.encoder.mask_kind() == MaskKind::KeyPadding {
             return Err(Error::Gpu("key-padding masks are not on the GPU yet".into()));
         }
+        let (true, Some(final_layer_norm)) = (tower.is_clip_shaped(), &tower.final_layer_norm) else {
+            return Err(Error::Gpu("this text tower (not CLIP's layout) is not on the GPU yet".into()));
+        };
         Ok(Self {
             tower: tower.clone(),
             encoder: GpuEncoder::upload(ctx, &tower.encoder)?,
-            final_norm: GpuNorm::upload(ctx, &tower.final_layer_norm, "final_layer_norm")?,
+            final_norm: GpuNorm::upload(ctx, final_layer_norm, "final_layer_norm")?,
             projection: GpuLinear::upload(ctx, &tower.projection, "text_projection")?,
             plans: PlanCache::new(),
         })

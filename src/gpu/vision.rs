@@ -26,6 +26,9 @@ pub(crate) struct GpuVision {
 
 impl GpuVision {
     pub(crate) fn upload(ctx: &GpuContext, tower: &VisionTower) -> Result<Self> {
+        if !tower.is_clip_shaped() {
+            return Err(Error::Gpu("this vision tower (not CLIP's layout) is not on the GPU yet".into()));
+        }
         let (Some(class_embedding), Some(pre_layernorm), VisionPool::ClassToken, Some(projection), None) = (
             &tower.class_embedding,
             &tower.pre_layernorm,

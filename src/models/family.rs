@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::clip::ClipConfig;
+use super::open_clip::{config as open_clip_config, OpenClipConfig};
 use super::scoring::Scoring;
 use super::siglip::SiglipConfig;
 use crate::error::{Error, Result};
@@ -17,6 +18,9 @@ pub enum Family {
     Clip,
     /// `SiglipModel` (Google's SigLIP, MedSigLIP).
     Siglip,
+    /// An open_clip checkpoint (`open_clip_config.json`: BiomedCLIP, QuiltNet…).
+    #[serde(rename = "open_clip")]
+    OpenClip,
 }
 
 impl Family {
@@ -24,6 +28,7 @@ impl Family {
         match self {
             Family::Clip => "clip",
             Family::Siglip => "siglip",
+            Family::OpenClip => "open_clip",
         }
     }
 
@@ -32,6 +37,7 @@ impl Family {
         match self {
             Family::Clip => "CLIP",
             Family::Siglip => "SigLIP",
+            Family::OpenClip => "open_clip",
         }
     }
 }
@@ -47,6 +53,8 @@ impl std::fmt::Display for Family {
 pub enum ModelConfig {
     Clip(ClipConfig),
     Siglip(SiglipConfig),
+    /// Resolved against the checkpoint's tensors ([`OpenClipConfig::resolve`]).
+    OpenClip(OpenClipConfig),
 }
 
 #[derive(Deserialize)]
@@ -60,6 +68,15 @@ impl ModelConfig {
     /// `model_type` (`clip`, `siglip`); a file without one is read as CLIP,
     /// as the first CLIP exports had none. `path` names the file in errors.
     pub fn from_json(bytes: &[u8], path: &str) -> Result<Self> {
+        if open_clip_config::is_resolved(bytes) {
+            return OpenClipConfig::from_resolved_json(bytes).map(Self::OpenClip).map_err(|m| Error::model(path, m));
+        }
+        if open_clip_config::is_open_clip_config(bytes) {
+            return Err(Error::model(
+                path,
+                "an open_clip_config.json is sized from its checkpoint's tensors: load the whole model folder",
+            ));
+        }
         // A file that is not even JSON gets CLIP's parser's message, as before SigLIP.
         let model_type = serde_json::from_slice::<ModelType>(bytes).ok().and_then(|k| k.model_type);
         match model_type.as_deref() {
@@ -76,6 +93,7 @@ impl ModelConfig {
         match self {
             Self::Clip(_) => Family::Clip,
             Self::Siglip(_) => Family::Siglip,
+            Self::OpenClip(_) => Family::OpenClip,
         }
     }
 
@@ -84,6 +102,7 @@ impl ModelConfig {
         match self {
             Self::Clip(c) => c.vision_config.image_size,
             Self::Siglip(c) => c.vision_config.image_size,
+            Self::OpenClip(c) => c.vision.image_size,
         }
     }
 
@@ -92,14 +111,17 @@ impl ModelConfig {
         match self {
             Self::Clip(c) => c.projection_dim,
             Self::Siglip(c) => c.projection_size(),
+            Self::OpenClip(c) => c.embed_dim,
         }
     }
 
-    /// Text positions (CLIP: 77; SigLIP: 64, to which every text is padded).
+    /// Text positions (CLIP: 77; SigLIP: 64, to which every text is padded;
+    /// open_clip: `context_length`, BiomedCLIP's 256).
     pub fn max_text_positions(&self) -> usize {
         match self {
             Self::Clip(c) => c.text_config.max_position_embeddings,
             Self::Siglip(c) => c.text_config.max_position_embeddings,
+            Self::OpenClip(c) => c.text.context_length,
         }
     }
 
@@ -107,6 +129,7 @@ impl ModelConfig {
         match self {
             Self::Clip(c) => c.text_config.vocab_size,
             Self::Siglip(c) => c.text_config.vocab_size,
+            Self::OpenClip(c) => c.text.vocab_size,
         }
     }
 
@@ -115,6 +138,7 @@ impl ModelConfig {
         match self {
             Self::Clip(c) => c.kpl_random_weights,
             Self::Siglip(c) => c.kpl_random_weights,
+            Self::OpenClip(c) => c.kpl_random_weights,
         }
     }
 
@@ -122,6 +146,7 @@ impl ModelConfig {
         match self {
             Self::Clip(c) => c.kpl_fixture_name.as_deref(),
             Self::Siglip(c) => c.kpl_fixture_name.as_deref(),
+            Self::OpenClip(c) => c.kpl_fixture_name.as_deref(),
         }
     }
 
@@ -129,7 +154,7 @@ impl ModelConfig {
     /// (SigLIP's; CLIP has none).
     pub fn scoring(&self, logit_bias: f32) -> Scoring {
         match self {
-            Self::Clip(_) => Scoring::Softmax,
+            Self::Clip(_) | Self::OpenClip(_) => Scoring::Softmax,
             Self::Siglip(_) => Scoring::Sigmoid { bias: logit_bias },
         }
     }

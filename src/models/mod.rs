@@ -1,11 +1,12 @@
 //! The dual encoders: one [`Model`] type for every family. A tower is
 //! embed → `nn::transformer` → pool → head ([`tower`]); a family
-//! (`clip/`, `siglip/`) is its config parser plus the map from its
+//! (`clip/`, `siglip/`, `open_clip/`) is its config parser plus the map from its
 //! checkpoint's tensor names onto the tower's fields; [`family`] detects it
 //! from `config.json`; [`scoring`] turns cosines into zero-shot scores.
 
 pub mod clip;
 pub mod family;
+pub mod open_clip;
 pub mod scoring;
 pub mod siglip;
 pub mod tower;
@@ -71,6 +72,12 @@ impl Model {
                 towers.vision.then(|| clip::load_vision(c, w)).transpose()?,
                 towers.text.then(|| clip::load_text(c, w)).transpose()?,
                 clip::load_logit_scale(w)?,
+                0.0,
+            ),
+            ModelConfig::OpenClip(c) => (
+                towers.vision.then(|| open_clip::load_vision(c, w)).transpose()?,
+                towers.text.then(|| open_clip::load_text(c, w)).transpose()?,
+                open_clip::load_logit_scale(w)?,
                 0.0,
             ),
             ModelConfig::Siglip(c) => {
@@ -208,6 +215,14 @@ impl Model {
             }
             (ModelConfig::Siglip(c), VisionPool::AttentionPool(head), _, Scoring::Sigmoid { bias }) => {
                 siglip::fingerprint(c, self.logit_scale, bias, &t.projection.weight()?, &head.fc2.weight()?)
+            }
+            (ModelConfig::OpenClip(c), _, projection, _) => {
+                // A head-less image tower's embedding is its final norm's output.
+                let vision_last = match projection {
+                    Some(p) => p.weight()?,
+                    None => v.post_layernorm.weight().clone(),
+                };
+                open_clip::fingerprint(c, self.logit_scale, &t.projection.weight()?, &vision_last)
             }
             _ => candle_core::bail!("the towers do not match the model's family"),
         }

@@ -9,8 +9,35 @@ use candle_nn::{Conv2d, LayerNorm};
 
 use crate::nn::attention_pool::AttentionPool;
 use crate::nn::linear::Linear;
-use crate::nn::transformer::Transformer;
+use crate::nn::transformer::{key_mask, Transformer};
 use crate::nn::weights::to_f32;
+use crate::nn::Activation;
+
+/// The hidden layer of a two-layer projection head (open_clip's `mlp`
+/// heads): `activation(linear(x))`, then the tower's `projection`.
+#[derive(Debug, Clone)]
+pub struct HiddenLayer {
+    pub(crate) linear: Linear,
+    pub(crate) activation: Activation,
+}
+
+impl HiddenLayer {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.activation.apply(&self.linear.forward(xs)?)
+    }
+}
+
+/// `projection(hidden(x))`, `projection(x)` or `x`.
+fn project(hidden: Option<&HiddenLayer>, projection: Option<&Linear>, xs: Tensor) -> Result<Tensor> {
+    let xs = match hidden {
+        Some(h) => h.forward(&xs)?,
+        None => xs,
+    };
+    match projection {
+        Some(p) => p.forward(&xs),
+        None => Ok(xs),
+    }
+}
 
 /// How the vision tower turns its tokens into one vector.
 #[derive(Debug, Clone)]
@@ -19,6 +46,9 @@ pub enum VisionPool {
     ClassToken,
     /// Every token through the post-layernorm, then attention pooling (SigLIP).
     AttentionPool(Box<AttentionPool>),
+    /// The mean of the patch tokens (the class token left out) after the
+    /// post-layernorm (timm's `global_pool="avg"`).
+    MeanPatches,
 }
 
 /// A ViT: patch convolution, optional class token, learned positions,
@@ -33,6 +63,8 @@ pub struct VisionTower {
     pub(crate) encoder: Transformer,
     pub(crate) post_layernorm: LayerNorm,
     pub(crate) pool: VisionPool,
+    /// The hidden layer of a two-layer head (timm_proj `mlp`), before `projection`.
+    pub(crate) head_hidden: Option<HiddenLayer>,
     /// CLIP's `visual_projection`; SigLIP's embedding is the pooled output.
     pub(crate) projection: Option<Linear>,
     pub(crate) image_size: usize,
@@ -60,11 +92,23 @@ impl VisionTower {
         let pooled = match &self.pool {
             VisionPool::ClassToken => self.post_layernorm.forward(&hidden.narrow(1, 0, 1)?.squeeze(1)?)?,
             VisionPool::AttentionPool(head) => head.forward(&self.post_layernorm.forward(&hidden)?)?,
+            VisionPool::MeanPatches => {
+                let prefix = usize::from(self.class_embedding.is_some());
+                let patches = hidden.narrow(1, prefix, hidden.dim(1)? - prefix)?;
+                self.post_layernorm.forward(&patches)?.mean(1)?
+            }
         };
-        match &self.projection {
-            Some(p) => p.forward(&pooled),
-            None => Ok(pooled),
-        }
+        project(self.head_hidden.as_ref(), self.projection.as_ref(), pooled)
+    }
+
+    /// Whether the tower has only what CLIP's has (what the GPU engine runs).
+    pub fn is_clip_shaped(&self) -> bool {
+        self.class_embedding.is_some()
+            && self.pre_layernorm.is_some()
+            && matches!(self.pool, VisionPool::ClassToken)
+            && self.head_hidden.is_none()
+            && self.projection.is_some()
+            && self.patch_embedding.bias().is_none()
     }
 }
 
@@ -77,23 +121,39 @@ pub enum TextPool {
     /// The last position: SigLIP's texts are padded to the full length and end
     /// with the end-of-sequence token ("sticky EOS").
     Last,
+    /// The first position (BERT's `[CLS]`; open_clip's `cls_last_hidden_state_pooler`).
+    First,
+    /// The mean over the real (unpadded) tokens (open_clip's `mean_pooler`).
+    Mean,
 }
 
 /// Old published CLIP configs carry `eos_token_id = 2`; `transformers` then
 /// pools at the largest id in the sequence instead of at the first `eos_token_id`.
-const LEGACY_EOS_TOKEN_ID: i64 = 2;
+pub(crate) const LEGACY_EOS_TOKEN_ID: i64 = 2;
 
-/// Token + position embeddings, encoder, final layernorm, pooling, projection.
+/// Token + position embeddings, optional embedding layernorm, encoder,
+/// optional final layernorm, pooling, projection (optionally after a hidden layer).
 #[derive(Debug, Clone)]
 pub struct TextTower {
     pub(crate) token_embedding: Tensor,
+    /// [positions, hidden]; BERT's token-type row 0 (the only type a single
+    /// text has) is added in here when loading.
     pub(crate) position_embedding: Tensor,
+    /// BERT's `embeddings.LayerNorm`, applied before the encoder.
+    pub(crate) embedding_layer_norm: Option<LayerNorm>,
     pub(crate) encoder: Transformer,
-    pub(crate) final_layer_norm: LayerNorm,
+    /// CLIP's and SigLIP's `final_layer_norm` (a post-norm encoder has none).
+    pub(crate) final_layer_norm: Option<LayerNorm>,
     pub(crate) pool: TextPool,
+    /// The hidden layer of open_clip's `mlp` head, before `projection`.
+    pub(crate) head_hidden: Option<HiddenLayer>,
     /// CLIP's `text_projection` (no bias) or SigLIP's `head` (with bias).
     pub(crate) projection: Linear,
     pub(crate) max_positions: usize,
+    /// open_clip's Hugging Face towers: attention (and mean pooling) skip every
+    /// position whose id is this one (`attn_mask = x != pad_token_id`), not
+    /// only the padding after the text.
+    pub(crate) pad_token_id: Option<u32>,
 }
 
 impl TextTower {
@@ -122,8 +182,18 @@ impl TextTower {
                 .iter()
                 .position(|&id| i64::from(id) == eos_token_id)
                 .unwrap_or(ids.len().saturating_sub(1)),
-            TextPool::Last => ids.len().saturating_sub(1),
+            TextPool::Last | TextPool::Mean => ids.len().saturating_sub(1),
+            TextPool::First => 0,
         }
+    }
+
+    /// Whether the tower has only what CLIP's has (what the GPU engine runs).
+    pub fn is_clip_shaped(&self) -> bool {
+        self.embedding_layer_norm.is_none()
+            && self.final_layer_norm.is_some()
+            && self.head_hidden.is_none()
+            && !matches!(self.pool, TextPool::Mean | TextPool::First)
+            && self.pad_token_id.is_none()
     }
 
     /// Token plus position embeddings, [seq, hidden]: a table lookup, which
@@ -140,10 +210,32 @@ impl TextTower {
     /// SigLIP: padded to the full length), of which the first `length` are
     /// real tokens (read only under a key-padding mask).
     pub fn forward_ids(&self, ids: &[u32], length: usize) -> Result<Tensor> {
-        let xs = self.input_embeddings(ids)?.unsqueeze(0)?;
-        let hidden = self.encoder.forward(&xs, Some(&[length]))?;
-        let hidden = self.final_layer_norm.forward(&hidden)?;
-        let pooled = hidden.squeeze(0)?.narrow(0, self.pooling_position(ids), 1)?;
-        self.projection.forward(&pooled)?.squeeze(0)
+        let mut xs = self.input_embeddings(ids)?.unsqueeze(0)?;
+        if let Some(norm) = &self.embedding_layer_norm {
+            xs = norm.forward(&xs)?;
+        }
+        let keep: Vec<bool> = match self.pad_token_id {
+            Some(pad) => ids.iter().map(|&id| id != pad).collect(),
+            None => (0..ids.len()).map(|i| i < length).collect(),
+        };
+        let mut hidden = match self.pad_token_id {
+            Some(_) => self.encoder.forward_with_mask(&xs, Some(&key_mask(&keep, xs.device())?))?,
+            None => self.encoder.forward(&xs, Some(&[length]))?,
+        };
+        if let Some(norm) = &self.final_layer_norm {
+            hidden = norm.forward(&hidden)?;
+        }
+        let hidden = hidden.squeeze(0)?;
+        let pooled = match self.pool {
+            // open_clip's MeanPooler: the sum over the mask's ones over their count.
+            TextPool::Mean => {
+                let weights: Vec<f32> = keep.iter().map(|&k| f32::from(u8::from(k))).collect();
+                let count = weights.iter().sum::<f32>().max(1.0);
+                let weights = Tensor::from_vec(weights, (1, ids.len()), hidden.device())?;
+                (weights.matmul(&hidden)? / f64::from(count))?
+            }
+            _ => hidden.narrow(0, self.pooling_position(ids), 1)?,
+        };
+        project(self.head_hidden.as_ref(), Some(&self.projection), pooled)?.squeeze(0)
     }
 }

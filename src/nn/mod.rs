@@ -15,7 +15,7 @@ use candle_core::{Result, Tensor, D};
 use serde::Deserialize;
 
 /// The MLP's activation, by the name `config.json` gives it (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Activation {
     /// `x · sigmoid(1.702 x)`, as OpenAI's CLIP was trained.
     #[serde(rename = "quick_gelu")]

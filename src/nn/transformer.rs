@@ -56,6 +56,29 @@ impl TransformerConfig {
     ) -> Self {
         Self { hidden, intermediate, heads, layers, activation, layer_norm_eps, norm: NormPlacement::Pre }
     }
+
+    /// A post-norm encoder (layer norm after each residual sum), as BERT's.
+    pub fn post_norm(
+        hidden: usize,
+        intermediate: usize,
+        heads: usize,
+        layers: usize,
+        activation: Activation,
+        layer_norm_eps: f64,
+    ) -> Self {
+        Self { norm: NormPlacement::Post, ..Self::pre_norm(hidden, intermediate, heads, layers, activation, layer_norm_eps) }
+    }
+}
+
+/// Where a block's query, key and value projections are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkvNames {
+    /// Three linear layers, `{q|k|v}.weight` and `.bias` (Hugging Face).
+    Separate { q: &'static str, k: &'static str, v: &'static str },
+    /// One fused `weight` [3·hidden, hidden] and `bias` [3·hidden], rows in
+    /// the order q, k, v (timm's `attn.qkv`, `torch.nn.MultiheadAttention`'s
+    /// `in_proj_weight` in open_clip).
+    Fused { weight: &'static str, bias: &'static str },
 }
 
 /// The checkpoint's names for one block's tensors, relative to the encoder.
@@ -63,9 +86,7 @@ impl TransformerConfig {
 pub struct LayerNames {
     /// The list of blocks: `{layers}.{i}.…`.
     pub layers: &'static str,
-    pub q: &'static str,
-    pub k: &'static str,
-    pub v: &'static str,
+    pub qkv: QkvNames,
     pub out: &'static str,
     pub norm1: &'static str,
     pub norm2: &'static str,
@@ -76,9 +97,7 @@ pub struct LayerNames {
 /// Hugging Face's names in `CLIPEncoderLayer` and `SiglipEncoderLayer`.
 pub const HF_CLIP_LAYER_NAMES: LayerNames = LayerNames {
     layers: "layers",
-    q: "self_attn.q_proj",
-    k: "self_attn.k_proj",
-    v: "self_attn.v_proj",
+    qkv: QkvNames::Separate { q: "self_attn.q_proj", k: "self_attn.k_proj", v: "self_attn.v_proj" },
     out: "self_attn.out_proj",
     norm1: "layer_norm1",
     norm2: "layer_norm2",
@@ -107,14 +126,14 @@ impl Attention {
 
     fn load(config: &TransformerConfig, names: &LayerNames, w: &Weights) -> Result<Self> {
         let h = config.hidden;
-        Ok(Self::new(
-            w.pp(names.q).linear(h, h)?,
-            w.pp(names.k).linear(h, h)?,
-            w.pp(names.v).linear(h, h)?,
-            w.pp(names.out).linear(h, h)?,
-            h,
-            config.heads,
-        ))
+        let (q, k, v) = match names.qkv {
+            QkvNames::Separate { q, k, v } => (w.pp(q).linear(h, h)?, w.pp(k).linear(h, h)?, w.pp(v).linear(h, h)?),
+            QkvNames::Fused { weight, bias } => {
+                let [q, k, v] = w.fused_linears::<3>(weight, bias, h, h)?;
+                (q, k, v)
+            }
+        };
+        Ok(Self::new(q, k, v, w.pp(names.out).linear(h, h)?, h, config.heads))
     }
 
     fn split_heads(&self, xs: &Tensor, batch: usize, seq: usize) -> Result<Tensor> {
@@ -218,12 +237,26 @@ impl Transformer {
                 Some(key_padding_mask(lengths, seq, xs.device())?)
             }
         };
+        self.forward_with_mask(xs, mask.as_ref())
+    }
+
+    /// `xs` [batch, seq, hidden] under an explicit additive `mask` broadcast
+    /// to [batch, heads, seq, seq] (see [`key_mask`]), whatever the encoder's kind.
+    pub fn forward_with_mask(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let mut xs = xs.clone();
         for layer in &self.layers {
-            xs = layer.forward(&xs, mask.as_ref())?;
+            xs = layer.forward(&xs, mask)?;
         }
         Ok(xs)
     }
+}
+
+/// [1, 1, 1, seq]: the keys where `keep` is false masked out as
+/// [`key_padding_mask`] masks padding (open_clip's BERT towers mask every
+/// key whose id is the pad id, wherever it is).
+pub fn key_mask(keep: &[bool], device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = keep.iter().map(|&k| if k { 0.0 } else { f32::MIN }).collect();
+    Tensor::from_vec(mask, (1, 1, 1, keep.len()), device)
 }
 
 /// [seq, seq]: −∞ above the diagonal.

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
@@ -138,6 +138,50 @@ impl Weights {
         match &self.source {
             Source::Dense(vb) => Ok(Linear::Dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?)),
             Source::Gguf(_) => self.linear_weight(in_dim, out_dim),
+        }
+    }
+
+    /// `N` linear layers [out, in] stored as one: `weight` [N·out, in] and
+    /// `bias` [N·out], split by rows (timm's fused `qkv`, open_clip's
+    /// `in_proj_weight`). Quantised blocks are split without expanding them:
+    /// each row is a whole number of blocks.
+    pub fn fused_linears<const N: usize>(&self, weight: &str, bias: &str, in_dim: usize, out_dim: usize) -> Result<[Linear; N]> {
+        let bias = self.get(N * out_dim, bias)?;
+        let bias_part = |i: usize| bias.narrow(0, i * out_dim, out_dim)?.contiguous();
+        let dense = |w: Tensor| -> Result<[Linear; N]> {
+            let parts = (0..N)
+                .map(|i| Ok(Linear::dense(w.narrow(0, i * out_dim, out_dim)?.contiguous()?, Some(bias_part(i)?))))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
+        };
+        match &self.source {
+            Source::Dense(_) => dense(self.get((N * out_dim, in_dim), weight)?),
+            Source::Gguf(_) => {
+                let t = self.qtensor(weight, &Shape::from((N * out_dim, in_dim)))?;
+                if matches!(t.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+                    return dense(t.dequantize(&Device::Cpu)?);
+                }
+                let dtype = t.dtype();
+                let row_bytes = in_dim / dtype.block_size() * dtype.type_size();
+                let data = t.data()?;
+                let parts = (0..N)
+                    .map(|i| {
+                        let bytes = data[i * out_dim * row_bytes..(i + 1) * out_dim * row_bytes].to_vec();
+                        let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, dtype)?;
+                        let part = QTensor::new(storage, (out_dim, in_dim))?;
+                        Ok(Linear::quantized(QMatMul::from_arc(Arc::new(part))?, Some(bias_part(i)?), (out_dim, in_dim)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
+            }
+        }
+    }
+
+    /// Whether the source has a tensor of this name (below the prefix).
+    pub fn contains(&self, name: &str) -> bool {
+        match &self.source {
+            Source::Dense(vb) => vb.contains_tensor(name),
+            Source::Gguf(t) => t.lock().is_ok_and(|t| t.contains_key(&self.full_name(name))),
         }
     }
 

@@ -25,11 +25,22 @@ pub enum ResizeTarget {
     Exact { height: usize, width: usize },
 }
 
+/// Where a centre crop starts when the margin is odd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropRounding {
+    /// `(size − crop) // 2` (`transformers`' `center_crop`).
+    Floor,
+    /// `int(round((size − crop) / 2.0))`, Python's half-to-even rounding
+    /// (torchvision's `center_crop`, which open_clip's eval transform uses).
+    HalfEven,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preprocessing {
     pub resize: Option<ResizeTarget>,
     pub filter: Filter,
     pub crop: Option<(usize, usize)>,
+    pub crop_rounding: CropRounding,
     pub rescale_factor: Option<f32>,
     pub mean: [f32; 3],
     pub std: [f32; 3],
@@ -66,6 +77,7 @@ impl Preprocessing {
             resize: Some(ResizeTarget::ShortestEdge(image_size)),
             filter: Filter::Bicubic,
             crop: Some((image_size, image_size)),
+            crop_rounding: CropRounding::Floor,
             rescale_factor: Some(1.0 / 255.0),
             mean: OPENAI_CLIP_MEAN,
             std: OPENAI_CLIP_STD,
@@ -79,9 +91,36 @@ impl Preprocessing {
             resize: Some(ResizeTarget::Exact { height: image_size, width: image_size }),
             filter: Filter::Bicubic,
             crop: None,
+            crop_rounding: CropRounding::Floor,
             rescale_factor: Some(1.0 / 255.0),
             mean: IMAGENET_STANDARD_MEAN,
             std: IMAGENET_STANDARD_STD,
+            normalize: true,
+        }
+    }
+
+    /// open_clip's eval transform (`image_transform_v2(is_train=False)`):
+    /// `shortest`: torchvision `Resize(size)` of the short side (Pillow, the
+    /// named interpolation), `CenterCrop(size)`; `squash`: `Resize((size,
+    /// size))`; then `ToTensor` and `Normalize(mean, std)`.
+    pub fn open_clip(cfg: &crate::models::open_clip::config::PreprocessCfg) -> Self {
+        use crate::models::open_clip::config::{Interpolation, ResizeMode};
+        let size = cfg.size;
+        let (resize, crop) = match cfg.resize_mode {
+            ResizeMode::Shortest => (ResizeTarget::ShortestEdge(size), Some((size, size))),
+            ResizeMode::Squash => (ResizeTarget::Exact { height: size, width: size }, None),
+        };
+        Self {
+            resize: Some(resize),
+            filter: match cfg.interpolation {
+                Interpolation::Bicubic => Filter::Bicubic,
+                Interpolation::Bilinear => Filter::Bilinear,
+            },
+            crop,
+            crop_rounding: CropRounding::HalfEven,
+            rescale_factor: Some(1.0 / 255.0),
+            mean: cfg.mean,
+            std: cfg.std,
             normalize: true,
         }
     }
@@ -91,6 +130,8 @@ impl Preprocessing {
         match family {
             Family::Clip => Self::clip_default(image_size),
             Family::Siglip => Self::siglip_default(image_size),
+            // open_clip's `PreprocessCfg` defaults (the folder's own come from its open_clip_config.json).
+            Family::OpenClip => Self { crop_rounding: CropRounding::HalfEven, ..Self::clip_default(image_size) },
         }
     }
 
@@ -142,6 +183,7 @@ impl Preprocessing {
             resize,
             filter,
             crop,
+            crop_rounding: CropRounding::Floor,
             rescale_factor: raw.do_rescale.then(|| raw.rescale_factor.unwrap_or(1.0 / 255.0)),
             mean: triple(raw.image_mean, defaults.mean, "image_mean")?,
             std,

@@ -7,7 +7,7 @@ pub mod decode;
 pub mod dicom;
 pub mod pil_resize;
 
-pub use config::{Preprocessing, ResizeTarget};
+pub use config::{CropRounding, Preprocessing, ResizeTarget};
 pub use decode::{decode_rgb8, decode_rgb8_with, DecodeLimits};
 use pil_resize::Image8;
 
@@ -29,14 +29,29 @@ pub fn shortest_edge_size(width: usize, height: usize, edge: usize) -> (usize, u
     }
 }
 
+/// Python's `int(round(margin / 2.0))` for a non-negative margin: halves go to the even neighbour.
+fn half_even_half(margin: i64) -> i64 {
+    let floor = margin.div_euclid(2);
+    if margin % 2 == 1 && floor % 2 == 1 {
+        floor + 1
+    } else {
+        floor
+    }
+}
+
 /// `transformers.image_transforms.center_crop` on an 8-bit image, including its
-/// zero padding when the crop is larger than the image.
-pub fn center_crop(image: &Image8, crop_h: usize, crop_w: usize) -> Image8 {
+/// zero padding when the crop is larger than the image; with
+/// [`CropRounding::HalfEven`], torchvision's offsets where the image is large enough.
+pub fn center_crop(image: &Image8, crop_h: usize, crop_w: usize, rounding: CropRounding) -> Image8 {
     let (h, w, ch) = (image.height as i64, image.width as i64, image.channels);
     let (ch_h, ch_w) = (crop_h as i64, crop_w as i64);
     // Python's floor division, also for negative numerators.
     let mut top = (h - ch_h).div_euclid(2);
     let mut left = (w - ch_w).div_euclid(2);
+    if rounding == CropRounding::HalfEven && top >= 0 && left >= 0 {
+        top = half_even_half(h - ch_h);
+        left = half_even_half(w - ch_w);
+    }
     let (padded, pad_top, pad_left) = if top >= 0 && left >= 0 {
         (None, 0, 0)
     } else {
@@ -79,7 +94,7 @@ impl Preprocessing {
             Some(ResizeTarget::Exact { height, width }) => pil_resize::resize(image, width, height, self.filter),
         };
         match self.crop {
-            Some((h, w)) => center_crop(&resized, h, w),
+            Some((h, w)) => center_crop(&resized, h, w, self.crop_rounding),
             None => resized,
         }
     }

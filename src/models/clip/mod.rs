@@ -49,6 +49,7 @@ pub fn load_vision(config: &ClipConfig, w: &Weights) -> candle_core::Result<Visi
         encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::None, v.pp(names::ENCODER))?,
         post_layernorm: v.pp(names::POST_LAYERNORM).layer_norm(hidden, eps)?,
         pool: VisionPool::ClassToken,
+        head_hidden: None,
         projection: Some(w.pp(names::VISUAL_PROJECTION).linear_no_bias(hidden, config.projection_dim)?),
         image_size: c.image_size,
     })
@@ -65,10 +66,13 @@ pub fn load_text(config: &ClipConfig, w: &Weights) -> candle_core::Result<TextTo
         token_embedding: embeddings.get_table((c.vocab_size, hidden), names::TOKEN_EMBEDDING)?,
         position_embedding: embeddings.get((c.max_position_embeddings, hidden), names::POSITION_EMBEDDING)?,
         encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::Causal, t.pp(names::ENCODER))?,
-        final_layer_norm: t.pp(names::FINAL_LAYER_NORM).layer_norm(hidden, eps)?,
+        embedding_layer_norm: None,
+        final_layer_norm: Some(t.pp(names::FINAL_LAYER_NORM).layer_norm(hidden, eps)?),
+        head_hidden: None,
         pool: TextPool::EndOfText { eos_token_id: c.eos_token_id },
         projection: w.pp(names::TEXT_PROJECTION).linear_no_bias(hidden, config.projection_dim)?,
         max_positions: c.max_position_embeddings,
+        pad_token_id: None,
     })
 }
 

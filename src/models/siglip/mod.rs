@@ -57,6 +57,7 @@ pub fn load_vision(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Vi
         encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::None, v.pp(names::ENCODER))?,
         post_layernorm: v.pp(names::POST_LAYERNORM).layer_norm(hidden, eps)?,
         pool: VisionPool::AttentionPool(Box::new(head)),
+        head_hidden: None,
         projection: None,
         image_size: c.image_size,
     })
@@ -77,10 +78,13 @@ pub fn load_text(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Text
         token_embedding: embeddings.get_table((c.vocab_size, hidden), names::TOKEN_EMBEDDING)?,
         position_embedding: embeddings.get((c.max_position_embeddings, hidden), names::POSITION_EMBEDDING)?,
         encoder: Transformer::load(&encoder, &HF_CLIP_LAYER_NAMES, MaskKind::KeyPadding, t.pp(names::ENCODER))?,
-        final_layer_norm: t.pp(names::FINAL_LAYER_NORM).layer_norm(hidden, eps)?,
+        embedding_layer_norm: None,
+        final_layer_norm: Some(t.pp(names::FINAL_LAYER_NORM).layer_norm(hidden, eps)?),
+        head_hidden: None,
         pool: TextPool::Last,
         projection: t.pp(names::HEAD).linear(hidden, config.projection_size())?,
         max_positions: c.max_position_embeddings,
+        pad_token_id: None,
     })
 }
 
