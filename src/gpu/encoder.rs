@@ -1,7 +1,7 @@
 //! The transformer encoder both towers share, as GPU buffers and a recorded
 //! sequence of dispatches; and the per-shape activation buffers it runs on.
 
-use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
 
@@ -77,12 +77,7 @@ pub(crate) struct GpuLinear {
 
 /// The raw blocks of a quantised layer of `dtype`.
 fn blocks(linear: &Linear, dtype: GgmlDType) -> Option<Vec<u8>> {
-    match linear {
-        Linear::Quantized { matmul: QMatMul::QTensor(t), .. } if t.dtype() == dtype => {
-            t.data().ok().map(|d| d.into_owned())
-        }
-        _ => None,
-    }
+    linear.quant_blocks(dtype)
 }
 
 /// q4_K super-blocks (ggml's `block_q4_K`, 144 bytes per 256 weights: f16 d

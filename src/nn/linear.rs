@@ -4,31 +4,46 @@
 //!
 //! - `Dense`: an f32 weight (a safetensors checkpoint, or an f16/f32 layer of a
 //!   bundle widened on load), through candle's gemm.
-//! - `Quantized`: q8_0 / q4_K blocks (a `kpl pack` bundle), stored as blocks;
-//!   how they are multiplied is [`QuantKernel`].
+//! - `Quantized`: a `kpl pack` bundle's blocks. q8_0 weights are repacked at
+//!   load into the panels of our int8 GEMM ([`super::gemm::q8`]), which replace
+//!   the blocks; q4_K stays as candle's blocks. How they are multiplied is
+//!   [`QuantKernel`].
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
+
+use super::gemm::q8::PackedQ8;
 
 /// How a quantised linear layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantKernel {
+    /// Our int8 GEMM (`nn::gemm::q8`) for q8_0 layers: panels packed at load,
+    /// activations quantised per 32-value block, AVX2 natively / simd128 in
+    /// wasm, the same bits on both. Other quantised dtypes (q4_K) compute as
+    /// the platform's other default (`Blocks` natively, `Dequantize` in wasm).
+    Int8,
     /// candle's quantised matmul: the activations are quantised to 8-bit blocks
     /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
-    /// natively, simd128 in wasm). The weight is never expanded.
+    /// natively, scalar in our wasm build). The weight is never expanded. On a
+    /// packed q8_0 layer the blocks are rebuilt for each call (for comparisons).
     Blocks,
     /// The weight is expanded to f32 a few hundred rows at a time (at most 4 MB,
     /// freed after) and multiplied by candle's f32 gemm; the activations stay
-    /// f32. In wasm the register-blocked f32 gemm is about twice as fast as the
-    /// block kernels, which do one dot product at a time and convert two f16
-    /// scales per block; memory stays that of the blocks plus one chunk.
+    /// f32. Memory stays that of the blocks plus one chunk.
     Dequantize,
 }
 
+/// Measured per target (`make bench`, `examples/bench_gemm.rs`): in wasm the
+/// int8 GEMM is the fastest; natively candle's block kernel still is.
 const DEFAULT_KERNEL: QuantKernel =
+    if cfg!(target_arch = "wasm32") { QuantKernel::Int8 } else { QuantKernel::Blocks };
+
+/// What `Int8` does on a layer that is not q8_0.
+const FALLBACK_KERNEL: QuantKernel =
     if cfg!(target_arch = "wasm32") { QuantKernel::Dequantize } else { QuantKernel::Blocks };
 
 thread_local! {
@@ -36,8 +51,11 @@ thread_local! {
 }
 
 /// Chooses the kernel of the quantised layers for the forward passes started
-/// on this thread (default: `Blocks` natively, `Dequantize` in wasm, the faster
-/// of the two on each, measured). Thread-local, so tests can compare both.
+/// on this thread (default: `Int8` in wasm, `Blocks` natively: the faster on
+/// each, measured), and how q8_0 weights loaded afterwards on this thread are
+/// held (packed for `Int8`, candle's blocks otherwise: every kernel runs on
+/// either, the other form rebuilt per call). Thread-local, so tests can
+/// compare them.
 pub fn set_quant_kernel(kernel: QuantKernel) {
     KERNEL.with(|k| k.set(kernel));
 }
@@ -46,11 +64,20 @@ pub fn quant_kernel() -> QuantKernel {
     KERNEL.with(|k| k.get())
 }
 
+/// A quantised weight as held in memory.
+#[derive(Debug, Clone)]
+pub enum QWeight {
+    /// candle's blocks (q4_K, and any other ggml dtype).
+    Blocks(QMatMul),
+    /// q8_0, repacked for the int8 GEMM.
+    Q8(Arc<PackedQ8>),
+}
+
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
     Quantized {
-        matmul: QMatMul,
+        weight: QWeight,
         bias: Option<Tensor>,
         /// [out, in]
         shape: (usize, usize),
@@ -62,14 +89,25 @@ impl Linear {
         Self::Dense(candle_nn::Linear::new(weight, bias))
     }
 
-    pub fn quantized(matmul: QMatMul, bias: Option<Tensor>, shape: (usize, usize)) -> Self {
-        Self::Quantized { matmul, bias, shape }
+    /// A quantised layer from a GGUF tensor `[out, in]`: while this thread's
+    /// kernel is `Int8`, q8_0 is repacked for the int8 GEMM (the blocks are
+    /// dropped when `t` is the last reference); other dtypes, and q8_0 under the
+    /// other kernels, stay candle's blocks.
+    pub fn from_qtensor(t: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        let (out_dim, in_dim) = t.shape().dims2()?;
+        let weight = if t.dtype() == GgmlDType::Q8_0 && quant_kernel() == QuantKernel::Int8 {
+            let packed = PackedQ8::from_blocks(&t.data()?, out_dim, in_dim).map_err(|e| candle_core::Error::Msg(e.0))?;
+            QWeight::Q8(Arc::new(packed))
+        } else {
+            QWeight::Blocks(QMatMul::from_arc(t)?)
+        };
+        Ok(Self::Quantized { weight, bias, shape: (out_dim, in_dim) })
     }
 
     pub fn with_bias(self, bias: Tensor) -> Self {
         match self {
             Self::Dense(l) => Self::dense(l.weight().clone(), Some(bias)),
-            Self::Quantized { matmul, shape, .. } => Self::Quantized { matmul, bias: Some(bias), shape },
+            Self::Quantized { weight, shape, .. } => Self::Quantized { weight, bias: Some(bias), shape },
         }
     }
 
@@ -85,12 +123,25 @@ impl Linear {
     pub fn weight(&self) -> Result<Tensor> {
         match self {
             Self::Dense(l) => Ok(l.weight().clone()),
-            Self::Quantized { matmul, shape, .. } => match matmul {
+            Self::Quantized { weight: QWeight::Q8(p), shape, .. } => q8_qtensor(p, *shape)?.dequantize(&Device::Cpu),
+            Self::Quantized { weight: QWeight::Blocks(matmul), shape, .. } => match matmul {
                 QMatMul::QTensor(t) => t.dequantize(&Device::Cpu),
                 QMatMul::Tensor(t) => Ok(t.clone()),
                 QMatMul::TensorF16(t) => t.to_dtype(candle_core::DType::F32),
             }
             .and_then(|t| t.reshape(*shape)),
+        }
+    }
+
+    /// The weight as ggml blocks of `dtype` (row-major, `[out, in]`), when it is
+    /// stored as that dtype; a packed q8_0 weight is turned back into blocks.
+    pub fn quant_blocks(&self, dtype: GgmlDType) -> Option<Vec<u8>> {
+        match self {
+            Self::Quantized { weight: QWeight::Q8(p), .. } if dtype == GgmlDType::Q8_0 => Some(p.to_blocks()),
+            Self::Quantized { weight: QWeight::Blocks(QMatMul::QTensor(t)), .. } if t.dtype() == dtype => {
+                t.data().ok().map(|d| d.into_owned())
+            }
+            _ => None,
         }
     }
 
@@ -102,8 +153,14 @@ impl Linear {
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Self::Quantized { matmul: QMatMul::QTensor(_), .. })
+        matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
     }
+}
+
+/// A packed q8_0 weight as candle's blocks again (for candle's kernels).
+fn q8_qtensor(p: &PackedQ8, shape: (usize, usize)) -> Result<QTensor> {
+    let blocks = p.to_blocks();
+    QTensor::new(QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, GgmlDType::Q8_0)?, shape)
 }
 
 /// At most this many weights are expanded to f32 at a time (4 MB).
@@ -132,15 +189,53 @@ fn dequantized_matmul(t: &QTensor, xs: &Tensor) -> Result<Tensor> {
     ys.reshape(out_dims)
 }
 
+/// `xs` [.., k] × `p`ᵀ through the int8 GEMM.
+fn int8_matmul(p: &PackedQ8, xs: &Tensor) -> Result<Tensor> {
+    let (n, k) = p.dims();
+    let mut out_dims = xs.dims().to_vec();
+    if out_dims.last() != Some(&k) {
+        candle_core::bail!("int8 matmul: input {:?} does not end in {k}", xs.dims())
+    }
+    let m = xs.elem_count() / k;
+    let x = xs.to_dtype(candle_core::DType::F32)?.flatten_all()?;
+    let y = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("int8 matmul: the input must be on the CPU")
+        };
+        match layout.contiguous_offsets() {
+            Some((start, end)) => p.matmul(&cpu.as_slice::<f32>()?[start..end], m),
+            None => p.matmul(&x.to_vec1::<f32>()?, m),
+        }
+    };
+    *out_dims.last_mut().expect("xs has a last dim") = n;
+    Tensor::from_vec(y, out_dims, &Device::Cpu)
+}
+
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(xs),
-            Self::Quantized { matmul, bias, .. } => {
-                let ys = match (quant_kernel(), matmul) {
-                    (QuantKernel::Dequantize, QMatMul::QTensor(t)) => dequantized_matmul(t, xs)?,
+            Self::Quantized { weight, bias, shape } => {
+                let kernel = match (quant_kernel(), weight) {
+                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) if t.dtype() == GgmlDType::Q8_0 => {
+                        QuantKernel::Int8
+                    }
+                    (QuantKernel::Int8, QWeight::Blocks(_)) => FALLBACK_KERNEL,
+                    (kernel, _) => kernel,
+                };
+                let ys = match (kernel, weight) {
+                    (QuantKernel::Int8, QWeight::Q8(p)) => int8_matmul(p, xs)?,
+                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) => {
+                        let p = PackedQ8::from_blocks(&t.data()?, shape.0, shape.1)
+                            .map_err(|e| candle_core::Error::Msg(e.0))?;
+                        int8_matmul(&p, xs)?
+                    }
+                    (QuantKernel::Dequantize, QWeight::Q8(p)) => dequantized_matmul(&q8_qtensor(p, *shape)?, xs)?,
+                    (_, QWeight::Q8(p)) => QMatMul::from_qtensor(q8_qtensor(p, *shape)?)?.forward(&xs.contiguous()?)?,
+                    (QuantKernel::Dequantize, QWeight::Blocks(QMatMul::QTensor(t))) => dequantized_matmul(t, xs)?,
                     // The block kernel reads its input row by row.
-                    _ => matmul.forward(&xs.contiguous()?)?,
+                    (_, QWeight::Blocks(matmul)) => matmul.forward(&xs.contiguous()?)?,
                 };
                 match bias {
                     Some(b) => ys.broadcast_add(b),

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
@@ -117,7 +117,7 @@ impl Weights {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
                         Ok(Linear::dense(t.dequantize(&Device::Cpu)?, None))
                     }
-                    _ => Ok(Linear::quantized(QMatMul::from_arc(t)?, None, (out_dim, in_dim))),
+                    _ => Linear::from_qtensor(t, None),
                 }
             }
         }
@@ -169,7 +169,7 @@ impl Weights {
                         let bytes = data[i * out_dim * row_bytes..(i + 1) * out_dim * row_bytes].to_vec();
                         let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, dtype)?;
                         let part = QTensor::new(storage, (out_dim, in_dim))?;
-                        Ok(Linear::quantized(QMatMul::from_arc(Arc::new(part))?, Some(bias_part(i)?), (out_dim, in_dim)))
+                        Linear::from_qtensor(Arc::new(part), Some(bias_part(i)?))
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))

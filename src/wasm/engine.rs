@@ -3,16 +3,18 @@
 
 use wasm_bindgen::prelude::*;
 
-/// How quantised layers compute: "dequantize" (default in wasm: each layer's
-/// weight expanded to f32 for the call, then the f32 gemm) or "blocks" (candle's
-/// block-by-block simd128 kernels). For benchmarks.
+/// How quantised layers compute: "int8" (default: our int8 GEMM for q8_0
+/// layers, simd128), "dequantize" (each layer's weight expanded to f32 for the
+/// call, then the f32 gemm) or "blocks" (candle's block-by-block kernels). For
+/// benchmarks and tests (`nn::linear::QuantKernel`).
 #[wasm_bindgen(js_name = setQuantKernel)]
 pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
     use crate::nn::linear::{set_quant_kernel, QuantKernel};
     match kernel {
         "dequantize" => set_quant_kernel(QuantKernel::Dequantize),
         "blocks" => set_quant_kernel(QuantKernel::Blocks),
-        other => return Err(JsError::new(&format!("unknown kernel {other:?} (dequantize or blocks)"))),
+        "int8" => set_quant_kernel(QuantKernel::Int8),
+        other => return Err(JsError::new(&format!("unknown kernel {other:?} (int8, dequantize or blocks)"))),
     }
     Ok(())
 }

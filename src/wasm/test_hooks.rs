@@ -11,3 +11,25 @@ use wasm_bindgen::prelude::*;
 pub fn debug_trap() {
     panic!("debugTrap: a deliberate panic (test hook)");
 }
+
+/// `y = x · Wᵀ` through the int8 GEMM (`nn::gemm::q8`, the simd128 kernel):
+/// `x` is `[m, k]`, the weight `[n, k]` as ggml `block_q8_0` bytes; returns
+/// `[m, n]`. For `tests/browser/gemm.test.mjs` (wasm against the numpy
+/// reference, bit for bit). Throws on mismatched sizes.
+#[wasm_bindgen(js_name = q8Gemm)]
+pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result<Vec<f32>, JsError> {
+    let packed = crate::nn::gemm::q8::PackedQ8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
+    if m.checked_mul(k) != Some(x.len()) {
+        return Err(JsError::new(&format!("x has {} values, expected m · k = {m} · {k}", x.len())));
+    }
+    Ok(packed.matmul(x, m))
+}
+
+/// The GEMM rates of `nn::gemm::rates` on `[m, k] × [n, k]ᵀ` in this wasm
+/// instance, as JSON (`bench/wasm_gemm.mjs`; wall clock).
+#[wasm_bindgen(js_name = gemmRates)]
+pub fn gemm_rates(m: usize, k: usize, n: usize, runs: usize) -> Result<String, JsError> {
+    let now = || js_sys::Date::now() / 1000.0;
+    let rates = crate::nn::gemm::rates::measure(m, k, n, runs, &now).map_err(|e| JsError::new(&e.to_string()))?;
+    serde_json::to_string(&rates).map_err(|e| JsError::new(&e.to_string()))
+}

@@ -1,0 +1,202 @@
+//! int8 GEMM for q8_0 weights: `y[m, n] = Σ_k x[m, k] · w[n, k]`.
+//!
+//! **Weights** (ggml's `block_q8_0`: an f16 scale `d` and 32 int8 `q` per 32
+//! consecutive values of a row, `w = d · q`) are repacked once, at load, into
+//! panels of [`NR`] = 8 output columns: per 32-value block, 16 pairs of k, and
+//! per pair the 8 columns' two int8 values side by side (16 bytes: what one
+//! `i16x8.extend_{low,high}_i8x16_s` pair or one `vpmovsxbw` widens), then the
+//! 8 columns' scales as f32 (f16 → f32 is exact). The panel replaces the
+//! blocks: 1.125 bytes per weight against the blocks' 1.0625. Columns past `n`
+//! are zero with scale 0.
+//!
+//! **Activations** are quantised at each call, per row and per 32-value block
+//! (the blocks of the weight, as ggml's q8_0 activations, so an outlier costs
+//! precision only in its own block), to **int16**: `d = max|x| / 32767`,
+//! `q = round_ties_even(x · (1/d))` clamped to ±32767 (round half to even, as
+//! ONNX Runtime's `DynamicQuantizeLinear`), `d` kept in f32. The kernels
+//! multiply in 16 bits anyway (`i32x4.dot_i16x8_s`, `vpmaddwd`), so 16-bit
+//! activations cost nothing over 8-bit ones, and their error is 256 times
+//! smaller: with 8-bit activations (ONNX Runtime's and candle's), the q8 tiny
+//! fixture fell below the 0.999 cosine to f32 that q8 must keep.
+//!
+//! **Product**: per block the integer dot products are exact (i32; at most
+//! 32 · 128 · 32767 < 2³¹ in magnitude), then `acc = acc + f32(isum) · (dx ·
+//! dw)`, in that order (round-to-nearest-even conversion, two roundings, no
+//! fused multiply-add), blocks in k order. Every micro-kernel (scalar, AVX2,
+//! simd128) does exactly that, so all give the same bits.
+
+use super::q8_kernel::{self, Isa, MR, NR, PAIRS};
+
+/// Values per q8_0 block (ggml's `QK8_0`).
+pub const BLOCK: usize = 32;
+/// Bytes of one ggml `block_q8_0`: f16 scale + 32 int8.
+pub const BLOCK_BYTES: usize = 34;
+/// The largest quantised activation (int16, symmetric).
+pub const ACT_MAX: f32 = 32767.0;
+/// Bytes of one block of one panel: 16 k-pairs × 8 columns × 2.
+const PANEL_BLOCK: usize = PAIRS * NR * 2;
+
+/// A q8_0 weight `[n, k]` in the kernel's panel layout (see the module doc).
+#[derive(Clone)]
+pub struct PackedQ8 {
+    n: usize,
+    k: usize,
+    /// `ceil(n / 8)` panels × `k / 32` blocks × 256 int8.
+    quants: Vec<i8>,
+    /// `ceil(n / 8)` panels × `k / 32` blocks × 8 scales.
+    scales: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedQ8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ8 [{}, {}]", self.n, self.k)
+    }
+}
+
+/// Why a weight cannot be packed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackError(pub String);
+
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PackedQ8 {
+    /// Repacks `n` rows of `k` values stored as ggml `block_q8_0` (`n · k/32 ·
+    /// 34` bytes, row-major). Errors (never panics) when `k` is not a positive
+    /// multiple of 32 or the byte count does not match.
+    pub fn from_blocks(blocks: &[u8], n: usize, k: usize) -> Result<Self, PackError> {
+        if k == 0 || k % BLOCK != 0 || n == 0 {
+            return Err(PackError(format!("q8_0 weight [{n}, {k}]: rows must be a positive multiple of {BLOCK} long")));
+        }
+        let kb = k / BLOCK;
+        let expected = n.checked_mul(kb * BLOCK_BYTES);
+        if expected != Some(blocks.len()) {
+            return Err(PackError(format!(
+                "q8_0 weight [{n}, {k}]: {} bytes of blocks, expected {}",
+                blocks.len(),
+                n.saturating_mul(kb * BLOCK_BYTES)
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let mut quants = vec![0i8; panels * kb * PANEL_BLOCK];
+        let mut scales = vec![0f32; panels * kb * NR];
+        for (row, row_blocks) in blocks.chunks_exact(kb * BLOCK_BYTES).enumerate() {
+            let (p, c) = (row / NR, row % NR);
+            for (b, block) in row_blocks.chunks_exact(BLOCK_BYTES).enumerate() {
+                let pb = p * kb + b;
+                scales[pb * NR + c] = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let dst = &mut quants[pb * PANEL_BLOCK..(pb + 1) * PANEL_BLOCK];
+                for (j, pair) in block[2..].chunks_exact(2).enumerate() {
+                    dst[j * NR * 2 + c * 2] = pair[0] as i8;
+                    dst[j * NR * 2 + c * 2 + 1] = pair[1] as i8;
+                }
+            }
+        }
+        Ok(Self { n, k, quants, scales })
+    }
+
+    /// The weight back as ggml `block_q8_0` bytes (exact: the scales were f16).
+    /// For the GPU upload and for candle's kernels, compared in tests.
+    pub fn to_blocks(&self) -> Vec<u8> {
+        let kb = self.k / BLOCK;
+        let mut out = Vec::with_capacity(self.n * kb * BLOCK_BYTES);
+        for row in 0..self.n {
+            let (p, c) = (row / NR, row % NR);
+            for b in 0..kb {
+                let pb = p * kb + b;
+                out.extend(half::f16::from_f32(self.scales[pb * NR + c]).to_le_bytes());
+                let src = &self.quants[pb * PANEL_BLOCK..(pb + 1) * PANEL_BLOCK];
+                for j in 0..PAIRS {
+                    out.push(src[j * NR * 2 + c * 2] as u8);
+                    out.push(src[j * NR * 2 + c * 2 + 1] as u8);
+                }
+            }
+        }
+        out
+    }
+
+    /// `(n, k)`: output and input features.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// Bytes held (panels and scales).
+    pub fn bytes(&self) -> usize {
+        self.quants.len() + self.scales.len() * 4
+    }
+
+    /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`. Uses the
+    /// best micro-kernel of this machine (AVX2 natively when present, else
+    /// scalar; simd128 in wasm); all give the same bits.
+    ///
+    /// Panics if `x.len() != m · k` (a caller's bug, not input data).
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_with(x, m, Isa::best())
+    }
+
+    /// [`matmul`](Self::matmul) with a chosen micro-kernel, for tests.
+    #[doc(hidden)]
+    pub fn matmul_with(&self, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        let kb = self.k / BLOCK;
+        let acts = QuantizedRows::new(x, m, self.k);
+        let mut y = vec![0f32; m * self.n];
+        let panels = self.n.div_ceil(NR);
+        for p in 0..panels {
+            let w = &self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK];
+            let dw = &self.scales[p * kb * NR..(p + 1) * kb * NR];
+            let cols = NR.min(self.n - p * NR);
+            for t in 0..acts.rows_padded / MR {
+                let mut tile = [[0f32; NR]; MR];
+                let a = &acts.q[t * MR * self.k..(t + 1) * MR * self.k];
+                let da = &acts.d[t * MR * kb..(t + 1) * MR * kb];
+                q8_kernel::tile(isa, kb, a, da, w, dw, &mut tile);
+                for (r, row) in tile.iter().enumerate() {
+                    let i = t * MR + r;
+                    if i < m {
+                        y[i * self.n + p * NR..i * self.n + p * NR + cols].copy_from_slice(&row[..cols]);
+                    }
+                }
+            }
+        }
+        y
+    }
+}
+
+/// Activations quantised to int16 per row and 32-value block, rows padded to
+/// a multiple of [`MR`] with zeros (scale 0). The kernels read them two at a
+/// time (one k-pair) as one 32-bit lane.
+struct QuantizedRows {
+    q: Vec<i16>,
+    d: Vec<f32>,
+    rows_padded: usize,
+}
+
+impl QuantizedRows {
+    fn new(x: &[f32], m: usize, k: usize) -> Self {
+        let kb = k / BLOCK;
+        let rows_padded = m.div_ceil(MR) * MR;
+        let mut q = vec![0i16; rows_padded * k];
+        let mut d = vec![0f32; rows_padded * kb];
+        for (i, (xb, qb)) in x.chunks_exact(BLOCK).zip(q.chunks_exact_mut(BLOCK)).enumerate() {
+            let (scale, _) = quantize_block(xb, qb);
+            d[i] = scale;
+        }
+        Self { q, d, rows_padded }
+    }
+}
+
+/// One block of activations: returns `(d, 1/d)`; see the module doc.
+pub(crate) fn quantize_block(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / ACT_MAX;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    for (q, &v) in q.iter_mut().zip(x) {
+        // `as` saturates and maps NaN to 0: no panic on any input.
+        *q = (v * id).round_ties_even().clamp(-ACT_MAX, ACT_MAX) as i16;
+    }
+    (d, id)
+}

@@ -1,0 +1,227 @@
+//! The q8 GEMM's micro-kernels: one [`MR`] × [`NR`] output tile over all of k,
+//! for each instruction set. Each computes exactly the algorithm of
+//! [`tile_scalar`] (see `q8`'s module doc), so their results are identical.
+
+/// Rows of activations per tile.
+pub const MR: usize = 4;
+/// Output columns per weight panel (and per tile).
+pub const NR: usize = 8;
+/// k-pairs per 32-value block.
+pub const PAIRS: usize = 16;
+const BLOCK: usize = 2 * PAIRS;
+const PANEL_BLOCK: usize = PAIRS * NR * 2;
+
+/// An instruction set a micro-kernel is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust: the reference, and the fallback on any CPU.
+    Scalar,
+    /// x86-64 AVX2 (`vpmaddwd` on 256 bits), chosen at run time.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// wasm simd128 (`i32x4.dot_i16x8_s`); every engine the page supports has it.
+    #[cfg(target_arch = "wasm32")]
+    Simd128,
+}
+
+impl Isa {
+    /// The fastest kernel this machine runs.
+    pub fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+        #[cfg(target_arch = "wasm32")]
+        return Isa::Simd128;
+        #[allow(unreachable_code)]
+        Isa::Scalar
+    }
+
+    /// Every kernel this machine runs (for tests comparing them).
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![Isa::Scalar];
+        if Self::best() != Isa::Scalar {
+            v.push(Self::best());
+        }
+        v
+    }
+}
+
+/// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · Σ_{k∈b} a[r,k]·w[c,k]` for one tile.
+/// `a`: MR rows of `kb·32` int16 activations; `da`: MR × kb scales; `w`, `dw`:
+/// one panel (kb × 256 int8, kb × 8 scales). `out` must start at zero.
+pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+    assert!(a.len() >= MR * kb * BLOCK && da.len() >= MR * kb && w.len() >= kb * PANEL_BLOCK && dw.len() >= kb * NR);
+    match isa {
+        Isa::Scalar => tile_scalar(kb, a, da, w, dw, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
+            assert!(std::arch::is_x86_feature_detected!("avx2"));
+            // SAFETY: AVX2 is present (checked above); the slices are at least as
+            // long as the kernel reads (asserted above).
+            unsafe { tile_avx2(kb, a, da, w, dw, out) }
+        }
+        // SAFETY: the lengths are asserted above; simd128 is a requirement of
+        // the wasm build (every supported browser and Node ≥ 16 has it).
+        #[cfg(target_arch = "wasm32")]
+        Isa::Simd128 => unsafe { tile_simd128(kb, a, da, w, dw, out) },
+    }
+}
+
+fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+    let k = kb * BLOCK;
+    for b in 0..kb {
+        let mut isum = [[0i32; NR]; MR];
+        let wb = &w[b * PANEL_BLOCK..(b + 1) * PANEL_BLOCK];
+        for j in 0..PAIRS {
+            for (r, sums) in isum.iter_mut().enumerate() {
+                let a0 = i32::from(a[r * k + b * BLOCK + 2 * j]);
+                let a1 = i32::from(a[r * k + b * BLOCK + 2 * j + 1]);
+                for (c, s) in sums.iter_mut().enumerate() {
+                    *s += a0 * i32::from(wb[j * NR * 2 + 2 * c]) + a1 * i32::from(wb[j * NR * 2 + 2 * c + 1]);
+                }
+            }
+        }
+        for (r, (row, sums)) in out.iter_mut().zip(&isum).enumerate() {
+            for (c, (o, &s)) in row.iter_mut().zip(sums).enumerate() {
+                let scale = da[r * kb + b] * dw[b * NR + c];
+                *o += s as f32 * scale;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_avx2(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    let k = kb * BLOCK;
+    let mut acc = [_mm256_setzero_ps(); MR];
+    for b in 0..kb {
+        let mut isum = [_mm256_setzero_si256(); MR];
+        let wp = w.as_ptr().add(b * PANEL_BLOCK);
+        let ap = a.as_ptr().add(b * BLOCK);
+        for j in 0..PAIRS {
+            // 8 columns × (k, k+1), widened to i16.
+            let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(j * NR * 2) as *const __m128i));
+            for (r, s) in isum.iter_mut().enumerate() {
+                let pair = (ap.add(r * k + 2 * j) as *const i32).read_unaligned();
+                *s = _mm256_add_epi32(*s, _mm256_madd_epi16(wv, _mm256_set1_epi32(pair)));
+            }
+        }
+        let dwv = _mm256_loadu_ps(dw.as_ptr().add(b * NR));
+        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+            let scale = _mm256_mul_ps(_mm256_set1_ps(da[r * kb + b]), dwv);
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(_mm256_cvtepi32_ps(*s), scale));
+        }
+    }
+    for (row, acc) in out.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(row.as_mut_ptr(), *acc);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+    use core::arch::wasm32::*;
+    let k = kb * BLOCK;
+    let mut acc = [[f32x4_splat(0.0); 2]; MR];
+    for b in 0..kb {
+        let mut isum = [[i32x4_splat(0); 2]; MR];
+        let wp = w.as_ptr().add(b * PANEL_BLOCK);
+        let ap = a.as_ptr().add(b * BLOCK);
+        for j in 0..PAIRS {
+            let wv = v128_load(wp.add(j * NR * 2) as *const v128);
+            // Columns 0–3 and 4–7, each as (k, k+1) pairs of i16.
+            let (lo, hi) = (i16x8_extend_low_i8x16(wv), i16x8_extend_high_i8x16(wv));
+            for (r, s) in isum.iter_mut().enumerate() {
+                let pair = v128_load32_splat(ap.add(r * k + 2 * j) as *const u32);
+                s[0] = i32x4_add(s[0], i32x4_dot_i16x8(lo, pair));
+                s[1] = i32x4_add(s[1], i32x4_dot_i16x8(hi, pair));
+            }
+        }
+        let dwp = dw.as_ptr().add(b * NR);
+        let (dw0, dw1) = (v128_load(dwp as *const v128), v128_load(dwp.add(4) as *const v128));
+        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+            let dx = f32x4_splat(da[r * kb + b]);
+            acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
+            acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
+        }
+    }
+    for (row, acc) in out.iter_mut().zip(&acc) {
+        v128_store(row.as_mut_ptr() as *mut v128, acc[0]);
+        v128_store(row.as_mut_ptr().add(4) as *mut v128, acc[1]);
+    }
+}
+
+/// The arithmetic limit of the micro-kernel's instruction mix: `iters` rounds
+/// of eight independent `madd`/`dot` + `add` chains on registers (no memory).
+/// Returns the integer operations done (a multiply and an add per product)
+/// and a checksum the caller must consume.
+#[doc(hidden)]
+pub fn peak_loop(isa: Isa, iters: usize) -> (u64, i32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if std::arch::is_x86_feature_detected!("avx2") => {
+            // SAFETY: AVX2 is present.
+            (iters as u64 * 8 * 16 * 2, unsafe { peak_avx2(iters) })
+        }
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: simd128 is a requirement of the wasm build.
+        Isa::Simd128 => (iters as u64 * 8 * 8 * 2, unsafe { peak_simd128(iters) }),
+        _ => {
+            let mut acc = [0i32; 8];
+            let a = std::hint::black_box(3i32);
+            for _ in 0..iters {
+                for (i, s) in acc.iter_mut().enumerate() {
+                    *s = s.wrapping_add(a * (i as i32 + 1));
+                }
+            }
+            (iters as u64 * 8 * 2, acc.iter().fold(0, |x, y| x ^ y))
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn peak_avx2(iters: usize) -> i32 {
+    use std::arch::x86_64::*;
+    // w changes every round, so the products cannot be hoisted out of the loop.
+    let mut w = _mm256_set1_epi16(std::hint::black_box(3));
+    let one = _mm256_set1_epi16(std::hint::black_box(1));
+    let a = _mm256_set1_epi16(std::hint::black_box(-2));
+    let mut acc = [_mm256_setzero_si256(); 8];
+    for _ in 0..iters {
+        for s in acc.iter_mut() {
+            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(w, a));
+        }
+        w = _mm256_add_epi16(w, one);
+    }
+    let mut sum = acc[0];
+    for s in &acc[1..] {
+        sum = _mm256_xor_si256(sum, *s);
+    }
+    _mm256_extract_epi32::<0>(sum)
+}
+
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+unsafe fn peak_simd128(iters: usize) -> i32 {
+    use core::arch::wasm32::*;
+    // w changes every round, so the products cannot be hoisted out of the loop.
+    let mut w = i16x8_splat(std::hint::black_box(3));
+    let one = i16x8_splat(std::hint::black_box(1));
+    let a = i16x8_splat(std::hint::black_box(-2));
+    let mut acc = [i32x4_splat(0); 8];
+    for _ in 0..iters {
+        for s in acc.iter_mut() {
+            *s = i32x4_add(*s, i32x4_dot_i16x8(w, a));
+        }
+        w = i16x8_add(w, one);
+    }
+    let mut sum = acc[0];
+    for s in &acc[1..] {
+        sum = v128_xor(sum, *s);
+    }
+    i32x4_extract_lane::<0>(sum)
+}

@@ -1,0 +1,188 @@
+//! Throughput of the GEMMs on one shape, next to the arithmetic limit of their
+//! instruction mix on this machine (`make bench`; not a test). The same code
+//! runs natively (`examples/bench_gemm.rs`) and in wasm (`gemmRates`).
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use serde::Serialize;
+
+use super::q8::PackedQ8;
+use super::q8_kernel::{peak_loop, Isa};
+
+/// One measured kernel: `ops_per_s` counts a multiply and an add per product
+/// (2·m·k·n per call; for a peak loop, per instruction lane).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rate {
+    /// `q8-int8` (ours), `q8-blocks` (candle's q8_0 kernel), `f32-gemm`
+    /// (candle's dense gemm), `peak-int8` / `peak-f32` (instruction-mix limits).
+    pub kernel: String,
+    pub isa: String,
+    pub median_s: f64,
+    pub ops_per_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = v.len() / 2;
+    if v.len() % 2 == 1 { v[h] } else { (v[h - 1] + v[h]) / 2.0 }
+}
+
+/// Median seconds per call of `f` over `runs` samples after a warm-up; each
+/// sample repeats `f` for at least a quarter of a second, so that a coarse
+/// clock (CPU time in 10 ms ticks) still resolves it. `now`: seconds.
+fn time(runs: usize, now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
+    let t = now();
+    f();
+    let mut repeats = 1;
+    while now() - t < 0.05 && repeats < 1 << 20 {
+        f();
+        repeats += 1;
+    }
+    let per_call = ((now() - t) / repeats as f64).max(1e-9);
+    let repeats = ((0.25 / per_call).ceil() as usize).clamp(1, 1 << 20);
+    median(
+        (0..runs.max(1))
+            .map(|_| {
+                let t = now();
+                for _ in 0..repeats {
+                    f();
+                }
+                (now() - t) / repeats as f64
+            })
+            .collect(),
+    )
+}
+
+/// A deterministic pseudo-random vector in [-scale, scale).
+fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Measures `[m, k] × [n, k]ᵀ` with every kernel and the peaks.
+pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64) -> candle_core::Result<Vec<Rate>> {
+    let dev = Device::Cpu;
+    let ops = 2.0 * (m * k * n) as f64;
+    let x = Tensor::from_vec(values(1, m * k, 1.0), (m, k), &dev)?;
+    let w = Tensor::from_vec(values(2, n * k, 0.05), (n, k), &dev)?;
+    let q = QTensor::quantize(&w, GgmlDType::Q8_0)?;
+    let packed = PackedQ8::from_blocks(&q.data()?, n, k).map_err(|e| candle_core::Error::Msg(e.0))?;
+    let xv = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut rates = Vec::new();
+    let mut push = |kernel: &str, isa: String, s: f64, ops: f64| {
+        rates.push(Rate { kernel: kernel.into(), isa, median_s: s, ops_per_s: ops / s.max(1e-12) })
+    };
+    let best = Isa::best();
+    let s = time(runs, now, || {
+        std::hint::black_box(packed.matmul_with(&xv, m, best));
+    });
+    push("q8-int8", format!("{best:?}"), s, ops);
+    let qm = QMatMul::from_qtensor(q)?;
+    let s = time(runs, now, || {
+        std::hint::black_box(qm.forward(&x).expect("q8_0 matmul"));
+    });
+    push("q8-blocks", "candle".into(), s, ops);
+    let wt = w.t()?;
+    let s = time(runs, now, || {
+        std::hint::black_box(x.matmul(&wt).expect("f32 matmul"));
+    });
+    push("f32-gemm", "candle".into(), s, ops);
+
+    let iters = 2_000_000;
+    let mut peak_ops = 0;
+    let s = time(runs, now, || {
+        let (o, sum) = peak_loop(best, iters);
+        peak_ops = o;
+        std::hint::black_box(sum);
+    });
+    push("peak-int8", format!("{best:?}"), s, peak_ops as f64);
+    let (lanes, s) = peak_f32(iters, runs, now);
+    push("peak-f32", peak_f32_isa().into(), s, (iters * lanes * 2) as f64);
+    Ok(rates)
+}
+
+fn peak_f32_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return "Avx2Fma";
+    }
+    #[cfg(target_arch = "wasm32")]
+    return "Simd128";
+    #[allow(unreachable_code)]
+    "Scalar"
+}
+
+/// Eight independent multiply-add chains on registers: FMA natively (what
+/// candle's gemm uses there), `f32x4.mul` + `add` in wasm. Returns (multiply-adds
+/// per iteration, median seconds).
+fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if peak_f32_isa() == "Avx2Fma" {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn fma(iters: usize) -> f32 {
+            use std::arch::x86_64::*;
+            let a = _mm256_set1_ps(std::hint::black_box(0.999));
+            let b = _mm256_set1_ps(std::hint::black_box(0.001));
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for _ in 0..iters {
+                for s in acc.iter_mut() {
+                    *s = _mm256_fmadd_ps(*s, a, b);
+                }
+            }
+            let mut sum = acc[0];
+            for s in &acc[1..] {
+                sum = _mm256_add_ps(sum, *s);
+            }
+            _mm256_cvtss_f32(sum)
+        }
+        // SAFETY: AVX2 and FMA are present (checked by peak_f32_isa).
+        return (64, time(runs, now, || {
+            std::hint::black_box(unsafe { fma(iters) });
+        }));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        #[target_feature(enable = "simd128")]
+        unsafe fn madd(iters: usize) -> f32 {
+            use core::arch::wasm32::*;
+            let a = f32x4_splat(std::hint::black_box(0.999));
+            let b = f32x4_splat(std::hint::black_box(0.001));
+            let mut acc = [f32x4_splat(0.0); 8];
+            for _ in 0..iters {
+                for s in acc.iter_mut() {
+                    *s = f32x4_add(f32x4_mul(*s, a), b);
+                }
+            }
+            let mut sum = acc[0];
+            for s in &acc[1..] {
+                sum = f32x4_add(sum, *s);
+            }
+            f32x4_extract_lane::<0>(sum)
+        }
+        // SAFETY: simd128 is a requirement of the wasm build.
+        return (32, time(runs, now, || {
+            std::hint::black_box(unsafe { madd(iters) });
+        }));
+    }
+    #[allow(unreachable_code)]
+    {
+        let mut acc = [0f32; 8];
+        let a = std::hint::black_box(0.999f32);
+        let s = time(runs, now, || {
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = *v * a + 0.001;
+                }
+            }
+            std::hint::black_box(acc);
+        });
+        (8, s)
+    }
+}

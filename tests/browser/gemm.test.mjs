@@ -1,0 +1,49 @@
+// The int8 GEMM for q8_0 weights in wasm (pkg/, the simd128 kernel, under Node):
+// bit for bit equal to the numpy reference of its algorithm
+// (tests/reference/q8_gemm.py → tests/fixtures/q8-gemm/cases.json), which the native
+// kernels also match exactly (tests/gemm.rs): wasm and native give the same bits.
+// Odd shapes: one row, m and n off the 4 × 8 tile, k = 32 · odd. Needs `make wasm`.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { loadKplWasm } from '../../bench/lib.mjs';
+
+const fixture = JSON.parse(readFileSync('tests/fixtures/q8-gemm/cases.json', 'utf8'));
+const bytes = (hex) => new Uint8Array(Buffer.from(hex, 'hex'));
+const f32 = (hex) => { const b = bytes(hex); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+
+/** ggml block_q8_0 bytes from int8 values [n, k] and f16 scales [n, k/32]. */
+function blocks(q, d, n, k) {
+  const kb = k / 32;
+  const out = new Uint8Array(n * kb * 34);
+  for (let row = 0; row < n; row++) {
+    for (let b = 0; b < kb; b++) {
+      const o = (row * kb + b) * 34;
+      out.set(d.subarray((row * kb + b) * 2, (row * kb + b) * 2 + 2), o);
+      out.set(q.subarray(row * k + b * 32, row * k + b * 32 + 32), o + 2);
+    }
+  }
+  return out;
+}
+
+test('q8 GEMM in wasm equals the numpy reference bit for bit', async () => {
+  const { mod } = await loadKplWasm(resolve('pkg'));
+  assert.ok(fixture.cases.length >= 7);
+  for (const c of fixture.cases) {
+    const w = blocks(bytes(c.w_q), bytes(c.w_d), c.n, c.k);
+    const y = mod.q8Gemm(w, c.n, c.k, f32(c.x), c.m);
+    const expected = f32(c.y);
+    assert.equal(y.length, c.m * c.n);
+    const yBits = new Uint32Array(new Float32Array(y).buffer);
+    const eBits = new Uint32Array(new Float32Array(expected).buffer);
+    let differing = 0;
+    for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
+    assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
+  }
+  // A bad shape is an error, not a trap.
+  assert.throws(() => mod.q8Gemm(new Uint8Array(34), 1, 48, new Float32Array(48), 1), /multiple of 32/);
+  assert.throws(() => mod.q8Gemm(new Uint8Array(34), 1, 32, new Float32Array(31), 1), /expected m/);
+});

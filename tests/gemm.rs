@@ -1,0 +1,134 @@
+//! The int8 GEMM for q8_0 weights (`kpl::nn::gemm::q8`): bit for bit against the
+//! numpy reference of its algorithm (tests/reference/q8_gemm.py), every
+//! micro-kernel of this machine against the others, and against candle: its
+//! dense f32 matmul with the dequantised weight (within the activation
+//! quantisation's bound) and its own q8_0 block kernel. Odd shapes: one row,
+//! m and n off the 4 × 8 tile, k = 32 · odd.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
+use kpl::nn::gemm::Isa;
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// ggml `block_q8_0` bytes from int8 values [n, k] and f16 scales [n, k/32].
+fn blocks(q: &[u8], d: &[u8], n: usize, k: usize) -> Vec<u8> {
+    let kb = k / BLOCK;
+    let mut out = Vec::new();
+    for row in 0..n {
+        for b in 0..kb {
+            out.extend_from_slice(&d[(row * kb + b) * 2..(row * kb + b) * 2 + 2]);
+            out.extend_from_slice(&q[row * k + b * BLOCK..row * k + (b + 1) * BLOCK]);
+        }
+    }
+    out
+}
+
+#[test]
+fn q8_gemm_matches_the_numpy_reference_bit_for_bit() {
+    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = json["cases"].as_array().unwrap();
+    assert!(cases.len() >= 7);
+    for c in cases {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let x = f32s(&unhex(c["x"].as_str().unwrap()));
+        let raw = blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k);
+        let expected = f32s(&unhex(c["y"].as_str().unwrap()));
+        let packed = PackedQ8::from_blocks(&raw, n, k).unwrap();
+        assert_eq!(packed.to_blocks(), raw, "[{m}, {k}, {n}]: packing must be lossless");
+        for isa in Isa::available() {
+            let y = packed.matmul_with(&x, m, isa);
+            let same = y.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits());
+            let worst = y.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(same, "[{m}, {k}, {n}] {isa:?}: differs from numpy's reference by up to {worst}");
+        }
+        eprintln!("[{m}, {k}, {n}]: {:?} equal to the reference bit for bit", Isa::available());
+    }
+}
+
+/// A deterministic normal-ish stream with a few outliers (xorshift64*).
+fn stream(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            let mut u = 0f32;
+            for _ in 0..4 {
+                s ^= s >> 12;
+                s ^= s << 25;
+                s ^= s >> 27;
+                u += (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            }
+            let v = (u - 2.0) * 1.7 * scale;
+            if i % 97 == 13 { v * 15.0 } else { v }
+        })
+        .collect()
+}
+
+#[test]
+fn q8_gemm_agrees_with_candle_dense_and_block_kernels() {
+    let dev = Device::Cpu;
+    for &(m, k, n) in &[(1, 32, 1), (1, 768, 19), (3, 96, 5), (5, 160, 13), (6, 224, 40), (11, 800, 9), (197, 96, 12)] {
+        let x = stream(m as u64 * 31 + k as u64, m * k, 1.0);
+        let w = stream(n as u64 * 7 + 3, n * k, 0.02);
+        let wt = Tensor::from_vec(w, (n, k), &dev).unwrap();
+        let qt = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let raw = qt.data().unwrap().into_owned();
+        assert_eq!(raw.len(), n * k / BLOCK * BLOCK_BYTES);
+        let packed = PackedQ8::from_blocks(&raw, n, k).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (m, k), &dev).unwrap();
+        let wdeq = qt.dequantize(&dev).unwrap();
+        let dense = xt.matmul(&wdeq.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+        let blocks = QMatMul::from_qtensor(qt).unwrap().forward(&xt).unwrap().to_vec2::<f32>().unwrap();
+        let wdeq = wdeq.to_vec2::<f32>().unwrap();
+        let reference = packed.matmul_with(&x, m, Isa::Scalar);
+        for isa in Isa::available() {
+            let y = packed.matmul_with(&x, m, isa);
+            assert!(y.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{isa:?} differs from the scalar kernel");
+        }
+        let mut worst = 0f32;
+        for i in 0..m {
+            let row = &x[i * k..(i + 1) * k];
+            // Quantising an activation moves it by at most half a step, d/2 with
+            // d = max|x| / 32767 per 32 values (ours) or / 127 (candle's blocks,
+            // 8-bit): the bounds on |y − dense|, plus f32 rounding.
+            for j in 0..n {
+                let (mut bound16, mut bound8, mut magnitude) = (0f64, 0f64, 0f64);
+                for b in 0..k / BLOCK {
+                    let amax = row[b * BLOCK..(b + 1) * BLOCK].iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                    let wsum: f64 = wdeq[j][b * BLOCK..(b + 1) * BLOCK].iter().map(|v| v.abs() as f64).sum();
+                    bound16 += amax / 32767.0 / 2.0 * wsum;
+                    bound8 += amax / 127.0 / 2.0 * wsum;
+                    magnitude += row[b * BLOCK..(b + 1) * BLOCK].iter().zip(&wdeq[j][b * BLOCK..]).map(|(a, w)| (a * w).abs() as f64).sum::<f64>();
+                }
+                let tol = bound16 * 1.0001 + 1e-6 * magnitude + 1e-7;
+                let got = reference[i * n + j] as f64;
+                let err = (got - dense[i][j] as f64).abs();
+                assert!(err <= tol, "[{m}, {k}, {n}] ({i}, {j}): int8 {got} vs dense {} (bound {tol})", dense[i][j]);
+                // candle's block kernel: 8-bit activations with f16 scales.
+                let err_blocks = (got - blocks[i][j] as f64).abs();
+                let tol8 = tol + bound8 * 1.01;
+                assert!(err_blocks <= tol8, "[{m}, {k}, {n}] ({i}, {j}): int8 {got} vs candle blocks {}", blocks[i][j]);
+                worst = worst.max((err / tol.max(1e-30)) as f32);
+            }
+        }
+        eprintln!("[{m}, {k}, {n}]: |int8 − dense| ≤ {worst:.3} of the quantisation bound");
+    }
+}
+
+#[test]
+fn q8_packing_rejects_bad_shapes() {
+    let raw = vec![0u8; 2 * BLOCK_BYTES];
+    assert!(PackedQ8::from_blocks(&raw, 2, 32).is_ok());
+    assert!(PackedQ8::from_blocks(&raw, 2, 48).is_err(), "k not a multiple of 32");
+    assert!(PackedQ8::from_blocks(&raw, 3, 32).is_err(), "too few bytes");
+    assert!(PackedQ8::from_blocks(&raw, 0, 32).is_err(), "no rows");
+    assert!(PackedQ8::from_blocks(&raw[1..], 2, 32).is_err(), "a truncated block");
+}

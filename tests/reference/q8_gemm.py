@@ -1,0 +1,67 @@
+"""Reference outputs of the int8 GEMM for q8_0 weights (src/nn/gemm/q8.rs), computed
+independently in numpy, for tests/gemm.rs (native) and tests/browser/gemm.test.mjs (wasm).
+
+The algorithm (q8.rs's module doc): activations quantised to int16 per row and 32-value
+block, d = max|x| / 32767 (f32), q = round-half-to-even(x * (1/d)) clamped to +-32767; per block
+the exact integer dot product with the weight's int8 values, then, in f32 and in k order,
+acc = acc + f32(isum) * (d_x * d_w). The kernels must reproduce `y` bit for bit.
+`y_f64` is the product of the unquantised activations with the dequantised weight, in f64.
+
+    python tests/reference/q8_gemm.py   # rewrites tests/fixtures/q8-gemm/cases.json
+"""
+import json
+import pathlib
+
+import numpy as np
+
+OUT = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "q8-gemm" / "cases.json"
+# (m, k, n): 1 row, rows and columns not multiples of the 4 x 8 tile, k = 32 * odd.
+SHAPES = [(1, 32, 1), (2, 64, 3), (4, 96, 8), (5, 160, 13), (7, 288, 17), (9, 32, 9), (3, 416, 24)]
+
+
+def case(rng, m, k, n):
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    # An outlier per row and a zero block, as activations have.
+    x[:, rng.integers(0, k, m)] *= np.float32(20.0)
+    if k >= 64:
+        x[0, 32:64] = 0.0
+    wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    wd = (rng.uniform(0.0, 0.02, (n, k // 32))).astype(np.float16)
+    wd[0, 0] = 0.0
+
+    xb = x.reshape(m, k // 32, 32)
+    amax = np.abs(xb).max(axis=2)
+    d = (amax / np.float32(32767.0)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    q = np.clip(np.rint((xb * inv[:, :, None]).astype(np.float32)), -32767, 32767).astype(np.int64)
+
+    wb = wq.reshape(n, k // 32, 32).astype(np.int64)
+    isum = np.einsum("mbk,nbk->mnb", q, wb)  # exact integers
+    scale = (d[:, None, :] * wd.astype(np.float32)[None, :, :]).astype(np.float32)
+    acc = np.zeros((m, n), np.float32)
+    for b in range(k // 32):
+        # int64 -> float32 rounds to nearest even, like cvtdq2ps and f32x4.convert_i32x4_s.
+        acc = (acc + (isum[:, :, b].astype(np.float32) * scale[:, :, b]).astype(np.float32)).astype(np.float32)
+
+    w64 = wq.astype(np.float64) * np.repeat(wd.astype(np.float64), 32, axis=1)
+    return {
+        "m": m, "k": k, "n": n,
+        "x": x.astype("<f4").tobytes().hex(),
+        "w_q": wq.tobytes().hex(),
+        "w_d": wd.astype("<f2").tobytes().hex(),
+        "y": acc.astype("<f4").tobytes().hex(),
+        "y_f64": (x.astype(np.float64) @ w64.T).astype("<f8").tobytes().hex(),
+    }
+
+
+def main():
+    rng = np.random.default_rng(14)
+    cases = [case(rng, *s) for s in SHAPES]
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"source": "tests/reference/q8_gemm.py", "cases": cases}, indent=1) + "\n")
+    print(f"{OUT}: {len(cases)} cases, {OUT.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
