@@ -68,7 +68,7 @@ impl PackedQ8 {
     /// 34` bytes, row-major). Errors (never panics) when `k` is not a positive
     /// multiple of 32 or the byte count does not match.
     pub fn from_blocks(blocks: &[u8], n: usize, k: usize) -> Result<Self, PackError> {
-        if k == 0 || k % BLOCK != 0 || n == 0 {
+        if k == 0 || !k.is_multiple_of(BLOCK) || n == 0 {
             return Err(PackError(format!("q8_0 weight [{n}, {k}]: rows must be a positive multiple of {BLOCK} long")));
         }
         let kb = k / BLOCK;
