@@ -1,4 +1,4 @@
-//! Reading a Hugging Face CLIP or SigLIP folder (or a `kpl pack` bundle) from disk (native only; the browser
+//! Reading a Hugging Face CLIP or SigLIP folder, an open_clip folder (or a `kpl pack` bundle) from disk (native only; the browser
 //! fetches the same files and hands their bytes to `Pipeline::load`).
 
 use std::path::Path;

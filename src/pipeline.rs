@@ -290,7 +290,11 @@ fn read_tokenizer(model: &Model, bytes: &[u8], name: &str) -> Result<TextTokeniz
             ModelConfig::OpenClip(c) if c.text.kind == TextKind::HfBert => {
                 TextTokenizer::OpenClipHf(OpenClipHfTokenizer::from_json(bytes, name, context, model.vocab_size())?)
             }
-            _ => TextTokenizer::Clip(ClipTokenizer::from_json(bytes, name, context)?),
+            _ => {
+                let tokenizer = ClipTokenizer::from_json(bytes, name, context)?;
+                tokenizer.check_vocabulary(model.vocab_size(), name)?;
+                TextTokenizer::Clip(tokenizer)
+            }
         },
     })
 }

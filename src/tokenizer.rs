@@ -33,6 +33,19 @@ impl ClipTokenizer {
         self.context
     }
 
+    /// Refuses a tokenizer that can emit ids past the model's `vocab_size`
+    /// rows (it belongs to another model); `path` names the file.
+    pub fn check_vocabulary(&self, vocab_size: usize, path: &str) -> Result<()> {
+        let size = self.inner.get_vocab_size(true);
+        if size > vocab_size {
+            return Err(Error::model(
+                path,
+                format!("has {size} tokens but the model's vocabulary has {vocab_size}: it belongs to another model"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Token ids with the start and end tokens and no truncation.
     pub fn encode_full(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self

@@ -1,4 +1,4 @@
-//! `kpl pack`: a Hugging Face CLIP or SigLIP folder → a bundle folder (see the module above).
+//! `kpl pack`: a Hugging Face CLIP or SigLIP folder, or an open_clip folder, → a bundle folder (see the module above).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,7 +13,7 @@ use super::*;
 use crate::classifier::build_knowledge_base;
 use crate::knowledge::base::StorageDtype;
 use crate::knowledge::folder::load_task;
-use crate::models::{clip, siglip};
+use crate::models::{clip, open_clip, siglip, Family};
 use crate::nn::describe_load_error;
 use crate::pipeline::Pipeline;
 
@@ -31,12 +31,13 @@ const LINEAR_SUFFIXES: &[&str] = &[
 const PROJECTIONS: &[&str] = &[clip::names::VISUAL_PROJECTION, clip::names::TEXT_PROJECTION, siglip::names::TEXT_HEAD];
 
 fn is_projection(name: &str) -> bool {
-    name.strip_suffix(".weight").is_some_and(|n| PROJECTIONS.contains(&n))
+    name.strip_suffix(".weight").is_some_and(|n| PROJECTIONS.contains(&n)) || open_clip::names::is_projection(name)
 }
 
 pub fn is_linear_weight(name: &str) -> bool {
     is_projection(name)
         || LINEAR_SUFFIXES.iter().any(|s| name.ends_with(&format!(".{s}")))
+        || open_clip::names::is_linear_weight(name)
 }
 
 /// How one tensor is stored in a pack of this dtype.
@@ -113,8 +114,22 @@ pub fn quantize(t: &Tensor, ty: GgmlDType) -> candle_core::Result<QTensor> {
 
 /// The tensors of one tower: `vision_model.*` (+ CLIP's `visual_projection.weight`)
 /// or `text_model.*` (+ CLIP's `text_projection.weight`), and the logit scale
-/// (and SigLIP's bias) in both.
-pub fn tower_tensor_names(kind: EncoderKind, names: impl IntoIterator<Item = String>) -> Vec<String> {
+/// (and SigLIP's bias) in both; for open_clip, its `visual.*` or text names
+/// ([`open_clip::names`]) and its scalars.
+pub fn tower_tensor_names(kind: EncoderKind, family: Family, names: impl IntoIterator<Item = String>) -> Vec<String> {
+    if family == Family::OpenClip {
+        let in_tower = match kind {
+            EncoderKind::Image => open_clip::names::is_vision,
+            EncoderKind::Text => open_clip::names::is_text,
+        };
+        let mut out: Vec<String> = names
+            .into_iter()
+            .filter(|n| open_clip::names::is_scalar(n) || in_tower(n))
+            .filter(|n| !n.ends_with("position_ids"))
+            .collect();
+        out.sort();
+        return out;
+    }
     let (tower, projection) = match kind {
         EncoderKind::Image => (clip::names::VISION, clip::names::VISUAL_PROJECTION),
         EncoderKind::Text => (clip::names::TEXT, clip::names::TEXT_PROJECTION),
@@ -151,7 +166,7 @@ pub fn write_encoder<W: Write + std::io::Seek>(
     meta: &EncoderMeta,
     tensors: &HashMap<String, Tensor>,
 ) -> candle_core::Result<()> {
-    let names: Vec<String> = tower_tensor_names(kind, tensors.keys().cloned())
+    let names: Vec<String> = tower_tensor_names(kind, meta.family, tensors.keys().cloned())
         .into_iter()
         .filter(|n| tensors[n].dtype().is_float())
         .collect();
@@ -240,32 +255,75 @@ fn utf8(file: &Option<(String, Vec<u8>)>) -> Result<Option<String>> {
     }
 }
 
+/// A model folder's configuration, tensors and JSON files, as `kpl pack` needs them.
+struct SourceFolder {
+    config: ModelConfig,
+    config_name: String,
+    /// What the encoders store: the folder's `config.json`, or open_clip's
+    /// configuration resolved against its tensors (a bundle has no pickle to size it from).
+    config_json: String,
+    weights_name: String,
+    tensors: HashMap<String, Tensor>,
+    tokenizer: Option<(String, Vec<u8>)>,
+    preprocessor: Option<(String, Vec<u8>)>,
+}
+
+fn read_source_folder(model: &Path) -> Result<SourceFolder> {
+    if crate::model_dir::is_open_clip_dir(model) {
+        let files = crate::model_dir::read_open_clip_dir(model)?;
+        let (config_name, config_bytes) = files.config;
+        let (weights_name, weights) = files.weights;
+        let tensors = open_clip::checkpoint::read_tensors(&weights, &weights_name)?;
+        drop(weights);
+        let resolved = crate::pipeline::resolve_open_clip(&config_bytes, &config_name, &weights_name, &tensors, files.text_config.as_ref())?;
+        return Ok(SourceFolder {
+            config_json: resolved.to_resolved_json(),
+            config: ModelConfig::OpenClip(resolved),
+            config_name,
+            weights_name,
+            tensors,
+            tokenizer: files.tokenizer,
+            preprocessor: None,
+        });
+    }
+    let files = crate::model_dir::read_model_dir(model)?;
+    let (config_name, config_bytes) = files.config;
+    let config = ModelConfig::from_json(&config_bytes, &config_name)?;
+    let config_json = String::from_utf8(config_bytes).map_err(|_| Error::model(&config_name, "not UTF-8 text"))?;
+    let (weights_name, weights) = files.weights;
+    let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
+        .map_err(|e| Error::model(&weights_name, format!("not a readable safetensors file ({e})")))?;
+    Ok(SourceFolder {
+        config,
+        config_name,
+        config_json,
+        weights_name,
+        tensors,
+        tokenizer: files.tokenizer,
+        preprocessor: files.preprocessor,
+    })
+}
+
 /// Packs the Hugging Face CLIP folder `model` into the bundle folder `out`
 /// (created if needed); `progress` receives one line per step.
 pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress: &mut dyn FnMut(&str)) -> Result<Manifest> {
     if is_bundle_dir(model) {
         return Err(Error::model(
             model.display(),
-            "is already a bundle; kpl pack takes a Hugging Face CLIP or SigLIP folder (config.json, model.safetensors)",
+            "is already a bundle; kpl pack takes a Hugging Face CLIP or SigLIP folder (config.json, model.safetensors) or an open_clip folder (open_clip_config.json)",
         ));
     }
-    let files = crate::model_dir::read_model_dir(model)?;
-    let (config_name, config_bytes) = &files.config;
-    let config = ModelConfig::from_json(config_bytes, config_name)?;
-    let config_json = String::from_utf8(config_bytes.clone()).map_err(|_| Error::model(config_name, "not UTF-8 text"))?;
-    let (weights_name, weights) = files.weights;
-    let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
-        .map_err(|e| Error::model(&weights_name, format!("not a readable safetensors file ({e})")))?;
-    drop(weights);
+    let SourceFolder { config, config_name, config_json, weights_name, tensors, tokenizer, preprocessor } =
+        read_source_folder(model)?;
     // The full-precision model: its fingerprint goes into the bundle (so bases
     // built with it stay valid) and it embeds the knowledge descriptions.
     let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
     let source = Model::load(&config, vb).map_err(|e| Error::model(&weights_name, describe_load_error(&e)))?;
     let fingerprint = source.fingerprint()?;
-    let pipeline = Pipeline::assemble(source, config_name, files.tokenizer.clone(), files.preprocessor.clone())?;
+    let pipeline = Pipeline::assemble(source, &config_name, tokenizer.clone(), preprocessor.clone())?;
 
-    let preprocessor_json = utf8(&files.preprocessor)?;
-    let tokenizer_json = utf8(&files.tokenizer)?;
+    let preprocessor_json = utf8(&preprocessor)?;
+    let tokenizer_json = utf8(&tokenizer)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))?;
     // A folder with a manifest is complete: remove an old one first so an
     // interrupted pack never looks finished.

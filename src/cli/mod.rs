@@ -28,7 +28,9 @@ use kpl::{Pipeline, Error};
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// A Hugging Face CLIP or SigLIP folder (config.json, model.safetensors, tokenizer.json,
-    /// preprocessor_config.json), or a bundle folder made by `kpl pack`.
+    /// preprocessor_config.json), an open_clip folder (open_clip_config.json,
+    /// open_clip_model.safetensors or open_clip_pytorch_model.bin, tokenizer.json),
+    /// or a bundle folder made by `kpl pack`.
     /// Defaults to $KPL_MODEL.
     #[arg(long, env = "KPL_MODEL")]
     pub model: PathBuf,

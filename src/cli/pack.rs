@@ -33,7 +33,8 @@ impl From<PackDtypeArg> for PackDtype {
 #[derive(Debug, Args)]
 pub struct PackArgs {
     /// A Hugging Face CLIP or SigLIP folder (config.json, model.safetensors, tokenizer.json,
-    /// preprocessor_config.json). Defaults to $KPL_MODEL.
+    /// preprocessor_config.json) or an open_clip folder (open_clip_config.json, its
+    /// weights, tokenizer.json). Defaults to $KPL_MODEL.
     #[arg(long, env = "KPL_MODEL")]
     pub model: PathBuf,
     /// Precision of the linear layers (embeddings, norms and biases stay f16/f32).
