@@ -112,6 +112,10 @@ pub struct FitReport {
     pub final_lr: f64,
     /// Frobenius norm of the last gradient.
     pub grad_norm: f64,
+    /// Iterations run; fewer than `iters_proxy` when the iterates reached a fixed point
+    /// (the result is then the same bits as running them all, see
+    /// [`proxy::fit_proxies`]).
+    pub iterations: usize,
 }
 
 /// The result of one method on a set of images.
@@ -332,6 +336,7 @@ impl<'a> Prepared<'a> {
                     halvings: f.halvings,
                     final_lr: f.final_lr,
                     grad_norm: f.grad_norm,
+                    iterations: f.iterations,
                 };
                 (f.weights, Some(report))
             }

@@ -18,6 +18,9 @@ pub struct ProxyFit {
     pub final_lr: f64,
     /// Frobenius norm of the last gradient.
     pub grad_norm: f64,
+    /// Iterations run: `params.iters_proxy`, or fewer when the iterates reached a fixed
+    /// point (see [`fit_proxies`]); the result is the same either way.
+    pub iterations: usize,
 }
 
 /// Makes every row of `labels` (n×C) whose maximum exceeds `alpha` one-hot at its first
@@ -51,6 +54,13 @@ pub fn harden(labels: &mut [f64], classes: usize, alpha: f64) -> usize {
 /// Both products are fused into one pass over X: for each panel of images, their C
 /// scores, softmaxes and gradient contributions are computed while the panel is in
 /// cache, so the largest input is streamed from memory once per iteration, not twice.
+///
+/// The loop stops early, with the same bits, when an iteration leaves W exactly as it
+/// was: the next one then sees the same W, hence the same gradient and the same norm
+/// (no halving), the same step and again the same W, so every remaining iteration would
+/// reproduce it. After the greedy transport (pseudo-labels of order 1/n, a weak pull)
+/// this happens within a few hundred of the 2000 iterations, once the halvings have
+/// made the step smaller than the last bit of W.
 pub fn fit_proxies(
     images: &Matrix,
     w_init: &[f64],
@@ -63,11 +73,11 @@ pub fn fit_proxies(
     match params.precision {
         Precision::F64 => {
             let w: Vec<f64> = w_init.to_vec();
-            fit_loop::<f64>(images, w, &p, c, params, hardened_rows)
+            fit_loop::<f64>(images, w, &p, c, params, hardened_rows, true)
         }
         Precision::F32 => {
             let w: Vec<f32> = w_init.iter().map(|&v| v as f32).collect();
-            fit_loop::<f32>(images, w, &p, c, params, hardened_rows)
+            fit_loop::<f32>(images, w, &p, c, params, hardened_rows, true)
         }
     }
 }
@@ -79,6 +89,7 @@ fn fit_loop<R: Real>(
     c: usize,
     params: &KplParams,
     hardened_rows: usize,
+    stop_when_stationary: bool,
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
     let mut ws = Workspace {
@@ -93,7 +104,10 @@ fn fit_loop<R: Real>(
     let mut prev = f64::INFINITY;
     let mut halvings = 0;
     let mut grad_norm = 0.0;
+    let mut before = w.clone();
+    let mut iterations = 0;
     for _ in 0..params.iters_proxy {
+        iterations += 1;
         dispatch::gradient_pass(images, &w, p, params.tau_i, &mut ws, &mut g);
         grad_norm = g
             .iter()
@@ -119,6 +133,10 @@ fn fit_loop<R: Real>(
                 *a = R::from_f64(a.to_f64() / norm);
             }
         }
+        if stop_when_stationary && same_bits(&w, &before) {
+            break;
+        }
+        before.copy_from_slice(&w);
     }
     ProxyFit {
         weights: w.iter().map(|v| v.to_f64()).collect(),
@@ -126,7 +144,15 @@ fn fit_loop<R: Real>(
         halvings,
         final_lr: lr,
         grad_norm,
+        iterations,
     }
+}
+
+/// Bitwise equality (`==` would take -0.0 for 0.0, which a later step can tell apart).
+fn same_bits<R: Real>(a: &[R], b: &[R]) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits())
 }
 
 /// Images per panel. A panel (PANEL × d values) is read once per iteration for the
@@ -255,14 +281,20 @@ fn gradient_of_panel<R: Real>(
 }
 
 /// Where the gradient pass runs. The default build has one portable version. With the
-/// optional `simd-dispatch` feature on x86_64, the same source is also compiled for
-/// AVX2 and AVX-512 and picked at run time. That cannot change a result: the kernels'
-/// arithmetic is element-wise with a fixed order, so vector width only changes how
-/// many elements go per instruction, and Rust never fuses a multiply and an add.
+/// optional `simd-dispatch` feature, the same source is also compiled for wider vector
+/// instructions: on x86_64 for AVX2 and AVX-512, picked at run time; on wasm32 for
+/// simd128 (wasm has no run-time detection: the module then needs an engine with
+/// SIMD, as every current browser has; the encoders' kernels need it too). That cannot
+/// change a result: the kernels' arithmetic is element-wise with a fixed order, so
+/// vector width only changes how many elements go per instruction, and Rust never
+/// fuses a multiply and an add.
 mod dispatch {
     use super::*;
 
-    #[cfg(not(all(feature = "simd-dispatch", target_arch = "x86_64")))]
+    #[cfg(not(all(
+        feature = "simd-dispatch",
+        any(target_arch = "x86_64", target_arch = "wasm32")
+    )))]
     pub(super) fn gradient_pass<R: Real>(
         images: &Matrix,
         w: &[R],
@@ -297,6 +329,32 @@ mod dispatch {
     #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
     #[target_feature(enable = "avx2")]
     unsafe fn avx2<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
+        super::gradient_pass(images, w, p, tau, ws, g)
+    }
+
+    #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
+    pub(super) fn gradient_pass<R: Real>(
+        images: &Matrix,
+        w: &[R],
+        p: &[f64],
+        tau: f64,
+        ws: &mut Workspace<R>,
+        g: &mut [R],
+    ) {
+        // SAFETY: a module with simd128 code only instantiates on an engine that has it.
+        unsafe { simd128(images, w, p, tau, ws, g) }
+    }
+
+    #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
+    #[target_feature(enable = "simd128")]
+    unsafe fn simd128<R: Real>(
         images: &Matrix,
         w: &[R],
         p: &[f64],
@@ -393,6 +451,56 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         assert!(diff < 1e-4, "f32 max diff {diff}");
+    }
+
+    /// Unit rows of X and W, and pseudo-labels of order 1/n as the greedy transport
+    /// leaves them (the weak pull under which the iterates settle early).
+    fn settling_case(n: usize, d: usize, c: usize) -> (Matrix, Vec<f64>, Vec<f64>) {
+        let (images, w, p) = data(n, d, c);
+        let rows = images.iter_rows().map(|x| {
+            let norm = x.iter().map(|&v| (v * v) as f64).sum::<f64>().sqrt();
+            x.iter().map(move |&v| (v as f64 / norm) as f32)
+        });
+        let x: Vec<f32> = rows.flatten().collect();
+        let mut w = w;
+        for r in w.chunks_exact_mut(d) {
+            let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
+            r.iter_mut().for_each(|v| *v /= norm);
+        }
+        let p = p.iter().map(|v| v / (n as f64 * 0.5 * c as f64)).collect();
+        (Matrix::new(n, d, x).unwrap(), w, p)
+    }
+
+    #[test]
+    fn stopping_at_a_fixed_point_gives_the_bits_of_the_full_run() {
+        let params = KplParams {
+            iters_proxy: 800,
+            ..KplParams::default()
+        };
+        for (n, d, c) in [(PANEL + 9, 48, 3), (40, 33, 5)] {
+            let (images, w, p) = settling_case(n, d, c);
+            let run = |precision: Precision, stop: bool| match precision {
+                Precision::F64 => fit_loop::<f64>(&images, w.clone(), &p, c, &params, 0, stop),
+                Precision::F32 => {
+                    let w32 = w.iter().map(|&v| v as f32).collect();
+                    fit_loop::<f32>(&images, w32, &p, c, &params, 0, stop)
+                }
+            };
+            for precision in [Precision::F64, Precision::F32] {
+                let early = run(precision, true);
+                let full = run(precision, false);
+                assert!(
+                    early.iterations < params.iters_proxy,
+                    "{n}x{d}x{c} {precision:?}: never reached a fixed point"
+                );
+                assert_eq!(full.iterations, params.iters_proxy);
+                assert_eq!(
+                    ProxyFit { iterations: 0, ..early },
+                    ProxyFit { iterations: 0, ..full },
+                    "{n}x{d}x{c} {precision:?}"
+                );
+            }
+        }
     }
 
     #[test]
