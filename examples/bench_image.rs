@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kpl::backend::{select_backend, Backend};
+use kpl::engine::Backend;
 use kpl::models::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
 use kpl::Pipeline;
 
@@ -168,7 +168,7 @@ fn run(args: &Args) -> Result<(), String> {
     let (engine, adapter) = if backend == Backend::Cpu {
         ("kpl-native", None)
     } else {
-        let choice = select_backend(&mut pipeline, backend);
+        let choice = pipeline.select_backend(backend);
         eprintln!("# backend: {}", choice.note);
         if choice.backend != Backend::WebGpu {
             return Err(choice.note);

@@ -2,9 +2,9 @@
 //! exact preprocessing and tokenisation, and the Knowledge Proxy Learning method
 //! (in the `kpl-core` crate), shared by the native CLI and the wasm bindings.
 
-pub mod backend;
 pub mod bundle;
 pub mod classifier;
+pub mod engine;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
@@ -23,6 +23,8 @@ pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_files;
 /// The static site of `kpl site`: its header table and server configurations.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod site;

@@ -1,83 +1,12 @@
-//! Reading a Hugging Face CLIP or SigLIP folder, an open_clip folder (or a `kpl pack` bundle) from disk (native only; the browser
-//! fetches the same files and hands their bytes to `Pipeline::load`).
+//! Loading a model folder from disk, whichever it is: a Hugging Face CLIP or
+//! SigLIP folder, an open_clip folder ([`crate::model_files`]) or a `kpl pack` bundle (native only;
+//! the browser fetches the same files and hands their bytes to `Pipeline::load`).
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
-
-/// The file that makes a folder an open_clip checkpoint.
-pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
-/// open_clip's weight files, in the order open_clip itself prefers them
-/// (`factory._find_checkpoint_in_dir`).
-pub const OPEN_CLIP_WEIGHTS: [&str; 4] = [
-    "open_clip_model.safetensors",
-    "open_clip_pytorch_model.safetensors",
-    "open_clip_pytorch_model.bin",
-    "open_clip_pytorch_model.pth",
-];
-
-fn read_required(dir: &Path, name: &str) -> Result<(String, Vec<u8>)> {
-    let path = dir.join(name);
-    let shown = path.display().to_string();
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok((shown, bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(Error::model(shown, "missing: a model folder needs config.json and model.safetensors"))
-        }
-        Err(e) => Err(Error::io(shown, e)),
-    }
-}
-
-fn read_optional(dir: &Path, name: &str) -> Result<Option<(String, Vec<u8>)>> {
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some((path.display().to_string(), bytes))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path.display(), e)),
-    }
-}
-
-/// Reads the files of a model folder (`config.json`, `model.safetensors`,
-/// `tokenizer.json`, `preprocessor_config.json`).
-pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
-    if !dir.is_dir() {
-        return Err(Error::model(dir.display(), "not a folder (expected a CLIP or SigLIP model folder)"));
-    }
-    Ok(ModelFiles {
-        config: read_required(dir, "config.json")?,
-        weights: read_required(dir, "model.safetensors")?,
-        tokenizer: read_optional(dir, "tokenizer.json")?,
-        preprocessor: read_optional(dir, "preprocessor_config.json")?,
-    })
-}
-
-/// Whether the folder is an open_clip checkpoint (it has `open_clip_config.json`).
-pub fn is_open_clip_dir(dir: &Path) -> bool {
-    dir.join(OPEN_CLIP_CONFIG).is_file()
-}
-
-/// Reads an open_clip folder: `open_clip_config.json`, the first weight file
-/// of [`OPEN_CLIP_WEIGHTS`] present, `tokenizer.json` and a BERT `config.json` when present.
-pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
-    let config = read_required(dir, OPEN_CLIP_CONFIG)?;
-    let mut weights = None;
-    for name in OPEN_CLIP_WEIGHTS {
-        if let Some(found) = read_optional(dir, name)? {
-            weights = Some(found);
-            break;
-        }
-    }
-    let weights = weights.ok_or_else(|| {
-        Error::model(dir.display(), format!("has {OPEN_CLIP_CONFIG} but no weights (one of {})", OPEN_CLIP_WEIGHTS.join(", ")))
-    })?;
-    Ok(OpenClipFiles {
-        config,
-        weights,
-        tokenizer: read_optional(dir, "tokenizer.json")?,
-        text_config: read_optional(dir, "config.json")?,
-    })
-}
+use crate::error::Result;
+use crate::model_files::{is_open_clip_dir, read_model_dir, read_open_clip_dir};
+use crate::pipeline::Pipeline;
 
 /// Loads a Hugging Face CLIP or SigLIP folder, an open_clip folder, or a bundle folder made by `kpl pack`
 /// (recognised by its `manifest.json`; every file is checked against it).

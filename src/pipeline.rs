@@ -42,9 +42,9 @@ pub struct Pipeline {
     /// The window greyscale DICOM images are rendered with (default: the README's rule).
     pub voi: VoiChoice,
     tokenizer_missing: String,
-    /// The GPU engine, when `backend::select_backend` attached one.
+    /// The GPU engine, when [`Self::select_backend`] attached one.
     #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-    pub accelerator: crate::backend::Accelerator,
+    pub accelerator: crate::engine::Accelerator,
 }
 
 impl Pipeline {
@@ -131,6 +131,14 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Attaches the GPU engine when `requested` calls for it and it agrees with
+    /// the CPU on the probe image ([`crate::engine::select_backend`]); otherwise
+    /// the CPU stays in charge, with the reason in the returned note.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    pub fn select_backend(&mut self, requested: crate::engine::Backend) -> crate::engine::BackendChoice {
+        crate::engine::select_backend(&self.model, &self.accelerator, requested)
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.model.config
     }
@@ -201,17 +209,7 @@ impl Pipeline {
         if let Some(rows) = self.accelerator.image_rows(batch, normalize) {
             return Ok(rows);
         }
-        let size = self.model.image_size();
-        let mut flat = Vec::with_capacity(batch.len() * 3 * size * size);
-        for p in batch {
-            flat.extend_from_slice(&p.data);
-        }
-        let pixels = Tensor::from_vec(flat, (batch.len(), 3, size, size), &Device::Cpu)?;
-        let mut features = self.model.image_features(&pixels)?;
-        if normalize {
-            features = l2_normalize(&features)?;
-        }
-        Ok(features.to_vec2::<f32>()?)
+        crate::engine::cpu::image_rows(&self.model, batch, normalize)
     }
 
     /// The L2-normalised embedding of one image file.

@@ -139,7 +139,7 @@ fn full_size_random_vit_b16_matches_the_cpu() {
 
 #[test]
 fn select_backend_checks_the_gpu_and_falls_back_to_the_cpu_when_it_is_lost() {
-    use kpl::backend::{select_backend, Backend};
+    use kpl::engine::Backend;
     let mut pipeline = load_model_dir(&fixtures().join(MODELS[0])).unwrap();
     if gpu_for(&pipeline.model).is_none() {
         return;
@@ -149,7 +149,7 @@ fn select_backend_checks_the_gpu_and_falls_back_to_the_cpu_when_it_is_lost() {
     let text_cpu = pipeline.embed_text("a photo of a lung").unwrap();
 
     // Asked for: the GPU runs after agreeing with the CPU on the probe image.
-    let choice = select_backend(&mut pipeline, Backend::WebGpu);
+    let choice = pipeline.select_backend(Backend::WebGpu);
     eprintln!("webgpu: {}", choice.note);
     assert_eq!(choice.backend, Backend::WebGpu, "{}", choice.note);
     assert!(pipeline.accelerator.is_active());
@@ -169,13 +169,13 @@ fn select_backend_checks_the_gpu_and_falls_back_to_the_cpu_when_it_is_lost() {
     assert!(notes.len() == 1 && notes[0].starts_with("GPU: ") && notes[0].ends_with("continuing on the CPU"), "{notes:?}");
 
     // Auto never spends a probe on a software adapter: it runs on this same CPU.
-    let choice = select_backend(&mut pipeline, Backend::Auto);
+    let choice = pipeline.select_backend(Backend::Auto);
     eprintln!("auto: {}", choice.note);
     if pollster::block_on(GpuClip::new(&pipeline.model)).unwrap().adapter().software {
         assert_eq!(choice.backend, Backend::Cpu);
         assert!(choice.note.contains("software"), "{}", choice.note);
     }
-    assert_eq!(select_backend(&mut pipeline, Backend::Cpu).backend, Backend::Cpu);
+    assert_eq!(pipeline.select_backend(Backend::Cpu).backend, Backend::Cpu);
     assert!(!pipeline.accelerator.is_active());
 }
 

@@ -269,8 +269,8 @@ struct SourceFolder {
 }
 
 fn read_source_folder(model: &Path) -> Result<SourceFolder> {
-    if crate::model_dir::is_open_clip_dir(model) {
-        let files = crate::model_dir::read_open_clip_dir(model)?;
+    if crate::model_files::is_open_clip_dir(model) {
+        let files = crate::model_files::read_open_clip_dir(model)?;
         let (config_name, config_bytes) = files.config;
         let (weights_name, weights) = files.weights;
         let tensors = open_clip::checkpoint::read_tensors(&weights, &weights_name)?;
@@ -286,7 +286,7 @@ fn read_source_folder(model: &Path) -> Result<SourceFolder> {
             preprocessor: None,
         });
     }
-    let files = crate::model_dir::read_model_dir(model)?;
+    let files = crate::model_files::read_model_dir(model)?;
     let (config_name, config_bytes) = files.config;
     let config = ModelConfig::from_json(&config_bytes, &config_name)?;
     let config_json = String::from_utf8(config_bytes).map_err(|_| Error::model(&config_name, "not UTF-8 text"))?;

@@ -44,7 +44,7 @@ pub struct ModelArgs {
     /// or auto (the faster of the two on that probe; software GPU adapters are
     /// not tried). Any GPU failure falls back to the CPU with a note on stderr.
     #[arg(long, env = "KPL_BACKEND", default_value = "cpu")]
-    pub backend: kpl::backend::Backend,
+    pub backend: kpl::engine::Backend,
     #[command(flatten)]
     pub voi: VoiArgs,
 }
@@ -115,7 +115,7 @@ impl ModelArgs {
         let mut pipeline = load_model_dir(&self.model)?;
         pipeline.limits.max_pixels = (self.max_megapixels * 1e6).max(1.0) as u64;
         pipeline.voi = self.voi.choice();
-        let choice = kpl::backend::select_backend(&mut pipeline, self.backend);
+        let choice = pipeline.select_backend(self.backend);
         if !choice.note.is_empty() {
             eprintln!("kpl: backend: {}", choice.note);
         }

@@ -26,8 +26,8 @@ pub fn probe_cosine(on_cpu: &[f32], on_gpu: &[f32]) -> f32 {
 }
 
 /// Whether the GPU agrees with the CPU closely enough to be used
-/// (`backend::MIN_PROBE_COSINE`, the native rule).
+/// (`engine::MIN_PROBE_COSINE`, the native rule).
 #[wasm_bindgen(js_name = probeAccepts)]
 pub fn probe_accepts(cosine: f32) -> bool {
-    cosine >= crate::backend::MIN_PROBE_COSINE
+    cosine >= crate::engine::MIN_PROBE_COSINE
 }
