@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use kpl::models::Family;
@@ -16,24 +16,9 @@ use serde_json::Value;
 /// The open_clip fixtures (`make_open_clip_fixtures.py`).
 const OPEN_CLIP_MODELS: [&str; 1] = ["tiny-open-clip-vit"];
 
-fn kpl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kpl")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn stdout_json(out: &Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kpl-open-clip-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn model(name: &str) -> String {
@@ -48,13 +33,9 @@ fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("open_clip_reference.json")).unwrap()).unwrap()
 }
 
-fn floats_of(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
 /// A copy of a fixture folder to break.
 fn copy_model(name: &str, tag: &str) -> PathBuf {
-    let dir = temp_dir(tag);
+    let dir = temp_dir(&format!("open-clip-{tag}"));
     for entry in std::fs::read_dir(fixtures().join(name)).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
@@ -69,14 +50,14 @@ fn embed_and_classify_match_open_clip() {
         let r = &reference["models"][name];
         let image_ref = r["images"].as_array().unwrap().iter().find(|i| i["file"] == "images/rgb_97x61.png").unwrap();
         let json = stdout_json(&kpl(&["embed-image", "--model", &model(name), &image("rgb_97x61.png")]));
-        let ours = floats_of(&json["embeddings"][0]["embedding"]);
-        let cos = cosine(&ours, &floats_of(&image_ref["embedding"]));
+        let ours = floats(&json["embeddings"][0]["embedding"]);
+        let cos = cosine(&ours, &floats(&image_ref["embedding"]));
         assert!(cos >= 0.9999, "{name}: embed-image cosine {cos}");
 
         let text_ref = &r["texts"][0];
         let json = stdout_json(&kpl(&["embed-text", "--model", &model(name), text_ref["text"].as_str().unwrap()]));
-        let ours = floats_of(&json["embeddings"][0]["embedding"]);
-        let cos = cosine(&ours, &floats_of(&text_ref["embedding"]));
+        let ours = floats(&json["embeddings"][0]["embedding"]);
+        let cos = cosine(&ours, &floats(&text_ref["embedding"]));
         assert!(cos >= 0.9999, "{name}: embed-text cosine {cos}");
 
         // Zero-shot: open_clip's softmax over exp(logit_scale)·cos, its prompts.
@@ -109,7 +90,7 @@ fn embed_and_classify_match_open_clip() {
 #[test]
 fn knowledge_bases_fit_eval_and_bundles() {
     for name in OPEN_CLIP_MODELS {
-        let dir = temp_dir(&format!("kb-{name}"));
+        let dir = temp_dir(&format!("open-clip-kb-{name}"));
         let kb = dir.join("pneumonia.kplkb").display().to_string();
         let out = kpl(&["build-kb", "--model", &model(name), "knowledge/chest-xray-pneumonia", "-o", &kb]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
@@ -231,7 +212,7 @@ fn a_vocabulary_larger_than_the_embedding_table_is_an_error_naming_the_tokenizer
 
 #[test]
 fn a_bundle_stores_the_resolved_configuration() {
-    let dir = temp_dir("resolved");
+    let dir = temp_dir("open-clip-resolved");
     let out = kpl(&["pack", "--model", &model("tiny-open-clip-vit"), "--dtype", "q8", "-o", &dir.display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let file = kpl::bundle::EncoderFile::read(&mut std::fs::File::open(dir.join("image_encoder.gguf")).unwrap(), "image_encoder.gguf").unwrap();

@@ -111,3 +111,25 @@ pub fn image_tower_model(config: &ModelConfig, tensors: &HashMap<String, Tensor>
     let vb = VarBuilder::from_tensors(tensors.clone(), candle_core::DType::F32, &Device::Cpu);
     Model::load_towers(config, &kpl::nn::weights::Weights::dense(vb), Towers::VISION).unwrap()
 }
+
+/// Runs the `kpl` binary from the repository root (`CARGO_BIN_EXE_kpl` is set
+/// for integration tests of a crate with that binary).
+pub fn kpl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kpl"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the kpl binary runs")
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh folder under the system's temporary directory, unique to this test process.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kpl-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    dir
+}

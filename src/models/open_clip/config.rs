@@ -467,6 +467,21 @@ fn check_image_size(cfg: &Section, from_tensors: usize) -> Result<(), String> {
     }
 }
 
+/// open_clip's `CustomResidualAttentionBlock` options and layer/activation
+/// overrides (both of its own towers have them), each at the value meaning "off".
+fn custom_block_off() -> [(&'static str, Value); 8] {
+    [
+        ("qk_norm", Value::Bool(false)),
+        ("scaled_cosine_attn", Value::Bool(false)),
+        ("scale_heads", Value::Bool(false)),
+        ("scale_attn_inner", Value::Bool(false)),
+        ("scale_attn", Value::Bool(false)),
+        ("scale_fc", Value::Bool(false)),
+        ("act_kwargs", Value::Null),
+        ("norm_kwargs", Value::Null),
+    ]
+}
+
 /// open_clip's own `VisionTransformer`.
 fn resolve_open_clip_vit(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, quick_gelu: bool) -> Result<VisionArch, String> {
     use super::names::vit as n;
@@ -479,15 +494,8 @@ fn resolve_open_clip_vit(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, q
         ("pos_embed_type", Value::from("learnable")),
         ("final_ln_after_pool", Value::Bool(false)),
         ("pool_type", Value::from("tok")),
-        ("qk_norm", Value::Bool(false)),
-        ("scaled_cosine_attn", Value::Bool(false)),
-        ("scale_heads", Value::Bool(false)),
-        ("scale_attn_inner", Value::Bool(false)),
-        ("scale_attn", Value::Bool(false)),
-        ("scale_fc", Value::Bool(false)),
-        ("act_kwargs", Value::Null),
-        ("norm_kwargs", Value::Null),
     ])?;
+    cfg.refuse(&custom_block_off())?;
     let conv = shape_of(shapes, n::CONV1_WEIGHT, 4)?;
     let (width, patch_size) = (conv[0], conv[2]);
     if conv[1] != 3 || conv[2] != conv[3] {
@@ -605,15 +613,8 @@ fn resolve_open_clip_text(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, 
         ("no_causal_mask", Value::Bool(false)),
         ("final_ln_after_pool", Value::Bool(false)),
         ("proj_type", Value::from("linear")),
-        ("qk_norm", Value::Bool(false)),
-        ("scaled_cosine_attn", Value::Bool(false)),
-        ("scale_heads", Value::Bool(false)),
-        ("scale_attn_inner", Value::Bool(false)),
-        ("scale_attn", Value::Bool(false)),
-        ("scale_fc", Value::Bool(false)),
-        ("act_kwargs", Value::Null),
-        ("norm_kwargs", Value::Null),
     ])?;
+    cfg.refuse(&custom_block_off())?;
     if !cfg.str_or("hf_tokenizer_name", "")?.is_empty() || !cfg.str_or("tokenizer_mode", "")?.is_empty() {
         return Err("model_cfg.text_cfg: a Hugging Face tokenizer with open_clip's own text transformer is not implemented (its CLIP BPE tokenizer is)".into());
     }
