@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::pipeline::{ModelFiles, OpenClipFiles};
+use crate::tokenizer::TokenizerFiles;
 
 /// The file that makes a folder an open_clip checkpoint.
 pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
@@ -41,8 +42,21 @@ fn read_optional(dir: &Path, name: &str) -> Result<Option<(String, Vec<u8>)>> {
     }
 }
 
-/// Reads the files of a model folder (`config.json`, `model.safetensors`,
-/// `tokenizer.json`, `preprocessor_config.json`).
+/// The folder's tokenizer as the repository ships it: `tokenizer.json` when
+/// present, else `spiece.model` with `tokenizer_config.json` (as transformers'
+/// `AutoTokenizer` prefers the fast file).
+pub fn read_tokenizer_files(dir: &Path) -> Result<Option<TokenizerFiles>> {
+    if let Some(json) = read_optional(dir, "tokenizer.json")? {
+        return Ok(Some(TokenizerFiles::Json(json)));
+    }
+    Ok(match read_optional(dir, "spiece.model")? {
+        Some(model) => Some(TokenizerFiles::SentencePiece { model, config: read_optional(dir, "tokenizer_config.json")? }),
+        None => None,
+    })
+}
+
+/// Reads the files of a model folder (`config.json`, `model.safetensors`, the
+/// tokenizer ([`read_tokenizer_files`]), `preprocessor_config.json`).
 pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     if !dir.is_dir() {
         return Err(Error::model(dir.display(), "not a folder (expected a CLIP or SigLIP model folder)"));
@@ -50,7 +64,7 @@ pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     Ok(ModelFiles {
         config: read_required(dir, "config.json")?,
         weights: read_required(dir, "model.safetensors")?,
-        tokenizer: read_optional(dir, "tokenizer.json")?,
+        tokenizer: read_tokenizer_files(dir)?,
         preprocessor: read_optional(dir, "preprocessor_config.json")?,
     })
 }

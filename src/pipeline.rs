@@ -12,13 +12,13 @@ use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::models::open_clip::config::{BertConfigJson, TextKind};
 use crate::models::open_clip::OpenClipConfig;
-use crate::tokenizer::{ClipTokenizer, OpenClipHfTokenizer, SiglipTokenizer, TextTokenizer};
+use crate::tokenizer::{ClipTokenizer, OpenClipHfTokenizer, TextTokenizer, TokenizerFiles};
 
 /// A model folder's files as bytes, each with the name used in error messages.
 pub struct ModelFiles {
     pub config: (String, Vec<u8>),
     pub weights: (String, Vec<u8>),
-    pub tokenizer: Option<(String, Vec<u8>)>,
+    pub tokenizer: Option<TokenizerFiles>,
     pub preprocessor: Option<(String, Vec<u8>)>,
 }
 
@@ -68,7 +68,7 @@ impl Pipeline {
         let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
         let model = Model::load(&ModelConfig::OpenClip(config), vb)
             .map_err(|e| Error::model(&weights_name, crate::nn::describe_load_error(&e)))?;
-        Self::assemble(model, config_name, files.tokenizer, None)
+        Self::assemble(model, config_name, files.tokenizer.map(TokenizerFiles::Json), None)
     }
 
     /// A pipeline around a loaded model, with its tokenizer and preprocessing
@@ -77,7 +77,7 @@ impl Pipeline {
     pub fn assemble(
         model: Model,
         model_name: &str,
-        tokenizer: Option<(String, Vec<u8>)>,
+        tokenizer: Option<TokenizerFiles>,
         preprocessor: Option<(String, Vec<u8>)>,
     ) -> Result<Self> {
         let image_size = model.image_size();
@@ -97,17 +97,16 @@ impl Pipeline {
                 ));
             }
         }
-        let tokenizer = match &tokenizer {
-            Some((name, bytes)) => Some(read_tokenizer(&model, bytes, name)?),
-            None => None,
-        };
+        let tokenizer = tokenizer.as_ref().map(|files| read_tokenizer(&model, files)).transpose()?;
         Ok(Self {
             model,
             tokenizer,
             preprocessing,
             limits: DecodeLimits::default(),
             voi: VoiChoice::Default,
-            tokenizer_missing: format!("{model_name}: the model has no tokenizer.json, so it cannot embed text"),
+            tokenizer_missing: format!(
+                "{model_name}: the model has no tokenizer (tokenizer.json or spiece.model), so it cannot embed text"
+            ),
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             accelerator: Default::default(),
         })
@@ -115,7 +114,7 @@ impl Pipeline {
 
     /// Adds the text tower (and its tokenizer) of the same model to a pipeline
     /// loaded without it: a bundle's text encoder, fetched when first needed.
-    pub fn attach_text(&mut self, text: Model, tokenizer: Option<(String, Vec<u8>)>, name: &str) -> Result<()> {
+    pub fn attach_text(&mut self, text: Model, tokenizer: Option<TokenizerFiles>, name: &str) -> Result<()> {
         let mine = self.model.fingerprint()?;
         let theirs = text.fingerprint()?;
         if mine != theirs {
@@ -124,8 +123,8 @@ impl Pipeline {
                 format!("belongs to another model (fingerprint {theirs}, the loaded model has {mine})"),
             ));
         }
-        if let Some((tok_name, bytes)) = &tokenizer {
-            self.tokenizer = Some(read_tokenizer(&self.model, bytes, tok_name)?);
+        if let Some(files) = &tokenizer {
+            self.tokenizer = Some(read_tokenizer(&text, files)?);
         }
         self.model = self.model.clone().merge(text);
         Ok(())
@@ -278,23 +277,22 @@ impl Pipeline {
     }
 }
 
-/// The tokenizer of `model`'s family from a `tokenizer.json`.
-fn read_tokenizer(model: &Model, bytes: &[u8], name: &str) -> Result<TextTokenizer> {
-    let context = model.max_text_positions();
-    Ok(match model.family() {
-        Family::Clip => TextTokenizer::Clip(ClipTokenizer::from_json(bytes, name, context)?),
-        Family::Siglip => TextTokenizer::Siglip(SiglipTokenizer::from_json(bytes, name, context, model.vocab_size())?),
-        Family::OpenClip => match &model.config {
-            ModelConfig::OpenClip(c) if c.text.kind == TextKind::HfBert => {
-                TextTokenizer::OpenClipHf(OpenClipHfTokenizer::from_json(bytes, name, context, model.vocab_size())?)
-            }
-            _ => {
-                let tokenizer = ClipTokenizer::from_json(bytes, name, context)?;
-                tokenizer.check_vocabulary(model.vocab_size(), name)?;
-                TextTokenizer::Clip(tokenizer)
-            }
-        },
-    })
+/// The tokenizer of `model`'s family from its files, checked against its text
+/// tower (open_clip's BERT towers: open_clip's `HFTokenizer`; its other towers:
+/// CLIP's BPE, checked against the token table).
+fn read_tokenizer(model: &Model, files: &TokenizerFiles) -> Result<TextTokenizer> {
+    let (context, vocab) = (model.max_text_positions(), model.vocab_size());
+    match (&model.config, files) {
+        (ModelConfig::OpenClip(c), TokenizerFiles::Json((name, bytes))) if c.text.kind == TextKind::HfBert => {
+            Ok(TextTokenizer::OpenClipHf(OpenClipHfTokenizer::from_json(bytes, name, context, vocab)?))
+        }
+        (ModelConfig::OpenClip(_), TokenizerFiles::Json((name, bytes))) => {
+            let tokenizer = ClipTokenizer::from_json(bytes, name, context)?;
+            tokenizer.check_vocabulary(vocab, name)?;
+            Ok(TextTokenizer::Clip(tokenizer))
+        }
+        _ => TextTokenizer::load(files, model.family(), context, vocab),
+    }
 }
 
 /// `open_clip_config.json` sized from the checkpoint's `tensors` (and the BERT

@@ -7,6 +7,46 @@
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use crate::models::Family;
+use crate::text::sentencepiece::SentencePiece;
+use crate::text::siglip_tokenizer::SiglipTokenizer as SpieceTokenizer;
+
+/// A file's name (as errors show it) and its bytes.
+pub type NamedBytes = (String, Vec<u8>);
+
+/// A text tokenizer's files as the model's repository ships them.
+#[derive(Clone, Debug)]
+pub enum TokenizerFiles {
+    /// `tokenizer.json` (Hugging Face `tokenizers`).
+    Json(NamedBytes),
+    /// `spiece.model` (a SentencePiece model, read in pure Rust by
+    /// [`crate::text`]), with the folder's `tokenizer_config.json` if it has one.
+    SentencePiece { model: NamedBytes, config: Option<NamedBytes> },
+}
+
+impl TokenizerFiles {
+    /// The file that holds the vocabulary (named in errors).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Json((name, _)) | Self::SentencePiece { model: (name, _), .. } => name,
+        }
+    }
+}
+
+/// An error naming `file` unless every id in `ids` (label, id) is a row of the
+/// model's `rows`-row token embedding table.
+fn check_ids_fit(file: &str, ids: &[(&str, usize)], rows: usize) -> Result<()> {
+    match ids.iter().find(|(_, id)| *id >= rows) {
+        Some((what, id)) => Err(Error::model(
+            file,
+            format!(
+                "its {what} id {id} is outside the model's token embedding table of {rows} rows: \
+                 the tokenizer belongs to another model"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
 
 pub struct ClipTokenizer {
     inner: Tokenizer,
@@ -92,6 +132,9 @@ impl SiglipTokenizer {
                 format!("has {size} tokens but the model's vocabulary has {vocab_size}: it belongs to another model"),
             ));
         }
+        // Added tokens carry their own ids, which need not follow the vocabulary.
+        let highest = inner.get_vocab(true).into_values().max().unwrap_or(0) as usize;
+        check_ids_fit(path, &[("highest token", highest)], vocab_size)?;
         // The pad token `transformers` uses: the file's padding settings, else
         // `<pad>` (Gemma-style vocabularies), else `</s>` (`SiglipTokenizer`'s),
         // else BERT's `[PAD]` (open_clip's BERT towers).
@@ -102,6 +145,7 @@ impl SiglipTokenizer {
                 .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
                 .ok_or_else(|| Error::model(path, "has no pad token (<pad>, </s> or [PAD])"))?,
         };
+        check_ids_fit(path, &[("pad", pad_id as usize)], vocab_size)?;
         inner
             .with_truncation(Some(tokenizers::TruncationParams { max_length: context, ..Default::default() }))
             .map_err(|e| Error::model(path, format!("cannot set truncation: {e}")))?;
@@ -183,16 +227,69 @@ impl OpenClipHfTokenizer {
 /// The tokenizer of a model's family.
 pub enum TextTokenizer {
     Clip(ClipTokenizer),
+    /// SigLIP from a `tokenizer.json`.
     Siglip(SiglipTokenizer),
     OpenClipHf(OpenClipHfTokenizer),
+    /// SigLIP from a `spiece.model` (transformers' `SiglipTokenizer`).
+    SentencePiece(SpieceTokenizer),
 }
 
 impl TextTokenizer {
+    /// The tokenizer `files` describe for a model of `family` whose text tower
+    /// takes `context` positions and has a token embedding table of
+    /// `vocab_size` rows. Errors name the tokenizer file: unreadable, of the
+    /// wrong kind for the family, or not fitting the table (more tokens than
+    /// rows, or an end-of-text / pad id outside it).
+    pub fn load(files: &TokenizerFiles, family: Family, context: usize, vocab_size: usize) -> Result<Self> {
+        match (files, family) {
+            // open_clip's BERT towers take `OpenClipHfTokenizer` (chosen by
+            // `Pipeline` from the model's config); its other towers use CLIP's BPE.
+            (TokenizerFiles::Json((name, bytes)), Family::Clip | Family::OpenClip) => {
+                Ok(Self::Clip(ClipTokenizer::from_json(bytes, name, context)?))
+            }
+            (TokenizerFiles::Json((name, bytes)), Family::Siglip) => {
+                Ok(Self::Siglip(SiglipTokenizer::from_json(bytes, name, context, vocab_size)?))
+            }
+            (TokenizerFiles::SentencePiece { model: (name, bytes), config }, Family::Siglip) => {
+                let spm = SentencePiece::from_bytes(bytes, name)?;
+                let config = match config {
+                    Some((config_name, b)) => Some((
+                        config_name.as_str(),
+                        std::str::from_utf8(b).map_err(|_| Error::model(config_name, "not UTF-8 text"))?,
+                    )),
+                    None => None,
+                };
+                let tok = SpieceTokenizer::new(spm, config, Some(context))?;
+                if tok.pads_left() {
+                    let config_name = config.map_or("tokenizer_config.json", |c| c.0);
+                    return Err(Error::model(
+                        config_name,
+                        "padding_side \"left\": SigLIP pools the text at its last position and was trained with the padding after the text",
+                    ));
+                }
+                let size = tok.vocab_size();
+                if size > vocab_size {
+                    return Err(Error::model(
+                        name,
+                        format!("has {size} tokens but the model's token embedding table has {vocab_size} rows: it belongs to another model"),
+                    ));
+                }
+                check_ids_fit(name, &[("end-of-text", tok.eos_id() as usize), ("pad", tok.pad_id() as usize)], vocab_size)?;
+                Ok(Self::SentencePiece(tok))
+            }
+            (TokenizerFiles::SentencePiece { model: (name, _), .. }, family) => Err(Error::model(
+                name,
+                format!("a {family} model's tokenizer is its tokenizer.json, not a SentencePiece model"),
+            )),
+        }
+    }
+
     pub fn context(&self) -> usize {
         match self {
             Self::Clip(t) => t.context(),
             Self::Siglip(t) => t.context(),
             Self::OpenClipHf(t) => t.context(),
+            Self::SentencePiece(t) => t.max_length(),
         }
     }
 
@@ -202,6 +299,7 @@ impl TextTokenizer {
             Self::Clip(t) => t.encode_full(text),
             Self::Siglip(t) => t.encode_full(text),
             Self::OpenClipHf(t) => t.encode_full(text),
+            Self::SentencePiece(t) => Ok(t.encode_full(text)),
         }
     }
 
@@ -219,6 +317,11 @@ impl TextTokenizer {
             }),
             Self::Siglip(t) => t.encode_with_length(text),
             Self::OpenClipHf(t) => t.encode_with_length(text),
+            Self::SentencePiece(t) => {
+                let encoded = t.encode(text);
+                let real = encoded.attention_mask.iter().filter(|&&m| m != 0).count();
+                Ok((encoded.ids, real))
+            }
         }
     }
 }

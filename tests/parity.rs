@@ -24,7 +24,8 @@ const SUITES: [Suite; 3] = [
     Suite {
         reference: "siglip_reference.json",
         pixels: "siglip_reference_pixels.safetensors",
-        models: &["tiny-siglip-a", "tiny-siglip-b"],
+        // c: a shape written after the code (f16, patch 6, 7 heads, 20 positions).
+        models: &["tiny-siglip-a", "tiny-siglip-b", "tiny-siglip-c"],
     },
     Suite {
         reference: "open_clip_reference.json",
@@ -71,6 +72,21 @@ const ONE_LEVEL_SIGLIP: f32 = 1.0 / 255.0 / 0.5 + 1e-6;
 /// The same discrepancy on tiny-open-clip-vit (`resize_mode` `squash`, 80×120
 /// → 48×48 bilinear is one of those shapes), after ImageNet's smallest std 0.224.
 const ONE_LEVEL_OPEN_CLIP_SQUASH: f32 = 1.0 / 255.0 / 0.224 + 1e-6;
+
+/// Whether our pixels for `file` differ from the reference's by more than
+/// rounding: the open Pillow 13 resize-order discrepancy above (at most one
+/// grey level, `preprocessing_matches_reference_pixels`). The checks from
+/// files then allow for what one level does to a tiny random model, and tighten
+/// by themselves once the pixels agree.
+fn resize_discrepancy(suite: &Suite, reference: &Value, name: &str, pipeline: &kpl::pipeline::Pipeline, file: &str) -> bool {
+    if file.ends_with(".jpg") || !name.starts_with("tiny-siglip") {
+        return false;
+    }
+    let images = reference["models"][name]["images"].as_array().unwrap();
+    let entry = images.iter().find(|i| i["file"] == file).unwrap_or_else(|| panic!("{name}: {file} in the reference"));
+    let ours = pipeline.prepare_image(&std::fs::read(fixtures().join(file)).unwrap(), file).unwrap();
+    max_abs_diff(&ours.data, &suite.pixels(entry["pixels_key"].as_str().unwrap()).data) > 1e-5
+}
 
 fn ids(text: &Value) -> Vec<u32> {
     text["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
@@ -131,7 +147,7 @@ fn preprocessing_matches_reference_pixels() {
 
 #[test]
 fn image_embeddings_match_from_files() {
-    Suite::each(|_, reference, name| {
+    Suite::each(|suite, reference, name| {
         let pipeline = load_model_dir(&fixtures().join(name)).unwrap();
         for image in reference["models"][name]["images"].as_array().unwrap() {
             let file = image["file"].as_str().unwrap();
@@ -141,7 +157,15 @@ fn image_embeddings_match_from_files() {
             // JPEG: the image crate's decoder and libjpeg differ by a grey level
             // here and there (see ARCHITECTURE.md); the 32-pixel random SigLIP
             // fixture turns that into a cosine of 0.9988.
-            let limit = if file.ends_with(".jpg") && name.starts_with("tiny-siglip") { 0.998 } else { 0.999 };
+            // tiny-siglip-c (36 pixels) turns them into 0.9977, and the resize
+            // discrepancy into 0.9983.
+            let limit = if file.ends_with(".jpg") && name.starts_with("tiny-siglip") {
+                0.997
+            } else if resize_discrepancy(suite, reference, name, &pipeline, file) {
+                0.998
+            } else {
+                0.999
+            };
             assert!(cos >= limit, "{name} {file}: cosine {cos}");
         }
     });
@@ -150,15 +174,11 @@ fn image_embeddings_match_from_files() {
 #[test]
 fn token_ids_match_reference_tokenizers() {
     // CLIP: OpenAI's tokenizer; SigLIP: `transformers`' from tokenizer.json
-    // (padded to max_length, truncated), with the real-token count its
+    // (tiny-siglip-a) or its `SiglipTokenizer` from spiece.model (b, c),
+    // padded to max_length and truncated, with the real-token count its
     // attention mask gives.
     // open_clip: its `get_tokenizer` (BERT WordPiece padded to 256; CLIP BPE).
-    for (suite, name) in [
-        (&SUITES[0], MODELS[0]),
-        (&SUITES[1], "tiny-siglip-a"),
-        (&SUITES[2], "tiny-open-clip-vit"),
-    ] {
-        let reference = suite.reference();
+    Suite::each(|_, reference, name| {
         let pipeline = load_model_dir(&fixtures().join(name)).unwrap();
         let tokenizer = pipeline.tokenizer().unwrap();
         let mut mismatches = Vec::new();
@@ -173,7 +193,29 @@ fn token_ids_match_reference_tokenizers() {
             }
         }
         assert!(mismatches.is_empty(), "{name}: token ids differ:\n{}", mismatches.join("\n"));
-    }
+    });
+}
+
+/// From the string, through the model folder's own tokenizer (tokenizer.json
+/// or spiece.model), to the normalised embedding.
+#[test]
+fn text_embeddings_from_strings_match() {
+    Suite::each(|_, reference, name| {
+        let pipeline = load_model_dir(&fixtures().join(name)).unwrap();
+        let mut checked = 0;
+        for text in reference["models"][name]["texts"].as_array().unwrap() {
+            if length(text) == 0 {
+                continue; // as in text_embeddings_match
+            }
+            let s = text["text"].as_str().unwrap();
+            let ours = pipeline.embed_text(s).unwrap();
+            let theirs = floats(&text["embedding"]);
+            let (cos, diff) = (cosine(&ours, &theirs), max_abs_diff(&ours, &theirs));
+            assert!(cos >= 0.99999 && diff <= 1e-4, "{name} {s:?}: cosine {cos}, max abs diff {diff}");
+            checked += 1;
+        }
+        assert!(checked >= 20, "{name}: only {checked} texts checked");
+    });
 }
 
 #[test]
@@ -199,13 +241,8 @@ fn text_embeddings_match() {
 
 #[test]
 fn zero_shot_probabilities_match() {
-    Suite::each(|_, reference, name| {
+    Suite::each(|suite, reference, name| {
         let pipeline = load_model_dir(&fixtures().join(name)).unwrap();
-        if pipeline.tokenizer().is_err() {
-            // tiny-siglip-b ships only spiece.model (read by src/text once it lands).
-            assert!(!fixtures().join(name).join("tokenizer.json").exists());
-            return;
-        }
         for case in reference["models"][name]["classify"].as_array().unwrap() {
             let file = case["file"].as_str().unwrap();
             let bytes = std::fs::read(fixtures().join(file)).unwrap();
@@ -218,8 +255,12 @@ fn zero_shot_probabilities_match() {
                 .collect();
             let probs = pipeline.zero_shot(&image, &labels).unwrap();
             let diff = max_abs_diff(&probs, &floats(&case["probs"]));
+            // JPEG (decoders a grey level apart): tiny-siglip-b's sigmoid gives 0.046.
             let limit = if file.ends_with(".jpg") {
-                2e-2
+                if name.starts_with("tiny-siglip") { 5e-2 } else { 2e-2 }
+            } else if resize_discrepancy(suite, reference, name, &pipeline, file) {
+                // tiny-siglip-b's greyalpha_50x75.png: 0.024
+                3e-2
             } else if name.starts_with("tiny-siglip") {
                 1e-2
             } else if name == "tiny-open-clip-vit" {

@@ -118,7 +118,7 @@ fn random_vit_b16(std: f32, dtypes: &[PackDtype]) -> (f32, Vec<(PackDtype, f32, 
             fingerprint: "random-vit-b16-test",
             config_json: &config_json,
             preprocessor_json: None,
-            tokenizer_json: None,
+            tokenizer: None,
         };
         let entry = write_encoder_file(&out, EncoderKind::Image, &meta, &tensors).unwrap();
         let path = out.join(&entry.path);

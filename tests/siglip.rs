@@ -175,6 +175,7 @@ fn knowledge_bases_and_bundles_follow_the_family() {
     let out = kpl(&["classify", "--model", &model("tiny-siglip-a"), "--kb", &clip_kb, &images[0]]);
     let err = stderr(&out);
     assert!(!out.status.success() && err.contains("clip.kplkb") && err.contains("CLIP model"), "{err}");
+    assert!(err.contains("SigLIP model"), "the error names both families: {err}");
 
     for dtype in ["q8", "q4"] {
         let bundle = dir.join(format!("bundle-{dtype}"));
@@ -191,5 +192,169 @@ fn knowledge_bases_and_bundles_follow_the_family() {
         let a = packed.embed_text("a photo of a chest x-ray").unwrap();
         let b = full.embed_text("a photo of a chest x-ray").unwrap();
         assert!(cosine(&a, &b) >= 0.99, "{dtype}: text cosine {}", cosine(&a, &b));
+    }
+}
+
+/// A copy of a fixture folder with some files left out, to alter.
+fn copy_fixture(name: &str, tag: &str, skip: &[&str]) -> PathBuf {
+    let dir = temp_dir(tag);
+    for entry in std::fs::read_dir(fixtures().join(name)).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !skip.contains(&file.as_str()) {
+            std::fs::copy(&path, dir.join(&file)).unwrap();
+        }
+    }
+    dir
+}
+
+fn reference_text(model: &str, text: &str) -> Vec<f32> {
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("siglip_reference.json")).unwrap()).unwrap();
+    let entry = reference["models"][model]["texts"].as_array().unwrap().iter().find(|t| t["text"] == text).unwrap();
+    floats(&entry["embedding"])
+}
+
+/// tiny-siglip-b ships only spiece.model (+ tokenizer_config.json): the CLI
+/// reads it with the pure-Rust SentencePiece and embeds as transformers does.
+#[test]
+fn a_spiece_only_folder_embeds_text_through_the_cli() {
+    assert!(!fixtures().join("tiny-siglip-b/tokenizer.json").exists());
+    let texts = ["pneumonia", "Left lower lobe consolidation, likely pneumonia."];
+    let out = kpl(&["embed-text", "--model", &model("tiny-siglip-b"), "--", texts[0], texts[1]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let ours = floats(&json["embeddings"][i]["embedding"]);
+        let theirs = reference_text("tiny-siglip-b", text);
+        assert!(max_abs_diff(&ours, &theirs) <= 1e-4, "{text}: {}", max_abs_diff(&ours, &theirs));
+    }
+}
+
+#[test]
+fn a_config_missing_a_field_is_an_error_naming_the_file_and_the_field() {
+    for field in ["text_config", "vision_config"] {
+        let dir = copy_fixture("tiny-siglip-b", &format!("nofield-{field}"), &["config.json"]);
+        let mut json: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-siglip-b/config.json")).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove(field);
+        std::fs::write(dir.join("config.json"), json.to_string()).unwrap();
+        let out = kpl(&["embed-image", "--model", &dir.display().to_string(), &image("rgb_97x61.png")]);
+        let err = stderr(&out);
+        assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+        assert!(err.contains(&dir.join("config.json").display().to_string()) && err.contains(field), "{err}");
+    }
+}
+
+/// Both directions of a tokenizer that does not fit the model's token
+/// embedding table: more tokens than rows, and a pad id past the last row.
+#[test]
+fn a_tokenizer_that_does_not_fit_the_embedding_table_is_an_error_naming_it() {
+    use kpl::tokenizer::{TextTokenizer, TokenizerFiles};
+    // tiny-siglip-b's 600-piece spiece.model for a 500-row table.
+    let spiece = std::fs::read(fixtures().join("tiny-siglip-b/spiece.model")).unwrap();
+    let files = TokenizerFiles::SentencePiece { model: ("x/spiece.model".into(), spiece.clone()), config: None };
+    let err = TextTokenizer::load(&files, Family::Siglip, 16, 500).err().expect("too large").to_string();
+    assert!(err.starts_with("x/spiece.model: ") && err.contains("600") && err.contains("500"), "{err}");
+    assert!(TextTokenizer::load(&files, Family::Siglip, 16, 600).is_ok());
+    // SentencePiece is not CLIP's tokenizer.
+    let err = TextTokenizer::load(&files, Family::Clip, 77, 49408).err().expect("CLIP").to_string();
+    assert!(err.starts_with("x/spiece.model: ") && err.contains("CLIP"), "{err}");
+
+    // tiny-siglip-a's tokenizer.json padding with an id past its 700 rows.
+    let dir = copy_fixture("tiny-siglip-a", "padid", &["tokenizer.json"]);
+    let mut json: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-siglip-a/tokenizer.json")).unwrap()).unwrap();
+    json["padding"] = serde_json::json!({
+        "strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": null,
+        "pad_id": 5000, "pad_type_id": 0, "pad_token": "<pad>"
+    });
+    std::fs::write(dir.join("tokenizer.json"), json.to_string()).unwrap();
+    let out = kpl(&["embed-text", "--model", &dir.display().to_string(), "a photo"]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains(&dir.join("tokenizer.json").display().to_string()) && err.contains("pad id 5000"), "{err}");
+
+    // An added token (tokenizer_config.json) whose id is past tiny-siglip-b's 600 rows.
+    let dir = copy_fixture("tiny-siglip-b", "addedid", &["tokenizer_config.json"]);
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-siglip-b/tokenizer_config.json")).unwrap())
+            .unwrap();
+    config["added_tokens_decoder"]["900"] = serde_json::json!({"content": "<extra>", "special": true});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let out = kpl(&["embed-text", "--model", &dir.display().to_string(), "a photo"]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("spiece.model") && err.contains("901") && err.contains("600"), "{err}");
+}
+
+/// `kpl eval` and `kpl fit` run KPL with the family's pseudo-label
+/// temperature: SigLIP's own scale 1/exp(logit_scale) (0.1 for tiny-siglip-a,
+/// whose logit_scale transformers recorded as ln 10), CLIP's reference 0.01.
+#[test]
+fn eval_and_fit_use_the_familys_kpl_parameters() {
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("siglip_reference.json")).unwrap()).unwrap();
+    let siglip_tau = (-reference["models"]["tiny-siglip-a"]["logit_scale"].as_f64().unwrap()).exp();
+    assert!((siglip_tau - 0.1).abs() < 1e-6);
+    let dir = temp_dir("eval");
+    let data = dir.join("data");
+    for (class, files) in [("NORMAL", ["rgb_97x61.png", "grey_80x120.png"]), ("PNEUMONIA", ["rgba_64x48.png", "small_30x40.png"])] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for f in files {
+            std::fs::copy(fixtures().join("images").join(f), data.join(class).join(f)).unwrap();
+        }
+    }
+    let task = Path::new(env!("CARGO_MANIFEST_DIR")).join("knowledge/chest-xray-pneumonia").display().to_string();
+    let data_s = data.display().to_string();
+    for (name, expected) in [("tiny-siglip-a", siglip_tau), ("tiny-quickgelu-f32", 0.01)] {
+        let kb = dir.join(format!("{name}.kplkb")).display().to_string();
+        let out = kpl(&["build-kb", "--model", &model(name), &task, "-o", &kb]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let cache = dir.join("cache").display().to_string();
+        let out = kpl(&[
+            "eval", "--model", &model(name), "--kb", &kb, &data_s, "--k", "2", "--json", "--iters-proxy", "20",
+            "--cache-dir", &cache,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let tau = json["tau_t"].as_f64().unwrap();
+        assert!((tau - expected).abs() < 1e-6, "{name}: eval ran with tau_t {tau}, expected {expected}");
+
+        let fitted = dir.join(format!("{name}-fit.kplkb"));
+        let out = kpl(&["fit", "--model", &model(name), "--kb", &kb, &data_s, "-o", &fitted.display().to_string(), "--iters-proxy", "20"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let base = kpl::knowledge::base::KnowledgeBase::from_bytes(&std::fs::read(&fitted).unwrap(), "fit").unwrap();
+        let tau = base.proxies.as_ref().unwrap().1.params["tau_t"].as_f64().unwrap();
+        assert!((tau - expected).abs() < 1e-6, "{name}: fit ran with tau_t {tau}, expected {expected}");
+    }
+}
+
+/// A bundle of a spiece-only folder carries spiece.model and
+/// tokenizer_config.json as shipped: the bundle tokenizes exactly as the folder
+/// and (f32) embeds text identically.
+#[test]
+fn a_bundle_carries_the_spiece_tokenizer() {
+    let dir = temp_dir("spiece-pack");
+    let full = kpl::model_dir::load_model_dir(&fixtures().join("tiny-siglip-b")).unwrap();
+    for dtype in ["f32", "q8"] {
+        let bundle = dir.join(dtype);
+        let out = kpl(&["pack", "--model", &model("tiny-siglip-b"), "--dtype", dtype, "-o", &bundle.display().to_string()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let packed = kpl::model_dir::load_model_dir(&bundle).unwrap();
+        assert!(matches!(packed.tokenizer().unwrap(), kpl::tokenizer::TextTokenizer::SentencePiece(_)));
+        for text in ["pneumonia", "BP 140/90 mmHg, T 38.5°C, SpO2 91%", "肺炎 胸部X光"] {
+            assert_eq!(
+                packed.tokenizer().unwrap().encode_with_length(text).unwrap(),
+                full.tokenizer().unwrap().encode_with_length(text).unwrap(),
+                "{text}"
+            );
+            let (a, b) = (packed.embed_text(text).unwrap(), full.embed_text(text).unwrap());
+            if dtype == "f32" {
+                assert!(max_abs_diff(&a, &b) <= 1e-6, "{text}: {}", max_abs_diff(&a, &b));
+            } else {
+                assert!(cosine(&a, &b) >= 0.99, "{text}: q8 cosine {}", cosine(&a, &b));
+            }
+        }
     }
 }

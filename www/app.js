@@ -68,6 +68,8 @@ let kbReady = Promise.reject(new Error('no knowledge base selected'));
 kbReady.catch(() => {});
 /** The backend the worker uses (from its last load result). */
 let backendUsed = 'wasm';
+/** The loaded model's family as Rust names it, and what its zero-shot scores are (LoadResult). */
+let modelFamily = { name: 'CLIP', scoringNote: '' };
 
 /** Object URLs of thumbnails not yet loaded (each is revoked once its image is in, or on clear). */
 const objectUrls = new Set();
@@ -235,6 +237,7 @@ async function loadModel() {
     }, { backend: requested });
     ui.progress.hidden = true;
     ui.banner.hidden = !info.isRandom;
+    modelFamily = { name: info.familyName ?? 'CLIP', scoringNote: info.scoringNote ?? '' };
     showBackend({ backend: info.backend, note: info.backendNote, probe: info.probe });
     document.body.dataset.backend = info.backend;
     document.body.dataset.backendSettled = String(info.backendSettled !== false);
@@ -247,7 +250,7 @@ async function loadModel() {
         (info.bundle && !info.hasTextEncoder ? ' The text encoder is fetched when custom labels are first used.' : '') +
         (info.isRandom ? ' Random test weights.' : ''),
     );
-    if (!info.bundle && !info.hasTokenizer) setStatus(`${ui.statusText.textContent} No tokenizer.json: labels cannot be scored.`);
+    if (!info.bundle && !info.hasTokenizer) setStatus(`${ui.statusText.textContent} No tokenizer (tokenizer.json or spiece.model): labels cannot be scored.`);
     if (first) await tasksLoaded;
     if (first || !info.reused) selectTask();
     if (first) modelReady.resolve(info);
@@ -385,10 +388,8 @@ const METHOD_TEXT = {
   kpl: 'transductive KPL over the images added together',
   proxies: 'fitted class proxies',
   'single-image': 'single-image knowledge retrieval',
-  clip: 'plain CLIP zero-shot',
 };
 const CUSTOM_METHOD_TEXT = {
-  clip: 'plain CLIP zero-shot (“a photo of a {label}.”)',
   kpl: 'transductive KPL over the images added together, with the class prompts and your descriptions as knowledge',
   'single-image': 'the class prompt averaged with your descriptions closest to the image (single-image KPL retrieval)',
 };
@@ -404,7 +405,14 @@ function resultCard(ctx, item, r, classifyMs) {
   const best = classNames.indexOf(r.label);
   const clipBest = classNames.indexOf(r.clip_label);
   const plain = r.method === 'clip';
-  const methodText = (custom ? CUSTOM_METHOD_TEXT : METHOD_TEXT)[r.method] ?? r.method;
+  const methodText = r.method === 'clip'
+    ? `plain ${modelFamily.name} zero-shot${custom ? ' (“a photo of a {label}.”)' : ''}`
+    : (custom ? CUSTOM_METHOD_TEXT : METHOD_TEXT)[r.method] ?? r.method;
+  const zeroShotCaption = `Plain ${modelFamily.name}`;
+  // What the zero-shot numbers are (a softmax, or SigLIP's probability per label), in Rust's words.
+  const scoringNote = modelFamily.scoringNote
+    ? el('p', { class: 'scoring-note' }, `${zeroShotCaption} scores: ${modelFamily.scoringNote}.`)
+    : null;
   const row = { file: item.name, task: ctx.task, custom_labels: custom, method: r.method, label: r.label,
     clip_label: r.clip_label, labels: classNames, scores: r.scores, clip_scores: r.clip_scores, evidence: r.evidence,
     dicom: item.dicom ?? null, dicom_window: item.dicom?.voi_description ?? null, embed_ms: item.ms,
@@ -433,14 +441,15 @@ function resultCard(ctx, item, r, classifyMs) {
     el('div', { class: 'card-body' },
       el('h3', {}, item.name),
       el('p', { class: 'top-label' }, custom ? 'Top label: ' : 'Label: ', el('strong', {}, r.label),
-        ` (${pct(r.scores[best] ?? 0)})`, plain || custom ? null : `; plain CLIP: ${r.clip_label}`),
+        ` (${pct(r.scores[best] ?? 0)})`, plain || custom ? null : `; plain ${modelFamily.name}: ${r.clip_label}`),
       el('p', { class: 'method' }, el('span', { class: custom ? 'badge badge-custom' : 'badge' }, custom ? 'Custom labels' : 'Task'),
         ` Method: ${methodText}.`),
       plain
-        ? bars(classNames, r.scores, best, 'Plain CLIP')
+        ? bars(classNames, r.scores, best, zeroShotCaption)
         : el('div', { class: 'score-columns' },
-            bars(classNames, r.clip_scores, clipBest, 'Plain CLIP'),
+            bars(classNames, r.clip_scores, clipBest, zeroShotCaption),
             bars(classNames, r.scores, best, custom ? 'KPL (your descriptions)' : 'KPL')),
+      scoringNote,
       r.evidence.length
         ? el('div', { class: 'evidence' }, el('h4', {}, 'Evidence'),
             el('ul', {}, r.evidence.map((e) =>

@@ -182,6 +182,7 @@
  * @property {boolean} hasTokenizer
  * @property {number} logitScale exp(logit_scale).
  * @property {'clip' | 'siglip'} family The model family (from its config.json).
+ * @property {string} familyName The family as people write it ('CLIP', 'SigLIP'), from Rust.
  * @property {string} scoringNote What the zero-shot scores are (softmax over labels, or a probability per label).
  * @property {number} bytes bytes of model files fetched.
  * @property {number} ms time to fetch and load.
@@ -290,7 +291,8 @@
  * @property {string} name
  * @property {'clip'} method
  * @property {string[]} labels
- * @property {number[]} probs one per label, summing to 1.
+ * @property {number[]} probs one per label, as the model family scores them (Rust: CLIP a softmax
+ *   summing to 1, SigLIP a sigmoid per label that need not sum to 1; LoadResult.scoringNote).
  * @property {string} label the label with the highest probability.
  * @property {Float32Array} embedding the image embedding.
  * @property {number} ms time spent in the worker (decode, preprocess, embed, score).
@@ -369,16 +371,23 @@ export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 export const BACKEND_NAMES = Object.freeze({ wasm: 'CPU (WebAssembly)', webgpu: 'GPU (WebGPU)' });
 
 /**
- * The files of a Hugging Face CLIP folder, by role, in the order the worker fetches
- * them. config and weights are required. Shared with scripts/serve.mjs, which lists
- * them in the manifest it synthesises.
+ * The files of a Hugging Face CLIP or SigLIP folder, by role, in the order the worker
+ * fetches them. config and weights are required. The tokenizer is the repository's as
+ * it ships it: tokenizer.json, else (SIGLIP_TOKENIZER_ROLES) spiece.model with
+ * tokenizer_config.json, fetched only when there is no tokenizer.json. Shared with
+ * scripts/serve.mjs, which lists them in the manifest it synthesises.
  */
 export const MODEL_FILES = Object.freeze({
   config: 'config.json',
   weights: 'model.safetensors',
   tokenizer: 'tokenizer.json',
   preprocessor: 'preprocessor_config.json',
+  spiece: 'spiece.model',
+  tokenizerConfig: 'tokenizer_config.json',
 });
+
+/** The roles read only when a folder has no tokenizer.json (a SentencePiece tokenizer). */
+export const SPIECE_ROLES = Object.freeze(['spiece', 'tokenizerConfig']);
 
 /**
  * Splits a comma-separated labels field: trimmed, empty entries and repeats dropped.

@@ -17,7 +17,7 @@
 
 import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';
 import * as wasmApi from './pkg/kpl.js';
-import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES } from './protocol.js';
+import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, SPIECE_ROLES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
 
 const workerParams = new URL(self.location.href).searchParams;
@@ -541,13 +541,17 @@ const handlers = {
       if (!manifest.files.config || !manifest.files.weights) {
         throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors`);
       }
-      const total = ROLES.reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
+      // A listed tokenizer.json means spiece.model and tokenizer_config.json are not fetched.
+      const counted = (role) => !(SPIECE_ROLES.includes(role) && manifest.files.tokenizer && manifest.listed);
+      const total = ROLES.filter(counted).reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
       progress = byteProgress(req.id, total);
       const bytes = {};
       for (const role of ROLES) {
         const name = manifest.files[role];
         if (!name) continue;
-        const optional = role === 'tokenizer' || role === 'preprocessor';
+        // spiece.model and its tokenizer_config.json only stand in for a missing tokenizer.json.
+        if (SPIECE_ROLES.includes(role) && bytes.tokenizer) continue;
+        const optional = role !== 'config' && role !== 'weights';
         bytes[role] = await fetchBytes(new URL(name, base), optional && !manifest.listed, (n) => progress.add(n, name));
         progress.done(name);
       }
@@ -556,7 +560,8 @@ const handlers = {
       model = null;
       kb?.free();
       kb = null;
-      m = ClipModel.load(bytes.config, bytes.weights, bytes.tokenizer ?? undefined, bytes.preprocessor ?? undefined);
+      m = ClipModel.load(bytes.config, bytes.weights, bytes.tokenizer ?? undefined, bytes.preprocessor ?? undefined,
+        bytes.spiece ?? undefined, bytes.tokenizerConfig ?? undefined);
     }
     if (req.maxMegapixels) m.setMaxMegapixels(req.maxMegapixels);
     model = m;
@@ -569,6 +574,7 @@ const handlers = {
       hasTextEncoder: m.hasTextEncoder,
       logitScale: m.logitScale,
       family: m.family,
+      familyName: m.familyName,
       scoringNote: m.scoringNote,
       bundle: Boolean(manifest.bundle),
     };

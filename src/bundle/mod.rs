@@ -11,8 +11,10 @@
 //! Each encoder is a self-describing GGUF file (the container candle reads and
 //! writes): its metadata carries `kpl.format_version`, `kpl.kind`, `kpl.dtype`,
 //! `kpl.fingerprint`, `kpl.config_json` (the checkpoint's `config.json`) and
-//! either `kpl.preprocessor_json` (image encoder) or `kpl.tokenizer_json` (text
-//! encoder). Linear weights are f32, f16, q8_0 or q4_K (see
+//! either `kpl.preprocessor_json` (image encoder) or the tokenizer as the
+//! repository shipped it (text encoder): `kpl.tokenizer_json`, or
+//! `kpl.spiece_model` (the `spiece.model` bytes, base64) with
+//! `kpl.tokenizer_config_json` when the folder had one. Linear weights are f32, f16, q8_0 or q4_K (see
 //! [`PackDtype::linear_type`]); a linear whose input width is not a multiple of
 //! 32 stays f16, and a q4 bundle keeps the two projections at q8_0.
 //! Embeddings and the patch convolution are f16 (f32 in an f32 pack), norms,
@@ -49,6 +51,7 @@ use crate::models::{Model, ModelConfig, Towers};
 use crate::nn::describe_load_error;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
+use crate::tokenizer::TokenizerFiles;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use manifest::check_file_name;
@@ -152,6 +155,9 @@ pub mod keys {
     pub const CONFIG_JSON: &str = "kpl.config_json";
     pub const PREPROCESSOR_JSON: &str = "kpl.preprocessor_json";
     pub const TOKENIZER_JSON: &str = "kpl.tokenizer_json";
+    /// `spiece.model`, base64 (GGUF strings are read as UTF-8 text).
+    pub const SPIECE_MODEL: &str = "kpl.spiece_model";
+    pub const TOKENIZER_CONFIG_JSON: &str = "kpl.tokenizer_config_json";
 }
 
 /// One encoder file, parsed: its metadata and its tensors (quantised blocks
@@ -163,8 +169,24 @@ pub struct EncoderFile {
     pub fingerprint: String,
     pub config_json: String,
     pub preprocessor_json: Option<String>,
-    pub tokenizer_json: Option<String>,
+    /// The text encoder's tokenizer files, named `<encoder file> (<file name>)`.
+    pub tokenizer: Option<TokenizerFiles>,
     pub tensors: QTensors,
+}
+
+/// The tokenizer files an encoder's metadata carries (see the module docs).
+fn tokenizer_from_metadata(string: impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<TokenizerFiles>> {
+    let named = |file: &str, text: String| (format!("{name} ({file})"), text.into_bytes());
+    if let Some(json) = string(keys::TOKENIZER_JSON) {
+        return Ok(Some(TokenizerFiles::Json(named("tokenizer.json", json))));
+    }
+    let Some(encoded) = string(keys::SPIECE_MODEL) else { return Ok(None) };
+    let bytes = base64::decode(encoded.trim())
+        .map_err(|e| Error::model(name, format!("{} is not base64 ({e})", keys::SPIECE_MODEL)))?;
+    Ok(Some(TokenizerFiles::SentencePiece {
+        model: (format!("{name} (spiece.model)"), bytes),
+        config: string(keys::TOKENIZER_CONFIG_JSON).map(|t| named("tokenizer_config.json", t)),
+    }))
 }
 
 impl EncoderFile {
@@ -206,7 +228,7 @@ impl EncoderFile {
             fingerprint: required(keys::FINGERPRINT)?,
             config_json: required(keys::CONFIG_JSON)?,
             preprocessor_json: string(keys::PREPROCESSOR_JSON),
-            tokenizer_json: string(keys::TOKENIZER_JSON),
+            tokenizer: tokenizer_from_metadata(string, name)?,
             tensors,
         })
     }
@@ -227,7 +249,7 @@ impl EncoderFile {
         let extras = Extras {
             name: self.name,
             preprocessor: self.preprocessor_json.map(String::into_bytes),
-            tokenizer: self.tokenizer_json.map(String::into_bytes),
+            tokenizer: self.tokenizer,
         };
         Ok((model, extras))
     }
@@ -252,11 +274,11 @@ impl EncoderFile {
     }
 }
 
-/// The JSON files an encoder carries in its metadata.
+/// The files an encoder carries in its metadata.
 pub struct Extras {
     pub name: String,
     pub preprocessor: Option<Vec<u8>>,
-    pub tokenizer: Option<Vec<u8>>,
+    pub tokenizer: Option<TokenizerFiles>,
 }
 
 /// Builds a pipeline from a bundle's encoders, already read (and verified), at
@@ -295,7 +317,7 @@ pub fn load_pipeline(
     };
     let preprocessor =
         image_extras.and_then(|e| e.preprocessor.map(|b| (format!("{} (preprocessor_config.json)", e.name), b)));
-    let tokenizer = text_extras.and_then(|e| e.tokenizer.map(|b| (format!("{} (tokenizer.json)", e.name), b)));
+    let tokenizer = text_extras.and_then(|e| e.tokenizer);
     Pipeline::assemble(model, manifest_name, tokenizer, preprocessor)
 }
 
@@ -307,8 +329,7 @@ pub fn attach_text_encoder(pipeline: &mut Pipeline, manifest: &Manifest, text: E
     if model.config != pipeline.model.config {
         return Err(Error::model(&extras.name, "its config.json differs from the loaded model's"));
     }
-    let tokenizer = extras.tokenizer.map(|b| (format!("{} (tokenizer.json)", extras.name), b));
-    pipeline.attach_text(model, tokenizer, &extras.name)
+    pipeline.attach_text(model, extras.tokenizer, &extras.name)
 }
 
 /// Native: reading a bundle folder from disk.

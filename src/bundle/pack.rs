@@ -154,8 +154,8 @@ pub struct EncoderMeta<'a> {
     pub config_json: &'a str,
     /// The image encoder's `preprocessor_config.json`.
     pub preprocessor_json: Option<&'a str>,
-    /// The text encoder's `tokenizer.json`.
-    pub tokenizer_json: Option<&'a str>,
+    /// The text encoder's tokenizer files as the model folder has them.
+    pub tokenizer: Option<&'a TokenizerFiles>,
 }
 
 /// Writes one encoder GGUF with the tensors of `kind` from `tensors` (any float
@@ -187,8 +187,17 @@ pub fn write_encoder<W: Write + std::io::Seek>(
             }
         }
         EncoderKind::Text => {
-            if let Some(t) = meta.tokenizer_json {
-                metadata.push((keys::TOKENIZER_JSON, Value::String(t.into())));
+            match meta.tokenizer {
+                Some(TokenizerFiles::Json((name, bytes))) => {
+                    metadata.push((keys::TOKENIZER_JSON, Value::String(utf8_text(name, bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?)));
+                }
+                Some(TokenizerFiles::SentencePiece { model: (_, bytes), config }) => {
+                    metadata.push((keys::SPIECE_MODEL, Value::String(base64::encode(bytes))));
+                    if let Some((name, bytes)) = config {
+                        metadata.push((keys::TOKENIZER_CONFIG_JSON, Value::String(utf8_text(name, bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?)));
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -247,12 +256,11 @@ pub struct PackOptions {
 }
 
 fn utf8(file: &Option<(String, Vec<u8>)>) -> Result<Option<String>> {
-    match file {
-        Some((name, bytes)) => {
-            String::from_utf8(bytes.clone()).map(Some).map_err(|_| Error::model(name, "not UTF-8 text"))
-        }
-        None => Ok(None),
-    }
+    file.as_ref().map(|(name, bytes)| utf8_text(name, bytes)).transpose()
+}
+
+fn utf8_text(name: &str, bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::model(name, "not UTF-8 text"))
 }
 
 /// A model folder's configuration, tensors and JSON files, as `kpl pack` needs them.
@@ -264,7 +272,7 @@ struct SourceFolder {
     config_json: String,
     weights_name: String,
     tensors: HashMap<String, Tensor>,
-    tokenizer: Option<(String, Vec<u8>)>,
+    tokenizer: Option<TokenizerFiles>,
     preprocessor: Option<(String, Vec<u8>)>,
 }
 
@@ -282,7 +290,7 @@ fn read_source_folder(model: &Path) -> Result<SourceFolder> {
             config_name,
             weights_name,
             tensors,
-            tokenizer: files.tokenizer,
+            tokenizer: files.tokenizer.map(TokenizerFiles::Json),
             preprocessor: None,
         });
     }
@@ -323,7 +331,6 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
     let pipeline = Pipeline::assemble(source, &config_name, tokenizer.clone(), preprocessor.clone())?;
 
     let preprocessor_json = utf8(&preprocessor)?;
-    let tokenizer_json = utf8(&tokenizer)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display(), e))?;
     // A folder with a manifest is complete: remove an old one first so an
     // interrupted pack never looks finished.
@@ -337,7 +344,7 @@ pub fn pack_model_dir(model: &Path, out: &Path, options: &PackOptions, progress:
         fingerprint: &fingerprint,
         config_json: &config_json,
         preprocessor_json: preprocessor_json.as_deref(),
-        tokenizer_json: tokenizer_json.as_deref(),
+        tokenizer: tokenizer.as_ref(),
     };
     progress(&format!("writing {IMAGE_ENCODER} ({})", options.dtype.as_str()));
     let image_encoder = write_encoder_file(out, EncoderKind::Image, &meta, &tensors)?;

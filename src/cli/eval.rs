@@ -213,6 +213,9 @@ pub(super) struct EvalOutput {
     /// The k whose row is the figure to quote: fixed before looking at the
     /// labels (the reference's default k when swept, else the first --k value).
     pub quote_k: usize,
+    /// The pseudo-labels' temperature the methods ran with: `--tau-t`, else
+    /// the model family's ([`kpl::models::Model::pseudo_label_temperature`]).
+    pub tau_t: f64,
     /// At `quote_k`, method (clip included) → counts[true class][predicted class].
     pub confusion: BTreeMap<&'static str, Vec<Vec<usize>>>,
 }
@@ -338,8 +341,11 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let mut confusions = BTreeMap::from([("clip", confusion(&clip_predictions, &labels, names.len()))]);
     let mut results = Vec::new();
     let mut sweep = super::progress::Progress::new("running the methods over k", args.ks.len());
+    let mut tau_t = args.kpl.params_for(&pipeline.model).tau_t;
     for (i, &k) in args.ks.iter().enumerate() {
-        let all: AllOutcomes = kpl_core::run_all(&matrix, &engine_kb, &args.kpl.params_with_k(k))
+        let params = args.kpl.params_for_k(&pipeline.model, k);
+        tau_t = params.tau_t;
+        let all: AllOutcomes = kpl_core::run_all(&matrix, &engine_kb, &params)
             .map_err(|e| engine_error(&format!("k = {k}"), e))?;
         let methods = all.iter().map(|o| (output_name(o.method), score(&o.predictions, &labels, &names))).collect();
         if k == quote {
@@ -362,6 +368,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
         clip: score(&clip_predictions, &labels, &names),
         results,
         quote_k: quote,
+        tau_t,
         confusion: confusions,
     };
     if let Some(dir) = &args.report {

@@ -36,7 +36,12 @@ impl KplArgs {
 
     /// The parameters with `tau_t` at `model`'s own scale unless given.
     pub fn params_for(&self, model: &kpl::models::Model) -> KplParams {
-        KplParams { tau_t: self.tau_t.unwrap_or_else(|| model.pseudo_label_temperature()), ..self.params() }
+        self.params_for_k(model, self.k)
+    }
+
+    /// [`Self::params_for`] with `k` descriptions per class (`kpl eval`'s sweep).
+    pub fn params_for_k(&self, model: &kpl::models::Model, k: usize) -> KplParams {
+        KplParams { tau_t: self.tau_t.unwrap_or_else(|| model.pseudo_label_temperature()), ..self.params_with_k(k) }
     }
 
     /// The parameters for embeddings of no known model (`tau_t`: the reference's).

@@ -149,6 +149,21 @@ impl SiglipTokenizer {
         self.max_length
     }
 
+    /// The end-of-text id (`</s>`), appended to every text.
+    pub fn eos_id(&self) -> u32 {
+        self.eos_id
+    }
+
+    /// The id texts are padded with.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// True when `tokenizer_config.json` asks for the padding before the text.
+    pub fn pads_left(&self) -> bool {
+        self.pad_left
+    }
+
     pub fn sentencepiece(&self) -> &SentencePiece {
         &self.spm
     }
@@ -247,11 +262,10 @@ impl SiglipTokenizer {
         tokens
     }
 
-    /// Ids and mask as `tokenizer(text, padding="max_length", truncation=True,
-    /// max_length=max_length)` returns them.
-    pub fn encode(&self, text: &str) -> TextIds {
-        let mut ids: Vec<u32> = self
-            .tokenize(text)
+    /// The ids of [`Self::tokenize`]'s tokens, neither truncated nor padded
+    /// and without the `</s>` `encode` appends.
+    fn token_ids(&self, text: &str) -> Vec<u32> {
+        self.tokenize(text)
             .iter()
             .map(|t| {
                 self.added
@@ -259,7 +273,23 @@ impl SiglipTokenizer {
                     .find(|a| a.content.as_bytes() == t.as_slice())
                     .map_or_else(|| self.spm.piece_to_id(t), |a| a.id)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Ids with `</s>` as `encode` ends them, neither truncated nor padded
+    /// (to measure how much of a text the model would see).
+    pub fn encode_full(&self, text: &str) -> Vec<u32> {
+        let mut ids = self.token_ids(text);
+        if ids.last() != Some(&self.eos_id) {
+            ids.push(self.eos_id);
+        }
+        ids
+    }
+
+    /// Ids and mask as `tokenizer(text, padding="max_length", truncation=True,
+    /// max_length=max_length)` returns them.
+    pub fn encode(&self, text: &str) -> TextIds {
+        let mut ids = self.token_ids(text);
         // One special token (</s>) is added after truncation.
         ids.truncate(self.max_length.saturating_sub(1));
         if ids.last() != Some(&self.eos_id) {

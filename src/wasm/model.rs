@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 
 use super::js_error;
 use crate::pipeline::{ModelFiles, Pipeline};
+use crate::tokenizer::TokenizerFiles;
 
 /// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
 #[wasm_bindgen]
@@ -17,18 +18,30 @@ pub struct ClipModel {
 #[wasm_bindgen]
 impl ClipModel {
     /// `config`, `weights` (model.safetensors), and optionally `tokenizer`
-    /// (tokenizer.json) and `preprocessor` (preprocessor_config.json).
+    /// (tokenizer.json), `preprocessor` (preprocessor_config.json) and, for a
+    /// folder without tokenizer.json, `spiece` (spiece.model) with
+    /// `tokenizerConfig` (tokenizer_config.json). Works for every family.
     #[wasm_bindgen(js_name = load)]
     pub fn load(
         config: &[u8],
         weights: Vec<u8>,
         tokenizer: Option<Vec<u8>>,
         preprocessor: Option<Vec<u8>>,
+        spiece: Option<Vec<u8>>,
+        tokenizer_config: Option<Vec<u8>>,
     ) -> Result<ClipModel, JsError> {
+        let tokenizer = match (tokenizer, spiece) {
+            (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
+            (None, Some(model)) => Some(TokenizerFiles::SentencePiece {
+                model: ("spiece.model".into(), model),
+                config: tokenizer_config.map(|b| ("tokenizer_config.json".into(), b)),
+            }),
+            (None, None) => None,
+        };
         let files = ModelFiles {
             config: ("config.json".into(), config.to_vec()),
             weights: ("model.safetensors".into(), weights),
-            tokenizer: tokenizer.map(|b| ("tokenizer.json".into(), b)),
+            tokenizer,
             preprocessor: preprocessor.map(|b| ("preprocessor_config.json".into(), b)),
         };
         Ok(ClipModel::new(Pipeline::load(files).map_err(js_error)?))
@@ -55,6 +68,12 @@ impl ClipModel {
     #[wasm_bindgen(getter)]
     pub fn family(&self) -> String {
         self.pipeline.family().as_str().into()
+    }
+
+    /// The family's name as people write it (`"CLIP"`, `"SigLIP"`), for the page's captions.
+    #[wasm_bindgen(getter, js_name = familyName)]
+    pub fn family_name(&self) -> String {
+        self.pipeline.family().display_name().into()
     }
 
     /// What the zero-shot scores are, as a sentence for the page (CLIP: a

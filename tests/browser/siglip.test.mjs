@@ -1,0 +1,187 @@
+// SigLIP in the browser: tiny-siglip-a (tokenizer.json) and tiny-siglip-b (only
+// spiece.model, read by the pure-Rust SentencePiece in the wasm), each as its folder
+// and as a `kpl pack` q8 bundle, loaded by the worker (the page's and the widget's
+// path, through the protocol's KplClient), against the native CLI on the same files:
+//
+//   image and text embeddings, zero-shot scores:   max |diff| <= 1e-5 (same dtype)
+//   zero-shot: a sigmoid per label (Rust's scoring; nothing family-specific in JS),
+//              so the scores need not sum to 1 — the page says so, and that the
+//              weights are random; the <kpl-classifier> widget classifies with SigLIP.
+//   a CLIP-built knowledge base is refused by a SigLIP model, naming both families.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { startServer, launchBrowser, runNative, ensureKnowledgeBases, fixtureImage, maxAbsDiff, collectErrors, OUT, CSP } from './helpers.mjs';
+
+const MODELS = ['tiny-siglip-a', 'tiny-siglip-b'];
+const IMAGES = ['rgb_97x61.png', 'grey_80x120.png', 'photo_120x100.jpg'];
+const TEXTS = ['pneumonia', 'A photo of a normal chest X-ray.', 'opacité pulmonaire café naïve', '肺炎 胸部X光', ''];
+const LABELS = ['normal', 'pneumonia', 'tuberculosis'];
+const NATIVE_TOLERANCE = 1e-5;
+const BUNDLES = path.join(OUT, 'siglip-bundles');
+
+/** Every model source: [label, folder on disk, URL the worker loads]. */
+const SOURCES = MODELS.flatMap((name) => [
+  [`${name} folder`, path.join('tests', 'fixtures', name), `/fixtures/${name}/`],
+  [`${name} q8 bundle`, path.join(BUNDLES, `${name}-q8`), `/test/out/siglip-bundles/${name}-q8/`],
+]);
+
+let server;
+let browser;
+let page;
+let errors;
+let browserResults;
+
+before(async () => {
+  fs.rmSync(BUNDLES, { recursive: true, force: true });
+  for (const name of MODELS) {
+    runNative(['pack', '--model', path.join('tests', 'fixtures', name), '--dtype', 'q8', '--threads', '1', '-o', path.join(BUNDLES, `${name}-q8`)]);
+  }
+  // The page and the widget run tiny-siglip-b (spiece.model only) with its own bases;
+  // a CLIP model's base is made to be refused.
+  const kb = ensureKnowledgeBases('tests/fixtures/tiny-siglip-b');
+  const clipKb = ensureKnowledgeBases('tests/fixtures/tiny-quickgelu-f32');
+  fs.mkdirSync(path.join(BUNDLES, 'clip-kb'), { recursive: true });
+  fs.copyFileSync(path.join(clipKb, 'chest-xray-pneumonia.kplkb'), path.join(BUNDLES, 'clip-kb', 'chest-xray-pneumonia.kplkb'));
+  server = await startServer({ model: 'tests/fixtures/tiny-siglip-b', kb });
+  browser = await launchBrowser();
+  page = await browser.context.newPage();
+  errors = collectErrors(page);
+  await page.goto(`${server.url}/`);
+  await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 60000 });
+  browserResults = await page.evaluate(async ({ sources, images, texts, labels }) => {
+    const { KplClient } = await import('/protocol.js');
+    const out = {};
+    for (const [label, , base] of sources) {
+      const worker = new Worker('/worker.js', { type: 'module' });
+      try {
+        const client = new KplClient(worker);
+        const info = await client.load(base, undefined, { backend: 'wasm' });
+        const result = { info, images: [], texts: [], classify: [] };
+        for (const file of images) {
+          const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
+          result.images.push(Array.from((await client.embedImage(file, bytes)).embedding));
+          const c = await client.classify(file, bytes, labels);
+          result.classify.push({ labels: c.labels, probs: Array.from(c.probs), label: c.label });
+        }
+        result.texts = (await client.embedText(texts)).embeddings.map((e) => Array.from(e));
+        out[label] = result;
+      } finally {
+        worker.terminate();
+      }
+    }
+    return out;
+  }, { sources: SOURCES, images: IMAGES, texts: TEXTS, labels: LABELS });
+}, { timeout: 300000 });
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  fs.rmSync(BUNDLES, { recursive: true, force: true });
+});
+
+for (const [label, dir] of SOURCES) {
+  test(`${label}: the worker's image and text embeddings and zero-shot scores equal native (max |diff| <= ${NATIVE_TOLERANCE})`, { timeout: 120000 }, () => {
+    const ours = browserResults[label];
+    assert.ok(ours, `no browser result for ${label}`);
+    assert.equal(ours.info.family, 'siglip');
+    assert.equal(ours.info.isRandom, true, 'the fixtures are marked as random weights');
+    assert.match(ours.info.scoringNote, /need not sum to 1/);
+    const files = IMAGES.map((f) => path.join('tests', 'fixtures', 'images', f));
+    const images = runNative(['embed-image', '--model', dir, ...files]).embeddings;
+    const texts = runNative(['embed-text', '--model', dir, '--', ...TEXTS]).embeddings;
+    assert.equal(images.length, IMAGES.length);
+    assert.equal(texts.length, TEXTS.length);
+    IMAGES.forEach((file, i) => {
+      const d = maxAbsDiff(ours.images[i], images[i].embedding);
+      assert.ok(d <= NATIVE_TOLERANCE, `${label} ${file}: image max |diff| ${d}`);
+    });
+    TEXTS.forEach((text, i) => {
+      assert.equal(texts[i].text, text);
+      const d = maxAbsDiff(ours.texts[i], texts[i].embedding);
+      assert.ok(d <= NATIVE_TOLERANCE, `${label} ${JSON.stringify(text)}: text max |diff| ${d}`);
+    });
+    IMAGES.forEach((file, i) => {
+      const native = runNative(['classify', '--model', dir, '--labels', LABELS.join(','), path.join('tests', 'fixtures', 'images', file)]);
+      assert.match(native.scoring, /need not sum to 1/);
+      const expected = LABELS.map((l) => native.results[0].scores[l]);
+      const got = ours.classify[i];
+      assert.deepEqual(got.labels, LABELS);
+      const d = maxAbsDiff(got.probs, expected);
+      assert.ok(d <= NATIVE_TOLERANCE, `${label} ${file}: zero-shot max |diff| ${d}`);
+      assert.equal(got.label, native.results[0].label);
+    });
+    // A sigmoid per label: over every image, the scores do not sum to 1.
+    const sums = ours.classify.map((c) => c.probs.reduce((a, b) => a + b, 0));
+    assert.ok(sums.some((s) => Math.abs(s - 1) > 1e-3), `sums ${sums}`);
+  });
+}
+
+test('the page: SigLIP zero-shot on custom labels says the scores need not sum to 1 and the weights are random', { timeout: 60000 }, async () => {
+  assert.equal(await page.locator('#random-banner').isVisible(), true);
+  assert.match(await page.locator('#random-banner').innerText(), /Random test weights/);
+  await page.selectOption('#task', 'custom');
+  await page.fill('#labels', LABELS.join(', '));
+  await page.locator('#file-input').setInputFiles([fixtureImage('rgb_97x61.png')]);
+  const card = page.locator('[data-kpl-result][data-file="rgb_97x61.png"]');
+  await card.waitFor({ timeout: 30000 });
+  assert.equal(await card.getAttribute('data-method'), 'clip');
+  const text = await card.innerText();
+  assert.match(text, /Method: plain SigLIP zero-shot/);
+  assert.match(text, /Plain SigLIP scores: sigmoid per label .*need not sum to 1/);
+  const scores = JSON.parse(await card.getAttribute('data-scores'));
+  const native = runNative(['classify', '--model', 'tests/fixtures/tiny-siglip-b', '--labels', LABELS.join(','), path.join('tests', 'fixtures', 'images', 'rgb_97x61.png')]);
+  assert.ok(maxAbsDiff(scores, LABELS.map((l) => native.results[0].scores[l])) <= NATIVE_TOLERANCE, `${scores}`);
+  assert.deepEqual(errors, []);
+});
+
+test('a knowledge base built by a CLIP model is refused by the SigLIP model, naming the base and both families', { timeout: 60000 }, async () => {
+  const message = await page.evaluate(async () => {
+    const { KplClient } = await import('/protocol.js');
+    const worker = new Worker('/worker.js', { type: 'module' });
+    try {
+      const client = new KplClient(worker);
+      await client.load('/fixtures/tiny-siglip-b/', undefined, { backend: 'wasm' });
+      return await client.loadKb('/test/out/siglip-bundles/clip-kb/chest-xray-pneumonia.kplkb').then(() => 'accepted', (e) => e.message);
+    } finally {
+      worker.terminate();
+    }
+  }).catch((e) => e.message);
+  assert.match(message, /chest-xray-pneumonia\.kplkb/);
+  assert.match(message, /CLIP model/);
+  assert.match(message, /SigLIP model/);
+});
+
+test('the <kpl-classifier> widget classifies with a SigLIP model', { timeout: 60000 }, async () => {
+  const widget = await browser.context.newPage();
+  const widgetErrors = [];
+  widget.on('console', (m) => m.type() === 'error' && widgetErrors.push(m.text()));
+  widget.on('pageerror', (e) => widgetErrors.push(e.message));
+  const res = await widget.goto(`${server.url}/embed-example.html`);
+  assert.equal(res.headers()['content-security-policy'], CSP);
+  await widget.locator('kpl-classifier[data-ready="true"]').waitFor({ timeout: 30000 });
+  const detail = widget.evaluate(() => new Promise((resolve) =>
+    document.querySelector('kpl-classifier').addEventListener('kpl-result', (e) => resolve(e.detail), { once: true })));
+  await widget.locator('kpl-classifier input[type=file]').setInputFiles([fixtureImage('rgb_97x61.png')]);
+  const d = await detail;
+  assert.equal(d.file, 'rgb_97x61.png');
+  // The same base and image natively: the same label, method and KPL scores.
+  const kb = path.join('build', 'kb', 'tiny-siglip-b', 'chest-xray-pneumonia.kplkb');
+  const native = runNative(['classify', '--model', 'tests/fixtures/tiny-siglip-b', '--kb', kb, path.join('tests', 'fixtures', 'images', 'rgb_97x61.png')]);
+  const expected = native.results[0];
+  assert.equal(d.label, expected.label);
+  assert.equal(d.method, expected.method);
+  const classes = Object.keys(expected.scores);
+  assert.equal(d.scores.length, classes.length);
+  // The widget's own warning that the weights are random is shown.
+  const warning = await widget.locator('kpl-classifier').evaluate((e) => {
+    const warn = e.shadowRoot.querySelector('.warn');
+    return warn && !warn.hidden ? warn.textContent : '';
+  });
+  assert.match(warning, /Random test weights/);
+  assert.deepEqual(widgetErrors, [], 'no CSP violation or error');
+  await widget.close();
+});
