@@ -25,8 +25,12 @@ pub struct EvidenceItem {
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
     pub label: String,
-    /// Probabilities per class: softmax of the model's logit scale × cosine to each
-    /// class's proxy (comparable with `clip_scores`).
+    /// Probabilities per class, as docs/kpl-method.md defines them for the
+    /// proxies used: learned proxies (`kpl`, `proxies`) give step 5's
+    /// `Q = softmax(x·W / tau_i)`, the distribution proxy learning fits to the
+    /// pseudo-labels (`tau_i` of the fit for stored proxies); the text proxies of
+    /// `single-image` give `softmax(logit scale × cos)`, step 3's `P0` at the
+    /// model's own scale (1/`tau_t` for OpenAI's CLIP and for SigLIP).
     pub scores: Vec<f32>,
     /// `kpl` (transductive over a batch), `proxies` (fitted on a pool) or
     /// `single-image` (per-image retrieval).
@@ -69,16 +73,18 @@ pub fn classify_embeddings(
     }
     let names = kb.class_names();
     let engine_kb = kb.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
-    let (method, proxies): (&'static str, Vec<Vec<f32>>) = if images.len() > 1 {
+    // (method, proxies, the factor on cosines of the scores' softmax)
+    let (method, proxies, score_scale): (&'static str, Vec<Vec<f32>>, f32) = if images.len() > 1 {
         let matrix = Matrix::from_rows(images).map_err(|e| engine_error("images", e))?;
         let outcome = kpl_core::run(&matrix, &engine_kb, params, Method::Kpl).map_err(|e| engine_error("KPL", e))?;
-        ("kpl", outcome.proxies.iter_rows().map(|r| r.to_vec()).collect())
-    } else if let Some((fitted, _)) = &kb.proxies {
-        ("proxies", fitted.chunks_exact(kb.dim).map(|r| r.to_vec()).collect())
+        ("kpl", outcome.proxies.iter_rows().map(|r| r.to_vec()).collect(), (1.0 / params.tau_i) as f32)
+    } else if let Some((fitted, info)) = &kb.proxies {
+        let tau_i = info.params.get("tau_i").and_then(serde_json::Value::as_f64).filter(|t| *t > 0.0).unwrap_or(params.tau_i);
+        ("proxies", fitted.chunks_exact(kb.dim).map(|r| r.to_vec()).collect(), (1.0 / tau_i) as f32)
     } else {
         let single = kpl_core::classify_single(&images[0], &engine_kb, params.k)
             .map_err(|e| engine_error("single-image retrieval", e))?;
-        ("single-image", single.proxies.iter_rows().map(|r| r.to_vec()).collect())
+        ("single-image", single.proxies.iter_rows().map(|r| r.to_vec()).collect(), logit_scale)
     };
     let flat: Vec<f32> = proxies.concat();
     images
@@ -98,7 +104,7 @@ pub fn classify_embeddings(
                 .collect();
             Ok(ImageResult {
                 label: names[best].clone(),
-                scores: scaled_softmax(&cos, logit_scale),
+                scores: scaled_softmax(&cos, score_scale),
                 method,
                 clip_label: names[argmax(&clip_scores)].clone(),
                 clip_scores,
@@ -162,4 +168,67 @@ pub fn build_knowledge_base(
         class_prompts,
         dtype,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knowledge::base::{FitInfo, ModelStamp, StorageDtype};
+    use crate::knowledge::task::TaskClass;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    /// Two classes in 3-d, two descriptions each, and fitted proxies.
+    fn base(tau_i: Option<f64>) -> KnowledgeBase {
+        let rows = [[1.0, 0.2, 0.0], [0.9, 0.0, 0.3], [0.0, 1.0, 0.1], [0.2, 0.8, 0.0]];
+        let params = match tau_i {
+            Some(t) => serde_json::json!({ "tau_i": t }),
+            None => serde_json::json!({}),
+        };
+        KnowledgeBase {
+            task: "t".into(),
+            title: "t".into(),
+            prompt_template: "{}".into(),
+            classes: ["a", "b"].iter().map(|n| TaskClass { name: n.to_string(), descriptions: vec!["x".into(), "y".into()] }).collect(),
+            dim: 3,
+            model: ModelStamp { fingerprint: String::new(), name: String::new(), random_weights: true, family: crate::models::Family::Clip },
+            descriptions: rows.iter().flat_map(|r| unit(r)).collect(),
+            class_of: vec![0, 0, 1, 1],
+            class_prompts: [unit(&[1.0, 0.1, 0.0]), unit(&[0.1, 1.0, 0.0])].concat(),
+            proxies: Some(([unit(&[1.0, 0.1, 0.1]), unit(&[0.0, 1.0, 0.2])].concat(), FitInfo {
+                method: "kpl".into(),
+                pool_size: 2,
+                k: 2,
+                params,
+            })),
+            dtype: StorageDtype::F32,
+        }
+    }
+
+    /// kpl-method.md step 5: learned proxies W model `softmax(x·W / tau_i)`;
+    /// the fit's own `tau_i` when it recorded one, never the model's logit scale.
+    #[test]
+    fn fitted_proxies_score_at_the_fits_tau_i() {
+        let image = unit(&[0.7, 0.6, 0.1]);
+        for (recorded, expected_tau) in [(Some(0.05), 0.05f64), (None, 0.04)] {
+            let kb = base(recorded);
+            let params = KplParams { k: 2, ..KplParams::default() };
+            let r = classify_embeddings(&kb, &[image.clone()], &params, 100.0, Scoring::Softmax, 1).unwrap().remove(0);
+            assert_eq!(r.method, "proxies");
+            let (w, _) = kb.proxies.as_ref().unwrap();
+            let logits: Vec<f64> = w
+                .chunks_exact(3)
+                .map(|p| p.iter().zip(&image).map(|(a, b)| f64::from(a * b)).sum::<f64>() / expected_tau)
+                .collect();
+            let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+            let total: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+            for (got, l) in r.scores.iter().zip(&logits) {
+                let want = (l - max).exp() / total;
+                assert!((f64::from(*got) - want).abs() < 1e-5, "{:?} vs softmax at tau_i {expected_tau}", r.scores);
+            }
+        }
+    }
 }

@@ -32,6 +32,10 @@
  *   `kpl pack` bundle (manifest.json listing image_encoder.gguf and text_encoder.gguf;
  *   the text encoder is then fetched only when texts are first embedded).
  * @property {number} [maxMegapixels] refuse larger images (default 100).
+ * @property {QuantKernel} [quantKernel] how a bundle's q8/q4 layers multiply on the CPU
+ *   (`setQuantKernel`, src/nn/linear.rs): 'dequantize' (the default in wasm, the faster
+ *   there) or 'blocks' (activations quantised and multiplied block by block, as the
+ *   native CLI does: the same numbers as `kpl` on the same bundle).
  * @property {Backend} [backend] the compute backend asked for (default 'auto'); the
  *   worker picks the one it can run (`chooseBackend` in worker.js) and says so in the
  *   result.
@@ -365,6 +369,9 @@ export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backen
  * would hold it for a quarter of a second. The caller still gets one result.
  */
 export const BATCH_PART = 16;
+/** The CPU kernels of quantised layers a load request may ask for. */
+export const QUANT_KERNELS = Object.freeze(['dequantize', 'blocks']);
+/** @typedef {'dequantize' | 'blocks'} QuantKernel */
 /** The backends a load request may ask for. */
 export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 /** How the page names a backend the worker used. */
@@ -457,6 +464,8 @@ export function checkRequest(msg) {
         return `load: unknown backend ${JSON.stringify(msg.backend)} (${BACKENDS.join(', ')})`;
       if (msg.restoreBackend !== undefined && msg.restoreBackend !== 'wasm' && msg.restoreBackend !== 'webgpu')
         return `load: restoreBackend must be "wasm" or "webgpu", not ${JSON.stringify(msg.restoreBackend)}`;
+      if (msg.quantKernel !== undefined && !QUANT_KERNELS.includes(msg.quantKernel))
+        return `load: unknown quantKernel ${JSON.stringify(msg.quantKernel)} (${QUANT_KERNELS.join(', ')})`;
       return null;
     case 'cancel':
       if (!Number.isInteger(msg.target)) return 'cancel: target must be the integer id of a request';
@@ -654,11 +663,12 @@ export class KplClient {
   /**
    * @param {string} [base]
    * @param {(p: ProgressReply) => void} [onProgress]
-   * @param {{backend?: Backend, maxMegapixels?: number}} [options]
+   * @param {{backend?: Backend, maxMegapixels?: number, quantKernel?: QuantKernel}} [options]
    * @returns {Promise<LoadResult>}
    */
-  load(base = 'model/', onProgress, { backend, maxMegapixels } = {}) {
+  load(base = 'model/', onProgress, { backend, maxMegapixels, quantKernel } = {}) {
     const body = { type: 'load', base };
+    if (quantKernel !== undefined) body.quantKernel = quantKernel;
     if (backend !== undefined) body.backend = backend;
     if (maxMegapixels !== undefined) body.maxMegapixels = maxMegapixels;
     return this.request(body, { onProgress });

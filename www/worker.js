@@ -15,7 +15,7 @@
 //                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
-import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase } from './pkg/kpl.js';
+import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel } from './pkg/kpl.js';
 import * as wasmApi from './pkg/kpl.js';
 import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, SPIECE_ROLES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
@@ -502,6 +502,7 @@ const handlers = {
     // The same model is already loaded: nothing to fetch again; only the backend
     // is chosen again when another one is asked for.
     if (model && loaded && loaded.base === base.href && loaded.maxMegapixels === req.maxMegapixels) {
+      setQuantKernel(req.quantKernel ?? 'dequantize');
       if (loaded.requestedBackend !== requestedBackend) {
         const choice = await chooseBackend(requestedBackend, model, req.restoreBackend);
         Object.assign(loaded, { requestedBackend, backend: choice.backend, note: choice.note });
@@ -519,6 +520,7 @@ const handlers = {
     } catch (e) {
       throw new Error(`cannot start the WebAssembly module (/pkg/kpl_bg.wasm): ${messageOf(e)}`);
     }
+    setQuantKernel(req.quantKernel ?? 'dequantize');
     const wasmMs = performance.now() - start;
     const manifest = await manifestReady;
     const cachedBefore = cachedBytes;

@@ -3,7 +3,8 @@
 // and as a `kpl pack` q8 bundle, loaded by the worker (the page's and the widget's
 // path, through the protocol's KplClient), against the native CLI on the same files:
 //
-//   image and text embeddings, zero-shot scores:   max |diff| <= 1e-5 (same dtype)
+//   image and text embeddings, zero-shot scores:   max |diff| <= 1e-5 (same dtype; a
+//              bundle's q8 layers with the native kernel, the load request's quantKernel)
 //   zero-shot: a sigmoid per label (Rust's scoring; nothing family-specific in JS),
 //              so the scores need not sum to 1 — the page says so, and that the
 //              weights are random; the <kpl-classifier> widget classifies with SigLIP.
@@ -59,7 +60,8 @@ before(async () => {
       const worker = new Worker('/worker.js', { type: 'module' });
       try {
         const client = new KplClient(worker);
-        const info = await client.load(base, undefined, { backend: 'wasm' });
+        // A bundle's q8 layers with the native CLI's kernel (quantised activations).
+        const info = await client.load(base, undefined, { backend: 'wasm', quantKernel: 'blocks' });
         const result = { info, images: [], texts: [], classify: [] };
         for (const file of images) {
           const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
@@ -127,9 +129,14 @@ test('the page: SigLIP zero-shot on custom labels says the scores need not sum t
   await page.fill('#labels', LABELS.join(', '));
   await page.locator('#file-input').setInputFiles([fixtureImage('rgb_97x61.png')]);
   const card = page.locator('[data-kpl-result][data-file="rgb_97x61.png"]');
-  await card.waitFor({ timeout: 30000 });
+  await card.waitFor({ state: 'attached', timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll('[data-kpl-pending]').length === 0);
   assert.equal(await card.getAttribute('data-method'), 'clip');
-  const text = await card.innerText();
+  // Read rendered (cards off screen are content-visibility: auto, so innerText would be empty).
+  const text = await card.evaluate((c) => {
+    c.style.contentVisibility = 'visible';
+    return c.innerText;
+  });
   assert.match(text, /Method: plain SigLIP zero-shot/);
   assert.match(text, /Plain SigLIP scores: sigmoid per label .*need not sum to 1/);
   const scores = JSON.parse(await card.getAttribute('data-scores'));
