@@ -25,7 +25,7 @@ pub struct EvidenceItem {
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
     pub label: String,
-    /// Probabilities per class, as docs/kpl-method.md defines them for the
+    /// Probabilities per class, as the KPL method (ARCHITECTURE.md) defines them for the
     /// proxies used: learned proxies (`kpl`, `proxies`) give step 5's
     /// `Q = softmax(x·W / tau_i)`, the distribution proxy learning fits to the
     /// pseudo-labels (`tau_i` of the fit for stored proxies); the text proxies of
@@ -208,7 +208,7 @@ mod tests {
         }
     }
 
-    /// kpl-method.md step 5: learned proxies W model `softmax(x·W / tau_i)`;
+    /// The method's step 5: learned proxies W model `softmax(x·W / tau_i)`;
     /// the fit's own `tau_i` when it recorded one, never the model's logit scale.
     #[test]
     fn fitted_proxies_score_at_the_fits_tau_i() {

@@ -47,6 +47,21 @@ before(async () => {
   const clipKb = ensureKnowledgeBases('tests/fixtures/tiny-quickgelu-f32');
   fs.mkdirSync(path.join(BUNDLES, 'clip-kb'), { recursive: true });
   fs.copyFileSync(path.join(clipKb, 'chest-xray-pneumonia.kplkb'), path.join(BUNDLES, 'clip-kb', 'chest-xray-pneumonia.kplkb'));
+  // Bad folders (as tests/siglip.rs makes them for the CLI): a config.json without
+  // text_config, a tokenizer.json padding with an id past the embedding table.
+  const copy = (name, to) => {
+    fs.mkdirSync(path.join(BUNDLES, to), { recursive: true });
+    for (const f of fs.readdirSync(path.join('tests', 'fixtures', name))) fs.copyFileSync(path.join('tests', 'fixtures', name, f), path.join(BUNDLES, to, f));
+    return path.join(BUNDLES, to);
+  };
+  const noField = copy('tiny-siglip-b', 'no-text-config');
+  const config = JSON.parse(fs.readFileSync(path.join(noField, 'config.json'), 'utf8'));
+  delete config.text_config;
+  fs.writeFileSync(path.join(noField, 'config.json'), JSON.stringify(config));
+  const padId = copy('tiny-siglip-a', 'pad-id');
+  const tokenizer = JSON.parse(fs.readFileSync(path.join(padId, 'tokenizer.json'), 'utf8'));
+  tokenizer.padding = { strategy: 'BatchLongest', direction: 'Right', pad_to_multiple_of: null, pad_id: 5000, pad_type_id: 0, pad_token: '<pad>' };
+  fs.writeFileSync(path.join(padId, 'tokenizer.json'), JSON.stringify(tokenizer));
   server = await startServer({ model: 'tests/fixtures/tiny-siglip-b', kb });
   browser = await launchBrowser();
   page = await browser.context.newPage();
@@ -160,6 +175,26 @@ test('a knowledge base built by a CLIP model is refused by the SigLIP model, nam
   assert.match(message, /chest-xray-pneumonia\.kplkb/);
   assert.match(message, /CLIP model/);
   assert.match(message, /SigLIP model/);
+});
+
+test('bad SigLIP folders are refused by the worker, naming the file and the problem', { timeout: 60000 }, async () => {
+  const messages = await page.evaluate(async (bases) => {
+    const { KplClient } = await import('/protocol.js');
+    const out = [];
+    for (const base of bases) {
+      const worker = new Worker('/worker.js', { type: 'module' });
+      try {
+        out.push(await new KplClient(worker).load(base, undefined, { backend: 'wasm' }).then(() => 'accepted', (e) => e.message));
+      } finally {
+        worker.terminate();
+      }
+    }
+    return out;
+  }, ['/test/out/siglip-bundles/no-text-config/', '/test/out/siglip-bundles/pad-id/']);
+  assert.match(messages[0], /config\.json/);
+  assert.match(messages[0], /text_config/);
+  assert.match(messages[1], /tokenizer\.json/);
+  assert.match(messages[1], /pad id 5000/);
 });
 
 test('the <kpl-classifier> widget classifies with a SigLIP model', { timeout: 60000 }, async () => {
