@@ -33,9 +33,9 @@
  *   the text encoder is then fetched only when texts are first embedded).
  * @property {number} [maxMegapixels] refuse larger images (default 100).
  * @property {QuantKernel} [quantKernel] how a bundle's q8/q4 layers multiply on the CPU
- *   (`setQuantKernel`, src/nn/linear.rs): 'dequantize' (the default in wasm, the faster
- *   there) or 'blocks' (activations quantised and multiplied block by block, as the
- *   native CLI does: the same numbers as `kpl` on the same bundle).
+ *   (`setQuantKernel`, src/nn/linear.rs `QuantKernel`); unset: the wasm's default. 'blocks'
+ *   is candle's block-by-block kernel, the native CLI's default: the same numbers as
+ *   `kpl` on the same bundle.
  * @property {Backend} [backend] the compute backend asked for (default 'auto'); the
  *   worker picks the one it can run (`chooseBackend` in worker.js) and says so in the
  *   result.
@@ -370,8 +370,8 @@ export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backen
  */
 export const BATCH_PART = 16;
 /** The CPU kernels of quantised layers a load request may ask for. */
-export const QUANT_KERNELS = Object.freeze(['dequantize', 'blocks']);
-/** @typedef {'dequantize' | 'blocks'} QuantKernel */
+export const QUANT_KERNELS = Object.freeze(['int8', 'dequantize', 'blocks']);
+/** @typedef {'int8' | 'dequantize' | 'blocks'} QuantKernel */
 /** The backends a load request may ask for. */
 export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 /** How the page names a backend the worker used. */

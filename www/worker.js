@@ -502,7 +502,7 @@ const handlers = {
     // The same model is already loaded: nothing to fetch again; only the backend
     // is chosen again when another one is asked for.
     if (model && loaded && loaded.base === base.href && loaded.maxMegapixels === req.maxMegapixels) {
-      setQuantKernel(req.quantKernel ?? 'dequantize');
+      if (req.quantKernel) setQuantKernel(req.quantKernel);
       if (loaded.requestedBackend !== requestedBackend) {
         const choice = await chooseBackend(requestedBackend, model, req.restoreBackend);
         Object.assign(loaded, { requestedBackend, backend: choice.backend, note: choice.note });
@@ -520,7 +520,8 @@ const handlers = {
     } catch (e) {
       throw new Error(`cannot start the WebAssembly module (/pkg/kpl_bg.wasm): ${messageOf(e)}`);
     }
-    setQuantKernel(req.quantKernel ?? 'dequantize');
+    // Before the weights are read: q8_0 layers are held as the kernel needs them.
+    if (req.quantKernel) setQuantKernel(req.quantKernel);
     const wasmMs = performance.now() - start;
     const manifest = await manifestReady;
     const cachedBefore = cachedBytes;
