@@ -45,6 +45,7 @@ console.error(`# ort-web ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).jo
 
 const row = {
   engine: 'ort-web',
+  runtime: 'node',
   dtype: args.dtype,
   model: 'vit-b16-image',
   threads: 1,

@@ -15,16 +15,25 @@ const readLines = (path) =>
   existsSync(path)
     ? readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l))
     : [];
-const rows = readLines(rowsPath);
-const notes = readLines(notesPath);
+// A script that prints several rows (bench/chromium.mjs) reports the ones it could not
+// run inline, with a status: those join the notes.
+const printed = readLines(rowsPath);
+const rows = printed.filter((r) => !r.status);
+const notes = [...readLines(notesPath), ...printed.filter((r) => r.status)];
 
 const IMAGE = 'vit-b16-image';
 const FIT = 'kpl-fit-n1000-d768-c5';
-const find = (engine, dtype, model) => rows.find((r) => r.engine === engine && r.dtype === dtype && r.model === model);
+// Rows without a runtime (native engines, older results) count as Node's for the wasm engines.
+const runtimeOf = (r) => r.runtime ?? (['kpl-wasm', 'ort-web'].includes(r.engine) ? 'node' : 'native');
+const find = (engine, dtype, model, { runtime = null, threads = 1 } = {}) =>
+  rows.find((r) => r.engine === engine && r.dtype === dtype && r.model === model && (r.threads ?? 1) === threads &&
+    (runtime == null ? runtimeOf(r) !== 'chromium' : runtimeOf(r) === runtime));
+const absentNote = (engine, dtype, model, runtime, threads) =>
+  notes.find((n) => n.engine === engine && n.dtype === dtype && n.model === model && n.runtime === runtime && (n.threads ?? 1) === threads);
 const order = ['kpl-native', 'kpl-wgpu', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
 const dtypeOrder = ['f32', 'f16', 'q8', 'q4', 'f64'];
 const rank = (list, x) => (list.includes(x) ? list.indexOf(x) : list.length);
-const sortKey = (r) => [r.model === IMAGE ? 0 : 1, rank(order, r.engine), rank(dtypeOrder, r.dtype)];
+const sortKey = (r) => [r.model === IMAGE ? 0 : 1, r.runtime === 'chromium' ? 1 : 0, rank(order, r.engine), rank(dtypeOrder, r.dtype), r.threads ?? 1];
 const cmp = (a, b) => {
   const ka = sortKey(a), kb = sortKey(b);
   for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] - kb[i];
@@ -36,13 +45,14 @@ const mb = (bytes) => (bytes == null ? '' : `${(bytes / 2 ** 20).toFixed(0)} MiB
 const time = (s) => (s >= 1 ? `${s.toFixed(3)} s` : `${(s * 1000).toFixed(1)} ms`);
 
 // ------------------------------------------------------------------ table of rows
-const table = [['model', 'engine', 'dtype', 'thr', 'median', 'cpu', 'runs', 'notes']];
+const table = [['model', 'engine', 'runtime', 'dtype', 'thr', 'median', 'cpu', 'runs', 'notes']];
 for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.status) {
-    table.push([r.model, r.engine, r.dtype, '1', r.status.toUpperCase(), '', '', r.reason]);
+    table.push([r.model, r.engine, runtimeOf(r), r.dtype, String(r.threads ?? 1), r.status.toUpperCase(), '', '', r.reason]);
     continue;
   }
   const extra = [];
+  if (r.simd) extra.push(r.simd);
   if (r.peak_memory_bytes != null) extra.push(`wasm memory ${mb(r.peak_memory_bytes)}`);
   if (r.cos_vs_kpl_native != null) extra.push(`cos vs native ${r.cos_vs_kpl_native}`);
   if (r.cos_vs_kpl_f32 != null) extra.push(`cos vs kpl ${r.cos_vs_kpl_f32}`);
@@ -51,7 +61,7 @@ for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.gflops != null) extra.push(`${r.gflops} GFLOP/s`);
   if (r.adapter) extra.push(`on ${r.adapter}`);
   const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
-  table.push([r.model, r.engine, r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
+  table.push([r.model, r.engine, runtimeOf(r), r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
 }
 const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
 const line = (row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
@@ -61,8 +71,12 @@ for (const row of table.slice(1)) console.log(line(row));
 
 // ------------------------------------------------------------------ ratios
 const ratios = [];
-const ratio = (label, a, b, goal) => {
+const ratio = (label, a, b, goal, why = null) => {
   if (!a || !b) {
+    if (why) {
+      ratios.push({ label, value: null, goal: goal ?? null, note: `n/a (${why})` });
+      return;
+    }
     const [num, den] = label.split(': ')[1].split(' / ');
     const missing = [!a && num, !b && den].filter(Boolean);
     ratios.push({ label, value: null, goal: goal ?? null, note: `n/a (no ${missing.join(' or ')} row${missing.length > 1 ? 's' : ''})` });
@@ -88,6 +102,18 @@ for (const dtype of ['f32', 'q8', 'q4']) {
 for (const dtype of ['f32', 'f64']) {
   ratio(`fit ${dtype}: kpl-native / torch`, find('kpl-native', dtype, FIT), find('torch', dtype, FIT), 0.5);
 }
+// The Chromium rows (bench/chromium.mjs): goals of issue #14 at 1 and 2 threads.
+const chromium = { runtime: 'chromium' };
+for (const dtype of ['f32', 'q8']) {
+  const kw1 = find('kpl-wasm', dtype, IMAGE, chromium), ow1 = find('ort-web', dtype, IMAGE, chromium);
+  const kw2 = find('kpl-wasm', dtype, IMAGE, { ...chromium, threads: 2 }), ow2 = find('ort-web', dtype, IMAGE, { ...chromium, threads: 2 });
+  const kpl2Why = kw2 ? null : absentNote('kpl-wasm', dtype, IMAGE, 'chromium', 2)?.reason;
+  ratio(`chromium ${dtype} 1 thr: kpl-wasm / ort-web`, kw1, ow1, dtype === 'q8' ? 0.7 : 0.8);
+  ratio(`chromium ${dtype} 2 thr: kpl-wasm / ort-web`, kw2, ow2, 0.8, kpl2Why && `kpl-wasm 2 thr absent: ${kpl2Why}`);
+  ratio(`chromium ${dtype}: kpl-wasm 2 thr / 1 thr`, kw2, kw1, 0.6, kpl2Why && 'kpl-wasm 2 thr absent');
+  ratio(`chromium ${dtype}: ort-web 2 thr / 1 thr`, ow2, ow1);
+  ratio(`chromium ${dtype}: kpl-wasm chromium / node`, kw1, find('kpl-wasm', dtype, IMAGE));
+}
 const wasmFit = rows.find((r) => r.engine === 'kpl-wasm' && r.model === FIT);
 if (wasmFit) {
   ratio(`fit ${wasmFit.dtype}: kpl-wasm / kpl-native`, wasmFit, find('kpl-native', wasmFit.dtype, FIT));
@@ -105,7 +131,7 @@ if (wasmFit) {
   const ms = wasmFit.median_s * 1000;
   absolute.push({ label: `fit ${wasmFit.dtype}: kpl-wasm`, value: `${ms.toFixed(1)} ms`, goal: '< 300 ms', met: ms < 300 });
 }
-for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes)) {
+for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes && runtimeOf(r) === 'node')) {
   const m = r.peak_memory_bytes / r.weights_bytes;
   absolute.push({
     label: `image ${r.dtype}: kpl-wasm memory / weight file`,
@@ -114,15 +140,28 @@ for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE 
     met: m <= 1.5,
   });
 }
+// Issue #14 item 3: the peak wasm memory against the image encoder's weight bytes (the
+// weights a page that only embeds images needs), measured in Chromium.
+for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes && runtimeOf(r) === 'chromium')) {
+  const m = r.peak_memory_bytes / r.vision_weights_bytes;
+  absolute.push({
+    label: `chromium ${r.dtype}: kpl-wasm memory / encoder weights`,
+    value: `${m.toFixed(2)}× (${mb(r.peak_memory_bytes)} / ${mb(r.vision_weights_bytes)}; ${(r.peak_memory_bytes / r.weights_bytes).toFixed(2)}× the weight file, ${mb(r.weights_bytes)})`,
+    goal: '<= 1.25×',
+    met: m <= 1.25,
+  });
+}
 for (const a of absolute) {
   console.log(`  ${a.label.padEnd(40)} ${a.value}   goal ${a.goal}: ${a.met ? 'met' : 'NOT met'}`);
 }
 
 const failed = notes.filter((n) => n.status === 'failed');
 const skipped = notes.filter((n) => n.status === 'skipped');
+const absent = notes.filter((n) => n.status === 'absent');
 const results = {
   rows,
   skipped,
+  absent,
   failed,
   ratios,
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? null, node: process.version, platform: `${os.platform()} ${os.arch()}` },
@@ -130,4 +169,4 @@ const results = {
   total_s: totalSeconds ? Number(totalSeconds) : null,
 };
 writeFileSync(resultsPath, JSON.stringify(results, null, 1) + '\n');
-console.log(`\nwrote ${resultsPath}: ${rows.length} rows, ${skipped.length} skipped, ${failed.length} failed`);
+console.log(`\nwrote ${resultsPath}: ${rows.length} rows, ${skipped.length} skipped, ${absent.length} absent, ${failed.length} failed`);

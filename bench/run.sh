@@ -13,6 +13,7 @@
 #   KPL_BENCH_NO_INSTALL=1    do not `npm ci` bench/ for onnxruntime-web
 #   KPL_BENCH_NO_BUILD=1      use the existing builds (target/release/examples, pkg/)
 #   KPL_BENCH_GPU_RUNS=3      timed runs of the wgpu rows (lavapipe takes ~20 s per image)
+#   KPL_BENCH_CHROMIUM_RUNS   timed runs of the Chromium rows (default: KPL_BENCH_RUNS)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -182,6 +183,23 @@ for dtype in f32 q8; do
     fi
 done
 
+# Headless Chromium on a cross-origin-isolated page (bench/chromium.mjs): kpl-wasm at
+# one thread (its 2-thread rows are printed as absent: no wasm threads yet) and ONNX
+# Runtime Web at 1 and 2 threads, f32 and q8, on the same model and ONNX export.
+chromium_reason=""
+if [ $wasm_ok != 1 ]; then
+    chromium_reason="pkg/ is missing or did not build (make wasm)"
+elif [ ! -f "$OUT/vit-b16-random/config.json" ]; then
+    chromium_reason="no random model (bench_image writes it)"
+elif ! "$NODE" -e 'import("./tests/browser/helpers.mjs").then((h) => h.chromiumPath())' >/dev/null 2>&1; then
+    chromium_reason="no Chromium or no playwright-core (make setup)"
+fi
+if [ -z "$chromium_reason" ]; then
+    row chromium f32+q8 $IMAGE -- "$NODE" bench/chromium.mjs --runs "${KPL_BENCH_CHROMIUM_RUNS:-$RUNS}" --out "$OUT" --dtypes "f32 q8"
+else
+    skip chromium f32+q8 $IMAGE "$chromium_reason"
+fi
+
 # ------------------------------------------------------------------------ KPL fit
 FIT=kpl-fit-n1000-d768-c5
 if [ $native_ok = 1 ]; then
@@ -205,6 +223,6 @@ TOTAL=$(( $(date +%s) - START ))
 echo
 "$NODE" bench/report.mjs "$ROWS" "$NOTES" bench/results.json "$TOTAL"
 echo "make bench: ${TOTAL} s in all"
-if grep -q '"status":"failed"' "$NOTES"; then
+if grep -q '"status":"failed"' "$NOTES" "$ROWS"; then
     exit 1
 fi

@@ -36,6 +36,8 @@ for (let i = 0; i < N; i++) correct += predictions[i] === labels[i] ? 1 : 0;
 
 console.log(JSON.stringify({
   engine: 'kpl-wasm',
+  runtime: 'node',
+  simd: 'simd128',
   dtype: 'f64',
   model: `kpl-fit-n${N}-d${D}-c${C}`,
   threads: 1,

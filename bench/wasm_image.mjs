@@ -63,6 +63,8 @@ console.error(`# kpl-wasm ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).j
 
 const row = {
   engine: 'kpl-wasm',
+  runtime: 'node',
+  simd: 'simd128',
   dtype: args.dtype,
   model: 'vit-b16-image',
   threads: 1,

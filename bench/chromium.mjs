@@ -1,0 +1,170 @@
+// The browser rows of `make bench`: kpl-wasm and ONNX Runtime Web in headless Chromium,
+// on a cross-origin-isolated page (COOP same-origin + COEP require-corp, as the app's),
+// on the random ViT-B/16 and the ONNX export the Node rows use.
+//
+//     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8"] [--simd simd128]
+//
+// Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (simd:
+// the instruction set of the pkg/ build), ort-web per dtype at 1 and 2 threads (its
+// wasm backend, SIMD build, numThreads). kpl has no wasm threads yet, so its 2-thread
+// rows are printed as {"status": "absent", "reason": ...}, not measured. A row that
+// fails is printed with "status": "failed" and the others still run. Each row runs
+// in a fresh tab (a fresh wasm instance: kpl-wasm's peak_memory_bytes is its linear
+// memory after loading and running, which never shrinks). Times are the page's
+// performance.now() around each call: a warm-up, then --runs runs; no CPU time.
+
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, median, cosine, round, safetensorsBytes } from './lib.mjs';
+import { launchBrowser } from '../tests/browser/helpers.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const args = parseArgs(process.argv.slice(2), {
+  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8', simd: 'simd128',
+});
+const runs = Number(args.runs);
+const dtypes = args.dtypes.split(/\s+/).filter(Boolean);
+const IMAGE = 'vit-b16-image';
+const NO_KPL_THREADS = 'kpl has no wasm threads yet (issue #14 item 2): the page runs on one thread';
+
+// ------------------------------------------------------------------ static server
+const ROOTS = {
+  '/bench/': path.join(here, 'chromium'),
+  '/pkg/': path.resolve(args.pkg),
+  '/ort/': path.join(here, 'node_modules', 'onnxruntime-web', 'dist'),
+  '/model/': path.resolve(args.out),
+};
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png' };
+
+function serve(req, res) {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  const prefix = Object.keys(ROOTS).find((p) => url.pathname.startsWith(p));
+  const file = prefix && path.join(ROOTS[prefix], decodeURIComponent(url.pathname.slice(prefix.length)));
+  if (!file || !file.startsWith(ROOTS[prefix] + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, {
+    'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+    'Content-Length': fs.statSync(file).size,
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+    'Cache-Control': 'no-store',
+  });
+  fs.createReadStream(file).pipe(res);
+}
+
+const server = http.createServer(serve);
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const base = `http://127.0.0.1:${server.address().port}`;
+
+// ------------------------------------------------------------------ rows
+const nativeEmbedding = (dtype) => {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(args.out, `embedding-kpl-native-${dtype}.json`), 'utf8'));
+  } catch {
+    return null;
+  }
+};
+
+/** The image encoder's weight bytes for a dtype: the whole file, and its vision part. */
+function weightBytes(dtype) {
+  if (dtype === 'f32') {
+    const file = path.join(args.out, 'vit-b16-random', 'model.safetensors');
+    const header = Buffer.alloc(8);
+    const fd = fs.openSync(file, 'r');
+    fs.readSync(fd, header, 0, 8, 0);
+    const n = Number(header.readBigUInt64LE(0));
+    const head = Buffer.alloc(8 + n);
+    fs.readSync(fd, head, 0, 8 + n, 0);
+    fs.closeSync(fd);
+    return { weights_bytes: fs.statSync(file).size, vision_weights_bytes: safetensorsBytes(head, ['vision_model.', 'visual_projection.']) };
+  }
+  const size = fs.statSync(path.join(args.out, `vit-b16-${dtype}`, 'image_encoder.gguf')).size;
+  return { weights_bytes: size, vision_weights_bytes: size };
+}
+
+const browser = await launchBrowser({ webgpu: false });
+let failed = 0;
+
+async function inPage(name, spec) {
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    await page.goto(`${base}/bench/index.html`);
+    await page.locator('body[data-ready="true"]').waitFor({ timeout: 60000 });
+    if (!(await page.evaluate(() => window.bench.isolated()))) throw new Error('the page is not cross-origin isolated');
+    return await page.evaluate(([n, s]) => window.bench[n](s), [name, spec]);
+  } catch (e) {
+    throw new Error(`${e.message.split('\n')[0]}${errors.length ? `; page errors: ${errors.join('; ')}` : ''}`);
+  } finally {
+    await page.close();
+  }
+}
+
+function emit(row) {
+  console.log(JSON.stringify({ runtime: 'chromium', model: IMAGE, ...row }));
+}
+
+async function measure(head, fn) {
+  try {
+    emit({ ...head, ...(await fn()) });
+  } catch (e) {
+    failed++;
+    console.error(`# chromium ${head.engine} ${head.dtype} ${head.threads} thr: ${e.message}`);
+    emit({ ...head, status: 'failed', reason: e.message.slice(0, 400) });
+  }
+}
+
+const timing = (times) => ({ median_s: round(median(times), 4), runs_s: times.map((x) => round(x, 4)) });
+
+for (const dtype of dtypes) {
+  await measure({ engine: 'kpl-wasm', dtype, threads: 1, simd: args.simd }, async () => {
+    const r = await inPage('kpl', { dtype, runs });
+    console.error(`# chromium kpl-wasm ${dtype}: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
+    const reference = nativeEmbedding(dtype);
+    return {
+      ...timing(r.times),
+      load_s: round(r.load_s, 3),
+      peak_memory_bytes: r.peak_memory_bytes,
+      peak_memory_source: 'wasm-memory',
+      memory_after_load_bytes: r.memory_after_load_bytes,
+      ...weightBytes(dtype),
+      ...(reference ? { cos_vs_kpl_native: round(cosine(r.embedding, reference), 6) } : {}),
+    };
+  });
+  emit({ engine: 'kpl-wasm', dtype, threads: 2, simd: args.simd, status: 'absent', reason: NO_KPL_THREADS });
+}
+for (const dtype of dtypes) {
+  for (const threads of [1, 2]) {
+    if (!fs.existsSync(ROOTS['/ort/'])) {
+      emit({ engine: 'ort-web', dtype, threads, status: 'skipped', reason: 'onnxruntime-web is not installed (npm ci --prefix bench)' });
+      continue;
+    }
+    if (!fs.existsSync(path.join(args.out, 'onnx', `vision-${dtype}.onnx`))) {
+      emit({ engine: 'ort-web', dtype, threads, status: 'skipped', reason: `no ONNX export (${path.join(args.out, 'onnx', `vision-${dtype}.onnx`)}; run.sh makes it)` });
+      continue;
+    }
+    await measure({ engine: 'ort-web', dtype, threads }, async () => {
+      const r = await inPage('ort', { dtype, runs, threads });
+      console.error(`# chromium ort-web ${dtype} ${threads} thr: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
+      const reference = nativeEmbedding('f32');
+      return {
+        ...timing(r.times),
+        load_s: round(r.load_s, 3),
+        onnxruntime_web: r.version,
+        backend: `wasm (SIMD build), numThreads ${threads}`,
+        model_bytes: fs.statSync(path.join(args.out, 'onnx', `vision-${dtype}.onnx`)).size,
+        ...(reference ? { cos_vs_kpl_f32: round(cosine(r.embedding, reference), 6) } : {}),
+      };
+    });
+  }
+}
+
+await browser.close();
+server.close();
+if (failed) console.error(`# chromium: ${failed} row(s) failed`);
