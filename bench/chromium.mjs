@@ -2,7 +2,8 @@
 // on a cross-origin-isolated page (COOP same-origin + COEP require-corp, as the app's),
 // on the random ViT-B/16 and the ONNX export the Node rows use.
 //
-//     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8"] [--simd simd128]
+//     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8"]
+//                             [--engines "kpl-wasm ort-web"] [--simd simd128]
 //
 // Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (simd:
 // the instruction set of the pkg/ build), ort-web per dtype at 1 and 2 threads (its
@@ -11,7 +12,9 @@
 // fails is printed with "status": "failed" and the others still run. Each row runs
 // in a fresh tab (a fresh wasm instance: kpl-wasm's peak_memory_bytes is its linear
 // memory after loading and running, which never shrinks). Times are the page's
-// performance.now() around each call: a warm-up, then --runs runs; no CPU time.
+// performance.now() around each call: a warm-up, then --runs runs. cpu_median_s is the
+// CPU time (user + system, /proc) of every Chromium process during each call: on a
+// loaded machine the steadier figure; for ONNX Runtime at 2 threads it adds up both.
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -22,10 +25,11 @@ import { launchBrowser } from '../tests/browser/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8', simd: 'simd128',
+  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8', simd: 'simd128', engines: 'kpl-wasm ort-web',
 });
 const runs = Number(args.runs);
 const dtypes = args.dtypes.split(/\s+/).filter(Boolean);
+const engines = args.engines.split(/\s+/).filter(Boolean);
 const IMAGE = 'vit-b16-image';
 const NO_KPL_THREADS = 'kpl has no wasm threads yet (issue #14 item 2): the page runs on one thread';
 
@@ -87,6 +91,32 @@ function weightBytes(dtype) {
   return { weights_bytes: size, vision_weights_bytes: size };
 }
 
+/** CPU seconds used so far by every descendant of this process (Chromium's processes). */
+function chromiumCpuSeconds() {
+  const children = new Map();
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      children.set(Number(pid), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  let ticks = 0;
+  const todo = [process.pid];
+  while (todo.length) {
+    const parent = todo.pop();
+    for (const [pid, c] of children) {
+      if (c.ppid === parent) {
+        ticks += c.ticks;
+        todo.push(pid);
+      }
+    }
+  }
+  return ticks / 100; // USER_HZ
+}
+
 const browser = await launchBrowser({ webgpu: false });
 let failed = 0;
 
@@ -96,9 +126,17 @@ async function inPage(name, spec) {
   page.on('pageerror', (e) => errors.push(e.message));
   try {
     await page.goto(`${base}/bench/index.html`);
-    await page.locator('body[data-ready="true"]').waitFor({ timeout: 60000 });
+    await page.locator('body[data-ready="true"]').waitFor({ state: 'attached', timeout: 60000 });
     if (!(await page.evaluate(() => window.bench.isolated()))) throw new Error('the page is not cross-origin isolated');
-    return await page.evaluate(([n, s]) => window.bench[n](s), [name, spec]);
+    await page.evaluate(([n, s]) => window.bench.setup(n, s), [name, spec]);
+    const times = [];
+    const cpuTimes = [];
+    for (let i = 0; i < runs; i++) {
+      const c = chromiumCpuSeconds();
+      times.push(await page.evaluate(() => window.bench.run()));
+      cpuTimes.push(chromiumCpuSeconds() - c);
+    }
+    return { times, cpuTimes, ...(await page.evaluate(() => window.bench.finish())) };
   } catch (e) {
     throw new Error(`${e.message.split('\n')[0]}${errors.length ? `; page errors: ${errors.join('; ')}` : ''}`);
   } finally {
@@ -120,15 +158,15 @@ async function measure(head, fn) {
   }
 }
 
-const timing = (times) => ({ median_s: round(median(times), 4), runs_s: times.map((x) => round(x, 4)) });
+const timing = (r) => ({ median_s: round(median(r.times), 4), cpu_median_s: round(median(r.cpuTimes), 4), runs_s: r.times.map((x) => round(x, 4)) });
 
-for (const dtype of dtypes) {
+for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
   await measure({ engine: 'kpl-wasm', dtype, threads: 1, simd: args.simd }, async () => {
-    const r = await inPage('kpl', { dtype, runs });
+    const r = await inPage('kpl', { dtype });
     console.error(`# chromium kpl-wasm ${dtype}: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
     const reference = nativeEmbedding(dtype);
     return {
-      ...timing(r.times),
+      ...timing(r),
       load_s: round(r.load_s, 3),
       peak_memory_bytes: r.peak_memory_bytes,
       peak_memory_source: 'wasm-memory',
@@ -139,7 +177,7 @@ for (const dtype of dtypes) {
   });
   emit({ engine: 'kpl-wasm', dtype, threads: 2, simd: args.simd, status: 'absent', reason: NO_KPL_THREADS });
 }
-for (const dtype of dtypes) {
+for (const dtype of engines.includes('ort-web') ? dtypes : []) {
   for (const threads of [1, 2]) {
     if (!fs.existsSync(ROOTS['/ort/'])) {
       emit({ engine: 'ort-web', dtype, threads, status: 'skipped', reason: 'onnxruntime-web is not installed (npm ci --prefix bench)' });
@@ -150,11 +188,11 @@ for (const dtype of dtypes) {
       continue;
     }
     await measure({ engine: 'ort-web', dtype, threads }, async () => {
-      const r = await inPage('ort', { dtype, runs, threads });
+      const r = await inPage('ort', { dtype, threads });
       console.error(`# chromium ort-web ${dtype} ${threads} thr: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
       const reference = nativeEmbedding('f32');
       return {
-        ...timing(r.times),
+        ...timing(r),
         load_s: round(r.load_s, 3),
         onnxruntime_web: r.version,
         backend: `wasm (SIMD build), numThreads ${threads}`,

@@ -130,6 +130,7 @@ const absolute = [];
 if (wasmFit) {
   const ms = wasmFit.median_s * 1000;
   absolute.push({ label: `fit ${wasmFit.dtype}: kpl-wasm`, value: `${ms.toFixed(1)} ms`, goal: '< 300 ms', met: ms < 300 });
+  absolute.push({ label: `fit ${wasmFit.dtype}: kpl-wasm (issue #14)`, value: `${ms.toFixed(1)} ms`, goal: '<= 1500 ms', met: ms <= 1500 });
 }
 for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes && runtimeOf(r) === 'node')) {
   const m = r.peak_memory_bytes / r.weights_bytes;

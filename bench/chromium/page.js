@@ -1,7 +1,9 @@
 // The page bench/chromium.mjs opens in headless Chromium (cross-origin isolated: COOP
 // same-origin + COEP require-corp). It exposes window.bench.kpl and window.bench.ort;
-// each runs one row in this tab (a fresh tab per row, so each wasm instance starts
-// empty) and returns the times in seconds, measured here with performance.now().
+// each loads its model in this tab (a fresh tab per row, so each wasm instance starts
+// empty) and returns { run, finish }: bench/chromium.mjs calls run() once per timed
+// run (seconds, measured here with performance.now()), reading Chromium's CPU time
+// around each call, then finish().
 
 const fetchBytes = async (url) => {
   const res = await fetch(url);
@@ -9,18 +11,14 @@ const fetchBytes = async (url) => {
   return new Uint8Array(await res.arrayBuffer());
 };
 
-async function timeRuns(runs, fn) {
-  const times = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    times.push((performance.now() - t) / 1000);
-  }
-  return times;
-}
+const timed = (fn) => async () => {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+};
 
-/** kpl-wasm (pkg/, the page's build) on the random ViT-B/16: load, warm-up, timed runs. */
-async function kpl({ dtype, runs }) {
+/** kpl-wasm (pkg/, the page's build) on the random ViT-B/16: load and a warm-up. */
+async function kpl({ dtype }) {
   const { default: init, ClipModel } = await import('/pkg/kpl.js');
   const wasm = await init({ module_or_path: '/pkg/kpl_bg.wasm' });
   let model;
@@ -37,14 +35,18 @@ async function kpl({ dtype, runs }) {
   const memoryAfterLoad = wasm.memory.buffer.byteLength;
   const png = await fetchBytes('/model/image-224.png');
   const embedding = Array.from(model.embedImage(png, 'image-224.png'));
-  const times = await timeRuns(runs, () => model.embedImage(png, 'image-224.png'));
-  const peak = wasm.memory.buffer.byteLength;
-  model.free();
-  return { times, load_s: loadS, embedding, peak_memory_bytes: peak, memory_after_load_bytes: memoryAfterLoad };
+  return {
+    run: timed(() => model.embedImage(png, 'image-224.png')),
+    finish: () => {
+      const peak = wasm.memory.buffer.byteLength;
+      model.free();
+      return { load_s: loadS, embedding, peak_memory_bytes: peak, memory_after_load_bytes: memoryAfterLoad };
+    },
+  };
 }
 
 /** ONNX Runtime Web, wasm backend (its SIMD build), `threads` intra-op threads. */
-async function ort({ dtype, runs, threads }) {
+async function ort({ dtype, threads }) {
   const ortWeb = await import('/ort/ort.wasm.min.mjs');
   ortWeb.env.wasm.numThreads = threads;
   ortWeb.env.wasm.proxy = false;
@@ -58,10 +60,21 @@ async function ort({ dtype, runs, threads }) {
   const feed = { pixel_values: new ortWeb.Tensor('float32', pixels, [1, 3, 224, 224]) };
   const first = await session.run(feed);
   const embedding = Array.from(first.image_embeds.data);
-  const times = await timeRuns(runs, () => session.run(feed));
-  await session.release();
-  return { times, load_s: loadS, embedding, version: ortWeb.env.versions?.web ?? null };
+  return {
+    run: timed(() => session.run(feed)),
+    finish: async () => {
+      await session.release();
+      return { load_s: loadS, embedding, version: ortWeb.env.versions?.web ?? null };
+    },
+  };
 }
 
-window.bench = { kpl, ort, isolated: () => self.crossOriginIsolated, cores: () => navigator.hardwareConcurrency };
+let current = null;
+window.bench = {
+  setup: async (name, spec) => {
+    current = await { kpl, ort }[name](spec);
+  },
+  run: () => current.run(),
+  finish: () => current.finish(),
+  isolated: () => self.crossOriginIsolated, cores: () => navigator.hardwareConcurrency };
 document.body.dataset.ready = 'true';
