@@ -241,12 +241,12 @@ impl Pipeline {
                 self.model.max_text_positions()
             )));
         }
-        #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-        if let Some(row) = self.accelerator.text_row(ids, normalize) {
-            return Ok(row);
-        }
         if length > ids.len() {
             return Err(Error::Input(format!("{length} real tokens among {} ids", ids.len())));
+        }
+        #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+        if let Some(row) = self.accelerator.text_row(ids, length, normalize) {
+            return Ok(row);
         }
         let mut features = self.model.text_features(ids, length)?.unsqueeze(0)?;
         if normalize {

@@ -56,10 +56,11 @@ impl Accelerator {
         }
     }
 
-    pub(crate) fn text_row(&self, ids: &[u32], normalize: bool) -> Option<Vec<f32>> {
+    /// The embedding of ids whose first `length` are real tokens, on the GPU.
+    pub(crate) fn text_row(&self, ids: &[u32], length: usize, normalize: bool) -> Option<Vec<f32>> {
         let guard = self.gpu.borrow();
         let gpu = guard.as_ref().filter(|g| g.has_text())?;
-        let result = pollster::block_on(gpu.text_features(&[ids.to_vec()]));
+        let result = pollster::block_on(gpu.text_features(&[ids.to_vec()], &[length]));
         drop(guard);
         match result {
             Ok(mut values) => {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::ops::Kernels;
+use super::ops::{Kernels, Recorder};
 use crate::error::{Error, Result};
 
 /// What the engine runs on, for the UI and the notes ("llvmpipe (Vulkan, cpu)").
@@ -232,6 +232,26 @@ impl GpuContext {
             return Err(Error::Gpu(fault));
         }
         Ok(values)
+    }
+
+    /// A recorder of one forward pass's dispatches on this device.
+    pub(crate) fn recorder(&self) -> Recorder<'_> {
+        Recorder::new(&self.device, &self.kernels, self.limits.min_uniform_buffer_offset_alignment)
+    }
+
+    /// How many sequences of `bytes_per_item` (their widest activation) fit
+    /// one storage buffer of this device; at most 32, which keeps a pass's
+    /// memory bounded without losing throughput.
+    pub(crate) fn max_batch(&self, bytes_per_item: usize, what: &str) -> Result<usize> {
+        let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size) as usize;
+        match limit / bytes_per_item.max(1) {
+            0 => Err(Error::Gpu(format!(
+                "one {what} needs a {:.0} MB buffer; this GPU allows {:.0} MB",
+                bytes_per_item as f64 / 1e6,
+                limit as f64 / 1e6
+            ))),
+            n => Ok(n.min(32)),
+        }
     }
 
     pub(crate) fn write(&self, buffer: &wgpu::Buffer, data: &[f32]) {

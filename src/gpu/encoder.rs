@@ -1,12 +1,15 @@
-//! The transformer encoder both towers share, as GPU buffers and a recorded
-//! sequence of dispatches; and the per-shape activation buffers it runs on.
+//! The transformer encoder every tower shares (`nn::transformer`: pre- or
+//! post-norm, any mask), as GPU buffers and a recorded sequence of
+//! dispatches; the layer norms and linear layers every GPU module uploads;
+//! and the per-shape activation buffers the encoder runs on.
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Tensor};
 use candle_nn::LayerNorm;
 
 use super::context::GpuContext;
-use super::ops::{attention, layer_norm, matmul, Kernel, Recorder};
+use super::ops::attention::{self, KeyMask};
+use super::ops::{layer_norm, matmul, Kernel, Recorder};
 use crate::nn::Activation;
 use crate::nn::transformer::{NormPlacement, Transformer};
 use crate::nn::linear::Linear;
@@ -227,14 +230,12 @@ pub(crate) struct GpuEncoder {
     pub(crate) intermediate: usize,
     heads: usize,
     activation: Activation,
+    norm: NormPlacement,
 }
 
 impl GpuEncoder {
     pub(crate) fn upload(ctx: &GpuContext, encoder: &Transformer) -> Result<Self> {
         let first = encoder.layers.first().ok_or_else(|| Error::Gpu("the encoder has no layers".into()))?;
-        if first.norm != NormPlacement::Pre {
-            return Err(Error::Gpu("post-norm encoders are not on the GPU yet".into()));
-        }
         let heads = first.self_attn.heads;
         let hidden = heads * first.self_attn.head_dim;
         let intermediate = first.fc1.weight()?.dim(0)?;
@@ -260,7 +261,7 @@ impl GpuEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers, hidden, intermediate, heads, activation: first.activation })
+        Ok(Self { layers, hidden, intermediate, heads, activation: first.activation, norm: first.norm })
     }
 
     /// Sequences up to this length fit the attention kernel's workgroup memory.
@@ -276,17 +277,32 @@ impl GpuEncoder {
         self.intermediate.max(3 * self.hidden)
     }
 
-    /// The hidden states in `acts.x0` go through every layer and end in `acts.x0`.
-    pub(crate) fn record(&self, rec: &mut Recorder, acts: &Activations, batch: usize, seq: usize, causal: bool) {
-        let rows = batch * seq;
+    /// The hidden states in `acts.x0` go through every layer and end in
+    /// `acts.x0`, in the layer order of `nn::transformer::EncoderLayer::forward`.
+    pub(crate) fn record(&self, rec: &mut Recorder, acts: &Activations, batch: usize, seq: usize, mask: KeyMask) {
+        let (rows, h) = (batch * seq, self.hidden);
+        let act = Some(self.activation);
         for layer in &self.layers {
-            layer.norm1.record(rec, &acts.x0, &acts.normed, rows, self.hidden);
-            layer.qkv.record(rec, &acts.normed, &acts.qkv, rows, None, None);
-            attention::record(rec, &acts.qkv, &acts.context, batch, seq, self.heads, self.hidden, causal);
-            layer.out.record(rec, &acts.context, &acts.x1, rows, None, Some(&acts.x0));
-            layer.norm2.record(rec, &acts.x1, &acts.normed, rows, self.hidden);
-            layer.fc1.record(rec, &acts.normed, &acts.mlp, rows, Some(self.activation), None);
-            layer.fc2.record(rec, &acts.mlp, &acts.x0, rows, None, Some(&acts.x1));
+            match self.norm {
+                NormPlacement::Pre => {
+                    layer.norm1.record(rec, &acts.x0, &acts.normed, rows, h);
+                    layer.qkv.record(rec, &acts.normed, &acts.qkv, rows, None, None);
+                    attention::record(rec, &acts.qkv, &acts.context, batch, seq, self.heads, h, mask);
+                    layer.out.record(rec, &acts.context, &acts.x1, rows, None, Some(&acts.x0));
+                    layer.norm2.record(rec, &acts.x1, &acts.normed, rows, h);
+                    layer.fc1.record(rec, &acts.normed, &acts.mlp, rows, act, None);
+                    layer.fc2.record(rec, &acts.mlp, &acts.x0, rows, None, Some(&acts.x1));
+                }
+                NormPlacement::Post => {
+                    layer.qkv.record(rec, &acts.x0, &acts.qkv, rows, None, None);
+                    attention::record(rec, &acts.qkv, &acts.context, batch, seq, self.heads, h, mask);
+                    layer.out.record(rec, &acts.context, &acts.x1, rows, None, Some(&acts.x0));
+                    layer.norm1.record(rec, &acts.x1, &acts.normed, rows, h);
+                    layer.fc1.record(rec, &acts.normed, &acts.mlp, rows, act, None);
+                    layer.fc2.record(rec, &acts.mlp, &acts.x1, rows, None, Some(&acts.normed));
+                    layer.norm2.record(rec, &acts.x1, &acts.x0, rows, h);
+                }
+            }
         }
     }
 }
@@ -316,5 +332,73 @@ impl Activations {
 
     pub(crate) fn into_buffers(self) -> [wgpu::Buffer; 6] {
         [self.x0, self.x1, self.normed, self.qkv, self.context, self.mlp]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, flat, run, tensor};
+    use crate::nn::transformer::{MaskKind, TransformerConfig, HF_CLIP_LAYER_NAMES};
+    use crate::nn::weights::Weights;
+
+    /// Random weights under `HF_CLIP_LAYER_NAMES` for `config`.
+    fn random_encoder(config: &TransformerConfig, mask: MaskKind) -> Transformer {
+        let (h, i) = (config.hidden, config.intermediate);
+        let mut tensors = HashMap::new();
+        let mut seed = 10;
+        let mut add = |name: String, shape: &[usize], scale: f32| {
+            seed += 1;
+            tensors.insert(name, tensor(shape, seed, scale));
+        };
+        for l in 0..config.layers {
+            for p in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                add(format!("layers.{l}.self_attn.{p}.weight"), &[h, h], 0.3);
+                add(format!("layers.{l}.self_attn.{p}.bias"), &[h], 0.1);
+            }
+            for n in ["layer_norm1", "layer_norm2"] {
+                add(format!("layers.{l}.{n}.weight"), &[h], 1.0);
+                add(format!("layers.{l}.{n}.bias"), &[h], 0.5);
+            }
+            add(format!("layers.{l}.mlp.fc1.weight"), &[i, h], 0.3);
+            add(format!("layers.{l}.mlp.fc1.bias"), &[i], 0.1);
+            add(format!("layers.{l}.mlp.fc2.weight"), &[h, i], 0.3);
+            add(format!("layers.{l}.mlp.fc2.bias"), &[h], 0.1);
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        Transformer::load(config, &HF_CLIP_LAYER_NAMES, mask, Weights::dense(vb)).expect("the weights load")
+    }
+
+    /// Pre- and post-norm blocks under every mask, against `nn::transformer`
+    /// on the CPU (padded sequences, an all-padding one among them).
+    #[test]
+    fn encoder_orders_and_masks_match_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (batch, seq) = (3, 9);
+        let lengths = [9usize, 4, 0];
+        for norm in [NormPlacement::Pre, NormPlacement::Post] {
+            let config = TransformerConfig { norm, ..TransformerConfig::pre_norm(24, 48, 3, 2, Activation::GeluTanh, 1e-6) };
+            for mask in [MaskKind::None, MaskKind::Causal, MaskKind::KeyPadding] {
+                let cpu_encoder = random_encoder(&config, mask);
+                let input = tensor(&[batch, seq, config.hidden], 99, 1.0);
+                let want = flat(&cpu_encoder.forward(&input, Some(&lengths)).unwrap());
+                let gpu = GpuEncoder::upload(&ctx, &cpu_encoder).unwrap();
+                let acts = Activations::new(&ctx, &gpu, batch * seq);
+                let length_buffer = ctx.upload_u32("lengths", &lengths.map(|l| l as u32));
+                let key_mask = match mask {
+                    MaskKind::None => KeyMask::All,
+                    MaskKind::Causal => KeyMask::Causal,
+                    MaskKind::KeyPadding => KeyMask::Lengths(&length_buffer),
+                };
+                ctx.write(&acts.x0, &flat(&input));
+                let got = run(&ctx, |rec| gpu.record(rec, &acts, batch, seq, key_mask), &acts.x0, want.len());
+                assert_close(&format!("encoder {norm:?} {mask:?}"), &got, &want, 1e-4);
+            }
+        }
     }
 }

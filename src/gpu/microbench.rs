@@ -18,7 +18,7 @@ pub async fn matmul_seconds(
     let rhs = ctx.upload("rhs", &ramp(n * k));
     let bias = ctx.upload("bias", &ramp(n));
     let out = ctx.activation(m * n);
-    let mut rec = Recorder::new(ctx);
+    let mut rec = ctx.recorder();
     for _ in 0..repeats {
         let epilogue = matmul::Epilogue { bias: Some(&bias), activation: None, residual: None };
         matmul::record(&mut rec, &lhs, matmul::Rhs::F32(&rhs), &out, (m, n, k), epilogue, &bias);
@@ -35,9 +35,9 @@ pub async fn attention_seconds(
 ) -> Result<f64> {
     let qkv = ctx.upload("qkv", &ramp(batch * seq * 3 * hidden));
     let out = ctx.activation(batch * seq * hidden);
-    let mut rec = Recorder::new(ctx);
+    let mut rec = ctx.recorder();
     for _ in 0..repeats {
-        attention::record(&mut rec, &qkv, &out, batch, seq, heads, hidden, false);
+        attention::record(&mut rec, &qkv, &out, batch, seq, heads, hidden, attention::KeyMask::All);
     }
     time(ctx, rec, &out, repeats, now).await
 }

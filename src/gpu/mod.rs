@@ -1,5 +1,11 @@
-//! The WebGPU engine: CLIP's forward pass as WGSL compute kernels through
+//! The WebGPU engine: every family's towers as WGSL compute kernels through
 //! wgpu, natively (Vulkan, Metal, DX12) and in the browser (WebGPU).
+//!
+//! The towers are uploaded from the same `nn::` / `models::tower` structures
+//! the CPU runs, with their settings (pre- or post-norm, the mask, the
+//! activation, a class token or none, class-token or attention pooling, a
+//! projection or none, biases), so a family the CPU loads runs here without
+//! code of its own.
 //!
 //! The weights are uploaded once from a loaded [`Model`] (whatever its
 //! source: safetensors, or a bundle whose q8 layers stay 8-bit and are expanded
@@ -7,11 +13,15 @@
 //! GPU is tested against. A forward pass is recorded once per input shape
 //! ([`plan`]) and replayed as one submission with one readback.
 
+mod attention_pool;
 mod context;
 pub mod microbench;
 mod encoder;
+mod head;
 mod ops;
 mod plan;
+#[cfg(test)]
+mod test_support;
 mod text;
 mod vision;
 
@@ -42,9 +52,6 @@ impl GpuClip {
             None => None,
         };
         let text = match &model.text {
-            // The key-padding mask is not a GPU kernel option yet: such a text
-            // tower stays on the CPU (the pipeline falls back per text).
-            Some(t) if t.encoder.mask_kind() == crate::nn::transformer::MaskKind::KeyPadding => None,
             Some(t) => Some(text::GpuText::upload(&ctx, t)?),
             None => None,
         };
@@ -110,31 +117,22 @@ impl GpuClip {
         Ok(features)
     }
 
-    /// Projected, unnormalised text features, one row per tokenised text.
-    pub async fn text_features(&self, texts: &[Vec<u32>]) -> Result<Vec<f32>> {
+    /// Projected, unnormalised text features, one row per tokenised text, as
+    /// [`Model::text_features`] computes them: `lengths[i]` of `texts[i]`'s ids
+    /// are real tokens (the tokenizer's `encode_with_length`; read only by a
+    /// key-padding mask, SigLIP's).
+    pub async fn text_features(&self, texts: &[Vec<u32>], lengths: &[usize]) -> Result<Vec<f32>> {
         let text = self.text.as_ref().ok_or_else(|| Error::Input(NO_TEXT_ENCODER.into()))?;
+        if lengths.len() != texts.len() {
+            return Err(Error::Input(format!("{} lengths for {} texts", lengths.len(), texts.len())));
+        }
         let longest = texts.iter().map(Vec::len).max().unwrap_or(1);
         let chunk = text.max_batch(&self.ctx, longest)?;
         let mut features = Vec::with_capacity(texts.len() * text.embedding_dim());
-        for group in texts.chunks(chunk) {
-            features.extend(text.features(&self.ctx, group).await?);
+        for (group, group_lengths) in texts.chunks(chunk).zip(lengths.chunks(chunk)) {
+            features.extend(text.features(&self.ctx, group, group_lengths).await?);
         }
         Ok(features)
-    }
-}
-
-/// How many sequences of `bytes_per_item` (their widest activation) fit one
-/// storage buffer of this device; at most 32, which keeps a pass's memory
-/// bounded without losing throughput.
-fn max_batch(ctx: &GpuContext, bytes_per_item: usize, what: &str) -> Result<usize> {
-    let limit = (ctx.limits.max_storage_buffer_binding_size as u64).min(ctx.limits.max_buffer_size) as usize;
-    match limit / bytes_per_item.max(1) {
-        0 => Err(Error::Gpu(format!(
-            "one {what} needs a {:.0} MB buffer; this GPU allows {:.0} MB",
-            bytes_per_item as f64 / 1e6,
-            limit as f64 / 1e6
-        ))),
-        n => Ok(n.min(32)),
     }
 }
 

@@ -13,8 +13,11 @@ pub(crate) struct Plan {
     pub(crate) program: Program,
     /// Written before each run (pixels, or token embeddings).
     pub(crate) input: wgpu::Buffer,
-    /// The row of each sequence that is pooled.
-    pub(crate) pooled_rows: wgpu::Buffer,
+    /// The row of each sequence that is pooled, where it depends on the input
+    /// (text; written before each run).
+    pub(crate) pooled_rows: Option<wgpu::Buffer>,
+    /// Each sequence's real length, under a key-padding mask (written before each run).
+    pub(crate) key_lengths: Option<wgpu::Buffer>,
     pub(crate) output: wgpu::Buffer,
     /// Every buffer the plan made, returned to the pool when it is evicted.
     pub(crate) buffers: Vec<wgpu::Buffer>,

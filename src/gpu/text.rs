@@ -1,54 +1,62 @@
-//! The text tower on the GPU. Token and position embeddings are looked up on
-//! the CPU (a table of 49408 rows need not occupy GPU memory); texts of a
-//! batch are padded to the longest, which the causal mask makes harmless:
-//! no position attends to a later one, so padding never reaches the pooled
-//! end-of-text token.
+//! The text tower on the GPU, uploaded from [`TextTower`] with its settings.
+//! Token and position embeddings are looked up on the CPU (a table of 49408
+//! rows need not occupy GPU memory). Texts of a batch are padded to the
+//! longest, which the mask makes harmless: under CLIP's causal mask no
+//! position attends to a later one, and under a key-padding mask (SigLIP) no
+//! query attends past its text's length; so padding never reaches the pooled
+//! position.
 
 use super::context::GpuContext;
-use super::encoder::{to_vec, Activations, GpuEncoder, GpuLinear, GpuNorm};
-use super::ops::{gather_rows, Recorder};
+use super::encoder::{to_vec, Activations, GpuEncoder, GpuNorm};
+use super::head::GpuHead;
+use super::ops::attention::KeyMask;
+use super::ops::gather_rows;
 use super::plan::{Plan, PlanCache};
-use crate::models::tower::TextTower;
+use crate::models::tower::{TextPool, TextTower};
 use crate::nn::transformer::MaskKind;
 use crate::error::{Error, Result};
 
 pub(crate) struct GpuText {
     /// The CPU tower, for its embedding tables and pooling rule.
     tower: TextTower,
+    embedding_norm: Option<GpuNorm>,
     encoder: GpuEncoder,
-    final_norm: GpuNorm,
-    projection: GpuLinear,
+    final_norm: Option<GpuNorm>,
+    head: GpuHead,
     plans: PlanCache,
 }
 
 impl GpuText {
     pub(crate) fn upload(ctx: &GpuContext, tower: &TextTower) -> Result<Self> {
         GpuEncoder::check_sequence(tower.max_positions())?;
-        if tower.encoder.mask_kind() == MaskKind::KeyPadding {
-            return Err(Error::Gpu("key-padding masks are not on the GPU yet".into()));
+        let hidden = tower.position_embedding.dim(1)?;
+        // open_clip's Hugging Face towers mask every pad id and may mean-pool:
+        // not kernel options yet (the CPU runs them).
+        if tower.pad_token_id.is_some() || tower.pool == TextPool::Mean {
+            return Err(Error::Gpu("text towers that mask pad ids or mean-pool are not on the GPU yet".into()));
         }
-        let (true, Some(final_layer_norm)) = (tower.is_clip_shaped(), &tower.final_layer_norm) else {
-            return Err(Error::Gpu("this text tower (not CLIP's layout) is not on the GPU yet".into()));
-        };
         Ok(Self {
             tower: tower.clone(),
+            embedding_norm: tower.embedding_layer_norm.as_ref().map(|n| GpuNorm::upload(ctx, n, "embedding_layer_norm")).transpose()?,
             encoder: GpuEncoder::upload(ctx, &tower.encoder)?,
-            final_norm: GpuNorm::upload(ctx, final_layer_norm, "final_layer_norm")?,
-            projection: GpuLinear::upload(ctx, &tower.projection, "text_projection")?,
+            final_norm: tower.final_layer_norm.as_ref().map(|n| GpuNorm::upload(ctx, n, "final_layer_norm")).transpose()?,
+            head: GpuHead::upload(ctx, tower.head_hidden.as_ref(), Some(&tower.projection), hidden)?,
             plans: PlanCache::new(),
         })
     }
 
     pub(crate) fn embedding_dim(&self) -> usize {
-        self.projection.out_dim
+        self.head.out_dim()
     }
 
     pub(crate) fn max_batch(&self, ctx: &GpuContext, seq: usize) -> Result<usize> {
-        super::max_batch(ctx, seq * self.encoder.widest_per_token() * 4, "text")
+        ctx.max_batch(seq * self.encoder.widest_per_token() * 4, "text")
     }
 
-    /// Projected, unnormalised features of each tokenised text ([texts, dim]).
-    pub(crate) async fn features(&self, ctx: &GpuContext, texts: &[Vec<u32>]) -> Result<Vec<f32>> {
+    /// Projected, unnormalised features ([texts, dim]) of each tokenised text
+    /// whose first `lengths[i]` ids are real tokens (read only under a
+    /// key-padding mask, as `TextTower::forward_ids` reads them).
+    pub(crate) async fn features(&self, ctx: &GpuContext, texts: &[Vec<u32>], lengths: &[usize]) -> Result<Vec<f32>> {
         let batch = texts.len();
         let seq = texts.iter().map(Vec::len).max().unwrap_or(0);
         if batch == 0 || seq == 0 || texts.iter().any(Vec::is_empty) {
@@ -57,9 +65,15 @@ impl GpuText {
         if seq > self.tower.max_positions() {
             return Err(Error::Input(format!("{seq} tokens exceed the model's {} positions", self.tower.max_positions())));
         }
-        let causal = self.tower.encoder.mask_kind() == MaskKind::Causal;
-        if !causal && texts.iter().any(|t| t.len() != seq) {
-            // Without a causal mask, padding would reach the pooled position.
+        if lengths.len() != batch {
+            return Err(Error::Input(format!("{} lengths for {batch} texts", lengths.len())));
+        }
+        if let Some((ids, length)) = texts.iter().zip(lengths).find(|(ids, &length)| length > ids.len()) {
+            return Err(Error::Input(format!("{length} real tokens among {} ids", ids.len())));
+        }
+        let mask = self.tower.encoder.mask_kind();
+        if mask == MaskKind::None && texts.iter().any(|t| t.len() != seq) {
+            // Without a mask, padding would reach the pooled position.
             return Err(Error::Input("unmasked text towers take texts of one length".into()));
         }
         let hidden = self.encoder.hidden;
@@ -71,29 +85,54 @@ impl GpuText {
             embeddings[start..start + rows.len()].copy_from_slice(&rows);
             pooled.push((b * seq + self.tower.pooling_position(ids)) as u32);
         }
-        let plan = self.plans.get(ctx, (batch, seq), || self.plan(ctx, batch, seq, causal))?;
+        let plan = self.plans.get(ctx, (batch, seq), || self.plan(ctx, batch, seq, mask))?;
         ctx.write(&plan.input, &embeddings);
-        ctx.write_u32(&plan.pooled_rows, &pooled);
+        if let Some(rows) = &plan.pooled_rows {
+            ctx.write_u32(rows, &pooled);
+        }
+        if let Some(buffer) = &plan.key_lengths {
+            let lengths: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
+            ctx.write_u32(buffer, &lengths);
+        }
         ctx.run_and_read(|e| plan.program.encode(&ctx.kernels, e), &plan.output, batch * self.embedding_dim()).await
     }
 
-    fn plan(&self, ctx: &GpuContext, batch: usize, seq: usize, causal: bool) -> Result<Plan> {
+    fn plan(&self, ctx: &GpuContext, batch: usize, seq: usize, mask: MaskKind) -> Result<Plan> {
         let hidden = self.encoder.hidden;
         let acts = Activations::new(ctx, &self.encoder, batch * seq);
         let pooled_rows = ctx.activation(batch);
+        let key_lengths = (mask == MaskKind::KeyPadding).then(|| ctx.activation(batch));
         let pooled = ctx.activation(batch * hidden);
         let pooled_normed = ctx.activation(batch * hidden);
-        let output = ctx.activation(batch * self.embedding_dim());
+        let key_mask = match (mask, &key_lengths) {
+            (MaskKind::Causal, _) => KeyMask::Causal,
+            (MaskKind::KeyPadding, Some(lengths)) => KeyMask::Lengths(lengths),
+            _ => KeyMask::All,
+        };
 
-        let mut rec = Recorder::new(ctx);
-        self.encoder.record(&mut rec, &acts, batch, seq, causal);
+        let mut rec = ctx.recorder();
+        // The embeddings are written to x1 when a layer norm takes them to x0.
+        let input = match &self.embedding_norm {
+            Some(norm) => {
+                norm.record(&mut rec, &acts.x1, &acts.x0, batch * seq, hidden);
+                acts.x1.clone()
+            }
+            None => acts.x0.clone(),
+        };
+        self.encoder.record(&mut rec, &acts, batch, seq, key_mask);
+        // The final layer norm acts per row, so only the pooled rows need it.
         gather_rows::record(&mut rec, &acts.x0, &pooled_rows, &pooled, batch, hidden);
-        self.final_norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
-        self.projection.record(&mut rec, &pooled_normed, &output, batch, None, None);
-
-        let input = acts.x0.clone();
-        let mut buffers = acts.into_buffers().to_vec();
-        buffers.extend([pooled_rows.clone(), pooled, pooled_normed, output.clone()]);
-        Ok(Plan { program: rec.finish(), input, pooled_rows, output, buffers })
+        let normed = match &self.final_norm {
+            Some(norm) => {
+                norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
+                &pooled_normed
+            }
+            None => &pooled,
+        };
+        let mut buffers = vec![pooled_rows.clone(), pooled.clone(), pooled_normed.clone()];
+        let output = self.head.record(ctx, &mut rec, normed, batch, &mut buffers);
+        buffers.extend(acts.into_buffers());
+        buffers.extend(key_lengths.clone());
+        Ok(Plan { program: rec.finish(), input, pooled_rows: Some(pooled_rows), key_lengths, output, buffers })
     }
 }

@@ -1,22 +1,36 @@
-//! The vision tower on the GPU: patches → tokens → encoder → class token →
-//! post-layernorm → projection, for a batch of preprocessed images.
+//! The vision tower on the GPU, uploaded from [`VisionTower`] with its
+//! settings: patches → tokens (a class token where the family has one) →
+//! optional pre-layernorm → encoder → pooling (the class token, or every
+//! token through the attention-pooling head) → head (`GpuHead`), for a
+//! batch of preprocessed images.
 
+use super::attention_pool::GpuAttentionPool;
 use super::context::GpuContext;
 use super::encoder::{to_vec, Activations, GpuEncoder, GpuLinear, GpuNorm};
-use super::ops::{gather_rows, patches, tokens, Recorder};
+use super::head::GpuHead;
+use super::ops::attention::KeyMask;
+use super::ops::{gather_rows, patches, tokens};
 use super::plan::{Plan, PlanCache};
 use crate::models::tower::{VisionPool, VisionTower};
 use crate::nn::linear::Linear;
 use crate::error::{Error, Result};
 
+enum GpuVisionPool {
+    /// The class token (row 0 of each image), after the post-layernorm.
+    ClassToken,
+    /// Every token through the post-layernorm, then the MAP head.
+    AttentionPool(Box<GpuAttentionPool>),
+}
+
 pub(crate) struct GpuVision {
     patch_embedding: GpuLinear,
-    class_embedding: wgpu::Buffer,
+    class_embedding: Option<wgpu::Buffer>,
     positions: wgpu::Buffer,
-    pre_norm: GpuNorm,
+    pre_norm: Option<GpuNorm>,
     encoder: GpuEncoder,
     post_norm: GpuNorm,
-    projection: GpuLinear,
+    pool: GpuVisionPool,
+    head: GpuHead,
     channels: usize,
     image: usize,
     patch: usize,
@@ -26,34 +40,32 @@ pub(crate) struct GpuVision {
 
 impl GpuVision {
     pub(crate) fn upload(ctx: &GpuContext, tower: &VisionTower) -> Result<Self> {
-        if !tower.is_clip_shaped() {
-            return Err(Error::Gpu("this vision tower (not CLIP's layout) is not on the GPU yet".into()));
-        }
-        let (Some(class_embedding), Some(pre_layernorm), VisionPool::ClassToken, Some(projection), None) = (
-            &tower.class_embedding,
-            &tower.pre_layernorm,
-            &tower.pool,
-            &tower.projection,
-            tower.patch_embedding.bias(),
-        ) else {
-            return Err(Error::Gpu(
-                "this vision tower (no class token, attention-pooling head: SigLIP) is not on the GPU yet".into(),
-            ));
-        };
         let conv = tower.patch_embedding.weight();
         let (hidden, channels, patch, _) = conv.dims4()?;
-        // The convolution is a matmul over flattened patches (no bias in CLIP).
-        let patch_linear = Linear::dense(conv.reshape((hidden, channels * patch * patch))?, None);
+        // The convolution (stride = kernel) is a matmul over flattened patches.
+        let patch_linear =
+            Linear::dense(conv.reshape((hidden, channels * patch * patch))?, tower.patch_embedding.bias().cloned());
         let seq = tower.position_embedding.dim(0)?;
+        let cells = (tower.image_size / patch).pow(2);
+        if seq != cells + usize::from(tower.class_embedding.is_some()) {
+            return Err(Error::Gpu(format!("{seq} position embeddings for {cells} patches")));
+        }
         GpuEncoder::check_sequence(seq)?;
+        let pool = match &tower.pool {
+            VisionPool::ClassToken if tower.class_embedding.is_some() => GpuVisionPool::ClassToken,
+            VisionPool::ClassToken => return Err(Error::Gpu("class-token pooling without a class token".into())),
+            VisionPool::AttentionPool(head) => GpuVisionPool::AttentionPool(Box::new(GpuAttentionPool::upload(ctx, head)?)),
+            VisionPool::MeanPatches => return Err(Error::Gpu("mean-pooled vision towers are not on the GPU yet".into())),
+        };
         Ok(Self {
             patch_embedding: GpuLinear::upload(ctx, &patch_linear, "patch_embedding")?,
-            class_embedding: ctx.upload("class_embedding", &to_vec(class_embedding)?),
+            class_embedding: tower.class_embedding.as_ref().map(|c| Ok::<_, Error>(ctx.upload("class_embedding", &to_vec(c)?))).transpose()?,
             positions: ctx.upload("position_embedding", &to_vec(&tower.position_embedding)?),
-            pre_norm: GpuNorm::upload(ctx, pre_layernorm, "pre_layrnorm")?,
+            pre_norm: tower.pre_layernorm.as_ref().map(|n| GpuNorm::upload(ctx, n, "pre_layrnorm")).transpose()?,
             encoder: GpuEncoder::upload(ctx, &tower.encoder)?,
             post_norm: GpuNorm::upload(ctx, &tower.post_layernorm, "post_layernorm")?,
-            projection: GpuLinear::upload(ctx, projection, "visual_projection")?,
+            pool,
+            head: GpuHead::upload(ctx, tower.head_hidden.as_ref(), tower.projection.as_ref(), hidden)?,
             channels,
             image: tower.image_size,
             patch,
@@ -67,13 +79,13 @@ impl GpuVision {
     }
 
     pub(crate) fn embedding_dim(&self) -> usize {
-        self.projection.out_dim
+        self.head.out_dim()
     }
 
     /// The most images one pass holds within the device's buffer limits.
     pub(crate) fn max_batch(&self, ctx: &GpuContext) -> Result<usize> {
         let per_image = (self.seq * self.encoder.widest_per_token()).max(self.pixels_per_image()) * 4;
-        super::max_batch(ctx, per_image, "image")
+        ctx.max_batch(per_image, "image")
     }
 
     /// Projected, unnormalised features of `batch` images ([batch, dim]).
@@ -100,24 +112,36 @@ impl GpuVision {
         let input = ctx.activation(batch * self.pixels_per_image());
         let patch_rows = ctx.activation(batch * self.pixels_per_image());
         let patch_embeddings = ctx.activation(batch * cells * hidden);
-        let class_rows: Vec<u32> = (0..batch).map(|b| (b * self.seq) as u32).collect();
-        let pooled_rows = ctx.upload_u32("class rows", &class_rows);
         let pooled = ctx.activation(batch * hidden);
-        let pooled_normed = ctx.activation(batch * hidden);
-        let output = ctx.activation(batch * self.embedding_dim());
+        let mut buffers = vec![input.clone(), patch_rows.clone(), patch_embeddings.clone(), pooled.clone()];
 
-        let mut rec = Recorder::new(ctx);
+        let mut rec = ctx.recorder();
         patches::record(&mut rec, &input, &patch_rows, batch, self.channels, self.image, self.patch);
         self.patch_embedding.record(&mut rec, &patch_rows, &patch_embeddings, batch * cells, None, None);
-        tokens::record(&mut rec, &patch_embeddings, &self.class_embedding, &self.positions, &acts.x1, batch, self.seq, hidden);
-        self.pre_norm.record(&mut rec, &acts.x1, &acts.x0, rows, hidden);
-        self.encoder.record(&mut rec, &acts, batch, self.seq, false);
-        gather_rows::record(&mut rec, &acts.x0, &pooled_rows, &pooled, batch, hidden);
-        self.post_norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
-        self.projection.record(&mut rec, &pooled_normed, &output, batch, None, None);
-
-        let mut buffers = acts.into_buffers().to_vec();
-        buffers.extend([input.clone(), patch_rows, patch_embeddings, pooled, pooled_normed, output.clone()]);
-        Ok(Plan { program: rec.finish(), input, pooled_rows, output, buffers })
+        let embedded = if self.pre_norm.is_some() { &acts.x1 } else { &acts.x0 };
+        tokens::record(&mut rec, &patch_embeddings, self.class_embedding.as_ref(), &self.positions, embedded, batch, self.seq, hidden);
+        if let Some(norm) = &self.pre_norm {
+            norm.record(&mut rec, &acts.x1, &acts.x0, rows, hidden);
+        }
+        self.encoder.record(&mut rec, &acts, batch, self.seq, KeyMask::All);
+        match &self.pool {
+            GpuVisionPool::ClassToken => {
+                let class_rows: Vec<u32> = (0..batch).map(|b| (b * self.seq) as u32).collect();
+                let class_rows = ctx.upload_u32("class rows", &class_rows);
+                let class_tokens = ctx.activation(batch * hidden);
+                gather_rows::record(&mut rec, &acts.x0, &class_rows, &class_tokens, batch, hidden);
+                self.post_norm.record(&mut rec, &class_tokens, &pooled, batch, hidden);
+                buffers.push(class_tokens);
+            }
+            GpuVisionPool::AttentionPool(head) => {
+                self.post_norm.record(&mut rec, &acts.x0, &acts.normed, rows, hidden);
+                let bufs = head.buffers(ctx, batch, self.seq);
+                head.record(&mut rec, &bufs, &acts.normed, &pooled, batch, self.seq);
+                buffers.extend(bufs.into_buffers());
+            }
+        }
+        let output = self.head.record(ctx, &mut rec, &pooled, batch, &mut buffers);
+        buffers.extend(acts.into_buffers());
+        Ok(Plan { program: rec.finish(), input, output, pooled_rows: None, key_lengths: None, buffers })
     }
 }

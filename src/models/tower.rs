@@ -100,16 +100,6 @@ impl VisionTower {
         };
         project(self.head_hidden.as_ref(), self.projection.as_ref(), pooled)
     }
-
-    /// Whether the tower has only what CLIP's has (what the GPU engine runs).
-    pub fn is_clip_shaped(&self) -> bool {
-        self.class_embedding.is_some()
-            && self.pre_layernorm.is_some()
-            && matches!(self.pool, VisionPool::ClassToken)
-            && self.head_hidden.is_none()
-            && self.projection.is_some()
-            && self.patch_embedding.bias().is_none()
-    }
 }
 
 /// Which position of the final hidden states is the text's embedding.
@@ -185,15 +175,6 @@ impl TextTower {
             TextPool::Last | TextPool::Mean => ids.len().saturating_sub(1),
             TextPool::First => 0,
         }
-    }
-
-    /// Whether the tower has only what CLIP's has (what the GPU engine runs).
-    pub fn is_clip_shaped(&self) -> bool {
-        self.embedding_layer_norm.is_none()
-            && self.final_layer_norm.is_some()
-            && self.head_hidden.is_none()
-            && !matches!(self.pool, TextPool::Mean | TextPool::First)
-            && self.pad_token_id.is_none()
     }
 
     /// Token plus position embeddings, [seq, hidden]: a table lookup, which

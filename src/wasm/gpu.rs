@@ -99,10 +99,11 @@ impl GpuEncoder {
     #[wasm_bindgen(js_name = embedTexts)]
     pub fn embed_texts(&self, model: &ClipModel, texts: Vec<String>) -> Result<js_sys::Promise, JsError> {
         let tokenizer = model.pipeline.tokenizer().map_err(js_error)?;
-        let ids = texts.iter().map(|t| tokenizer.encode(t)).collect::<crate::Result<Vec<_>>>().map_err(js_error)?;
+        let encoded = texts.iter().map(|t| tokenizer.encode_with_length(t)).collect::<crate::Result<Vec<_>>>().map_err(js_error)?;
+        let (ids, lengths): (Vec<_>, Vec<_>) = encoded.into_iter().unzip();
         let gpu = self.gpu.clone();
         Ok(future_to_promise(async move {
-            let mut features = gpu.text_features(&ids).await.map_err(rejected)?;
+            let mut features = gpu.text_features(&ids, &lengths).await.map_err(rejected)?;
             l2_normalize_rows(&mut features, ids.len());
             Ok(js_sys::Float32Array::from(features.as_slice()).into())
         }))

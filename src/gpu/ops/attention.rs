@@ -1,17 +1,49 @@
-//! Multi-head self-attention on a fused q|k|v buffer: one workgroup per
-//! (query, head, image). Scores for the whole row live in workgroup memory,
-//! so softmax needs no second pass over global memory; the text tower's
-//! causal mask is a bound on the key loop rather than a −∞ tensor.
+//! Multi-head attention, one workgroup per (query, head, sequence). Scores
+//! for the whole row live in workgroup memory, so softmax needs no second
+//! pass over global memory. The mask is a bound on the key loop rather than a
+//! −∞ tensor: the causal mask stops at the query, the key-padding mask at each
+//! sequence's length (`nn::transformer::MaskKind`). The same kernel runs the
+//! encoders' self-attention (q, k, v fused in one buffer) and the
+//! attention-pooling head's cross-attention (one learned query shared by
+//! every sequence, k and v side by side): the layouts differ only in strides.
 
 use super::{Kernel, Params, Recorder};
 
-/// The longest sequence one workgroup holds scores for (ViT-L/14-336 has 577).
+/// The longest sequence one workgroup holds scores for (ViT-L/14-336 has 577,
+/// MedSigLIP-448 1024).
 pub(crate) const MAX_SEQ: usize = 1024;
 /// The widest head the staged query fits.
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 
-/// `qkv`: [batch·seq, 3·hidden] (q, k, v side by side, heads contiguous in
-/// each); `out`: [batch·seq, hidden], heads concatenated.
+/// Which keys each query attends to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyMask<'a> {
+    /// Every key of its sequence.
+    All,
+    /// Keys at or before the query.
+    Causal,
+    /// Keys before its sequence's length (one u32 per sequence). A length of
+    /// 0 (an all-padding sequence) attends to every key with equal weight, as
+    /// `transformers`' finite mask value makes it (`nn::transformer`'s
+    /// `key_padding_mask`).
+    Lengths(&'a wgpu::Buffer),
+}
+
+impl KeyMask<'_> {
+    fn code(self) -> u32 {
+        match self {
+            KeyMask::All => 0,
+            KeyMask::Causal => 1,
+            KeyMask::Lengths(_) => 2,
+        }
+    }
+}
+
+/// Flag bit: one query row shared by every sequence (the pooling head's probe).
+const SHARED_QUERY: u32 = 4;
+
+/// Self-attention. `qkv`: [batch·seq, 3·hidden] (q, k, v side by side, heads
+/// contiguous in each); `out`: [batch·seq, hidden], heads concatenated.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     rec: &mut Recorder,
@@ -21,21 +53,78 @@ pub(crate) fn record(
     seq: usize,
     heads: usize,
     hidden: usize,
-    causal: bool,
+    mask: KeyMask,
+) {
+    let layout = Layout { queries: seq, q_stride: 3 * hidden, kv_stride: 3 * hidden, flags: mask.code() };
+    let lengths = match mask {
+        KeyMask::Lengths(l) => l,
+        _ => qkv,
+    };
+    dispatch(rec, [qkv, qkv, out, lengths], batch, seq, heads, hidden, layout);
+}
+
+/// Cross-attention of `queries` shared rows to every sequence's keys (no
+/// mask). `query`: [queries, hidden] (projected, unscaled); `kv`:
+/// [batch·seq, 2·hidden] (k, v side by side); `out`: [batch·queries, hidden].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_shared_query(
+    rec: &mut Recorder,
+    query: &wgpu::Buffer,
+    kv: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    batch: usize,
+    seq: usize,
+    queries: usize,
+    heads: usize,
+    hidden: usize,
+) {
+    let layout = Layout { queries, q_stride: hidden, kv_stride: 2 * hidden, flags: KeyMask::All.code() | SHARED_QUERY };
+    dispatch(rec, [query, kv, out, kv], batch, seq, heads, hidden, layout);
+}
+
+/// Row strides in floats; k is the second-to-last and v the last `hidden`
+/// values of a kv row.
+struct Layout {
+    queries: usize,
+    q_stride: usize,
+    kv_stride: usize,
+    flags: u32,
+}
+
+fn dispatch(
+    rec: &mut Recorder,
+    [q, kv, out, lengths]: [&wgpu::Buffer; 4],
+    batch: usize,
+    seq: usize,
+    heads: usize,
+    hidden: usize,
+    layout: Layout,
 ) {
     let head_dim = hidden / heads;
     let scale = (head_dim as f32).powf(-0.5);
-    let params: Params =
-        [seq as u32, heads as u32, head_dim as u32, u32::from(causal), scale.to_bits(), hidden as u32, 0, 0];
-    rec.dispatch(Kernel::Attention, params, &[qkv, out], [seq as u32, heads as u32, batch as u32]);
+    let params: Params = [
+        seq as u32,
+        heads as u32,
+        head_dim as u32,
+        layout.flags,
+        scale.to_bits(),
+        hidden as u32,
+        layout.q_stride as u32,
+        layout.kv_stride as u32,
+    ];
+    rec.dispatch(Kernel::Attention, params, &[q, kv, out, lengths], [layout.queries as u32, heads as u32, batch as u32]);
 }
 
 pub(crate) const SHADER: &str = r#"
-struct Params { seq: u32, heads: u32, head_dim: u32, causal: u32, scale: f32, hidden: u32, p6: u32, p7: u32 }
+// flags: bits 0–1 the mask (0 every key, 1 causal, 2 per-sequence lengths),
+// bit 2 one query row shared by every sequence.
+struct Params { keys: u32, heads: u32, head_dim: u32, flags: u32, scale: f32, hidden: u32, q_stride: u32, kv_stride: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> lengths: array<u32>;
 
 const WG: u32 = 64u;
 var<workgroup> scores: array<f32, 1024>;
@@ -67,28 +156,41 @@ fn reduce_sum(value: f32, lane: u32) -> f32 {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
     let lane = lid.x;
     let q_index = wid.x;
     let head = wid.y;
-    let image = wid.z;
-    let row_stride = 3u * params.hidden;
-    let first_row = image * params.seq;
+    let sequence = wid.z;
+    let queries = groups.x;
+    let first_key = sequence * params.keys;
     let head_offset = head * params.head_dim;
-    let q_base = (first_row + q_index) * row_stride + head_offset;
+    let k_offset = params.kv_stride - 2u * params.hidden + head_offset;
+    let v_offset = params.kv_stride - params.hidden + head_offset;
+    var q_row = sequence * queries + q_index;
+    if ((params.flags & 4u) != 0u) { q_row = q_index; }
+    let q_base = q_row * params.q_stride + head_offset;
 
-    for (var d = lane; d < params.head_dim; d += WG) { query[d] = qkv[q_base + d]; }
+    for (var d = lane; d < params.head_dim; d += WG) { query[d] = q[q_base + d]; }
     workgroupBarrier();
 
-    var keys = params.seq;
-    if (params.causal != 0u) { keys = q_index + 1u; }
+    let mask = params.flags & 3u;
+    var keys = params.keys;
+    // An all-padding sequence weighs every key alike (all its scores are equal).
+    var equal = false;
+    if (mask == 1u) { keys = q_index + 1u; }
+    if (mask == 2u) {
+        keys = min(lengths[sequence], params.keys);
+        if (keys == 0u) { keys = params.keys; equal = true; }
+    }
 
     var local_max = -3.4e38;
     for (var j = lane; j < keys; j += WG) {
-        let k_base = (first_row + j) * row_stride + params.hidden + head_offset;
+        let k_base = (first_key + j) * params.kv_stride + k_offset;
         var dot = 0.0;
-        for (var d = 0u; d < params.head_dim; d++) { dot += query[d] * qkv[k_base + d]; }
-        let s = dot * params.scale;
+        for (var d = 0u; d < params.head_dim; d++) { dot += query[d] * kv[k_base + d]; }
+        var s = dot * params.scale;
+        if (equal) { s = 0.0; }
         scores[j] = s;
         local_max = max(local_max, s);
     }
@@ -102,13 +204,95 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     let total = reduce_sum(local_sum, lane);
 
-    let out_base = (first_row + q_index) * params.hidden + head_offset;
+    let out_base = (sequence * queries + q_index) * params.hidden + head_offset;
     for (var d = lane; d < params.head_dim; d += WG) {
         var acc = 0.0;
         for (var j = 0u; j < keys; j++) {
-            acc += scores[j] * qkv[(first_row + j) * row_stride + 2u * params.hidden + head_offset + d];
+            acc += scores[j] * kv[(first_key + j) * params.kv_stride + v_offset + d];
         }
         out[out_base + d] = acc / total;
     }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, run, values};
+
+    /// Softmax attention of one query row to keys `0..count` (all of `keys`
+    /// with equal weights when `count` is 0), in f64.
+    fn reference(query: &[f32], kv: &[f32], kv_stride: usize, k_at: usize, v_at: usize, keys: usize, count: usize) -> Vec<f32> {
+        let (n, equal) = if count == 0 { (keys, true) } else { (count, false) };
+        let scale = (query.len() as f64).powf(-0.5);
+        let scores: Vec<f64> = (0..n)
+            .map(|j| {
+                let k = &kv[j * kv_stride + k_at..][..query.len()];
+                if equal { 0.0 } else { query.iter().zip(k).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale }
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f64::MIN, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        (0..query.len())
+            .map(|d| (0..n).map(|j| weights[j] * f64::from(kv[j * kv_stride + v_at + d])).sum::<f64>() / total)
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    /// Every mask of the self-attention (none, causal, key lengths with an
+    /// all-padding sequence) over sequences longer than the workgroup.
+    #[test]
+    fn self_attention_masks_match_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (batch, seq, heads, head_dim) = (3, 70, 3, 8);
+        let hidden = heads * head_dim;
+        let qkv_values = values(batch * seq * 3 * hidden, 1, 2.0);
+        let qkv = ctx.upload("qkv", &qkv_values);
+        let out = ctx.activation(batch * seq * hidden);
+        let lengths = [70u32, 5, 0];
+        let length_buffer = ctx.upload_u32("lengths", &lengths);
+        for (name, mask) in [("none", KeyMask::All), ("causal", KeyMask::Causal), ("key lengths", KeyMask::Lengths(&length_buffer))] {
+            let got = run(&ctx, |rec| record(rec, &qkv, &out, batch, seq, heads, hidden, mask), &out, batch * seq * hidden);
+            let mut want = Vec::with_capacity(got.len());
+            for b in 0..batch {
+                let rows = &qkv_values[b * seq * 3 * hidden..(b + 1) * seq * 3 * hidden];
+                for i in 0..seq {
+                    for h in 0..heads {
+                        let q = &rows[i * 3 * hidden + h * head_dim..][..head_dim];
+                        let count = match mask {
+                            KeyMask::All => seq,
+                            KeyMask::Causal => i + 1,
+                            KeyMask::Lengths(_) => lengths[b] as usize,
+                        };
+                        want.extend(reference(q, rows, 3 * hidden, hidden + h * head_dim, 2 * hidden + h * head_dim, seq, count));
+                    }
+                }
+            }
+            assert_close(&format!("attention, mask {name}"), &got, &want, 1e-5);
+        }
+    }
+
+    /// The pooling head's layout: one query shared by every sequence, k and v
+    /// side by side.
+    #[test]
+    fn shared_query_attention_matches_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (batch, seq, heads, head_dim) = (2, 100, 4, 12);
+        let hidden = heads * head_dim;
+        let query_values = values(hidden, 2, 1.0);
+        let kv_values = values(batch * seq * 2 * hidden, 3, 1.5);
+        let (query, kv) = (ctx.upload("query", &query_values), ctx.upload("kv", &kv_values));
+        let out = ctx.activation(batch * hidden);
+        let got = run(&ctx, |rec| record_shared_query(rec, &query, &kv, &out, batch, seq, 1, heads, hidden), &out, batch * hidden);
+        let mut want = Vec::new();
+        for b in 0..batch {
+            let rows = &kv_values[b * seq * 2 * hidden..(b + 1) * seq * 2 * hidden];
+            for h in 0..heads {
+                let q = &query_values[h * head_dim..(h + 1) * head_dim];
+                want.extend(reference(q, rows, 2 * hidden, h * head_dim, hidden + h * head_dim, seq, seq));
+            }
+        }
+        assert_close("shared-query attention", &got, &want, 1e-5);
+    }
+}

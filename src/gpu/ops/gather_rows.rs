@@ -36,3 +36,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     out[index] = input[rows[i] * params.width + d];
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, run, values};
+
+    #[test]
+    fn gather_rows_matches_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (rows, width) = (10, 7);
+        let input_values = values(rows * width, 1, 1.0);
+        let picked = [9u32, 0, 4];
+        let (input, indices) = (ctx.upload("x", &input_values), ctx.upload_u32("rows", &picked));
+        let out = ctx.activation(picked.len() * width);
+        let got = run(&ctx, |rec| record(rec, &input, &indices, &out, picked.len(), width), &out, picked.len() * width);
+        let want: Vec<f32> = picked.iter().flat_map(|&r| input_values[r as usize * width..][..width].to_vec()).collect();
+        assert_close("gather rows", &got, &want, 0.0);
+    }
+}

@@ -70,3 +70,31 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, run, values};
+
+    /// Against torch's definition in f64 (the variance of the centred
+    /// values), on rows offset by 100: a one-pass E[x²] − E[x]² in f32 (as
+    /// candle's CPU fast path computes it) is off by 3e-2 here.
+    #[test]
+    fn layer_norm_matches_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (rows, width, eps) = (5, 300, 1e-6);
+        let input: Vec<f32> = values(rows * width, 1, 1.0).iter().map(|v| v + 100.0).collect();
+        let (gamma, beta) = (values(width, 2, 1.0), values(width, 3, 1.0));
+        let mut want = Vec::with_capacity(input.len());
+        for row in input.chunks(width) {
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / width as f64;
+            let var = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / width as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            want.extend(row.iter().enumerate().map(|(i, &v)| ((f64::from(v) - mean) * inv * f64::from(gamma[i]) + f64::from(beta[i])) as f32));
+        }
+        let (input_b, gamma_b, beta_b) = (ctx.upload("x", &input), ctx.upload("g", &gamma), ctx.upload("b", &beta));
+        let out = ctx.activation(rows * width);
+        let got = run(&ctx, |rec| record(rec, &input_b, &gamma_b, &beta_b, &out, rows, width, eps), &out, rows * width);
+        assert_close("layer norm", &got, &want, 1e-4);
+    }
+}

@@ -270,3 +270,36 @@ fn store_row(row: u32, col: u32, values: vec4<f32>) {
     store_one(row, col + 3u, values.w);
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, flat, run, tensor};
+
+    /// Every epilogue option (bias, each activation the configs name,
+    /// residual) against candle and `nn::Activation::apply`, at sizes that are
+    /// not multiples of the tile.
+    #[test]
+    fn matmul_epilogues_match_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let (m, n, k) = (70, 37, 20);
+        let (lhs, rhs, bias, residual) = (tensor(&[m, k], 1, 1.0), tensor(&[n, k], 2, 0.5), tensor(&[n], 3, 1.0), tensor(&[m, n], 4, 1.0));
+        let up = |name, t| ctx.upload(name, &flat(t));
+        let (lhs_b, rhs_b, bias_b, residual_b) = (up("lhs", &lhs), up("rhs", &rhs), up("bias", &bias), up("residual", &residual));
+        let out = ctx.activation(m * n);
+        let plain = lhs.matmul(&rhs.t().unwrap()).unwrap();
+        let biased = plain.broadcast_add(&bias).unwrap();
+        let cases = [
+            (None, false, false, plain.clone()),
+            (None, true, true, (&biased + &residual).unwrap()),
+            (Some(Activation::QuickGelu), true, false, Activation::QuickGelu.apply(&biased).unwrap()),
+            (Some(Activation::Gelu), true, false, Activation::Gelu.apply(&biased).unwrap()),
+            (Some(Activation::GeluTanh), true, true, (Activation::GeluTanh.apply(&biased).unwrap() + &residual).unwrap()),
+        ];
+        for (activation, with_bias, with_residual, want) in cases {
+            let epilogue = Epilogue { bias: with_bias.then_some(&bias_b), activation, residual: with_residual.then_some(&residual_b) };
+            let got = run(&ctx, |rec| record(rec, &lhs_b, Rhs::F32(&rhs_b), &out, (m, n, k), epilogue, &bias_b), &out, m * n);
+            assert_close(&format!("matmul {activation:?} bias {with_bias} residual {with_residual}"), &got, &flat(&want), 1e-5);
+        }
+    }
+}

@@ -10,8 +10,6 @@ pub(crate) mod matmul;
 pub(crate) mod patches;
 pub(crate) mod tokens;
 
-use super::context::GpuContext;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kernel {
     Matmul,
@@ -123,18 +121,22 @@ struct PendingStep {
     workgroups: [u32; 3],
 }
 
-/// Collects the dispatches of one forward pass.
+/// Collects the dispatches of one forward pass. It needs only the device
+/// and the compiled kernels (not the context, which owns both: the ops stay
+/// below the context in the module graph).
 pub(crate) struct Recorder<'a> {
-    ctx: &'a GpuContext,
+    device: &'a wgpu::Device,
+    kernels: &'a Kernels,
     stride: u64,
     params: Vec<u8>,
     steps: Vec<PendingStep>,
 }
 
 impl<'a> Recorder<'a> {
-    pub(crate) fn new(ctx: &'a GpuContext) -> Self {
-        let stride = u64::from(ctx.limits.min_uniform_buffer_offset_alignment).max(32);
-        Self { ctx, stride, params: Vec::new(), steps: Vec::new() }
+    /// `uniform_alignment`: the device's `min_uniform_buffer_offset_alignment`.
+    pub(crate) fn new(device: &'a wgpu::Device, kernels: &'a Kernels, uniform_alignment: u32) -> Self {
+        let stride = u64::from(uniform_alignment).max(std::mem::size_of::<Params>() as u64);
+        Self { device, kernels, stride, params: Vec::new(), steps: Vec::new() }
     }
 
     pub(crate) fn dispatch(&mut self, kernel: Kernel, params: Params, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) {
@@ -147,7 +149,7 @@ impl<'a> Recorder<'a> {
 
     pub(crate) fn finish(self) -> Program {
         use wgpu::util::DeviceExt;
-        let device = &self.ctx.device;
+        let device = self.device;
         let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &self.params,
@@ -157,7 +159,7 @@ impl<'a> Recorder<'a> {
             .steps
             .into_iter()
             .map(|step| {
-                let pipeline = self.ctx.kernels.get(step.kernel);
+                let pipeline = self.kernels.get(step.kernel);
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

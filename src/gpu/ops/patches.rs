@@ -50,3 +50,40 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     out[index] = pixels[((image * params.channels + channel) * params.image + y) * params.image + x];
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Module;
+
+    use super::*;
+    use crate::gpu::ops::matmul;
+    use crate::gpu::test_support::{assert_close, context, flat, run, tensor};
+
+    /// im2col then the matmul with the weight as stored equals candle's
+    /// strided convolution with bias (the patch embedding).
+    #[test]
+    fn patches_times_the_conv_weight_match_candle_conv2d() {
+        let Some(ctx) = context() else { return };
+        let (batch, channels, image, patch, hidden): (usize, usize, usize, usize, usize) = (2, 3, 42, 14, 8);
+        let cells = (image / patch).pow(2);
+        let pixels = tensor(&[batch, channels, image, image], 1, 1.0);
+        let (weight, bias) = (tensor(&[hidden, channels, patch, patch], 2, 0.1), tensor(&[hidden], 3, 1.0));
+        let conv = candle_nn::Conv2d::new(weight.clone(), Some(bias.clone()), candle_nn::Conv2dConfig { stride: patch, ..Default::default() });
+        let want = conv.forward(&pixels).unwrap().flatten_from(2).unwrap().transpose(1, 2).unwrap();
+        let (pixels_b, weight_b, bias_b) = (ctx.upload("px", &flat(&pixels)), ctx.upload("w", &flat(&weight)), ctx.upload("b", &flat(&bias)));
+        let rows = ctx.activation(batch * channels * image * image);
+        let out = ctx.activation(batch * cells * hidden);
+        let k = channels * patch * patch;
+        let got = run(
+            &ctx,
+            |rec| {
+                record(rec, &pixels_b, &rows, batch, channels, image, patch);
+                let epilogue = matmul::Epilogue { bias: Some(&bias_b), activation: None, residual: None };
+                matmul::record(rec, &rows, matmul::Rhs::F32(&weight_b), &out, (batch * cells, hidden, k), epilogue, &bias_b);
+            },
+            &out,
+            batch * cells * hidden,
+        );
+        assert_close("patch embedding", &got, &flat(&want.contiguous().unwrap()), 1e-4);
+    }
+}
