@@ -52,6 +52,9 @@ impl GpuClip {
             None => None,
         };
         let text = match &model.text {
+            // A text tower the kernels cannot run stays on the CPU (the
+            // pipeline embeds its texts there); the image tower still runs here.
+            Some(t) if text::GpuText::unsupported(t).is_some() => None,
             Some(t) => Some(text::GpuText::upload(&ctx, t)?),
             None => None,
         };

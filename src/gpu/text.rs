@@ -27,13 +27,24 @@ pub(crate) struct GpuText {
 }
 
 impl GpuText {
+    /// Why `tower` cannot run here, if it cannot: open_clip's Hugging Face
+    /// towers mask every pad id and may mean-pool, which are not kernel
+    /// options yet (the CPU runs such a tower's texts).
+    pub(crate) fn unsupported(tower: &TextTower) -> Option<&'static str> {
+        if tower.pad_token_id.is_some() {
+            Some("text towers that mask pad ids are not on the GPU yet")
+        } else if tower.pool == TextPool::Mean {
+            Some("mean-pooled text towers are not on the GPU yet")
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn upload(ctx: &GpuContext, tower: &TextTower) -> Result<Self> {
         GpuEncoder::check_sequence(tower.max_positions())?;
         let hidden = tower.position_embedding.dim(1)?;
-        // open_clip's Hugging Face towers mask every pad id and may mean-pool:
-        // not kernel options yet (the CPU runs them).
-        if tower.pad_token_id.is_some() || tower.pool == TextPool::Mean {
-            return Err(Error::Gpu("text towers that mask pad ids or mean-pool are not on the GPU yet".into()));
+        if let Some(why) = Self::unsupported(tower) {
+            return Err(Error::Gpu(why.into()));
         }
         Ok(Self {
             tower: tower.clone(),
