@@ -20,26 +20,30 @@ use kpl::gpu::GpuClip;
 use kpl::model_dir::load_model_dir;
 
 /// Every family's fixtures: CLIP's (`make_fixtures.py`), SigLIP's
-/// (`make_siglip_fixtures.py`).
-const FIXTURES: [&str; 4] = [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b"];
+/// (`make_siglip_fixtures.py`), open_clip's (`make_open_clip_fixtures.py`;
+/// tiny-open-clip-bert joins once its pickle weights load).
+const FIXTURES: [&str; 5] = [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit"];
 
 /// A fixture's reference texts as the CPU takes them: ids, and how many are
 /// real tokens (SigLIP's are padded to max_length; its reference records
 /// the attention mask; CLIP's ids are unpadded).
 fn fixture_texts(name: &str) -> (Vec<Vec<u32>>, Vec<usize>) {
-    if !name.starts_with("tiny-siglip") {
-        let texts = reference_text_ids(&reference(), name);
-        let lengths = texts.iter().map(Vec::len).collect();
-        return (texts, lengths);
-    }
-    let text = std::fs::read_to_string(fixtures().join("siglip_reference.json")).unwrap();
-    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let file = match name {
+        n if n.starts_with("tiny-siglip") => "siglip_reference.json",
+        n if n.starts_with("tiny-open-clip") => "open_clip_reference.json",
+        _ => "reference.json",
+    };
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join(file)).unwrap()).unwrap();
     let texts = reference_text_ids(&reference, name);
     let lengths = reference["models"][name]["texts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t["attention_mask"].as_array().unwrap().iter().filter(|m| m.as_u64() == Some(1)).count())
+        .zip(&texts)
+        .map(|(t, ids)| match t["attention_mask"].as_array() {
+            Some(mask) => mask.iter().filter(|m| m.as_u64() == Some(1)).count(),
+            None => ids.len(),
+        })
         .collect();
     (texts, lengths)
 }
@@ -111,7 +115,10 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
         // Every reference text in one padded batch (CLIP: 3 to 77 ids; SigLIP:
         // padded to max_length with 0 to max_length real tokens).
         let (texts, lengths) = fixture_texts(name);
-        assert!(lengths.iter().min() < lengths.iter().max(), "{name}: texts of different lengths");
+        // (open_clip pads every text to 77 ids with 0, under the causal mask.)
+        if !name.starts_with("tiny-open-clip") {
+            assert!(lengths.iter().min() < lengths.iter().max(), "{name}: texts of different lengths");
+        }
         let cpu: Vec<Vec<f32>> =
             texts.iter().zip(&lengths).map(|(ids, &length)| pipeline.embed_tokens(ids, length, false).unwrap()).collect();
         let got = pollster::block_on(gpu.text_features(&texts, &lengths)).unwrap();
@@ -125,6 +132,7 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
         let f16_layers = formats.get("f16").copied().unwrap_or(0);
         match (name, gpu.has_f16()) {
             ("tiny-gelu-f16", true) => assert!(f16_layers > 0 && !formats.contains_key("f32"), "{formats:?}"),
+            ("tiny-open-clip-vit", true) => assert!(f16_layers > 0, "{formats:?}"),
             ("tiny-siglip-b", _) => {}
             _ => assert_eq!(f16_layers, 0, "{formats:?}"),
         }
