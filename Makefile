@@ -89,9 +89,11 @@ test-site:
 # Building bins and tests together first gives one feature set for both (dev-dependency
 # features unify only when tests are built): `cargo test` then reuses every artifact
 # and target/release/kpl, which the browser parity test runs, costs no second build.
+# `testing` (random checkpoints, src/testing) is on for the tests anyway (a
+# dev-dependency); named here so that target/release/kpl has `random-model`.
 test-rust: setup lint
-	$(CARGO) build --release --workspace --bins --tests
-	$(CARGO) test --release --workspace
+	$(CARGO) build --release --workspace --bins --tests --features kpl/testing
+	$(CARGO) test --release --workspace --features kpl/testing
 
 # The parsers of untrusted bytes (DICOM, GGUF header check, .kplkb, npz, bundle
 # manifest, SentencePiece model + SigLIP tokenizer) deny indexing, unwrap/expect, panic and unchecked arithmetic with

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kpl::engine::Backend;
-use kpl::models::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::testing::clip::{is_random_clip, write_random_clip, RandomClipConfig};
 use kpl::Pipeline;
 
 /// The dtypes this benchmark can run; bench/run.sh loops over `--list-dtypes`.

@@ -19,6 +19,9 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod text;
 pub mod text_clean;
+/// Random checkpoints for tests and benchmarks (not in the wasm nor the default build).
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 pub mod tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]

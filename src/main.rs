@@ -40,6 +40,7 @@ enum Command {
     /// Writes a static site of the web app with a model (any web server; configurations for nginx, Apache, Caddy, IIS).
     Site(cli::site::SiteArgs),
     /// Writes a CLIP folder with RANDOM weights (tests, benchmarks, demos: its outputs mean nothing).
+    #[cfg(feature = "testing")]
     RandomModel(cli::random_model::RandomModelArgs),
 }
 
@@ -61,6 +62,7 @@ fn main() {
         Command::Knowledge(command) => cli::knowledge::run(command),
         Command::Pack(args) => cli::pack::run(args),
         Command::Site(args) => cli::site::run(args),
+        #[cfg(feature = "testing")]
         Command::RandomModel(args) => cli::random_model::run(args),
     };
     let code = match outcome {

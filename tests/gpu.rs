@@ -330,7 +330,7 @@ fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
 fn q4_bundle_layers_stay_4_bit_on_the_gpu() {
     use kpl::bundle::pack::{pack_model_dir, PackOptions};
     use kpl::bundle::PackDtype;
-    use kpl::models::clip::random::{write_random_clip, RandomClipConfig};
+    use kpl::testing::clip::{write_random_clip, RandomClipConfig};
     // q4_K needs widths that are multiples of 256: ViT-B/16 sizes, one layer per tower.
     let mut config = RandomClipConfig::vit_b16();
     config.vision_layers = 1;

@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod kpl_args;
 pub mod pack;
 pub mod progress;
+#[cfg(feature = "testing")]
 pub mod random_model;
 pub mod site;
 

@@ -1,7 +1,8 @@
 //! `kpl random-model`: writes a CLIP folder with RANDOM weights, for tests,
 //! benchmarks and demos without a checkpoint. Its config.json carries
 //! `kpl_random_weights`, so every output of the app says the weights are
-//! random; no result of such a model means anything.
+//! random; no result of such a model means anything. Only in a build with the
+//! `testing` feature (`make test` and `make bench` build one).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use super::print_json;
-use kpl::models::clip::random::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::testing::clip::{is_random_clip, write_random_clip, RandomClipConfig};
 use kpl::Error;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -8,10 +8,8 @@ use serde_json::Value;
 
 use super::pil_resize::Filter;
 use crate::error::{Error, Result};
+use crate::models::clip::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::models::Family;
-
-pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// `IMAGENET_STANDARD_MEAN` / `_STD`, `SiglipImageProcessor`'s defaults.
 pub const IMAGENET_STANDARD_MEAN: [f32; 3] = [0.5; 3];
 pub const IMAGENET_STANDARD_STD: [f32; 3] = [0.5; 3];

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
-use kpl::models::clip::random::RandomClipConfig;
+use kpl::testing::clip::RandomClipConfig;
 use kpl::models::{Model, ModelConfig, Towers};
 use serde_json::Value;
 

@@ -2,7 +2,6 @@
 //! checkpoint's tensor names onto the shared tower ([`crate::models::tower`]).
 
 pub mod config;
-pub mod random;
 
 use candle_core::{DType, Tensor};
 use candle_nn::Conv2dConfig;
@@ -12,6 +11,12 @@ pub use config::ClipConfig;
 use crate::models::tower::{TextPool, TextTower, VisionPool, VisionTower};
 use crate::nn::transformer::{MaskKind, Transformer, TransformerConfig, HF_CLIP_LAYER_NAMES};
 use crate::nn::weights::Weights;
+
+/// OpenAI CLIP's normalisation (`CLIPImageProcessor`'s defaults; open_clip's
+/// `OPENAI_DATASET_MEAN`/`STD`), the preprocessing default of the families
+/// trained with it.
+pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// CLIP's tensor names outside the encoder blocks (the blocks': [`HF_CLIP_LAYER_NAMES`]).
 pub mod names {

@@ -169,7 +169,7 @@ pub const TIMM_VIT_LAYER_NORM_EPS: f64 = 1e-6;
 pub const OPEN_CLIP_LAYER_NORM_EPS: f64 = 1e-5;
 
 /// `OPENAI_DATASET_MEAN` / `_STD`, `PreprocessCfg`'s defaults.
-use crate::preprocess::config::{OPENAI_CLIP_MEAN as OPENAI_MEAN, OPENAI_CLIP_STD as OPENAI_STD};
+use crate::models::clip::{OPENAI_CLIP_MEAN as OPENAI_MEAN, OPENAI_CLIP_STD as OPENAI_STD};
 
 /// The tensor shapes of a checkpoint, by name.
 pub trait Shapes {

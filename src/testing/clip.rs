@@ -1,28 +1,22 @@
-//! Random CLIP checkpoints generated on the fly, in Hugging Face layout.
-//!
-//! Pretrained weights cannot be downloaded on the build machines and a full-size
-//! checkpoint (about 600 MB in f32) must never be committed, so benchmarks and
-//! size/fidelity tests build one here: `config.json`, `model.safetensors` (f32),
-//! `preprocessor_config.json` and a copy of the repository's `tokenizer.json`.
-//!
-//! Weights are drawn from normal(0, std) (`std` defaults to 0.02, CLIP's
-//! initializer range) with a tiny seeded xorshift64* and Box–Muller; layer-norm
-//! weights are 1 and their biases 0; `logit_scale` is CLIP's initial ln(1/0.07).
-//! Each tensor has its own stream, seeded from the seed and the tensor's name, so
-//! the values of one tensor do not depend on which others exist. The folder's
-//! `config.json` says `"kpl_random_weights": true`: outputs mean nothing.
-//!
-//! The tensor list is exactly what [`crate::models::Model::load`] reads.
+//! Random CLIP checkpoints in Hugging Face layout (`CLIPModel`):
+//! `config.json`, `model.safetensors` (f32), `preprocessor_config.json` and a
+//! copy of the repository's `tokenizer.json`. `std` defaults to 0.02, CLIP's
+//! initializer range; `logit_scale` is CLIP's initial ln(1/0.07).
 //!
 //! ```no_run
-//! use kpl::models::clip::random::{write_random_clip, RandomClipConfig};
+//! use kpl::testing::clip::{write_random_clip, RandomClipConfig};
 //! write_random_clip("bench/out/vit-b16-random".as_ref(), &RandomClipConfig::vit_b16(), 0).unwrap();
 //! ```
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+
+use super::tensors::{Init, Specs, TensorSpec};
+use super::{safetensors_len, write_safetensors};
+use crate::models::clip::names;
+use crate::nn::transformer::HF_CLIP_LAYER_NAMES;
 
 /// Sizes of a random CLIP model (the fields of `config.json` that shape weights)
 /// and how to fill it.
@@ -161,93 +155,41 @@ impl RandomClipConfig {
         })
     }
 
-    /// Every tensor `Model::load` reads: name, shape and how it is filled,
-    /// sorted by name (the order they are stored in).
+    /// Every tensor `Model::load` reads, named by CLIP's table
+    /// ([`names`], [`HF_CLIP_LAYER_NAMES`]): name, shape and how it is
+    /// filled, sorted by name (the order they are stored in).
     pub fn tensors(&self) -> Vec<TensorSpec> {
-        let mut out = Vec::new();
-        let mut add = |name: String, shape: Vec<usize>, init: Init| out.push(TensorSpec { name, shape, init });
+        let mut s = Specs::default();
         let grid = self.image_size / self.patch_size;
         let (vh, th) = (self.vision_hidden, self.text_hidden);
-        add("logit_scale".into(), vec![], Init::Constant(LOGIT_SCALE));
-        add("visual_projection.weight".into(), vec![self.projection_dim, vh], Init::Normal);
-        add("text_projection.weight".into(), vec![self.projection_dim, th], Init::Normal);
-        let e = "vision_model.embeddings";
-        add(format!("{e}.patch_embedding.weight"), vec![vh, 3, self.patch_size, self.patch_size], Init::Normal);
-        add(format!("{e}.class_embedding"), vec![vh], Init::Normal);
-        add(format!("{e}.position_embedding.weight"), vec![grid * grid + 1, vh], Init::Normal);
-        let e = "text_model.embeddings";
-        add(format!("{e}.token_embedding.weight"), vec![self.vocab_size, th], Init::Normal);
-        add(format!("{e}.position_embedding.weight"), vec![self.max_positions, th], Init::Normal);
-        let towers = [
-            ("vision_model", vh, self.vision_intermediate, self.vision_layers, &["pre_layrnorm", "post_layernorm"][..]),
-            ("text_model", th, self.text_intermediate, self.text_layers, &["final_layer_norm"][..]),
-        ];
-        for (tower, h, inter, layers, norms) in towers {
-            for norm in norms {
-                add(format!("{tower}.{norm}.weight"), vec![h], Init::Constant(1.0));
-                add(format!("{tower}.{norm}.bias"), vec![h], Init::Constant(0.0));
-            }
-            for i in 0..layers {
-                let p = format!("{tower}.encoder.layers.{i}");
-                for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                    add(format!("{p}.self_attn.{proj}.weight"), vec![h, h], Init::Normal);
-                    add(format!("{p}.self_attn.{proj}.bias"), vec![h], Init::Normal);
-                }
-                for norm in ["layer_norm1", "layer_norm2"] {
-                    add(format!("{p}.{norm}.weight"), vec![h], Init::Constant(1.0));
-                    add(format!("{p}.{norm}.bias"), vec![h], Init::Constant(0.0));
-                }
-                add(format!("{p}.mlp.fc1.weight"), vec![inter, h], Init::Normal);
-                add(format!("{p}.mlp.fc1.bias"), vec![inter], Init::Normal);
-                add(format!("{p}.mlp.fc2.weight"), vec![h, inter], Init::Normal);
-                add(format!("{p}.mlp.fc2.bias"), vec![h], Init::Normal);
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        s.add(names::LOGIT_SCALE, vec![], Init::Constant(LOGIT_SCALE));
+        s.linear(names::VISUAL_PROJECTION, vh, self.projection_dim, false);
+        s.linear(names::TEXT_PROJECTION, th, self.projection_dim, false);
+        let (vision, text) = (names::VISION, names::TEXT);
+        let e = format!("{vision}.{}", names::EMBEDDINGS);
+        s.add(format!("{e}.{}.weight", names::PATCH_EMBEDDING), vec![vh, 3, self.patch_size, self.patch_size], Init::Normal);
+        s.add(format!("{e}.{}", names::CLASS_EMBEDDING), vec![vh], Init::Normal);
+        s.add(format!("{e}.{}", names::POSITION_EMBEDDING), vec![grid * grid + 1, vh], Init::Normal);
+        let e = format!("{text}.{}", names::EMBEDDINGS);
+        s.add(format!("{e}.{}", names::TOKEN_EMBEDDING), vec![self.vocab_size, th], Init::Normal);
+        s.add(format!("{e}.{}", names::POSITION_EMBEDDING), vec![self.max_positions, th], Init::Normal);
+        s.layer_norm(&format!("{vision}.{}", names::PRE_LAYERNORM), vh);
+        s.layer_norm(&format!("{vision}.{}", names::POST_LAYERNORM), vh);
+        s.layer_norm(&format!("{text}.{}", names::FINAL_LAYER_NORM), th);
+        let encoder = names::ENCODER;
+        s.encoder(&format!("{vision}.{encoder}"), &HF_CLIP_LAYER_NAMES, vh, self.vision_intermediate, self.vision_layers);
+        s.encoder(&format!("{text}.{encoder}"), &HF_CLIP_LAYER_NAMES, th, self.text_intermediate, self.text_layers);
+        s.sorted()
     }
 
     /// Size in bytes of the `model.safetensors` this configuration gives.
     pub fn safetensors_len(&self) -> u64 {
-        let (header, data) = safetensors_header(&self.tensors());
-        8 + header.len() as u64 + data
+        safetensors_len(&self.tensors())
     }
 }
 
 /// CLIP's initial logit scale, ln(1 / 0.07).
 const LOGIT_SCALE: f32 = 2.6592;
-
-/// How a tensor is filled.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Init {
-    /// normal(0, std) from the tensor's own stream.
-    Normal,
-    Constant(f32),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub init: Init,
-}
-
-impl TensorSpec {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// The tensor's values for this seed and std.
-    pub fn values(&self, seed: u64, std: f32) -> Vec<f32> {
-        match self.init {
-            Init::Constant(c) => vec![c; self.numel()],
-            Init::Normal => {
-                let mut rng = Normal::new(seed ^ fnv1a(self.name.as_bytes()));
-                (0..self.numel()).map(|_| std * rng.next()).collect()
-            }
-        }
-    }
-}
 
 /// The `tokenizer.json` committed with the test fixtures (OpenAI's CLIP BPE).
 pub fn repository_tokenizer() -> PathBuf {
@@ -266,7 +208,7 @@ pub fn write_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> io
     }
     let weights = dir.join("model.safetensors");
     let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&weights)?);
-    write_safetensors(&mut file, config, seed)?;
+    write_safetensors(&mut file, &config.tensors(), seed, config.std)?;
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     let pretty = |v: Value| serde_json::to_vec_pretty(&v).expect("JSON values serialise");
     std::fs::write(dir.join("preprocessor_config.json"), pretty(config.preprocessor_json()))?;
@@ -286,105 +228,13 @@ pub fn is_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> bool 
     existing == expected && weights_ok && tokenizer_ok
 }
 
-/// Streams the weights as a safetensors file (all f32, tensors sorted by name).
-pub fn write_safetensors(w: &mut impl Write, config: &RandomClipConfig, seed: u64) -> io::Result<()> {
-    let specs = config.tensors();
-    let (header, _) = safetensors_header(&specs);
-    w.write_all(&(header.len() as u64).to_le_bytes())?;
-    w.write_all(&header)?;
-    let mut bytes = Vec::new();
-    for spec in &specs {
-        bytes.clear();
-        bytes.extend(spec.values(seed, config.std).iter().flat_map(|v| v.to_le_bytes()));
-        w.write_all(&bytes)?;
-    }
-    Ok(())
-}
-
-/// The JSON header (padded with spaces to a multiple of 8 bytes) and the data size.
-fn safetensors_header(specs: &[TensorSpec]) -> (Vec<u8>, u64) {
-    let mut map = serde_json::Map::new();
-    map.insert("__metadata__".into(), json!({"format": "pt"}));
-    let mut offset = 0u64;
-    for spec in specs {
-        let end = offset + 4 * spec.numel() as u64;
-        map.insert(
-            spec.name.clone(),
-            json!({"dtype": "F32", "shape": spec.shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut header = serde_json::to_vec(&Value::Object(map)).expect("JSON values serialise");
-    while !header.len().is_multiple_of(8) {
-        header.push(b' ');
-    }
-    (header, offset)
-}
-
-/// FNV-1a, to give each tensor its own stream.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// Standard normal numbers: xorshift64* uniforms through Box–Muller.
-struct Normal {
-    state: u64,
-    spare: Option<f32>,
-}
-
-impl Normal {
-    fn new(seed: u64) -> Self {
-        // splitmix64 once, so that nearby seeds start far apart (and never at 0).
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Self { state: if z == 0 { 1 } else { z }, spare: None }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in (0, 1]: never 0, so the logarithm below is finite.
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    fn next(&mut self) -> f32 {
-        if let Some(z) = self.spare.take() {
-            return z;
-        }
-        let radius = (-2.0 * self.uniform().ln()).sqrt();
-        let angle = std::f64::consts::TAU * self.uniform();
-        self.spare = Some((radius * angle.sin()) as f32);
-        (radius * angle.cos()) as f32
-    }
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         std::env::temp_dir().join(format!("kpl-random-{tag}-{}-{nanos}", std::process::id()))
-    }
-
-    #[test]
-    fn normal_stream_has_the_asked_moments() {
-        let spec = TensorSpec { name: "w".into(), shape: vec![200_000], init: Init::Normal };
-        let values = spec.values(7, 0.02);
-        let n = values.len() as f64;
-        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-        assert!(mean.abs() < 2e-4, "mean {mean}");
-        assert!((std - 0.02).abs() < 2e-4, "std {std}");
-        assert_eq!(values, spec.values(7, 0.02), "deterministic");
-        assert_ne!(values, spec.values(8, 0.02), "the seed matters");
     }
 
     #[test]
