@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "gpu")]
 pub mod gpu;
+pub mod io;
 pub mod isolate;
 pub mod knowledge;
 pub mod models;
