@@ -31,7 +31,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-600}
 STRUCTURED_SECONDS=${FUZZ_STRUCTURED_SECONDS:-${FUZZ_SECONDS:-1800}}
-ALL_TARGETS="image_decode dicom dicom_structured jpeg_ls gguf_bundle safetensors kplkb npz sentencepiece"
+ALL_TARGETS="image_decode dicom dicom_structured jpeg_ls gguf_bundle safetensors kplkb npz sentencepiece pytorch_pickle"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SANITIZER=${FUZZ_SANITIZER:-address}
 NICE=${FUZZ_NICE:-19}
@@ -112,6 +112,7 @@ for t in $TARGETS; do
       seed "$t" "$kb_dir"/*.kplkb ;;
     npz) seed "$t" fuzz/seeds/npz/*.npz ;;
     sentencepiece) seed "$t" tests/fixtures/tiny-siglip-b/spiece.model tests/fixtures/sentencepiece/*.model ;;
+    pytorch_pickle) seed "$t" fuzz/seeds/pytorch_pickle/* ;;
     *) echo "[fuzz] unknown target $t (known: $ALL_TARGETS)" >&2; exit 2 ;;
   esac
 done

@@ -12,7 +12,8 @@ use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::models::open_clip::config::{BertConfigJson, TextKind};
 use crate::models::open_clip::OpenClipConfig;
-use crate::tokenizer::{ClipTokenizer, OpenClipHfTokenizer, TextTokenizer, TokenizerFiles};
+use crate::text::wordpiece::{WordPieceOptions, WordPieceTokenizer};
+use crate::tokenizer::{ClipTokenizer, TextTokenizer, TokenizerFiles};
 
 /// A model folder's files as bytes, each with the name used in error messages.
 pub struct ModelFiles {
@@ -284,7 +285,9 @@ fn read_tokenizer(model: &Model, files: &TokenizerFiles) -> Result<TextTokenizer
     let (context, vocab) = (model.max_text_positions(), model.vocab_size());
     match (&model.config, files) {
         (ModelConfig::OpenClip(c), TokenizerFiles::Json((name, bytes))) if c.text.kind == TextKind::HfBert => {
-            Ok(TextTokenizer::OpenClipHf(OpenClipHfTokenizer::from_json(bytes, name, context, vocab)?))
+            let tok = WordPieceTokenizer::from_files(Some((name, bytes)), None, None, WordPieceOptions::new(context))?;
+            tok.check_embedding_rows(vocab)?;
+            Ok(TextTokenizer::OpenClipHf(tok))
         }
         (ModelConfig::OpenClip(_), TokenizerFiles::Json((name, bytes))) => {
             let tokenizer = ClipTokenizer::from_json(bytes, name, context)?;

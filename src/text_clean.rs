@@ -98,6 +98,19 @@ pub fn whitespace_clean(text: &str) -> String {
     py_strip(&out).to_owned()
 }
 
+/// Python's `" ".join(text.split())` (open_clip's `whitespace_clean`): runs of
+/// `str.isspace()` characters made one space, none at either end.
+pub fn split_join(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split(|c: char| in_ranges(PY_SPACE, c as u32)).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
 /// Python's `str.strip()` with no argument.
 fn py_strip(text: &str) -> &str {
     text.trim_matches(|c: char| in_ranges(PY_SPACE, c as u32))

@@ -184,52 +184,13 @@ impl SiglipTokenizer {
     }
 }
 
-/// open_clip's `HFTokenizer` (BiomedCLIP's BERT WordPiece): the text cleaned
-/// as open_clip cleans it (`clean="whitespace"`: ftfy, HTML unescaped twice,
-/// whitespace collapsed, no lower-casing: the tokenizer's own normaliser
-/// does that), then the `tokenizer.json` tokenizer padded to the context
-/// length and truncated (`padding="max_length", truncation=True`). The
-/// attention mask is open_clip's `id != pad_token_id`, which for ids the
-/// tokenizer makes is its own mask.
-pub struct OpenClipHfTokenizer {
-    inner: SiglipTokenizer,
-    pad_id: u32,
-}
-
-impl OpenClipHfTokenizer {
-    pub fn from_json(bytes: &[u8], path: &str, context: usize, vocab_size: usize) -> Result<Self> {
-        let inner = SiglipTokenizer::from_json(bytes, path, context, vocab_size)?;
-        let pad_id = inner.inner.get_padding().map(|p| p.pad_id).unwrap_or(0);
-        Ok(Self { inner, pad_id })
-    }
-
-    fn clean(text: &str) -> String {
-        crate::text_clean::whitespace_clean(&crate::text_clean::basic_clean(text))
-    }
-
-    pub fn context(&self) -> usize {
-        self.inner.context()
-    }
-
-    pub fn encode_full(&self, text: &str) -> Result<Vec<u32>> {
-        self.inner.encode_full(&Self::clean(text))
-    }
-
-    /// The padded ids and how many are not the pad id (open_clip's mask:
-    /// a `[PAD]` written in the text is masked too).
-    pub fn encode_with_length(&self, text: &str) -> Result<(Vec<u32>, usize)> {
-        let (ids, _) = self.inner.encode_with_length(&Self::clean(text))?;
-        let real = ids.iter().filter(|&&id| id != self.pad_id).count();
-        Ok((ids, real))
-    }
-}
-
 /// The tokenizer of a model's family.
 pub enum TextTokenizer {
     Clip(ClipTokenizer),
     /// SigLIP from a `tokenizer.json`.
     Siglip(SiglipTokenizer),
-    OpenClipHf(OpenClipHfTokenizer),
+    /// open_clip's `HFTokenizer` (BiomedCLIP's BERT WordPiece), padded to the context.
+    OpenClipHf(crate::text::wordpiece::WordPieceTokenizer),
     /// SigLIP from a `spiece.model` (transformers' `SiglipTokenizer`).
     SentencePiece(SpieceTokenizer),
 }
@@ -242,7 +203,7 @@ impl TextTokenizer {
     /// rows, or an end-of-text / pad id outside it).
     pub fn load(files: &TokenizerFiles, family: Family, context: usize, vocab_size: usize) -> Result<Self> {
         match (files, family) {
-            // open_clip's BERT towers take `OpenClipHfTokenizer` (chosen by
+            // open_clip's BERT towers take `WordPieceTokenizer` (chosen by
             // `Pipeline` from the model's config); its other towers use CLIP's BPE.
             (TokenizerFiles::Json((name, bytes)), Family::Clip | Family::OpenClip) => {
                 Ok(Self::Clip(ClipTokenizer::from_json(bytes, name, context)?))
@@ -303,7 +264,7 @@ impl TextTokenizer {
         }
     }
 
-    /// Ids as the model takes them (CLIP: unpadded; SigLIP: padded to the context).
+    /// Ids as the model takes them (CLIP: unpadded; SigLIP, WordPiece: padded to the context).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self.encode_with_length(text)?.0)
     }

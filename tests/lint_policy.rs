@@ -24,7 +24,7 @@ fn parser_modules() -> Vec<PathBuf> {
     let src = root().join("src");
     let mut files: Vec<PathBuf> = ["npz.rs", "bundle/gguf_check.rs", "bundle/manifest.rs", "knowledge/base.rs", "preprocess/dicom.rs",
         "text/sentencepiece.rs", "text/sentencepiece/normalizer.rs", "text/sentencepiece/proto.rs",
-        "text/sentencepiece/unigram.rs", "text/siglip_tokenizer.rs", "io/pickle.rs", "io/pytorch.rs"]
+        "text/sentencepiece/unigram.rs", "text/siglip_tokenizer.rs", "io/pickle.rs", "io/pytorch.rs", "text/wordpiece.rs"]
         .iter()
         .map(|f| src.join(f))
         .collect();

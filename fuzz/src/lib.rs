@@ -303,6 +303,83 @@ pub fn jpeg_ls(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
+/// The storages `pytorch_pickle` puts next to a fuzzed `data.pkl`: entries
+/// `archive/data/0` … `archive/data/3`, 64 bytes each (16 f32, 32 f16/bf16,
+/// 8 i64/f64 or 64 u8 elements).
+const PICKLE_STORAGES: usize = 4;
+
+/// A zip archive of stored entries (CRCs left 0: the reader slices stored
+/// entries and never checks them), as `torch.save` lays one out.
+pub fn stored_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let (n, len) = (name.len() as u16, data.len() as u32);
+        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // version, flags, method, time, date, crc
+        for v in [len, len] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // versions, flags, method, time, date, crc
+        for v in [len, len] {
+            central.extend_from_slice(&v.to_le_bytes());
+        }
+        central.extend_from_slice(&n.to_le_bytes());
+        central.extend_from_slice(&[0; 12]); // extra, comment, disk, attributes
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let (cd_offset, cd_len, count) = (out.len() as u32, central.len() as u32, entries.len() as u16);
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&cd_len.to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+/// `pytorch_pickle`: `StateDict::from_bytes` (zip directory, the restricted
+/// unpickler, storages, strided views) then `into_weights` and one tensor read
+/// through it. The first byte chooses what the rest is: odd, the `data.pkl` of
+/// an archive that also holds [`PICKLE_STORAGES`] storages (so the fuzzer
+/// works on the pickle itself); even, a whole checkpoint file. Every tensor
+/// must have its shape's element count.
+pub fn pytorch_pickle(data: &[u8]) -> kpl::Result<()> {
+    use kpl::io::pytorch::StateDict;
+    let Some((&selector, rest)) = data.split_first() else { return Ok(()) };
+    let wrapped;
+    let file = if selector & 1 == 1 {
+        let storage: Vec<u8> = (0..64u8).collect();
+        let names: Vec<String> = (0..PICKLE_STORAGES).map(|i| format!("archive/data/{i}")).collect();
+        let mut entries: Vec<(&str, &[u8])> = vec![("archive/data.pkl", rest)];
+        entries.extend(names.iter().map(|n| (n.as_str(), storage.as_slice())));
+        wrapped = stored_zip(&entries);
+        wrapped.as_slice()
+    } else {
+        rest
+    };
+    let sd = StateDict::from_bytes(file, "fuzz.bin")?;
+    let first = sd.names().next().map(str::to_owned);
+    for name in sd.names() {
+        let t = sd.get(name).expect("listed tensors are present");
+        assert_eq!(t.elem_count(), t.dims().iter().product::<usize>());
+    }
+    if let Some(name) = first {
+        let shape = sd.shape(&name).expect("present").to_vec();
+        let _ = sd.into_weights().get(shape, &name);
+    }
+    Ok(())
+}
+
 pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("image_decode", image_decode),
     ("dicom", dicom),
@@ -311,6 +388,7 @@ pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("kplkb", kplkb),
     ("jpeg_ls", jpeg_ls),
     ("sentencepiece", sentencepiece),
+    ("pytorch_pickle", pytorch_pickle),
     #[cfg(feature = "cli")]
     ("npz", npz),
 ];

@@ -107,6 +107,37 @@ def describe(state_dict):
     return out
 
 
+def write_fuzz_seeds(good):
+    """Seeds of the `pytorch_pickle` fuzz target (fuzz/src/lib.rs): byte 0 then
+    a whole checkpoint; byte 1 then a data.pkl whose storages 0..3 are the
+    64-byte entries the target puts next to it."""
+    seeds = OUT.parents[2] / "fuzz" / "seeds" / "pytorch_pickle"
+    seeds.mkdir(parents=True, exist_ok=True)
+    for name in ["views.bin", "f16.bin", "nested.bin", "protocol4.bin", "parameters.bin"]:
+        (seeds / f"file-{name}").write_bytes(b"\x00" + good[name].read_bytes())
+    base = torch.arange(16, dtype=torch.float32)
+    pickles = {
+        "views": collections.OrderedDict(
+            [
+                ("a", base),
+                ("b", torch.zeros(32, dtype=torch.float16)),
+                ("c", torch.arange(8).view(2, 4).t()),
+                ("d", base[3:15].view(3, 4)[:, ::2]),
+                ("e", torch.zeros(64, dtype=torch.uint8)),
+            ]
+        ),
+        "parameter": {"w": torch.nn.Parameter(torch.ones(4, 4)), "s": torch.zeros(32, dtype=torch.bfloat16)},
+    }
+    for name, obj in pickles.items():
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        with zipfile.ZipFile(buf) as z:
+            for info in z.infolist():
+                if "/data/" in info.filename:
+                    assert info.file_size == 64, (name, info.filename, info.file_size)
+            (seeds / f"pickle-{name}").write_bytes(b"\x01" + z.read("archive/data.pkl"))
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     model = Tiny()
@@ -175,6 +206,7 @@ def main():
             torch_refuses = True
         expected["hostile"][name] = {"error_names": needles, "torch_weights_only_refuses": torch_refuses}
     (OUT / "expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+    write_fuzz_seeds(good)
     print(f"wrote {len(good)} good and {len(hostile)} hostile checkpoints to {OUT}")
 
 

@@ -21,6 +21,7 @@ pub fn read_tensors(bytes: &[u8], path: &str) -> Result<HashMap<String, Tensor>>
         .map_err(|e| Error::model(path, format!("neither a PyTorch zip archive nor a readable safetensors file ({e})")))
 }
 
-fn read_pytorch(_bytes: &[u8], path: &str) -> Result<HashMap<String, Tensor>> {
-    Err(Error::model(path, "PyTorch pickle checkpoints are not readable in this build yet (convert to open_clip_model.safetensors)"))
+/// `torch.save`'s zip archive through the restricted unpickler of `crate::io::pytorch`.
+fn read_pytorch(bytes: &[u8], path: &str) -> Result<HashMap<String, Tensor>> {
+    Ok(crate::io::pytorch::StateDict::from_bytes(bytes, path)?.into_tensors())
 }
