@@ -30,8 +30,7 @@ const SUITES: [Suite; 3] = [
     Suite {
         reference: "open_clip_reference.json",
         pixels: "open_clip_reference_pixels.safetensors",
-        // tiny-open-clip-bert joins once the pickle reader (src/io) reads its .bin.
-        models: &["tiny-open-clip-vit"],
+        models: &["tiny-open-clip-vit", "tiny-open-clip-bert"],
     },
 ];
 
