@@ -72,7 +72,7 @@ pub struct SiglipTokenizer {
 }
 
 /// A token entry in tokenizer_config.json: a string or `{"content": ...}`.
-fn token_content(v: Option<&Value>) -> Option<String> {
+pub(crate) fn token_content(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
         Value::Object(o) => o.get("content")?.as_str().map(str::to_owned),

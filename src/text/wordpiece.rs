@@ -36,6 +36,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
+use crate::text::siglip_tokenizer::token_content;
 use crate::text_clean;
 
 /// transformers' `max_input_chars_per_word` for BERT: longer words are `[UNK]`.
@@ -134,15 +135,6 @@ struct BertSettings {
     pad: String,
     cls: String,
     mask: String,
-}
-
-/// A special token entry: a string or `{"content": …}`.
-fn token_content(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("content")?.as_str().map(str::to_owned),
-        _ => None,
-    }
 }
 
 impl BertSettings {
