@@ -147,6 +147,17 @@ pub fn resize(src: &Image8, width: usize, height: usize, filter: Filter) -> Imag
     let need_vertical = height != src.height;
     let horizontal = precompute(src.width, width, filter);
     let vertical = precompute(src.height, height, filter);
+    // Pillow (ImagingResampleInner, Resample.c) runs the vertical pass first
+    // when the height shrinks by more than twice as many pixels as the width.
+    let vertical_first = src.height > height && (src.height - height) as i64 > 2 * (src.width as i64 - width as i64);
+    if vertical_first {
+        let after_vertical = need_vertical.then(|| resample_vertical(src, height, 0, &vertical));
+        let input = after_vertical.as_ref().unwrap_or(src);
+        return match need_horizontal {
+            true => resample_horizontal(input, width, 0..input.height, &horizontal),
+            false => input.clone(),
+        };
+    }
     let mut current: Option<Image8> = None;
     let mut row_offset = 0;
     if need_horizontal {
