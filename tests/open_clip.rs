@@ -13,8 +13,9 @@ use common::*;
 use kpl::models::Family;
 use serde_json::Value;
 
-/// The open_clip fixtures (`make_open_clip_fixtures.py`).
-const OPEN_CLIP_MODELS: [&str; 1] = ["tiny-open-clip-vit"];
+/// The open_clip fixtures (`make_open_clip_fixtures.py`): BiomedCLIP-shaped
+/// (timm ViT + BERT, pickle weights) and plain open_clip (safetensors).
+const OPEN_CLIP_MODELS: [&str; 2] = ["tiny-open-clip-bert", "tiny-open-clip-vit"];
 
 fn stdout_json(out: &Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));
@@ -208,6 +209,32 @@ fn a_vocabulary_larger_than_the_embedding_table_is_an_error_naming_the_tokenizer
     std::fs::write(&path, tokenizer.to_string()).unwrap();
     let err = failure(&kpl(&["embed-text", "--model", &dir.display().to_string(), "a photo"]));
     assert!(err.contains("tokenizer.json") && err.contains("vocabulary"), "{err}");
+}
+
+#[test]
+fn a_bert_tokenizer_of_another_vocabulary_is_an_error_naming_it() {
+    // One token more than the BERT table's 224 rows.
+    let dir = copy_model("tiny-open-clip-bert", "bert-vocab");
+    let path = dir.join("tokenizer.json");
+    let mut tokenizer: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object_mut().unwrap();
+    assert_eq!(vocab.len(), 224);
+    vocab.insert("pneumothorax".into(), serde_json::json!(224));
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let err = failure(&kpl(&["embed-text", "--model", &dir.display().to_string(), "a photo"]));
+    assert!(err.contains("tokenizer.json") && err.contains("another model"), "{err}");
+}
+
+#[test]
+fn a_pickle_missing_a_tensor_is_an_error_naming_the_file_and_the_tensor() {
+    // The same state dict re-saved without one tensor would need torch; instead
+    // the config asks for a tower the pickle does not have (open_clip's own ViT).
+    let dir = copy_model("tiny-open-clip-bert", "bert-missing");
+    with_config(&dir, |c| {
+        c["model_cfg"]["vision_cfg"] = serde_json::json!({"image_size": 64, "layers": 2, "width": 128, "patch_size": 16})
+    });
+    let err = failure(&kpl(&["embed-image", "--model", &dir.display().to_string(), &image("rgb_97x61.png")]));
+    assert!(err.contains("open_clip_pytorch_model.bin") && err.contains("visual.conv1.weight"), "{err}");
 }
 
 #[test]
