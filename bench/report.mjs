@@ -59,6 +59,7 @@ for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.model_bytes != null) extra.push(`model ${mb(r.model_bytes)}`);
   if (r.accuracy != null) extra.push(`acc ${r.accuracy}%`);
   if (r.gflops != null) extra.push(`${r.gflops} GFLOP/s`);
+  if (r.kernel != null) extra.push(`${r.kernel} (${r.isa}): ${r.gops.toFixed(1)} ${r.dtype === 'q8' ? 'GOP/s' : 'GFLOP/s'}`);
   if (r.adapter) extra.push(`on ${r.adapter}`);
   const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
   table.push([r.model, r.engine, runtimeOf(r), r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
@@ -125,6 +126,17 @@ for (const r of ratios) {
   const goal = r.goal == null ? '' : `   goal <= ${r.goal}: ${r.value == null ? '-' : r.value <= r.goal ? 'met' : 'NOT met'}`;
   const value = r.value == null ? r.note : `${r.value.toFixed(3)}×${r.cpu_value == null ? '' : ` (cpu ${r.cpu_value.toFixed(3)}×)`}`;
   console.log(`  ${r.label.padEnd(40)} ${value}${goal}`);
+}
+// GEMM throughput against the arithmetic limit of the same instruction mix (peak-*).
+for (const engine of ['kpl-native', 'kpl-wasm']) {
+  const gemm = rows.filter((r) => r.engine === engine && r.model.startsWith('gemm-') && r.kernel);
+  const peak = (name) => gemm.find((r) => r.kernel === name);
+  for (const r of gemm.filter((r) => !r.kernel.startsWith('peak-'))) {
+    const limit = r.kernel === 'f32-gemm' ? peak('peak-f32') : peak('peak-int8');
+    const unit = r.kernel === 'f32-gemm' ? 'GFLOP/s' : 'GOP/s';
+    const share = limit ? ` = ${((100 * r.gops) / limit.gops).toFixed(0)}% of ${limit.kernel} (${limit.isa}) ${limit.gops.toFixed(1)}` : '';
+    console.log(`  ${`${r.model} ${engine}: ${r.kernel}`.padEnd(40)} ${r.gops.toFixed(1)} ${unit}${share}`);
+  }
 }
 const absolute = [];
 if (wasmFit) {

@@ -126,6 +126,16 @@ for dtype in "${DTYPES[@]}"; do
     fi
 done
 
+# GEMM throughput on the ViT-B/16 MLP shape next to the instruction-mix limits
+# (examples/bench_gemm.rs natively, bench/wasm_gemm.mjs in wasm).
+GEMM=197x768x3072
+if [ $native_ok = 1 ]; then
+    row kpl-native q8 gemm-$GEMM -- target/release/examples/bench_gemm --runs "$RUNS" --shape $GEMM
+fi
+if [ $wasm_ok = 1 ]; then
+    row kpl-wasm q8 gemm-$GEMM -- "$NODE" bench/wasm_gemm.mjs --runs "$RUNS" --shape $GEMM
+fi
+
 # The wgpu engine natively (on lavapipe, a software Vulkan adapter, where there is no
 # GPU: its numbers then measure the kernels' correctness path, not a GPU), and the
 # matmul GFLOP/s per ViT-B/16 kernel shape.

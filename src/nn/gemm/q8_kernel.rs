@@ -140,17 +140,33 @@ unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], o
                 s[1] = i32x4_add(s[1], i32x4_dot_i16x8(hi, pair));
             }
         }
-        let dwp = dw.as_ptr().add(b * NR);
-        let (dw0, dw1) = (v128_load(dwp as *const v128), v128_load(dwp.add(4) as *const v128));
-        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
-            let dx = f32x4_splat(da[r * kb + b]);
-            acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
-            acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
-        }
+        epilogue_simd128(&mut acc, &isum, &da[b..], kb, &dw[b * NR..]);
     }
     for (row, acc) in out.iter_mut().zip(&acc) {
         v128_store(row.as_mut_ptr() as *mut v128, acc[0]);
         v128_store(row.as_mut_ptr().add(4) as *mut v128, acc[1]);
+    }
+}
+
+/// The f32 part of one block: `acc += f32(isum) · (dx · dw)`. Not inlined, so
+/// that the f32 accumulators live in memory and the 8 integer ones keep the
+/// engine's 16 vector registers during the block (V8 spills otherwise).
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+#[inline(never)]
+unsafe fn epilogue_simd128(
+    acc: &mut [[core::arch::wasm32::v128; 2]; MR],
+    isum: &[[core::arch::wasm32::v128; 2]; MR],
+    da: &[f32],
+    kb: usize,
+    dw: &[f32],
+) {
+    use core::arch::wasm32::*;
+    let (dw0, dw1) = (v128_load(dw.as_ptr() as *const v128), v128_load(dw.as_ptr().add(4) as *const v128));
+    for (r, (acc, s)) in acc.iter_mut().zip(isum).enumerate() {
+        let dx = f32x4_splat(da[r * kb]);
+        acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
+        acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
     }
 }
 
