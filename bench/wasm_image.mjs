@@ -1,7 +1,10 @@
 // kpl in WebAssembly (the web build in pkg/, run in Node, one thread): seconds per image
 // of the CLIP image encoder on the random ViT-B/16 that bench_image wrote.
 //
-//     node bench/wasm_image.mjs [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg]
+//     node bench/wasm_image.mjs [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8]
+//
+// --kernel: how quantised layers compute (setQuantKernel: int8, the default, dequantize
+// or blocks); set before loading, so q8_0 weights are held as that kernel reads them.
 //
 // Loads OUT/vit-b16-random/ with ClipModel.load(config, weights, tokenizer, preprocessor)
 // and times ClipModel.embedImage on OUT/image-224.png: a warm-up, then the median of
@@ -18,7 +21,7 @@ import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes, timeRu
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'),
+  dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: 'int8',
 });
 const runs = Number(args.runs);
 
@@ -48,6 +51,7 @@ const visionBytes = files.manifest ? weightsBytes : safetensorsBytes(files.weigh
 const { mod, exports } = await loadKplWasm(resolve(args.pkg));
 const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : null);
 
+mod.setQuantKernel(args.kernel);
 const t = performance.now();
 const model = files.manifest
   ? mod.ClipModel.loadBundle(files.manifest, files.weights, null)
@@ -68,6 +72,8 @@ const row = {
   dtype: args.dtype,
   model: 'vit-b16-image',
   threads: 1,
+  runtime: 'node',
+  ...(files.manifest ? { kernel: args.kernel } : {}),
   median_s: round(median(times), 4),
   cpu_median_s: round(median(cpuTimes), 4),
   runs_s: times.map((x) => round(x, 4)),

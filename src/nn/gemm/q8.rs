@@ -3,8 +3,8 @@
 //! **Weights** (ggml's `block_q8_0`: an f16 scale `d` and 32 int8 `q` per 32
 //! consecutive values of a row, `w = d · q`) are repacked once, at load, into
 //! panels of [`NR`] = 8 output columns: per 32-value block, 16 pairs of k, and
-//! per pair the 8 columns' two int8 values side by side (16 bytes: what one
-//! `i16x8.extend_{low,high}_i8x16_s` pair or one `vpmovsxbw` widens), then the
+//! per pair the 8 columns' two int8 values side by side (16 bytes: what two
+//! `v128.load8x8_s` or one `vpmovsxbw` load widens to i16), then the
 //! 8 columns' scales as f32 (f16 → f32 is exact). The panel replaces the
 //! blocks: 1.125 bytes per weight against the blocks' 1.0625. Columns past `n`
 //! are zero with scale 0.

@@ -131,9 +131,10 @@ unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], o
         let wp = w.as_ptr().add(b * PANEL_BLOCK);
         let ap = a.as_ptr().add(b * BLOCK);
         for j in 0..PAIRS {
-            let wv = v128_load(wp.add(j * NR * 2) as *const v128);
-            // Columns 0–3 and 4–7, each as (k, k+1) pairs of i16.
-            let (lo, hi) = (i16x8_extend_low_i8x16(wv), i16x8_extend_high_i8x16(wv));
+            // Columns 0–3 and 4–7, each as (k, k+1) pairs widened to i16 by the
+            // load itself (`v128.load8x8_s`: one instruction, no shuffle).
+            let lo = i16x8_load_extend_i8x8(wp.add(j * NR * 2));
+            let hi = i16x8_load_extend_i8x8(wp.add(j * NR * 2 + NR));
             for (r, s) in isum.iter_mut().enumerate() {
                 let pair = v128_load32_splat(ap.add(r * k + 2 * j) as *const u32);
                 s[0] = i32x4_add(s[0], i32x4_dot_i16x8(lo, pair));

@@ -120,7 +120,7 @@ fn peak_f32_isa() -> &'static str {
 }
 
 /// Eight independent multiply-add chains on registers: FMA natively (what
-/// candle's gemm uses there), `f32x4.mul` + `add` in wasm. Returns (multiply-adds
+/// candle's gemm uses there), `f32x4.mul` + `add` in wasm (simd128 has no FMA). Returns (multiply-adds
 /// per iteration, median seconds).
 fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     #[cfg(target_arch = "x86_64")]
@@ -152,13 +152,17 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
         #[target_feature(enable = "simd128")]
         unsafe fn madd(iters: usize) -> f32 {
             use core::arch::wasm32::*;
+            // acc += w · a: the products are independent of the accumulators (as
+            // in a gemm), and w changes every round so they cannot be hoisted.
             let a = f32x4_splat(std::hint::black_box(0.999));
-            let b = f32x4_splat(std::hint::black_box(0.001));
+            let step = f32x4_splat(std::hint::black_box(1e-7));
+            let mut w = f32x4_splat(std::hint::black_box(0.001));
             let mut acc = [f32x4_splat(0.0); 8];
             for _ in 0..iters {
                 for s in acc.iter_mut() {
-                    *s = f32x4_add(f32x4_mul(*s, a), b);
+                    *s = f32x4_add(*s, f32x4_mul(w, a));
                 }
+                w = f32x4_add(w, step);
             }
             let mut sum = acc[0];
             for s in &acc[1..] {
