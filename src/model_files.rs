@@ -74,8 +74,23 @@ pub fn is_open_clip_dir(dir: &Path) -> bool {
     dir.join(OPEN_CLIP_CONFIG).is_file()
 }
 
+/// An open_clip folder's tokenizer: `tokenizer.json` when present, else
+/// `vocab.txt` with `tokenizer_config.json` (a BERT WordPiece vocabulary as
+/// BiomedCLIP-style repositories ship it; transformers' `AutoTokenizer`
+/// prefers the fast file the same way).
+pub fn read_open_clip_tokenizer_files(dir: &Path) -> Result<Option<TokenizerFiles>> {
+    if let Some(json) = read_optional(dir, "tokenizer.json")? {
+        return Ok(Some(TokenizerFiles::Json(json)));
+    }
+    Ok(match read_optional(dir, "vocab.txt")? {
+        Some(vocab) => Some(TokenizerFiles::WordPiece { vocab, config: read_optional(dir, "tokenizer_config.json")? }),
+        None => None,
+    })
+}
+
 /// Reads an open_clip folder: `open_clip_config.json`, the first weight file
-/// of [`OPEN_CLIP_WEIGHTS`] present, `tokenizer.json` and a BERT `config.json` when present.
+/// of [`OPEN_CLIP_WEIGHTS`] present, the tokenizer
+/// ([`read_open_clip_tokenizer_files`]) and a BERT `config.json` when present.
 pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
     let config = read_required(dir, OPEN_CLIP_CONFIG)?;
     let mut weights = None;
@@ -91,7 +106,7 @@ pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
     Ok(OpenClipFiles {
         config,
         weights,
-        tokenizer: read_optional(dir, "tokenizer.json")?,
+        tokenizer: read_open_clip_tokenizer_files(dir)?,
         text_config: read_optional(dir, "config.json")?,
     })
 }

@@ -12,7 +12,7 @@ use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::models::open_clip::config::{BertConfigJson, TextKind};
 use crate::models::open_clip::OpenClipConfig;
-use crate::text::wordpiece::{WordPieceOptions, WordPieceTokenizer};
+use crate::text::wordpiece::WordPieceTokenizer;
 use crate::tokenizer::{ClipTokenizer, TextTokenizer, TokenizerFiles};
 
 /// A model folder's files as bytes, each with the name used in error messages.
@@ -29,7 +29,7 @@ pub struct OpenClipFiles {
     pub config: (String, Vec<u8>),
     /// `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`.
     pub weights: (String, Vec<u8>),
-    pub tokenizer: Option<(String, Vec<u8>)>,
+    pub tokenizer: Option<TokenizerFiles>,
     /// The BERT text tower's `config.json`, when the folder has one
     /// (BiomedCLIP's repository does not: sizes then come from the tensors).
     pub text_config: Option<(String, Vec<u8>)>,
@@ -69,7 +69,7 @@ impl Pipeline {
         let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
         let model = Model::load(&ModelConfig::OpenClip(config), vb)
             .map_err(|e| Error::model(&weights_name, crate::nn::describe_load_error(&e)))?;
-        Self::assemble(model, config_name, files.tokenizer.map(TokenizerFiles::Json), None)
+        Self::assemble(model, config_name, files.tokenizer, None)
     }
 
     /// A pipeline around a loaded model, with its tokenizer and preprocessing
@@ -106,7 +106,7 @@ impl Pipeline {
             limits: DecodeLimits::default(),
             voi: VoiChoice::Default,
             tokenizer_missing: format!(
-                "{model_name}: the model has no tokenizer (tokenizer.json or spiece.model), so it cannot embed text"
+                "{model_name}: the model has no tokenizer (tokenizer.json, spiece.model or, for a BERT text tower, vocab.txt), so it cannot embed text"
             ),
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
             accelerator: Default::default(),
@@ -278,14 +278,27 @@ impl Pipeline {
     }
 }
 
+fn named(f: &(String, Vec<u8>)) -> (&str, &[u8]) {
+    (f.0.as_str(), f.1.as_slice())
+}
+
 /// The tokenizer of `model`'s family from its files, checked against its text
 /// tower (open_clip's BERT towers: open_clip's `HFTokenizer`; its other towers:
 /// CLIP's BPE, checked against the token table).
 fn read_tokenizer(model: &Model, files: &TokenizerFiles) -> Result<TextTokenizer> {
     let (context, vocab) = (model.max_text_positions(), model.vocab_size());
     match (&model.config, files) {
-        (ModelConfig::OpenClip(c), TokenizerFiles::Json((name, bytes))) if c.text.kind == TextKind::HfBert => {
-            let tok = WordPieceTokenizer::from_files(Some((name, bytes)), None, None, WordPieceOptions::new(context))?;
+        (ModelConfig::OpenClip(c), files) if c.text.kind == TextKind::HfBert => {
+            let options = c.text.tokenizer.options(context);
+            let tok = match files {
+                TokenizerFiles::Json(json) => WordPieceTokenizer::from_files(Some(named(json)), None, None, options)?,
+                TokenizerFiles::WordPiece { vocab: v, config } => {
+                    WordPieceTokenizer::from_files(None, Some(named(v)), config.as_ref().map(named), options)?
+                }
+                TokenizerFiles::SentencePiece { model: (name, _), .. } => {
+                    return Err(Error::model(name, "a BERT text tower's tokenizer is tokenizer.json or vocab.txt, not a SentencePiece model"))
+                }
+            };
             tok.check_embedding_rows(vocab)?;
             Ok(TextTokenizer::OpenClipHf(tok))
         }

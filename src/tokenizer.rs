@@ -22,13 +22,20 @@ pub enum TokenizerFiles {
     /// `spiece.model` (a SentencePiece model, read in pure Rust by
     /// [`crate::text`]), with the folder's `tokenizer_config.json` if it has one.
     SentencePiece { model: NamedBytes, config: Option<NamedBytes> },
+    /// `vocab.txt` (a BERT WordPiece vocabulary, read by
+    /// [`crate::text::wordpiece`]), with the folder's `tokenizer_config.json`
+    /// if it has one (`do_lower_case`, the special tokens): open_clip's BERT
+    /// text towers as BiomedCLIP's repositories ship them.
+    WordPiece { vocab: NamedBytes, config: Option<NamedBytes> },
 }
 
 impl TokenizerFiles {
     /// The file that holds the vocabulary (named in errors).
     pub fn name(&self) -> &str {
         match self {
-            Self::Json((name, _)) | Self::SentencePiece { model: (name, _), .. } => name,
+            Self::Json((name, _)) | Self::SentencePiece { model: (name, _), .. } | Self::WordPiece { vocab: (name, _), .. } => {
+                name
+            }
         }
     }
 }
@@ -241,6 +248,11 @@ impl TextTokenizer {
             (TokenizerFiles::SentencePiece { model: (name, _), .. }, family) => Err(Error::model(
                 name,
                 format!("a {family} model's tokenizer is its tokenizer.json, not a SentencePiece model"),
+            )),
+            // open_clip's BERT towers take theirs in `Pipeline`; no other tower reads one.
+            (TokenizerFiles::WordPiece { vocab: (name, _), .. }, family) => Err(Error::model(
+                name,
+                format!("a {family} model's tokenizer is its tokenizer.json, not a WordPiece vocabulary (only BERT text towers use one)"),
             )),
         }
     }

@@ -256,3 +256,81 @@ fn a_bundle_stores_the_resolved_configuration() {
     let err = kpl::models::ModelConfig::from_json(&raw, "open_clip_config.json").unwrap_err().to_string();
     assert!(err.contains("open_clip_config.json") && err.contains("tensors"), "{err}");
 }
+
+/// The reference's open_clip ids for `name`'s texts, with the texts.
+fn reference_texts(name: &str) -> Vec<(String, Vec<u32>, Vec<f32>)> {
+    reference()["models"][name]["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let ids = t["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+            (t["text"].as_str().unwrap().to_string(), ids, floats(&t["embedding"]))
+        })
+        .collect()
+}
+
+#[test]
+fn a_vocab_txt_only_folder_embeds_text_and_packs() {
+    // As BiomedCLIP-style repositories ship the tokenizer: vocab.txt and
+    // tokenizer_config.json (do_lower_case), no tokenizer.json.
+    let dir = copy_model("tiny-open-clip-bert", "vocab-only");
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    std::fs::remove_file(dir.join("special_tokens_map.json")).unwrap();
+    let dir_s = dir.display().to_string();
+    let texts = reference_texts("tiny-open-clip-bert");
+    assert!(texts.len() >= 30);
+    let pipeline = kpl::model_dir::load_model_dir(&dir).unwrap();
+    for (text, ids, _) in &texts {
+        assert_eq!(&pipeline.tokenizer().unwrap().encode(text).unwrap(), ids, "{text:?}");
+    }
+    let (text, _, embedding) = &texts[1];
+    let json = stdout_json(&kpl(&["embed-text", "--model", &dir_s, text]));
+    let cos = cosine(&floats(&json["embeddings"][0]["embedding"]), embedding);
+    assert!(cos >= 0.9999, "embed-text cosine {cos}");
+    let kb = temp_dir("open-clip-vocab-kb").join("p.kplkb").display().to_string();
+    let out = kpl(&["build-kb", "--model", &dir_s, "knowledge/chest-xray-pneumonia", "-o", &kb]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The bundle carries vocab.txt and tokenizer_config.json for the page's tokenizer.
+    let bundle = temp_dir("open-clip-vocab-bundle");
+    let out = kpl(&["pack", "--model", &dir_s, "--dtype", "q8", "-o", &bundle.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text_file = kpl::bundle::EncoderFile::read(&mut std::fs::File::open(bundle.join("text_encoder.gguf")).unwrap(), "text_encoder.gguf").unwrap();
+    assert!(matches!(text_file.tokenizer, Some(kpl::tokenizer::TokenizerFiles::WordPiece { config: Some(_), .. })));
+    let packed = kpl::model_dir::load_model_dir(&bundle).unwrap();
+    for (text, ids, _) in &texts {
+        assert_eq!(&packed.tokenizer().unwrap().encode(text).unwrap(), ids, "bundle: {text:?}");
+    }
+    let out = kpl(&["classify", "--model", &bundle.display().to_string(), "--kb", &kb, &image("rgb_97x61.png")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn tokenizer_kwargs_reach_the_tokenizer_and_unknown_ones_are_errors_naming_the_config() {
+    let dir = copy_model("tiny-open-clip-bert", "kwargs");
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let lower = kpl::model_dir::load_model_dir(&dir).unwrap().tokenizer().unwrap().encode("CHEST X RAY").unwrap();
+    with_config(&dir, |c| c["model_cfg"]["text_cfg"]["tokenizer_kwargs"] = serde_json::json!({"do_lower_case": false}));
+    let cased = kpl::model_dir::load_model_dir(&dir).unwrap().tokenizer().unwrap().encode("CHEST X RAY").unwrap();
+    assert_ne!(lower, cased, "do_lower_case false keeps the capitals (not in the lower-case vocabulary)");
+    with_config(&dir, |c| c["model_cfg"]["text_cfg"]["tokenizer_kwargs"] = serde_json::json!({"do_lower_case": false, "clean": "lower"}));
+    let cleaned = kpl::model_dir::load_model_dir(&dir).unwrap().tokenizer().unwrap().encode("CHEST X RAY").unwrap();
+    assert_eq!(lower, cleaned, "open_clip's `lower` clean-up lower-cases before the tokenizer");
+
+    let cases: [(&str, fn(&mut Value), &str); 4] = [
+        ("kw-language", |c| c["model_cfg"]["text_cfg"]["tokenizer_kwargs"] = serde_json::json!({"language": "en"}), "tokenizer_kwargs.language"),
+        ("kw-clean", |c| c["model_cfg"]["text_cfg"]["tokenizer_kwargs"] = serde_json::json!({"clean": "ftfy"}), "tokenizer_kwargs.clean"),
+        ("kw-no-name", |c| {
+            c["model_cfg"]["text_cfg"].as_object_mut().unwrap().remove("hf_tokenizer_name");
+        }, "hf_tokenizer_name"),
+        ("kw-bpe", |c| c["model_cfg"]["text_cfg"]["tokenizer_kwargs"] = serde_json::json!({"reduction_mask": "simple"}), "reduction_mask"),
+    ];
+    for (tag, edit, expected) in cases {
+        let model = if tag == "kw-bpe" { "tiny-open-clip-vit" } else { "tiny-open-clip-bert" };
+        let dir = copy_model(model, tag);
+        with_config(&dir, edit);
+        let err = failure(&kpl(&["embed-text", "--model", &dir.display().to_string(), "a photo"]));
+        assert!(err.contains("open_clip_config.json") && err.contains(expected), "{tag}: {err}");
+    }
+}

@@ -44,6 +44,8 @@ fn ids_match_open_clip_for_every_folder_and_setting() {
             context: case["context"].as_u64().unwrap() as usize,
             clean: OpenClipClean::from_name(case["clean"].as_str().unwrap()).unwrap(),
             strip_sep_token: case["strip_sep_token"].as_bool().unwrap(),
+            // open_clip's tokenizer_kwargs.do_lower_case, passed to AutoTokenizer.
+            do_lower_case: case.get("do_lower_case").and_then(Value::as_bool),
         };
         let tok = load(&dir().join(folder), options).unwrap_or_else(|e| panic!("{folder}: {e}"));
         let mut mismatches = Vec::new();
@@ -61,7 +63,8 @@ fn ids_match_open_clip_for_every_folder_and_setting() {
         assert!(mismatches.is_empty(), "{folder} {options:?}: {} mismatches\n{}", mismatches.len(), mismatches.join("\n"));
     }
     assert_eq!(folders_seen.len(), 3);
-    assert!(compared >= 180);
+    assert!(compared >= 240);
+    assert!(cases.iter().filter(|c| c.get("do_lower_case").is_some()).count() >= 2, "the do_lower_case override is exercised");
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //! either `kpl.preprocessor_json` (image encoder) or the tokenizer as the
 //! repository shipped it (text encoder): `kpl.tokenizer_json`, or
 //! `kpl.spiece_model` (the `spiece.model` bytes, base64) with
-//! `kpl.tokenizer_config_json` when the folder had one. Linear weights are f32, f16, q8_0 or q4_K (see
+//! `kpl.tokenizer_config_json` when the folder had one, or `kpl.vocab_txt`
+//! (a BERT WordPiece `vocab.txt`) with `kpl.tokenizer_config_json`. Linear weights are f32, f16, q8_0 or q4_K (see
 //! [`PackDtype::linear_type`]); a linear whose input width is not a multiple of
 //! 32 stays f16, and a q4 bundle keeps the two projections at q8_0.
 //! Embeddings and the patch convolution are f16 (f32 in an f32 pack), norms,
@@ -158,6 +159,8 @@ pub mod keys {
     /// `spiece.model`, base64 (GGUF strings are read as UTF-8 text).
     pub const SPIECE_MODEL: &str = "kpl.spiece_model";
     pub const TOKENIZER_CONFIG_JSON: &str = "kpl.tokenizer_config_json";
+    /// A BERT WordPiece `vocab.txt` (open_clip folders without tokenizer.json).
+    pub const VOCAB_TXT: &str = "kpl.vocab_txt";
 }
 
 /// One encoder file, parsed: its metadata and its tensors (quantised blocks
@@ -180,12 +183,16 @@ fn tokenizer_from_metadata(string: impl Fn(&str) -> Option<String>, name: &str) 
     if let Some(json) = string(keys::TOKENIZER_JSON) {
         return Ok(Some(TokenizerFiles::Json(named("tokenizer.json", json))));
     }
+    let config = || string(keys::TOKENIZER_CONFIG_JSON).map(|t| named("tokenizer_config.json", t));
+    if let Some(vocab) = string(keys::VOCAB_TXT) {
+        return Ok(Some(TokenizerFiles::WordPiece { vocab: named("vocab.txt", vocab), config: config() }));
+    }
     let Some(encoded) = string(keys::SPIECE_MODEL) else { return Ok(None) };
     let bytes = base64::decode(encoded.trim())
         .map_err(|e| Error::model(name, format!("{} is not base64 ({e})", keys::SPIECE_MODEL)))?;
     Ok(Some(TokenizerFiles::SentencePiece {
         model: (format!("{name} (spiece.model)"), bytes),
-        config: string(keys::TOKENIZER_CONFIG_JSON).map(|t| named("tokenizer_config.json", t)),
+        config: config(),
     }))
 }
 

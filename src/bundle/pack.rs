@@ -188,14 +188,14 @@ pub fn write_encoder<W: Write + std::io::Seek>(
         }
         EncoderKind::Text => {
             match meta.tokenizer {
-                Some(TokenizerFiles::Json((name, bytes))) => {
-                    metadata.push((keys::TOKENIZER_JSON, Value::String(utf8_text(name, bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?)));
-                }
+                Some(TokenizerFiles::Json(json)) => push_text(&mut metadata, keys::TOKENIZER_JSON, Some(json))?,
                 Some(TokenizerFiles::SentencePiece { model: (_, bytes), config }) => {
                     metadata.push((keys::SPIECE_MODEL, Value::String(base64::encode(bytes))));
-                    if let Some((name, bytes)) = config {
-                        metadata.push((keys::TOKENIZER_CONFIG_JSON, Value::String(utf8_text(name, bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?)));
-                    }
+                    push_text(&mut metadata, keys::TOKENIZER_CONFIG_JSON, config.as_ref())?;
+                }
+                Some(TokenizerFiles::WordPiece { vocab, config }) => {
+                    push_text(&mut metadata, keys::VOCAB_TXT, Some(vocab))?;
+                    push_text(&mut metadata, keys::TOKENIZER_CONFIG_JSON, config.as_ref())?;
                 }
                 None => {}
             }
@@ -204,6 +204,15 @@ pub fn write_encoder<W: Write + std::io::Seek>(
     let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     gguf_file::write(w, &metadata, &tensor_refs)
+}
+
+/// Adds a text file's content (checked to be UTF-8) under `key`, if there is a file.
+fn push_text(metadata: &mut Vec<(&str, gguf_file::Value)>, key: &'static str, file: Option<&(String, Vec<u8>)>) -> candle_core::Result<()> {
+    if let Some((name, bytes)) = file {
+        let text = utf8_text(name, bytes).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        metadata.push((key, gguf_file::Value::String(text)));
+    }
+    Ok(())
 }
 
 /// Writes `path` through a temporary file beside it, renamed when complete.
@@ -290,7 +299,7 @@ fn read_source_folder(model: &Path) -> Result<SourceFolder> {
             config_name,
             weights_name,
             tensors,
-            tokenizer: files.tokenizer.map(TokenizerFiles::Json),
+            tokenizer: files.tokenizer,
             preprocessor: None,
         });
     }

@@ -33,7 +33,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 use crate::text::siglip_tokenizer::token_content;
@@ -47,7 +47,8 @@ pub const MAX_TABLE_PADDING: usize = 128;
 const MAX_CONTEXT: usize = 8192;
 
 /// open_clip's `clean` argument of `HFTokenizer` (`get_clean_fn`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OpenClipClean {
     /// `whitespace_clean(basic_clean(text))` (the default).
     #[default]
@@ -93,11 +94,16 @@ pub struct WordPieceOptions {
     pub clean: OpenClipClean,
     /// `strip_sep_token`: `[SEP]` ids replaced by 0.
     pub strip_sep_token: bool,
+    /// `do_lower_case` passed to `AutoTokenizer.from_pretrained` (open_clip's
+    /// `tokenizer_kwargs`): overrides `tokenizer_config.json`, and with a
+    /// `tokenizer.json` the lower-casing of its BERT normaliser (as
+    /// transformers 5 rebuilds it). `None`: the files decide.
+    pub do_lower_case: Option<bool>,
 }
 
 impl WordPieceOptions {
     pub fn new(context: usize) -> Self {
-        Self { context, clean: OpenClipClean::Whitespace, strip_sep_token: false }
+        Self { context, clean: OpenClipClean::Whitespace, strip_sep_token: false, do_lower_case: None }
     }
 }
 
@@ -185,6 +191,18 @@ fn read_vocab(name: &str, bytes: &[u8]) -> Result<(HashMap<String, u32>, usize)>
     Ok((vocab, lines.len()))
 }
 
+/// Sets the lower-casing of a `tokenizer.json`'s BERT normaliser, its other
+/// settings kept (transformers 5 rebuilds the normaliser from the
+/// `do_lower_case` it is given); an error naming the file for another normaliser.
+fn override_lowercase(t: &mut Tokenizer, lower: bool, name: &str) -> Result<()> {
+    let Some(NormalizerWrapper::BertNormalizer(n)) = t.get_normalizer() else {
+        return Err(Error::model(name, "do_lower_case is set but this tokenizer.json's normaliser is not BERT's"));
+    };
+    let normalizer = BertNormalizer::new(n.clean_text, n.handle_chinese_chars, n.strip_accents, lower);
+    t.with_normalizer(Some(normalizer)).map_err(|e| Error::model(name, format!("cannot set the normaliser: {e}")))?;
+    Ok(())
+}
+
 impl WordPieceTokenizer {
     /// From a folder's files: `tokenizer.json` when present (`tokenizer_json`),
     /// else `vocab.txt`; `tokenizer_config.json` names the special tokens and,
@@ -195,7 +213,10 @@ impl WordPieceTokenizer {
         config: Option<NamedBytes<'_>>,
         options: WordPieceOptions,
     ) -> Result<Self> {
-        let settings = BertSettings::read(config)?;
+        let mut settings = BertSettings::read(config)?;
+        if let Some(lower) = options.do_lower_case {
+            settings.do_lower_case = lower;
+        }
         let shown = |f: Option<NamedBytes<'_>>| f.map_or("tokenizer.json".to_owned(), |(n, _)| n.to_owned());
         if options.context < 2 || options.context > MAX_CONTEXT {
             return Err(Error::model(
@@ -205,8 +226,11 @@ impl WordPieceTokenizer {
         }
         let (source, mut inner, lines) = match (tokenizer_json, vocab_txt) {
             (Some((name, bytes)), _) => {
-                let t = Tokenizer::from_bytes(bytes)
+                let mut t = Tokenizer::from_bytes(bytes)
                     .map_err(|e| Error::model(name, format!("not a usable tokenizer.json: {e}")))?;
+                if let Some(lower) = options.do_lower_case {
+                    override_lowercase(&mut t, lower, name)?;
+                }
                 (name.to_owned(), t, 0)
             }
             (None, Some((name, bytes))) => {

@@ -144,6 +144,11 @@ def main():
              "ids": ids(HFTokenizer(str(json_dir), context_length=16, clean="lower"))},
             {"folder": "cased", "context": 32, "clean": "canonicalize", "strip_sep_token": True,
              "ids": ids(HFTokenizer(str(OUT / "cased"), context_length=32, clean="canonicalize", strip_sep_token=True))},
+            # open_clip_config.json's tokenizer_kwargs reach AutoTokenizer.from_pretrained.
+            {"folder": "json", "context": 256, "clean": "whitespace", "strip_sep_token": False, "do_lower_case": False,
+             "ids": ids(HFTokenizer(str(json_dir), context_length=256, do_lower_case=False))},
+            {"folder": "cased", "context": 256, "clean": "whitespace", "strip_sep_token": False, "do_lower_case": True,
+             "ids": ids(HFTokenizer(str(OUT / "cased"), context_length=256, do_lower_case=True))},
         ],
     }
     (OUT / "expected.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n", encoding="utf-8")

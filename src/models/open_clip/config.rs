@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::nn::Activation;
+use crate::text::wordpiece::{OpenClipClean, WordPieceOptions};
 
 /// The image tower's implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,56 @@ pub struct TextArch {
     pub activation: Activation,
     pub layer_norm_eps: f64,
     pub pad_token_id: u32,
+    /// `text_cfg.tokenizer_kwargs` (a bundle packed before they were read has the defaults).
+    #[serde(default)]
+    pub tokenizer: TokenizerKwargs,
+}
+
+/// The `text_cfg.tokenizer_kwargs` open_clip's `get_tokenizer` passes to
+/// `HFTokenizer` (`clean`, `strip_sep_token`) and on to transformers'
+/// `AutoTokenizer.from_pretrained` (`do_lower_case`) for a BERT text tower.
+/// Any other key is refused by name: it would change the ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TokenizerKwargs {
+    pub clean: OpenClipClean,
+    pub strip_sep_token: bool,
+    pub do_lower_case: Option<bool>,
+}
+
+impl TokenizerKwargs {
+    /// The tokenizer's options for a text tower of `context` positions.
+    pub fn options(&self, context: usize) -> WordPieceOptions {
+        WordPieceOptions { context, clean: self.clean, strip_sep_token: self.strip_sep_token, do_lower_case: self.do_lower_case }
+    }
+
+    /// Reads `text_cfg.tokenizer_kwargs` for open_clip's `HFTokenizer`.
+    fn read_hf(cfg: &Section) -> Result<Self, String> {
+        let Some(kwargs) = kwargs_section(cfg)? else { return Ok(Self::default()) };
+        refuse_unknown_kwargs(&kwargs, &["clean", "strip_sep_token", "do_lower_case"])?;
+        let clean = kwargs.str_or("clean", "whitespace")?;
+        Ok(Self {
+            clean: OpenClipClean::from_name(clean).ok_or_else(|| {
+                format!("{}.clean {clean:?} is not one of open_clip's (whitespace, lower, canonicalize)", kwargs.path)
+            })?,
+            strip_sep_token: kwargs.bool_or("strip_sep_token", false)?,
+            do_lower_case: kwargs.get("do_lower_case").map(|_| kwargs.bool_or("do_lower_case", true)).transpose()?,
+        })
+    }
+}
+
+fn kwargs_section<'a>(cfg: &Section<'a>) -> Result<Option<Section<'a>>, String> {
+    match cfg.get("tokenizer_kwargs") {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(Section { path: "model_cfg.text_cfg.tokenizer_kwargs", map })),
+        Some(other) => Err(format!("model_cfg.text_cfg.tokenizer_kwargs must be an object, found {other}")),
+    }
+}
+
+fn refuse_unknown_kwargs(kwargs: &Section, known: &[&str]) -> Result<(), String> {
+    match kwargs.map.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!("{}.{k} is not implemented (supported: {})", kwargs.path, known.join(", "))),
+        None => Ok(()),
+    }
 }
 
 /// open_clip's interpolation names.
@@ -545,6 +596,12 @@ fn resolve_hf_bert(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, bert: O
     if !cfg.str_or("tokenizer_mode", "")?.is_empty() {
         return Err(format!("model_cfg.text_cfg.tokenizer_mode {:?} is not implemented", cfg.str_or("tokenizer_mode", "")?));
     }
+    // open_clip's get_tokenizer picks HFTokenizer (the folder's own files, whatever
+    // the name) only when this is set; without it, CLIP's BPE, whose ids a BERT table cannot take.
+    if cfg.str_or("hf_tokenizer_name", "")?.is_empty() {
+        return Err("model_cfg.text_cfg.hf_tokenizer_name is missing: open_clip would tokenize for this BERT text tower with CLIP's BPE, which is not implemented".into());
+    }
+    let tokenizer = TokenizerKwargs::read_hf(cfg)?;
     let words = shape_of(shapes, n::WORD_EMBEDDINGS, 2)?;
     let (vocab_size, width) = (words[0], words[1]);
     let positions = shape_of(shapes, n::POSITION_EMBEDDINGS, 2)?[0];
@@ -601,6 +658,7 @@ fn resolve_hf_bert(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, bert: O
         activation,
         layer_norm_eps: bert.and_then(|b| b.layer_norm_eps).unwrap_or(BERT_LAYER_NORM_EPS),
         pad_token_id: bert.and_then(|b| b.pad_token_id).unwrap_or(0),
+        tokenizer,
     })
 }
 
@@ -617,6 +675,11 @@ fn resolve_open_clip_text(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, 
     cfg.refuse(&custom_block_off())?;
     if !cfg.str_or("hf_tokenizer_name", "")?.is_empty() || !cfg.str_or("tokenizer_mode", "")?.is_empty() {
         return Err("model_cfg.text_cfg: a Hugging Face tokenizer with open_clip's own text transformer is not implemented (its CLIP BPE tokenizer is)".into());
+    }
+    // SimpleTokenizer's keyword arguments: only its default clean-up (`lower`, OpenAI's) is implemented.
+    if let Some(kwargs) = kwargs_section(cfg)? {
+        refuse_unknown_kwargs(&kwargs, &["clean"])?;
+        kwargs.refuse(&[("clean", Value::from("lower"))])?;
     }
     let table = shape_of(shapes, n::TOKEN_EMBEDDING, 2)?;
     let (vocab_size, width) = (table[0], table[1]);
@@ -660,6 +723,7 @@ fn resolve_open_clip_text(cfg: &Section, shapes: &dyn Shapes, embed_dim: usize, 
         activation: if quick_gelu { Activation::QuickGelu } else { Activation::Gelu },
         layer_norm_eps: OPEN_CLIP_LAYER_NORM_EPS,
         pad_token_id: cfg.usize_or("pad_id", 0)? as u32,
+        tokenizer: TokenizerKwargs::default(),
     })
 }
 
