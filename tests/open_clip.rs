@@ -14,8 +14,10 @@ use kpl::models::Family;
 use serde_json::Value;
 
 /// The open_clip fixtures (`make_open_clip_fixtures.py`): BiomedCLIP-shaped
-/// (timm ViT + BERT, pickle weights) and plain open_clip (safetensors).
-const OPEN_CLIP_MODELS: [&str; 2] = ["tiny-open-clip-bert", "tiny-open-clip-vit"];
+/// (timm ViT + BERT, pickle weights), plain open_clip (safetensors), and
+/// another timm ViT + BERT configuration (mean pooling on both towers, BERT
+/// config.json and a cased vocab.txt-only tokenizer, f32 safetensors).
+const OPEN_CLIP_MODELS: [&str; 3] = ["tiny-open-clip-bert", "tiny-open-clip-vit", "tiny-open-clip-mean"];
 
 fn stdout_json(out: &Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));

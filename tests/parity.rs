@@ -30,7 +30,10 @@ const SUITES: [Suite; 3] = [
     Suite {
         reference: "open_clip_reference.json",
         pixels: "open_clip_reference_pixels.safetensors",
-        models: &["tiny-open-clip-vit", "tiny-open-clip-bert"],
+        // mean: another configuration (mean-pooled timm ViT without class token,
+        // mlp head; mean-pooled BERT sized by its config.json, linear head,
+        // cased vocab.txt-only tokenizer, strip_sep_token; shortest resize).
+        models: &["tiny-open-clip-vit", "tiny-open-clip-bert", "tiny-open-clip-mean"],
     },
 ];
 

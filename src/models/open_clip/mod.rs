@@ -60,7 +60,8 @@ fn load_timm_vit(c: &VisionArch, embed_dim: usize, w: &Weights) -> candle_core::
         ),
     };
     Ok(VisionTower {
-        patch_embedding: w.pp(n::PATCH_EMBED).conv2d(3, hidden, c.patch_size, conv, true)?,
+        // timm's VisionTransformer: `PatchEmbed(bias=not pre_norm)`.
+        patch_embedding: w.pp(n::PATCH_EMBED).conv2d(3, hidden, c.patch_size, conv, !c.pre_norm)?,
         class_embedding: if c.class_token { Some(w.get((1, 1, hidden), n::CLS_TOKEN)?.reshape(hidden)?) } else { None },
         position_embedding: w.get((1, tokens, hidden), n::POS_EMBED)?.reshape((tokens, hidden))?,
         pre_layernorm: if c.pre_norm { Some(w.pp(n::NORM_PRE).layer_norm(hidden, eps)?) } else { None },
