@@ -74,3 +74,39 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Two arguments of one command under the same `--long` or `-s` name (a
+    /// flattened struct's and the command's own): clap only asserts this in
+    /// debug builds, and the tests run in release, so it is checked here over
+    /// every command (`kpl eval` once had `--k` twice).
+    #[test]
+    fn no_command_declares_an_option_twice() {
+        fn check(cmd: &clap::Command, path: &str, problems: &mut Vec<String>) {
+            let mut seen = std::collections::BTreeSet::new();
+            for arg in cmd.get_arguments() {
+                let names = arg.get_long().map(|l| format!("--{l}")).into_iter().chain(arg.get_short().map(|s| format!("-{s}")));
+                for name in names {
+                    if !seen.insert(name.clone()) {
+                        problems.push(format!("{path}: {name} declared twice"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), problems);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut problems = Vec::new();
+        check(&cmd, "kpl", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(cmd.get_subcommands().any(|s| s.get_name() == "eval"), "the walk reaches the commands");
+        // clap's own checks, where this build has them (debug).
+        Cli::command().debug_assert();
+    }
+}

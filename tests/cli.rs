@@ -731,7 +731,7 @@ fn eval_report_shows_the_numbers_eval_prints_and_plain_progress_lines() {
 
     // Confusion counts: every image once, rows summing to the class's images.
     let names: Vec<&str> = json["classes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    for method in ["clip", "text_proxy", "proxy", "kpl", "inmap"] {
+    for method in ["zero_shot", "text_proxy", "proxy", "kpl", "inmap"] {
         let rows = json["confusion"][method].as_array().unwrap();
         assert_eq!(rows.len(), names.len());
         for (row, name) in rows.iter().zip(&names) {
@@ -751,13 +751,13 @@ fn eval_report_shows_the_numbers_eval_prints_and_plain_progress_lines() {
     assert!(text_of(by_id("random-weights")).contains("RANDOM"), "the page must say the weights are random");
     let methods = ["text_proxy", "proxy", "kpl", "inmap"];
 
-    // Accuracy table: a row per k, CLIP then the four methods, the quoted row marked.
+    // Accuracy table: a row per k, plain zero-shot then the four methods, the quoted row marked.
     let rows: Vec<_> = by_id("accuracy").descendants().filter(|n| n.has_tag_name("tr") && n.attribute("data-k").is_some()).collect();
     assert_eq!(rows.len(), 3);
     for (row, sweep) in rows.iter().zip(json["results"].as_array().unwrap()) {
         let k = sweep["k"].as_u64().unwrap();
         assert_eq!(row.attribute("data-k").unwrap().parse::<u64>().unwrap(), k);
-        let mut expected = vec![json["clip"]["accuracy"].as_f64()];
+        let mut expected = vec![json["zero_shot"]["accuracy"].as_f64()];
         expected.extend(methods.iter().map(|m| sweep["methods"][m]["accuracy"].as_f64()));
         assert_eq!(data_values(*row), expected, "k = {k}");
         let quoted = row.attribute("class") == Some("quote");
@@ -777,7 +777,7 @@ fn eval_report_shows_the_numbers_eval_prints_and_plain_progress_lines() {
     let quoted = json["results"].as_array().unwrap().iter().find(|s| s["k"] == 8).unwrap();
     for row in by_id("recall").descendants().filter(|n| n.has_tag_name("tr") && n.attribute("data-class").is_some()) {
         let class = row.attribute("data-class").unwrap();
-        let mut expected = vec![json["clip"]["recall"][class].as_f64()];
+        let mut expected = vec![json["zero_shot"]["recall"][class].as_f64()];
         expected.extend(methods.iter().map(|m| quoted["methods"][m]["recall"][class].as_f64()));
         let images = row.children().find(|n| n.has_tag_name("td")).map(text_of).unwrap();
         assert_eq!(images.parse::<u64>().unwrap(), json["per_class_images"][class].as_u64().unwrap(), "{class}");

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::kb::{image_files, load_base};
-use super::kpl_args::KplArgs;
+use super::kpl_args::{KplArgs, KplHyperArgs};
 use super::{prepare_images, print_json, ModelArgs};
 use kpl::classifier::engine_error;
 use kpl::knowledge::folder::load_task;
@@ -54,7 +54,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     #[command(flatten)]
-    pub kpl: KplArgs,
+    pub kpl: KplHyperArgs,
 }
 
 #[derive(Serialize)]
@@ -208,7 +208,8 @@ pub(super) struct EvalOutput {
     pub per_class_images: BTreeMap<String, usize>,
     pub unmatched_folders: Vec<String>,
     pub classes_without_images: Vec<String>,
-    pub clip: MethodScore,
+    /// The plain zero-shot baseline (the family's own scores, top-1): no k.
+    pub zero_shot: MethodScore,
     pub results: Vec<KSweep>,
     /// The k whose row is the figure to quote: fixed before looking at the
     /// labels (the reference's default k when swept, else the first --k value).
@@ -216,7 +217,7 @@ pub(super) struct EvalOutput {
     /// The pseudo-labels' temperature the methods ran with: `--tau-t`, else
     /// the model family's ([`kpl::models::Model::pseudo_label_temperature`]).
     pub tau_t: f64,
-    /// At `quote_k`, method (clip included) → counts[true class][predicted class].
+    /// At `quote_k`, method (zero_shot included) → counts[true class][predicted class].
     pub confusion: BTreeMap<&'static str, Vec<Vec<usize>>>,
 }
 
@@ -327,7 +328,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
     for name in &without {
         eprintln!("kpl: warning: class {name:?} has no images in {}", args.dataset.display());
     }
-    let clip_predictions: Vec<usize> = embeddings
+    let zero_shot_predictions: Vec<usize> = embeddings
         .iter()
         .map(|x| {
             let cos: Vec<f32> =
@@ -338,10 +339,10 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
     let matrix = Matrix::from_rows(&embeddings).map_err(|e| engine_error("images", e))?;
     let engine_kb = base.engine_embeddings().map_err(|e| engine_error("knowledge base", e))?;
     let quote = quote_k(&args.ks);
-    let mut confusions = BTreeMap::from([("clip", confusion(&clip_predictions, &labels, names.len()))]);
+    let mut confusions = BTreeMap::from([("zero_shot", confusion(&zero_shot_predictions, &labels, names.len()))]);
     let mut results = Vec::new();
     let mut sweep = super::progress::Progress::new("running the methods over k", args.ks.len());
-    let mut tau_t = args.kpl.params_for(&pipeline.model).tau_t;
+    let mut tau_t = args.kpl.params_for_k(&pipeline.model, quote).tau_t;
     for (i, &k) in args.ks.iter().enumerate() {
         let params = args.kpl.params_for_k(&pipeline.model, k);
         tau_t = params.tau_t;
@@ -365,7 +366,7 @@ pub fn eval(args: &EvalArgs) -> Result<i32, Error> {
         per_class_images: per_class,
         unmatched_folders: unmatched,
         classes_without_images: without,
-        clip: score(&clip_predictions, &labels, &names),
+        zero_shot: score(&zero_shot_predictions, &labels, &names),
         results,
         quote_k: quote,
         tau_t,
@@ -388,13 +389,13 @@ fn print_table(output: &EvalOutput) {
         println!("WARNING: {w}");
     }
     println!("task {} — {} images", output.task, output.images);
-    println!("{:>4}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}", "k", "clip", "text_proxy", "proxy", "kpl", "inmap");
+    println!("{:>4}  {:>10}  {:>10}  {:>10}  {:>10}  {:>10}", "k", "zero_shot", "text_proxy", "proxy", "kpl", "inmap");
     for sweep in &output.results {
         let cell = |m: &str| sweep.methods.get(m).map(|s| format!("{:.2}", s.accuracy)).unwrap_or_default();
         println!(
             "{:>4}  {:>10.2}  {:>10}  {:>10}  {:>10}  {:>10}{}",
             sweep.k,
-            output.clip.accuracy,
+            output.zero_shot.accuracy,
             cell("text_proxy"),
             cell("proxy"),
             cell("kpl"),
@@ -406,8 +407,8 @@ fn print_table(output: &EvalOutput) {
     if let Some(sweep) = output.results.iter().find(|s| s.k == output.quote_k) {
         for class in output.per_class_images.keys() {
             let r = |m: &str| sweep.methods.get(m).and_then(|s| s.recall.get(class)).map(|v| format!("{v:.1}")).unwrap_or("-".into());
-            let c = output.clip.recall.get(class).map(|v| format!("{v:.1}")).unwrap_or("-".into());
-            println!("  {class:40} clip {c:>6}  text_proxy {:>6}  kpl {:>6}  inmap {:>6}", r("text_proxy"), r("kpl"), r("inmap"));
+            let c = output.zero_shot.recall.get(class).map(|v| format!("{v:.1}")).unwrap_or("-".into());
+            println!("  {class:40} zero_shot {c:>6}  text_proxy {:>6}  kpl {:>6}  inmap {:>6}", r("text_proxy"), r("kpl"), r("inmap"));
         }
     }
 }

@@ -20,7 +20,7 @@ use kpl::Error;
 
 /// The methods in the report's order: the key in [`EvalOutput`], the name shown, the colour.
 const METHODS: [(&str, &str, RGBColor); 5] = [
-    ("clip", "CLIP zero-shot", RGBColor(110, 110, 110)),
+    ("zero_shot", "plain zero-shot", RGBColor(110, 110, 110)),
     ("text_proxy", "text proxy", RGBColor(31, 119, 180)),
     ("proxy", "proxy learning", RGBColor(44, 160, 44)),
     ("kpl", "KPL", RGBColor(214, 39, 40)),
@@ -74,10 +74,10 @@ fn quote_sweep(output: &EvalOutput) -> Option<&KSweep> {
     output.results.iter().find(|s| s.k == output.quote_k)
 }
 
-/// A method's accuracy in one row of the sweep (CLIP does not depend on k).
+/// A method's accuracy in one row of the sweep (plain zero-shot does not depend on k).
 fn accuracy(output: &EvalOutput, sweep: &KSweep, id: &str) -> Option<f64> {
-    if id == "clip" {
-        Some(output.clip.accuracy)
+    if id == "zero_shot" {
+        Some(output.zero_shot.accuracy)
     } else {
         sweep.methods.get(id).map(|s| s.accuracy)
     }
@@ -85,7 +85,7 @@ fn accuracy(output: &EvalOutput, sweep: &KSweep, id: &str) -> Option<f64> {
 
 /// A method's recall of `class` at the quoted k.
 fn recall(output: &EvalOutput, id: &str, class: &str) -> Option<f64> {
-    let score = if id == "clip" { Some(&output.clip) } else { quote_sweep(output).and_then(|s| s.methods.get(id)) };
+    let score = if id == "zero_shot" { Some(&output.zero_shot) } else { quote_sweep(output).and_then(|s| s.methods.get(id)) };
     score.and_then(|s| s.recall.get(class)).copied()
 }
 
@@ -156,9 +156,9 @@ fn accuracy_svg(output: &EvalOutput) -> Result<String, Box<dyn std::error::Error
         for (id, name, color) in METHODS {
             let points: Vec<(i32, f64)> =
                 output.results.iter().filter_map(|s| accuracy(output, s, id).map(|a| (s.k as i32, a))).collect();
-            if id == "clip" {
-                // Zero-shot CLIP has no k: one level across the plot.
-                let level = output.clip.accuracy;
+            if id == "zero_shot" {
+                // Plain zero-shot has no k: one level across the plot.
+                let level = output.zero_shot.accuracy;
                 chart
                     .draw_series(DashedLineSeries::new([(lo, level), (hi, level)], 8, 5, color.stroke_width(2)))?
                     .label(format!("{name} (no k)"))
@@ -235,7 +235,7 @@ fn confusion_svg(output: &EvalOutput, id: &str, name: &str, color: RGBColor) -> 
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
-        let title = if id == "clip" { name.to_string() } else { format!("{name}, k = {}", output.quote_k) };
+        let title = if id == "zero_shot" { name.to_string() } else { format!("{name}, k = {}", output.quote_k) };
         let centre = |size| TextStyle::from((FONT, size).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
         root.draw(&Text::new(title, (width as i32 / 2, 14), centre(16)))?;
         root.draw(&Text::new("rows: true class · columns: predicted", (width as i32 / 2, 36), centre(12)))?;

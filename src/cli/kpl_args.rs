@@ -3,11 +3,11 @@
 use clap::Args;
 use kpl_core::KplParams;
 
+/// Every hyperparameter but k: `kpl eval` sweeps k with its own `--k` list,
+/// so it flattens these alone (two `--k` options in one command is clap's
+/// "long option names must be unique" error).
 #[derive(Debug, Clone, Args)]
-pub struct KplArgs {
-    /// Descriptions retrieved per class.
-    #[arg(long, default_value_t = 8)]
-    pub k: usize,
+pub struct KplHyperArgs {
     /// Temperature of the pseudo-labels [default: the model's own scale,
     /// 1/exp(logit_scale), for SigLIP; the reference's 0.01 for CLIP].
     #[arg(long)]
@@ -29,17 +29,30 @@ pub struct KplArgs {
     pub lr: f64,
 }
 
+/// The hyperparameters with a single k.
+#[derive(Debug, Clone, Args)]
+pub struct KplArgs {
+    /// Descriptions retrieved per class.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    #[command(flatten)]
+    pub hyper: KplHyperArgs,
+}
+
 impl KplArgs {
     pub fn params(&self) -> KplParams {
-        self.params_with_k(self.k)
+        self.hyper.params_with_k(self.k)
     }
 
     /// The parameters with `tau_t` at `model`'s own scale unless given.
     pub fn params_for(&self, model: &kpl::models::Model) -> KplParams {
-        self.params_for_k(model, self.k)
+        self.hyper.params_for_k(model, self.k)
     }
+}
 
-    /// [`Self::params_for`] with `k` descriptions per class (`kpl eval`'s sweep).
+impl KplHyperArgs {
+    /// The parameters with `k` descriptions per class and `tau_t` at
+    /// `model`'s own scale unless given.
     pub fn params_for_k(&self, model: &kpl::models::Model, k: usize) -> KplParams {
         KplParams { tau_t: self.tau_t.unwrap_or_else(|| model.pseudo_label_temperature()), ..self.params_with_k(k) }
     }
