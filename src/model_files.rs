@@ -42,21 +42,36 @@ fn read_optional(dir: &Path, name: &str) -> Result<Option<(String, Vec<u8>)>> {
     }
 }
 
+/// The vocabulary file a tokenizer falls back to without `tokenizer.json`.
+#[derive(Clone, Copy, Debug)]
+enum SlowVocabulary {
+    /// `spiece.model` (SigLIP).
+    SentencePiece,
+    /// `vocab.txt` (open_clip's BERT text towers, as BiomedCLIP-style repositories ship it).
+    WordPiece,
+}
+
 /// The folder's tokenizer as the repository ships it: `tokenizer.json` when
-/// present, else `spiece.model` with `tokenizer_config.json` (as transformers'
-/// `AutoTokenizer` prefers the fast file).
-pub fn read_tokenizer_files(dir: &Path) -> Result<Option<TokenizerFiles>> {
+/// present, else the `slow` vocabulary file with `tokenizer_config.json` (as
+/// transformers' `AutoTokenizer` prefers the fast file).
+fn read_tokenizer_files(dir: &Path, slow: SlowVocabulary) -> Result<Option<TokenizerFiles>> {
     if let Some(json) = read_optional(dir, "tokenizer.json")? {
         return Ok(Some(TokenizerFiles::Json(json)));
     }
-    Ok(match read_optional(dir, "spiece.model")? {
-        Some(model) => Some(TokenizerFiles::SentencePiece { model, config: read_optional(dir, "tokenizer_config.json")? }),
-        None => None,
-    })
+    let file = match slow {
+        SlowVocabulary::SentencePiece => "spiece.model",
+        SlowVocabulary::WordPiece => "vocab.txt",
+    };
+    let Some(vocabulary) = read_optional(dir, file)? else { return Ok(None) };
+    let config = read_optional(dir, "tokenizer_config.json")?;
+    Ok(Some(match slow {
+        SlowVocabulary::SentencePiece => TokenizerFiles::SentencePiece { model: vocabulary, config },
+        SlowVocabulary::WordPiece => TokenizerFiles::WordPiece { vocab: vocabulary, config },
+    }))
 }
 
 /// Reads the files of a model folder (`config.json`, `model.safetensors`, the
-/// tokenizer ([`read_tokenizer_files`]), `preprocessor_config.json`).
+/// tokenizer: `tokenizer.json`, else `spiece.model`), `preprocessor_config.json`).
 pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     if !dir.is_dir() {
         return Err(Error::model(dir.display(), "not a folder (expected a CLIP or SigLIP model folder)"));
@@ -64,7 +79,7 @@ pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
     Ok(ModelFiles {
         config: read_required(dir, "config.json")?,
         weights: read_required(dir, "model.safetensors")?,
-        tokenizer: read_tokenizer_files(dir)?,
+        tokenizer: read_tokenizer_files(dir, SlowVocabulary::SentencePiece)?,
         preprocessor: read_optional(dir, "preprocessor_config.json")?,
     })
 }
@@ -74,23 +89,10 @@ pub fn is_open_clip_dir(dir: &Path) -> bool {
     dir.join(OPEN_CLIP_CONFIG).is_file()
 }
 
-/// An open_clip folder's tokenizer: `tokenizer.json` when present, else
-/// `vocab.txt` with `tokenizer_config.json` (a BERT WordPiece vocabulary as
-/// BiomedCLIP-style repositories ship it; transformers' `AutoTokenizer`
-/// prefers the fast file the same way).
-pub fn read_open_clip_tokenizer_files(dir: &Path) -> Result<Option<TokenizerFiles>> {
-    if let Some(json) = read_optional(dir, "tokenizer.json")? {
-        return Ok(Some(TokenizerFiles::Json(json)));
-    }
-    Ok(match read_optional(dir, "vocab.txt")? {
-        Some(vocab) => Some(TokenizerFiles::WordPiece { vocab, config: read_optional(dir, "tokenizer_config.json")? }),
-        None => None,
-    })
-}
-
 /// Reads an open_clip folder: `open_clip_config.json`, the first weight file
 /// of [`OPEN_CLIP_WEIGHTS`] present, the tokenizer
-/// ([`read_open_clip_tokenizer_files`]) and a BERT `config.json` when present.
+/// (`tokenizer.json`, else a BERT `vocab.txt` with `tokenizer_config.json`)
+/// and a BERT `config.json` when present.
 pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
     let config = read_required(dir, OPEN_CLIP_CONFIG)?;
     let mut weights = None;
@@ -106,7 +108,7 @@ pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
     Ok(OpenClipFiles {
         config,
         weights,
-        tokenizer: read_open_clip_tokenizer_files(dir)?,
+        tokenizer: read_tokenizer_files(dir, SlowVocabulary::WordPiece)?,
         text_config: read_optional(dir, "config.json")?,
     })
 }
