@@ -96,6 +96,12 @@ for (const dtype of ['f32', 'q8']) {
   const kn = find('kpl-native', dtype, IMAGE), on = find('ort-native', dtype, IMAGE);
   ratio(`image ${dtype}: kpl-native / ort-native`, kn, on, dtype === 'f32' ? 1.0 : null);
 }
+// Native threads: our split and candle's, next to ONNX Runtime's intra-op threads.
+for (const dtype of ['f32', 'q8']) {
+  const kn2 = find('kpl-native', dtype, IMAGE, { threads: 2 });
+  ratio(`image ${dtype}: kpl-native 2 thr / 1 thr`, kn2, find('kpl-native', dtype, IMAGE));
+  ratio(`image ${dtype} 2 thr: kpl-native / ort-native`, kn2, find('ort-native', dtype, IMAGE, { threads: 2 }));
+}
 for (const dtype of ['f32', 'q8', 'q4']) {
   const kw = find('kpl-wasm', dtype, IMAGE), kn = find('kpl-native', dtype, IMAGE);
   if (kw && kn) ratio(`image ${dtype}: kpl-wasm / kpl-native`, kw, kn);
@@ -130,12 +136,18 @@ for (const r of ratios) {
 // GEMM throughput against the arithmetic limit of the same instruction mix (peak-*).
 for (const engine of ['kpl-native', 'kpl-wasm']) {
   const gemm = rows.filter((r) => r.engine === engine && r.model.startsWith('gemm-') && r.kernel);
-  const peak = (name) => gemm.find((r) => r.kernel === name);
+  // The peaks are one thread's, taken from the one-thread run (its CPU clock is the
+  // steadier); a row on N threads is compared with N times that.
+  const peak = (name) => gemm.find((r) => r.kernel === name && (r.threads ?? 1) === 1);
   for (const r of gemm.filter((r) => !r.kernel.startsWith('peak-'))) {
     const limit = r.kernel === 'f32-gemm' ? peak('peak-f32') : peak('peak-int8');
     const unit = r.kernel === 'f32-gemm' ? 'GFLOP/s' : 'GOP/s';
-    const share = limit ? ` = ${((100 * r.gops) / limit.gops).toFixed(0)}% of ${limit.kernel} (${limit.isa}) ${limit.gops.toFixed(1)}` : '';
-    console.log(`  ${`${r.model} ${engine}: ${r.kernel}`.padEnd(40)} ${r.gops.toFixed(1)} ${unit}${share}`);
+    const threads = r.threads ?? 1;
+    const times = threads > 1 ? `${threads} × ` : '';
+    const share = limit
+      ? ` = ${((100 * r.gops) / (threads * limit.gops)).toFixed(0)}% of ${times}${limit.kernel} (${limit.isa}) ${limit.gops.toFixed(1)}`
+      : '';
+    console.log(`  ${`${r.model} ${engine} ${threads} thr: ${r.kernel}`.padEnd(40)} ${r.gops.toFixed(1)} ${unit}${share}`);
   }
 }
 const absolute = [];

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark row, single thread, in one command, then
+# `make bench`: every benchmark row in one command (one thread, plus the native
+# rows and ONNX Runtime's at two threads), then
 # bench/results.json and a table with ratios (bench/README.md explains each row).
 #
 # Rows whose peer is not installed are SKIPPED with a note (CI machines have no torch,
@@ -27,7 +28,8 @@ ROWS=$OUT/rows.jsonl
 NOTES=$OUT/notes.jsonl
 START=$(date +%s)
 
-# One thread everywhere: candle/gemm (rayon), PyTorch, BLAS.
+# One thread everywhere unless a row says otherwise (bench_image --threads, ort_native.py
+# --threads): candle/gemm (rayon), PyTorch, BLAS.
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 mkdir -p "$OUT" "$LOGS"
@@ -38,20 +40,21 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 
 json_str() { "$NODE" -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
 
-# note STATUS ENGINE DTYPE MODEL REASON
+# note STATUS ENGINE DTYPE MODEL REASON (threads: $ROW_THREADS, default 1)
 note() {
-    printf '{"engine":"%s","dtype":"%s","model":"%s","threads":1,"status":"%s","reason":%s}\n' \
-        "$2" "$3" "$4" "$1" "$(json_str "$5")" >> "$NOTES"
+    printf '{"engine":"%s","dtype":"%s","model":"%s","threads":%s,"status":"%s","reason":%s}\n' \
+        "$2" "$3" "$4" "${ROW_THREADS:-1}" "$1" "$(json_str "$5")" >> "$NOTES"
     say "$1: $2 $3 $4: $5"
 }
 skip() { note skipped "$@"; }
 
 # row ENGINE DTYPE MODEL -- COMMAND...: runs COMMAND; every stdout line that is a JSON
-# object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL.log and to the terminal.
+# object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL[-Nt].log (N: $ROW_THREADS,
+# when set) and to the terminal.
 row() {
     local engine=$1 dtype=$2 model=$3
     shift 4
-    local log="$LOGS/$engine-$dtype-$model.log" out rc
+    local log="$LOGS/$engine-$dtype-$model${ROW_THREADS:+-${ROW_THREADS}t}.log" out rc
     say "run: $engine $dtype $model: $*"
     # stdout is captured (fd 3); stderr goes through tee, which the pipeline waits for.
     out=$( { "$@" 2>&1 1>&3 3>&- | tee "$log" >&2 3>&-; exit "${PIPESTATUS[0]}"; } 3>&1 )
@@ -114,6 +117,7 @@ for dtype in "${DTYPES[@]}"; do
     if [ $native_ok = 1 ]; then
         # The first run writes the random model (about 600 MB, ~10 s) that every row uses.
         row kpl-native "$dtype" $IMAGE -- "$BENCH_IMAGE" --dtype "$dtype" --threads 1 --runs "$RUNS" --out "$OUT"
+        ROW_THREADS=2 row kpl-native "$dtype" $IMAGE -- "$BENCH_IMAGE" --dtype "$dtype" --threads 2 --runs "$RUNS" --out "$OUT"
     else
         note failed kpl-native "$dtype" $IMAGE "the native examples did not build"
     fi
@@ -131,6 +135,7 @@ done
 GEMM=197x768x3072
 if [ $native_ok = 1 ]; then
     row kpl-native q8 gemm-$GEMM -- target/release/examples/bench_gemm --runs "$RUNS" --shape $GEMM
+    ROW_THREADS=2 row kpl-native q8 gemm-$GEMM -- target/release/examples/bench_gemm --runs "$RUNS" --shape $GEMM --threads 2
 fi
 if [ $wasm_ok = 1 ]; then
     row kpl-wasm q8 gemm-$GEMM -- "$NODE" bench/wasm_gemm.mjs --runs "$RUNS" --shape $GEMM
@@ -183,6 +188,7 @@ for dtype in f32 q8; do
     fi
     if [ -n "$PY_ORT" ]; then
         row ort-native $dtype $IMAGE -- "$PY_ORT" bench/ort_native.py --dtype $dtype --runs "$RUNS" --out "$OUT"
+        ROW_THREADS=2 row ort-native $dtype $IMAGE -- "$PY_ORT" bench/ort_native.py --dtype $dtype --threads 2 --runs "$RUNS" --out "$OUT"
     else
         skip ort-native $dtype $IMAGE "no Python with onnxruntime (pip install onnxruntime; set KPL_BENCH_PYTHON)"
     fi

@@ -1,7 +1,7 @@
 //! Seconds per image of the CLIP image encoder, natively, on a full-size random
 //! ViT-B/16 (openai/clip-vit-base-patch16 configuration, weights normal(0, 0.02)).
 //!
-//!     cargo run --release --example bench_image -- [--dtype f32] [--threads 1] [--runs 5] [--out bench/out]
+//!     cargo run --release --example bench_image -- [--dtype f32] [--threads 1] [--kernel int8] [--runs 5] [--out bench/out]
 //!     cargo run --release --example bench_image -- --list-dtypes
 //!
 //! Writes (or reuses) the random model under OUT/vit-b16-random/, a 224×224 test
@@ -30,6 +30,9 @@ struct Args {
     /// cpu, or webgpu (the wgpu engine on the first adapter: lavapipe without a GPU).
     backend: String,
     threads: usize,
+    /// How quantised layers compute (`QuantKernel`: int8, blocks, dequantize);
+    /// None: the native default.
+    kernel: Option<kpl::nn::linear::QuantKernel>,
     runs: usize,
     out: PathBuf,
 }
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         dtype: "f32".into(),
         backend: "cpu".into(),
         threads: 1,
+        kernel: None,
         runs: 5,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out"),
     };
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--dtype" => args.dtype = value()?,
             "--backend" => args.backend = value()?,
             "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--kernel" => args.kernel = Some(value()?.parse()?),
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--out" => args.out = PathBuf::from(value()?),
             "--list-dtypes" => {
@@ -57,7 +62,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench_image [--dtype {}] [--backend cpu|webgpu] [--threads N] [--runs N] [--out DIR] [--list-dtypes]",
+                    "bench_image [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--runs N] [--out DIR] [--list-dtypes]",
                     DTYPES.join("|")
                 );
                 return Ok(None);
@@ -161,6 +166,10 @@ fn run(args: &Args) -> Result<(), String> {
     let png_path = args.out.join("image-224.png");
     std::fs::write(&png_path, &png).map_err(io(&png_path))?;
 
+    if let Some(kernel) = args.kernel {
+        // Before loading: q8_0 weights are held as this kernel reads them.
+        kpl::nn::linear::set_quant_kernel(kernel);
+    }
     let t = Instant::now();
     let mut pipeline = load_model(&args.dtype, &folder)?;
     let load_s = t.elapsed().as_secs_f64();
@@ -211,6 +220,7 @@ fn run(args: &Args) -> Result<(), String> {
         "dtype": args.dtype,
         "model": "vit-b16-image",
         "threads": args.threads,
+        "kernel": args.kernel.map(|k| format!("{k:?}").to_lowercase()),
         "median_s": (median_s * 1e4).round() / 1e4,
         "cpu_median_s": cpu_median_s.map(|c| (c * 1e4).round() / 1e4),
         "runs_s": times.iter().map(|t| (t * 1e4).round() / 1e4).collect::<Vec<_>>(),
@@ -231,8 +241,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // Before anything touches candle: its gemm sizes the pool from this variable.
-    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    // Before anything touches candle or rayon: both size their pools once.
+    if let Err(message) = kpl::engine::threads::set_threads(args.threads) {
+        eprintln!("bench_image: {message}");
+        std::process::exit(2);
+    }
     if let Err(message) = run(&args) {
         eprintln!("bench_image: {message}");
         std::process::exit(1);

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "kpl", version, about = "CLIP + Knowledge Proxy Learning for medical images (no diagnosis)")]
 struct Cli {
-    /// Worker threads for the tensor kernels (default: all cores).
+    /// Threads for the encoders' kernels (default: every core this process may use).
+    /// The embeddings are the same bits at any count.
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -46,9 +47,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(threads) = cli.threads {
-        // candle and its gemm read the rayon pool size from this variable.
-        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+    let threads = cli.threads.unwrap_or_else(kpl::engine::threads::default_threads);
+    if let Err(message) = kpl::engine::threads::set_threads(threads) {
+        eprintln!("kpl: error: --threads: {message}");
+        std::process::exit(2);
     }
     let outcome = match &cli.command {
         Command::EmbedImage(args) => cli::embed::embed_image(args),

@@ -9,6 +9,8 @@
 pub mod cpu;
 #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
 mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod threads;
 
 use std::fmt;
 use std::str::FromStr;

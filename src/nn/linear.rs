@@ -37,6 +37,19 @@ pub enum QuantKernel {
     Dequantize,
 }
 
+impl std::str::FromStr for QuantKernel {
+    type Err = String;
+    /// `int8`, `blocks` or `dequantize`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "int8" => Ok(Self::Int8),
+            "blocks" => Ok(Self::Blocks),
+            "dequantize" => Ok(Self::Dequantize),
+            other => Err(format!("unknown kernel {other:?} (int8, dequantize or blocks)")),
+        }
+    }
+}
+
 /// Measured per target (`make bench`, `examples/bench_gemm.rs`): in wasm the
 /// int8 GEMM is the fastest; natively candle's block kernel still is.
 const DEFAULT_KERNEL: QuantKernel =

@@ -9,13 +9,8 @@ use wasm_bindgen::prelude::*;
 /// benchmarks and tests (`nn::linear::QuantKernel`).
 #[wasm_bindgen(js_name = setQuantKernel)]
 pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
-    use crate::nn::linear::{set_quant_kernel, QuantKernel};
-    match kernel {
-        "dequantize" => set_quant_kernel(QuantKernel::Dequantize),
-        "blocks" => set_quant_kernel(QuantKernel::Blocks),
-        "int8" => set_quant_kernel(QuantKernel::Int8),
-        other => return Err(JsError::new(&format!("unknown kernel {other:?} (int8, dequantize or blocks)"))),
-    }
+    let kernel = kernel.parse().map_err(|e: String| JsError::new(&e))?;
+    crate::nn::linear::set_quant_kernel(kernel);
     Ok(())
 }
 

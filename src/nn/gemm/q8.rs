@@ -25,6 +25,10 @@
 //! fused multiply-add), blocks in k order. Every micro-kernel (scalar, AVX2,
 //! simd128) does exactly that, so all give the same bits.
 
+use std::ops::Range;
+
+use rayon::prelude::*;
+
 use super::q8_kernel::{self, Isa, MR, NR, PAIRS};
 
 /// Values per q8_0 block (ggml's `QK8_0`).
@@ -130,25 +134,64 @@ impl PackedQ8 {
 
     /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`. Uses the
     /// best micro-kernel of this machine (AVX2 natively when present, else
-    /// scalar; simd128 in wasm); all give the same bits.
+    /// scalar; simd128 in wasm); all give the same bits. The column panels
+    /// are split across the current rayon pool's threads (see
+    /// [`matmul_with`](Self::matmul_with)).
     ///
     /// Panics if `x.len() != m · k` (a caller's bug, not input data).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         self.matmul_with(x, m, Isa::best())
     }
 
-    /// [`matmul`](Self::matmul) with a chosen micro-kernel, for tests.
-    #[doc(hidden)]
+    /// [`matmul`](Self::matmul) with a chosen micro-kernel. The panels are
+    /// split into one contiguous range per thread of the current rayon pool
+    /// (`rayon::current_num_threads`; in a single-threaded wasm build, one);
+    /// every output value is still one [`q8_kernel::tile`] over all of k, so
+    /// the result is the same bits at any thread count.
     pub fn matmul_with(&self, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        let kb = self.k / BLOCK;
         let acts = QuantizedRows::new(x, m, self.k);
-        let mut y = vec![0f32; m * self.n];
         let panels = self.n.div_ceil(NR);
-        for p in 0..panels {
+        let groups = rayon::current_num_threads().clamp(1, panels);
+        if groups == 1 || m == 0 {
+            let mut y = vec![0f32; m * self.n];
+            self.panel_range(&acts, m, isa, 0..panels, &mut y);
+            return y;
+        }
+        // One [m, columns of the range] block per range, then copied into y's
+        // rows: the ranges' columns are interleaved in y, so they cannot be
+        // written in place without sharing y between threads.
+        let per = panels.div_ceil(groups);
+        let ranges: Vec<_> = (0..panels).step_by(per).map(|p| p..(p + per).min(panels)).collect();
+        let blocks: Vec<Vec<f32>> = ranges
+            .par_iter()
+            .map(|r| {
+                let cols = (r.end * NR).min(self.n) - r.start * NR;
+                let mut block = vec![0f32; m * cols];
+                self.panel_range(&acts, m, isa, r.clone(), &mut block);
+                block
+            })
+            .collect();
+        let mut y = vec![0f32; m * self.n];
+        for (r, block) in ranges.iter().zip(&blocks) {
+            let (c0, cols) = (r.start * NR, block.len() / m);
+            for (i, row) in block.chunks_exact(cols).enumerate() {
+                y[i * self.n + c0..i * self.n + c0 + cols].copy_from_slice(row);
+            }
+        }
+        y
+    }
+
+    /// The columns of `panels` for every row, into `out` ([m, those columns],
+    /// row-major).
+    fn panel_range(&self, acts: &QuantizedRows, m: usize, isa: Isa, panels: Range<usize>, out: &mut [f32]) {
+        let kb = self.k / BLOCK;
+        let c0 = panels.start * NR;
+        let width = (panels.end * NR).min(self.n) - c0;
+        for p in panels {
             let w = &self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK];
             let dw = &self.scales[p * kb * NR..(p + 1) * kb * NR];
-            let cols = NR.min(self.n - p * NR);
+            let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
             for t in 0..acts.rows_padded / MR {
                 let mut tile = [[0f32; NR]; MR];
                 let a = &acts.q[t * MR * self.k..(t + 1) * MR * self.k];
@@ -157,12 +200,11 @@ impl PackedQ8 {
                 for (r, row) in tile.iter().enumerate() {
                     let i = t * MR + r;
                     if i < m {
-                        y[i * self.n + p * NR..i * self.n + p * NR + cols].copy_from_slice(&row[..cols]);
+                        out[i * width + col..i * width + col + cols].copy_from_slice(&row[..cols]);
                     }
                 }
             }
         }
-        y
     }
 }
 

@@ -1,0 +1,136 @@
+//! Threads change no result: the int8 GEMM's column panels split across a
+//! rayon pool (odd shapes, every micro-kernel), whole encoders in pools of 1
+//! and 3 threads (f32 folder and q8 bundle under the int8 kernel), and the
+//! `kpl --threads` command line at 1 and 3 (candle's own pools included), all
+//! the same bits.
+
+mod common;
+
+use common::*;
+use kpl::bundle::pack::{pack_model_dir, PackOptions};
+use kpl::bundle::PackDtype;
+use kpl::model_dir::load_model_dir;
+use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
+use kpl::nn::gemm::Isa;
+use kpl::nn::linear::{set_quant_kernel, QuantKernel};
+use kpl::preprocess::PixelTensor;
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// Pseudo-random values in [-scale, scale) (xorshift64).
+fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// q8_0 blocks with pseudo-random int8 values and f16 scales.
+fn random_blocks(n: usize, k: usize, seed: u64) -> Vec<u8> {
+    let q = values(seed, n * k, 127.0);
+    let d = values(seed + 1, n * k / BLOCK, 0.01);
+    let mut out = Vec::with_capacity(n * k / BLOCK * BLOCK_BYTES);
+    for (b, block) in q.chunks_exact(BLOCK).enumerate() {
+        out.extend(half::f16::from_f32(d[b].abs() + 1e-4).to_le_bytes());
+        out.extend(block.iter().map(|v| v.round() as i8 as u8));
+    }
+    out
+}
+
+#[test]
+fn q8_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
+    // m off the 4-row tile, n off the 8-column panel, fewer panels than
+    // threads, and panel counts that do not divide by the thread count.
+    for &(m, k, n) in &[(1, 32, 1), (5, 160, 13), (3, 96, 17), (11, 800, 9), (197, 96, 41), (7, 64, 200), (2, 32, 3072)] {
+        let x = values(m as u64 * 131 + k as u64, m * k, 2.0);
+        let packed = PackedQ8::from_blocks(&random_blocks(n, k, n as u64 + 7), n, k).unwrap();
+        let one = pool(1).install(|| packed.matmul_with(&x, m, Isa::Scalar));
+        assert!(one.iter().any(|v| *v != 0.0), "[{m}, {k}, {n}]: an all-zero product proves nothing");
+        for threads in [2, 3] {
+            for isa in Isa::available() {
+                let got = pool(threads).install(|| {
+                    assert_eq!(rayon::current_num_threads(), threads);
+                    packed.matmul_with(&x, m, isa)
+                });
+                assert!(same_bits(&got, &one), "[{m}, {k}, {n}] {isa:?} on {threads} threads differs from 1 thread");
+            }
+        }
+    }
+}
+
+fn fixture_pixels(size: usize) -> Vec<PixelTensor> {
+    let images = test_images(size);
+    (0..2)
+        .map(|i| PixelTensor {
+            height: size,
+            width: size,
+            data: images.get(i).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        })
+        .collect()
+}
+
+/// Image and text embeddings of the model in `dir`, loaded and run inside a
+/// pool of `threads` threads under `kernel` (set on the pool's thread: the
+/// kernel choice is per thread).
+fn embeddings_on(threads: usize, dir: &std::path::Path, kernel: QuantKernel) -> Vec<Vec<f32>> {
+    pool(threads).install(|| {
+        set_quant_kernel(kernel);
+        let pipeline = load_model_dir(dir).unwrap();
+        let size = pipeline.model.image_size();
+        let mut out = pipeline.embed_pixels(&fixture_pixels(size), true).unwrap();
+        for ids in reference_text_ids(&reference(), "tiny-quickgelu-f32") {
+            out.push(pipeline.embed_ids(&ids, true).unwrap());
+        }
+        out
+    })
+}
+
+#[test]
+fn encoders_give_the_same_embeddings_on_1_and_3_threads() {
+    let folder = fixtures().join("tiny-quickgelu-f32");
+    let bundle = temp_dir("threads-q8");
+    let options = PackOptions { dtype: PackDtype::Q8, knowledge: vec![], name: None };
+    pack_model_dir(&folder, &bundle, &options, &mut |_| {}).unwrap();
+    for (dir, kernel) in [(&folder, QuantKernel::Blocks), (&bundle, QuantKernel::Int8), (&bundle, QuantKernel::Blocks)] {
+        let one = embeddings_on(1, dir, kernel);
+        let three = embeddings_on(3, dir, kernel);
+        assert!(one.len() > 2, "images and texts");
+        for (i, (a, b)) in one.iter().zip(&three).enumerate() {
+            assert!(same_bits(a, b), "{} {kernel:?}: embedding {i} differs between 1 and 3 threads", dir.display());
+        }
+    }
+    std::fs::remove_dir_all(&bundle).unwrap();
+}
+
+#[test]
+fn the_command_line_prints_the_same_embeddings_at_threads_1_and_3() {
+    let model = fixtures().join("tiny-quickgelu-f32").display().to_string();
+    let images: Vec<String> = ["rgb_97x61.png", "photo_120x100.jpg", "grey16_70x90.png"]
+        .iter()
+        .map(|f| fixtures().join("images").join(f).display().to_string())
+        .collect();
+    let run = |threads: &str, command: &str, inputs: &[String]| {
+        let mut args = vec!["--threads", threads, command, "--model", &model];
+        args.extend(inputs.iter().map(String::as_str));
+        let out = kpl(&args);
+        assert!(out.status.success(), "--threads {threads} {command}: {}", stderr(&out));
+        out.stdout
+    };
+    let texts = vec!["a chest x-ray".to_string(), "an MRI of the knee, sagittal".to_string()];
+    for (command, inputs) in [("embed-image", &images), ("embed-text", &texts)] {
+        let one = run("1", command, inputs);
+        assert!(one.len() > 100, "{command}: {}", String::from_utf8_lossy(&one));
+        assert_eq!(one, run("3", command, inputs), "{command}: --threads 3 differs from --threads 1");
+    }
+}
