@@ -35,7 +35,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { MODEL_FILES } from '../www/protocol.js';
+import { MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from '../www/protocol.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -83,11 +83,22 @@ export function mimeType(file) {
   return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
+async function isFile(file) {
+  try {
+    return (await fsp.stat(file)).isFile();
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+    return false;
+  }
+}
+
 /**
  * The manifest of a model folder: its own manifest.json when it has one, else
  * `{"model": {"files": {role: name}, "sizes": {role: bytes}}, "random_weights": bool}`
  * listing only the files that exist (symlinks followed), with `random_weights`
- * taken from config.json's `kpl_random_weights`.
+ * taken from config.json's (open_clip_config.json's) `kpl_random_weights`.
+ * An open_clip folder lists its files by OPEN_CLIP_FILES' roles, its weights being the
+ * first of OPEN_CLIP_WEIGHTS present.
  */
 export async function modelManifest(dir) {
   const own = path.join(dir, 'manifest.json');
@@ -98,7 +109,13 @@ export async function modelManifest(dir) {
   }
   const files = {};
   const sizes = {};
-  for (const [role, name] of Object.entries(MODEL_FILES)) {
+  let roles = MODEL_FILES;
+  if (await isFile(path.join(dir, OPEN_CLIP_CONFIG))) {
+    let weights = OPEN_CLIP_WEIGHTS[0];
+    for (const name of OPEN_CLIP_WEIGHTS.toReversed()) if (await isFile(path.join(dir, name))) weights = name;
+    roles = { ...OPEN_CLIP_FILES, weights };
+  }
+  for (const [role, name] of Object.entries(roles)) {
     try {
       const st = await fsp.stat(path.join(dir, name));
       if (!st.isFile()) continue;
@@ -109,9 +126,10 @@ export async function modelManifest(dir) {
     }
   }
   let random = false;
-  if (files.config) {
+  const configFile = files.openClipConfig ?? files.config;
+  if (configFile) {
     try {
-      const config = JSON.parse(await fsp.readFile(path.join(dir, files.config), 'utf8'));
+      const config = JSON.parse(await fsp.readFile(path.join(dir, configFile), 'utf8'));
       random = config.kpl_random_weights === true;
     } catch {
       // An unreadable config.json is reported by the model loader, with its name.
@@ -330,8 +348,8 @@ async function main() {
     console.error(`serve.mjs: ${modelDir}/manifest.json: ${e.message}`);
     process.exit(2);
   }
-  if (!fs.existsSync(path.join(modelDir, 'config.json')) && !isBundle(manifest)) {
-    console.error(`serve.mjs: ${modelDir} has no config.json: MODEL must be a Hugging Face CLIP folder or a \`kpl pack\` bundle`);
+  if (!manifest.model?.files?.config && !manifest.model?.files?.openClipConfig && !isBundle(manifest)) {
+    console.error(`serve.mjs: ${modelDir} has no config.json nor ${OPEN_CLIP_CONFIG}: MODEL must be a Hugging Face CLIP or SigLIP folder, an open_clip folder or a \`kpl pack\` bundle`);
     process.exit(2);
   }
   if (!fs.existsSync(path.join(REPO, 'pkg', 'kpl.js'))) {

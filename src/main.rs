@@ -11,6 +11,12 @@ struct Cli {
     /// The embeddings are the same bits at any count.
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// How a bundle's quantised layers multiply on the CPU: blocks (default: candle's
+    /// block kernels, activations quantised to 8 bits), int8 (our int8 GEMM for q8_0,
+    /// the web page's default) or dequantize (weights expanded to f32, activations kept
+    /// f32: the same numbers as the worker's `dequantize` within float rounding).
+    #[arg(long, global = true)]
+    quant_kernel: Option<kpl::nn::linear::QuantKernel>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +57,9 @@ fn main() {
     if let Err(message) = kpl::engine::threads::set_threads(threads) {
         eprintln!("kpl: error: --threads: {message}");
         std::process::exit(2);
+    }
+    if let Some(kernel) = cli.quant_kernel {
+        kpl::nn::linear::set_quant_kernel(kernel);
     }
     let outcome = match &cli.command {
         Command::EmbedImage(args) => cli::embed::embed_image(args),

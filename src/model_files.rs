@@ -10,16 +10,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::{ModelFiles, OpenClipFiles};
 use crate::tokenizer::TokenizerFiles;
 
-/// The file that makes a folder an open_clip checkpoint.
-pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
-/// open_clip's weight files, in the order open_clip itself prefers them
-/// (`factory._find_checkpoint_in_dir`).
-pub const OPEN_CLIP_WEIGHTS: [&str; 4] = [
-    "open_clip_model.safetensors",
-    "open_clip_pytorch_model.safetensors",
-    "open_clip_pytorch_model.bin",
-    "open_clip_pytorch_model.pth",
-];
+pub use crate::models::open_clip::{OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS};
 
 fn read_required(dir: &Path, name: &str) -> Result<(String, Vec<u8>)> {
     let path = dir.join(name);

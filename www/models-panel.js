@@ -12,7 +12,7 @@ const $ = (id) => document.getElementById(id);
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 /** The stored model in use, remembered across visits (its id; it never leaves this browser). */
 const IN_USE = 'kpl-stored-model';
-const KIND = { bundle: 'kpl pack bundle', huggingface: 'Hugging Face folder' };
+const KIND = { bundle: 'kpl pack bundle', huggingface: 'Hugging Face folder', open_clip: 'open_clip folder' };
 
 /**
  * Wires the panel. `client`: the page's KplClient; `useModel(base)` switches the page to

@@ -28,7 +28,9 @@
  * @property {number} id
  * @property {'load'} type
  * @property {string} [base] URL of the model folder, ending in '/' (default 'model/' beside the worker).
- *   The folder is a Hugging Face CLIP folder (config.json, model.safetensors, …) or a
+ *   The folder is a Hugging Face CLIP or SigLIP folder (config.json, model.safetensors, …),
+ *   an open_clip folder (open_clip_config.json and a weight file of OPEN_CLIP_WEIGHTS,
+ *   e.g. BiomedCLIP's PyTorch pickle, read in the wasm), or a
  *   `kpl pack` bundle (manifest.json listing image_encoder.gguf and text_encoder.gguf;
  *   the text encoder is then fetched only when texts are first embedded).
  * @property {number} [maxMegapixels] refuse larger images (default 100).
@@ -185,8 +187,9 @@
  * @property {number} imageSize
  * @property {boolean} hasTokenizer
  * @property {number} logitScale exp(logit_scale).
- * @property {'clip' | 'siglip'} family The model family (from its config.json).
- * @property {string} familyName The family as people write it ('CLIP', 'SigLIP'), from Rust.
+ * @property {'clip' | 'siglip' | 'open_clip'} family The model family (from its config.json,
+ *   open_clip_config.json, or a bundle's stored configuration).
+ * @property {string} familyName The family as people write it ('CLIP', 'SigLIP', 'open_clip'), from Rust.
  * @property {string} scoringNote What the zero-shot scores are (softmax over labels, or a probability per label).
  * @property {number} bytes bytes of model files fetched.
  * @property {number} ms time to fetch and load.
@@ -395,6 +398,36 @@ export const MODEL_FILES = Object.freeze({
 
 /** The roles read only when a folder has no tokenizer.json (a SentencePiece tokenizer). */
 export const SPIECE_ROLES = Object.freeze(['spiece', 'tokenizerConfig']);
+
+/** The file that makes a folder an open_clip checkpoint (src/models/open_clip/mod.rs). */
+export const OPEN_CLIP_CONFIG = 'open_clip_config.json';
+/**
+ * open_clip's weight files in the order open_clip prefers them (src/models/open_clip/mod.rs
+ * `OPEN_CLIP_WEIGHTS`): the worker loads the first one the folder has.
+ */
+export const OPEN_CLIP_WEIGHTS = Object.freeze([
+  'open_clip_model.safetensors',
+  'open_clip_pytorch_model.safetensors',
+  'open_clip_pytorch_model.bin',
+  'open_clip_pytorch_model.pth',
+]);
+/**
+ * The files of an open_clip folder, by role, as a manifest lists them (`weights`: the
+ * first of OPEN_CLIP_WEIGHTS present). openClipConfig and weights are required;
+ * tokenizer.json (else, VOCAB_ROLES, BERT's vocab.txt with tokenizer_config.json) and the
+ * BERT tower's config.json (which BiomedCLIP's repository lacks) are read when present.
+ */
+export const OPEN_CLIP_FILES = Object.freeze({
+  openClipConfig: OPEN_CLIP_CONFIG,
+  weights: OPEN_CLIP_WEIGHTS[0],
+  tokenizer: 'tokenizer.json',
+  vocab: 'vocab.txt',
+  tokenizerConfig: 'tokenizer_config.json',
+  textConfig: 'config.json',
+});
+
+/** The open_clip roles read only when a folder has no tokenizer.json (a WordPiece vocabulary). */
+export const VOCAB_ROLES = Object.freeze(['vocab', 'tokenizerConfig']);
 
 /**
  * Splits a comma-separated labels field: trimmed, empty entries and repeats dropped.

@@ -1,5 +1,5 @@
-// "Models on this computer": a model folder opened from disk (a `kpl pack` bundle, or a
-// Hugging Face CLIP folder) is checked, stored in the origin private file system (see
+// "Models on this computer": a model folder opened from disk (a `kpl pack` bundle, a
+// Hugging Face CLIP or SigLIP folder, or an open_clip folder) is checked, stored in the origin private file system (see
 // opfs.js) so it works offline later, listed with its size and date, and deleted on
 // request. Knowledge bases the model lacks are built in the worker with its text
 // encoder and stored beside it. Nothing is sent anywhere: the files go from the disk
@@ -9,12 +9,14 @@
 // new folder, which is removed if anything goes wrong, and is listed only once its
 // stored.json (written last) exists.
 
-import { MODEL_FILES } from './protocol.js';
+import { MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from './protocol.js';
 import { modelsDirectory, storedModelBase } from './opfs.js';
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 /** The record written last into a stored model's folder: {id, name, kind, random, bytes, date}. */
 const RECORD = 'stored.json';
+/** What a model folder is, for the messages below. */
+const FOLDER_KINDS = 'a kpl pack bundle, a Hugging Face CLIP or SigLIP folder, or an open_clip folder';
 
 /** A clear error for the page (`detail`, when given, is the technical part). */
 export class ModelFolderError extends Error {}
@@ -35,7 +37,7 @@ export function filesOfInput(fileList) {
 export async function filesOfDrop(dataTransfer) {
   const entries = [...dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
   const dir = entries.find((e) => e.isDirectory);
-  if (!dir) throw new ModelFolderError('Drop a model folder here (not single files): a kpl pack bundle or a Hugging Face CLIP folder.');
+  if (!dir) throw new ModelFolderError(`Drop a model folder here (not single files): ${FOLDER_KINDS}.`);
   const reader = dir.createReader();
   const all = [];
   for (;;) {
@@ -66,8 +68,10 @@ async function readJson(file, name) {
 /**
  * Checks a folder's files and says what to store: `{kind, name, manifest, store: [names]}`.
  * A bundle: every file its manifest.json lists must be there with the listed size and
- * SHA-256. A Hugging Face folder: config.json and model.safetensors (tokenizer.json and
- * preprocessor_config.json when present); its manifest is written here.
+ * SHA-256. A Hugging Face folder: config.json and model.safetensors (the tokenizer files
+ * and preprocessor_config.json when present); an open_clip folder: open_clip_config.json
+ * and the first weight file of OPEN_CLIP_WEIGHTS (tokenizer.json and the BERT config.json
+ * when present); their manifest is written here.
  * `onProgress(done, total)` counts bytes hashed.
  */
 export async function checkModelFolder({ folder, files }, onProgress = () => {}) {
@@ -99,10 +103,24 @@ export async function checkModelFolder({ folder, files }, onProgress = () => {})
     const name = manifest.model?.name || folder || 'bundle';
     return { kind: 'bundle', name, random: manifest.model?.random_weights === true, manifest, store: ['manifest.json', ...listed.map((e) => e.path)] };
   }
+  const openClipWeights = OPEN_CLIP_WEIGHTS.find((n) => files.has(n));
+  if (files.has(OPEN_CLIP_CONFIG) && openClipWeights) {
+    const config = await readJson(files.get(OPEN_CLIP_CONFIG), OPEN_CLIP_CONFIG);
+    if (!config?.model_cfg || typeof config.model_cfg !== 'object') {
+      throw new ModelFolderError(`${label}: ${OPEN_CLIP_CONFIG} is not an open_clip configuration (no model_cfg).`);
+    }
+    const roles = Object.entries({ ...OPEN_CLIP_FILES, weights: openClipWeights }).filter(([, n]) => files.has(n));
+    const manifest = {
+      model: { files: Object.fromEntries(roles), sizes: Object.fromEntries(roles.map(([r, n]) => [r, files.get(n).size])) },
+      random_weights: config.kpl_random_weights === true,
+      knowledge: [],
+    };
+    return { kind: 'open_clip', name: folder || 'open_clip model', random: manifest.random_weights, manifest, store: roles.map(([, n]) => n) };
+  }
   if (files.has(MODEL_FILES.config) && files.has(MODEL_FILES.weights)) {
     const config = await readJson(files.get(MODEL_FILES.config), MODEL_FILES.config);
     if (!config || typeof config !== 'object' || !config.vision_config) {
-      throw new ModelFolderError(`${label}: ${MODEL_FILES.config} is not a CLIP configuration (no vision_config).`);
+      throw new ModelFolderError(`${label}: ${MODEL_FILES.config} is not a CLIP or SigLIP configuration (no vision_config).`);
     }
     const roles = Object.entries(MODEL_FILES).filter(([, n]) => files.has(n));
     const manifest = {
@@ -116,7 +134,7 @@ export async function checkModelFolder({ folder, files }, onProgress = () => {})
   const seen = [...files.keys()].slice(0, 5).join(', ');
   throw new ModelFolderError(
     `${label} is not a model: it needs manifest.json (a kpl pack bundle) or ${MODEL_FILES.config} and ${MODEL_FILES.weights} ` +
-      `(a Hugging Face CLIP folder). It holds ${files.size ? seen + (files.size > 5 ? ', …' : '') : 'no files'}.`,
+      `(a Hugging Face CLIP or SigLIP folder) or ${OPEN_CLIP_CONFIG} and its weights (an open_clip folder). It holds ${files.size ? seen + (files.size > 5 ? ', …' : '') : 'no files'}.`,
   );
 }
 

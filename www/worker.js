@@ -17,7 +17,7 @@
 
 import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel } from './pkg/kpl.js';
 import * as wasmApi from './pkg/kpl.js';
-import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, SPIECE_ROLES } from './protocol.js';
+import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS, SPIECE_ROLES, VOCAB_ROLES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
 
 const workerParams = new URL(self.location.href).searchParams;
@@ -331,8 +331,10 @@ async function fetchModelFile(url) {
 }
 
 /**
- * Reads a model folder's manifest.json; without one, assumes the standard
- * Hugging Face file names (the optional files may then be missing). A `kpl pack`
+ * Reads a model folder's manifest.json. Without one, the folder is an open_clip
+ * checkpoint when it has open_clip_config.json (as the native loader decides; its
+ * weight file is then the first of OPEN_CLIP_WEIGHTS found), else the standard Hugging
+ * Face file names are assumed (the optional files may then be missing). A `kpl pack`
  * bundle's manifest (files.image_encoder) is returned with its text.
  */
 async function readManifest(base) {
@@ -358,7 +360,44 @@ async function readManifest(base) {
     return { files, sizes: manifest.model.sizes ?? {}, random: manifest.random_weights === true, listed: true };
   }
   if (res.status !== 404) throw new Error(`${res.url}: HTTP ${res.status}`);
+  const openClip = await fetchModelFile(new URL(OPEN_CLIP_CONFIG, base));
+  if (openClip.ok) {
+    const config = new Uint8Array(await openClip.arrayBuffer());
+    return { files: { ...OPEN_CLIP_FILES, weights: null }, openClipConfig: config, sizes: {}, random: false, listed: false };
+  }
+  if (openClip.status !== 404) throw new Error(`${openClip.url}: HTTP ${openClip.status}`);
   return { files: MODEL_FILES, sizes: {}, random: false, listed: false };
+}
+
+/**
+ * Fetches an open_clip folder's files (`manifest.files`: OPEN_CLIP_FILES roles; without a
+ * listed weight file, the first of OPEN_CLIP_WEIGHTS found) and loads them: the weights
+ * may be a PyTorch pickle, read in the wasm (src/io/pytorch.rs).
+ */
+async function loadOpenClipFolder(manifest, base, progress) {
+  const { files, listed } = manifest;
+  const fetchRole = async (name, optional) => {
+    const bytes = await fetchBytes(new URL(name, base), optional, (n) => progress.add(n, name));
+    if (bytes) progress.done(name);
+    return bytes;
+  };
+  const config = manifest.openClipConfig ?? (await fetchRole(files.openClipConfig, false));
+  let weightsName = files.weights;
+  let weights = weightsName ? await fetchRole(weightsName, false) : null;
+  for (const name of weightsName ? [] : OPEN_CLIP_WEIGHTS) {
+    weights = await fetchRole(name, true);
+    if (weights) {
+      weightsName = name;
+      break;
+    }
+  }
+  if (!weights) throw new Error(`${base.pathname}: has ${OPEN_CLIP_CONFIG} but no weights (one of ${OPEN_CLIP_WEIGHTS.join(', ')})`);
+  const optional = async (role) => (files[role] ? fetchRole(files[role], !listed) : null);
+  const tokenizer = await optional('tokenizer');
+  // vocab.txt and tokenizer_config.json only stand in for a missing tokenizer.json.
+  const vocab = tokenizer ? null : await optional('vocab');
+  const tokenizerConfig = vocab ? await optional('tokenizerConfig') : null;
+  return { config, weights, weightsName, tokenizer, vocab, tokenizerConfig, textConfig: await optional('textConfig') };
 }
 
 /**
@@ -540,9 +579,21 @@ const handlers = {
       kb?.free();
       kb = null;
       m = ClipModel.loadBundle(manifest.bundle.text, bytes, undefined);
+    } else if (manifest.files.openClipConfig) {
+      const counted = (role) => !(VOCAB_ROLES.includes(role) && manifest.files.tokenizer);
+      const total = Object.entries(manifest.sizes).filter(([role]) => counted(role)).reduce((sum, [, n]) => sum + (Number(n) || 0), 0);
+      progress = byteProgress(req.id, total);
+      const f = await loadOpenClipFolder(manifest, base, progress);
+      fetched = performance.now();
+      model?.free();
+      model = null;
+      kb?.free();
+      kb = null;
+      m = ClipModel.loadOpenClip(f.config, f.weights, f.weightsName, f.tokenizer ?? undefined, f.textConfig ?? undefined,
+        f.vocab ?? undefined, f.tokenizerConfig ?? undefined);
     } else {
       if (!manifest.files.config || !manifest.files.weights) {
-        throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors`);
+        throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors (a Hugging Face folder), ${OPEN_CLIP_CONFIG} and its weights (an open_clip folder) or manifest.json (a kpl pack bundle)`);
       }
       // A listed tokenizer.json means spiece.model and tokenizer_config.json are not fetched.
       const counted = (role) => !(SPIECE_ROLES.includes(role) && manifest.files.tokenizer && manifest.listed);

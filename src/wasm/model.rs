@@ -4,7 +4,7 @@
 use wasm_bindgen::prelude::*;
 
 use super::js_error;
-use crate::pipeline::{ModelFiles, Pipeline};
+use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
 use crate::tokenizer::TokenizerFiles;
 
 /// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
@@ -47,6 +47,41 @@ impl ClipModel {
         Ok(ClipModel::new(Pipeline::load(files).map_err(js_error)?))
     }
 
+    /// An open_clip folder (BiomedCLIP, QuiltNet…): `config` the bytes of
+    /// open_clip_config.json, `weights` those of the weight file named
+    /// `weightsName` (`open_clip_model.safetensors` or the PyTorch pickle
+    /// `open_clip_pytorch_model.bin`, told apart by content), and optionally the
+    /// tokenizer — `tokenizer` (tokenizer.json), else `vocab` (vocab.txt) with
+    /// `tokenizerConfig` (tokenizer_config.json), as the native loader prefers them —
+    /// and `textConfig` (the BERT tower's config.json; without it BERT is sized from
+    /// the tensors). Errors name the file.
+    #[wasm_bindgen(js_name = loadOpenClip)]
+    pub fn load_open_clip(
+        config: &[u8],
+        weights: Vec<u8>,
+        weights_name: &str,
+        tokenizer: Option<Vec<u8>>,
+        text_config: Option<Vec<u8>>,
+        vocab: Option<Vec<u8>>,
+        tokenizer_config: Option<Vec<u8>>,
+    ) -> Result<ClipModel, JsError> {
+        let tokenizer = match (tokenizer, vocab) {
+            (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
+            (None, Some(vocab)) => Some(TokenizerFiles::WordPiece {
+                vocab: ("vocab.txt".into(), vocab),
+                config: tokenizer_config.map(|b| ("tokenizer_config.json".into(), b)),
+            }),
+            (None, None) => None,
+        };
+        let files = OpenClipFiles {
+            config: (crate::models::open_clip::OPEN_CLIP_CONFIG.into(), config.to_vec()),
+            weights: (weights_name.into(), weights),
+            tokenizer,
+            text_config: text_config.map(|b| ("config.json".into(), b)),
+        };
+        Ok(ClipModel::new(Pipeline::load_open_clip(files).map_err(js_error)?))
+    }
+
     /// True when the weights are the repository's random test weights: the UI
     /// must then say that no output means anything.
     #[wasm_bindgen(getter, js_name = isRandom)]
@@ -64,13 +99,13 @@ impl ClipModel {
         self.pipeline.model.image_size()
     }
 
-    /// The model family, `"clip"` or `"siglip"` (from its config.json).
+    /// The model family, `"clip"`, `"siglip"` or `"open_clip"`.
     #[wasm_bindgen(getter)]
     pub fn family(&self) -> String {
         self.pipeline.family().as_str().into()
     }
 
-    /// The family's name as people write it (`"CLIP"`, `"SigLIP"`), for the page's captions.
+    /// The family's name as people write it (`"CLIP"`, `"SigLIP"`, `"open_clip"`), for the page's captions.
     #[wasm_bindgen(getter, js_name = familyName)]
     pub fn family_name(&self) -> String {
         self.pipeline.family().display_name().into()

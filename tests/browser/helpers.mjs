@@ -269,3 +269,130 @@ export async function requestCounts(server) {
 export function modelRequests(counts) {
   return Object.fromEntries(Object.entries(counts).filter(([k]) => /^GET \/(model\/(?!manifest\.json)|kb\/)/.test(k)));
 }
+
+/**
+ * The app served with `model` (and `kb`) in a fresh headless Chromium, its page open
+ * once its knowledge bases are ready: the set-up the model-family test files share.
+ * `close()` closes the browser, then the server.
+ */
+export async function openApp({ model, kb = null, webgpu = true } = {}) {
+  const server = await startServer({ model, kb });
+  const browser = await launchBrowser({ webgpu });
+  try {
+    const page = await browser.context.newPage();
+    const errors = collectErrors(page);
+    await page.goto(`${server.url}/`);
+    await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 60000 });
+    return {
+      server,
+      browser,
+      page,
+      errors,
+      close: async () => {
+        await browser.close();
+        await server.close();
+      },
+    };
+  } catch (e) {
+    await browser.close();
+    await server.close();
+    throw e;
+  }
+}
+
+/**
+ * Each model source `[label, folder, base URL]` loaded by a fresh worker through the
+ * protocol's KplClient (the page's and the widget's path) on the wasm CPU backend, with
+ * the quantised layers computed by `quantKernel` (default 'blocks', the native CLI's
+ * default): `{label: {info, images, texts, classify}}` with the embeddings of `images`
+ * (fixture image names) and `texts`, and the zero-shot scores of each image over `labels`.
+ */
+export function workerResults(page, { sources, images, texts, labels, quantKernel = 'blocks' }) {
+  return page.evaluate(async ({ sources, images, texts, labels, quantKernel }) => {
+    const { KplClient } = await import('/protocol.js');
+    const out = {};
+    for (const [label, , base] of sources) {
+      const worker = new Worker('/worker.js', { type: 'module' });
+      try {
+        const client = new KplClient(worker);
+        const info = await client.load(base, undefined, { backend: 'wasm', quantKernel });
+        const result = { info, images: [], texts: [], classify: [] };
+        for (const file of images) {
+          const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
+          result.images.push(Array.from((await client.embedImage(file, bytes)).embedding));
+          const c = await client.classify(file, bytes, labels);
+          result.classify.push({ labels: c.labels, probs: Array.from(c.probs), label: c.label });
+        }
+        result.texts = (await client.embedText(texts)).embeddings.map((e) => Array.from(e));
+        out[label] = result;
+      } finally {
+        worker.terminate();
+      }
+    }
+    return out;
+  }, { sources, images, texts, labels, quantKernel });
+}
+
+/** What a fresh worker answers to loading each of `bases`: 'accepted' or the error's message. */
+export function workerLoadMessages(page, bases) {
+  return page.evaluate(async (bases) => {
+    const { KplClient } = await import('/protocol.js');
+    const out = [];
+    for (const base of bases) {
+      const worker = new Worker('/worker.js', { type: 'module' });
+      try {
+        out.push(await new KplClient(worker).load(base, undefined, { backend: 'wasm' }).then(() => 'accepted', (e) => e.message));
+      } finally {
+        worker.terminate();
+      }
+    }
+    return out;
+  }, bases);
+}
+
+/**
+ * The <kpl-classifier> widget of embed-example.html (served by `server`) given one
+ * fixture image: `{detail, warning, errors, csp}`, the kpl-result event's detail, the
+ * widget's random-weights warning ('' when hidden), console errors and the page's CSP.
+ */
+export async function widgetClassifies(browser, server, image) {
+  const widget = await browser.context.newPage();
+  try {
+    const errors = collectErrors(widget);
+    const res = await widget.goto(`${server.url}/embed-example.html`);
+    await widget.locator('kpl-classifier[data-ready="true"]').waitFor({ timeout: 30000 });
+    const detail = widget.evaluate(() => new Promise((resolve) =>
+      document.querySelector('kpl-classifier').addEventListener('kpl-result', (e) => resolve(e.detail), { once: true })));
+    await widget.locator('kpl-classifier input[type=file]').setInputFiles([fixtureImage(image)]);
+    const d = await detail;
+    const warning = await widget.locator('kpl-classifier').evaluate((e) => {
+      const warn = e.shadowRoot.querySelector('.warn');
+      return warn && !warn.hidden ? warn.textContent : '';
+    });
+    return { detail: d, warning, errors, csp: res.headers()['content-security-policy'] };
+  } finally {
+    await widget.close();
+  }
+}
+
+/**
+ * The page's custom-labels mode on one fixture image: `{banner, method, text, scores}`,
+ * the random-weights banner's text ('' when hidden), the result card's data-method, its
+ * rendered text and its scores (data-scores, one per label).
+ */
+export async function classifyCustomLabels(page, labels, image) {
+  const bannerShown = await page.locator('#random-banner').isVisible();
+  const banner = bannerShown ? await page.locator('#random-banner').innerText() : '';
+  await page.selectOption('#task', 'custom');
+  await page.fill('#labels', labels.join(', '));
+  await page.locator('#file-input').setInputFiles([fixtureImage(image)]);
+  const card = page.locator(`[data-kpl-result][data-file="${image}"]`);
+  await card.waitFor({ state: 'attached', timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll('[data-kpl-pending]').length === 0);
+  // Read rendered (cards off screen are content-visibility: auto, so innerText would be empty).
+  const text = await card.evaluate((c) => {
+    c.style.contentVisibility = 'visible';
+    return c.innerText;
+  });
+  return { banner, method: await card.getAttribute('data-method'), text, scores: JSON.parse(await card.getAttribute('data-scores')) };
+}

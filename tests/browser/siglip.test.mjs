@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { startServer, launchBrowser, runNative, ensureKnowledgeBases, fixtureImage, maxAbsDiff, collectErrors, OUT, CSP } from './helpers.mjs';
+import { openApp, workerResults, workerLoadMessages, widgetClassifies, classifyCustomLabels, runNative, ensureKnowledgeBases, maxAbsDiff, OUT, CSP } from './helpers.mjs';
 
 const MODELS = ['tiny-siglip-a', 'tiny-siglip-b'];
 const IMAGES = ['rgb_97x61.png', 'grey_80x120.png', 'photo_120x100.jpg'];
@@ -30,10 +30,8 @@ const SOURCES = MODELS.flatMap((name) => [
   [`${name} q8 bundle`, path.join(BUNDLES, `${name}-q8`), `/test/out/siglip-bundles/${name}-q8/`],
 ]);
 
-let server;
-let browser;
+let app;
 let page;
-let errors;
 let browserResults;
 
 before(async () => {
@@ -62,41 +60,14 @@ before(async () => {
   const tokenizer = JSON.parse(fs.readFileSync(path.join(padId, 'tokenizer.json'), 'utf8'));
   tokenizer.padding = { strategy: 'BatchLongest', direction: 'Right', pad_to_multiple_of: null, pad_id: 5000, pad_type_id: 0, pad_token: '<pad>' };
   fs.writeFileSync(path.join(padId, 'tokenizer.json'), JSON.stringify(tokenizer));
-  server = await startServer({ model: 'tests/fixtures/tiny-siglip-b', kb });
-  browser = await launchBrowser();
-  page = await browser.context.newPage();
-  errors = collectErrors(page);
-  await page.goto(`${server.url}/`);
-  await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 60000 });
-  browserResults = await page.evaluate(async ({ sources, images, texts, labels }) => {
-    const { KplClient } = await import('/protocol.js');
-    const out = {};
-    for (const [label, , base] of sources) {
-      const worker = new Worker('/worker.js', { type: 'module' });
-      try {
-        const client = new KplClient(worker);
-        // A bundle's q8 layers with the native CLI's kernel (quantised activations).
-        const info = await client.load(base, undefined, { backend: 'wasm', quantKernel: 'blocks' });
-        const result = { info, images: [], texts: [], classify: [] };
-        for (const file of images) {
-          const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
-          result.images.push(Array.from((await client.embedImage(file, bytes)).embedding));
-          const c = await client.classify(file, bytes, labels);
-          result.classify.push({ labels: c.labels, probs: Array.from(c.probs), label: c.label });
-        }
-        result.texts = (await client.embedText(texts)).embeddings.map((e) => Array.from(e));
-        out[label] = result;
-      } finally {
-        worker.terminate();
-      }
-    }
-    return out;
-  }, { sources: SOURCES, images: IMAGES, texts: TEXTS, labels: LABELS });
+  app = await openApp({ model: 'tests/fixtures/tiny-siglip-b', kb });
+  page = app.page;
+  // A bundle's q8 layers with the native CLI's kernel (quantised activations).
+  browserResults = await workerResults(page, { sources: SOURCES, images: IMAGES, texts: TEXTS, labels: LABELS });
 }, { timeout: 300000 });
 
 after(async () => {
-  await browser?.close();
-  await server?.close();
+  await app?.close();
   fs.rmSync(BUNDLES, { recursive: true, force: true });
 });
 
@@ -138,26 +109,14 @@ for (const [label, dir] of SOURCES) {
 }
 
 test('the page: SigLIP zero-shot on custom labels says the scores need not sum to 1 and the weights are random', { timeout: 60000 }, async () => {
-  assert.equal(await page.locator('#random-banner').isVisible(), true);
-  assert.match(await page.locator('#random-banner').innerText(), /Random test weights/);
-  await page.selectOption('#task', 'custom');
-  await page.fill('#labels', LABELS.join(', '));
-  await page.locator('#file-input').setInputFiles([fixtureImage('rgb_97x61.png')]);
-  const card = page.locator('[data-kpl-result][data-file="rgb_97x61.png"]');
-  await card.waitFor({ state: 'attached', timeout: 30000 });
-  await page.waitForFunction(() => document.querySelectorAll('[data-kpl-pending]').length === 0);
-  assert.equal(await card.getAttribute('data-method'), 'clip');
-  // Read rendered (cards off screen are content-visibility: auto, so innerText would be empty).
-  const text = await card.evaluate((c) => {
-    c.style.contentVisibility = 'visible';
-    return c.innerText;
-  });
+  const { banner, method, text, scores } = await classifyCustomLabels(page, LABELS, 'rgb_97x61.png');
+  assert.match(banner, /Random test weights/);
+  assert.equal(method, 'clip');
   assert.match(text, /Method: plain SigLIP zero-shot/);
   assert.match(text, /Plain SigLIP scores: sigmoid per label .*need not sum to 1/);
-  const scores = JSON.parse(await card.getAttribute('data-scores'));
   const native = runNative(['classify', '--model', 'tests/fixtures/tiny-siglip-b', '--labels', LABELS.join(','), path.join('tests', 'fixtures', 'images', 'rgb_97x61.png')]);
   assert.ok(maxAbsDiff(scores, LABELS.map((l) => native.results[0].scores[l])) <= NATIVE_TOLERANCE, `${scores}`);
-  assert.deepEqual(errors, []);
+  assert.deepEqual(app.errors, []);
 });
 
 test('a knowledge base built by a CLIP model is refused by the SigLIP model, naming the base and both families', { timeout: 60000 }, async () => {
@@ -178,19 +137,7 @@ test('a knowledge base built by a CLIP model is refused by the SigLIP model, nam
 });
 
 test('bad SigLIP folders are refused by the worker, naming the file and the problem', { timeout: 60000 }, async () => {
-  const messages = await page.evaluate(async (bases) => {
-    const { KplClient } = await import('/protocol.js');
-    const out = [];
-    for (const base of bases) {
-      const worker = new Worker('/worker.js', { type: 'module' });
-      try {
-        out.push(await new KplClient(worker).load(base, undefined, { backend: 'wasm' }).then(() => 'accepted', (e) => e.message));
-      } finally {
-        worker.terminate();
-      }
-    }
-    return out;
-  }, ['/test/out/siglip-bundles/no-text-config/', '/test/out/siglip-bundles/pad-id/']);
+  const messages = await workerLoadMessages(page, ['/test/out/siglip-bundles/no-text-config/', '/test/out/siglip-bundles/pad-id/']);
   assert.match(messages[0], /config\.json/);
   assert.match(messages[0], /text_config/);
   assert.match(messages[1], /tokenizer\.json/);
@@ -198,17 +145,8 @@ test('bad SigLIP folders are refused by the worker, naming the file and the prob
 });
 
 test('the <kpl-classifier> widget classifies with a SigLIP model', { timeout: 60000 }, async () => {
-  const widget = await browser.context.newPage();
-  const widgetErrors = [];
-  widget.on('console', (m) => m.type() === 'error' && widgetErrors.push(m.text()));
-  widget.on('pageerror', (e) => widgetErrors.push(e.message));
-  const res = await widget.goto(`${server.url}/embed-example.html`);
-  assert.equal(res.headers()['content-security-policy'], CSP);
-  await widget.locator('kpl-classifier[data-ready="true"]').waitFor({ timeout: 30000 });
-  const detail = widget.evaluate(() => new Promise((resolve) =>
-    document.querySelector('kpl-classifier').addEventListener('kpl-result', (e) => resolve(e.detail), { once: true })));
-  await widget.locator('kpl-classifier input[type=file]').setInputFiles([fixtureImage('rgb_97x61.png')]);
-  const d = await detail;
+  const { detail: d, warning, errors, csp } = await widgetClassifies(app.browser, app.server, 'rgb_97x61.png');
+  assert.equal(csp, CSP);
   assert.equal(d.file, 'rgb_97x61.png');
   // The same base and image natively: the same label, method and KPL scores.
   const kb = path.join('build', 'kb', 'tiny-siglip-b', 'chest-xray-pneumonia.kplkb');
@@ -219,11 +157,6 @@ test('the <kpl-classifier> widget classifies with a SigLIP model', { timeout: 60
   const classes = Object.keys(expected.scores);
   assert.equal(d.scores.length, classes.length);
   // The widget's own warning that the weights are random is shown.
-  const warning = await widget.locator('kpl-classifier').evaluate((e) => {
-    const warn = e.shadowRoot.querySelector('.warn');
-    return warn && !warn.hidden ? warn.textContent : '';
-  });
   assert.match(warning, /Random test weights/);
-  assert.deepEqual(widgetErrors, [], 'no CSP violation or error');
-  await widget.close();
+  assert.deepEqual(errors, [], 'no CSP violation or error');
 });

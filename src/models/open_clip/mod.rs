@@ -14,6 +14,17 @@ pub mod checkpoint;
 pub mod config;
 pub mod names;
 
+/// The file that makes a folder an open_clip checkpoint.
+pub const OPEN_CLIP_CONFIG: &str = "open_clip_config.json";
+/// open_clip's weight files, in the order open_clip itself prefers them
+/// (`factory._find_checkpoint_in_dir`); the page's worker tries them in this order too.
+pub const OPEN_CLIP_WEIGHTS: [&str; 4] = [
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+];
+
 use candle_core::{DType, Tensor};
 use candle_nn::Conv2dConfig;
 
