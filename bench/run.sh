@@ -141,6 +141,24 @@ if [ $wasm_ok = 1 ]; then
     row kpl-wasm q8 gemm-$GEMM -- "$NODE" bench/wasm_gemm.mjs --runs "$RUNS" --shape $GEMM
 fi
 
+# ------------------------------------------------------------------------ open_clip (BiomedCLIP-sized)
+# A random timm ViT-B/16 (224 px) + PubMedBERT-base-sized BERT in BiomedCLIP's layout,
+# packed q8: seconds per image, and per 256-token description (knowledge bases embed
+# thousands). bench_open_clip writes the model (about 790 MB, reused) and the bundle.
+BIOMED=biomedclip
+if [ $native_ok = 1 ] && [ -f "$OUT/image-224.png" ]; then
+    row kpl-native q8 $BIOMED -- target/release/examples/bench_open_clip --dtype q8 --threads 1 --runs "$RUNS" --out "$OUT"
+else
+    note failed kpl-native q8 $BIOMED "the native examples did not build, or bench_image wrote no image-224.png"
+fi
+if [ ! -f "$OUT/biomedclip-q8/manifest.json" ]; then
+    note failed kpl-wasm q8 $BIOMED "no random open_clip bundle (bench_open_clip writes it)"
+elif [ $wasm_ok = 1 ]; then
+    row kpl-wasm q8 $BIOMED -- "$NODE" bench/wasm_open_clip.mjs --dtype q8 --runs "$RUNS" --out "$OUT"
+else
+    note failed kpl-wasm q8 $BIOMED "pkg/ is missing or did not build (make wasm)"
+fi
+
 # The wgpu engine natively (on lavapipe, a software Vulkan adapter, where there is no
 # GPU: its numbers then measure the kernels' correctness path, not a GPU), and the
 # matmul GFLOP/s per ViT-B/16 kernel shape.

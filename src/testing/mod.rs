@@ -15,7 +15,9 @@
 //! tensor do not depend on which others exist. Every folder's `config.json`
 //! says `"kpl_random_weights": true`: outputs mean nothing.
 
+pub mod bench;
 pub mod clip;
+pub mod open_clip;
 mod tensors;
 
 pub use tensors::{safetensors_len, write_safetensors, Init, TensorSpec};
