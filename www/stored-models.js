@@ -1,9 +1,9 @@
 // "Models on this computer": a model folder opened from disk (a `kpl pack` bundle, a
-// Hugging Face CLIP or SigLIP folder, or an open_clip folder) is checked, stored in the origin private file system (see
-// opfs.js) so it works offline later, listed with its size and date, and deleted on
-// request. Knowledge bases the model lacks are built in the worker with its text
-// encoder and stored beside it. Nothing is sent anywhere: the files go from the disk
-// to this browser's storage and to the worker.
+// Hugging Face CLIP or SigLIP folder, or an open_clip folder) is checked, stored in the
+// origin private file system (see opfs.js) so it works offline later, listed with its
+// size and date, and deleted on request. Knowledge bases the model lacks are built in
+// the worker with its text encoder and stored beside it. Nothing is sent anywhere: the
+// files go from the disk to this browser's storage and to the worker.
 //
 // Every failure leaves the stored models as they were: a new model is written into a
 // new folder, which is removed if anything goes wrong, and is listed only once its
@@ -70,8 +70,8 @@ async function readJson(file, name) {
  * A bundle: every file its manifest.json lists must be there with the listed size and
  * SHA-256. A Hugging Face folder: config.json and model.safetensors (the tokenizer files
  * and preprocessor_config.json when present); an open_clip folder: open_clip_config.json
- * and the first weight file of OPEN_CLIP_WEIGHTS (tokenizer.json and the BERT config.json
- * when present); their manifest is written here.
+ * and the first weight file of OPEN_CLIP_WEIGHTS (the other OPEN_CLIP_FILES when
+ * present); their manifest is written here.
  * `onProgress(done, total)` counts bytes hashed.
  */
 export async function checkModelFolder({ folder, files }, onProgress = () => {}) {

@@ -370,9 +370,9 @@ async function readManifest(base) {
 }
 
 /**
- * Fetches an open_clip folder's files (`manifest.files`: OPEN_CLIP_FILES roles; without a
- * listed weight file, the first of OPEN_CLIP_WEIGHTS found) and loads them: the weights
- * may be a PyTorch pickle, read in the wasm (src/io/pytorch.rs).
+ * Fetches an open_clip folder's files for `ClipModel.loadOpenClip` (`manifest.files`:
+ * OPEN_CLIP_FILES roles; without a listed weight file, the first of OPEN_CLIP_WEIGHTS
+ * found). The weights may be a PyTorch pickle, which the wasm reads (src/io/pytorch.rs).
  */
 async function loadOpenClipFolder(manifest, base, progress) {
   const { files, listed } = manifest;

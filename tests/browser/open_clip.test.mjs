@@ -1,6 +1,7 @@
 // open_clip in the browser: tiny-open-clip-bert (BiomedCLIP-shaped: timm ViT, BERT text
 // tower, WordPiece, PyTorch pickle weights) and tiny-open-clip-vit (open_clip's own ViT
-// and text transformer, f16 safetensors), each as its folder (the pickle read by the
+// and text transformer, f16 safetensors) and tiny-open-clip-mean (mean pooling on both
+// towers, a BERT config.json, vocab.txt only), each as its folder (the pickle read by the
 // wasm's io::pytorch) and as `kpl pack` q8 and q4 bundles (the resolved configuration
 // stored: no pickle in the page), and tiny-open-clip-bert with vocab.txt instead of
 // tokenizer.json, loaded by the worker through the protocol's KplClient
@@ -32,7 +33,7 @@ import path from 'node:path';
 
 import { openApp, workerResults, workerLoadMessages, widgetClassifies, classifyCustomLabels, runNative, ensureKnowledgeBases, fixtureImage, maxAbsDiff, cosine, FIXTURES, OUT, CSP } from './helpers.mjs';
 
-const MODELS = ['tiny-open-clip-bert', 'tiny-open-clip-vit'];
+const MODELS = ['tiny-open-clip-bert', 'tiny-open-clip-vit', 'tiny-open-clip-mean'];
 const IMAGES = ['rgb_97x61.png', 'grey_80x120.png', 'photo_120x100.jpg'];
 // From the reference's texts: accents, CJK, the empty text, one longer than BERT's 256 tokens.
 const TEXTS = ['a photo of a chest x-ray', 'pneumonia', 'opacité pulmonaire café naïve', '肺炎 胸部X光', ''];
