@@ -7,7 +7,24 @@ use super::js_error;
 use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
 use crate::tokenizer::TokenizerFiles;
 
-/// A CLIP model loaded from the bytes of a Hugging Face CLIP folder's files.
+/// The tokenizer as a folder ships it: `tokenizer.json` when given, else the
+/// family's fallback file (`spiece.model`, `vocab.txt`) with `tokenizer_config.json`,
+/// built by `fallback_files`; the order the native `model_files` reads them in.
+fn tokenizer_files(
+    json: Option<Vec<u8>>,
+    fallback: Option<Vec<u8>>,
+    config: Option<Vec<u8>>,
+    fallback_files: impl FnOnce(Vec<u8>, Option<(String, Vec<u8>)>) -> TokenizerFiles,
+) -> Option<TokenizerFiles> {
+    match (json, fallback) {
+        (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
+        (None, Some(bytes)) => Some(fallback_files(bytes, config.map(|b| ("tokenizer_config.json".into(), b)))),
+        (None, None) => None,
+    }
+}
+
+/// A model of any family loaded from the bytes of its folder's files (`load`,
+/// `loadOpenClip`) or of a `kpl pack` bundle (`loadBundle`).
 #[wasm_bindgen]
 pub struct ClipModel {
     pub(crate) pipeline: Pipeline,
@@ -30,14 +47,9 @@ impl ClipModel {
         spiece: Option<Vec<u8>>,
         tokenizer_config: Option<Vec<u8>>,
     ) -> Result<ClipModel, JsError> {
-        let tokenizer = match (tokenizer, spiece) {
-            (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
-            (None, Some(model)) => Some(TokenizerFiles::SentencePiece {
-                model: ("spiece.model".into(), model),
-                config: tokenizer_config.map(|b| ("tokenizer_config.json".into(), b)),
-            }),
-            (None, None) => None,
-        };
+        let tokenizer = tokenizer_files(tokenizer, spiece, tokenizer_config, |model, config| {
+            TokenizerFiles::SentencePiece { model: ("spiece.model".into(), model), config }
+        });
         let files = ModelFiles {
             config: ("config.json".into(), config.to_vec()),
             weights: ("model.safetensors".into(), weights),
@@ -65,14 +77,9 @@ impl ClipModel {
         vocab: Option<Vec<u8>>,
         tokenizer_config: Option<Vec<u8>>,
     ) -> Result<ClipModel, JsError> {
-        let tokenizer = match (tokenizer, vocab) {
-            (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
-            (None, Some(vocab)) => Some(TokenizerFiles::WordPiece {
-                vocab: ("vocab.txt".into(), vocab),
-                config: tokenizer_config.map(|b| ("tokenizer_config.json".into(), b)),
-            }),
-            (None, None) => None,
-        };
+        let tokenizer = tokenizer_files(tokenizer, vocab, tokenizer_config, |vocab, config| {
+            TokenizerFiles::WordPiece { vocab: ("vocab.txt".into(), vocab), config }
+        });
         let files = OpenClipFiles {
             config: (crate::models::open_clip::OPEN_CLIP_CONFIG.into(), config.to_vec()),
             weights: (weights_name.into(), weights),
