@@ -111,11 +111,8 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() {
-    let result = parse_args().and_then(|args| {
-        // candle and its gemm read the rayon pool size from this variable.
-        std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-        run(&args)
-    });
+    // Before anything touches candle or rayon: both size their pools once.
+    let result = parse_args().and_then(|args| kpl::engine::threads::set_threads(args.threads).and_then(|()| run(&args)));
     if let Err(message) = result {
         eprintln!("bench_open_clip: {message}");
         std::process::exit(1);
