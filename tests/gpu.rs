@@ -1,6 +1,7 @@
 //! The WebGPU engine (src/gpu) against the CPU model, one comparison for every
-//! case: image and text embeddings of every family's committed fixtures (CLIP
-//! and SigLIP, whose CPU outputs match `transformers`, tests/parity.rs) at
+//! case: image and text embeddings of every family's committed fixtures (CLIP,
+//! SigLIP and open_clip, whose CPU outputs match `transformers` and
+//! `open_clip`, tests/parity.rs) at
 //! their precision and through q8 and q4 bundles, and of a full-size random
 //! ViT-B/16, cosine ≥ 0.9999 and max abs diff ≤ 1e-3 on L2-normalised
 //! embeddings. The kernels' own tests against the CPU are in src/gpu (one per
@@ -20,9 +21,10 @@ use kpl::gpu::GpuClip;
 use kpl::model_dir::load_model_dir;
 
 /// Every family's fixtures: CLIP's (`make_fixtures.py`), SigLIP's
-/// (`make_siglip_fixtures.py`), open_clip's (`make_open_clip_fixtures.py`;
-/// tiny-open-clip-bert joins once its pickle weights load).
-const FIXTURES: [&str; 5] = [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit"];
+/// (`make_siglip_fixtures.py`), open_clip's (`make_open_clip_fixtures.py`:
+/// its own ViT and text transformer, and a timm ViT with a BERT text tower,
+/// BiomedCLIP's shape).
+const FIXTURES: [&str; 6] = [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert"];
 
 /// A fixture's reference texts as the CPU takes them: ids, and how many are
 /// real tokens (SigLIP's are padded to max_length; its reference records
@@ -116,7 +118,7 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
         // padded to max_length with 0 to max_length real tokens).
         let (texts, lengths) = fixture_texts(name);
         // (open_clip pads every text to 77 ids with 0, under the causal mask.)
-        if !name.starts_with("tiny-open-clip") {
+        if name != "tiny-open-clip-vit" {
             assert!(lengths.iter().min() < lengths.iter().max(), "{name}: texts of different lengths");
         }
         let cpu: Vec<Vec<f32>> =
@@ -281,7 +283,7 @@ fn the_cli_embeds_on_the_backend_asked_for() {
 fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
     use kpl::bundle::pack::{pack_model_dir, PackOptions};
     use kpl::bundle::PackDtype;
-    for name in [MODELS[0], "tiny-siglip-a", "tiny-siglip-b"] {
+    for name in [MODELS[0], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert"] {
         let source = load_model_dir(&fixtures().join(name)).unwrap();
         let Some(f32_gpu) = gpu_for(&source.model) else { return };
         let f32_bytes = f32_gpu.weight_bytes();

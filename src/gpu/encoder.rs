@@ -389,11 +389,12 @@ mod tests {
                 let want = flat(&cpu_encoder.forward(&input, Some(&lengths)).unwrap());
                 let gpu = GpuEncoder::upload(&ctx, &cpu_encoder).unwrap();
                 let acts = Activations::new(&ctx, &gpu, batch * seq);
-                let length_buffer = ctx.upload_u32("lengths", &lengths.map(|l| l as u32));
+                let keep: Vec<u32> = lengths.iter().flat_map(|&l| (0..seq).map(move |j| u32::from(j < l))).collect();
+                let keep_buffer = ctx.upload_u32("keep", &keep);
                 let key_mask = match mask {
                     MaskKind::None => KeyMask::All,
                     MaskKind::Causal => KeyMask::Causal,
-                    MaskKind::KeyPadding => KeyMask::Lengths(&length_buffer),
+                    MaskKind::KeyPadding => KeyMask::Keys(&keep_buffer),
                 };
                 ctx.write(&acts.x0, &flat(&input));
                 let got = run(&ctx, |rec| gpu.record(rec, &acts, batch, seq, key_mask), &acts.x0, want.len());

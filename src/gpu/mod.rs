@@ -52,9 +52,6 @@ impl GpuClip {
             None => None,
         };
         let text = match &model.text {
-            // A text tower the kernels cannot run stays on the CPU (the
-            // pipeline embeds its texts there); the image tower still runs here.
-            Some(t) if text::GpuText::unsupported(t).is_some() => None,
             Some(t) => Some(text::GpuText::upload(&ctx, t)?),
             None => None,
         };
@@ -123,7 +120,8 @@ impl GpuClip {
     /// Projected, unnormalised text features, one row per tokenised text, as
     /// [`Model::text_features`] computes them: `lengths[i]` of `texts[i]`'s ids
     /// are real tokens (the tokenizer's `encode_with_length`; read only by a
-    /// key-padding mask, SigLIP's).
+    /// key-padding mask or mean pooling; open_clip's BERT towers mask their pad
+    /// ids instead, as the CPU does: `TextTower::attended`).
     pub async fn text_features(&self, texts: &[Vec<u32>], lengths: &[usize]) -> Result<Vec<f32>> {
         let text = self.text.as_ref().ok_or_else(|| Error::Input(NO_TEXT_ENCODER.into()))?;
         if lengths.len() != texts.len() {

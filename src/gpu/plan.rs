@@ -16,8 +16,9 @@ pub(crate) struct Plan {
     /// The row of each sequence that is pooled, where it depends on the input
     /// (text; written before each run).
     pub(crate) pooled_rows: Option<wgpu::Buffer>,
-    /// Each sequence's real length, under a key-padding mask (written before each run).
-    pub(crate) key_lengths: Option<wgpu::Buffer>,
+    /// One flag per token, which tokens are attended to and averaged, under a
+    /// key-padding mask or mean pooling (text; written before each run).
+    pub(crate) attended: Option<wgpu::Buffer>,
     pub(crate) output: wgpu::Buffer,
     /// Every buffer the plan made, returned to the pool when it is evicted.
     pub(crate) buffers: Vec<wgpu::Buffer>,

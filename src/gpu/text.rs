@@ -2,15 +2,16 @@
 //! Token and position embeddings are looked up on the CPU (a table of 49408
 //! rows need not occupy GPU memory). Texts of a batch are padded to the
 //! longest, which the mask makes harmless: under CLIP's causal mask no
-//! position attends to a later one, and under a key-padding mask (SigLIP) no
-//! query attends past its text's length; so padding never reaches the pooled
-//! position.
+//! position attends to a later one, and under a key-padding mask (SigLIP's
+//! lengths, the pad ids of open_clip's BERT towers: `TextTower::attended`) no
+//! query attends to a padded key; so padding never reaches the pooled
+//! position, nor the mean of a mean-pooled tower.
 
 use super::context::GpuContext;
 use super::encoder::{to_vec, Activations, GpuEncoder, GpuNorm};
 use super::head::GpuHead;
 use super::ops::attention::KeyMask;
-use super::ops::gather_rows;
+use super::ops::{gather_rows, masked_mean};
 use super::plan::{Plan, PlanCache};
 use crate::models::tower::{TextPool, TextTower};
 use crate::nn::transformer::MaskKind;
@@ -27,25 +28,9 @@ pub(crate) struct GpuText {
 }
 
 impl GpuText {
-    /// Why `tower` cannot run here, if it cannot: open_clip's Hugging Face
-    /// towers mask every pad id and may mean-pool, which are not kernel
-    /// options yet (the CPU runs such a tower's texts).
-    pub(crate) fn unsupported(tower: &TextTower) -> Option<&'static str> {
-        if tower.pad_token_id.is_some() {
-            Some("text towers that mask pad ids are not on the GPU yet")
-        } else if tower.pool == TextPool::Mean {
-            Some("mean-pooled text towers are not on the GPU yet")
-        } else {
-            None
-        }
-    }
-
     pub(crate) fn upload(ctx: &GpuContext, tower: &TextTower) -> Result<Self> {
         GpuEncoder::check_sequence(tower.max_positions())?;
         let hidden = tower.position_embedding.dim(1)?;
-        if let Some(why) = Self::unsupported(tower) {
-            return Err(Error::Gpu(why.into()));
-        }
         Ok(Self {
             tower: tower.clone(),
             embedding_norm: tower.embedding_layer_norm.as_ref().map(|n| GpuNorm::upload(ctx, n, "embedding_layer_norm")).transpose()?,
@@ -66,7 +51,7 @@ impl GpuText {
 
     /// Projected, unnormalised features ([texts, dim]) of each tokenised text
     /// whose first `lengths[i]` ids are real tokens (read only under a
-    /// key-padding mask, as `TextTower::forward_ids` reads them).
+    /// key-padding mask or mean pooling, as `TextTower::forward_ids` reads them).
     pub(crate) async fn features(&self, ctx: &GpuContext, texts: &[Vec<u32>], lengths: &[usize]) -> Result<Vec<f32>> {
         let batch = texts.len();
         let seq = texts.iter().map(Vec::len).max().unwrap_or(0);
@@ -90,34 +75,40 @@ impl GpuText {
         let hidden = self.encoder.hidden;
         let mut embeddings = vec![0.0f32; batch * seq * hidden];
         let mut pooled = Vec::with_capacity(batch);
-        for (b, ids) in texts.iter().enumerate() {
+        // The batch's padding (past each text's ids) is never attended.
+        let mut attended = vec![0u32; batch * seq];
+        for (b, (ids, &length)) in texts.iter().zip(lengths).enumerate() {
             let rows = to_vec(&self.tower.input_embeddings(ids)?)?;
             let start = b * seq * hidden;
             embeddings[start..start + rows.len()].copy_from_slice(&rows);
             pooled.push((b * seq + self.tower.pooling_position(ids)) as u32);
+            for (flag, keep) in attended[b * seq..].iter_mut().zip(self.tower.attended(ids, length)) {
+                *flag = u32::from(keep);
+            }
         }
         let plan = self.plans.get(ctx, (batch, seq), || self.plan(ctx, batch, seq, mask))?;
         ctx.write(&plan.input, &embeddings);
         if let Some(rows) = &plan.pooled_rows {
             ctx.write_u32(rows, &pooled);
         }
-        if let Some(buffer) = &plan.key_lengths {
-            let lengths: Vec<u32> = lengths.iter().map(|&l| l as u32).collect();
-            ctx.write_u32(buffer, &lengths);
+        if let Some(buffer) = &plan.attended {
+            ctx.write_u32(buffer, &attended);
         }
         ctx.run_and_read(|e| plan.program.encode(&ctx.kernels, e), &plan.output, batch * self.embedding_dim()).await
     }
 
     fn plan(&self, ctx: &GpuContext, batch: usize, seq: usize, mask: MaskKind) -> Result<Plan> {
         let hidden = self.encoder.hidden;
-        let acts = Activations::new(ctx, &self.encoder, batch * seq);
-        let pooled_rows = ctx.activation(batch);
-        let key_lengths = (mask == MaskKind::KeyPadding).then(|| ctx.activation(batch));
+        let rows = batch * seq;
+        let acts = Activations::new(ctx, &self.encoder, rows);
+        let mean = self.tower.pool == TextPool::Mean;
+        let pooled_rows = (!mean).then(|| ctx.activation(batch));
+        let attended = (mask == MaskKind::KeyPadding || mean).then(|| ctx.activation(rows));
         let pooled = ctx.activation(batch * hidden);
         let pooled_normed = ctx.activation(batch * hidden);
-        let key_mask = match (mask, &key_lengths) {
+        let key_mask = match (mask, &attended) {
             (MaskKind::Causal, _) => KeyMask::Causal,
-            (MaskKind::KeyPadding, Some(lengths)) => KeyMask::Lengths(lengths),
+            (MaskKind::KeyPadding, Some(flags)) => KeyMask::Keys(flags),
             _ => KeyMask::All,
         };
 
@@ -125,25 +116,74 @@ impl GpuText {
         // The embeddings are written to x1 when a layer norm takes them to x0.
         let input = match &self.embedding_norm {
             Some(norm) => {
-                norm.record(&mut rec, &acts.x1, &acts.x0, batch * seq, hidden);
+                norm.record(&mut rec, &acts.x1, &acts.x0, rows, hidden);
                 acts.x1.clone()
             }
             None => acts.x0.clone(),
         };
         self.encoder.record(&mut rec, &acts, batch, seq, key_mask);
-        // The final layer norm acts per row, so only the pooled rows need it.
-        gather_rows::record(&mut rec, &acts.x0, &pooled_rows, &pooled, batch, hidden);
-        let normed = match &self.final_norm {
-            Some(norm) => {
-                norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
-                &pooled_normed
+        let output = match (&pooled_rows, &attended) {
+            (Some(pooled_rows), _) => {
+                // The final layer norm acts per row, so only the pooled rows need it.
+                gather_rows::record(&mut rec, &acts.x0, pooled_rows, &pooled, batch, hidden);
+                match &self.final_norm {
+                    Some(norm) => {
+                        norm.record(&mut rec, &pooled, &pooled_normed, batch, hidden);
+                        &pooled_normed
+                    }
+                    None => &pooled,
+                }
             }
-            None => &pooled,
+            (None, Some(flags)) => {
+                // A mean is taken after the final layer norm, over every row.
+                let normed = match &self.final_norm {
+                    Some(norm) => {
+                        norm.record(&mut rec, &acts.x0, &acts.normed, rows, hidden);
+                        &acts.normed
+                    }
+                    None => &acts.x0,
+                };
+                masked_mean::record(&mut rec, normed, flags, &pooled, batch, seq, hidden);
+                &pooled
+            }
+            (None, None) => return Err(Error::Gpu("a mean-pooled text plan without its token flags".into())),
         };
-        let mut buffers = vec![pooled_rows.clone(), pooled.clone(), pooled_normed.clone()];
-        let output = self.head.record(ctx, &mut rec, normed, batch, &mut buffers);
+        let mut buffers = vec![pooled.clone(), pooled_normed.clone()];
+        let output = self.head.record(ctx, &mut rec, output, batch, &mut buffers);
         buffers.extend(acts.into_buffers());
-        buffers.extend(key_lengths.clone());
-        Ok(Plan { program: rec.finish(), input, pooled_rows: Some(pooled_rows), key_lengths, output, buffers })
+        buffers.extend(pooled_rows.clone());
+        buffers.extend(attended.clone());
+        Ok(Plan { program: rec.finish(), input, pooled_rows, attended, output, buffers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, flat, open_clip_bert};
+
+    /// open_clip's `mean_pooler` over a BERT tower (the fixture's tower with
+    /// its pooling changed; the [CLS] one is in tests/gpu.rs): one padded
+    /// batch against `TextTower::forward_ids`, a "[PAD]" written inside a
+    /// text among them (masked as a key and left out of the mean, as on the CPU).
+    #[test]
+    fn mean_pooled_bert_texts_match_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let pipeline = open_clip_bert();
+        let mut tower = pipeline.model.text.clone().expect("a text tower");
+        tower.pool = TextPool::Mean;
+        let tokenizer = pipeline.tokenizer().unwrap();
+        let (texts, lengths): (Vec<_>, Vec<_>) = ["a chest x-ray", "[PAD] written out [PAD] twice", "pneumonia"]
+            .iter()
+            .map(|t| tokenizer.encode_with_length(t).unwrap())
+            .unzip();
+        let pad = tower.pad_token_id.expect("BERT masks its pad id");
+        assert!(texts[1][..lengths[1]].contains(&pad), "the pad id inside the text");
+        // Trimmed to different lengths: the batch pads them again.
+        let texts: Vec<Vec<u32>> = texts.iter().zip([20, 30, 8]).map(|(ids, n)| ids[..n].to_vec()).collect();
+        let want: Vec<f32> = texts.iter().zip(&lengths).flat_map(|(ids, &l)| flat(&tower.forward_ids(ids, l).unwrap())).collect();
+        let gpu = GpuText::upload(&ctx, &tower).unwrap();
+        let got = pollster::block_on(gpu.features(&ctx, &texts, &lengths)).unwrap();
+        assert_close("mean-pooled BERT texts", &got, &want, 1e-5);
     }
 }

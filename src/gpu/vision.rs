@@ -1,15 +1,15 @@
 //! The vision tower on the GPU, uploaded from [`VisionTower`] with its
 //! settings: patches → tokens (a class token where the family has one) →
-//! optional pre-layernorm → encoder → pooling (the class token, or every
-//! token through the attention-pooling head) → head (`GpuHead`), for a
-//! batch of preprocessed images.
+//! optional pre-layernorm → encoder → pooling (the class token, the mean of
+//! the patch tokens, or every token through the attention-pooling head) →
+//! head (`GpuHead`), for a batch of preprocessed images.
 
 use super::attention_pool::GpuAttentionPool;
 use super::context::GpuContext;
 use super::encoder::{to_vec, Activations, GpuEncoder, GpuLinear, GpuNorm};
 use super::head::GpuHead;
 use super::ops::attention::KeyMask;
-use super::ops::{gather_rows, patches, tokens};
+use super::ops::{gather_rows, masked_mean, patches, tokens};
 use super::plan::{Plan, PlanCache};
 use crate::models::tower::{VisionPool, VisionTower};
 use crate::nn::linear::Linear;
@@ -20,6 +20,9 @@ enum GpuVisionPool {
     ClassToken,
     /// Every token through the post-layernorm, then the MAP head.
     AttentionPool(Box<GpuAttentionPool>),
+    /// Every token through the post-layernorm, then the mean of the patch
+    /// tokens (timm's `avg`), the class token left out.
+    MeanPatches,
 }
 
 pub(crate) struct GpuVision {
@@ -55,7 +58,7 @@ impl GpuVision {
             VisionPool::ClassToken if tower.class_embedding.is_some() => GpuVisionPool::ClassToken,
             VisionPool::ClassToken => return Err(Error::Gpu("class-token pooling without a class token".into())),
             VisionPool::AttentionPool(head) => GpuVisionPool::AttentionPool(Box::new(GpuAttentionPool::upload(ctx, head)?)),
-            VisionPool::MeanPatches => return Err(Error::Gpu("mean-pooled vision towers are not on the GPU yet".into())),
+            VisionPool::MeanPatches => GpuVisionPool::MeanPatches,
         };
         Ok(Self {
             patch_embedding: GpuLinear::upload(ctx, &patch_linear, "patch_embedding")?,
@@ -139,9 +142,37 @@ impl GpuVision {
                 head.record(&mut rec, &bufs, &acts.normed, &pooled, batch, self.seq);
                 buffers.extend(bufs.into_buffers());
             }
+            GpuVisionPool::MeanPatches => {
+                self.post_norm.record(&mut rec, &acts.x0, &acts.normed, rows, hidden);
+                let class_tokens = usize::from(self.class_embedding.is_some());
+                let patch_rows: Vec<u32> = (0..rows).map(|r| u32::from(r % self.seq >= class_tokens)).collect();
+                let patch_rows = ctx.upload_u32("patch rows", &patch_rows);
+                masked_mean::record(&mut rec, &acts.normed, &patch_rows, &pooled, batch, self.seq, hidden);
+            }
         }
         let output = self.head.record(ctx, &mut rec, &pooled, batch, &mut buffers);
         buffers.extend(acts.into_buffers());
-        Ok(Plan { program: rec.finish(), input, output, pooled_rows: None, key_lengths: None, buffers })
+        Ok(Plan { program: rec.finish(), input, output, pooled_rows: None, attended: None, buffers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_support::{assert_close, context, flat, open_clip_bert, tensor};
+
+    /// timm's `avg` pool (the fixture's timm ViT with its pooling changed;
+    /// the class-token one is in tests/gpu.rs) against `VisionTower::forward`.
+    #[test]
+    fn mean_pooled_timm_vit_matches_the_cpu() {
+        let Some(ctx) = context() else { return };
+        let mut tower = open_clip_bert().model.vision.clone().expect("an image tower");
+        tower.pool = VisionPool::MeanPatches;
+        let size = tower.image_size;
+        let pixels = tensor(&[2, 3, size, size], 4, 1.0);
+        let want = flat(&tower.forward(&pixels).unwrap());
+        let gpu = GpuVision::upload(&ctx, &tower).unwrap();
+        let got = pollster::block_on(gpu.features(&ctx, &flat(&pixels), 2)).unwrap();
+        assert_close("mean-pooled timm ViT", &got, &want, 1e-5);
     }
 }

@@ -186,6 +186,18 @@ impl TextTower {
         tokens + self.position_embedding.narrow(0, 0, ids.len())?
     }
 
+    /// Which of `ids` are attended to (and averaged by [`TextPool::Mean`]):
+    /// every id but the pad id for open_clip's Hugging Face towers
+    /// (`attn_mask = x != pad_token_id`), else the first `length`. Read only
+    /// under a key-padding mask or mean pooling; the GPU engine builds its
+    /// key mask from it.
+    pub fn attended(&self, ids: &[u32], length: usize) -> Vec<bool> {
+        match self.pad_token_id {
+            Some(pad) => ids.iter().map(|&id| id != pad).collect(),
+            None => (0..ids.len()).map(|i| i < length).collect(),
+        }
+    }
+
     /// The unnormalised embedding [dim] of one sequence of token ids, as the
     /// tokenizer gives it (CLIP: unpadded, which the causal mask makes exact;
     /// SigLIP: padded to the full length), of which the first `length` are
@@ -195,10 +207,7 @@ impl TextTower {
         if let Some(norm) = &self.embedding_layer_norm {
             xs = norm.forward(&xs)?;
         }
-        let keep: Vec<bool> = match self.pad_token_id {
-            Some(pad) => ids.iter().map(|&id| id != pad).collect(),
-            None => (0..ids.len()).map(|i| i < length).collect(),
-        };
+        let keep = self.attended(ids, length);
         let mut hidden = match self.pad_token_id {
             Some(_) => self.encoder.forward_with_mask(&xs, Some(&key_mask(&keep, xs.device())?))?,
             None => self.encoder.forward(&xs, Some(&[length]))?,

@@ -1,8 +1,8 @@
 //! Multi-head attention, one workgroup per (query, head, sequence). Scores
 //! for the whole row live in workgroup memory, so softmax needs no second
-//! pass over global memory. The mask is a bound on the key loop rather than a
-//! −∞ tensor: the causal mask stops at the query, the key-padding mask at each
-//! sequence's length (`nn::transformer::MaskKind`). The same kernel runs the
+//! pass over global memory. The causal mask is a bound on the key loop; the
+//! key-padding mask one flag per key, as `nn::transformer`'s `key_mask` (a
+//! padded text's tail, or every pad id of open_clip's BERT towers). The same kernel runs the
 //! encoders' self-attention (q, k, v fused in one buffer) and the
 //! attention-pooling head's cross-attention (one learned query shared by
 //! every sequence, k and v side by side): the layouts differ only in strides.
@@ -22,11 +22,11 @@ pub(crate) enum KeyMask<'a> {
     All,
     /// Keys at or before the query.
     Causal,
-    /// Keys before its sequence's length (one u32 per sequence). A length of
-    /// 0 (an all-padding sequence) attends to every key with equal weight, as
-    /// `transformers`' finite mask value makes it (`nn::transformer`'s
-    /// `key_padding_mask`).
-    Lengths(&'a wgpu::Buffer),
+    /// The keys whose flag is non-zero (one u32 per token, [batch·seq]). The
+    /// score of a masked key is `f32::MIN`, the finite value `transformers`
+    /// adds (`nn::transformer::key_mask`), so its weight is exactly 0 and a
+    /// sequence without any attended key weighs every key alike, as there.
+    Keys(&'a wgpu::Buffer),
 }
 
 impl KeyMask<'_> {
@@ -34,7 +34,7 @@ impl KeyMask<'_> {
         match self {
             KeyMask::All => 0,
             KeyMask::Causal => 1,
-            KeyMask::Lengths(_) => 2,
+            KeyMask::Keys(_) => 2,
         }
     }
 }
@@ -56,11 +56,11 @@ pub(crate) fn record(
     mask: KeyMask,
 ) {
     let layout = Layout { queries: seq, q_stride: 3 * hidden, kv_stride: 3 * hidden, flags: mask.code() };
-    let lengths = match mask {
-        KeyMask::Lengths(l) => l,
+    let keep = match mask {
+        KeyMask::Keys(k) => k,
         _ => qkv,
     };
-    dispatch(rec, [qkv, qkv, out, lengths], batch, seq, heads, hidden, layout);
+    dispatch(rec, [qkv, qkv, out, keep], batch, seq, heads, hidden, layout);
 }
 
 /// Cross-attention of `queries` shared rows to every sequence's keys (no
@@ -93,7 +93,7 @@ struct Layout {
 
 fn dispatch(
     rec: &mut Recorder,
-    [q, kv, out, lengths]: [&wgpu::Buffer; 4],
+    [q, kv, out, keep]: [&wgpu::Buffer; 4],
     batch: usize,
     seq: usize,
     heads: usize,
@@ -112,11 +112,11 @@ fn dispatch(
         layout.q_stride as u32,
         layout.kv_stride as u32,
     ];
-    rec.dispatch(Kernel::Attention, params, &[q, kv, out, lengths], [layout.queries as u32, heads as u32, batch as u32]);
+    rec.dispatch(Kernel::Attention, params, &[q, kv, out, keep], [layout.queries as u32, heads as u32, batch as u32]);
 }
 
 pub(crate) const SHADER: &str = r#"
-// flags: bits 0–1 the mask (0 every key, 1 causal, 2 per-sequence lengths),
+// flags: bits 0–1 the mask (0 every key, 1 causal, 2 a flag per key),
 // bit 2 one query row shared by every sequence.
 struct Params { keys: u32, heads: u32, head_dim: u32, flags: u32, scale: f32, hidden: u32, q_stride: u32, kv_stride: u32 }
 
@@ -124,7 +124,7 @@ struct Params { keys: u32, heads: u32, head_dim: u32, flags: u32, scale: f32, hi
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kv: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> lengths: array<u32>;
+@group(0) @binding(4) var<storage, read> keep: array<u32>;
 
 const WG: u32 = 64u;
 var<workgroup> scores: array<f32, 1024>;
@@ -176,21 +176,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
 
     let mask = params.flags & 3u;
     var keys = params.keys;
-    // An all-padding sequence weighs every key alike (all its scores are equal).
-    var equal = false;
     if (mask == 1u) { keys = q_index + 1u; }
-    if (mask == 2u) {
-        keys = min(lengths[sequence], params.keys);
-        if (keys == 0u) { keys = params.keys; equal = true; }
-    }
+    // f32::MIN, which absorbs any score added to it (transformers' mask value).
+    let masked = bitcast<f32>(0xff7fffffu);
 
-    var local_max = -3.4e38;
+    var local_max = masked;
     for (var j = lane; j < keys; j += WG) {
-        let k_base = (first_key + j) * params.kv_stride + k_offset;
-        var dot = 0.0;
-        for (var d = 0u; d < params.head_dim; d++) { dot += query[d] * kv[k_base + d]; }
-        var s = dot * params.scale;
-        if (equal) { s = 0.0; }
+        var s = masked;
+        if (mask != 2u || keep[first_key + j] != 0u) {
+            let k_base = (first_key + j) * params.kv_stride + k_offset;
+            var dot = 0.0;
+            for (var d = 0u; d < params.head_dim; d++) { dot += query[d] * kv[k_base + d]; }
+            s = dot * params.scale;
+        }
         scores[j] = s;
         local_max = max(local_max, s);
     }
@@ -220,28 +218,31 @@ mod tests {
     use super::*;
     use crate::gpu::test_support::{assert_close, context, run, values};
 
-    /// Softmax attention of one query row to keys `0..count` (all of `keys`
-    /// with equal weights when `count` is 0), in f64.
-    fn reference(query: &[f32], kv: &[f32], kv_stride: usize, k_at: usize, v_at: usize, keys: usize, count: usize) -> Vec<f32> {
-        let (n, equal) = if count == 0 { (keys, true) } else { (count, false) };
+    /// Softmax attention of one query row to the keys `attended` marks (all
+    /// of them with equal weights when it marks none), in f64.
+    fn reference(query: &[f32], kv: &[f32], kv_stride: usize, k_at: usize, v_at: usize, attended: &[bool]) -> Vec<f32> {
+        let any = attended.contains(&true);
+        let keys: Vec<usize> = (0..attended.len()).filter(|&j| attended[j] || !any).collect();
         let scale = (query.len() as f64).powf(-0.5);
-        let scores: Vec<f64> = (0..n)
-            .map(|j| {
+        let scores: Vec<f64> = keys
+            .iter()
+            .map(|&j| {
                 let k = &kv[j * kv_stride + k_at..][..query.len()];
-                if equal { 0.0 } else { query.iter().zip(k).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale }
+                if any { query.iter().zip(k).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale } else { 0.0 }
             })
             .collect();
         let max = scores.iter().copied().fold(f64::MIN, f64::max);
         let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
         let total: f64 = weights.iter().sum();
         (0..query.len())
-            .map(|d| (0..n).map(|j| weights[j] * f64::from(kv[j * kv_stride + v_at + d])).sum::<f64>() / total)
+            .map(|d| keys.iter().zip(&weights).map(|(&j, w)| w * f64::from(kv[j * kv_stride + v_at + d])).sum::<f64>() / total)
             .map(|v| v as f32)
             .collect()
     }
 
-    /// Every mask of the self-attention (none, causal, key lengths with an
-    /// all-padding sequence) over sequences longer than the workgroup.
+    /// Every mask of the self-attention (none, causal, a flag per key: a
+    /// padded tail, pad ids inside a sequence, a sequence with none attended)
+    /// over sequences longer than the workgroup.
     #[test]
     fn self_attention_masks_match_the_cpu() {
         let Some(ctx) = context() else { return };
@@ -250,22 +251,30 @@ mod tests {
         let qkv_values = values(batch * seq * 3 * hidden, 1, 2.0);
         let qkv = ctx.upload("qkv", &qkv_values);
         let out = ctx.activation(batch * seq * hidden);
-        let lengths = [70u32, 5, 0];
-        let length_buffer = ctx.upload_u32("lengths", &lengths);
-        for (name, mask) in [("none", KeyMask::All), ("causal", KeyMask::Causal), ("key lengths", KeyMask::Lengths(&length_buffer))] {
+        // Sequence 0: a tail of padding; 1: holes (every third key, as pad ids
+        // written inside a text); 2: nothing attended.
+        let keep: Vec<bool> = (0..batch * seq)
+            .map(|i| match (i / seq, i % seq) {
+                (0, j) => j < 41,
+                (1, j) => j % 3 != 1,
+                _ => false,
+            })
+            .collect();
+        let keep_buffer = ctx.upload_u32("keep", &keep.iter().map(|&k| u32::from(k)).collect::<Vec<_>>());
+        for (name, mask) in [("none", KeyMask::All), ("causal", KeyMask::Causal), ("key flags", KeyMask::Keys(&keep_buffer))] {
             let got = run(&ctx, |rec| record(rec, &qkv, &out, batch, seq, heads, hidden, mask), &out, batch * seq * hidden);
             let mut want = Vec::with_capacity(got.len());
             for b in 0..batch {
                 let rows = &qkv_values[b * seq * 3 * hidden..(b + 1) * seq * 3 * hidden];
                 for i in 0..seq {
+                    let attended: Vec<bool> = match mask {
+                        KeyMask::All => vec![true; seq],
+                        KeyMask::Causal => (0..seq).map(|j| j <= i).collect(),
+                        KeyMask::Keys(_) => keep[b * seq..(b + 1) * seq].to_vec(),
+                    };
                     for h in 0..heads {
                         let q = &rows[i * 3 * hidden + h * head_dim..][..head_dim];
-                        let count = match mask {
-                            KeyMask::All => seq,
-                            KeyMask::Causal => i + 1,
-                            KeyMask::Lengths(_) => lengths[b] as usize,
-                        };
-                        want.extend(reference(q, rows, 3 * hidden, hidden + h * head_dim, 2 * hidden + h * head_dim, seq, count));
+                        want.extend(reference(q, rows, 3 * hidden, hidden + h * head_dim, 2 * hidden + h * head_dim, &attended));
                     }
                 }
             }
@@ -290,7 +299,7 @@ mod tests {
             let rows = &kv_values[b * seq * 2 * hidden..(b + 1) * seq * 2 * hidden];
             for h in 0..heads {
                 let q = &query_values[h * head_dim..(h + 1) * head_dim];
-                want.extend(reference(q, rows, 2 * hidden, h * head_dim, hidden + h * head_dim, seq, seq));
+                want.extend(reference(q, rows, 2 * hidden, h * head_dim, hidden + h * head_dim, &vec![true; seq]));
             }
         }
         assert_close("shared-query attention", &got, &want, 1e-5);

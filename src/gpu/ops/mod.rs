@@ -6,6 +6,7 @@
 pub(crate) mod attention;
 pub(crate) mod gather_rows;
 pub(crate) mod layer_norm;
+pub(crate) mod masked_mean;
 pub(crate) mod matmul;
 pub(crate) mod patches;
 pub(crate) mod tokens;
@@ -22,10 +23,11 @@ pub(crate) enum Kernel {
     Patches,
     Tokens,
     GatherRows,
+    MaskedMean,
 }
 
 impl Kernel {
-    const ALL: [Kernel; 9] = [
+    const ALL: [Kernel; 10] = [
         Kernel::Matmul,
         Kernel::MatmulQ8,
         Kernel::MatmulQ4,
@@ -35,6 +37,7 @@ impl Kernel {
         Kernel::Patches,
         Kernel::Tokens,
         Kernel::GatherRows,
+        Kernel::MaskedMean,
     ];
 
     fn source(self) -> String {
@@ -48,6 +51,7 @@ impl Kernel {
             Kernel::Patches => patches::SHADER.into(),
             Kernel::Tokens => tokens::SHADER.into(),
             Kernel::GatherRows => gather_rows::SHADER.into(),
+            Kernel::MaskedMean => masked_mean::SHADER.into(),
         }
     }
 
