@@ -141,6 +141,39 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
     }
 }
 
+/// Mean pooling on both towers of the BiomedCLIP-shaped fixture (no
+/// committed fixture has it: `kpl::testing::variants`): open_clip's
+/// `mean_pooler` over the attended tokens (a "[PAD]" written inside a text is
+/// masked and left out, as on the CPU) and timm's `avg` pool over the patches.
+/// The variant must embed differently from the fixture, or the setting was not read.
+#[test]
+fn mean_pooled_open_clip_towers_match_the_cpu() {
+    let name = "tiny-open-clip-bert";
+    let class_pooled = load_model_dir(&fixtures().join(name)).unwrap();
+    let mut pipeline = load_model_dir(&fixtures().join(name)).unwrap();
+    pipeline.model = kpl::testing::variants::mean_pooled(&class_pooled.model);
+    let Some(gpu) = gpu_for(&pipeline.model) else { return };
+    let images: Vec<_> = ["rgb_97x61.png", "grey_80x120.png", "small_30x40.png"]
+        .iter()
+        .map(|f| pipeline.prepare_image(&std::fs::read(fixtures().join("images").join(f)).unwrap(), f).unwrap())
+        .collect();
+    let cpu_images = pipeline.embed_pixels(&images, false).unwrap();
+    let flat: Vec<f32> = images.iter().flat_map(|p| p.data.iter().copied()).collect();
+    let got = pollster::block_on(gpu.image_features(&flat, images.len())).unwrap();
+    compare(&format!("{name} mean-pooled images"), &cpu_images, &got);
+    let (texts, lengths) = fixture_texts(name);
+    let pad_inside = texts.iter().zip(&lengths).any(|(ids, &l)| l > 2 && ids[1..l - 1].contains(&0));
+    assert!(pad_inside, "a reference text with the pad id written inside it");
+    let cpu_texts: Vec<Vec<f32>> =
+        texts.iter().zip(&lengths).map(|(ids, &l)| pipeline.embed_tokens(ids, l, false).unwrap()).collect();
+    compare(&format!("{name} mean-pooled texts"), &cpu_texts, &pollster::block_on(gpu.text_features(&texts, &lengths)).unwrap());
+
+    let image_before = &class_pooled.embed_pixels(&images[..1], false).unwrap()[0];
+    let text_before = class_pooled.embed_tokens(&texts[0], lengths[0], false).unwrap();
+    assert!(cosine(image_before, &cpu_images[0]) < 0.999, "mean pooling changes the image embedding");
+    assert!(cosine(&text_before, &cpu_texts[0]) < 0.999, "mean pooling changes the text embedding");
+}
+
 /// Under SigLIP's key-padding mask the padding does not reach a text's
 /// embedding, and one batch mixes texts of any length: the GPU's rows are
 /// the CPU's, and the mask matters (without it they differ).

@@ -60,10 +60,3 @@ pub(crate) fn assert_close(what: &str, gpu: &[f32], cpu: &[f32], tolerance: f32)
     assert!(diff <= tolerance, "{what}: max abs diff {diff} > {tolerance}");
     diff
 }
-
-/// The BiomedCLIP-shaped fixture (timm ViT, BERT text tower), loaded as the
-/// CLI loads it, for module tests that vary its pooling.
-pub(crate) fn open_clip_bert() -> crate::pipeline::Pipeline {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-open-clip-bert");
-    crate::model_dir::load_model_dir(&dir).expect("the fixture loads")
-}

@@ -156,34 +156,3 @@ impl GpuText {
         Ok(Plan { program: rec.finish(), input, pooled_rows, attended, output, buffers })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gpu::test_support::{assert_close, context, flat, open_clip_bert};
-
-    /// open_clip's `mean_pooler` over a BERT tower (the fixture's tower with
-    /// its pooling changed; the [CLS] one is in tests/gpu.rs): one padded
-    /// batch against `TextTower::forward_ids`, a "[PAD]" written inside a
-    /// text among them (masked as a key and left out of the mean, as on the CPU).
-    #[test]
-    fn mean_pooled_bert_texts_match_the_cpu() {
-        let Some(ctx) = context() else { return };
-        let pipeline = open_clip_bert();
-        let mut tower = pipeline.model.text.clone().expect("a text tower");
-        tower.pool = TextPool::Mean;
-        let tokenizer = pipeline.tokenizer().unwrap();
-        let (texts, lengths): (Vec<_>, Vec<_>) = ["a chest x-ray", "[PAD] written out [PAD] twice", "pneumonia"]
-            .iter()
-            .map(|t| tokenizer.encode_with_length(t).unwrap())
-            .unzip();
-        let pad = tower.pad_token_id.expect("BERT masks its pad id");
-        assert!(texts[1][..lengths[1]].contains(&pad), "the pad id inside the text");
-        // Trimmed to different lengths: the batch pads them again.
-        let texts: Vec<Vec<u32>> = texts.iter().zip([20, 30, 8]).map(|(ids, n)| ids[..n].to_vec()).collect();
-        let want: Vec<f32> = texts.iter().zip(&lengths).flat_map(|(ids, &l)| flat(&tower.forward_ids(ids, l).unwrap())).collect();
-        let gpu = GpuText::upload(&ctx, &tower).unwrap();
-        let got = pollster::block_on(gpu.features(&ctx, &texts, &lengths)).unwrap();
-        assert_close("mean-pooled BERT texts", &got, &want, 1e-5);
-    }
-}

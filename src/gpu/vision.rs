@@ -155,24 +155,3 @@ impl GpuVision {
         Ok(Plan { program: rec.finish(), input, output, pooled_rows: None, attended: None, buffers })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gpu::test_support::{assert_close, context, flat, open_clip_bert, tensor};
-
-    /// timm's `avg` pool (the fixture's timm ViT with its pooling changed;
-    /// the class-token one is in tests/gpu.rs) against `VisionTower::forward`.
-    #[test]
-    fn mean_pooled_timm_vit_matches_the_cpu() {
-        let Some(ctx) = context() else { return };
-        let mut tower = open_clip_bert().model.vision.clone().expect("an image tower");
-        tower.pool = VisionPool::MeanPatches;
-        let size = tower.image_size;
-        let pixels = tensor(&[2, 3, size, size], 4, 1.0);
-        let want = flat(&tower.forward(&pixels).unwrap());
-        let gpu = GpuVision::upload(&ctx, &tower).unwrap();
-        let got = pollster::block_on(gpu.features(&ctx, &flat(&pixels), 2)).unwrap();
-        assert_close("mean-pooled timm ViT", &got, &want, 1e-5);
-    }
-}

@@ -19,5 +19,6 @@ pub mod bench;
 pub mod clip;
 pub mod open_clip;
 mod tensors;
+pub mod variants;
 
 pub use tensors::{safetensors_len, write_safetensors, Init, TensorSpec};
