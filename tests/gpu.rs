@@ -22,9 +22,10 @@ use kpl::model_dir::load_model_dir;
 
 /// Every family's fixtures: CLIP's (`make_fixtures.py`), SigLIP's
 /// (`make_siglip_fixtures.py`), open_clip's (`make_open_clip_fixtures.py`:
-/// its own ViT and text transformer, and a timm ViT with a BERT text tower,
-/// BiomedCLIP's shape).
-const FIXTURES: [&str; 6] = [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert"];
+/// its own ViT and text transformer; timm ViTs with BERT text towers,
+/// BiomedCLIP's shape, and one without class token, mean-pooled on both sides).
+const FIXTURES: [&str; 7] =
+    [MODELS[0], MODELS[1], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert", "tiny-open-clip-mean"];
 
 /// A fixture's reference texts as the CPU takes them: ids, and how many are
 /// real tokens (SigLIP's are padded to max_length; its reference records
@@ -141,8 +142,9 @@ fn fixtures_image_and_text_embeddings_match_the_cpu() {
     }
 }
 
-/// Mean pooling on both towers of the BiomedCLIP-shaped fixture (no
-/// committed fixture has it: `kpl::testing::variants`): open_clip's
+/// Mean pooling on both towers of the BiomedCLIP-shaped fixture
+/// (`kpl::testing::variants`; tiny-open-clip-mean has no class token to
+/// leave out): open_clip's
 /// `mean_pooler` over the attended tokens (a "[PAD]" written inside a text is
 /// masked and left out, as on the CPU) and timm's `avg` pool over the patches.
 /// The variant must embed differently from the fixture, or the setting was not read.
@@ -316,7 +318,7 @@ fn the_cli_embeds_on_the_backend_asked_for() {
 fn quantized_bundles_run_on_the_gpu_and_q8_stays_8_bit() {
     use kpl::bundle::pack::{pack_model_dir, PackOptions};
     use kpl::bundle::PackDtype;
-    for name in [MODELS[0], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert"] {
+    for name in [MODELS[0], "tiny-siglip-a", "tiny-siglip-b", "tiny-open-clip-vit", "tiny-open-clip-bert", "tiny-open-clip-mean"] {
         let source = load_model_dir(&fixtures().join(name)).unwrap();
         let Some(f32_gpu) = gpu_for(&source.model) else { return };
         let f32_bytes = f32_gpu.weight_bytes();
