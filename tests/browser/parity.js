@@ -4,7 +4,7 @@
 // embedImage, embedText) and nothing else.
 
 import init, { ClipModel, GpuEncoder } from '/pkg/kpl.js';
-import { MODEL_FILES } from '/protocol.js';
+import { MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from '/protocol.js';
 
 async function fetchBytes(url) {
   const res = await fetch(url);
@@ -21,10 +21,7 @@ async function run({ models, images, texts, gpu = false }) {
   await init();
   const out = {};
   for (const name of models) {
-    const base = `/fixtures/${name}/`;
-    const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
-    const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(base + f)));
-    const model = ClipModel.load(...bytes);
+    const model = await loadFixture(`/fixtures/${name}/`);
     try {
       const result = { isRandom: model.isRandom, embeddingDim: model.embeddingDim, images: [], texts: [] };
       for (const file of images) {
@@ -41,6 +38,29 @@ async function run({ models, images, texts, gpu = false }) {
     }
   }
   return out;
+}
+
+/** A fixture folder: a Hugging Face one (MODEL_FILES), or an open_clip one (its config and weights by name). */
+async function loadFixture(base) {
+  const open = await fetch(base + OPEN_CLIP_CONFIG);
+  if (open.ok) {
+    const config = new Uint8Array(await open.arrayBuffer());
+    for (const name of OPEN_CLIP_WEIGHTS) {
+      const res = await fetch(base + name);
+      if (!res.ok) continue;
+      const optional = async (f) => {
+        const r = await fetch(base + f);
+        return r.ok ? new Uint8Array(await r.arrayBuffer()) : undefined;
+      };
+      const { tokenizer, textConfig, vocab, tokenizerConfig } = OPEN_CLIP_FILES;
+      const extra = await Promise.all([tokenizer, textConfig, vocab, tokenizerConfig].map(optional));
+      return ClipModel.loadOpenClip(config, new Uint8Array(await res.arrayBuffer()), name, ...extra);
+    }
+    throw new Error(`${base}: no open_clip weights`);
+  }
+  const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
+  const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(base + f)));
+  return ClipModel.load(...bytes);
 }
 
 const rows = (flat, n) => Array.from({ length: n }, (_, i) => Array.from(flat.subarray((i * flat.length) / n, ((i + 1) * flat.length) / n)));
