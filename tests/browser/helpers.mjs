@@ -396,3 +396,19 @@ export async function classifyCustomLabels(page, labels, image) {
   });
   return { banner, method: await card.getAttribute('data-method'), text, scores: JSON.parse(await card.getAttribute('data-scores')) };
 }
+
+/**
+ * A new page of `browser` on the test parity page (tests/browser/parity.html), once its
+ * wasm has started (`window.kplParity` and `window.kplServedModelParity` are then set);
+ * a page that does not start throws with its page errors.
+ */
+export async function openParityPage(server, browser) {
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/test/parity.html`);
+  await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 30000 }).catch(() => {
+    throw new Error(`the parity page did not start: ${errors.join('; ') || 'no page error'}`);
+  });
+  return page;
+}

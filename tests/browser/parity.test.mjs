@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-import { startServer, launchBrowser, readReference, runNative, maxAbsDiff, cosine } from './helpers.mjs';
+import { startServer, launchBrowser, openParityPage, readReference, runNative, maxAbsDiff, cosine } from './helpers.mjs';
 
 const MODELS = ['tiny-quickgelu-f32', 'tiny-gelu-f16'];
 const NATIVE_TOLERANCE = 1e-5;
@@ -43,13 +43,7 @@ let browserResults;
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
-  const page = await browser.context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${server.url}/test/parity.html`);
-  await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 30000 }).catch(() => {
-    throw new Error(`the parity page did not start: ${errors.join('; ') || 'no page error'}`);
-  });
+  const page = await openParityPage(server, browser);
   const job = {
     models: MODELS,
     // Every reference image; the file lists are the same for both models.

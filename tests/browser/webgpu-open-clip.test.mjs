@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-import { startServer, launchBrowser, runNative, maxAbsDiff, cosine } from './helpers.mjs';
+import { startServer, launchBrowser, openParityPage, runNative, maxAbsDiff, cosine } from './helpers.mjs';
 
 const NAME = 'tiny-open-clip-bert';
 const IMAGES = ['images/rgb_97x61.png', 'images/grey_80x120.png', 'images/photo_120x100.jpg'];
@@ -23,13 +23,7 @@ let result;
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
-  const page = await browser.context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${server.url}/test/parity.html`);
-  await page.waitForFunction(() => document.documentElement.dataset.ready === 'true', null, { timeout: 30000 }).catch(() => {
-    throw new Error(`the parity page did not start: ${errors.join('; ') || 'no page error'}`);
-  });
+  const page = await openParityPage(server, browser);
   const job = { models: [NAME], images: IMAGES, texts: TEXTS, gpu: true };
   result = (await page.evaluate((j) => window.kplParity(j), job))[NAME];
 }, { timeout: 180000 });
