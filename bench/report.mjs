@@ -22,6 +22,7 @@ const rows = printed.filter((r) => !r.status);
 const notes = [...readLines(notesPath), ...printed.filter((r) => r.status)];
 
 const IMAGE = 'vit-b16-image';
+const MEDSIGLIP = 'medsiglip-448-image';
 const FIT = 'kpl-fit-n1000-d768-c5';
 // Rows without a runtime (native engines, older results) count as Node's for the wasm engines.
 const runtimeOf = (r) => r.runtime ?? (['kpl-wasm', 'ort-web'].includes(r.engine) ? 'node' : 'native');
@@ -33,7 +34,8 @@ const absentNote = (engine, dtype, model, runtime, threads) =>
 const order = ['kpl-native', 'kpl-wgpu', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
 const dtypeOrder = ['f32', 'f16', 'q8', 'q4', 'f64'];
 const rank = (list, x) => (list.includes(x) ? list.indexOf(x) : list.length);
-const sortKey = (r) => [r.model === IMAGE ? 0 : 1, r.runtime === 'chromium' ? 1 : 0, rank(order, r.engine), rank(dtypeOrder, r.dtype), r.threads ?? 1];
+const models = [IMAGE, MEDSIGLIP];
+const sortKey = (r) => [rank(models, r.model), r.runtime === 'chromium' ? 1 : 0, rank(order, r.engine), rank(dtypeOrder, r.dtype), r.threads ?? 1];
 const cmp = (a, b) => {
   const ka = sortKey(a), kb = sortKey(b);
   for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] - kb[i];
@@ -62,7 +64,8 @@ for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.kernel != null) extra.push(`${r.kernel} (${r.isa}): ${r.gops.toFixed(1)} ${r.dtype === 'q8' ? 'GOP/s' : 'GFLOP/s'}`);
   if (r.adapter) extra.push(`on ${r.adapter}`);
   const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
-  table.push([r.model, r.engine, runtimeOf(r), r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
+  const model = r.random_weights ? `${r.model} (random)` : r.model;
+  table.push([model, r.engine, runtimeOf(r), r.dtype, String(r.threads), time(r.median_s), cpu, String(r.runs_s?.length ?? ''), extra.join(', ')]);
 }
 const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
 const line = (row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();

@@ -159,6 +159,23 @@ else
     note failed kpl-wasm q8 $BIOMED "pkg/ is missing or did not build (make wasm)"
 fi
 
+# A random google/medsiglip-448 image tower (SigLIP, 448 px, 27 × 1152-wide layers, MAP
+# head), q8 only: natively and in wasm (Node). bench_image writes the folder (about
+# 1.9 GB, its text tower cut to one layer) and the q8 bundle the wasm row loads.
+MEDSIGLIP=medsiglip-448-image
+if [ $native_ok = 1 ]; then
+    row kpl-native q8 $MEDSIGLIP -- "$BENCH_IMAGE" --model medsiglip-448 --dtype q8 --threads 1 --runs "$RUNS" --out "$OUT"
+else
+    note failed kpl-native q8 $MEDSIGLIP "the native examples did not build"
+fi
+if [ ! -f "$OUT/medsiglip-448-q8/manifest.json" ]; then
+    note failed kpl-wasm q8 $MEDSIGLIP "no q8 bundle (bench_image --model medsiglip-448 writes it)"
+elif [ $wasm_ok = 1 ]; then
+    row kpl-wasm q8 $MEDSIGLIP -- "$NODE" bench/wasm_image.mjs --model medsiglip-448 --dtype q8 --runs "$RUNS" --out "$OUT"
+else
+    note failed kpl-wasm q8 $MEDSIGLIP "pkg/ is missing or did not build (make wasm)"
+fi
+
 # The wgpu engine natively (on lavapipe, a software Vulkan adapter, where there is no
 # GPU: its numbers then measure the kernels' correctness path, not a GPU), and the
 # matmul GFLOP/s per ViT-B/16 kernel shape.

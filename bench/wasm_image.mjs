@@ -1,13 +1,15 @@
 // kpl in WebAssembly (the web build in pkg/, run in Node, one thread): seconds per image
-// of the CLIP image encoder on the random ViT-B/16 that bench_image wrote.
+// of the image encoder on the random model that bench_image wrote: --model vit-b16
+// (default) or medsiglip-448 (its q8/q4 bundle only: the f32 folder is 1.7 GB).
 //
-//     node bench/wasm_image.mjs [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8]
+//     node bench/wasm_image.mjs [--model vit-b16] [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8]
 //
 // --kernel: how quantised layers compute (setQuantKernel: int8, the default, dequantize
 // or blocks); set before loading, so q8_0 weights are held as that kernel reads them.
 //
 // Loads OUT/vit-b16-random/ with ClipModel.load(config, weights, tokenizer, preprocessor)
-// and times ClipModel.embedImage on OUT/image-224.png: a warm-up, then the median of
+// (a quantised dtype: the bundle OUT/MODEL-DTYPE/ with ClipModel.loadBundle) and times
+// ClipModel.embedImage on OUT/image-S.png (S the model's input size): a warm-up, then the median of
 // --runs runs. embedImage takes the PNG's bytes, so this includes PNG decoding and
 // preprocessing (a few ms; the native row times the encoder on ready pixels).
 // peak_memory_bytes is the wasm instance's linear memory after loading and running (wasm
@@ -21,14 +23,15 @@ import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes, timeRu
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: 'int8',
+  model: 'vit-b16', dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: 'int8',
 });
 const runs = Number(args.runs);
 
 /** The model files for a dtype. A quantised bundle adds its branch here. */
 function modelFiles(dtype) {
-  const dir = join(args.out, 'vit-b16-random');
+  const dir = join(args.out, `${args.model}-random`);
   if (dtype === 'f32') {
+    if (args.model !== 'vit-b16') throw new Error(`--model ${args.model}: only its quantised bundles run here`);
     const read = (name) => new Uint8Array(readFileSync(join(dir, name)));
     return {
       config: read('config.json'),
@@ -38,7 +41,7 @@ function modelFiles(dtype) {
     };
   }
   // q8 / q4: the bundle bench_image packed beside the random folder; image encoder only.
-  const bundle = join(args.out, `vit-b16-${dtype}`);
+  const bundle = join(args.out, `${args.model}-${dtype}`);
   return {
     manifest: readFileSync(join(bundle, 'manifest.json'), 'utf8'),
     weights: new Uint8Array(readFileSync(join(bundle, 'image_encoder.gguf'))),
@@ -60,9 +63,10 @@ const loadS = (performance.now() - t) / 1000;
 delete files.weights; // the JS copy can go; the wasm instance has its own
 const memoryAfterLoad = memoryBytes();
 
-const png = new Uint8Array(readFileSync(join(args.out, 'image-224.png')));
-const embedding = model.embedImage(png, 'image-224.png');
-const { times, cpuTimes } = await timeRuns(runs, () => model.embedImage(png, 'image-224.png'));
+const pngName = `image-${model.imageSize}.png`;
+const png = new Uint8Array(readFileSync(join(args.out, pngName)));
+const embedding = model.embedImage(png, pngName);
+const { times, cpuTimes } = await timeRuns(runs, () => model.embedImage(png, pngName));
 console.error(`# kpl-wasm ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).join(', ')}`);
 
 const row = {
@@ -70,7 +74,8 @@ const row = {
   runtime: 'node',
   simd: 'simd128',
   dtype: args.dtype,
-  model: 'vit-b16-image',
+  model: `${args.model}-image`,
+  random_weights: true,
   threads: 1,
   runtime: 'node',
   ...(files.manifest ? { kernel: args.kernel } : {}),
@@ -85,7 +90,8 @@ const row = {
   vision_weights_bytes: visionBytes,
 };
 try {
-  const reference = JSON.parse(readFileSync(join(args.out, `embedding-kpl-native-${args.dtype}.json`), 'utf8'));
+  const tag = args.model === 'vit-b16' ? '' : `${args.model}-`;
+  const reference = JSON.parse(readFileSync(join(args.out, `embedding-kpl-native-${tag}${args.dtype}.json`), 'utf8'));
   row.cos_vs_kpl_native = round(cosine(Array.from(embedding), reference), 6);
 } catch {
   // no native embedding to compare with

@@ -1,15 +1,19 @@
-//! Seconds per image of the CLIP image encoder, natively, on a full-size random
-//! ViT-B/16 (openai/clip-vit-base-patch16 configuration, weights normal(0, 0.02)).
+//! Seconds per image of an image encoder, natively, on a full-size random model:
+//! `--model vit-b16` (default), openai/clip-vit-base-patch16's configuration, or
+//! `--model medsiglip-448`, google/medsiglip-448's image tower (SigLIP, 448 px,
+//! 27 × 1152-wide layers, MAP head; its text tower, which no row times, is cut
+//! to one layer to save disk). Weights normal(0, 0.02).
 //!
-//!     cargo run --release --example bench_image -- [--dtype f32] [--threads 1] [--kernel int8] [--runs 5] [--out bench/out]
+//!     cargo run --release --example bench_image -- [--model vit-b16] [--dtype f32] [--threads 1] [--kernel int8] [--runs 5] [--out bench/out]
 //!     cargo run --release --example bench_image -- --list-dtypes
 //!
-//! Writes (or reuses) the random model under OUT/vit-b16-random/, a 224×224 test
-//! image OUT/image-224.png, its preprocessed pixels OUT/pixels-224.f32 (raw
-//! little-endian f32, [1, 3, 224, 224], for the ONNX Runtime peers) and the
-//! projected, unnormalised embedding OUT/embedding-kpl-native-DTYPE.json (for
-//! cross-engine checks). Times `Pipeline::embed_pixels` on one preprocessed
-//! image: a warm-up, then the median of --runs runs. Prints one JSON line:
+//! Writes (or reuses) the random model under OUT/MODEL-random/, an S×S test
+//! image OUT/image-S.png (S the model's input size), its preprocessed pixels
+//! OUT/pixels-S.f32 (raw little-endian f32, [1, 3, S, S], for the ONNX Runtime
+//! peers) and the unnormalised embedding OUT/embedding-kpl-native-DTYPE.json
+//! (-medsiglip-448-DTYPE.json for that model; for cross-engine checks). Times
+//! `Pipeline::embed_pixels` on one preprocessed image: a warm-up, then the
+//! median of --runs runs. Prints one JSON line:
 //! {"engine":"kpl-native","dtype":"f32","model":"vit-b16-image","threads":1,"median_s":...}
 
 use std::path::{Path, PathBuf};
@@ -17,15 +21,76 @@ use std::time::Instant;
 
 use kpl::engine::Backend;
 use kpl::testing::clip::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::testing::siglip::{is_random_siglip, write_random_siglip, RandomSiglipConfig};
 use kpl::Pipeline;
 
 /// The dtypes this benchmark can run; bench/run.sh loops over `--list-dtypes`.
 /// A quantised dtype is added here together with its branch in `load_model`.
 const DTYPES: &[&str] = &["f32", "q8", "q4"];
 const SEED: u64 = 0;
-const MODEL_DIR: &str = "vit-b16-random";
+
+/// The benchmarked models.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BenchModel {
+    VitB16,
+    MedSiglip448,
+}
+
+impl BenchModel {
+    /// `--model` and the prefix of its folders (NAME-random, NAME-q8, …).
+    fn name(self) -> &'static str {
+        match self {
+            BenchModel::VitB16 => "vit-b16",
+            BenchModel::MedSiglip448 => "medsiglip-448",
+        }
+    }
+
+    /// The row's `model`.
+    fn row_model(self) -> String {
+        format!("{}-image", self.name())
+    }
+
+    /// Inserted into the embedding file's name (none for ViT-B/16, whose
+    /// names the ONNX Runtime scripts read).
+    fn file_tag(self) -> String {
+        match self {
+            BenchModel::VitB16 => String::new(),
+            other => format!("{}-", other.name()),
+        }
+    }
+
+    /// Writes the random folder unless it is already there.
+    fn ensure_folder(self, folder: &Path) -> Result<(), String> {
+        let t = Instant::now();
+        let reused = match self {
+            BenchModel::VitB16 => {
+                let config = RandomClipConfig::vit_b16();
+                let reused = is_random_clip(folder, &config, SEED);
+                if !reused {
+                    write_random_clip(folder, &config, SEED).map_err(io(folder))?;
+                }
+                reused
+            }
+            BenchModel::MedSiglip448 => {
+                let config = RandomSiglipConfig { text_layers: 1, ..RandomSiglipConfig::medsiglip_448() };
+                let reused = is_random_siglip(folder, &config, SEED);
+                if !reused {
+                    write_random_siglip(folder, &config, SEED).map_err(io(folder))?;
+                }
+                reused
+            }
+        };
+        if reused {
+            eprintln!("# reusing {}", folder.display());
+        } else {
+            eprintln!("# wrote {} in {:.1} s", folder.display(), t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
 
 struct Args {
+    model: BenchModel,
     dtype: String,
     /// cpu, or webgpu (the wgpu engine on the first adapter: lavapipe without a GPU).
     backend: String,
@@ -39,6 +104,7 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
+        model: BenchModel::VitB16,
         dtype: "f32".into(),
         backend: "cpu".into(),
         threads: 1,
@@ -50,6 +116,13 @@ fn parse_args() -> Result<Option<Args>, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--model" => {
+                args.model = match value()?.as_str() {
+                    "vit-b16" => BenchModel::VitB16,
+                    "medsiglip-448" => BenchModel::MedSiglip448,
+                    other => return Err(format!("--model {other:?}: vit-b16 or medsiglip-448")),
+                }
+            }
             "--dtype" => args.dtype = value()?,
             "--backend" => args.backend = value()?,
             "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
@@ -62,7 +135,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench_image [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--runs N] [--out DIR] [--list-dtypes]",
+                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--runs N] [--out DIR] [--list-dtypes]",
                     DTYPES.join("|")
                 );
                 return Ok(None);
@@ -84,12 +157,12 @@ fn parse_args() -> Result<Option<Args>, String> {
 }
 
 /// The model for a dtype. f32: the random Hugging Face folder itself.
-fn load_model(dtype: &str, folder: &Path) -> Result<Pipeline, String> {
+fn load_model(model: BenchModel, dtype: &str, folder: &Path) -> Result<Pipeline, String> {
     match dtype {
         "f32" => kpl::model_dir::load_model_dir(folder).map_err(|e| e.to_string()),
         "q8" | "q4" => {
             // The bundle `kpl pack` would write, made once beside the random folder.
-            let bundle = folder.with_file_name(format!("vit-b16-{dtype}"));
+            let bundle = folder.with_file_name(format!("{}-{dtype}", model.name()));
             if !kpl::bundle::is_bundle_dir(&bundle) {
                 let options = kpl::bundle::pack::PackOptions {
                     dtype: if dtype == "q8" { kpl::bundle::PackDtype::Q8 } else { kpl::bundle::PackDtype::Q4 },
@@ -105,9 +178,11 @@ fn load_model(dtype: &str, folder: &Path) -> Result<Pipeline, String> {
     }
 }
 
-/// A deterministic 224×224 RGB test image: gradients, stripes and a disc.
-fn test_png() -> Vec<u8> {
-    let image = image::RgbImage::from_fn(224, 224, |x, y| {
+/// A deterministic 224×224 RGB test image: gradients, stripes and a disc
+/// (`size` 448 gives the same picture at twice the resolution).
+fn test_png(size: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(size, size, |x, y| {
+        let (x, y) = (x * 224 / size, y * 224 / size);
         let (fx, fy) = (x as f32 - 112.0, y as f32 - 80.0);
         let disc = if fx * fx + fy * fy < 50.0 * 50.0 { 90 } else { 0 };
         image::Rgb([
@@ -152,27 +227,21 @@ fn io(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
 
 fn run(args: &Args) -> Result<(), String> {
     std::fs::create_dir_all(&args.out).map_err(io(&args.out))?;
-    let folder = args.out.join(MODEL_DIR);
-    let config = RandomClipConfig::vit_b16();
-    if is_random_clip(&folder, &config, SEED) {
-        eprintln!("# reusing {}", folder.display());
-    } else {
-        let t = Instant::now();
-        write_random_clip(&folder, &config, SEED).map_err(io(&folder))?;
-        eprintln!("# wrote {} in {:.1} s", folder.display(), t.elapsed().as_secs_f64());
-    }
-
-    let png = test_png();
-    let png_path = args.out.join("image-224.png");
-    std::fs::write(&png_path, &png).map_err(io(&png_path))?;
+    let folder = args.out.join(format!("{}-random", args.model.name()));
+    args.model.ensure_folder(&folder)?;
 
     if let Some(kernel) = args.kernel {
         // Before loading: q8_0 weights are held as this kernel reads them.
         kpl::nn::linear::set_quant_kernel(kernel);
     }
     let t = Instant::now();
-    let mut pipeline = load_model(&args.dtype, &folder)?;
+    let mut pipeline = load_model(args.model, &args.dtype, &folder)?;
     let load_s = t.elapsed().as_secs_f64();
+    let size = pipeline.model.image_size();
+    let png_name = format!("image-{size}.png");
+    let png = test_png(size as u32);
+    let png_path = args.out.join(&png_name);
+    std::fs::write(&png_path, &png).map_err(io(&png_path))?;
     let backend: Backend = args.backend.parse()?;
     let (engine, adapter) = if backend == Backend::Cpu {
         ("kpl-native", None)
@@ -185,8 +254,8 @@ fn run(args: &Args) -> Result<(), String> {
         let adapter = pipeline.accelerator.with_gpu(|g| g.adapter().to_string());
         ("kpl-wgpu", adapter)
     };
-    let pixels = pipeline.prepare_image(&png, "image-224.png").map_err(|e| e.to_string())?;
-    let pixel_path = args.out.join("pixels-224.f32");
+    let pixels = pipeline.prepare_image(&png, &png_name).map_err(|e| e.to_string())?;
+    let pixel_path = args.out.join(format!("pixels-{size}.f32"));
     let raw: Vec<u8> = pixels.data.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&pixel_path, raw).map_err(io(&pixel_path))?;
 
@@ -194,7 +263,7 @@ fn run(args: &Args) -> Result<(), String> {
     let warm = Instant::now();
     let embedding = embed()?.remove(0);
     let warmup_s = warm.elapsed().as_secs_f64();
-    let emb_path = args.out.join(format!("embedding-{engine}-{}.json", args.dtype));
+    let emb_path = args.out.join(format!("embedding-{engine}-{}{}.json", args.model.file_tag(), args.dtype));
     std::fs::write(&emb_path, serde_json::to_vec(&embedding).expect("floats serialise")).map_err(io(&emb_path))?;
 
     let mut times = Vec::with_capacity(args.runs);
@@ -218,7 +287,8 @@ fn run(args: &Args) -> Result<(), String> {
         "engine": engine,
         "adapter": adapter,
         "dtype": args.dtype,
-        "model": "vit-b16-image",
+        "model": args.model.row_model(),
+        "random_weights": true,
         "threads": args.threads,
         "kernel": args.kernel.map(|k| format!("{k:?}").to_lowercase()),
         "median_s": (median_s * 1e4).round() / 1e4,

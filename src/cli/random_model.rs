@@ -1,4 +1,4 @@
-//! `kpl random-model`: writes a CLIP folder with RANDOM weights, for tests,
+//! `kpl random-model`: writes a CLIP or SigLIP folder with RANDOM weights, for tests,
 //! benchmarks and demos without a checkpoint. Its config.json carries
 //! `kpl_random_weights`, so every output of the app says the weights are
 //! random; no result of such a model means anything. Only in a build with the
@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::print_json;
 use kpl::testing::clip::{is_random_clip, write_random_clip, RandomClipConfig};
+use kpl::testing::siglip::{is_random_siglip, write_random_siglip, RandomSiglipConfig};
 use kpl::Error;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -19,6 +20,10 @@ pub enum Preset {
     VitB16,
     /// A tiny model (a few MB).
     Tiny,
+    /// google/medsiglip-448's sizes (SigLIP, about 3.5 GB at 27 + 27 layers; no
+    /// tokenizer, so it embeds images only).
+    #[value(name = "medsiglip-448")]
+    Medsiglip448,
 }
 
 #[derive(Debug, Args)]
@@ -51,30 +56,43 @@ struct Written {
     weights_bytes: u64,
 }
 
-pub fn run(args: &RandomModelArgs) -> Result<i32, Error> {
-    let mut config = match args.preset {
-        Preset::VitB16 => RandomClipConfig::vit_b16(),
-        Preset::Tiny => RandomClipConfig::tiny(),
-    };
+/// Applies the layer and std overrides to a preset's fields.
+fn apply(args: &RandomModelArgs, vision_layers: &mut usize, text_layers: &mut usize, std: &mut f32) {
     if let Some(layers) = args.vision_layers {
-        config.vision_layers = layers.max(1);
-    }
-    if let Some(std) = args.std {
-        config.std = std;
+        *vision_layers = layers.max(1);
     }
     if let Some(layers) = args.text_layers {
-        config.text_layers = layers.max(1);
+        *text_layers = layers.max(1);
     }
+    if let Some(value) = args.std {
+        *std = value;
+    }
+}
+
+pub fn run(args: &RandomModelArgs) -> Result<i32, Error> {
     let folder = &args.output;
-    let reused = is_random_clip(folder, &config, args.seed);
-    if !reused {
-        write_random_clip(folder, &config, args.seed).map_err(|e| Error::io(folder.display(), e))?;
-    }
-    print_json(&Written {
-        folder: folder.display().to_string(),
-        reused,
-        random_weights: true,
-        weights_bytes: config.safetensors_len(),
-    });
+    let write_error = |e| Error::io(folder.display(), e);
+    let (reused, weights_bytes) = match args.preset {
+        Preset::VitB16 | Preset::Tiny => {
+            let mut config =
+                if matches!(args.preset, Preset::VitB16) { RandomClipConfig::vit_b16() } else { RandomClipConfig::tiny() };
+            apply(args, &mut config.vision_layers, &mut config.text_layers, &mut config.std);
+            let reused = is_random_clip(folder, &config, args.seed);
+            if !reused {
+                write_random_clip(folder, &config, args.seed).map_err(write_error)?;
+            }
+            (reused, config.safetensors_len())
+        }
+        Preset::Medsiglip448 => {
+            let mut config = RandomSiglipConfig::medsiglip_448();
+            apply(args, &mut config.vision_layers, &mut config.text_layers, &mut config.std);
+            let reused = is_random_siglip(folder, &config, args.seed);
+            if !reused {
+                write_random_siglip(folder, &config, args.seed).map_err(write_error)?;
+            }
+            (reused, config.safetensors_len())
+        }
+    };
+    print_json(&Written { folder: folder.display().to_string(), reused, random_weights: true, weights_bytes });
     Ok(0)
 }

@@ -12,6 +12,19 @@ use super::transformer::Attention;
 use super::weights::Weights;
 use super::Activation;
 
+/// The head's tensor names below its prefix, as `transformers` stores them.
+pub mod names {
+    pub const PROBE: &str = "probe";
+    pub const ATTENTION: &str = "attention";
+    /// q, k and v stacked, [3h, h] and [3h].
+    pub const IN_PROJ_WEIGHT: &str = "in_proj_weight";
+    pub const IN_PROJ_BIAS: &str = "in_proj_bias";
+    pub const OUT_PROJ: &str = "out_proj";
+    pub const LAYER_NORM: &str = "layernorm";
+    pub const FC1: &str = "mlp.fc1";
+    pub const FC2: &str = "mlp.fc2";
+}
+
 #[derive(Debug, Clone)]
 pub struct AttentionPool {
     /// [1, 1, hidden]
@@ -34,9 +47,9 @@ impl AttentionPool {
         eps: f64,
         w: Weights,
     ) -> Result<Self> {
-        let a = w.pp("attention");
-        let in_weight = a.get((3 * hidden, hidden), "in_proj_weight")?;
-        let in_bias = a.get(3 * hidden, "in_proj_bias")?;
+        let a = w.pp(names::ATTENTION);
+        let in_weight = a.get((3 * hidden, hidden), names::IN_PROJ_WEIGHT)?;
+        let in_bias = a.get(3 * hidden, names::IN_PROJ_BIAS)?;
         let part = |i: usize| -> Result<Linear> {
             Ok(Linear::dense(
                 in_weight.narrow(0, i * hidden, hidden)?.contiguous()?,
@@ -44,11 +57,11 @@ impl AttentionPool {
             ))
         };
         Ok(Self {
-            probe: w.get((1, 1, hidden), "probe")?,
-            attention: Attention::new(part(0)?, part(1)?, part(2)?, a.pp("out_proj").linear(hidden, hidden)?, hidden, heads),
-            layer_norm: w.pp("layernorm").layer_norm(hidden, eps)?,
-            fc1: w.pp("mlp").pp("fc1").linear(hidden, intermediate)?,
-            fc2: w.pp("mlp").pp("fc2").linear(intermediate, hidden)?,
+            probe: w.get((1, 1, hidden), names::PROBE)?,
+            attention: Attention::new(part(0)?, part(1)?, part(2)?, a.pp(names::OUT_PROJ).linear(hidden, hidden)?, hidden, heads),
+            layer_norm: w.pp(names::LAYER_NORM).layer_norm(hidden, eps)?,
+            fc1: w.pp(names::FC1).linear(hidden, intermediate)?,
+            fc2: w.pp(names::FC2).linear(intermediate, hidden)?,
             activation,
         })
     }

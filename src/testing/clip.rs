@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::tensors::{Init, Specs, TensorSpec};
-use super::{safetensors_len, write_safetensors};
+use super::tensors::{stamp_random, Init, RandomFolder, Specs, TensorSpec};
+use super::safetensors_len;
 use crate::models::clip::names;
 use crate::nn::transformer::HF_CLIP_LAYER_NAMES;
 
@@ -121,7 +121,7 @@ impl RandomClipConfig {
             "projection_dim": self.projection_dim,
             "vocab_size": self.vocab_size,
         });
-        json!({
+        let config = json!({
             "architectures": ["CLIPModel"],
             "model_type": "clip",
             "dtype": "float32",
@@ -130,10 +130,8 @@ impl RandomClipConfig {
             "projection_dim": self.projection_dim,
             "text_config": t,
             "vision_config": v,
-            "kpl_random_weights": true,
-            "kpl_random_seed": seed,
-            "kpl_random_std": self.std,
-        })
+        });
+        stamp_random(config, seed, self.std)
     }
 
     /// `preprocessor_config.json`: CLIP's standard preprocessing at this image size.
@@ -196,36 +194,31 @@ pub fn repository_tokenizer() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer.json")
 }
 
+/// The folder [`write_random_clip`] writes.
+fn folder<'a>(config: &RandomClipConfig, tensors: &'a [TensorSpec], seed: u64) -> RandomFolder<'a> {
+    RandomFolder {
+        tensors,
+        seed,
+        std: config.std,
+        config: config.config_json(seed),
+        json: vec![("preprocessor_config.json", config.preprocessor_json())],
+        copies: config.tokenizer.iter().map(|t| (t.clone(), "tokenizer.json")).collect(),
+    }
+}
+
 /// Writes a random CLIP folder into `dir` (created if needed): `config.json`,
 /// `model.safetensors`, `preprocessor_config.json` and, when the configuration
 /// names one, `tokenizer.json`. Deterministic for a given configuration and seed.
 /// The weights are streamed to disk one tensor at a time.
 pub fn write_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if let Some(src) = &config.tokenizer {
-        std::fs::copy(src, dir.join("tokenizer.json"))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
-    }
-    let weights = dir.join("model.safetensors");
-    let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&weights)?);
-    write_safetensors(&mut file, &config.tensors(), seed, config.std)?;
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    let pretty = |v: Value| serde_json::to_vec_pretty(&v).expect("JSON values serialise");
-    std::fs::write(dir.join("preprocessor_config.json"), pretty(config.preprocessor_json()))?;
-    // config.json last: a folder with it is complete (see `is_random_clip`).
-    std::fs::write(dir.join("config.json"), pretty(config.config_json(seed)))
+    folder(config, &config.tensors(), seed).write(dir)
 }
 
 /// True when `dir` already holds exactly what `write_random_clip` would write for
 /// this configuration and seed (same `config.json`, weights of the right size), so
 /// callers can reuse it instead of regenerating hundreds of megabytes.
 pub fn is_random_clip(dir: &Path, config: &RandomClipConfig, seed: u64) -> bool {
-    let Ok(existing) = std::fs::read(dir.join("config.json")) else { return false };
-    let expected = serde_json::to_vec_pretty(&config.config_json(seed)).expect("JSON values serialise");
-    let weights_ok = std::fs::metadata(dir.join("model.safetensors"))
-        .is_ok_and(|m| m.len() == config.safetensors_len());
-    let tokenizer_ok = config.tokenizer.is_none() || dir.join("tokenizer.json").is_file();
-    existing == expected && weights_ok && tokenizer_ok
+    folder(config, &config.tensors(), seed).exists_in(dir)
 }
 
 #[cfg(test)]

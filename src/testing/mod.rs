@@ -5,8 +5,8 @@
 //! Pretrained weights cannot be downloaded on the build machines and a
 //! full-size checkpoint (about 600 MB in f32) must never be committed, so
 //! benchmarks and size/fidelity tests build one here. The tensor names come from
-//! the family's own table (`models::clip::names`, `nn::transformer`'s
-//! `LayerNames`), the one its loader and `bundle::pack` use, so a checkpoint
+//! the family's own table (`models::clip::names`, `models::siglip::names`,
+//! `nn::transformer`'s `LayerNames`), the one its loader and `bundle::pack` use, so a checkpoint
 //! generated here is exactly what the loader reads.
 //!
 //! Weights are drawn from normal(0, std) with a tiny seeded xorshift64* and
@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod clip;
 pub mod open_clip;
+pub mod siglip;
 mod tensors;
 pub mod variants;
 

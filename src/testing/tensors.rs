@@ -3,6 +3,7 @@
 //! tensor from a seeded normal stream, written as f32 one tensor at a time.
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -128,6 +129,66 @@ fn safetensors_header(specs: &[TensorSpec]) -> (Vec<u8>, u64) {
         header.push(b' ');
     }
     (header, offset)
+}
+
+/// A random checkpoint folder's contents: its tensors and the files beside them.
+pub(crate) struct RandomFolder<'a> {
+    pub(crate) tensors: &'a [TensorSpec],
+    pub(crate) seed: u64,
+    pub(crate) std: f32,
+    /// `config.json`: written last, so a folder that has it is complete.
+    pub(crate) config: Value,
+    /// Other JSON files (`preprocessor_config.json`, …), by name.
+    pub(crate) json: Vec<(&'static str, Value)>,
+    /// Files copied in (source, name in the folder), e.g. a tokenizer.
+    pub(crate) copies: Vec<(PathBuf, &'static str)>,
+}
+
+/// A family's `config.json` object with the marks of a random checkpoint:
+/// `kpl_random_weights` (every output then says the weights are random), the
+/// seed and the std (so that a folder can be recognised and reused).
+pub(crate) fn stamp_random(mut config: Value, seed: u64, std: f32) -> Value {
+    if let Value::Object(map) = &mut config {
+        map.insert("kpl_random_weights".into(), json!(true));
+        map.insert("kpl_random_seed".into(), json!(seed));
+        map.insert("kpl_random_std".into(), json!(std));
+    }
+    config
+}
+
+fn pretty(v: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).expect("JSON values serialise")
+}
+
+impl RandomFolder<'_> {
+    /// Writes the folder into `dir` (created if needed); the weights are streamed
+    /// to `model.safetensors` one tensor at a time.
+    pub(crate) fn write(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (src, name) in &self.copies {
+            std::fs::copy(src, dir.join(name))
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
+        }
+        let weights = dir.join("model.safetensors");
+        let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&weights)?);
+        write_safetensors(&mut file, self.tensors, self.seed, self.std)?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        for (name, value) in &self.json {
+            std::fs::write(dir.join(name), pretty(value))?;
+        }
+        std::fs::write(dir.join("config.json"), pretty(&self.config))
+    }
+
+    /// True when `dir` already holds exactly this folder (same `config.json`,
+    /// weights of the right size, the copied files present), so callers can
+    /// reuse it instead of regenerating hundreds of megabytes.
+    pub(crate) fn exists_in(&self, dir: &Path) -> bool {
+        let Ok(existing) = std::fs::read(dir.join("config.json")) else { return false };
+        let weights_ok = std::fs::metadata(dir.join("model.safetensors"))
+            .is_ok_and(|m| m.len() == safetensors_len(self.tensors));
+        let copies_ok = self.copies.iter().all(|(_, name)| dir.join(name).is_file());
+        existing == pretty(&self.config) && weights_ok && copies_ok
+    }
 }
 
 /// FNV-1a, to give each tensor its own stream.

@@ -17,8 +17,8 @@ export const CSP =
   "img-src 'self' blob: data:; connect-src 'self'; worker-src 'self'; object-src 'none'; " +
   "base-uri 'none'; frame-ancestors 'self'";
 
-export function readReference() {
-  return JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference.json'), 'utf8'));
+export function readReference(file = 'reference.json') {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, file), 'utf8'));
 }
 
 /**

@@ -12,9 +12,29 @@ async function fetchBytes(url) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+/** The bytes at `url`, or undefined when the server has no such file (404). */
+async function fetchOptional(url) {
+  const res = await fetch(url);
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/**
+ * A Hugging Face folder (CLIP or SigLIP) as ClipModel.load takes it: tokenizer.json
+ * when the folder has one, else spiece.model with tokenizer_config.json (as the worker).
+ */
+async function loadFolder(base) {
+  const { config, weights, tokenizer, preprocessor, spiece, tokenizerConfig } = MODEL_FILES;
+  const [c, w, p] = await Promise.all([config, weights, preprocessor].map((f) => fetchBytes(base + f)));
+  const json = await fetchOptional(base + tokenizer);
+  const [sp, tc] = json ? [] : await Promise.all([spiece, tokenizerConfig].map((f) => fetchOptional(base + f)));
+  return ClipModel.load(c, w, json, p, sp, tc);
+}
+
 /**
  * @param {{models: string[], images: string[], texts: string[], gpu?: boolean}} job
- *   models: folder names under /fixtures/; images: paths under /fixtures/; gpu: also
+ *   models: folder names under /fixtures/ (CLIP or SigLIP); images: paths under /fixtures/; gpu: also
  *   embed everything with the WebGPU engine (GpuEncoder), images as one batch.
  */
 async function run({ models, images, texts, gpu = false }) {
@@ -40,7 +60,7 @@ async function run({ models, images, texts, gpu = false }) {
   return out;
 }
 
-/** A fixture folder: a Hugging Face one (MODEL_FILES), or an open_clip one (its config and weights by name). */
+/** A fixture folder: a Hugging Face one (CLIP or SigLIP, `loadFolder`), or an open_clip one (its config and weights by name). */
 async function loadFixture(base) {
   const open = await fetch(base + OPEN_CLIP_CONFIG);
   if (open.ok) {
@@ -58,9 +78,7 @@ async function loadFixture(base) {
     }
     throw new Error(`${base}: no open_clip weights`);
   }
-  const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
-  const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(base + f)));
-  return ClipModel.load(...bytes);
+  return loadFolder(base);
 }
 
 const rows = (flat, n) => Array.from({ length: n }, (_, i) => Array.from(flat.subarray((i * flat.length) / n, ((i + 1) * flat.length) / n)));
@@ -87,9 +105,7 @@ async function onGpu(model, images, texts) {
  */
 async function runServedModel({ images, texts }) {
   await init();
-  const { config, weights, tokenizer, preprocessor } = MODEL_FILES;
-  const bytes = await Promise.all([config, weights, tokenizer, preprocessor].map((f) => fetchBytes(`/model/${f}`)));
-  const model = ClipModel.load(...bytes);
+  const model = await loadFolder('/model/');
   try {
     const cpu = { images: [], texts: [] };
     let t = performance.now();

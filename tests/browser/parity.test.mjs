@@ -1,10 +1,14 @@
 // Browser (wasm, headless Chromium) vs native CLI vs Hugging Face reference, for
-// both fixture models: every image in reference.json and every reference text.
+// both CLIP fixture models: every image in reference.json and every reference text;
+// and for the SigLIP fixtures tiny-siglip-a (tokenizer.json) and tiny-siglip-b
+// (spiece.model): every image and text of siglip_reference.json.
 //
 //   browser vs native `kpl embed-image` / `kpl embed-text`: max |diff| <= 1e-5
-//   browser vs reference.json (transformers):              cosine >= 0.999
+//   browser vs reference.json (transformers, CLIP):        cosine >= 0.999
+//     (SigLIP's against transformers: tests/parity.rs, natively)
 //   WebGPU engine in the browser (SwiftShader's software adapter in CI) vs native
 //   CPU: cosine >= 0.9999 and max |diff| <= 1e-3, the GPU engine's tolerance
+//     (SigLIP: the MAP head, the key-padding mask, no class token on the GPU)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +17,7 @@ import path from 'node:path';
 import { startServer, launchBrowser, openParityPage, readReference, runNative, maxAbsDiff, cosine } from './helpers.mjs';
 
 const MODELS = ['tiny-quickgelu-f32', 'tiny-gelu-f16'];
+const SIGLIP_MODELS = ['tiny-siglip-a', 'tiny-siglip-b'];
 const NATIVE_TOLERANCE = 1e-5;
 const REFERENCE_MIN_COSINE = 0.999;
 const GPU_MIN_COSINE = 0.9999;
@@ -36,6 +41,7 @@ function nativeOf(name) {
 }
 
 const reference = readReference();
+const siglipReference = readReference('siglip_reference.json');
 let server;
 let browser;
 let browserResults;
@@ -52,14 +58,22 @@ before(async () => {
     gpu: true,
   };
   browserResults = await page.evaluate((j) => window.kplParity(j), job);
-}, { timeout: 180000 });
+  const siglip = siglipReference.models[SIGLIP_MODELS[0]];
+  const siglipJob = {
+    models: SIGLIP_MODELS,
+    images: siglip.images.map((i) => i.file),
+    texts: siglip.texts.map((t) => t.text),
+    gpu: true,
+  };
+  Object.assign(browserResults, await page.evaluate((j) => window.kplParity(j), siglipJob));
+}, { timeout: 240000 });
 
 after(async () => {
   await browser?.close();
   await server?.close();
 });
 
-for (const name of MODELS) {
+for (const name of [...MODELS, ...SIGLIP_MODELS]) {
   test(`${name}: browser embeddings match the native CLI (max |diff| <= ${NATIVE_TOLERANCE})`, () => {
     const ours = browserResults[name];
     assert.ok(ours, `no browser result for ${name}`);
@@ -112,7 +126,9 @@ for (const name of MODELS) {
         `${gpu.images.length} images + ${gpu.texts.length} texts, min cosine ${minCos.toFixed(7)}, max |diff| ${maxDiff.toExponential(2)}`,
     );
   });
+}
 
+for (const name of MODELS) {
   test(`${name}: browser embeddings match the transformers reference (cosine >= ${REFERENCE_MIN_COSINE})`, () => {
     const ours = browserResults[name];
     const ref = reference.models[name];

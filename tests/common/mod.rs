@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use kpl::testing::clip::RandomClipConfig;
+use kpl::testing::siglip::RandomSiglipConfig;
+use kpl::testing::TensorSpec;
 use kpl::models::{Model, ModelConfig, Towers};
 use serde_json::Value;
 
@@ -84,6 +86,19 @@ pub fn normalized_rows(t: &Tensor) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The tensors of `specs` whose names start with one of `keep`, filled for
+/// this seed and std (f32).
+pub fn random_tensors(specs: Vec<TensorSpec>, keep: &[&str], seed: u64, std: f32) -> HashMap<String, Tensor> {
+    specs
+        .into_iter()
+        .filter(|s| keep.iter().any(|k| s.name.starts_with(k)))
+        .map(|s| {
+            let t = Tensor::from_vec(s.values(seed, std), s.shape.clone(), &Device::Cpu).unwrap();
+            (s.name, t)
+        })
+        .collect()
+}
+
 /// The image tower of a full-size random ViT-B/16 (weights normal(0, std)):
 /// its config.json text, the parsed config and the tensors by name.
 pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ModelConfig, HashMap<String, Tensor>) {
@@ -92,17 +107,17 @@ pub fn random_vit_b16_image_tower(std: f32, seed: u64) -> (String, ModelConfig, 
     random.tokenizer = None;
     let config_json = serde_json::to_string(&random.config_json(seed)).unwrap();
     let config = ModelConfig::from_json(config_json.as_bytes(), "random config").unwrap();
-    let tensors = random
-        .tensors()
-        .into_iter()
-        .filter(|s| {
-            s.name == "logit_scale" || s.name.starts_with("vision_model.") || s.name.starts_with("visual_projection.")
-        })
-        .map(|s| {
-            let t = Tensor::from_vec(s.values(seed, std), s.shape.clone(), &Device::Cpu).unwrap();
-            (s.name, t)
-        })
-        .collect();
+    let tensors = random_tensors(random.tensors(), &["logit_scale", "vision_model.", "visual_projection."], seed, std);
+    (config_json, config, tensors)
+}
+
+/// The image tower of a full-size random google/medsiglip-448 (weights
+/// normal(0, std)): its config.json text, the parsed config and the tensors.
+pub fn random_medsiglip_448_image_tower(std: f32, seed: u64) -> (String, ModelConfig, HashMap<String, Tensor>) {
+    let random = RandomSiglipConfig { std, ..RandomSiglipConfig::medsiglip_448() };
+    let config_json = serde_json::to_string(&random.config_json(seed)).unwrap();
+    let config = ModelConfig::from_json(config_json.as_bytes(), "random config").unwrap();
+    let tensors = random_tensors(random.tensors(), &["logit_", "vision_model."], seed, std);
     (config_json, config, tensors)
 }
 
