@@ -1,6 +1,7 @@
 // Shared by the browser tests: start scripts/serve.mjs on a free port, launch
 // headless Chromium (system package, driven by playwright-core), clean up.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -411,4 +412,35 @@ export async function openParityPage(server, browser) {
     throw new Error(`the parity page did not start: ${errors.join('; ') || 'no page error'}`);
   });
   return page;
+}
+
+/** The WebGPU engine's tolerance against the CPU (as tests/gpu.rs). */
+export const GPU_MIN_COSINE = 0.9999;
+export const GPU_MAX_DIFF = 1e-3;
+
+/**
+ * Asserts that the parity page's WebGPU result for `name` matches the native CLI's
+ * embeddings of the same inputs (`native.files[i]` names image i; `native.images` and
+ * `native.texts` are `kpl embed-image` / `embed-text` entries), within
+ * GPU_MIN_COSINE / GPU_MAX_DIFF, and logs the worst figures.
+ */
+export function assertGpuMatchesNative(name, gpu, native) {
+  assert.ok(gpu, `no WebGPU result for ${name}`);
+  let minCos = 1;
+  let maxDiff = 0;
+  const check = (what, got, want) => {
+    const c = cosine(got, want);
+    const d = maxAbsDiff(got, want);
+    minCos = Math.min(minCos, c);
+    maxDiff = Math.max(maxDiff, d);
+    assert.ok(c >= GPU_MIN_COSINE && d <= GPU_MAX_DIFF, `${what}: WebGPU vs native cosine ${c}, max |diff| ${d}`);
+  };
+  assert.equal(gpu.images.length, native.images.length);
+  gpu.images.forEach((e, i) => check(native.files[i], e, native.images[i].embedding));
+  assert.equal(gpu.texts.length, native.texts.length);
+  gpu.texts.forEach((e, i) => check(JSON.stringify(native.texts[i].text), e, native.texts[i].embedding));
+  console.log(
+    `# ${name}: WebGPU (${gpu.adapter}${gpu.software ? ', software' : ''}${gpu.f16 ? ', shader-f16' : ''}) vs native CPU, ` +
+      `${gpu.images.length} images + ${gpu.texts.length} texts, min cosine ${minCos.toFixed(7)}, max |diff| ${maxDiff.toExponential(2)}`,
+  );
 }

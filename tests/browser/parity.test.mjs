@@ -14,14 +14,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-import { startServer, launchBrowser, openParityPage, readReference, runNative, maxAbsDiff, cosine } from './helpers.mjs';
+import { startServer, launchBrowser, openParityPage, assertGpuMatchesNative, GPU_MIN_COSINE, GPU_MAX_DIFF, readReference, runNative, maxAbsDiff, cosine } from './helpers.mjs';
 
 const MODELS = ['tiny-quickgelu-f32', 'tiny-gelu-f16'];
 const SIGLIP_MODELS = ['tiny-siglip-a', 'tiny-siglip-b'];
 const NATIVE_TOLERANCE = 1e-5;
 const REFERENCE_MIN_COSINE = 0.999;
-const GPU_MIN_COSINE = 0.9999;
-const GPU_MAX_DIFF = 1e-3;
 
 /** The native CLI's embeddings of the browser's images and texts, once per model. */
 const nativeCache = new Map();
@@ -105,26 +103,7 @@ for (const name of [...MODELS, ...SIGLIP_MODELS]) {
   });
 
   test(`${name}: the WebGPU engine in the browser matches the native CPU (cosine >= ${GPU_MIN_COSINE}, max |diff| <= ${GPU_MAX_DIFF})`, () => {
-    const gpu = browserResults[name].gpu;
-    assert.ok(gpu, `no WebGPU result for ${name}`);
-    const native = nativeOf(name);
-    let minCos = 1;
-    let maxDiff = 0;
-    const check = (what, got, want) => {
-      const c = cosine(got, want);
-      const d = maxAbsDiff(got, want);
-      minCos = Math.min(minCos, c);
-      maxDiff = Math.max(maxDiff, d);
-      assert.ok(c >= GPU_MIN_COSINE && d <= GPU_MAX_DIFF, `${what}: WebGPU vs native cosine ${c}, max |diff| ${d}`);
-    };
-    assert.equal(gpu.images.length, native.images.length);
-    gpu.images.forEach((e, i) => check(native.files[i], e, native.images[i].embedding));
-    assert.equal(gpu.texts.length, native.texts.length);
-    gpu.texts.forEach((e, i) => check(JSON.stringify(native.texts[i].text), e, native.texts[i].embedding));
-    console.log(
-      `# ${name}: WebGPU (${gpu.adapter}${gpu.software ? ', software' : ''}${gpu.f16 ? ', shader-f16' : ''}) vs native CPU, ` +
-        `${gpu.images.length} images + ${gpu.texts.length} texts, min cosine ${minCos.toFixed(7)}, max |diff| ${maxDiff.toExponential(2)}`,
-    );
+    assertGpuMatchesNative(name, browserResults[name].gpu, nativeOf(name));
   });
 }
 
