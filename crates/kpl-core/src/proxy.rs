@@ -92,13 +92,12 @@ fn fit_loop<R: Real>(
     stop_when_stationary: bool,
 ) -> ProxyFit {
     let (n, d) = (images.rows(), images.cols());
-    let mut ws = Workspace {
-        panels: pack_panels(images),
-        rows: vec![R::ZERO; 4 * d],
-        scores: vec![R::ZERO; c * PANEL],
-        coef: vec![R::ZERO; PANEL * c],
-        z: vec![0.0f64; c],
+    let fixed = Fixed {
+        images,
+        p,
+        tau: params.tau_i,
     };
+    let mut ws = Workspace::new(images, c);
     let mut g = vec![R::ZERO; c * d];
     let mut lr = params.lr;
     let mut prev = f64::INFINITY;
@@ -108,7 +107,7 @@ fn fit_loop<R: Real>(
     let mut iterations = 0;
     for _ in 0..params.iters_proxy {
         iterations += 1;
-        dispatch::gradient_pass(images, &w, p, params.tau_i, &mut ws, &mut g);
+        dispatch::gradient_pass(&fixed, &w, &mut ws, &mut g);
         grad_norm = g
             .iter()
             .map(|v| v.to_f64() * v.to_f64())
@@ -159,6 +158,14 @@ fn same_bits<R: Real>(a: &[R], b: &[R]) -> bool {
 /// scores, then its rows are read again, still in cache, for the gradient.
 const PANEL: usize = 64;
 
+/// What stays the same in every gradient pass of one fit: the images (n×d), the
+/// hardened pseudo-labels (n×C) and the temperature.
+pub(crate) struct Fixed<'a> {
+    images: &'a Matrix,
+    p: &'a [f64],
+    tau: f64,
+}
+
 /// Buffers reused across iterations.
 pub(crate) struct Workspace<R> {
     /// X repacked as consecutive panels of PANEL images (the last may be narrower),
@@ -169,6 +176,18 @@ pub(crate) struct Workspace<R> {
     scores: Vec<R>,
     coef: Vec<R>,
     z: Vec<f64>,
+}
+
+impl<R: Real> Workspace<R> {
+    fn new(images: &Matrix, classes: usize) -> Self {
+        Workspace {
+            panels: pack_panels(images),
+            rows: vec![R::ZERO; 4 * images.cols()],
+            scores: vec![R::ZERO; classes * PANEL],
+            coef: vec![R::ZERO; PANEL * classes],
+            z: vec![0.0f64; classes],
+        }
+    }
 }
 
 fn pack_panels<R: Real>(images: &Matrix) -> Vec<R> {
@@ -187,14 +206,8 @@ fn pack_panels<R: Real>(images: &Matrix) -> Vec<R> {
 
 /// One pass over X: `g = Xᵀ (softmax_rows(X Wᵀ / tau) − P)`, panel by panel.
 #[inline(always)]
-pub(crate) fn gradient_pass<R: Real>(
-    images: &Matrix,
-    w: &[R],
-    p: &[f64],
-    tau: f64,
-    ws: &mut Workspace<R>,
-    g: &mut [R],
-) {
+pub(crate) fn gradient_pass<R: Real>(fixed: &Fixed, w: &[R], ws: &mut Workspace<R>, g: &mut [R]) {
+    let Fixed { images, p, tau } = *fixed;
     let (n, d) = (images.rows(), images.cols());
     let c = w.len() / d;
     g.iter_mut().for_each(|v| *v = R::ZERO);
@@ -291,91 +304,45 @@ fn gradient_of_panel<R: Real>(
 mod dispatch {
     use super::*;
 
-    #[cfg(not(all(
-        feature = "simd-dispatch",
-        any(target_arch = "x86_64", target_arch = "wasm32")
-    )))]
-    pub(super) fn gradient_pass<R: Real>(
-        images: &Matrix,
-        w: &[R],
-        p: &[f64],
-        tau: f64,
-        ws: &mut Workspace<R>,
-        g: &mut [R],
-    ) {
-        super::gradient_pass(images, w, p, tau, ws, g)
+    /// `unsafe fn $name`: [`super::gradient_pass`] compiled with `$feature` enabled.
+    /// Callers must know the CPU or engine has the feature.
+    #[allow(unused_macros)]
+    macro_rules! compiled_for {
+        ($($feature:literal => $name:ident),+ $(,)?) => {$(
+            #[target_feature(enable = $feature)]
+            unsafe fn $name<R: Real>(fixed: &Fixed, w: &[R], ws: &mut Workspace<R>, g: &mut [R]) {
+                super::gradient_pass(fixed, w, ws, g)
+            }
+        )+};
     }
 
     #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
+    compiled_for!("avx2" => avx2, "avx512f" => avx512);
+    #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
+    compiled_for!("simd128" => simd128);
+
     pub(super) fn gradient_pass<R: Real>(
-        images: &Matrix,
+        fixed: &Fixed,
         w: &[R],
-        p: &[f64],
-        tau: f64,
         ws: &mut Workspace<R>,
         g: &mut [R],
     ) {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the feature the function is compiled for.
-            unsafe { avx512(images, w, p, tau, ws, g) }
-        } else if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            unsafe { avx2(images, w, p, tau, ws, g) }
-        } else {
-            super::gradient_pass(images, w, p, tau, ws, g)
+        #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the feature the function is compiled for.
+                return unsafe { avx512(fixed, w, ws, g) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { avx2(fixed, w, ws, g) };
+            }
         }
-    }
-
-    #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2<R: Real>(
-        images: &Matrix,
-        w: &[R],
-        p: &[f64],
-        tau: f64,
-        ws: &mut Workspace<R>,
-        g: &mut [R],
-    ) {
-        super::gradient_pass(images, w, p, tau, ws, g)
-    }
-
-    #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
-    pub(super) fn gradient_pass<R: Real>(
-        images: &Matrix,
-        w: &[R],
-        p: &[f64],
-        tau: f64,
-        ws: &mut Workspace<R>,
-        g: &mut [R],
-    ) {
         // SAFETY: a module with simd128 code only instantiates on an engine that has it.
-        unsafe { simd128(images, w, p, tau, ws, g) }
-    }
-
-    #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
-    #[target_feature(enable = "simd128")]
-    unsafe fn simd128<R: Real>(
-        images: &Matrix,
-        w: &[R],
-        p: &[f64],
-        tau: f64,
-        ws: &mut Workspace<R>,
-        g: &mut [R],
-    ) {
-        super::gradient_pass(images, w, p, tau, ws, g)
-    }
-
-    #[cfg(all(feature = "simd-dispatch", target_arch = "x86_64"))]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<R: Real>(
-        images: &Matrix,
-        w: &[R],
-        p: &[f64],
-        tau: f64,
-        ws: &mut Workspace<R>,
-        g: &mut [R],
-    ) {
-        super::gradient_pass(images, w, p, tau, ws, g)
+        #[cfg(all(feature = "simd-dispatch", target_arch = "wasm32"))]
+        return unsafe { simd128(fixed, w, ws, g) };
+        #[cfg(not(all(feature = "simd-dispatch", target_arch = "wasm32")))]
+        super::gradient_pass(fixed, w, ws, g)
     }
 }
 
@@ -401,18 +368,17 @@ mod tests {
         let (n, d) = (images.rows(), images.cols());
         let c = w.len() / d;
         let w: Vec<R> = w.iter().map(|&v| R::from_f64(v)).collect();
-        let mut ws = Workspace {
-            panels: pack_panels(images),
-            rows: vec![R::ZERO; 4 * d],
-            scores: vec![R::ZERO; c * PANEL],
-            coef: vec![R::ZERO; PANEL * c],
-            z: vec![0.0; c],
+        let fixed = Fixed {
+            images,
+            p: &p[..n * c],
+            tau: 0.04,
         };
+        let mut ws = Workspace::new(images, c);
         let mut g = vec![R::ZERO; c * d];
         if dispatched {
-            dispatch::gradient_pass(images, &w, &p[..n * c], 0.04, &mut ws, &mut g);
+            dispatch::gradient_pass(&fixed, &w, &mut ws, &mut g);
         } else {
-            gradient_pass(images, &w, &p[..n * c], 0.04, &mut ws, &mut g);
+            gradient_pass(&fixed, &w, &mut ws, &mut g);
         }
         g.iter().map(|v| v.to_f64()).collect()
     }
@@ -495,8 +461,14 @@ mod tests {
                 );
                 assert_eq!(full.iterations, params.iters_proxy);
                 assert_eq!(
-                    ProxyFit { iterations: 0, ..early },
-                    ProxyFit { iterations: 0, ..full },
+                    ProxyFit {
+                        iterations: 0,
+                        ..early
+                    },
+                    ProxyFit {
+                        iterations: 0,
+                        ..full
+                    },
                     "{n}x{d}x{c} {precision:?}"
                 );
             }
