@@ -88,7 +88,7 @@ native_ok=1
 wasm_ok=1
 if [ "${KPL_BENCH_NO_BUILD:-0}" != 1 ]; then
     say "build: native examples (bench_image, bench_fit)"
-    if ! { $CARGO build --release --examples --features kpl/testing && $CARGO build --release --example bench_fit -p kpl-core; } >&2; then
+    if ! { $CARGO build --release --examples --features kpl/testing && $CARGO build --release --example bench_fit -p kpl-core --features simd-dispatch; } >&2; then
         native_ok=0
     fi
     stale=""
