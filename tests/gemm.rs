@@ -4,11 +4,19 @@
 //! dense f32 matmul with the dequantised weight (within the activation
 //! quantisation's bound) and its own q8_0 block kernel. Odd shapes: one row,
 //! m and n off the 4 × 8 tile, k = 32 · odd.
+//!
+//! The f32 GEMM (`kpl::nn::gemm::f32`): the unfused kernels bit for bit against
+//! the numpy reference of their algorithm (tests/reference/f32_gemm.py), the
+//! fused ones bit for bit against their scalar reference, all within the f32
+//! rounding bound of the exact product and of candle's dense matmul. Odd
+//! shapes: k = 1, one row, m off every kernel's rows, n off the 16-column
+//! panel, k across the 256-value block.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
-use kpl::nn::gemm::Isa;
+use kpl::nn::gemm::f32::PackedF32;
+use kpl::nn::gemm::{F32Isa, Isa};
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -131,4 +139,88 @@ fn q8_packing_rejects_bad_shapes() {
     assert!(PackedQ8::from_blocks(&raw, 3, 32).is_err(), "too few bytes");
     assert!(PackedQ8::from_blocks(&raw, 0, 32).is_err(), "no rows");
     assert!(PackedQ8::from_blocks(&raw[1..], 2, 32).is_err(), "a truncated block");
+}
+
+/// f32's unit roundoff.
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// The rounding bound of a k-step f32 chain `Σ x·w (+ b)` (Higham's γ_k,
+/// doubled for the products' rounding, plus the bias sum): `(2k + 2) · u ·
+/// (Σ|x·w| + |b|)`, with a floor for the subnormal range.
+fn chain_bound(x: &[f32], w: &[f32], b: f32) -> f64 {
+    let magnitude: f64 = x.iter().zip(w).map(|(a, c)| (a * c).abs() as f64).sum::<f64>() + b.abs() as f64;
+    (2 * x.len() + 2) as f64 * U * magnitude + 1e-30
+}
+
+#[test]
+fn f32_gemm_matches_the_numpy_reference() {
+    let text = std::fs::read_to_string("tests/fixtures/f32-gemm/cases.json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = json["cases"].as_array().unwrap();
+    assert!(cases.len() >= 8);
+    for c in cases {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let x = f32s(&unhex(c["x"].as_str().unwrap()));
+        let w = f32s(&unhex(c["w"].as_str().unwrap()));
+        let b = c["b"].as_str().map(|h| f32s(&unhex(h)));
+        let expected = f32s(&unhex(c["y"].as_str().unwrap()));
+        let exact: Vec<f64> = unhex(c["y_f64"].as_str().unwrap()).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().unwrap())).collect();
+        let packed = PackedF32::from_rows(&w, n, k).unwrap();
+        assert_eq!(packed.to_rows(), w, "[{m}, {k}, {n}]: packing must be lossless");
+        let fused_reference = packed.matmul_with(&x, m, b.as_deref(), F32Isa::ScalarFma);
+        for isa in F32Isa::available() {
+            let y = packed.matmul_with(&x, m, b.as_deref(), isa);
+            let reference = if isa.fused() { &fused_reference } else { &expected };
+            let same = y.iter().zip(reference).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "[{m}, {k}, {n}] {isa:?}: differs from its reference (numpy's for unfused kernels)");
+            for i in 0..m {
+                for j in 0..n {
+                    let bound = chain_bound(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k], b.as_ref().map_or(0.0, |b| b[j]));
+                    let err = (y[i * n + j] as f64 - exact[i * n + j]).abs();
+                    assert!(err <= bound, "[{m}, {k}, {n}] {isa:?} ({i}, {j}): {} vs exact {} (bound {bound})", y[i * n + j], exact[i * n + j]);
+                }
+            }
+        }
+        eprintln!("[{m}, {k}, {n}]: {:?} equal to their references bit for bit", F32Isa::available());
+    }
+}
+
+#[test]
+fn f32_gemm_agrees_with_candle_dense_matmul() {
+    let dev = Device::Cpu;
+    // k = 1, one row, exact tiles (12 × 16, 6 × 16), k across the 256 block, n off the panel.
+    let shapes = [(1, 1, 1), (1, 768, 19), (3, 1, 40), (12, 256, 16), (6, 512, 32), (13, 520, 33), (197, 96, 50), (29, 2, 7)];
+    for &(m, k, n) in &shapes {
+        let x = stream(m as u64 * 17 + k as u64, m * k, 1.0);
+        let w = stream(n as u64 * 5 + 1, n * k, 0.02);
+        let b = stream(n as u64 + 99, n, 0.1);
+        let xt = Tensor::from_vec(x.clone(), (m, k), &dev).unwrap();
+        let wt = Tensor::from_vec(w.clone(), (n, k), &dev).unwrap();
+        let bt = Tensor::from_vec(b.clone(), n, &dev).unwrap();
+        let candle = candle_nn::Linear::new(wt, Some(bt)).forward(&xt).unwrap().to_vec2::<f32>().unwrap();
+        let packed = PackedF32::from_rows(&w, n, k).unwrap();
+        let mut worst = 0f64;
+        for isa in F32Isa::available() {
+            let y = packed.matmul_with(&x, m, Some(&b), isa);
+            for i in 0..m {
+                for j in 0..n {
+                    // Both are within the chain bound of the exact value.
+                    let bound = 2.0 * chain_bound(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k], b[j]);
+                    let err = (y[i * n + j] as f64 - candle[i][j] as f64).abs();
+                    assert!(err <= bound, "[{m}, {k}, {n}] {isa:?} ({i}, {j}): {} vs candle {} (bound {bound})", y[i * n + j], candle[i][j]);
+                    worst = worst.max(err / bound);
+                }
+            }
+        }
+        eprintln!("[{m}, {k}, {n}]: |ours − candle| ≤ {worst:.3} of the rounding bound");
+    }
+}
+
+#[test]
+fn f32_packing_rejects_bad_shapes() {
+    assert!(PackedF32::from_rows(&[0.0; 6], 2, 3).is_ok());
+    assert!(PackedF32::from_rows(&[0.0; 6], 2, 4).is_err(), "too few values");
+    assert!(PackedF32::from_rows(&[0.0; 6], 0, 6).is_err(), "no rows");
+    assert!(PackedF32::from_rows(&[], 6, 0).is_err(), "no columns");
+    assert!(PackedF32::from_rows(&[0.0; 6], usize::MAX, 2).is_err(), "n · k overflows");
 }

@@ -11,7 +11,8 @@ use kpl::bundle::pack::{pack_model_dir, PackOptions};
 use kpl::bundle::PackDtype;
 use kpl::model_dir::load_model_dir;
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
-use kpl::nn::gemm::Isa;
+use kpl::nn::gemm::f32::PackedF32;
+use kpl::nn::gemm::{F32Isa, Isa};
 use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::preprocess::PixelTensor;
 
@@ -63,6 +64,27 @@ fn q8_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
                     assert_eq!(rayon::current_num_threads(), threads);
                     packed.matmul_with(&x, m, isa)
                 });
+                assert!(same_bits(&got, &one), "[{m}, {k}, {n}] {isa:?} on {threads} threads differs from 1 thread");
+            }
+        }
+    }
+}
+
+#[test]
+fn f32_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
+    // m off every kernel's rows, n off the 16-column panel, fewer panels than
+    // threads, panel counts that do not divide by the thread count, k across
+    // the 256-value block.
+    for &(m, k, n) in &[(1, 1, 1), (5, 33, 13), (3, 300, 17), (13, 800, 40), (197, 96, 81), (2, 32, 3072)] {
+        let x = values(m as u64 * 131 + k as u64, m * k, 2.0);
+        let w = values(n as u64 + 7, n * k, 0.1);
+        let b = values(n as u64 + 8, n, 0.1);
+        let packed = PackedF32::from_rows(&w, n, k).unwrap();
+        for isa in F32Isa::available() {
+            let one = pool(1).install(|| packed.matmul_with(&x, m, Some(&b), isa));
+            assert!(one.iter().any(|v| *v != 0.0), "[{m}, {k}, {n}]: an all-zero product proves nothing");
+            for threads in [2, 3] {
+                let got = pool(threads).install(|| packed.matmul_with(&x, m, Some(&b), isa));
                 assert!(same_bits(&got, &one), "[{m}, {k}, {n}] {isa:?} on {threads} threads differs from 1 thread");
             }
         }

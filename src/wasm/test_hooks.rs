@@ -25,6 +25,22 @@ pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result
     Ok(packed.matmul(x, m))
 }
 
+/// `y = x · Wᵀ + b` through the f32 GEMM (`nn::gemm::f32`, the simd128
+/// kernel): `x` is `[m, k]`, `w` `[n, k]`, `b` `[n]` or empty for none; returns
+/// `[m, n]`. For `tests/browser/gemm.test.mjs` (wasm against the numpy
+/// reference, bit for bit). Throws on mismatched sizes.
+#[wasm_bindgen(js_name = f32Gemm)]
+pub fn f32_gemm(w: &[f32], n: usize, k: usize, b: &[f32], x: &[f32], m: usize) -> Result<Vec<f32>, JsError> {
+    let packed = crate::nn::gemm::f32::PackedF32::from_rows(w, n, k).map_err(|e| JsError::new(&e.0))?;
+    if m.checked_mul(k) != Some(x.len()) {
+        return Err(JsError::new(&format!("x has {} values, expected m · k = {m} · {k}", x.len())));
+    }
+    if !b.is_empty() && b.len() != n {
+        return Err(JsError::new(&format!("b has {} values, expected n = {n}", b.len())));
+    }
+    Ok(packed.matmul(x, m, (!b.is_empty()).then_some(b)))
+}
+
 /// The GEMM rates of `nn::gemm::rates` on `[m, k] × [n, k]ᵀ` in this wasm
 /// instance, as JSON (`bench/wasm_gemm.mjs`; wall clock).
 #[wasm_bindgen(js_name = gemmRates)]

@@ -2,7 +2,12 @@
 // bit for bit equal to the numpy reference of its algorithm
 // (tests/reference/q8_gemm.py → tests/fixtures/q8-gemm/cases.json), which the native
 // kernels also match exactly (tests/gemm.rs): wasm and native give the same bits.
-// Odd shapes: one row, m and n off the 4 × 8 tile, k = 32 · odd. Needs `make wasm`.
+// Odd shapes: one row, m and n off the 4 × 8 tile, k = 32 · odd.
+// The f32 GEMM in wasm (simd128: multiply, then add) bit for bit equal to the numpy
+// reference of that algorithm (tests/reference/f32_gemm.py), which the native scalar
+// kernel also matches exactly and the native FMA kernels within the f32 rounding
+// bound (tests/gemm.rs). Odd shapes: k = 1, one row, n off the 16-column panel, k
+// across the 256-value block. Needs `make wasm`.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,4 +51,23 @@ test('q8 GEMM in wasm equals the numpy reference bit for bit', async () => {
   // A bad shape is an error, not a trap.
   assert.throws(() => mod.q8Gemm(new Uint8Array(34), 1, 48, new Float32Array(48), 1), /multiple of 32/);
   assert.throws(() => mod.q8Gemm(new Uint8Array(34), 1, 32, new Float32Array(31), 1), /expected m/);
+});
+
+const f32Fixture = JSON.parse(readFileSync('tests/fixtures/f32-gemm/cases.json', 'utf8'));
+
+test('f32 GEMM in wasm equals the numpy reference bit for bit', async () => {
+  const { mod } = await loadKplWasm(resolve('pkg'));
+  assert.ok(f32Fixture.cases.length >= 8);
+  for (const c of f32Fixture.cases) {
+    const y = mod.f32Gemm(f32(c.w), c.n, c.k, c.b ? f32(c.b) : new Float32Array(0), f32(c.x), c.m);
+    assert.equal(y.length, c.m * c.n);
+    const yBits = new Uint32Array(new Float32Array(y).buffer);
+    const eBits = new Uint32Array(new Float32Array(f32(c.y)).buffer);
+    let differing = 0;
+    for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
+    assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
+  }
+  assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 4, new Float32Array(0), new Float32Array(4), 1), /expected a positive n/);
+  assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 3, new Float32Array(0), new Float32Array(4), 1), /expected m/);
+  assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 3, new Float32Array(3), new Float32Array(3), 1), /expected n/);
 });

@@ -1,14 +1,25 @@
-//! Our own CPU matrix products for the encoders' linear layers, one algorithm
-//! for native and wasm: the same integer sums and the same f32 operations in
-//! the same order on every instruction set, so native (AVX2, or the scalar
-//! fallback) and wasm (simd128) give bit-identical results.
+//! Our own CPU matrix products for the encoders' linear layers.
 //!
 //! - [`q8`]: `y = x · Wᵀ` for a q8_0 weight, repacked once at load into
 //!   8-column panels, the activations quantised to int16 per 32-value block at
-//!   each call; the weight is never expanded to f32.
+//!   each call; the weight is never expanded to f32. One algorithm for native
+//!   and wasm: the same integer sums and the same f32 operations in the same
+//!   order on every instruction set, so native (AVX2, or the scalar fallback)
+//!   and wasm (simd128) give bit-identical results.
+//! - [`f32`]: `y = x · Wᵀ + b` for a dense f32 weight, repacked once at load
+//!   into 16-column panels, register-blocked micro-kernels (AVX-512 or
+//!   AVX2+FMA natively, simd128 in wasm); native (fused multiply-adds) and
+//!   wasm (multiply, then add) differ by the rounding of the products.
+//!
+//! Both split their column panels across threads ([`split`]): the same bits
+//! at any thread count.
 
+pub mod f32;
+mod f32_kernel;
 pub mod q8;
 mod q8_kernel;
 pub mod rates;
+mod split;
 
+pub use f32_kernel::F32Isa;
 pub use q8_kernel::Isa;

@@ -27,8 +27,6 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::q8_kernel::{self, Isa, MR, NR, PAIRS};
 
 /// Values per q8_0 block (ggml's `QK8_0`).
@@ -151,35 +149,7 @@ impl PackedQ8 {
     pub fn matmul_with(&self, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
         let acts = QuantizedRows::new(x, m, self.k);
-        let panels = self.n.div_ceil(NR);
-        let groups = rayon::current_num_threads().clamp(1, panels);
-        if groups == 1 || m == 0 {
-            let mut y = vec![0f32; m * self.n];
-            self.panel_range(&acts, m, isa, 0..panels, &mut y);
-            return y;
-        }
-        // One [m, columns of the range] block per range, then copied into y's
-        // rows: the ranges' columns are interleaved in y, so they cannot be
-        // written in place without sharing y between threads.
-        let per = panels.div_ceil(groups);
-        let ranges: Vec<_> = (0..panels).step_by(per).map(|p| p..(p + per).min(panels)).collect();
-        let blocks: Vec<Vec<f32>> = ranges
-            .par_iter()
-            .map(|r| {
-                let cols = (r.end * NR).min(self.n) - r.start * NR;
-                let mut block = vec![0f32; m * cols];
-                self.panel_range(&acts, m, isa, r.clone(), &mut block);
-                block
-            })
-            .collect();
-        let mut y = vec![0f32; m * self.n];
-        for (r, block) in ranges.iter().zip(&blocks) {
-            let (c0, cols) = (r.start * NR, block.len() / m);
-            for (i, row) in block.chunks_exact(cols).enumerate() {
-                y[i * self.n + c0..i * self.n + c0 + cols].copy_from_slice(row);
-            }
-        }
-        y
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, panels, block))
     }
 
     /// The columns of `panels` for every row, into `out` ([m, those columns],

@@ -6,6 +6,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use serde::Serialize;
 
+use super::f32::PackedF32;
+use super::f32_kernel::F32Isa;
 use super::q8::PackedQ8;
 use super::q8_kernel::{peak_loop, Isa};
 
@@ -13,8 +15,9 @@ use super::q8_kernel::{peak_loop, Isa};
 /// (2·m·k·n per call; for a peak loop, per instruction lane).
 #[derive(Debug, Clone, Serialize)]
 pub struct Rate {
-    /// `q8-int8` (ours), `q8-blocks` (candle's q8_0 kernel), `f32-gemm`
-    /// (candle's dense gemm), `peak-int8` / `peak-f32` (instruction-mix limits).
+    /// `q8-int8` (ours), `q8-blocks` (candle's q8_0 kernel), `f32-packed`
+    /// (ours), `f32-gemm` (candle's dense gemm), `peak-int8` / `peak-f32`
+    /// (instruction-mix limits; `peak-f32` is that of `f32-packed`'s kernel).
     pub kernel: String,
     pub isa: String,
     pub median_s: f64,
@@ -89,6 +92,12 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
         std::hint::black_box(qm.forward(&x).expect("q8_0 matmul"));
     });
     push("q8-blocks", "candle".into(), s, ops);
+    let f32_best = F32Isa::best();
+    let packed_f32 = PackedF32::from_rows(&w.flatten_all()?.to_vec1::<f32>()?, n, k).map_err(|e| candle_core::Error::Msg(e.0))?;
+    let s = time(runs, now, || {
+        std::hint::black_box(packed_f32.matmul_with(&xv, m, None, f32_best));
+    });
+    push("f32-packed", format!("{f32_best:?}"), s, ops);
     let wt = w.t()?;
     let s = time(runs, now, || {
         std::hint::black_box(x.matmul(&wt).expect("f32 matmul"));
@@ -104,33 +113,47 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
     });
     push("peak-int8", format!("{best:?}"), s, peak_ops as f64);
     let (lanes, s) = peak_f32(iters, runs, now);
-    push("peak-f32", peak_f32_isa().into(), s, (iters * lanes * 2) as f64);
+    push("peak-f32", format!("{f32_best:?}"), s, (iters * lanes * 2) as f64);
     Ok(rates)
 }
 
-fn peak_f32_isa() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        return "Avx2Fma";
-    }
-    #[cfg(target_arch = "wasm32")]
-    return "Simd128";
-    #[allow(unreachable_code)]
-    "Scalar"
-}
-
-/// Eight independent multiply-add chains on registers: FMA natively (what
-/// candle's gemm uses there), `f32x4.mul` + `add` in wasm (simd128 has no FMA). Returns (multiply-adds
+/// Independent multiply-add chains on registers (12 natively, 8 in wasm), in the instructions of
+/// the best f32 kernel ([`F32Isa::best`]): AVX-512 or AVX2 FMA natively,
+/// `f32x4.mul` + `add` in wasm (simd128 has no FMA). Returns (multiply-adds
 /// per iteration, median seconds).
 fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     #[cfg(target_arch = "x86_64")]
-    if peak_f32_isa() == "Avx2Fma" {
+    if F32Isa::best() == F32Isa::Avx512 {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fma(iters: usize) -> f32 {
+            use std::arch::x86_64::*;
+            let a = _mm512_set1_ps(std::hint::black_box(0.999));
+            let b = _mm512_set1_ps(std::hint::black_box(0.001));
+            let mut acc = [_mm512_setzero_ps(); 12];
+            for _ in 0..iters {
+                for s in acc.iter_mut() {
+                    *s = _mm512_fmadd_ps(*s, a, b);
+                }
+            }
+            let mut sum = acc[0];
+            for s in &acc[1..] {
+                sum = _mm512_add_ps(sum, *s);
+            }
+            _mm512_reduce_add_ps(sum)
+        }
+        // SAFETY: AVX-512F is present (F32Isa::best checked it).
+        return (12 * 16, time(runs, now, || {
+            std::hint::black_box(unsafe { fma(iters) });
+        }));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if F32Isa::best() == F32Isa::Avx2Fma {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn fma(iters: usize) -> f32 {
             use std::arch::x86_64::*;
             let a = _mm256_set1_ps(std::hint::black_box(0.999));
             let b = _mm256_set1_ps(std::hint::black_box(0.001));
-            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut acc = [_mm256_setzero_ps(); 12];
             for _ in 0..iters {
                 for s in acc.iter_mut() {
                     *s = _mm256_fmadd_ps(*s, a, b);
@@ -142,8 +165,8 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
             }
             _mm256_cvtss_f32(sum)
         }
-        // SAFETY: AVX2 and FMA are present (checked by peak_f32_isa).
-        return (64, time(runs, now, || {
+        // SAFETY: AVX2 and FMA are present (F32Isa::best checked them).
+        return (12 * 8, time(runs, now, || {
             std::hint::black_box(unsafe { fma(iters) });
         }));
     }

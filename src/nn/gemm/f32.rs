@@ -1,0 +1,127 @@
+//! f32 GEMM for dense linear layers: `y[m, n] = Σ_k x[m, k] · w[n, k] + b[n]`.
+//!
+//! **Weights** `[n, k]` (row-major, PyTorch's `nn.Linear` layout) are repacked
+//! once, at load, into panels of [`NR`] = 16 output columns: per k, the 16
+//! columns' values side by side (one AVX-512 load, two AVX2, four simd128).
+//! The panels replace the tensor (4 bytes per weight, plus the zero columns
+//! that pad `n` to a multiple of 16).
+//!
+//! **Product** (the usual register-blocked GEMM, as BLIS and ONNX Runtime's
+//! MLAS do it): k is cut into blocks of [`KC`] so that a panel's block stays in
+//! the L1 cache while every tile of rows passes over it; each micro-kernel
+//! ([`super::f32_kernel`]) keeps a tile of rows × 16 columns in registers.
+//! Every output is one chain over k in order from 0, so the tiles, the k
+//! blocks and the threads (column panels, [`super::split`]) do not change its
+//! bits; the bias is added last, once, as candle's `Linear` does. Natively
+//! the chain uses fused multiply-adds (AVX2+FMA or AVX-512, run-time
+//! detection), in wasm `f32x4.mul` then `add` (simd128 has no deterministic
+//! FMA): wasm and native differ by the rounding of the products only.
+
+use super::f32_kernel::{self, F32Isa, MAX_ROWS, NR};
+use super::q8::PackError;
+
+/// Values of k per block (a 16 KB panel block: L1-resident).
+pub const KC: usize = 256;
+
+/// A dense f32 weight `[n, k]` in the kernel's panel layout (see the module doc).
+#[derive(Clone)]
+pub struct PackedF32 {
+    n: usize,
+    k: usize,
+    /// `ceil(n / 16)` panels × k × 16 values.
+    panels: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedF32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedF32 [{}, {}]", self.n, self.k)
+    }
+}
+
+impl PackedF32 {
+    /// Repacks `n` rows of `k` values (row-major). Errors (never panics) when
+    /// `n` or `k` is 0 or `w.len() != n · k`.
+    pub fn from_rows(w: &[f32], n: usize, k: usize) -> Result<Self, PackError> {
+        if n == 0 || k == 0 || n.checked_mul(k) != Some(w.len()) {
+            return Err(PackError(format!("f32 weight [{n}, {k}]: {} values, expected a positive n · k", w.len())));
+        }
+        let mut panels = vec![0f32; n.div_ceil(NR) * k * NR];
+        for (row, values) in w.chunks_exact(k).enumerate() {
+            let panel = &mut panels[row / NR * k * NR..];
+            for (j, &v) in values.iter().enumerate() {
+                panel[j * NR + row % NR] = v;
+            }
+        }
+        Ok(Self { n, k, panels })
+    }
+
+    /// The weight back as `[n, k]` rows (exact).
+    pub fn to_rows(&self) -> Vec<f32> {
+        let mut w = Vec::with_capacity(self.n * self.k);
+        for row in 0..self.n {
+            let panel = &self.panels[row / NR * self.k * NR..];
+            w.extend((0..self.k).map(|j| panel[j * NR + row % NR]));
+        }
+        w
+    }
+
+    /// `(n, k)`: output and input features.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 4
+    }
+
+    /// `y = x · Wᵀ (+ bias)`: `x` is `[m, k]` row-major, `bias` `[n]`, the
+    /// result `[m, n]`. Uses the best micro-kernel of this machine; the column
+    /// panels are split across the current rayon pool's threads (the same
+    /// bits at any count).
+    ///
+    /// Panics if `x.len() != m · k` or the bias is not `[n]` (a caller's bug).
+    pub fn matmul(&self, x: &[f32], m: usize, bias: Option<&[f32]>) -> Vec<f32> {
+        self.matmul_with(x, m, bias, F32Isa::best())
+    }
+
+    /// [`matmul`](Self::matmul) with a chosen micro-kernel.
+    pub fn matmul_with(&self, x: &[f32], m: usize, bias: Option<&[f32]>, isa: F32Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        assert!(bias.is_none_or(|b| b.len() == self.n), "bias must be [n]");
+        super::split::by_panels(m, self.n, NR, |panels, block| {
+            let c0 = panels.start * NR;
+            let width = (panels.end * NR).min(self.n) - c0;
+            for k0 in (0..self.k).step_by(KC) {
+                let kc = KC.min(self.k - k0);
+                let last = k0 + kc == self.k;
+                for p in panels.clone() {
+                    let w = &self.panels[(p * self.k + k0) * NR..(p * self.k + k0 + kc) * NR];
+                    let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
+                    for r0 in (0..m).step_by(isa.rows()) {
+                        let rows = isa.rows().min(m - r0);
+                        let mut acc = [[0f32; NR]; MAX_ROWS];
+                        let out = |r: usize| (r0 + r) * width + col..(r0 + r) * width + col + cols;
+                        if k0 > 0 {
+                            for (r, a) in acc[..rows].iter_mut().enumerate() {
+                                a[..cols].copy_from_slice(&block[out(r)]);
+                            }
+                        }
+                        f32_kernel::tile(isa, rows, kc, &x[r0 * self.k + k0..], self.k, w, &mut acc);
+                        for (r, a) in acc[..rows].iter().enumerate() {
+                            let dst = &mut block[out(r)];
+                            match bias.filter(|_| last) {
+                                Some(b) => {
+                                    for ((d, &v), &b) in dst.iter_mut().zip(a).zip(&b[c0 + col..]) {
+                                        *d = v + b;
+                                    }
+                                }
+                                None => dst.copy_from_slice(&a[..cols]),
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! The f32 GEMM's micro-kernels: up to [`F32Isa::rows`] rows × one [`NR`]-column
+//! panel over a block of k, for each instruction set. Each output is one chain
+//! `acc ← acc + x·w` in k order, starting from the value passed in; the kernels
+//! with fused multiply-adds ([`F32Isa::fused`]) round once per step
+//! (`x.mul_add(w, acc)`), the others twice (`acc + x * w`). Kernels of the same
+//! kind give the same bits as their scalar reference, whatever their tile.
+
+/// Output columns per weight panel: one AVX-512 register, two AVX2 ones,
+/// four simd128 ones.
+pub const NR: usize = 16;
+/// The most rows any kernel takes at once.
+pub const MAX_ROWS: usize = 12;
+
+/// An instruction set an f32 micro-kernel is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F32Isa {
+    /// Plain Rust, `acc + x * w` (two roundings): the fallback on any CPU, and
+    /// the reference of simd128.
+    Scalar,
+    /// Plain Rust, `x.mul_add(w, acc)` (one rounding): the reference of the FMA
+    /// kernels (slow where the CPU has no FMA: software `fmaf`).
+    ScalarFma,
+    /// x86-64 AVX2 + FMA, 6 rows × 16 columns, chosen at run time.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    /// x86-64 AVX-512F, 12 rows × 16 columns, chosen at run time.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// wasm simd128 (`f32x4.mul` + `f32x4.add`: simd128 has no deterministic
+    /// FMA), 4 rows × 8 columns twice per panel.
+    #[cfg(target_arch = "wasm32")]
+    Simd128,
+}
+
+impl F32Isa {
+    /// The fastest kernel this machine runs.
+    pub fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return F32Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return F32Isa::Avx2Fma;
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        return F32Isa::Simd128;
+        #[allow(unreachable_code)]
+        F32Isa::Scalar
+    }
+
+    /// Every kernel this machine runs (for tests comparing them).
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![F32Isa::Scalar, F32Isa::ScalarFma];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(F32Isa::Avx2Fma);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(F32Isa::Avx512);
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        v.push(F32Isa::Simd128);
+        v
+    }
+
+    /// Whether each step rounds once (a fused multiply-add).
+    pub fn fused(self) -> bool {
+        match self {
+            F32Isa::Scalar => false,
+            F32Isa::ScalarFma => true,
+            #[cfg(target_arch = "x86_64")]
+            F32Isa::Avx2Fma | F32Isa::Avx512 => true,
+            #[cfg(target_arch = "wasm32")]
+            F32Isa::Simd128 => false,
+        }
+    }
+
+    /// Rows per tile: as many accumulators as the registers hold beside the
+    /// weights and the broadcast activation (16 ymm, 32 zmm, 16 in V8).
+    pub fn rows(self) -> usize {
+        match self {
+            F32Isa::Scalar | F32Isa::ScalarFma => 4,
+            #[cfg(target_arch = "x86_64")]
+            F32Isa::Avx2Fma => 6,
+            #[cfg(target_arch = "x86_64")]
+            F32Isa::Avx512 => MAX_ROWS,
+            #[cfg(target_arch = "wasm32")]
+            F32Isa::Simd128 => 4,
+        }
+    }
+}
+
+/// Calls `$f::<R>($args)` for `R = $rows`, one of the listed constants.
+macro_rules! by_rows {
+    ($rows:expr, $f:ident, $args:tt, $($r:literal)*) => {
+        match $rows {
+            $($r => $f::<$r> $args,)*
+            _ => unreachable!("rows checked by tile"),
+        }
+    };
+}
+
+/// `acc[r][c] ← acc[r][c] + Σ_{j<kc} x[r·ldx + j] · w[j·NR + c]`, one step per
+/// j in order, for `r < rows`, `c < NR`. `x`: `rows` rows of activations,
+/// `ldx` apart; `w`: `kc` × [`NR`] values of one panel.
+///
+/// Panics if `rows` is 0 or above `isa.rows()`, or a slice is shorter than read
+/// (a caller's bug).
+pub fn tile(isa: F32Isa, rows: usize, kc: usize, x: &[f32], ldx: usize, w: &[f32], acc: &mut [[f32; NR]]) {
+    assert!((1..=isa.rows()).contains(&rows) && acc.len() >= rows && w.len() >= kc * NR);
+    assert!(kc == 0 || x.len() >= (rows - 1) * ldx + kc, "x is shorter than rows · ldx");
+    let (x, w, acc) = (x.as_ptr(), w.as_ptr(), &mut acc[..rows]);
+    match isa {
+        F32Isa::Scalar => tile_scalar(false, kc, &x_rows(x, rows, ldx, kc), w, acc),
+        F32Isa::ScalarFma => tile_scalar(true, kc, &x_rows(x, rows, ldx, kc), w, acc),
+        #[cfg(target_arch = "x86_64")]
+        F32Isa::Avx2Fma => {
+            assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+            // SAFETY: AVX2 and FMA are present (checked above); the pointers
+            // cover what the kernel reads (asserted above).
+            unsafe { by_rows!(rows, tile_avx2, (kc, x, ldx, w, acc), 1 2 3 4 5 6) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        F32Isa::Avx512 => {
+            assert!(std::arch::is_x86_feature_detected!("avx512f"));
+            // SAFETY: AVX-512F is present (checked above); the pointers cover
+            // what the kernel reads (asserted above).
+            unsafe { by_rows!(rows, tile_avx512, (kc, x, ldx, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12) }
+        }
+        // SAFETY: the lengths are asserted above; simd128 is a requirement of
+        // the wasm build (every supported browser and Node ≥ 16 has it).
+        #[cfg(target_arch = "wasm32")]
+        F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128, (kc, x, ldx, w, acc), 1 2 3 4) },
+    }
+}
+
+/// The rows of `x` as slices (for the scalar kernels).
+fn x_rows<'a>(x: *const f32, rows: usize, ldx: usize, kc: usize) -> Vec<&'a [f32]> {
+    // SAFETY: `tile` asserted that x holds (rows − 1) · ldx + kc values.
+    (0..rows).map(|r| unsafe { std::slice::from_raw_parts(x.add(r * ldx), kc) }).collect()
+}
+
+fn tile_scalar(fused: bool, kc: usize, x: &[&[f32]], w: *const f32, acc: &mut [[f32; NR]]) {
+    // SAFETY: `tile` asserted that w holds kc · NR values.
+    let w = unsafe { std::slice::from_raw_parts(w, kc * NR) };
+    for (row, acc) in x.iter().zip(acc.iter_mut()) {
+        for (&a, wk) in row.iter().zip(w.chunks_exact(NR)) {
+            for (o, &b) in acc.iter_mut().zip(wk) {
+                *o = if fused { a.mul_add(b, *o) } else { *o + a * b };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+    use std::arch::x86_64::*;
+    let mut c = [[_mm256_setzero_ps(); 2]; R];
+    for (c, a) in c.iter_mut().zip(acc.iter()) {
+        *c = [_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(a.as_ptr().add(8))];
+    }
+    for j in 0..kc {
+        let w0 = _mm256_loadu_ps(w.add(j * NR));
+        let w1 = _mm256_loadu_ps(w.add(j * NR + 8));
+        for (r, c) in c.iter_mut().enumerate() {
+            let a = _mm256_broadcast_ss(&*x.add(r * ldx + j));
+            c[0] = _mm256_fmadd_ps(a, w0, c[0]);
+            c[1] = _mm256_fmadd_ps(a, w1, c[1]);
+        }
+    }
+    for (c, a) in c.iter().zip(acc.iter_mut()) {
+        _mm256_storeu_ps(a.as_mut_ptr(), c[0]);
+        _mm256_storeu_ps(a.as_mut_ptr().add(8), c[1]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+    use std::arch::x86_64::*;
+    let mut c = [_mm512_setzero_ps(); R];
+    for (c, a) in c.iter_mut().zip(acc.iter()) {
+        *c = _mm512_loadu_ps(a.as_ptr());
+    }
+    for j in 0..kc {
+        let wv = _mm512_loadu_ps(w.add(j * NR));
+        for (r, c) in c.iter_mut().enumerate() {
+            *c = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(r * ldx + j)), wv, *c);
+        }
+    }
+    for (c, a) in c.iter().zip(acc.iter_mut()) {
+        _mm512_storeu_ps(a.as_mut_ptr(), *c);
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+    use core::arch::wasm32::*;
+    // Two passes of 8 columns: 4 rows × 2 vectors of accumulators, 2 of
+    // weights and the broadcast stay within the 16 registers V8 allocates.
+    for half in [0, NR / 2] {
+        let mut c = [[f32x4_splat(0.0); 2]; R];
+        for (c, a) in c.iter_mut().zip(acc.iter()) {
+            let p = a.as_ptr().add(half);
+            *c = [v128_load(p as *const v128), v128_load(p.add(4) as *const v128)];
+        }
+        for j in 0..kc {
+            let wp = w.add(j * NR + half);
+            let (w0, w1) = (v128_load(wp as *const v128), v128_load(wp.add(4) as *const v128));
+            for (r, c) in c.iter_mut().enumerate() {
+                let a = v128_load32_splat(x.add(r * ldx + j) as *const u32);
+                c[0] = f32x4_add(c[0], f32x4_mul(a, w0));
+                c[1] = f32x4_add(c[1], f32x4_mul(a, w1));
+            }
+        }
+        for (c, a) in c.iter().zip(acc.iter_mut()) {
+            let p = a.as_mut_ptr().add(half);
+            v128_store(p as *mut v128, c[0]);
+            v128_store(p.add(4) as *mut v128, c[1]);
+        }
+    }
+}
