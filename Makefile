@@ -4,7 +4,7 @@
 #                http://127.0.0.1:$(PORT)/ with $(MODEL) (default: a RANDOM test model)
 #   make test    Rust tests, wasm build, browser tests (parity with the native CLI, app, headers)
 #
-# Other targets: setup, wasm, native, serve, bench, clean. See README.md.
+# Other targets: setup, wasm (wasm-single + wasm-threads), native, serve, bench, clean. See README.md.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,17 +22,28 @@ TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 WASM_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
 PKG_DIR     := pkg
 KPL_BIN     := $(TARGET_DIR)/release/kpl
+# The threaded build (pkg/threads/, chosen by www/worker.js on a cross-origin-isolated
+# page): shared memory and atomics need std rebuilt with them, which only nightly
+# does (-Z build-std). Its own target folder: other RUSTFLAGS, other artifacts.
+CARGO_NIGHTLY      ?= cargo +nightly
+THREADS_PKG_DIR    := $(PKG_DIR)/threads
+THREADS_TARGET_DIR := $(TARGET_DIR)/threads
+THREADS_WASM_OUT   := $(THREADS_TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
+THREADS_RUSTFLAGS  := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+  -C link-arg=--shared-memory -C link-arg=--max-memory=4294967296 -C link-arg=--import-memory \
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
 # One knowledge base per task in knowledge/, built by $(MODEL) (served at /kb/).
 KB_DIR      := build/kb/$(notdir $(abspath $(MODEL)))
 TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))))
 
-.PHONY: help setup wasm native kb demo serve test test-rust lint test-browser test-site screenshot bench clean fuzz
+.PHONY: help setup wasm wasm-single wasm-threads native kb demo serve test test-rust lint test-browser test-site screenshot bench clean fuzz
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
 	@echo "make test     Rust tests + wasm build + browser tests"
 	@echo "make setup    install missing tools (apt packages, wasm target, wasm-bindgen-cli, npm packages)"
-	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web)"
+	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web) and $(THREADS_PKG_DIR)/ (wasm threads, nightly)"
 	@echo "make native   build $(TARGET_DIR)/release/kpl"
 	@echo "make screenshot  rewrite docs/screenshot.png (after make native wasm)"
 	@echo "make bench    run bench/run.sh"
@@ -42,10 +53,22 @@ setup:
 	@bash scripts/setup.sh
 
 # No wasm-opt: Debian's binaryen corrupts wasm-bindgen 0.2.130 output (see ARCHITECTURE.md).
-wasm: setup
+wasm: wasm-single wasm-threads
+
+wasm-single: setup
 	$(CARGO) build --release --lib --target $(WASM_TARGET) --no-default-features --features gpu
 	wasm-bindgen --target web --remove-name-section --out-dir $(PKG_DIR) $(WASM_OUT)
 	@ls -l $(PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
+
+# The same crate with `threads` (wasm-bindgen-rayon's pool over Web Workers), then
+# scripts/wasm-threads.mjs makes its worker helper importable without a bundler.
+wasm-threads: setup
+	RUSTFLAGS="$(THREADS_RUSTFLAGS)" CARGO_TARGET_DIR=$(THREADS_TARGET_DIR) $(CARGO_NIGHTLY) build --release --lib \
+	  --target $(WASM_TARGET) --no-default-features --features gpu,threads -Z build-std=panic_abort,std
+	rm -rf $(THREADS_PKG_DIR)
+	wasm-bindgen --target web --remove-name-section --out-dir $(THREADS_PKG_DIR) $(THREADS_WASM_OUT)
+	$(NODE) scripts/wasm-threads.mjs $(THREADS_PKG_DIR)
+	@ls -l $(THREADS_PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
 
 native:
 	$(CARGO) build --release

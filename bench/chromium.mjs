@@ -5,10 +5,11 @@
 //     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8"]
 //                             [--engines "kpl-wasm ort-web"] [--simd simd128]
 //
-// Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (simd:
-// the instruction set of the pkg/ build), ort-web per dtype at 1 and 2 threads (its
-// wasm backend, SIMD build, numThreads). kpl has no wasm threads yet, so its 2-thread
-// rows are printed as {"status": "absent", "reason": ...}, not measured. A row that
+// Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (pkg/ on
+// the page's thread; simd: the instruction set of the pkg/ build) and at 2 threads (the
+// threaded build, pkg/threads/, in a module worker with a pool of 2 Web Workers, as the
+// app runs it; printed {"status": "absent", ...} when pkg/threads/ is not built),
+// ort-web per dtype at 1 and 2 threads (its wasm backend, SIMD build, numThreads). A row that
 // fails is printed with "status": "failed" and the others still run. Each row runs
 // in a fresh tab (a fresh wasm instance: kpl-wasm's peak_memory_bytes is its linear
 // memory after loading and running, which never shrinks). Times are the page's
@@ -31,7 +32,7 @@ const runs = Number(args.runs);
 const dtypes = args.dtypes.split(/\s+/).filter(Boolean);
 const engines = args.engines.split(/\s+/).filter(Boolean);
 const IMAGE = 'vit-b16-image';
-const NO_KPL_THREADS = 'kpl has no wasm threads yet (issue #14 item 2): the page runs on one thread';
+const NO_KPL_THREADS = `${path.join(args.pkg, 'threads')}/ is missing: kpl's threaded wasm build is not built (make wasm-threads)`;
 
 // ------------------------------------------------------------------ static server
 const ROOTS = {
@@ -160,22 +161,29 @@ async function measure(head, fn) {
 
 const timing = (r) => ({ median_s: round(median(r.times), 4), cpu_median_s: round(median(r.cpuTimes), 4), runs_s: r.times.map((x) => round(x, 4)) });
 
+const threadedBuilt = fs.existsSync(path.join(args.pkg, 'threads', 'kpl_bg.wasm'));
 for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
-  await measure({ engine: 'kpl-wasm', dtype, threads: 1, simd: args.simd }, async () => {
-    const r = await inPage('kpl', { dtype });
-    console.error(`# chromium kpl-wasm ${dtype}: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
-    const reference = nativeEmbedding(dtype);
-    return {
-      ...timing(r),
-      load_s: round(r.load_s, 3),
-      peak_memory_bytes: r.peak_memory_bytes,
-      peak_memory_source: 'wasm-memory',
-      memory_after_load_bytes: r.memory_after_load_bytes,
-      ...weightBytes(dtype),
-      ...(reference ? { cos_vs_kpl_native: round(cosine(r.embedding, reference), 6) } : {}),
-    };
-  });
-  emit({ engine: 'kpl-wasm', dtype, threads: 2, simd: args.simd, status: 'absent', reason: NO_KPL_THREADS });
+  for (const threads of [1, 2]) {
+    if (threads > 1 && !threadedBuilt) {
+      emit({ engine: 'kpl-wasm', dtype, threads, simd: args.simd, status: 'absent', reason: NO_KPL_THREADS });
+      continue;
+    }
+    await measure({ engine: 'kpl-wasm', dtype, threads, simd: args.simd }, async () => {
+      const r = await inPage('kpl', { dtype, threads });
+      console.error(`# chromium kpl-wasm ${dtype} ${threads} thr: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
+      const reference = nativeEmbedding(dtype);
+      return {
+        ...timing(r),
+        ...(threads > 1 ? { build: 'pkg/threads (shared memory, +simd128 throughout)' } : {}),
+        load_s: round(r.load_s, 3),
+        peak_memory_bytes: r.peak_memory_bytes,
+        peak_memory_source: 'wasm-memory',
+        memory_after_load_bytes: r.memory_after_load_bytes,
+        ...weightBytes(dtype),
+        ...(reference ? { cos_vs_kpl_native: round(cosine(r.embedding, reference), 6) } : {}),
+      };
+    });
+  }
 }
 for (const dtype of engines.includes('ort-web') ? dtypes : []) {
   for (const threads of [1, 2]) {

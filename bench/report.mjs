@@ -175,7 +175,7 @@ for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE 
 for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes && runtimeOf(r) === 'chromium')) {
   const m = r.peak_memory_bytes / r.vision_weights_bytes;
   absolute.push({
-    label: `chromium ${r.dtype}: kpl-wasm memory / encoder weights`,
+    label: `chromium ${r.dtype}${(r.threads ?? 1) > 1 ? ` ${r.threads} thr` : ''}: kpl-wasm memory / encoder weights`,
     value: `${m.toFixed(2)}× (${mb(r.peak_memory_bytes)} / ${mb(r.vision_weights_bytes)}; ${(r.peak_memory_bytes / r.weights_bytes).toFixed(2)}× the weight file, ${mb(r.weights_bytes)})`,
     goal: '<= 1.25×',
     met: m <= 1.25,

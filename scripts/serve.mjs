@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A dependency-free static server for the KPL web app (Node 20+).
 //
-//   node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]
+//   node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test] [--no-isolation]
 //
 // Bound to 127.0.0.1 only (a secure context, so WebGPU is available, and nothing
 // outside this machine can reach it). It serves:
@@ -24,7 +24,9 @@
 // classes}]` listing the bases in the --kb folder (see `knowledgeList`).
 //
 // Every response, errors included, carries a strict Content-Security-Policy and the
-// cross-origin isolation headers (see ARCHITECTURE.md, "Strict CSP").
+// cross-origin isolation headers (see ARCHITECTURE.md, "Strict CSP"). `--no-isolation`
+// leaves out COOP and COEP, as a host page without them (the tests: the worker's
+// one-thread fallback).
 //
 // Port: --port N, else the first positional argument, else $PORT, else 8080; 0 picks
 // a free port. The first line printed is "KPL: serving http://127.0.0.1:PORT/".
@@ -52,6 +54,13 @@ export const SECURITY_HEADERS = Object.freeze({
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
 });
+
+/** SECURITY_HEADERS less the two that make a page cross-origin isolated. */
+const NOT_ISOLATED_HEADERS = Object.freeze(Object.fromEntries(
+  Object.entries(SECURITY_HEADERS).filter(([name]) => name !== 'Cross-Origin-Opener-Policy' && name !== 'Cross-Origin-Embedder-Policy'),
+));
+/** The security headers of a response (`res.notIsolated`: set by a `--no-isolation` server). */
+const securityHeaders = (res) => (res.notIsolated ? NOT_ISOLATED_HEADERS : SECURITY_HEADERS);
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -207,7 +216,7 @@ export function resolveInside(root, rest) {
 function send(res, status, body, headers = {}) {
   const buf = Buffer.from(body);
   res.writeHead(status, {
-    ...SECURITY_HEADERS,
+    ...securityHeaders(res),
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': buf.length,
     'Cache-Control': 'no-store',
@@ -232,7 +241,7 @@ async function sendFile(res, file) {
   }
   if (!st.isFile()) return notFound(res);
   res.writeHead(200, {
-    ...SECURITY_HEADERS,
+    ...securityHeaders(res),
     'Content-Type': mimeType(file),
     'Content-Length': st.size,
     'Cache-Control': 'no-cache',
@@ -245,7 +254,7 @@ async function sendFile(res, file) {
 }
 
 /** Creates the server (not listening yet). */
-export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } = {}) {
+export function createServer({ model = DEFAULT_MODEL, test = false, kb = null, isolated = true } = {}) {
   const modelDir = path.resolve(REPO, model);
   const kbDir = kb ? path.resolve(REPO, kb) : defaultKbDir(modelDir);
   const mounts = [
@@ -266,6 +275,7 @@ export function createServer({ model = DEFAULT_MODEL, test = false, kb = null } 
   const requestCounts = new Map();
 
   return http.createServer(async (req, res) => {
+    res.notIsolated = !isolated;
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         return send(res, 405, 'Method not allowed\n', { Allow: 'GET, HEAD' });
@@ -319,6 +329,7 @@ function parseArgs(argv) {
     else if (a === '--kb') opts.kb = value();
     else if (a.startsWith('--kb=')) opts.kb = a.slice(5);
     else if (a === '--test') opts.test = true;
+    else if (a === '--no-isolation') opts.isolated = false;
     else if (a === '--help' || a === '-h') opts.help = true;
     else if (/^\d+$/.test(a) && !portGiven) [opts.port, portGiven] = [a, true];
     else throw new Error(`unknown argument ${a}`);
@@ -333,11 +344,11 @@ async function main() {
   try {
     opts = parseArgs(process.argv.slice(2));
   } catch (e) {
-    console.error(`serve.mjs: ${e.message}\nusage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]`);
+    console.error(`serve.mjs: ${e.message}\nusage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test] [--no-isolation]`);
     process.exit(2);
   }
   if (opts.help) {
-    console.log('usage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test]');
+    console.log('usage: node scripts/serve.mjs [--port N] [--model DIR] [--kb DIR] [--test] [--no-isolation]');
     return;
   }
   const modelDir = path.resolve(REPO, opts.model);
@@ -368,6 +379,7 @@ async function main() {
     const kbDir = opts.kb ? path.resolve(REPO, opts.kb) : defaultKbDir(modelDir);
     console.log(`     knowledge bases: ${kbDir}`);
     if (opts.test) console.log('     test mode: /fixtures/ and /test/ are served');
+    if (opts.isolated === false) console.log('     --no-isolation: no COOP/COEP headers (the page is not cross-origin isolated: one thread)');
     console.log('     Ctrl-C to stop');
   });
   const stop = () => {

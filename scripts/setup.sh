@@ -7,6 +7,8 @@
 #     caddy, apache2 (the site tests), plus make,
 #     a C compiler and Node.js when those are absent;
 #   - the wasm32-unknown-unknown Rust target and clippy (make lint);
+#   - Rust nightly with rust-src and the wasm32 target, for the threaded wasm build
+#     (make wasm-threads: std rebuilt with atomics, -Z build-std);
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock;
 #   - the npm packages in package-lock.json (playwright-core; it downloads no browser);
 #   - pydicom 3.0.2's test files (tests/dicom_suite.rs): its wheel fetched from PyPI
@@ -92,6 +94,23 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
     say "rustup component add clippy"
     rustup component add clippy
+fi
+
+# The threaded wasm build (pkg/threads/) rebuilds std with atomics: nightly's
+# -Z build-std, which needs the standard library's source (rust-src).
+if rustup toolchain list | grep -q '^nightly-'; then
+    say "rust nightly: present ($(rustc +nightly --version 2>/dev/null || echo '?'))"
+else
+    say "rustup toolchain install nightly (for make wasm-threads)"
+    rustup toolchain install nightly --profile minimal --component rust-src --target wasm32-unknown-unknown
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    say "rustup component add rust-src --toolchain nightly"
+    rustup component add rust-src --toolchain nightly
+fi
+if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown; then
+    say "rustup target add wasm32-unknown-unknown --toolchain nightly"
+    rustup target add wasm32-unknown-unknown --toolchain nightly
 fi
 
 # The CLI must be the exact version of the wasm-bindgen crate in Cargo.lock, or the

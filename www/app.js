@@ -2,7 +2,7 @@
 // result cards. It does no heavy work itself: worker.js owns the wasm and the model,
 // and every exchange with it goes through the protocol in protocol.js.
 
-import { KplClient, parseCustomClasses, BACKEND_NAMES } from './protocol.js';
+import { KplClient, parseCustomClasses, BACKEND_NAMES, MAX_THREADS, checkThreads } from './protocol.js';
 import { initModelsPanel } from './models-panel.js';
 import { opfsResponse } from './opfs.js';
 import { explain, messageNodes, showMessage } from './messages.js';
@@ -16,6 +16,8 @@ const ui = {
   banner: $('random-banner'),
   backend: $('backend'),
   backendNote: $('backend-note'),
+  threads: $('threads'),
+  threadsNote: $('threads-note'),
   task: $('task'),
   taskInfo: $('task-info'),
   labelsField: $('labels-field'),
@@ -81,8 +83,19 @@ const objectUrls = new Set();
  */
 const testHooks = new URLSearchParams(location.search).get('test-hooks') === '1';
 
+// The CPU threads setting: every core by default, or the page's `?threads=N`; more than
+// one runs the threaded wasm build when the page is cross-origin isolated (worker.js).
+const cores = Math.min(navigator.hardwareConcurrency || 1, MAX_THREADS);
+ui.threads.options[0].textContent = `Every core (${cores})`;
+for (let n = 2; n <= cores; n++) ui.threads.append(new Option(String(n), String(n)));
+const threadsAsked = () => checkThreads(ui.threads.value) ?? undefined;
+ui.threads.value = String(checkThreads(new URLSearchParams(location.search).get('threads')) ?? '');
+if (ui.threads.selectedIndex < 0) ui.threads.value = '';
+
 // The worker, restarted by the client if its WebAssembly module crashes.
-const client = KplClient.start(new URL('./worker.js', import.meta.url), { name: 'kpl', params: testHooks ? { 'test-hooks': '1' } : {} });
+const client = KplClient.start(new URL('./worker.js', import.meta.url), {
+  name: 'kpl', params: testHooks ? { 'test-hooks': '1' } : {}, threads: threadsAsked(),
+});
 if (testHooks) window.kplTestHooks = { memoryUsage: () => client.memoryUsage() };
 
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -209,6 +222,14 @@ function showBackend({ backend, note, probe }) {
   ui.backendNote.dataset.gpuMs = probe ? probe.gpuMs.toFixed(3) : '';
 }
 
+/** Shows the threads the CPU engine runs on (the load result) and why fewer than asked. */
+function showThreads({ threads, threadsNote }) {
+  document.body.dataset.threads = String(threads ?? 1);
+  if (threadsNote) showMessage(ui.threadsNote, explain('backend', threadsNote));
+  else ui.threadsNote.replaceChildren();
+  ui.threadsNote.hidden = !threadsNote;
+}
+
 client.onRestart = ({ file, restarts, ok, error }) => {
   document.body.dataset.workerRestarts = String(restarts);
   ui.workerNote.hidden = false;
@@ -239,6 +260,7 @@ async function loadModel() {
     ui.banner.hidden = !info.isRandom;
     modelFamily = { name: info.familyName ?? 'CLIP', scoringNote: info.scoringNote ?? '' };
     showBackend({ backend: info.backend, note: info.backendNote, probe: info.probe });
+    showThreads(info);
     document.body.dataset.backend = info.backend;
     document.body.dataset.backendSettled = String(info.backendSettled !== false);
     document.body.dataset.modelReady = 'true';
@@ -246,7 +268,8 @@ async function loadModel() {
     performance.mark('kpl-model-ready', { detail: info.timings ?? null });
     setStatus(
       `Model ready (${info.reused ? 'already loaded' : `${mb(info.bytes)} in ${ms(info.ms)}`}): image ${info.imageSize}×${info.imageSize} px, ` +
-        `${info.embeddingDim}-dimensional embeddings, ${backendName(info.backend)}.` +
+        `${info.embeddingDim}-dimensional embeddings, ${backendName(info.backend)}` +
+        `${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}` : ''}.` +
         (info.bundle && !info.hasTextEncoder ? ' The text encoder is fetched when custom labels are first used.' : '') +
         (info.isRandom ? ' Random test weights.' : ''),
     );
@@ -724,6 +747,12 @@ document.addEventListener('paste', (event) => {
 
 ui.labels.addEventListener('input', () => currentClasses());
 ui.backend.addEventListener('change', () => loadModel());
+// A worker's thread count is fixed when its module starts: a new worker, the model again.
+ui.threads.addEventListener('change', () => {
+  document.body.dataset.modelReady = 'false';
+  client.setThreads(threadsAsked());
+  loadModel();
+});
 
 ui.clear.addEventListener('click', () => {
   ui.results.replaceChildren();

@@ -14,6 +14,10 @@
 //            probe image on both and keeps the faster; a GPU that is missing, fails
 //            or disagrees with the CPU falls back to the CPU with a note in the
 //            widget's status line.
+//   threads  the CPU threads to use, 1 to 64 (default: every core). More than one runs
+//            the threaded WebAssembly build, which needs a cross-origin-isolated host
+//            page (COOP/COEP headers); elsewhere the widget runs on one thread and its
+//            note says why. `data-threads` tells the count in use.
 //
 // Events (bubbling, composed)
 //   kpl-ready   detail {task, title, classNames, isRandom}
@@ -34,7 +38,7 @@
 // Strict-CSP safe: no inline script or style (the styles are a constructable
 // stylesheet), and no request leaves the origins given in `model`.
 
-import { KplClient, BACKEND_NAMES } from './protocol.js';
+import { KplClient, BACKEND_NAMES, MAX_THREADS, checkThreads } from './protocol.js';
 import { explain, showMessage } from './messages.js';
 
 const CSS = `
@@ -81,7 +85,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 export class KplClassifier extends HTMLElement {
-  static observedAttributes = ['model', 'task', 'backend'];
+  static observedAttributes = ['model', 'task', 'backend', 'threads'];
 
   #client = null;
   #ready = null;
@@ -100,6 +104,7 @@ export class KplClassifier extends HTMLElement {
       warn: el('div', { class: 'warn', role: 'alert', hidden: true },
         'Random test weights: outputs are meaningless; not a diagnosis.'),
       note: el('p', { class: 'note', role: 'status', hidden: true }),
+      threadsNote: el('p', { class: 'note threads-note', role: 'status', hidden: true }),
       input: el('input', { id, type: 'file', multiple: true, accept: 'image/*,.tif,.tiff,.dcm,application/dicom', disabled: true }),
       bar: el('progress', { id: 'kpl-progress', max: 1, value: 0 }),
       barText: el('span', { 'aria-live': 'polite' }),
@@ -110,7 +115,7 @@ export class KplClassifier extends HTMLElement {
     u.progress = el('div', { class: 'progress', hidden: true },
       el('label', { for: 'kpl-progress' }, 'Encoding images'), u.bar, u.barText, u.cancel);
     u.cancel.addEventListener('click', () => this.cancel());
-    root.append(u.status, u.warn, u.note, el('label', { for: id }, 'Choose images'), u.input, u.progress, u.list);
+    root.append(u.status, u.warn, u.note, u.threadsNote, el('label', { for: id }, 'Choose images'), u.input, u.progress, u.list);
     u.input.addEventListener('change', () => {
       const files = Array.from(u.input.files ?? []);
       u.input.value = '';
@@ -130,6 +135,11 @@ export class KplClassifier extends HTMLElement {
     return this.getAttribute('backend') || 'auto';
   }
 
+  /** The `threads` attribute: undefined when absent (every core), else its text. */
+  get threads() {
+    return this.getAttribute('threads') ?? undefined;
+  }
+
   connectedCallback() {
     if (!this.#ready) this.#ready = this.#start();
   }
@@ -142,8 +152,10 @@ export class KplClassifier extends HTMLElement {
 
   attributeChangedCallback(name, oldValue, newValue) {
     if (oldValue === newValue || !this.#client) return;
-    // A new model or task: start again.
+    // A new model, task, backend or thread count: start again (not ready meanwhile).
     this.disconnectedCallback();
+    delete this.dataset.ready;
+    delete this.dataset.threads;
     if (this.isConnected) this.#ready = this.#start();
   }
 
@@ -168,12 +180,14 @@ export class KplClassifier extends HTMLElement {
       if (!['auto', 'wasm', 'cpu', 'webgpu'].includes(this.backend)) {
         throw new Error(`backend "${this.backend}" is unknown; use "auto", "wasm" or "webgpu"`);
       }
+      const threads = this.threads === undefined ? undefined : checkThreads(this.threads);
+      if (threads === null) throw new Error(`threads must be a whole number from 1 to ${MAX_THREADS}, not "${this.threads}"`);
       const base = new URL(this.model.endsWith('/') ? this.model : `${this.model}/`, document.baseURI);
       // Test hooks (the host page opened with ?test-hooks=1, for the browser tests only):
       // see worker.js.
       const testHooks = new URLSearchParams(location.search).get('test-hooks') === '1';
       this.#client = KplClient.start(new URL('./worker.js', import.meta.url), {
-        name: 'kpl-classifier', params: testHooks ? { 'test-hooks': '1' } : {},
+        name: 'kpl-classifier', params: testHooks ? { 'test-hooks': '1' } : {}, threads,
       });
       this.#client.onRestart = ({ file, ok, error, restarts }) => {
         this.dataset.workerRestarts = String(restarts);
@@ -201,10 +215,14 @@ export class KplClassifier extends HTMLElement {
       this.#info = { ...kbInfo, isRandom: info.isRandom, backend: BACKEND_NAMES[info.backend] ?? info.backend };
       this.#ui.warn.hidden = !info.isRandom;
       this.#note(info.backendNote);
+      // Why the CPU runs on fewer threads than asked (e.g. the host page is not isolated).
+      if (info.threadsNote) showMessage(this.#ui.threadsNote, explain('backend', info.threadsNote));
+      this.#ui.threadsNote.hidden = !info.threadsNote;
       this.#ui.input.disabled = false;
       this.#status(`${kbInfo.title}: ${kbInfo.classNames.join(', ')}. ${this.#info.backend}.`);
       this.dataset.ready = 'true';
       this.dataset.backend = info.backend;
+      this.dataset.threads = String(info.threads);
       this.#emit('kpl-ready', { task: kbInfo.task, title: kbInfo.title, classNames: kbInfo.classNames, isRandom: info.isRandom });
     } catch (e) {
       this.dataset.ready = 'false';

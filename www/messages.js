@@ -47,6 +47,9 @@ const RULES = [
   ['backend', /^Auto: .*per image against .* on WebGPU/, `The CPU is faster than the GPU on this computer; ${CPU}.`, 'info'],
   ['backend', /^Auto: WebGPU on /, 'Classifying on the GPU, the faster engine on this computer.', 'info'],
   ['backend', /^WebGPU on /, 'Classifying on the GPU.', 'info'],
+  // Thread notes (the worker's `threadsNote`): the page still classifies, on one thread.
+  ['backend', /not cross-origin isolated/, 'This page is not set up for parallel work (cross-origin isolation), so the CPU classifies on one thread, more slowly.', 'info'],
+  ['backend', /threaded WebAssembly build .*could not start/, 'Parallel work could not start in this browser, so the CPU classifies on one thread, more slowly.', 'info'],
 
   // The worker restart note.
   ['restart', /could not be restarted/, 'The classifier stopped unexpectedly and could not be started again. Reload the page.', 'problem'],
@@ -91,6 +94,7 @@ const RULES = [
   ['*', /HTTP 404/, 'A file the page needs was not found on the server. Ask whoever runs this page to check the model folder.', 'problem'],
   ['*', /HTTP \d+/, 'The server did not send a file the page needs. Try again later.', 'problem'],
   ['*', /Failed to fetch|NetworkError|network|offline/i, 'A file could not be downloaded. Check the network connection and reload the page.', 'problem'],
+  ['*', /threads must be a whole number/, `The page's settings ask for a number of threads this classifier does not accept.`, 'problem'],
   ['*', /backend ".*" is unknown|unknown backend/, `The page's settings name an engine this classifier does not know.`, 'problem'],
   ['*', /has no knowledge base for task|lists no knowledge base/, 'This model has no knowledge for the task this page asks for.', 'problem'],
 ];

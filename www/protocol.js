@@ -214,6 +214,11 @@
  *   so nothing was fetched again (`bytes` is 0).
  * @property {number} cachedBytes of `bytes`, those read from the browser's caches
  *   (a restarted worker reads the model from there; 0 otherwise).
+ * @property {number} threads the threads the CPU engine runs on: rayon's pool in the
+ *   threaded build (pkg/threads/), else 1 (pkg/). Fixed per worker (`KplClient.start`'s
+ *   `threads`, `KplClient.setThreads`).
+ * @property {string} threadsNote why `threads` is fewer than asked (the page is not
+ *   cross-origin isolated, or the threaded build could not start); '' otherwise.
  */
 
 /**
@@ -375,6 +380,20 @@ export const BATCH_PART = 16;
 /** The CPU kernels of quantised layers a load request may ask for. */
 export const QUANT_KERNELS = Object.freeze(['int8', 'dequantize', 'blocks']);
 /** @typedef {'int8' | 'dequantize' | 'blocks'} QuantKernel */
+/** The most threads a worker may be asked for (each is a Web Worker sharing the wasm memory). */
+export const MAX_THREADS = 64;
+
+/**
+ * A thread count as the worker takes it (`threads` in its URL): a whole number from 1
+ * to MAX_THREADS (a number or its decimal string), else null (unset or not valid).
+ * @param {unknown} value
+ * @returns {number | null}
+ */
+export function checkThreads(value) {
+  const n = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  return Number.isInteger(n) && n >= 1 && n <= MAX_THREADS ? n : null;
+}
+
 /** The backends a load request may ask for. */
 export const BACKENDS = Object.freeze(['auto', 'wasm', 'cpu', 'webgpu']);
 /** How the page names a backend the worker used. */
@@ -568,24 +587,39 @@ export class KplClient {
    * model files and the knowledge base from the browser's caches (the service
    * worker's, else the HTTP cache) before trying the network.
    * @param {string | URL} url worker.js
-   * @param {{name?: string, params?: Record<string, string>}} [options] `params`:
-   *   query parameters for the worker (the page passes `test-hooks`).
+   * @param {{name?: string, params?: Record<string, string>, threads?: number}} [options]
+   *   `params`: query parameters for the worker (the page passes `test-hooks`);
+   *   `threads`: the threads the worker's CPU engine asks for (1 to MAX_THREADS; default
+   *   every core, `navigator.hardwareConcurrency`). More than one needs a
+   *   cross-origin-isolated page; the load result says how many it got and why not.
    */
-  static start(url, { name = 'kpl', params = {} } = {}) {
+  static start(url, { name = 'kpl', params = {}, threads } = {}) {
+    if (threads !== undefined && checkThreads(threads) === null) {
+      throw new Error(`threads must be a whole number from 1 to ${MAX_THREADS}, not ${JSON.stringify(threads)}`);
+    }
+    let asked = threads;
     const make = (restarted) => {
       const u = new URL(url, typeof location === 'undefined' ? undefined : location.href);
       for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+      if (asked !== undefined) u.searchParams.set('threads', String(asked));
       if (restarted) u.searchParams.set('restarted', '1');
       return new Worker(u, { type: 'module', name });
     };
-    return new KplClient(make(false), { restart: () => make(true) });
+    return new KplClient(make(false), {
+      restart: () => make(true),
+      respawn: (n) => {
+        asked = n;
+        return make(false);
+      },
+    });
   }
 
   /**
    * @param {Worker} worker a module worker running worker.js
-   * @param {{restart?: () => Worker}} [options] how to start a replacement after a crash.
+   * @param {{restart?: () => Worker, respawn?: (threads: number | undefined) => Worker}} [options]
+   *   how to start a replacement after a crash, and a worker for another thread count.
    */
-  constructor(worker, { restart } = {}) {
+  constructor(worker, { restart, respawn } = {}) {
     this.nextId = 1;
     /** Entries by the id of their message to the current worker. @type {Map<number, object>} */
     this.pending = new Map();
@@ -600,10 +634,12 @@ export class KplClient {
     this.restarts = 0;
     this.failure = null;
     this.#startReplacement = restart ?? null;
+    this.#respawn = respawn ?? null;
     this.#attach(worker);
   }
 
   #startReplacement;
+  #respawn;
   /** While a replacement worker is being set up: sends wait for it. @type {Promise<void> | null} */
   #restarting = null;
   /** What a replacement must redo: the last load (and what it ran on) and knowledge base. */
@@ -922,6 +958,28 @@ export class KplClient {
     })();
     this.#restarting.catch(() => {});
     return this.#restarting;
+  }
+
+  /**
+   * Replaces the worker by a new one asking for `threads` (1 to MAX_THREADS; undefined:
+   * every core), for a client made with `KplClient.start`: a worker's thread count is
+   * fixed when its module starts. Requests not answered yet are rejected; the model and
+   * the knowledge base must be loaded again (`load`, `loadKb`).
+   * @param {number | undefined} threads
+   */
+  setThreads(threads) {
+    if (!this.#respawn) throw new Error('this client cannot start a new worker');
+    if (threads !== undefined && checkThreads(threads) === null) {
+      throw new Error(`threads must be a whole number from 1 to ${MAX_THREADS}, not ${JSON.stringify(threads)}`);
+    }
+    const old = this.worker;
+    const error = new Error('the worker was replaced to change its thread count');
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
+    old.terminate();
+    this.#session = { load: null, backend: null, settled: true, kbUrl: null };
+    this.failure = null;
+    this.#attach(this.#respawn(threads));
   }
 
   /** Stops the worker for good (the widget, when it leaves the page). */

@@ -1,6 +1,6 @@
 // The service worker: makes the page work with the network off after one visit.
 //
-// On install it caches the app shell, the wasm (pkg/), the model files listed in
+// On install it caches the app shell, the wasm (pkg/, pkg/threads/), the model files listed in
 // model/manifest.json (a bundle's image encoder) and every knowledge base the
 // manifest lists (/kb/, or relative to model/ in a bundle), all relative to the
 // service worker's scope (the app's folder: it may be served under any path). Afterwards
@@ -36,6 +36,11 @@ const SHELL = [
   'opfs.js',
   'pkg/kpl.js',
   'pkg/kpl_bg.wasm',
+  // The threaded build (worker.js picks it on a cross-origin-isolated page) and the
+  // module its pool's Web Workers start from (scripts/wasm-threads.mjs).
+  'pkg/threads/kpl.js',
+  'pkg/threads/kpl_bg.wasm',
+  'pkg/threads/workerHelpers.js',
   'model/manifest.json',
 ].map(at);
 /** Folders of the dev server's test mode: never cached. (knowledge/TASK/task.json is: a

@@ -10,14 +10,17 @@
 //                 the wasm, the model files and the knowledge bases from the browser's
 //                 caches (the service worker's Cache API, else the HTTP cache) and
 //                 goes to the network only for what neither holds.
+//   threads=N     the threads asked for (default `navigator.hardwareConcurrency`). On a
+//                 cross-origin-isolated page the threaded build runs (pkg/threads/:
+//                 shared memory, rayon's pool over N Web Workers; the same bits at any
+//                 N); elsewhere the single-threaded build (pkg/). The load result says
+//                 which (`threads`, and `threadsNote` when fewer than asked).
 //   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
 //                 an image whose file name contains `__trap__` makes the module panic
 //                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
 //                 the tests can check the recovery from a crash. Never set otherwise.
 
-import init, { ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel } from './pkg/kpl.js';
-import * as wasmApi from './pkg/kpl.js';
-import { checkRequest, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS, SPIECE_ROLES, VOCAB_ROLES } from './protocol.js';
+import { checkRequest, checkThreads, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS, SPIECE_ROLES, VOCAB_ROLES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
 
 const workerParams = new URL(self.location.href).searchParams;
@@ -27,6 +30,15 @@ const RESTARTED = workerParams.get('restarted') === '1';
 const TEST_HOOKS = workerParams.get('test-hooks') === '1';
 /** The file-name marker that makes the module panic in test-hooks mode. */
 const TRAP_MARKER = '__trap__';
+/** The threads asked for (see the top of this file); a bad value counts as unset. */
+const THREADS_ASKED = checkThreads(workerParams.get('threads')) ?? self.navigator?.hardwareConcurrency ?? 1;
+
+// The wasm-bindgen exports of the build chosen by `startWasm` (pkg/ or pkg/threads/,
+// the same API): set once it has started.
+let wasmApi = null;
+let ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel;
+/** The threads the module runs on, and why fewer than asked ('' when as asked). */
+let threadsUsed = { threads: 1, note: '' };
 
 /** @type {ClipModel | null} */
 let model = null;
@@ -508,16 +520,58 @@ const prompt = (label) => `a photo of a ${label}.`;
  */
 function startWasm() {
   wasmReady ??= (async () => {
-    // A restarted worker instantiates the module from the cached binary.
-    const cached = RESTARTED ? await cachedResponse(new URL('pkg/kpl_bg.wasm', self.location.href)) : null;
-    const exports = await init(cached ? { module_or_path: cached } : undefined);
-    wasmMemory = exports?.memory ?? null;
-    return exports;
+    const threaded = threadsAllowed(THREADS_ASKED);
+    if (threaded.ok) {
+      try {
+        return await startBuild('pkg/threads/', THREADS_ASKED);
+      } catch (e) {
+        threadsUsed = { threads: 1, note: `One thread: the threaded WebAssembly build (pkg/threads/) could not start (${messageOf(e)}).` };
+      }
+    } else {
+      threadsUsed = { threads: 1, note: threaded.note };
+    }
+    return startBuild('pkg/', 1);
   })().catch((e) => {
     wasmReady = null;
     throw e;
   });
   return wasmReady;
+}
+
+/**
+ * Whether the threaded build can run: wasm threads need a SharedArrayBuffer memory,
+ * which the browser gives only to a cross-origin-isolated page (COOP `same-origin` +
+ * COEP `require-corp`, as scripts/serve.mjs and `kpl site` send). It runs then even
+ * for one thread, so that every count gives the same bits on a page. `note` says why
+ * not, when more than one thread was asked for.
+ */
+function threadsAllowed(asked) {
+  if (self.crossOriginIsolated && typeof SharedArrayBuffer === 'function') return { ok: true, note: '' };
+  const note = asked > 1
+    ? `One thread instead of ${asked}: this page is not cross-origin isolated (served without the COOP/COEP headers), so the browser allows no WebAssembly threads.`
+    : '';
+  return { ok: false, note };
+}
+
+/**
+ * Imports and instantiates one build (`dir`: pkg/ or pkg/threads/, beside this worker)
+ * and, for the threaded one, starts its pool of `threads` Web Workers
+ * (wasm-bindgen-rayon's `initThreadPool`; each imports pkg/threads/kpl.js with the
+ * shared memory). A restarted worker instantiates the module from the cached binary.
+ */
+async function startBuild(dir, threads) {
+  const api = await import(`./${dir}kpl.js`);
+  const cached = RESTARTED ? await cachedResponse(new URL(`${dir}kpl_bg.wasm`, self.location.href)) : null;
+  const exports = await api.default(cached ? { module_or_path: cached } : undefined);
+  if (api.initThreadPool) {
+    await api.initThreadPool(threads);
+    // What rayon's pool really holds (1 would mean the split never happens).
+    threadsUsed = { threads: api.rayonThreads(), note: threadsUsed.note };
+  }
+  wasmApi = api;
+  ({ ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel } = api);
+  wasmMemory = exports?.memory ?? null;
+  return exports;
 }
 
 /** The classifier's results (wasm values) as plain objects the page can be sent. */
@@ -557,7 +611,7 @@ const handlers = {
     try {
       await startWasm();
     } catch (e) {
-      throw new Error(`cannot start the WebAssembly module (/pkg/kpl_bg.wasm): ${messageOf(e)}`);
+      throw new Error(`cannot start the WebAssembly module (pkg/kpl_bg.wasm): ${messageOf(e)}`);
     }
     // Before the weights are read: q8_0 layers are held as the kernel needs them.
     if (req.quantKernel) setQuantKernel(req.quantKernel);
@@ -631,6 +685,8 @@ const handlers = {
       familyName: m.familyName,
       scoringNote: m.scoringNote,
       bundle: Boolean(manifest.bundle),
+      threads: threadsUsed.threads,
+      threadsNote: threadsUsed.note,
     };
     const parsed = performance.now();
     const choice = await chooseBackend(requestedBackend, m, req.restoreBackend);

@@ -5,11 +5,7 @@
 // run (seconds, measured here with performance.now()), reading Chromium's CPU time
 // around each call, then finish().
 
-const fetchBytes = async (url) => {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return new Uint8Array(await res.arrayBuffer());
-};
+import { fetchBytes, loadKpl } from './kpl-load.js';
 
 const timed = (fn) => async () => {
   const t = performance.now();
@@ -17,30 +13,29 @@ const timed = (fn) => async () => {
   return (performance.now() - t) / 1000;
 };
 
-/** kpl-wasm (pkg/, the page's build) on the random ViT-B/16: load and a warm-up. */
-async function kpl({ dtype }) {
-  const { default: init, ClipModel } = await import('/pkg/kpl.js');
-  const wasm = await init({ module_or_path: '/pkg/kpl_bg.wasm' });
-  let model;
-  const t = performance.now();
-  if (dtype === 'f32') {
-    const [config, weights, tokenizer, preprocessor] = await Promise.all(
-      ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json'].map((f) => fetchBytes(`/model/vit-b16-random/${f}`)));
-    model = ClipModel.load(config, weights, tokenizer, preprocessor);
-  } else {
-    const manifest = await (await fetch(`/model/vit-b16-${dtype}/manifest.json`)).text();
-    model = ClipModel.loadBundle(manifest, await fetchBytes(`/model/vit-b16-${dtype}/image_encoder.gguf`), null);
+/**
+ * kpl-wasm on the random ViT-B/16: load and a warm-up. One thread: pkg/ (the default
+ * build) on this page's thread; more: pkg/threads/ in kpl-worker.js (a worker, as the
+ * app runs it), its pool of `threads` Web Workers; run() is then the worker's time.
+ */
+async function kpl({ dtype, threads = 1 }) {
+  if (threads === 1) {
+    const api = await import('/pkg/kpl.js');
+    const wasm = await api.default({ module_or_path: '/pkg/kpl_bg.wasm' });
+    return loadKpl(api, wasm.memory, dtype);
   }
-  const loadS = (performance.now() - t) / 1000;
-  const memoryAfterLoad = wasm.memory.buffer.byteLength;
-  const png = await fetchBytes('/model/image-224.png');
-  const embedding = Array.from(model.embedImage(png, 'image-224.png'));
+  const worker = new Worker('/bench/kpl-worker.js', { type: 'module' });
+  const call = (msg) => new Promise((resolve, reject) => {
+    worker.addEventListener('message', ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.result)), { once: true });
+    worker.postMessage(msg);
+  });
+  await call({ type: 'setup', dtype, threads });
   return {
-    run: timed(() => model.embedImage(png, 'image-224.png')),
-    finish: () => {
-      const peak = wasm.memory.buffer.byteLength;
-      model.free();
-      return { load_s: loadS, embedding, peak_memory_bytes: peak, memory_after_load_bytes: memoryAfterLoad };
+    run: () => call({ type: 'run' }),
+    finish: async () => {
+      const out = await call({ type: 'finish' });
+      worker.terminate();
+      return out;
     },
   };
 }

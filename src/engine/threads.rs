@@ -3,8 +3,10 @@
 //! pools from `RAYON_NUM_THREADS` (read once, at their first use), and our
 //! kernels split their work on rayon's global pool (`nn::gemm`'s column
 //! panels). Every split is of independent outputs, so the results are the
-//! same bits at any count (tests/threads.rs). In the browser the page runs on
-//! one thread (wasm threads are not built yet; see ARCHITECTURE.md).
+//! same bits at any count (tests/threads.rs). In the browser the threaded wasm
+//! build (`threads` feature, pkg/threads/) gets the same global pool from
+//! `initThreadPool` over Web Workers; the default build runs on one thread
+//! (ARCHITECTURE.md, "Threads in the browser").
 
 /// Every core this process may run on (`std::thread::available_parallelism`,
 /// which honours the CPU affinity mask and cgroup quotas), 1 when unknown.

@@ -18,6 +18,20 @@ use wasm_bindgen::prelude::*;
 
 pub use knowledge::KnowledgeBase;
 pub use model::ClipModel;
+/// `initThreadPool(n)` in the threaded build: starts `n` Web Workers sharing this
+/// module's memory as rayon's global pool (wasm-bindgen-rayon); call it once, right
+/// after `init()`, before any encoding. Absent from the single-threaded build.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// The threads of rayon's global pool, over which our kernels split their work
+/// (`nn::gemm`); after `initThreadPool(n)`, `n`. Threaded build only: call it after
+/// `initThreadPool` (before, it would try to start a default pool).
+#[cfg(feature = "threads")]
+#[wasm_bindgen(js_name = rayonThreads)]
+pub fn rayon_threads() -> usize {
+    rayon::current_num_threads()
+}
 
 pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())

@@ -57,6 +57,8 @@ test('every response carries the CSP and isolation headers, with the right MIME 
     ['/style.css', 'text/css; charset=utf-8'],
     ['/pkg/kpl.js', 'text/javascript; charset=utf-8'],
     ['/pkg/kpl_bg.wasm', 'application/wasm'],
+    ['/pkg/threads/kpl_bg.wasm', 'application/wasm'],
+    ['/pkg/threads/workerHelpers.js', 'text/javascript; charset=utf-8'],
     ['/model/config.json', 'application/json'],
     ['/model/manifest.json', 'application/json'],
     ['/model/tokenizer.json', 'application/json'], // a symlink to ../tokenizer.json

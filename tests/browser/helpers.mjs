@@ -24,11 +24,13 @@ export function readReference(file = 'reference.json') {
 
 /**
  * Starts the server (`--port 0`, so the OS picks a free port) and resolves once it
- * prints its URL. `close()` stops it.
+ * prints its URL. `close()` stops it. `isolated: false`: without COOP/COEP
+ * (`--no-isolation`), as a host page that is not cross-origin isolated.
  */
-export async function startServer({ model = 'tests/fixtures/tiny-quickgelu-f32', test = true, kb = null } = {}) {
+export async function startServer({ model = 'tests/fixtures/tiny-quickgelu-f32', test = true, kb = null, isolated = true } = {}) {
   const args = [path.join(REPO, 'scripts', 'serve.mjs'), '--port', '0', '--model', model];
   if (kb) args.push('--kb', kb);
+  if (!isolated) args.push('--no-isolation');
   if (test) args.push('--test');
   const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

@@ -76,6 +76,8 @@ after(async () => {
 
 test('the site holds no test-only hooks of the dev server, only relative URLs', async () => {
   assert.ok(built.files.includes('index.html') && built.files.includes('pkg/kpl_bg.wasm') && built.files.includes('model/manifest.json'));
+  // The threaded build and its pool's worker module (the name the service worker precaches).
+  for (const f of ['kpl.js', 'kpl_bg.wasm', 'workerHelpers.js']) assert.ok(built.files.includes(`pkg/threads/${f}`), `pkg/threads/${f}`);
   assert.deepEqual(built.files.filter((f) => /^(fixtures|test|kb)\//.test(f)), []);
   assert.equal((await get(`${PREFIX}test-server/requests`)).status, 404);
   for (const f of built.files.filter((f) => /\.(html|js)$/.test(f))) {
@@ -120,6 +122,9 @@ test('the page loads under the sub-path and classifies', { timeout: 90000 }, asy
   await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 60000 });
   assert.equal(await page.locator('#task').inputValue(), TASK);
   assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'COOP + COEP from nginx');
+  // Isolated, so every core: the threaded build from the export (one thread on a 1-core machine).
+  const cores = Math.min(await page.evaluate(() => navigator.hardwareConcurrency), 64);
+  assert.equal(await page.getAttribute('body', 'data-threads'), String(cores));
   await page.locator('#file-input').setInputFiles(['rgb_97x61.png', 'grey_80x120.png'].map(fixtureImage));
   await page.waitForFunction(() => document.querySelectorAll('[data-kpl-result][data-method="kpl"]').length === 2, null, { timeout: 30000 });
 });
