@@ -235,8 +235,8 @@ for dtype in f32 q8; do
 done
 
 # Headless Chromium on a cross-origin-isolated page (bench/chromium.mjs): kpl-wasm at
-# one thread (its 2-thread rows are printed as absent: no wasm threads yet) and ONNX
-# Runtime Web at 1 and 2 threads, f32 and q8, on the same model and ONNX export.
+# one thread (pkg/) and two (pkg/threads/; absent when not built) and ONNX Runtime Web
+# at 1 and 2 threads, f32 and q8, on the same model and ONNX export.
 chromium_reason=""
 if [ $wasm_ok != 1 ]; then
     chromium_reason="pkg/ is missing or did not build (make wasm)"
