@@ -1,6 +1,11 @@
 //! Image bytes to 8-bit RGB, with the size checked from the header before any
 //! pixel memory is allocated.
 //!
+//! JPEG goes through [`super::jpeg`], which decodes as Pillow (libjpeg-turbo)
+//! does, byte for byte; the few JPEG kinds it does not cover (arithmetic,
+//! 12-bit, lossless, hierarchical) and the other formats through the `image`
+//! crate.
+//!
 //! Conversion rules (the same as the fixture script's reference):
 //! - alpha is dropped without compositing, as Pillow's `convert("RGB")` does;
 //! - grey is replicated to three channels;
@@ -12,6 +17,7 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use super::dicom::{VoiChoice, VoiUsed};
+use super::jpeg::{Decoded, JpegError};
 use super::pil_resize::Image8;
 use crate::error::{Error, Result};
 
@@ -69,6 +75,15 @@ pub fn decode_rgb8_with(
         r.limits(l);
         r
     };
+    if format == ImageFormat::Jpeg {
+        match super::jpeg::decode(bytes, limits.max_pixels) {
+            Ok(decoded) => return Ok((from_jpeg(decoded), None)),
+            Err(JpegError::TooLarge { width, height }) => return Err(too_large(name, width as u64, height as u64, limits)),
+            Err(JpegError::Invalid(e)) => return Err(Error::image(name, format!("cannot decode the JPEG image: {e}"))),
+            // Outside what the Pillow-exact decoder covers: the `image` crate's.
+            Err(JpegError::Unsupported(_)) => {}
+        }
+    }
     let (width, height) = reader()
         .into_dimensions()
         .map_err(|e| Error::image(name, format!("cannot read the {format:?} header: {e}")))?;
@@ -77,20 +92,30 @@ pub fn decode_rgb8_with(
         return Err(Error::image(name, format!("the image has no pixels ({width}×{height})")));
     }
     if pixels > limits.max_pixels {
-        return Err(Error::image(
-            name,
-            format!(
-                "the image is {width}×{height} = {:.1} megapixels, above the limit of {:.1} megapixels \
-                 (raise it with --max-megapixels)",
-                pixels as f64 / 1e6,
-                limits.max_pixels as f64 / 1e6
-            ),
-        ));
+        return Err(too_large(name, width.into(), height.into(), limits));
     }
     let decoded = reader()
         .decode()
         .map_err(|e| Error::image(name, format!("cannot decode the {format:?} image: {e}")))?;
     Ok((to_rgb8(decoded), None))
+}
+
+fn too_large(name: &str, width: u64, height: u64, limits: DecodeLimits) -> Error {
+    Error::image(
+        name,
+        format!(
+            "the image is {width}×{height} = {:.1} megapixels, above the limit of {:.1} megapixels \
+             (raise it with --max-megapixels)",
+            (width * height) as f64 / 1e6,
+            limits.max_pixels as f64 / 1e6
+        ),
+    )
+}
+
+/// The JPEG decoder's grey or RGB output as RGB (grey replicated).
+fn from_jpeg(d: Decoded) -> Image8 {
+    let data = if d.channels == 1 { d.data.iter().flat_map(|&v| [v; 3]).collect() } else { d.data };
+    Image8 { width: d.width, height: d.height, channels: 3, data }
 }
 
 fn from_16(v: u16) -> u8 {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod decode;
 pub mod dicom;
+pub mod jpeg;
 pub mod pil_resize;
 
 pub use config::{CropRounding, Preprocessing, ResizeTarget};
