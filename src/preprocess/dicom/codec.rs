@@ -377,33 +377,8 @@ pub struct JpegHeader {
     pub rgb_ids: bool,
 }
 
-/// One marker segment of a JPEG stream, after its marker: its contents (without
-/// the length bytes) and the bytes that follow it.
-pub fn marker_segment(rest: &[u8]) -> PResult<(&[u8], &[u8])> {
-    let Some((&length, _)) = rest.split_first_chunk::<2>() else {
-        return Err("the JPEG data ends inside a marker segment".into());
-    };
-    let length = usize::from(u16::from_be_bytes(length));
-    match rest.split_at_checked(length) {
-        Some((segment, after)) if length >= 2 => Ok((segment.get(2..).unwrap_or_default(), after)),
-        _ => Err("a JPEG marker segment is truncated".into()),
-    }
-}
-
-/// The next marker of a JPEG stream (after fill bytes) and the bytes after it,
-/// or `None` when the bytes do not start with one.
-pub fn next_marker(mut rest: &[u8]) -> Option<(u8, &[u8])> {
-    while let [0xFF, tail @ ..] = rest {
-        if !tail.starts_with(&[0xFF]) {
-            break;
-        }
-        rest = tail;
-    }
-    match rest {
-        [0xFF, marker, tail @ ..] => Some((*marker, tail)),
-        _ => None,
-    }
-}
+// The marker helpers are the JPEG decoder's (one copy; jpeg12.rs uses them too).
+pub use crate::preprocess::jpeg::markers::{marker_segment, next_marker};
 
 /// Scans the markers of a JPEG stream up to its frame header.
 pub fn jpeg_header(data: &[u8]) -> PResult<JpegHeader> {
