@@ -31,7 +31,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-600}
 STRUCTURED_SECONDS=${FUZZ_STRUCTURED_SECONDS:-${FUZZ_SECONDS:-1800}}
-ALL_TARGETS="image_decode dicom dicom_structured jpeg_ls gguf_bundle safetensors kplkb npz sentencepiece pytorch_pickle"
+ALL_TARGETS="image_decode dicom dicom_structured jpeg jpeg_ls gguf_bundle safetensors kplkb npz sentencepiece pytorch_pickle"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 SANITIZER=${FUZZ_SANITIZER:-address}
 NICE=${FUZZ_NICE:-19}
@@ -76,6 +76,7 @@ for t in $TARGETS; do
   case $t in
     image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) ;;
     dicom) seed "$t" $(small_files tests/dicom/files 262144) tests/jpeg_ls/dicom/*.dcm ;;
+    jpeg) seed "$t" tests/jpeg/cases/*.jpg tests/fixtures/images/*.jpg ;;
     jpeg_ls) seed "$t" tests/jpeg_ls/cases/*.jls tests/jpeg_ls/dicom/*.jls ;;
     dicom_structured)
       # Its inputs are the generator's choices (fuzz/src/dicom_gen.rs), not

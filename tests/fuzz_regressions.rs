@@ -69,6 +69,11 @@ fn kplkb() {
 }
 
 #[test]
+fn jpeg() {
+    replay("jpeg");
+}
+
+#[test]
 fn jpeg_ls() {
     replay("jpeg_ls");
 }

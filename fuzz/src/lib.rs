@@ -290,9 +290,6 @@ pub fn sentencepiece(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
-/// The targets by name, for the regression test and `scripts/fuzz.sh`
-/// (`dicom_structured` is not here: its inputs are replayed as the files they
-/// generate, by `dicom`).
 /// `jpeg_ls`: the JPEG-LS decoder (`dicom::jpeg_ls::decode`) on a raw
 /// codestream of at most 2^20 samples: every sample it returns lies within the
 /// frame's precision, and the count is the frame's.
@@ -380,6 +377,21 @@ pub fn pytorch_pickle(data: &[u8]) -> kpl::Result<()> {
     Ok(())
 }
 
+/// `jpeg`: the Pillow-exact JPEG decoder (`preprocess::jpeg::decode`: markers,
+/// Huffman tables, sequential and progressive scans, restarts, IDCT,
+/// upsampling, colour conversion) with the targets' pixel limit: an image it
+/// returns has 1 or 3 channels and exactly its size in bytes; a refusal
+/// (invalid, unsupported, too large) is an `Err`.
+pub fn jpeg(data: &[u8]) -> kpl::Result<()> {
+    let decoded = kpl::preprocess::jpeg::decode(data, MAX_PIXELS).map_err(|e| kpl::Error::image("fuzz.jpg", e.to_string()))?;
+    assert!(matches!(decoded.channels, 1 | 3));
+    assert_eq!(decoded.data.len(), decoded.width * decoded.height * decoded.channels);
+    Ok(())
+}
+
+/// The targets by name, for the regression test and `scripts/fuzz.sh`
+/// (`dicom_structured` is not here: its inputs are replayed as the files they
+/// generate, by `dicom`).
 pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("image_decode", image_decode),
     ("dicom", dicom),
@@ -387,6 +399,7 @@ pub const TARGETS: &[(&str, fn(&[u8]) -> kpl::Result<()>)] = &[
     ("safetensors", safetensors),
     ("kplkb", kplkb),
     ("jpeg_ls", jpeg_ls),
+    ("jpeg", jpeg),
     ("sentencepiece", sentencepiece),
     ("pytorch_pickle", pytorch_pickle),
     #[cfg(feature = "cli")]

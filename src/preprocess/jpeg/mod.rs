@@ -60,6 +60,18 @@ pub enum JpegError {
     TooLarge { width: usize, height: usize },
 }
 
+impl std::fmt::Display for JpegError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unsupported(what) => write!(f, "{what} is not supported by the Pillow-exact JPEG decoder"),
+            Self::Invalid(problem) => f.write_str(problem),
+            Self::TooLarge { width, height } => write!(f, "the JPEG frame is {width}×{height} pixels, above the pixel limit"),
+        }
+    }
+}
+
+impl std::error::Error for JpegError {}
+
 impl From<String> for JpegError {
     fn from(e: String) -> Self {
         Self::Invalid(e)
