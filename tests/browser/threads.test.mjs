@@ -193,3 +193,25 @@ test("the widget's threads attribute: 2, then 1, then a bad value refused", { ti
     await server.close();
   }
 });
+
+test('the threaded build failing to start: the single-threaded one runs, and the note says why', { timeout: 120000 }, async () => {
+  const page = await browser.context.newPage();
+  try {
+    // As a server or proxy that does not deliver pkg/threads/ would.
+    await page.route('**/pkg/threads/**', (route) => route.abort());
+    await page.goto(`${isolated.url}/embed-example.html`);
+    const info = await page.evaluate(async () => {
+      const { KplClient } = await import('/protocol.js');
+      const client = KplClient.start('/worker.js', { threads: 2 });
+      try {
+        return await client.load('/model/', undefined, { backend: 'wasm' });
+      } finally {
+        client.terminate();
+      }
+    });
+    assert.equal(info.threads, 1);
+    assert.match(info.threadsNote, /^One thread: the threaded WebAssembly build \(pkg\/threads\/\) could not start \(.+\)\.$/);
+  } finally {
+    await page.close();
+  }
+});
