@@ -42,7 +42,7 @@ TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
 	@echo "make test     Rust tests + wasm build + browser tests"
-	@echo "make setup    install missing tools (apt packages, wasm target, wasm-bindgen-cli, npm packages)"
+	@echo "make setup    install missing tools (apt packages, wasm target, nightly + rust-src, wasm-bindgen-cli, npm packages)"
 	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web) and $(THREADS_PKG_DIR)/ (wasm threads, nightly)"
 	@echo "make native   build $(TARGET_DIR)/release/kpl"
 	@echo "make screenshot  rewrite docs/screenshot.png (after make native wasm)"
