@@ -1,7 +1,10 @@
 //! BiomedCLIP-sized open_clip encoders, natively: seconds per image of the timm
-//! ViT-B/16 image tower (224 px) and milliseconds per 256-token description of the
-//! PubMedBERT-base-sized BERT text tower (12 layers, width 768, vocabulary 30522),
-//! random weights (`kpl::testing::open_clip`, BiomedCLIP's layout).
+//! ViT-B/16 image tower (224 px) and milliseconds per description of 256 and of 32
+//! tokens for the PubMedBERT-base-sized BERT text tower (12 layers, width 768,
+//! vocabulary 30522), random weights (`kpl::testing::open_clip`, BiomedCLIP's layout).
+//! 32 tokens is a long knowledge-base prompt: the prompts of knowledge/ have 12 to 26
+//! words and punctuation marks (median 17) before WordPiece splits them; the tokenizer
+//! pads every text to 256.
 //!
 //!     cargo run --release --example bench_open_clip --features kpl/testing -- [--dtype q8] [--threads 1] [--runs 5] [--out bench/out]
 //!
@@ -11,8 +14,8 @@
 //! bench/wasm_open_clip.mjs. The image is OUT/image-224.png (bench_image writes it).
 //! Times `embed_pixels` on the preprocessed image and `embed_text` on the
 //! description (tokenizer included): a warm-up, then the median of --runs runs.
-//! Prints two JSON lines, models "biomedclip-image" and "biomedclip-text-256",
-//! with `median_s` (seconds per image, per description).
+//! Prints three JSON lines, models "biomedclip-image", "biomedclip-text-256" and
+//! "biomedclip-text-32", with `median_s` (seconds per image, per description).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,22 +79,28 @@ fn run(args: &Args) -> Result<(), String> {
         Ok(())
     })?;
 
-    // 254 one-token words: [CLS] + 254 + [SEP] fill BiomedCLIP's context of 256.
-    let text = words(&config, config.context_length - 2);
-    let ids = pipeline.tokenizer().and_then(|t| t.encode(&text)).map_err(|e| e.to_string())?;
-    let real = ids.iter().filter(|&&id| id != 0).count();
-    if real != config.context_length {
-        return Err(format!("the description is {real} tokens, not {}", config.context_length));
-    }
+    // One-token words between [CLS] and [SEP]: 254 fill BiomedCLIP's context of 256.
+    let time_text = |tokens: usize| -> Result<_, String> {
+        let text = words(&config, tokens - 2);
+        let ids = pipeline.tokenizer().and_then(|t| t.encode(&text)).map_err(|e| e.to_string())?;
+        let real = ids.iter().filter(|&&id| id != 0).count();
+        if real != tokens {
+            return Err(format!("the description is {real} tokens, not {tokens}"));
+        }
+        let runs = time_runs(args.runs, || -> Result<(), String> {
+            std::hint::black_box(pipeline.embed_text(&text).map_err(|e| e.to_string())?);
+            Ok(())
+        })?;
+        Ok((text, runs))
+    };
+    let (text, text_runs) = time_text(config.context_length)?;
     let text_path = args.out.join("biomedclip-text-256.txt");
     std::fs::write(&text_path, &text).map_err(|e| format!("{}: {e}", shown(&text_path)))?;
-    let text_runs = time_runs(args.runs, || -> Result<(), String> {
-        std::hint::black_box(pipeline.embed_text(&text).map_err(|e| e.to_string())?);
-        Ok(())
-    })?;
+    let (_, short_runs) = time_text(32)?;
 
     let round = |t: f64| (t * 1e4).round() / 1e4;
-    for (model, (runs, cpu)) in [("biomedclip-image", &image_runs), ("biomedclip-text-256", &text_runs)] {
+    let rows = [("biomedclip-image", &image_runs), ("biomedclip-text-256", &text_runs), ("biomedclip-text-32", &short_runs)];
+    for (model, (runs, cpu)) in rows {
         eprintln!("# kpl-native {} {model}: runs {runs:.3?}", args.dtype);
         // With one thread all the work is on this thread; with more, its CPU time means little.
         let cpu_median_s = (args.threads == 1 && cpu.len() == runs.len()).then(|| round(median(cpu)));

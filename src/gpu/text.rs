@@ -67,6 +67,9 @@ impl GpuText {
         if let Some((ids, length)) = texts.iter().zip(lengths).find(|(ids, &length)| length > ids.len()) {
             return Err(Error::Input(format!("{length} real tokens among {} ids", ids.len())));
         }
+        // Pad ids that no position reads are not run (`TextTower::needed_positions`).
+        let texts: Vec<&[u32]> = texts.iter().map(|ids| &ids[..self.tower.needed_positions(ids)]).collect();
+        let seq = texts.iter().map(|ids| ids.len()).max().unwrap_or(0);
         let mask = self.tower.encoder.mask_kind();
         if mask == MaskKind::None && texts.iter().any(|t| t.len() != seq) {
             // Without a mask, padding would reach the pooled position.

@@ -198,11 +198,34 @@ impl TextTower {
         }
     }
 
+    /// How many leading positions of `ids` decide the embedding: all of them,
+    /// except that open_clip's Hugging Face towers (BERT, padded by their
+    /// tokenizer to `context_length`, BiomedCLIP's 256) do not need the pad ids
+    /// after the last attended one. Those are masked as keys, so no position
+    /// reads them through attention; every other layer acts per position; the
+    /// mean pooler skips them and `[CLS]` pooling reads position 0. Dropping
+    /// them leaves the embedding equal up to the order of float sums, and a
+    /// 32-token prompt then costs an eighth of the 256 positions' work. A text
+    /// with no attended id keeps every position (every key then weighs alike).
+    pub fn needed_positions(&self, ids: &[u32]) -> usize {
+        let trailing_pads_unread = matches!(self.pool, TextPool::Mean | TextPool::First);
+        match (self.pad_token_id, trailing_pads_unread) {
+            (Some(pad), true) => ids.iter().rposition(|&id| id != pad).map_or(ids.len(), |last| last + 1),
+            _ => ids.len(),
+        }
+    }
+
     /// The unnormalised embedding [dim] of one sequence of token ids, as the
     /// tokenizer gives it (CLIP: unpadded, which the causal mask makes exact;
     /// SigLIP: padded to the full length), of which the first `length` are
-    /// real tokens (read only under a key-padding mask).
+    /// real tokens (read only under a key-padding mask). Runs the first
+    /// [`Self::needed_positions`] of them.
     pub fn forward_ids(&self, ids: &[u32], length: usize) -> Result<Tensor> {
+        self.forward_all_ids(&ids[..self.needed_positions(ids)], length)
+    }
+
+    /// [`Self::forward_ids`] on every position of `ids`.
+    fn forward_all_ids(&self, ids: &[u32], length: usize) -> Result<Tensor> {
         let mut xs = self.input_embeddings(ids)?.unsqueeze(0)?;
         if let Some(norm) = &self.embedding_layer_norm {
             xs = norm.forward(&xs)?;
@@ -227,5 +250,51 @@ impl TextTower {
             _ => hidden.narrow(0, self.pooling_position(ids), 1)?,
         };
         project(self.head_hidden.as_ref(), Some(&self.projection), pooled)?.squeeze(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// open_clip's BERT towers, `[CLS]`-pooled (tiny-open-clip-bert) and
+    /// mean-pooled (tiny-open-clip-mean): without the trailing pad ids, every
+    /// reference text (a `[PAD]` written inside one among them) embeds within
+    /// 1e-6 of the pass over all 256 positions, L2-normalised as the pipeline
+    /// returns it.
+    #[test]
+    fn bert_towers_skip_trailing_padding_with_the_same_embedding() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let reference: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("open_clip_reference.json")).unwrap()).unwrap();
+        for name in ["tiny-open-clip-bert", "tiny-open-clip-mean"] {
+            let pipeline = crate::model_dir::load_model_dir(&root.join(name)).unwrap();
+            let tower = pipeline.model.text.as_ref().unwrap();
+            let pad = tower.pad_token_id.unwrap();
+            let tokenizer = pipeline.tokenizer().unwrap();
+            let (mut trimmed, mut pad_inside, mut worst) = (0, false, 0.0f32);
+            for text in reference["models"][name]["texts"].as_array().unwrap() {
+                let (ids, length) = tokenizer.encode_with_length(text["text"].as_str().unwrap()).unwrap();
+                let needed = tower.needed_positions(&ids);
+                assert!(needed > 0 && ids[needed - 1] != pad && ids[needed..].iter().all(|&id| id == pad), "{name}: {ids:?}");
+                trimmed += usize::from(needed < ids.len());
+                pad_inside |= ids[1..needed].contains(&pad);
+                let normalised = |t: candle_core::Tensor| {
+                    let v = t.to_vec1::<f32>().unwrap();
+                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    v.into_iter().map(move |a| a / norm)
+                };
+                let got = normalised(tower.forward_ids(&ids, length).unwrap());
+                let full = normalised(tower.forward_all_ids(&ids, length).unwrap());
+                let diff = got.zip(full).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(diff <= 1e-6, "{name}: {} differs by {diff}", text["text"]);
+                worst = worst.max(diff);
+            }
+            eprintln!("{name}: {trimmed} texts trimmed, max |diff| {worst:e}");
+            assert!(trimmed > 0, "{name}: no text was trimmed");
+            assert!(pad_inside || name != "tiny-open-clip-bert", "{name}: a [PAD] written inside a text");
+            // Nothing attended: every position stays.
+            assert_eq!(tower.needed_positions(&[pad; 5]), 5);
+        }
     }
 }
