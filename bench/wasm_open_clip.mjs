@@ -1,14 +1,15 @@
 // kpl in WebAssembly (the web build in pkg/, run in Node, one thread) on the
 // BiomedCLIP-sized random open_clip bundle that bench_open_clip packed: seconds per
-// image of the timm ViT-B/16 image encoder and seconds per 256-token description of the
-// BERT text encoder (the report prints them in ms below 1 s).
+// image of the timm ViT-B/16 image encoder and seconds per description of 256 and of 32
+// tokens of the BERT text encoder (the report prints them in ms below 1 s).
 //
 //     node bench/wasm_open_clip.mjs [--dtype q8] [--runs 5] [--out bench/out] [--pkg pkg]
 //
 // Loads OUT/biomedclip-DTYPE/ with ClipModel.loadBundle (both encoders; the quantised
 // layers with the page's default kernel) and times embedImage on OUT/image-224.png (PNG
 // decoding and preprocessing included, a few ms) and embedText on
-// OUT/biomedclip-text-256.txt (tokenizer included): a warm-up, then the median of --runs.
+// OUT/biomedclip-text-256.txt and -32.txt (tokenizer included): a warm-up, then the
+// median of --runs.
 
 import { readFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
@@ -26,14 +27,13 @@ const t = performance.now();
 const model = mod.ClipModel.loadBundle(readFileSync(join(bundle, 'manifest.json'), 'utf8'), read('image_encoder.gguf'), read('text_encoder.gguf'));
 const loadS = (performance.now() - t) / 1000;
 const png = new Uint8Array(readFileSync(join(args.out, 'image-224.png')));
-const text = readFileSync(join(args.out, 'biomedclip-text-256.txt'), 'utf8');
-const tokens = model.tokenize(text).filter((id) => id !== 0).length;
-if (tokens !== 256) throw new Error(`the description is ${tokens} tokens, not 256`);
-
-const measured = {
-  'biomedclip-image': () => model.embedImage(png, 'image-224.png'),
-  'biomedclip-text-256': () => model.embedText(text),
-};
+const measured = { 'biomedclip-image': () => model.embedImage(png, 'image-224.png') };
+for (const length of [256, 32]) {
+  const text = readFileSync(join(args.out, `biomedclip-text-${length}.txt`), 'utf8');
+  const tokens = model.tokenize(text).filter((id) => id !== 0).length;
+  if (tokens !== length) throw new Error(`the description is ${tokens} tokens, not ${length}`);
+  measured[`biomedclip-text-${length}`] = () => model.embedText(text);
+}
 for (const [name, fn] of Object.entries(measured)) {
   fn();
   const { times, cpuTimes } = await timeRuns(runs, fn);
