@@ -145,8 +145,8 @@ for (const engine of ['kpl-native', 'kpl-wasm']) {
   // steadier); a row on N threads is compared with N times that.
   const peak = (name) => gemm.find((r) => r.kernel === name && (r.threads ?? 1) === 1);
   for (const r of gemm.filter((r) => !r.kernel.startsWith('peak-'))) {
-    const limit = r.kernel === 'f32-gemm' ? peak('peak-f32') : peak('peak-int8');
-    const unit = r.kernel === 'f32-gemm' ? 'GFLOP/s' : 'GOP/s';
+    const limit = r.kernel.startsWith('f32-') ? peak('peak-f32') : peak('peak-int8');
+    const unit = r.kernel.startsWith('f32-') ? 'GFLOP/s' : 'GOP/s';
     const threads = r.threads ?? 1;
     const times = threads > 1 ? `${threads} × ` : '';
     const share = limit

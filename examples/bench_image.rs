@@ -4,7 +4,7 @@
 //! 27 × 1152-wide layers, MAP head; its text tower, which no row times, is cut
 //! to one layer to save disk). Weights normal(0, 0.02).
 //!
-//!     cargo run --release --example bench_image -- [--model vit-b16] [--dtype f32] [--threads 1] [--kernel int8] [--runs 5] [--out bench/out]
+//!     cargo run --release --example bench_image -- [--model vit-b16] [--dtype f32] [--threads 1] [--kernel int8] [--f32-kernel packed] [--runs 5] [--out bench/out]
 //!     cargo run --release --example bench_image -- --list-dtypes
 //!
 //! Writes (or reuses) the random model under OUT/MODEL-random/, an S×S test
@@ -98,6 +98,8 @@ struct Args {
     /// How quantised layers compute (`QuantKernel`: int8, blocks, dequantize);
     /// None: the native default.
     kernel: Option<kpl::nn::linear::QuantKernel>,
+    /// How dense f32 layers compute (`F32Kernel`: packed, the default, or candle).
+    f32_kernel: kpl::nn::linear::F32Kernel,
     runs: usize,
     out: PathBuf,
 }
@@ -109,6 +111,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         backend: "cpu".into(),
         threads: 1,
         kernel: None,
+        f32_kernel: kpl::nn::linear::F32Kernel::Packed,
         runs: 5,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out"),
     };
@@ -127,6 +130,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--backend" => args.backend = value()?,
             "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--kernel" => args.kernel = Some(value()?.parse()?),
+            "--f32-kernel" => args.f32_kernel = value()?.parse()?,
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--out" => args.out = PathBuf::from(value()?),
             "--list-dtypes" => {
@@ -135,7 +139,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--runs N] [--out DIR] [--list-dtypes]",
+                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--f32-kernel packed|candle] [--runs N] [--out DIR] [--list-dtypes]",
                     DTYPES.join("|")
                 );
                 return Ok(None);
@@ -234,6 +238,8 @@ fn run(args: &Args) -> Result<(), String> {
         // Before loading: q8_0 weights are held as this kernel reads them.
         kpl::nn::linear::set_quant_kernel(kernel);
     }
+    // Before loading too: dense weights are packed at load.
+    kpl::nn::linear::set_f32_kernel(args.f32_kernel);
     let t = Instant::now();
     let mut pipeline = load_model(args.model, &args.dtype, &folder)?;
     let load_s = t.elapsed().as_secs_f64();
@@ -290,7 +296,11 @@ fn run(args: &Args) -> Result<(), String> {
         "model": args.model.row_model(),
         "random_weights": true,
         "threads": args.threads,
-        "kernel": args.kernel.map(|k| format!("{k:?}").to_lowercase()),
+        "kernel": if args.dtype == "f32" {
+            Some(format!("{:?}", args.f32_kernel).to_lowercase())
+        } else {
+            args.kernel.map(|k| format!("{k:?}").to_lowercase())
+        },
         "median_s": (median_s * 1e4).round() / 1e4,
         "cpu_median_s": cpu_median_s.map(|c| (c * 1e4).round() / 1e4),
         "runs_s": times.iter().map(|t| (t * 1e4).round() / 1e4).collect::<Vec<_>>(),

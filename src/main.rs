@@ -17,6 +17,10 @@ struct Cli {
     /// f32: the same numbers as the worker's `dequantize` within float rounding).
     #[arg(long, global = true)]
     quant_kernel: Option<kpl::nn::linear::QuantKernel>,
+    /// How dense f32 layers multiply on the CPU: packed (default: our f32 GEMM, the
+    /// weights repacked at load) or candle (candle's gemm; for comparisons).
+    #[arg(long, global = true)]
+    f32_kernel: Option<kpl::nn::linear::F32Kernel>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +64,9 @@ fn main() {
     }
     if let Some(kernel) = cli.quant_kernel {
         kpl::nn::linear::set_quant_kernel(kernel);
+    }
+    if let Some(kernel) = cli.f32_kernel {
+        kpl::nn::linear::set_f32_kernel(kernel);
     }
     let outcome = match &cli.command {
         Command::EmbedImage(args) => cli::embed::embed_image(args),

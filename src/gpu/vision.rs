@@ -46,8 +46,11 @@ impl GpuVision {
         let conv = tower.patch_embedding.weight();
         let (hidden, channels, patch, _) = conv.dims4()?;
         // The convolution (stride = kernel) is a matmul over flattened patches.
-        let patch_linear =
-            Linear::dense(conv.reshape((hidden, channels * patch * patch))?, tower.patch_embedding.bias().cloned());
+        // candle's Linear: only uploaded, never multiplied on the CPU (no packing).
+        let patch_linear = Linear::Dense(candle_nn::Linear::new(
+            conv.reshape((hidden, channels * patch * patch))?,
+            tower.patch_embedding.bias().cloned(),
+        ));
         let seq = tower.position_embedding.dim(0)?;
         let cells = (tower.image_size / patch).pow(2);
         if seq != cells + usize::from(tower.class_embedding.is_some()) {

@@ -51,10 +51,10 @@ impl AttentionPool {
         let in_weight = a.get((3 * hidden, hidden), names::IN_PROJ_WEIGHT)?;
         let in_bias = a.get(3 * hidden, names::IN_PROJ_BIAS)?;
         let part = |i: usize| -> Result<Linear> {
-            Ok(Linear::dense(
+            Linear::dense(
                 in_weight.narrow(0, i * hidden, hidden)?.contiguous()?,
                 Some(in_bias.narrow(0, i * hidden, hidden)?.contiguous()?),
-            ))
+            )
         };
         Ok(Self {
             probe: w.get((1, 1, hidden), names::PROBE)?,

@@ -2,8 +2,13 @@
 //! that weight formats change here and not in the model code: one model
 //! implementation for every dtype.
 //!
-//! - `Dense`: an f32 weight (a safetensors checkpoint, or an f16/f32 layer of a
-//!   bundle widened on load), through candle's gemm.
+//! - `Packed`: an f32 weight (a safetensors checkpoint, or an f16/f32 layer of a
+//!   bundle widened on load), repacked at load into the panels of our f32 GEMM
+//!   ([`super::gemm::f32`]), which replace the tensor; the bias is added in the
+//!   GEMM's epilogue. What [`Linear::dense`] makes under the default
+//!   [`F32Kernel::Packed`].
+//! - `Dense`: an f32 weight through candle's gemm ([`F32Kernel::Candle`], and
+//!   the GPU engine's own patch-embedding matmul).
 //! - `Quantized`: a `kpl pack` bundle's blocks. q8_0 weights are repacked at
 //!   load into the panels of our int8 GEMM ([`super::gemm::q8`]), which replace
 //!   the blocks; q4_K stays as candle's blocks. How they are multiplied is
@@ -16,6 +21,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 
+use super::gemm::f32::PackedF32;
 use super::gemm::q8::PackedQ8;
 
 /// How a quantised linear layer computes.
@@ -59,8 +65,42 @@ const DEFAULT_KERNEL: QuantKernel =
 const FALLBACK_KERNEL: QuantKernel =
     if cfg!(target_arch = "wasm32") { QuantKernel::Dequantize } else { QuantKernel::Blocks };
 
+/// How a dense f32 linear layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F32Kernel {
+    /// Our f32 GEMM (`nn::gemm::f32`): the weight packed at load, AVX-512 or
+    /// AVX2+FMA natively, simd128 in wasm, the bias in the epilogue.
+    Packed,
+    /// candle's f32 gemm on the weight as loaded (for comparisons).
+    Candle,
+}
+
+impl std::str::FromStr for F32Kernel {
+    type Err = String;
+    /// `packed` or `candle`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "packed" => Ok(Self::Packed),
+            "candle" => Ok(Self::Candle),
+            other => Err(format!("unknown f32 kernel {other:?} (packed or candle)")),
+        }
+    }
+}
+
 thread_local! {
     static KERNEL: Cell<QuantKernel> = const { Cell::new(DEFAULT_KERNEL) };
+    static F32_KERNEL: Cell<F32Kernel> = const { Cell::new(F32Kernel::Packed) };
+}
+
+/// Chooses how dense f32 layers loaded afterwards on this thread are held and
+/// computed (default `Packed`: faster on every target, measured in `make
+/// bench`). Thread-local, so tests can compare them.
+pub fn set_f32_kernel(kernel: F32Kernel) {
+    F32_KERNEL.with(|k| k.set(kernel));
+}
+
+pub fn f32_kernel() -> F32Kernel {
+    F32_KERNEL.with(|k| k.get())
 }
 
 /// Chooses the kernel of the quantised layers for the forward passes started
@@ -89,6 +129,10 @@ pub enum QWeight {
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
+    Packed {
+        weight: Arc<PackedF32>,
+        bias: Option<Tensor>,
+    },
     Quantized {
         weight: QWeight,
         bias: Option<Tensor>,
@@ -98,8 +142,23 @@ pub enum Linear {
 }
 
 impl Linear {
-    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self::Dense(candle_nn::Linear::new(weight, bias))
+    /// A dense layer from `weight` [out, in] (any float dtype) and `bias`
+    /// [out]: while this thread's f32 kernel is `Packed`, the weight is
+    /// repacked for our f32 GEMM in f32 (the tensor is dropped when `weight` is
+    /// the last reference); otherwise candle's `Linear` keeps it as given.
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if f32_kernel() == F32Kernel::Candle || !weight.device().is_cpu() {
+            return Ok(Self::Dense(candle_nn::Linear::new(weight, bias)));
+        }
+        let (n, k) = weight.dims2()?;
+        if let Some(b) = &bias {
+            if b.dims() != [n] {
+                candle_core::bail!("linear layer [{n}, {k}]: bias of shape {:?}, expected [{n}]", b.dims())
+            }
+        }
+        let packed = with_f32_slice(&weight, |w| PackedF32::from_rows(w, n, k))?.map_err(|e| candle_core::Error::Msg(e.0))?;
+        let bias = bias.map(|b| super::weights::to_f32(&b)?.contiguous()).transpose()?;
+        Ok(Self::Packed { weight: Arc::new(packed), bias })
     }
 
     /// A quantised layer from a GGUF tensor `[out, in]`: while this thread's
@@ -119,7 +178,8 @@ impl Linear {
 
     pub fn with_bias(self, bias: Tensor) -> Self {
         match self {
-            Self::Dense(l) => Self::dense(l.weight().clone(), Some(bias)),
+            Self::Dense(l) => Self::Dense(candle_nn::Linear::new(l.weight().clone(), Some(bias))),
+            Self::Packed { weight, .. } => Self::Packed { weight, bias: Some(bias) },
             Self::Quantized { weight, shape, .. } => Self::Quantized { weight, bias: Some(bias), shape },
         }
     }
@@ -128,14 +188,17 @@ impl Linear {
     pub fn dims(&self) -> Result<(usize, usize)> {
         match self {
             Self::Dense(l) => l.weight().dims2(),
+            Self::Packed { weight, .. } => Ok(weight.dims()),
             Self::Quantized { shape, .. } => Ok(*shape),
         }
     }
 
-    /// The weight as a dense f32 tensor [out, in] (dequantised when quantised).
+    /// The weight as a dense f32 tensor [out, in] (dequantised when quantised,
+    /// unpacked, a new copy, when packed).
     pub fn weight(&self) -> Result<Tensor> {
         match self {
             Self::Dense(l) => Ok(l.weight().clone()),
+            Self::Packed { weight, .. } => Tensor::from_vec(weight.to_rows(), weight.dims(), &Device::Cpu),
             Self::Quantized { weight: QWeight::Q8(p), shape, .. } => q8_qtensor(p, *shape)?.dequantize(&Device::Cpu),
             Self::Quantized { weight: QWeight::Blocks(matmul), shape, .. } => match matmul {
                 QMatMul::QTensor(t) => t.dequantize(&Device::Cpu),
@@ -161,7 +224,7 @@ impl Linear {
     pub fn bias(&self) -> Option<&Tensor> {
         match self {
             Self::Dense(l) => l.bias(),
-            Self::Quantized { bias, .. } => bias.as_ref(),
+            Self::Packed { bias, .. } | Self::Quantized { bias, .. } => bias.as_ref(),
         }
     }
 
@@ -202,33 +265,51 @@ fn dequantized_matmul(t: &QTensor, xs: &Tensor) -> Result<Tensor> {
     ys.reshape(out_dims)
 }
 
-/// `xs` [.., k] × `p`ᵀ through the int8 GEMM.
-fn int8_matmul(p: &PackedQ8, xs: &Tensor) -> Result<Tensor> {
-    let (n, k) = p.dims();
+/// `t`'s values in f32, row-major, passed to `f` (borrowed when `t` is a
+/// contiguous f32 CPU tensor, else copied once).
+fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = super::weights::to_f32(t)?;
+    let offsets = t.layout().contiguous_offsets();
+    if let Some((start, end)) = offsets {
+        let (storage, _) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            return Ok(f(&cpu.as_slice::<f32>()?[start..end]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?))
+}
+
+/// `xs` [.., k] through one of our GEMMs: `product(x, m)` gets `x` [m, k]
+/// row-major and returns [m, n]; the result is [.., n].
+fn own_matmul(xs: &Tensor, (n, k): (usize, usize), product: impl FnOnce(&[f32], usize) -> Result<Vec<f32>>) -> Result<Tensor> {
     let mut out_dims = xs.dims().to_vec();
     if out_dims.last() != Some(&k) {
-        candle_core::bail!("int8 matmul: input {:?} does not end in {k}", xs.dims())
+        candle_core::bail!("matmul: input {:?} does not end in {k}", xs.dims())
     }
     let m = xs.elem_count() / k;
-    let x = xs.to_dtype(candle_core::DType::F32)?.flatten_all()?;
-    let y = {
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("int8 matmul: the input must be on the CPU")
-        };
-        match layout.contiguous_offsets() {
-            Some((start, end)) => p.matmul(&cpu.as_slice::<f32>()?[start..end], m),
-            None => p.matmul(&x.to_vec1::<f32>()?, m),
-        }
-    };
+    let y = with_f32_slice(xs, |x| product(x, m))??;
     *out_dims.last_mut().expect("xs has a last dim") = n;
     Tensor::from_vec(y, out_dims, &Device::Cpu)
+}
+
+/// `xs` [.., k] × `p`ᵀ through the int8 GEMM.
+fn int8_matmul(p: &PackedQ8, xs: &Tensor) -> Result<Tensor> {
+    own_matmul(xs, p.dims(), |x, m| Ok(p.matmul(x, m)))
+}
+
+/// `xs` [.., k] × `p`ᵀ + `bias` through the f32 GEMM.
+fn f32_matmul(p: &PackedF32, bias: Option<&Tensor>, xs: &Tensor) -> Result<Tensor> {
+    own_matmul(xs, p.dims(), |x, m| match bias {
+        Some(b) => with_f32_slice(b, |b| p.matmul(x, m, Some(b))),
+        None => Ok(p.matmul(x, m, None)),
+    })
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(xs),
+            Self::Packed { weight, bias } => f32_matmul(weight, bias.as_ref(), xs),
             Self::Quantized { weight, bias, shape } => {
                 let kernel = match (quant_kernel(), weight) {
                     (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) if t.dtype() == GgmlDType::Q8_0 => {

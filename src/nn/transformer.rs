@@ -291,7 +291,7 @@ mod tests {
         let eye = |n| Tensor::eye(n, DType::F32, &device);
         let lin = |seed: f32| -> Result<Linear> {
             let w = (eye(h)? * f64::from(seed))?;
-            Ok(Linear::dense(w, Some(Tensor::zeros(h, DType::F32, &device)?)))
+            Linear::dense(w, Some(Tensor::zeros(h, DType::F32, &device)?))
         };
         let ln = || -> Result<LayerNorm> {
             Ok(LayerNorm::new(Tensor::ones(h, DType::F32, &device)?, Tensor::zeros(h, DType::F32, &device)?, 1e-5))

@@ -115,7 +115,7 @@ impl Weights {
                 let t = self.qtensor("weight", &Shape::from((out_dim, in_dim)))?;
                 match t.dtype() {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                        Ok(Linear::dense(t.dequantize(&Device::Cpu)?, None))
+                        Linear::dense(t.dequantize(&Device::Cpu)?, None)
                     }
                     _ => Linear::from_qtensor(t, None),
                 }
@@ -126,7 +126,10 @@ impl Weights {
     /// A linear layer `weight` [out, in] + `bias` [out].
     pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
         match &self.source {
-            Source::Dense(vb) => Ok(Linear::Dense(candle_nn::linear(in_dim, out_dim, vb.clone())?)),
+            Source::Dense(vb) => {
+                let l = candle_nn::linear(in_dim, out_dim, vb.clone())?;
+                Linear::dense(l.weight().clone(), l.bias().cloned())
+            }
             Source::Gguf(_) => {
                 let bias = self.get(out_dim, "bias")?;
                 Ok(self.linear_weight(in_dim, out_dim)?.with_bias(bias))
@@ -136,7 +139,7 @@ impl Weights {
 
     pub fn linear_no_bias(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
         match &self.source {
-            Source::Dense(vb) => Ok(Linear::Dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?)),
+            Source::Dense(vb) => Linear::dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?.weight().clone(), None),
             Source::Gguf(_) => self.linear_weight(in_dim, out_dim),
         }
     }
@@ -150,7 +153,7 @@ impl Weights {
         let bias_part = |i: usize| bias.narrow(0, i * out_dim, out_dim)?.contiguous();
         let dense = |w: Tensor| -> Result<[Linear; N]> {
             let parts = (0..N)
-                .map(|i| Ok(Linear::dense(w.narrow(0, i * out_dim, out_dim)?.contiguous()?, Some(bias_part(i)?))))
+                .map(|i| Linear::dense(w.narrow(0, i * out_dim, out_dim)?.contiguous()?, Some(bias_part(i)?)))
                 .collect::<Result<Vec<_>>>()?;
             Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
         };

@@ -14,6 +14,16 @@ pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
     Ok(())
 }
 
+/// How dense f32 layers compute: "packed" (default: our f32 GEMM, simd128)
+/// or "candle" (candle's gemm). Set before loading: it decides how the
+/// weights are held. For benchmarks and tests (`nn::linear::F32Kernel`).
+#[wasm_bindgen(js_name = setF32Kernel)]
+pub fn set_f32_kernel(kernel: &str) -> Result<(), JsError> {
+    let kernel = kernel.parse().map_err(|e: String| JsError::new(&e))?;
+    crate::nn::linear::set_f32_kernel(kernel);
+    Ok(())
+}
+
 /// The cosine between the CPU's and the GPU's embedding of the probe image.
 #[wasm_bindgen(js_name = probeCosine)]
 pub fn probe_cosine(on_cpu: &[f32], on_gpu: &[f32]) -> f32 {

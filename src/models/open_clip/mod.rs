@@ -39,7 +39,7 @@ use crate::nn::Activation;
 
 /// A `[in, out]` parameter applied as `x @ p` (open_clip's `proj`s), as a linear layer.
 fn transposed_linear(w: &Weights, in_dim: usize, out_dim: usize, name: &str) -> candle_core::Result<Linear> {
-    Ok(Linear::dense(w.get((in_dim, out_dim), name)?.t()?.contiguous()?, None))
+    Linear::dense(w.get((in_dim, out_dim), name)?.t()?.contiguous()?, None)
 }
 
 fn linear(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> candle_core::Result<Linear> {
