@@ -25,7 +25,8 @@ KPL_BIN     := $(TARGET_DIR)/release/kpl
 # The threaded build (pkg/threads/, chosen by www/worker.js on a cross-origin-isolated
 # page): shared memory and atomics need std rebuilt with them, which only nightly
 # does (-Z build-std). Its own target folder: other RUSTFLAGS, other artifacts.
-CARGO_NIGHTLY      ?= cargo +nightly
+RUST_NIGHTLY       ?= $(shell bash scripts/nightly-toolchain.sh)
+CARGO_NIGHTLY      ?= cargo +$(RUST_NIGHTLY)
 THREADS_PKG_DIR    := $(PKG_DIR)/threads
 THREADS_TARGET_DIR := $(TARGET_DIR)/threads
 THREADS_WASM_OUT   := $(THREADS_TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm

@@ -98,19 +98,21 @@ fi
 
 # The threaded wasm build (pkg/threads/) rebuilds std with atomics: nightly's
 # -Z build-std, which needs the standard library's source (rust-src).
-if rustup toolchain list | grep -q '^nightly-'; then
-    say "rust nightly: present ($(rustc +nightly --version 2>/dev/null || echo '?'))"
+# scripts/nightly-toolchain.sh names the nightly it was tested with.
+nightly=$(bash scripts/nightly-toolchain.sh)
+if rustc +"$nightly" --version >/dev/null 2>&1; then
+    say "rust $nightly: present ($(rustc +"$nightly" --version))"
 else
-    say "rustup toolchain install nightly (for make wasm-threads)"
-    rustup toolchain install nightly --profile minimal --component rust-src --target wasm32-unknown-unknown
+    say "rustup toolchain install $nightly (for make wasm-threads)"
+    rustup toolchain install "$nightly" --profile minimal --component rust-src --target wasm32-unknown-unknown
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-    say "rustup component add rust-src --toolchain nightly"
-    rustup component add rust-src --toolchain nightly
+if ! rustup component list --toolchain "$nightly" --installed | grep -q '^rust-src'; then
+    say "rustup component add rust-src --toolchain $nightly"
+    rustup component add rust-src --toolchain "$nightly"
 fi
-if ! rustup target list --toolchain nightly --installed | grep -qx wasm32-unknown-unknown; then
-    say "rustup target add wasm32-unknown-unknown --toolchain nightly"
-    rustup target add wasm32-unknown-unknown --toolchain nightly
+if ! rustup target list --toolchain "$nightly" --installed | grep -qx wasm32-unknown-unknown; then
+    say "rustup target add wasm32-unknown-unknown --toolchain $nightly"
+    rustup target add wasm32-unknown-unknown --toolchain "$nightly"
 fi
 
 # The CLI must be the exact version of the wasm-bindgen crate in Cargo.lock, or the
