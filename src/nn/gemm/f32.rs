@@ -8,7 +8,9 @@
 //!
 //! **Product** (the usual register-blocked GEMM, as BLIS and ONNX Runtime's
 //! MLAS do it): k is cut into blocks of [`KC`] so that a panel's block stays in
-//! the L1 cache while every tile of rows passes over it; each micro-kernel
+//! the L1 cache while every tile of rows passes over it; the activations are
+//! packed once per call, k-major per tile of rows (the kernels broadcast them
+//! from one pointer at constant offsets); each micro-kernel
 //! ([`super::f32_kernel`]) keeps a tile of rows × 16 columns in registers.
 //! Every output is one chain over k in order from 0, so the tiles, the k
 //! blocks and the threads (column panels, [`super::split`]) do not change its
@@ -89,6 +91,16 @@ impl PackedF32 {
     pub fn matmul_with(&self, x: &[f32], m: usize, bias: Option<&[f32]>, isa: F32Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
         assert!(bias.is_none_or(|b| b.len() == self.n), "bias must be [n]");
+        let mr = isa.rows();
+        // x packed k-major per tile of mr rows (rows past m zero): row r of
+        // step j of tile t at (t·k + j)·mr + r.
+        let mut a = vec![0f32; m.div_ceil(mr) * mr * self.k];
+        for (i, row) in x.chunks_exact(self.k).enumerate() {
+            let tile = &mut a[i / mr * mr * self.k..];
+            for (j, &v) in row.iter().enumerate() {
+                tile[j * mr + i % mr] = v;
+            }
+        }
         super::split::by_panels(m, self.n, NR, |panels, block| {
             let c0 = panels.start * NR;
             let width = (panels.end * NR).min(self.n) - c0;
@@ -98,8 +110,8 @@ impl PackedF32 {
                 for p in panels.clone() {
                     let w = &self.panels[(p * self.k + k0) * NR..(p * self.k + k0 + kc) * NR];
                     let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
-                    for r0 in (0..m).step_by(isa.rows()) {
-                        let rows = isa.rows().min(m - r0);
+                    for r0 in (0..m).step_by(mr) {
+                        let rows = mr.min(m - r0);
                         let mut acc = [[0f32; NR]; MAX_ROWS];
                         let out = |r: usize| (r0 + r) * width + col..(r0 + r) * width + col + cols;
                         if k0 > 0 {
@@ -107,7 +119,8 @@ impl PackedF32 {
                                 a[..cols].copy_from_slice(&block[out(r)]);
                             }
                         }
-                        f32_kernel::tile(isa, rows, kc, &x[r0 * self.k + k0..], self.k, w, &mut acc);
+                        let tile = &a[(r0 * self.k + k0 * mr)..(r0 * self.k + (k0 + kc) * mr)];
+                        f32_kernel::tile(isa, rows, kc, tile, w, &mut acc);
                         for (r, a) in acc[..rows].iter().enumerate() {
                             let dst = &mut block[out(r)];
                             match bias.filter(|_| last) {

@@ -104,53 +104,52 @@ macro_rules! by_rows {
     };
 }
 
-/// `acc[r][c] ← acc[r][c] + Σ_{j<kc} x[r·ldx + j] · w[j·NR + c]`, one step per
-/// j in order, for `r < rows`, `c < NR`. `x`: `rows` rows of activations,
-/// `ldx` apart; `w`: `kc` × [`NR`] values of one panel.
+/// `acc[r][c] ← acc[r][c] + Σ_{j<kc} a[j·MR + r] · w[j·NR + c]`, one step per
+/// j in order, for `r < rows`, `c < NR`, with `MR = isa.rows()`. `a`: a tile of
+/// activations packed k-major (`kc` × MR values: row r of step j at `j·MR + r`,
+/// so the kernels broadcast from one pointer at constant offsets); `w`: `kc` ×
+/// [`NR`] values of one panel.
 ///
 /// Panics if `rows` is 0 or above `isa.rows()`, or a slice is shorter than read
 /// (a caller's bug).
-pub fn tile(isa: F32Isa, rows: usize, kc: usize, x: &[f32], ldx: usize, w: &[f32], acc: &mut [[f32; NR]]) {
+pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut [[f32; NR]]) {
     assert!((1..=isa.rows()).contains(&rows) && acc.len() >= rows && w.len() >= kc * NR);
-    assert!(kc == 0 || x.len() >= (rows - 1) * ldx + kc, "x is shorter than rows · ldx");
-    let (x, w, acc) = (x.as_ptr(), w.as_ptr(), &mut acc[..rows]);
+    assert!(a.len() >= kc * isa.rows(), "a is shorter than kc · MR");
+    let (x, w, acc) = (a.as_ptr(), w.as_ptr(), &mut acc[..rows]);
     match isa {
-        F32Isa::Scalar => tile_scalar(false, kc, &x_rows(x, rows, ldx, kc), w, acc),
-        F32Isa::ScalarFma => tile_scalar(true, kc, &x_rows(x, rows, ldx, kc), w, acc),
+        F32Isa::Scalar => tile_scalar(false, kc, &a[..kc * isa.rows()], w, acc),
+        F32Isa::ScalarFma => tile_scalar(true, kc, &a[..kc * isa.rows()], w, acc),
         #[cfg(target_arch = "x86_64")]
         F32Isa::Avx2Fma => {
             assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
             // SAFETY: AVX2 and FMA are present (checked above); the pointers
             // cover what the kernel reads (asserted above).
-            unsafe { by_rows!(rows, tile_avx2, (kc, x, ldx, w, acc), 1 2 3 4 5 6) }
+            unsafe { by_rows!(rows, tile_avx2, (kc, x, w, acc), 1 2 3 4 5 6) }
         }
         #[cfg(target_arch = "x86_64")]
         F32Isa::Avx512 => {
             assert!(std::arch::is_x86_feature_detected!("avx512f"));
             // SAFETY: AVX-512F is present (checked above); the pointers cover
             // what the kernel reads (asserted above).
-            unsafe { by_rows!(rows, tile_avx512, (kc, x, ldx, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12) }
+            unsafe { by_rows!(rows, tile_avx512, (kc, x, w, acc), 1 2 3 4 5 6 7 8 9 10 11 12) }
         }
         // SAFETY: the lengths are asserted above; simd128 is a requirement of
         // the wasm build (every supported browser and Node ≥ 16 has it).
         #[cfg(target_arch = "wasm32")]
-        F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128, (kc, x, ldx, w, acc), 1 2 3 4) },
+        F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128, (kc, x, w, acc), 1 2 3 4) },
     }
 }
 
-/// The rows of `x` as slices (for the scalar kernels).
-fn x_rows<'a>(x: *const f32, rows: usize, ldx: usize, kc: usize) -> Vec<&'a [f32]> {
-    // SAFETY: `tile` asserted that x holds (rows − 1) · ldx + kc values.
-    (0..rows).map(|r| unsafe { std::slice::from_raw_parts(x.add(r * ldx), kc) }).collect()
-}
-
-fn tile_scalar(fused: bool, kc: usize, x: &[&[f32]], w: *const f32, acc: &mut [[f32; NR]]) {
+/// `a`: kc × mr values (mr = a.len() / kc).
+fn tile_scalar(fused: bool, kc: usize, a: &[f32], w: *const f32, acc: &mut [[f32; NR]]) {
     // SAFETY: `tile` asserted that w holds kc · NR values.
     let w = unsafe { std::slice::from_raw_parts(w, kc * NR) };
-    for (row, acc) in x.iter().zip(acc.iter_mut()) {
-        for (&a, wk) in row.iter().zip(w.chunks_exact(NR)) {
+    let mr = a.len() / kc.max(1);
+    for (r, acc) in acc.iter_mut().enumerate() {
+        for (ak, wk) in a.chunks_exact(mr).zip(w.chunks_exact(NR)) {
+            let x = ak[r];
             for (o, &b) in acc.iter_mut().zip(wk) {
-                *o = if fused { a.mul_add(b, *o) } else { *o + a * b };
+                *o = if fused { x.mul_add(b, *o) } else { *o + x * b };
             }
         }
     }
@@ -158,7 +157,8 @@ fn tile_scalar(fused: bool, kc: usize, x: &[&[f32]], w: *const f32, acc: &mut [[
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+unsafe fn tile_avx2<const R: usize>(kc: usize, x: *const f32, w: *const f32, acc: &mut [[f32; NR]]) {
+    const MR: usize = 6;
     use std::arch::x86_64::*;
     let mut c = [[_mm256_setzero_ps(); 2]; R];
     for (c, a) in c.iter_mut().zip(acc.iter()) {
@@ -168,7 +168,7 @@ unsafe fn tile_avx2<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *co
         let w0 = _mm256_loadu_ps(w.add(j * NR));
         let w1 = _mm256_loadu_ps(w.add(j * NR + 8));
         for (r, c) in c.iter_mut().enumerate() {
-            let a = _mm256_broadcast_ss(&*x.add(r * ldx + j));
+            let a = _mm256_broadcast_ss(&*x.add(j * MR + r));
             c[0] = _mm256_fmadd_ps(a, w0, c[0]);
             c[1] = _mm256_fmadd_ps(a, w1, c[1]);
         }
@@ -181,7 +181,8 @@ unsafe fn tile_avx2<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *co
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, w: *const f32, acc: &mut [[f32; NR]]) {
+    const MR: usize = MAX_ROWS;
     use std::arch::x86_64::*;
     let mut c = [_mm512_setzero_ps(); R];
     for (c, a) in c.iter_mut().zip(acc.iter()) {
@@ -190,7 +191,7 @@ unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *
     for j in 0..kc {
         let wv = _mm512_loadu_ps(w.add(j * NR));
         for (r, c) in c.iter_mut().enumerate() {
-            *c = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(r * ldx + j)), wv, *c);
+            *c = _mm512_fmadd_ps(_mm512_set1_ps(*x.add(j * MR + r)), wv, *c);
         }
     }
     for (c, a) in c.iter().zip(acc.iter_mut()) {
@@ -200,7 +201,8 @@ unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *
 
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
-unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: *const f32, acc: &mut [[f32; NR]]) {
+unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, w: *const f32, acc: &mut [[f32; NR]]) {
+    const MR: usize = 4;
     use core::arch::wasm32::*;
     // Two passes of 8 columns: 4 rows × 2 vectors of accumulators, 2 of
     // weights and the broadcast stay within the 16 registers V8 allocates.
@@ -214,7 +216,7 @@ unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, ldx: usize, w: 
             let wp = w.add(j * NR + half);
             let (w0, w1) = (v128_load(wp as *const v128), v128_load(wp.add(4) as *const v128));
             for (r, c) in c.iter_mut().enumerate() {
-                let a = v128_load32_splat(x.add(r * ldx + j) as *const u32);
+                let a = v128_load32_splat(x.add(j * MR + r) as *const u32);
                 c[0] = f32x4_add(c[0], f32x4_mul(a, w0));
                 c[1] = f32x4_add(c[1], f32x4_mul(a, w1));
             }
