@@ -78,7 +78,8 @@ const objectUrls = new Set();
 
 /**
  * Test hooks (`?test-hooks=1`, for the browser tests only): the worker makes the
- * module panic on files named with `__trap__` (see worker.js), and
+ * module panic on files named with `__trap__` and a batch wait for its Cancel after
+ * one named with `__hold__` (see worker.js), and
  * `window.kplTestHooks.memoryUsage()` reports the worker's memory.
  */
 const testHooks = new URLSearchParams(location.search).get('test-hooks') === '1';

@@ -18,7 +18,12 @@
 //   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
 //                 an image whose file name contains `__trap__` makes the module panic
 //                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
-//                 the tests can check the recovery from a crash. Never set otherwise.
+//                 the tests can check the recovery from a crash; a batch (`embed-images`)
+//                 that has embedded a file whose name contains `__hold__` waits until it
+//                 is cancelled (at most a minute) before the next file, so that a test's
+//                 Cancel lands while the batch runs however fast the build (the
+//                 threaded one finishes a batch of small images in a second) and however
+//                 slow the test's click on a loaded machine. Never set otherwise.
 
 import { checkRequest, checkThreads, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS, SPIECE_ROLES, VOCAB_ROLES } from './protocol.js';
 import { opfsResponse } from './opfs.js';
@@ -30,6 +35,10 @@ const RESTARTED = workerParams.get('restarted') === '1';
 const TEST_HOOKS = workerParams.get('test-hooks') === '1';
 /** The file-name marker that makes the module panic in test-hooks mode. */
 const TRAP_MARKER = '__trap__';
+/** The file-name marker after which a batch waits for its cancel in test-hooks mode. */
+const HOLD_MARKER = '__hold__';
+/** The longest a held batch waits for its cancel before it goes on (ms). */
+const HOLD_MAX_MS = 60000;
 /** The threads asked for (see the top of this file); a bad value counts as unset. */
 const THREADS_ASKED = checkThreads(workerParams.get('threads')) ?? self.navigator?.hardwareConcurrency ?? 1;
 
@@ -85,6 +94,16 @@ function testTrap(name) {
   if (!TEST_HOOKS || !String(name).includes(TRAP_MARKER)) return;
   if (typeof wasmApi.debugTrap !== 'function') throw new Error('test hooks: pkg/ has no debugTrap export (rebuild it with `make wasm`)');
   wasmApi.debugTrap();
+}
+
+/**
+ * Test hook: after a file named with the hold marker, batch `id` waits until a cancel
+ * for it arrives (polling between message-queue turns) or `HOLD_MAX_MS` passes.
+ */
+async function testHold(name, id) {
+  if (!TEST_HOOKS || !String(name).includes(HOLD_MARKER)) return;
+  const until = performance.now() + HOLD_MAX_MS;
+  while (!cancelRequested.has(id) && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 /** @param {import('./protocol.js').Reply} reply */
@@ -866,6 +885,7 @@ const handlers = {
       out.ms = performance.now() - t0;
       results.push(out);
       reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total });
+      await testHold(item.name, req.id);
     }
     return { results, backend: loaded?.backend, backendNote, ms: performance.now() - start };
   },
