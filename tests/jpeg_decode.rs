@@ -150,3 +150,46 @@ fn unsupported_processes_are_reported_as_such() {
         assert!(matches!(decode(&other, 1 << 30), Err(JpegError::Unsupported(_))), "SOF {marker:02X}, {precision} bits");
     }
 }
+
+/// Decode time of a 2000×1500 4:2:0 photo-like JPEG against the `image` crate
+/// (zune-jpeg): `cargo test --release --test jpeg_decode -- --ignored --nocapture`.
+/// Prints the medians and their ratio; asserts only that both decode it alike in size.
+#[test]
+#[ignore]
+fn decode_speed_against_the_image_crate() {
+    use std::time::Instant;
+    let (w, h) = (2000u32, 1500u32);
+    let mut rgb = image::RgbImage::new(w, h);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for (x, y, px) in rgb.enumerate_pixels_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state % 24) as f32;
+        let (xf, yf) = (x as f32, y as f32);
+        let base = 128.0 + 80.0 * (xf / 97.0).sin() * (yf / 61.0).cos();
+        *px = image::Rgb([(base + noise) as u8, (base * 0.8 + xf / 20.0) as u8, (255.0 - base + noise) as u8]);
+    }
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&rgb).unwrap();
+    let median = |f: &dyn Fn() -> usize| {
+        let mut times: Vec<f64> = (0..7)
+            .map(|_| {
+                let t = Instant::now();
+                assert_eq!(f(), (w * h * 3) as usize);
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[3]
+    };
+    let ours = median(&|| decode(&bytes, 1 << 30).unwrap().data.len());
+    let theirs = median(&|| image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap().to_rgb8().into_raw().len());
+    eprintln!(
+        "{w}×{h} JPEG ({} KB): ours {:.1} ms, image crate {:.1} ms, ratio {:.2}",
+        bytes.len() / 1024,
+        ours * 1e3,
+        theirs * 1e3,
+        ours / theirs
+    );
+}

@@ -16,14 +16,9 @@
 )]
 
 use super::codec::{marker_segment, next_marker, saturating_u16};
+use crate::preprocess::jpeg::markers::{read_huffman, read_quantisation, HuffmanSpec, ZIGZAG};
 
 type DResult<T> = std::result::Result<T, String>;
-
-const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
-    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
-    47, 55, 62, 63,
-];
 
 #[derive(Clone)]
 struct Huffman {
@@ -160,8 +155,8 @@ pub fn decode(data: &[u8], expected_width: usize, expected_height: usize) -> DRe
         return Err("no SOI marker".into());
     };
     let mut quant: [Option<[u16; 64]>; 4] = [None; 4];
-    let mut dc: [Option<Huffman>; 4] = [None, None, None, None];
-    let mut ac: [Option<Huffman>; 4] = [None, None, None, None];
+    let mut dc: [Option<HuffmanSpec>; 4] = [None, None, None, None];
+    let mut ac: [Option<HuffmanSpec>; 4] = [None, None, None, None];
     let mut frame: Option<Frame> = None;
     let mut restart_interval = 0usize;
     loop {
@@ -172,42 +167,9 @@ pub fn decode(data: &[u8], expected_width: usize, expected_height: usize) -> DRe
         let (seg, after) = marker_segment(after)?;
         rest = after;
         match marker {
-            0xDB => {
-                let mut s = seg;
-                while let Some((&pq_tq, body)) = s.split_first() {
-                    let (pq, tq) = (pq_tq >> 4, usize::from(pq_tq & 15));
-                    let slot = quant.get_mut(tq).filter(|_| pq <= 1).ok_or("invalid quantisation table")?;
-                    let mut table = [0u16; 64];
-                    let truncated = "a quantisation table is truncated";
-                    s = if pq == 0 {
-                        let (entries, tail) = body.split_first_chunk::<64>().ok_or(truncated)?;
-                        table.iter_mut().zip(entries).for_each(|(q, &e)| *q = u16::from(e));
-                        tail
-                    } else {
-                        let (entries, tail) = body.split_first_chunk::<128>().ok_or(truncated)?;
-                        table.iter_mut().zip(entries.as_chunks::<2>().0).for_each(|(q, &e)| *q = u16::from_be_bytes(e));
-                        tail
-                    };
-                    *slot = Some(table);
-                }
-            }
-            0xC4 => {
-                let mut s = seg;
-                while let Some((&tc_th, body)) = s.split_first() {
-                    let (class, id) = (tc_th >> 4, usize::from(tc_th & 15));
-                    let tables = match class {
-                        0 => &mut dc,
-                        1 => &mut ac,
-                        _ => return Err("invalid Huffman table".into()),
-                    };
-                    let slot = tables.get_mut(id).ok_or("invalid Huffman table")?;
-                    let (counts, body) = body.split_first_chunk::<16>().ok_or("invalid Huffman table")?;
-                    let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
-                    let (values, tail) = body.split_at_checked(total).ok_or("a Huffman table is truncated")?;
-                    *slot = Some(Huffman::new(counts, values.to_vec())?);
-                    s = tail;
-                }
-            }
+            // Tables as the 8-bit decoder reads them (quantisers in natural order).
+            0xDB => read_quantisation(seg, &mut quant)?,
+            0xC4 => read_huffman(seg, &mut dc, &mut ac)?,
             0xDD => {
                 let &[r0, r1, ..] = seg else {
                     return Err("invalid restart interval".into());
@@ -243,8 +205,12 @@ pub fn decode(data: &[u8], expected_width: usize, expected_height: usize) -> DRe
                     return Err("the scan does not code the frame's component".into());
                 }
                 let (td, ta) = (usize::from(td_ta >> 4), usize::from(td_ta & 15));
-                let dct = dc.get(td).and_then(|t| t.clone()).ok_or("missing DC Huffman table")?;
-                let act = ac.get(ta).and_then(|t| t.clone()).ok_or("missing AC Huffman table")?;
+                let table = |specs: &[Option<HuffmanSpec>; 4], id: usize, what: &str| {
+                    let spec = specs.get(id).and_then(Option::as_ref).ok_or(format!("missing {what} Huffman table"))?;
+                    Huffman::new(&spec.counts, spec.values.clone())
+                };
+                let dct = table(&dc, td, "DC")?;
+                let act = table(&ac, ta, "AC")?;
                 let q = quant.get(tq).copied().flatten().ok_or("missing quantisation table")?;
                 let scan = Scan { precision, height, width, dc: &dct, ac: &act, q: &q, restart_interval };
                 return decode_scan(rest, &scan);
@@ -299,7 +265,7 @@ fn decode_scan(data: &[u8], scan: &Scan<'_>) -> DResult<Vec<u16>> {
                 break;
             }
             k = k.saturating_add(run);
-            let (Some(&z), Some(&qk)) = (ZIGZAG.get(k), q.get(k)) else {
+            let (Some(&z), Some(&qk)) = (ZIGZAG.get(k).filter(|_| k < 64), ZIGZAG.get(k).and_then(|&z| q.get(z))) else {
                 return Err("a block has more than 64 coefficients".into());
             };
             let value = f64::from(bits.receive_extend(size)?) * f64::from(qk);
