@@ -179,6 +179,7 @@ for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
         peak_memory_bytes: r.peak_memory_bytes,
         peak_memory_source: 'wasm-memory',
         memory_after_load_bytes: r.memory_after_load_bytes,
+        held_weight_bytes: r.held_weight_bytes,
         ...weightBytes(dtype),
         ...(reference ? { cos_vs_kpl_native: round(cosine(r.embedding, reference), 6) } : {}),
       };

@@ -15,8 +15,12 @@
 // --runs runs. embedImage takes the PNG's bytes, so this includes PNG decoding and
 // preprocessing (a few ms; the native row times the encoder on ready pixels).
 // peak_memory_bytes is the wasm instance's linear memory after loading and running (wasm
-// memory never shrinks, so this is its peak); weights_bytes is model.safetensors (both
-// towers), vision_weights_bytes its image-encoder part.
+// memory never shrinks, so this is its peak, static data and stack included);
+// held_weight_bytes the weights of the towers loaded (f32: both towers, the page needs
+// the text tower for labels; a bundle: the image encoder) in the form the model holds
+// them (ClipModel.weightBytes: f32, f16 tables, packed q8_0 panels, q4_K blocks), the
+// denominator of the memory goal; weights_bytes is the file (model.safetensors or
+// image_encoder.gguf), vision_weights_bytes its image-encoder part.
 
 import { readFileSync } from 'node:fs';
 import { join, dirname, resolve } from 'node:path';
@@ -81,7 +85,6 @@ const row = {
   model: `${args.model}-image`,
   random_weights: true,
   threads: 1,
-  runtime: 'node',
   kernel: files.manifest ? args.kernel : args['f32-kernel'],
   median_s: round(median(times), 4),
   cpu_median_s: round(median(cpuTimes), 4),
@@ -90,6 +93,7 @@ const row = {
   peak_memory_bytes: memoryBytes() ?? process.memoryUsage().rss,
   peak_memory_source: exports.memory ? 'wasm-memory' : 'process-rss',
   memory_after_load_bytes: memoryAfterLoad,
+  held_weight_bytes: model.weightBytes,
   weights_bytes: weightsBytes,
   vision_weights_bytes: visionBytes,
 };

@@ -6,6 +6,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::io::byte_source::ByteSource;
 use crate::models::{Family, Model, ModelConfig, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::nn::l2_normalize;
 use crate::preprocess::dicom::{VoiChoice, VoiUsed};
@@ -15,10 +16,12 @@ use crate::models::open_clip::OpenClipConfig;
 use crate::text::wordpiece::WordPieceTokenizer;
 use crate::tokenizer::{ClipTokenizer, TextTokenizer, TokenizerFiles};
 
-/// A model folder's files as bytes, each with the name used in error messages.
-pub struct ModelFiles {
+/// A model folder's files as bytes, each with the name used in error messages;
+/// the weights as any [`ByteSource`] (the browser's stay in their JavaScript
+/// array: each tensor is copied out once, as the model takes it).
+pub struct ModelFiles<W = Vec<u8>> {
     pub config: (String, Vec<u8>),
-    pub weights: (String, Vec<u8>),
+    pub weights: (String, W),
     pub tokenizer: Option<TokenizerFiles>,
     pub preprocessor: Option<(String, Vec<u8>)>,
 }
@@ -50,7 +53,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The family is read from `config.json` (`ModelConfig::from_json`).
-    pub fn load(files: ModelFiles) -> Result<Self> {
+    pub fn load<W: ByteSource + 'static>(files: ModelFiles<W>) -> Result<Self> {
         let (config_name, config_bytes) = &files.config;
         let config = ModelConfig::from_json(config_bytes, config_name)?;
         let (weights_name, weights) = files.weights;

@@ -38,8 +38,9 @@ export async function loadKpl(api, memory, dtype) {
     },
     finish: () => {
       const peak = memory.buffer.byteLength;
+      const heldWeightBytes = model.weightBytes;
       model.free();
-      return { load_s: loadS, embedding, peak_memory_bytes: peak, memory_after_load_bytes: memoryAfterLoad };
+      return { load_s: loadS, embedding, peak_memory_bytes: peak, memory_after_load_bytes: memoryAfterLoad, held_weight_bytes: heldWeightBytes };
     },
   };
 }

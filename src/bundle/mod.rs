@@ -35,24 +35,25 @@
 //! name; a newer `format_version` is refused with a message saying so.
 
 mod gguf_check;
+mod gguf_tensors;
 mod manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pack;
 
-use std::collections::HashMap;
-use std::io::{Read, Seek};
-use std::sync::Arc;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::rc::Rc;
 
 use candle_core::quantized::{gguf_file, GgmlDType};
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::weights::{QTensors, Weights};
+use crate::io::byte_source::{ByteSource, SourceReader};
+use crate::nn::weights::Weights;
 use crate::models::{Model, ModelConfig, Towers};
 use crate::nn::describe_load_error;
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::tokenizer::TokenizerFiles;
+use gguf_tensors::GgufTensors;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) use manifest::check_file_name;
@@ -163,8 +164,8 @@ pub mod keys {
     pub const VOCAB_TXT: &str = "kpl.vocab_txt";
 }
 
-/// One encoder file, parsed: its metadata and its tensors (quantised blocks
-/// kept as they are).
+/// One encoder file, parsed: its metadata, and its tensors, read from the
+/// file's bytes when the model takes them.
 pub struct EncoderFile {
     pub name: String,
     pub kind: EncoderKind,
@@ -174,7 +175,7 @@ pub struct EncoderFile {
     pub preprocessor_json: Option<String>,
     /// The text encoder's tokenizer files, named `<encoder file> (<file name>)`.
     pub tokenizer: Option<TokenizerFiles>,
-    pub tensors: QTensors,
+    tensors: GgufTensors,
 }
 
 /// The tokenizer files an encoder's metadata carries (see the module docs).
@@ -197,13 +198,28 @@ fn tokenizer_from_metadata(string: impl Fn(&str) -> Option<String>, name: &str) 
 }
 
 impl EncoderFile {
-    /// Reads an encoder GGUF (after [`verify`]); `name` names it in errors.
+    /// Reads an encoder GGUF (after [`verify`]) into memory; `name` names it
+    /// in errors. [`Self::open`] leaves the bytes where they are.
     pub fn read<R: Read + Seek>(reader: &mut R, name: &str) -> Result<Self> {
+        let mut bytes = Vec::new();
+        reader
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| reader.read_to_end(&mut bytes))
+            .map_err(|e| Error::io(name, e))?;
+        Self::open(bytes, name)
+    }
+
+    /// Opens an encoder GGUF (after [`verify`]): its header is parsed now, its
+    /// tensors are read from `bytes` when the model takes them, each once.
+    /// `name` names it in errors.
+    pub fn open<S: ByteSource + 'static>(bytes: S, name: &str) -> Result<Self> {
+        let unreadable = |e: String| Error::model(name, format!("not a readable GGUF file ({e})"));
+        let mut reader = BufReader::with_capacity(1 << 16, SourceReader::new(&bytes));
         // Headers that would make candle's reader panic or over-allocate are
         // refused first (see `gguf_check`).
-        gguf_check::check_header(reader).map_err(|e| Error::model(name, format!("not a readable GGUF file ({e})")))?;
-        let content = gguf_file::Content::read(reader)
-            .map_err(|e| Error::model(name, format!("not a readable GGUF file ({e})")))?;
+        gguf_check::check_header(&mut reader).map_err(unreadable)?;
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| unreadable(e.to_string()))?;
+        drop(reader);
         let meta = &content.metadata;
         let string = |key: &str| -> Option<String> { meta.get(key).and_then(|v| v.to_string().ok()).cloned() };
         let version = meta
@@ -219,23 +235,21 @@ impl EncoderFile {
             other => return Err(Error::model(name, format!("unknown encoder kind {other:?}"))),
         };
         let required = |key: &str| string(key).ok_or_else(|| Error::model(name, format!("{key} missing from its metadata")));
-        let mut tensors = HashMap::with_capacity(content.tensor_infos.len());
-        let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-        names.sort_by_key(|n| content.tensor_infos[*n].offset);
-        for tensor_name in names {
-            let t = content
-                .tensor(reader, tensor_name, &Device::Cpu)
-                .map_err(|e| Error::model(name, format!("tensor {tensor_name}: {e}")))?;
-            tensors.insert(tensor_name.clone(), Arc::new(t));
-        }
+        let dtype = required(keys::DTYPE)?;
+        let fingerprint = required(keys::FINGERPRINT)?;
+        let config_json = required(keys::CONFIG_JSON)?;
+        let preprocessor_json = string(keys::PREPROCESSOR_JSON);
+        let tokenizer = tokenizer_from_metadata(string, name)?;
+        let tensors = GgufTensors::new(content.tensor_infos, content.tensor_data_offset, Box::new(bytes), name)
+            .map_err(|e| Error::model(name, e))?;
         Ok(Self {
             name: name.to_string(),
             kind,
-            dtype: required(keys::DTYPE)?,
-            fingerprint: required(keys::FINGERPRINT)?,
-            config_json: required(keys::CONFIG_JSON)?,
-            preprocessor_json: string(keys::PREPROCESSOR_JSON),
-            tokenizer: tokenizer_from_metadata(string, name)?,
+            dtype,
+            fingerprint,
+            config_json,
+            preprocessor_json,
+            tokenizer,
             tensors,
         })
     }
@@ -249,7 +263,7 @@ impl EncoderFile {
     /// The tower this file holds, as a partial model.
     pub fn model(self) -> Result<(Model, Extras)> {
         let config = ModelConfig::from_json(self.config_json.as_bytes(), &format!("{} (config)", self.name))?;
-        let weights = Weights::gguf(self.tensors);
+        let weights = Weights::from_source(Rc::new(self.tensors));
         let model = Model::load_towers(&config, &weights, self.kind.towers())
             .map_err(|e| Error::model(&self.name, describe_load_error(&e)))?
             .with_fingerprint(self.fingerprint);

@@ -95,9 +95,8 @@ impl StateDict {
         self.tensors
     }
 
-    /// The tensors as the model loaders' weight source: the same dense path
-    /// as a safetensors checkpoint (candle's `VarBuilder`, widened to f32 as
-    /// each tensor is read).
+    /// The tensors as the model loaders' weight source: tensors in memory
+    /// (candle's `VarBuilder`, widened to f32 as each tensor is read).
     pub fn into_weights(self) -> Weights {
         Weights::dense(candle_nn::VarBuilder::from_tensors(self.tensors, DType::F32, &Device::Cpu))
     }

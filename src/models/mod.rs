@@ -11,7 +11,9 @@ pub mod scoring;
 pub mod siglip;
 pub mod tower;
 
-use candle_core::{DType, Device, Tensor};
+use std::rc::Rc;
+
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 pub use family::{Family, ModelConfig};
@@ -20,6 +22,8 @@ use tower::{TextTower, VisionPool, VisionTower};
 
 use crate::error::{Error, Result};
 use crate::nn::describe_load_error;
+use crate::io::byte_source::ByteSource;
+use crate::io::safetensors::SafetensorsSource;
 use crate::nn::weights::Weights;
 
 /// The message for a tower that was not loaded.
@@ -54,6 +58,9 @@ pub struct Model {
     /// A bundle's fingerprint, recorded by `kpl pack` from the full-precision
     /// model (its projections may be quantised, and either may be absent).
     pub(crate) stored_fingerprint: Option<String>,
+    /// Bytes of the weights the loaded towers hold, in the form held
+    /// ([`Weights::held_bytes`]).
+    pub(crate) weight_bytes: u64,
 }
 
 impl Model {
@@ -67,6 +74,7 @@ impl Model {
         if !towers.vision && !towers.text {
             candle_core::bail!("a model needs at least one of its towers")
         }
+        let held_before = w.held_bytes();
         let (vision, text, logit_scale, logit_bias) = match config {
             ModelConfig::Clip(c) => (
                 towers.vision.then(|| clip::load_vision(c, w)).transpose()?,
@@ -91,21 +99,34 @@ impl Model {
             }
         };
         let scoring = config.scoring(logit_bias);
-        Ok(Self { config: config.clone(), vision, text, logit_scale, scoring, stored_fingerprint: None })
+        let weight_bytes = w.held_bytes() - held_before;
+        Ok(Self { config: config.clone(), vision, text, logit_scale, scoring, stored_fingerprint: None, weight_bytes })
     }
 
-    /// Loads weights from the bytes of a safetensors file (f32, f16 or bf16;
-    /// everything is computed in f32). `path` names the file in errors.
-    pub fn from_safetensors(config: &ModelConfig, weights: Vec<u8>, path: &str) -> Result<Self> {
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| Error::model(path, format!("not a readable safetensors file ({e})")))?;
-        Self::load(config, vb).map_err(|e| Error::model(path, describe_load_error(&e)))
+    /// Loads both towers from a safetensors file (f32, f16 or bf16; computed
+    /// in f32, f16/bf16 token tables kept as stored), each tensor copied from
+    /// `weights` into the model once (`crate::io::safetensors`). `path` names
+    /// the file in errors.
+    pub fn from_safetensors<S: ByteSource + 'static>(config: &ModelConfig, weights: S, path: &str) -> Result<Self> {
+        let source = SafetensorsSource::open(weights, path)?;
+        Self::load_towers(config, &Weights::from_source(Rc::new(source)), Towers::BOTH)
+            .map_err(|e| Error::model(path, describe_load_error(&e)))
+    }
+
+    /// Bytes of the weights the loaded towers hold, in the form held (f32,
+    /// f16 tables, packed q8_0 panels, ggml blocks): the denominator of the
+    /// memory figures (`bench/README.md`).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
     }
 
     /// Joins the towers of two partial models of the same checkpoint (a bundle's
     /// image encoder, then its text encoder fetched later).
     pub fn merge(mut self, other: Model) -> Self {
+        // Every tower of `other` is one `self` lacks (a bundle's two encoders).
+        if (self.vision.is_none() || other.vision.is_none()) && (self.text.is_none() || other.text.is_none()) {
+            self.weight_bytes += other.weight_bytes;
+        }
         if self.vision.is_none() {
             self.vision = other.vision;
         }

@@ -228,9 +228,30 @@ impl Linear {
         }
     }
 
+    /// Bytes the layer holds: its weight as its kernel reads it (f32 tensor or
+    /// packed f32 panels, packed q8_0 panels, ggml blocks) and its bias.
+    pub fn held_bytes(&self) -> u64 {
+        let bias = self.bias().map_or(0, tensor_bytes);
+        let weight = match self {
+            Self::Dense(l) => tensor_bytes(l.weight()),
+            Self::Packed { weight, .. } => weight.bytes() as u64,
+            Self::Quantized { weight: QWeight::Q8(p), .. } => p.bytes() as u64,
+            Self::Quantized { weight: QWeight::Blocks(m), .. } => match m {
+                QMatMul::QTensor(t) => t.storage_size_in_bytes() as u64,
+                QMatMul::Tensor(t) | QMatMul::TensorF16(t) => tensor_bytes(t),
+            },
+        };
+        weight + bias
+    }
+
     pub fn is_quantized(&self) -> bool {
         matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
     }
+}
+
+/// Bytes of a dense tensor's elements.
+pub fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.elem_count() * t.dtype().size_in_bytes()) as u64
 }
 
 /// A packed q8_0 weight as candle's blocks again (for candle's kernels).

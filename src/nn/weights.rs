@@ -1,31 +1,68 @@
 //! Where the model's tensors come from, so the model code is the same for every
-//! weight format: a dense safetensors checkpoint (read through candle's
-//! `VarBuilder`, computed in f32) or the tensors of a GGUF encoder file from a
-//! `kpl pack` bundle, where linear weights may be quantised blocks (q8_0, q4_0)
-//! that the matmul consumes directly, and everything else (embeddings, norms,
-//! biases, the patch convolution) is f16 or f32 and widened to f32 on load.
+//! weight format: tensors already in memory (candle's `VarBuilder`: a PyTorch
+//! pickle, the tests), or a [`TensorSource`] that reads each tensor from the
+//! file when the model takes it — a safetensors checkpoint
+//! (`crate::io::safetensors`) or the GGUF encoder of a `kpl pack` bundle
+//! (`crate::bundle`), where linear weights may be quantised blocks (q8_0,
+//! q4_K) that the matmul consumes directly. Everything else (embeddings,
+//! norms, biases, the patch convolution) is computed in f32; lookup tables keep
+//! f16 as stored.
+//!
+//! Each tensor is copied from its file once, into the allocation the model
+//! keeps (the sources convert while copying), and nothing keeps the file's
+//! bytes: wasm memory never shrinks, so the load's peak is the page's for good.
+//! [`Weights::held_bytes`] counts what the model keeps, the denominator of the
+//! memory figures in `bench/`.
 //!
 //! The towers and `nn::transformer` only see [`Weights`]; the choice of
 //! format is made once, when the weights are opened.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
-use super::linear::Linear;
+use super::linear::{tensor_bytes, Linear};
 
-/// The tensors of one or more GGUF files, by full name.
-pub type QTensors = HashMap<String, Arc<QTensor>>;
+/// The form a [`TensorSource`] hands a tensor out in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Dense f32, whatever the stored dtype (quantised blocks expanded).
+    F32,
+    /// f16 and bf16 as stored (lookup tables: the rows picked are widened);
+    /// anything else as f32.
+    Half,
+    /// Quantised blocks as stored (linear weights); floats as f32.
+    Blocks,
+}
+
+/// A tensor as a [`TensorSource`] hands it out.
+pub enum Stored {
+    Dense(Tensor),
+    Blocks(QTensor),
+}
+
+/// Tensors read from their file one at a time, when the model takes them.
+/// Not `Send`: the browser's source is a JavaScript array, read on the thread
+/// that loads.
+pub trait TensorSource {
+    /// Whether the file has a tensor of this full name.
+    fn contains(&self, name: &str) -> bool;
+
+    /// The tensor `name` (full name) in the form `keep` asks for, after checking
+    /// its shape is `shape` (a scalar may be stored as `[1]`). Errors say
+    /// "cannot find tensor" / "shape mismatch" as candle's `VarBuilder` does
+    /// (`crate::nn::describe_load_error` reads them).
+    fn take(&self, name: &str, shape: &Shape, keep: Keep) -> Result<Stored>;
+}
 
 #[derive(Clone)]
 enum Source {
     Dense(VarBuilder<'static>),
-    /// Each tensor is taken out when the model reads it, so a tensor widened to
-    /// f32 does not also keep its stored copy alive (wasm memory never shrinks).
-    Gguf(Arc<Mutex<QTensors>>),
+    Stored(Rc<dyn TensorSource>),
 }
 
 /// A weight source with a name prefix (like `VarBuilder::pp`).
@@ -33,17 +70,38 @@ enum Source {
 pub struct Weights {
     source: Source,
     prefix: String,
+    /// Bytes of the tensors handed out, in the form the model holds them,
+    /// shared by every `pp` of one source.
+    held: Rc<Cell<u64>>,
 }
 
 impl Weights {
-    /// Dense weights (a safetensors checkpoint), exactly as `candle_nn` reads them.
+    /// Tensors in memory (a PyTorch pickle's, the tests'), read as candle's
+    /// `VarBuilder` reads them, in f32.
     pub fn dense(vb: VarBuilder<'static>) -> Self {
-        Self { source: Source::Dense(vb), prefix: String::new() }
+        Self { source: Source::Dense(vb), prefix: String::new(), held: Rc::default() }
     }
 
-    /// Tensors read from GGUF files (see `crate::bundle`).
-    pub fn gguf(tensors: QTensors) -> Self {
-        Self { source: Source::Gguf(Arc::new(Mutex::new(tensors))), prefix: String::new() }
+    /// Tensors read from a file as the model takes them (a safetensors
+    /// checkpoint, a bundle's GGUF encoder).
+    pub fn from_source(source: Rc<dyn TensorSource>) -> Self {
+        Self { source: Source::Stored(source), prefix: String::new(), held: Rc::default() }
+    }
+
+    /// Bytes of every tensor handed out so far by this source (any `pp` of
+    /// it), in the form the model holds them: f32, f16 tables, packed q8_0
+    /// panels, q4_K blocks.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.get()
+    }
+
+    fn count(&self, bytes: u64) {
+        self.held.set(self.held.get() + bytes);
+    }
+
+    fn counted(&self, t: Tensor) -> Tensor {
+        self.count(tensor_bytes(&t));
+        t
     }
 
     /// The same source below `name`.
@@ -51,10 +109,10 @@ impl Weights {
         let name = name.to_string();
         let source = match &self.source {
             Source::Dense(vb) => Source::Dense(vb.pp(&name)),
-            Source::Gguf(t) => Source::Gguf(t.clone()),
+            Source::Stored(s) => Source::Stored(s.clone()),
         };
         let prefix = if self.prefix.is_empty() { name } else { format!("{}.{name}", self.prefix) };
-        Self { source, prefix }
+        Self { source, prefix, held: self.held.clone() }
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -65,83 +123,68 @@ impl Weights {
         }
     }
 
-    /// Takes a tensor out of the GGUF source (each is read once).
-    fn qtensor(&self, name: &str, shape: &Shape) -> Result<Arc<QTensor>> {
-        let Source::Gguf(tensors) = &self.source else { unreachable!("qtensor on dense weights") };
-        let full = self.full_name(name);
-        let mut tensors = tensors.lock().map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
-        let Some(t) = tensors.get(&full) else {
-            candle_core::bail!("cannot find tensor {full}")
+    fn take(&self, source: &dyn TensorSource, name: &str, shape: &Shape, keep: Keep) -> Result<Stored> {
+        source.take(&self.full_name(name), shape, keep)
+    }
+
+    /// A dense tensor in the form `keep` asks for (`F32` or `Half`), counted.
+    fn dense_tensor(&self, shape: Shape, name: &str, keep: Keep) -> Result<Tensor> {
+        let t = match &self.source {
+            Source::Dense(vb) => vb.get(shape, name)?,
+            Source::Stored(s) => match self.take(s.as_ref(), name, &shape, keep)? {
+                Stored::Dense(t) => t.reshape(shape)?,
+                Stored::Blocks(q) => q.dequantize(&Device::Cpu)?.reshape(shape)?,
+            },
         };
-        // A scalar is stored as [1]: GGUF (and candle's QTensor) have no rank 0.
-        let same = t.shape() == shape || (shape.rank() == 0 && t.shape().dims() == [1]);
-        if !same {
-            candle_core::bail!("shape mismatch for {full}, expected {shape:?}, got {:?}", t.shape())
-        }
-        Ok(tensors.remove(&full).expect("present"))
+        Ok(self.counted(t))
     }
 
     /// A dense tensor in f32.
     pub fn get<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
-        let shape = shape.into();
-        match &self.source {
-            Source::Dense(vb) => vb.get(shape, name),
-            Source::Gguf(_) => self.qtensor(name, &shape)?.dequantize(&Device::Cpu)?.reshape(shape),
-        }
+        self.dense_tensor(shape.into(), name, Keep::F32)
     }
 
     /// A lookup table (token embeddings) as stored: an f16 table stays f16 in
     /// memory (half the size of f32); callers widen the rows they pick.
     pub fn get_table<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
-        let shape = shape.into();
-        match &self.source {
-            Source::Dense(vb) => vb.get(shape, name),
-            Source::Gguf(_) => {
-                let t = self.qtensor(name, &shape)?;
-                match t.dtype() {
-                    // Straight from the stored bytes (candle's `dequantize_f16`
-                    // would go through a transient f32 copy of the whole table).
-                    GgmlDType::F16 => Tensor::from_raw_buffer(&t.data()?, DType::F16, shape.dims(), &Device::Cpu),
-                    _ => t.dequantize(&Device::Cpu)?.reshape(shape),
-                }
-            }
+        self.dense_tensor(shape.into(), name, Keep::Half)
+    }
+
+    /// A linear weight [out, in] in the form its kernel reads.
+    fn linear_weight(&self, source: &dyn TensorSource, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        match self.take(source, "weight", &Shape::from((out_dim, in_dim)), Keep::Blocks)? {
+            Stored::Dense(t) => Linear::dense(t, None),
+            Stored::Blocks(q) => Linear::from_qtensor(Arc::new(q), None),
         }
     }
 
-    fn linear_weight(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
-        match &self.source {
-            Source::Dense(_) => unreachable!(),
-            Source::Gguf(_) => {
-                let t = self.qtensor("weight", &Shape::from((out_dim, in_dim)))?;
-                match t.dtype() {
-                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {
-                        Linear::dense(t.dequantize(&Device::Cpu)?, None)
-                    }
-                    _ => Linear::from_qtensor(t, None),
-                }
-            }
-        }
+    fn counted_linear(&self, l: Linear) -> Linear {
+        self.count(l.held_bytes());
+        l
     }
 
     /// A linear layer `weight` [out, in] + `bias` [out].
     pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
-        match &self.source {
+        let l = match &self.source {
             Source::Dense(vb) => {
                 let l = candle_nn::linear(in_dim, out_dim, vb.clone())?;
-                Linear::dense(l.weight().clone(), l.bias().cloned())
+                Linear::dense(l.weight().clone(), l.bias().cloned())?
             }
-            Source::Gguf(_) => {
-                let bias = self.get(out_dim, "bias")?;
-                Ok(self.linear_weight(in_dim, out_dim)?.with_bias(bias))
+            Source::Stored(s) => {
+                let bias = self.take(s.as_ref(), "bias", &Shape::from(out_dim), Keep::F32)?;
+                let Stored::Dense(bias) = bias else { unreachable!("Keep::F32 is dense") };
+                self.linear_weight(s.as_ref(), in_dim, out_dim)?.with_bias(bias)
             }
-        }
+        };
+        Ok(self.counted_linear(l))
     }
 
     pub fn linear_no_bias(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
-        match &self.source {
-            Source::Dense(vb) => Linear::dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?.weight().clone(), None),
-            Source::Gguf(_) => self.linear_weight(in_dim, out_dim),
-        }
+        let l = match &self.source {
+            Source::Dense(vb) => Linear::dense(candle_nn::linear_no_bias(in_dim, out_dim, vb.clone())?.weight().clone(), None)?,
+            Source::Stored(s) => self.linear_weight(s.as_ref(), in_dim, out_dim)?,
+        };
+        Ok(self.counted_linear(l))
     }
 
     /// `N` linear layers [out, in] stored as one: `weight` [N·out, in] and
@@ -150,62 +193,57 @@ impl Weights {
     /// each row is a whole number of blocks.
     pub fn fused_linears<const N: usize>(&self, weight: &str, bias: &str, in_dim: usize, out_dim: usize) -> Result<[Linear; N]> {
         let bias = self.get(N * out_dim, bias)?;
+        // Counted again below, as each part's.
+        self.held.set(self.held.get() - tensor_bytes(&bias));
         let bias_part = |i: usize| bias.narrow(0, i * out_dim, out_dim)?.contiguous();
         let dense = |w: Tensor| -> Result<[Linear; N]> {
             let parts = (0..N)
-                .map(|i| Linear::dense(w.narrow(0, i * out_dim, out_dim)?.contiguous()?, Some(bias_part(i)?)))
+                .map(|i| {
+                    let part = Linear::dense(w.narrow(0, i * out_dim, out_dim)?.contiguous()?, Some(bias_part(i)?))?;
+                    Ok(self.counted_linear(part))
+                })
                 .collect::<Result<Vec<_>>>()?;
             Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
         };
-        match &self.source {
-            Source::Dense(_) => dense(self.get((N * out_dim, in_dim), weight)?),
-            Source::Gguf(_) => {
-                let t = self.qtensor(weight, &Shape::from((N * out_dim, in_dim)))?;
-                if matches!(t.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
-                    return dense(t.dequantize(&Device::Cpu)?);
-                }
-                let dtype = t.dtype();
-                let row_bytes = in_dim / dtype.block_size() * dtype.type_size();
-                let data = t.data()?;
-                let parts = (0..N)
-                    .map(|i| {
-                        let bytes = data[i * out_dim * row_bytes..(i + 1) * out_dim * row_bytes].to_vec();
-                        let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, dtype)?;
-                        let part = QTensor::new(storage, (out_dim, in_dim))?;
-                        Linear::from_qtensor(Arc::new(part), Some(bias_part(i)?))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
-            }
-        }
+        let shape = Shape::from((N * out_dim, in_dim));
+        let t = match &self.source {
+            Source::Dense(vb) => return dense(vb.get(shape, weight)?),
+            Source::Stored(s) => match self.take(s.as_ref(), weight, &shape, Keep::Blocks)? {
+                Stored::Dense(w) => return dense(w),
+                Stored::Blocks(t) => t,
+            },
+        };
+        let dtype = t.dtype();
+        let row_bytes = in_dim / dtype.block_size() * dtype.type_size();
+        let data = t.data()?;
+        let parts = (0..N)
+            .map(|i| {
+                let bytes = data[i * out_dim * row_bytes..(i + 1) * out_dim * row_bytes].to_vec();
+                let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, dtype)?;
+                let part = QTensor::new(storage, (out_dim, in_dim))?;
+                Ok(self.counted_linear(Linear::from_qtensor(Arc::new(part), Some(bias_part(i)?))?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(parts.try_into().unwrap_or_else(|_| unreachable!("N parts")))
     }
 
     /// Whether the source has a tensor of this name (below the prefix).
     pub fn contains(&self, name: &str) -> bool {
         match &self.source {
             Source::Dense(vb) => vb.contains_tensor(name),
-            Source::Gguf(t) => t.lock().is_ok_and(|t| t.contains_key(&self.full_name(name))),
+            Source::Stored(s) => s.contains(&self.full_name(name)),
         }
     }
 
     pub fn layer_norm(&self, size: usize, eps: f64) -> Result<LayerNorm> {
-        match &self.source {
-            Source::Dense(vb) => candle_nn::layer_norm(size, eps, vb.clone()),
-            Source::Gguf(_) => Ok(LayerNorm::new(self.get(size, "weight")?, self.get(size, "bias")?, eps)),
-        }
+        Ok(LayerNorm::new(self.get(size, "weight")?, self.get(size, "bias")?, eps))
     }
 
     /// A convolution `weight` [out, in, k, k] (+ `bias` [out] when `bias`).
     pub fn conv2d(&self, in_c: usize, out_c: usize, kernel: usize, config: Conv2dConfig, bias: bool) -> Result<Conv2d> {
-        match (&self.source, bias) {
-            (Source::Dense(vb), false) => candle_nn::conv2d_no_bias(in_c, out_c, kernel, config, vb.clone()),
-            (Source::Dense(vb), true) => candle_nn::conv2d(in_c, out_c, kernel, config, vb.clone()),
-            (Source::Gguf(_), _) => {
-                let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
-                let b = if bias { Some(self.get(out_c, "bias")?) } else { None };
-                Ok(Conv2d::new(w, b, config))
-            }
-        }
+        let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
+        let b = if bias { Some(self.get(out_c, "bias")?) } else { None };
+        Ok(Conv2d::new(w, b, config))
     }
 }
 

@@ -1,62 +1,27 @@
 //! `kpl pack` bundles in the browser: `ClipModel.loadBundle` and
 //! `addTextEncoder`, and `verifyBundleFile`; every file is checked against the
-//! manifest's size and SHA-256 before it is parsed.
+//! manifest's size and SHA-256 before it is parsed, streamed from its JS array.
 
 use wasm_bindgen::prelude::*;
 
+use super::js_bytes::JsBytes;
 use super::js_error;
 use super::model::ClipModel;
+use crate::io::byte_source::SourceReader;
 
-/// `Read + Seek` over a JS `Uint8Array`, copying only the pieces read: a
-/// bundle's encoder is hashed and parsed without a second whole copy of the file
-/// in wasm memory (which never shrinks).
-struct JsBytes {
-    array: js_sys::Uint8Array,
-    len: u64,
-    pos: u64,
-}
-
-impl JsBytes {
-    fn new(array: &js_sys::Uint8Array) -> Self {
-        Self { array: array.clone(), len: u64::from(array.length()), pos: 0 }
-    }
-}
-
-impl std::io::Read for JsBytes {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
-        if n > 0 {
-            let start = self.pos as u32;
-            self.array.subarray(start, start + n as u32).copy_to(&mut buf[..n]);
-            self.pos += n as u64;
-        }
-        Ok(n)
-    }
-}
-
-impl std::io::Seek for JsBytes {
-    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
-        let target = match pos {
-            std::io::SeekFrom::Start(p) => p as i128,
-            std::io::SeekFrom::End(d) => self.len as i128 + d as i128,
-            std::io::SeekFrom::Current(d) => self.pos as i128 + d as i128,
-        };
-        if target < 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"));
-        }
-        self.pos = target as u64;
-        Ok(self.pos)
-    }
-}
-
+/// Checks an encoder's bytes against its manifest entry (streamed from the JS
+/// array), then opens it: its tensors are copied out of the array one at a
+/// time as the model takes them (`EncoderFile::open`).
 fn read_encoder(
     entry: Option<&crate::bundle::FileEntry>,
     bytes: &js_sys::Uint8Array,
     what: &str,
 ) -> Result<crate::bundle::EncoderFile, JsError> {
     let entry = entry.ok_or_else(|| JsError::new(&format!("manifest.json lists no {what}")))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, JsBytes::new(bytes));
-    crate::bundle::EncoderFile::read_verified(&mut reader, &entry.path, entry).map_err(js_error)
+    let bytes = JsBytes::new(bytes);
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, SourceReader::new(&bytes));
+    crate::bundle::verify(&mut reader, &entry.path, entry).map_err(js_error)?;
+    crate::bundle::EncoderFile::open(bytes, &entry.path).map_err(js_error)
 }
 
 #[wasm_bindgen]
@@ -109,5 +74,5 @@ impl ClipModel {
 pub fn verify_bundle_file(manifest: &str, path: &str, bytes: &js_sys::Uint8Array) -> Result<(), JsError> {
     let m = crate::bundle::Manifest::from_json(manifest.as_bytes(), "manifest.json").map_err(js_error)?;
     let entry = m.entry(path).ok_or_else(|| JsError::new(&format!("manifest.json does not list {path}")))?;
-    crate::bundle::verify(&mut JsBytes::new(bytes), path, entry).map_err(js_error)
+    crate::bundle::verify(&mut SourceReader::new(JsBytes::new(bytes)), path, entry).map_err(js_error)
 }

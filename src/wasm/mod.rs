@@ -8,6 +8,7 @@ mod dicom;
 mod engine;
 #[cfg(feature = "gpu")]
 mod gpu;
+mod js_bytes;
 mod kb;
 mod knowledge;
 mod kpl;

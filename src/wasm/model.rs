@@ -3,6 +3,7 @@
 
 use wasm_bindgen::prelude::*;
 
+use super::js_bytes::JsBytes;
 use super::js_error;
 use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
 use crate::tokenizer::TokenizerFiles;
@@ -34,14 +35,17 @@ pub struct ClipModel {
 
 #[wasm_bindgen]
 impl ClipModel {
-    /// `config`, `weights` (model.safetensors), and optionally `tokenizer`
-    /// (tokenizer.json), `preprocessor` (preprocessor_config.json) and, for a
-    /// folder without tokenizer.json, `spiece` (spiece.model) with
+    /// `config`, `weights` (model.safetensors, a `Uint8Array`), and optionally
+    /// `tokenizer` (tokenizer.json), `preprocessor` (preprocessor_config.json)
+    /// and, for a folder without tokenizer.json, `spiece` (spiece.model) with
     /// `tokenizerConfig` (tokenizer_config.json). Works for every family.
+    /// The weights are not copied whole into wasm memory: each tensor is copied
+    /// out of `weights` once, into the model (so the caller may drop the array
+    /// afterwards).
     #[wasm_bindgen(js_name = load)]
     pub fn load(
         config: &[u8],
-        weights: Vec<u8>,
+        weights: &js_sys::Uint8Array,
         tokenizer: Option<Vec<u8>>,
         preprocessor: Option<Vec<u8>>,
         spiece: Option<Vec<u8>>,
@@ -52,7 +56,7 @@ impl ClipModel {
         });
         let files = ModelFiles {
             config: ("config.json".into(), config.to_vec()),
-            weights: ("model.safetensors".into(), weights),
+            weights: ("model.safetensors".into(), JsBytes::new(weights)),
             tokenizer,
             preprocessor: preprocessor.map(|b| ("preprocessor_config.json".into(), b)),
         };
@@ -94,6 +98,14 @@ impl ClipModel {
     #[wasm_bindgen(getter, js_name = isRandom)]
     pub fn is_random(&self) -> bool {
         self.pipeline.is_random()
+    }
+
+    /// Bytes of the weights the loaded towers hold in wasm memory, in the
+    /// form held (f32, f16 token tables, packed q8_0 panels, ggml blocks): the
+    /// denominator of the memory figures (`bench/README.md`).
+    #[wasm_bindgen(getter, js_name = weightBytes)]
+    pub fn weight_bytes(&self) -> f64 {
+        self.pipeline.model.weight_bytes() as f64
     }
 
     #[wasm_bindgen(getter, js_name = embeddingDim)]
