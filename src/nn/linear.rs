@@ -157,7 +157,7 @@ impl Linear {
             }
         }
         let packed = with_f32_slice(&weight, |w| PackedF32::from_rows(w, n, k))?.map_err(|e| candle_core::Error::Msg(e.0))?;
-        let bias = bias.map(|b| super::weights::to_f32(&b)?.contiguous()).transpose()?;
+        let bias = bias.map(|b| super::dtype::to_f32(&b)?.contiguous()).transpose()?;
         Ok(Self::Packed { weight: Arc::new(packed), bias })
     }
 
@@ -289,7 +289,7 @@ fn dequantized_matmul(t: &QTensor, xs: &Tensor) -> Result<Tensor> {
 /// `t`'s values in f32, row-major, passed to `f` (borrowed when `t` is a
 /// contiguous f32 CPU tensor, else copied once).
 fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = super::weights::to_f32(t)?;
+    let t = super::dtype::to_f32(t)?;
     let offsets = t.layout().contiguous_offsets();
     if let Some((start, end)) = offsets {
         let (storage, _) = t.storage_and_layout();

@@ -7,6 +7,7 @@
 //! same structures, so a family gets the GPU path by construction.
 
 pub mod attention_pool;
+pub mod dtype;
 pub mod gemm;
 pub mod linear;
 pub mod transformer;

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use candle_core::quantized::{QStorage, QTensor};
-use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_core::{Device, Result, Shape, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
 
 use super::linear::{tensor_bytes, Linear};
@@ -244,14 +244,5 @@ impl Weights {
         let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
         let b = if bias { Some(self.get(out_c, "bias")?) } else { None };
         Ok(Conv2d::new(w, b, config))
-    }
-}
-
-/// Converts a dense tensor of any float dtype to f32 (the compute dtype).
-pub fn to_f32(t: &Tensor) -> Result<Tensor> {
-    if t.dtype() == DType::F32 {
-        Ok(t.clone())
-    } else {
-        t.to_dtype(DType::F32)
     }
 }
