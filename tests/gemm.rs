@@ -11,12 +11,16 @@
 //! rounding bound of the exact product and of candle's dense matmul. Odd
 //! shapes: k = 1, one row, m off every kernel's rows, n off the 16-column
 //! panel, k across the 256-value block.
+//!
+//! Their fused epilogues (bias, activation, residual sum): bit for bit the
+//! unfused path (candle's operations) at 1–3 threads, and against numpy.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::f32::PackedF32;
-use kpl::nn::gemm::{F32Isa, Isa};
+use kpl::nn::gemm::{Epilogue, F32Isa, Isa};
+use kpl::nn::Activation;
 
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -223,4 +227,116 @@ fn f32_packing_rejects_bad_shapes() {
     assert!(PackedF32::from_rows(&[0.0; 6], 0, 6).is_err(), "no rows");
     assert!(PackedF32::from_rows(&[], 6, 0).is_err(), "no columns");
     assert!(PackedF32::from_rows(&[0.0; 6], usize::MAX, 2).is_err(), "n · k overflows");
+}
+
+const ACTIVATIONS: [(Activation, &str); 3] =
+    [(Activation::QuickGelu, "quick_gelu"), (Activation::Gelu, "gelu"), (Activation::GeluTanh, "gelu_tanh")];
+
+fn f64s(hex: &str) -> Vec<f64> {
+    unhex(hex).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().unwrap())).collect()
+}
+
+/// The epilogues against numpy: the residual sum bit for bit (both GEMMs),
+/// the activations within a few f32 roundings of torch's formulas in f64.
+#[test]
+fn epilogues_match_the_numpy_references() {
+    let text = std::fs::read_to_string("tests/fixtures/f32-gemm/cases.json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut checked = 0;
+    for c in json["cases"].as_array().unwrap() {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let x = f32s(&unhex(c["x"].as_str().unwrap()));
+        let w = f32s(&unhex(c["w"].as_str().unwrap()));
+        let b = c["b"].as_str().map(|h| f32s(&unhex(h)));
+        let r = f32s(&unhex(c["r"].as_str().unwrap()));
+        let packed = PackedF32::from_rows(&w, n, k).unwrap();
+        // The unfused kernels' sums are numpy's `y` bit for bit (tested above).
+        let isa = F32Isa::Scalar;
+        let y = packed.matmul_with(&x, m, b.as_deref(), isa);
+        let epilogue = Epilogue { bias: b.as_deref(), activation: None, residual: Some(&r) };
+        let with_residual = packed.matmul_fused_with(&x, m, &epilogue, isa);
+        assert_eq!(with_residual, f32s(&unhex(c["y_res"].as_str().unwrap())), "[{m}, {k}, {n}]: residual");
+        for (act, name) in ACTIVATIONS {
+            let want = f64s(c[format!("act_{name}")].as_str().unwrap());
+            let epilogue = Epilogue { bias: b.as_deref(), activation: Some(act), residual: None };
+            let got = packed.matmul_fused_with(&x, m, &epilogue, isa);
+            for ((&g, &t), &v) in got.iter().zip(&want).zip(&y) {
+                // A few roundings of the result and of the input's scale (the
+                // cancellation in 1 + erf(x) near x = −4 leaves an error of
+                // order ulp(1) · |x|).
+                let tol = 8.0 * U * (t.abs() + v.abs() as f64) + 1e-30;
+                assert!((g as f64 - t).abs() <= tol, "[{m}, {k}, {n}] {name}({v}) = {g}, reference {t}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for c in json["cases"].as_array().unwrap() {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let x = f32s(&unhex(c["x"].as_str().unwrap()));
+        let raw = blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k);
+        let (b, r) = (f32s(&unhex(c["b"].as_str().unwrap())), f32s(&unhex(c["r"].as_str().unwrap())));
+        let packed = PackedQ8::from_blocks(&raw, n, k).unwrap();
+        let epilogue = Epilogue { bias: Some(&b), activation: None, residual: Some(&r) };
+        for isa in Isa::available() {
+            let y = packed.matmul_fused_with(&x, m, &epilogue, isa);
+            assert_eq!(y, f32s(&unhex(c["y_epi"].as_str().unwrap())), "[{m}, {k}, {n}] {isa:?}: bias + residual");
+        }
+    }
+}
+
+/// Fused epilogues give the bits of the unfused path (candle's bias add,
+/// `Activation::apply`, residual sum), for both GEMMs, every kernel, odd
+/// shapes, at 1, 2 and 3 threads.
+#[test]
+fn fused_epilogues_equal_the_unfused_path_bit_for_bit() {
+    let dev = Device::Cpu;
+    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    let pools = [pool(1), pool(2), pool(3)];
+    for &(m, k, n) in &[(1, 32, 1), (5, 160, 13), (13, 288, 40), (197, 64, 50)] {
+        let x = stream(m as u64 * 13 + k as u64, m * k, 1.0);
+        let w = stream(n as u64 * 3 + 7, n * k, 0.05);
+        let b = stream(n as u64 + 5, n, 0.3);
+        let r = stream(m as u64 + 11, m * n, 1.0);
+        let f32w = PackedF32::from_rows(&w, n, k).unwrap();
+        let qt = QTensor::quantize(&Tensor::from_vec(w.clone(), (n, k), &dev).unwrap(), GgmlDType::Q8_0).unwrap();
+        let q8w = PackedQ8::from_blocks(&qt.data().unwrap(), n, k).unwrap();
+        let bt = Tensor::from_vec(b.clone(), n, &dev).unwrap();
+        let rt = Tensor::from_vec(r.clone(), (m, n), &dev).unwrap();
+        let unfused = |y: Vec<f32>, act: Option<Activation>, residual: bool| -> Vec<f32> {
+            let mut t = Tensor::from_vec(y, (m, n), &dev).unwrap().broadcast_add(&bt).unwrap();
+            if let Some(a) = act {
+                t = a.apply(&t).unwrap();
+            }
+            if residual {
+                t = (&rt + t).unwrap();
+            }
+            t.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let mut epilogues = vec![(None, true)];
+        epilogues.extend(ACTIVATIONS.map(|(a, _)| (Some(a), false)));
+        for (act, residual) in epilogues {
+            let epilogue = Epilogue { bias: Some(&b), activation: act, residual: residual.then_some(&r[..]) };
+            for isa in F32Isa::available() {
+                let want = unfused(f32w.matmul_with(&x, m, None, isa), act, residual);
+                for p in &pools {
+                    let got = p.install(|| f32w.matmul_fused_with(&x, m, &epilogue, isa));
+                    assert!(same(&got, &want), "f32 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
+                }
+            }
+            for isa in Isa::available() {
+                let want = unfused(q8w.matmul_with(&x, m, isa), act, residual);
+                for p in &pools {
+                    let got = p.install(|| q8w.matmul_fused_with(&x, m, &epilogue, isa));
+                    assert!(same(&got, &want), "q8 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
+                }
+            }
+        }
+    }
+}
+
+fn same(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }

@@ -23,6 +23,8 @@ use candle_core::{Device, Module, Result, Tensor};
 
 use super::gemm::f32::PackedF32;
 use super::gemm::q8::PackedQ8;
+use super::gemm::Epilogue;
+use super::Activation;
 
 /// How a quantised linear layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,24 +315,86 @@ fn own_matmul(xs: &Tensor, (n, k): (usize, usize), product: impl FnOnce(&[f32], 
     Tensor::from_vec(y, out_dims, &Device::Cpu)
 }
 
-/// `xs` [.., k] × `p`ᵀ through the int8 GEMM.
-fn int8_matmul(p: &PackedQ8, xs: &Tensor) -> Result<Tensor> {
-    own_matmul(xs, p.dims(), |x, m| Ok(p.matmul(x, m)))
+/// One of our packed weights.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    F32(&'a PackedF32),
+    Q8(&'a PackedQ8),
 }
 
-/// `xs` [.., k] × `p`ᵀ + `bias` through the f32 GEMM.
-fn f32_matmul(p: &PackedF32, bias: Option<&Tensor>, xs: &Tensor) -> Result<Tensor> {
-    own_matmul(xs, p.dims(), |x, m| match bias {
-        Some(b) => with_f32_slice(b, |b| p.matmul(x, m, Some(b))),
-        None => Ok(p.matmul(x, m, None)),
+/// `xs` [.., k] through one of our GEMMs with its epilogue: `act(xs · Wᵀ +
+/// bias) + residual` (`residual` of the output's shape).
+fn own_fused(w: Own, bias: Option<&Tensor>, activation: Option<Activation>, residual: Option<&Tensor>, xs: &Tensor) -> Result<Tensor> {
+    let (n, k) = match w {
+        Own::F32(p) => p.dims(),
+        Own::Q8(p) => p.dims(),
+    };
+    if let Some(r) = residual {
+        if r.elem_count() != xs.elem_count() / k * n {
+            candle_core::bail!("linear layer [{n}, {k}]: residual {:?} for input {:?}", r.dims(), xs.dims())
+        }
+    }
+    own_matmul(xs, (n, k), |x, m| {
+        let with_bias = |b: Option<&[f32]>| {
+            with_opt_f32_slice(residual, |residual| {
+                let epilogue = Epilogue { bias: b, activation, residual };
+                match w {
+                    Own::F32(p) => p.matmul_fused(x, m, &epilogue),
+                    Own::Q8(p) => p.matmul_fused(x, m, &epilogue),
+                }
+            })
+        };
+        with_opt_f32_slice(bias, with_bias)?
     })
+}
+
+/// [`with_f32_slice`] of an optional tensor.
+fn with_opt_f32_slice<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> Result<R> {
+    match t {
+        Some(t) => with_f32_slice(t, |s| f(Some(s))),
+        None => Ok(f(None)),
+    }
+}
+
+impl Linear {
+    /// `activation(xs · Wᵀ + b)`: fused into the GEMM's epilogue on our
+    /// GEMMs (a packed f32 layer, a packed q8_0 one under the `Int8` kernel),
+    /// else the layer then [`Activation::apply`]; the same bits either way.
+    pub fn forward_activation(&self, xs: &Tensor, activation: Activation) -> Result<Tensor> {
+        match self.own() {
+            Some(w) => own_fused(w, self.bias(), Some(activation), None, xs),
+            None => activation.apply(&self.forward(xs)?),
+        }
+    }
+
+    /// `residual + (xs · Wᵀ + b)` (`residual` of the output's shape): fused
+    /// into the GEMM's epilogue on our GEMMs, else the layer then the sum; the
+    /// same bits either way.
+    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        match self.own() {
+            Some(w) => own_fused(w, self.bias(), None, Some(residual), xs),
+            None => residual + self.forward(xs)?,
+        }
+    }
+
+    /// The packed weight our GEMM reads, when the layer computes on one now.
+    fn own(&self) -> Option<Own<'_>> {
+        match self {
+            Self::Packed { weight, .. } => Some(Own::F32(weight)),
+            Self::Quantized { weight: QWeight::Q8(p), .. } if quant_kernel() == QuantKernel::Int8 => Some(Own::Q8(p)),
+            _ => None,
+        }
+    }
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(w) = self.own() {
+            return own_fused(w, self.bias(), None, None, xs);
+        }
         match self {
             Self::Dense(l) => l.forward(xs),
-            Self::Packed { weight, bias } => f32_matmul(weight, bias.as_ref(), xs),
+            Self::Packed { .. } => unreachable!("packed layers run on our GEMM (Linear::own)"),
             Self::Quantized { weight, bias, shape } => {
                 let kernel = match (quant_kernel(), weight) {
                     (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) if t.dtype() == GgmlDType::Q8_0 => {
@@ -340,11 +404,10 @@ impl Module for Linear {
                     (kernel, _) => kernel,
                 };
                 let ys = match (kernel, weight) {
-                    (QuantKernel::Int8, QWeight::Q8(p)) => int8_matmul(p, xs)?,
                     (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) => {
                         let p = PackedQ8::from_blocks(&t.data()?, shape.0, shape.1)
                             .map_err(|e| candle_core::Error::Msg(e.0))?;
-                        int8_matmul(&p, xs)?
+                        return own_fused(Own::Q8(&p), bias.as_ref(), None, None, xs);
                     }
                     (QuantKernel::Dequantize, QWeight::Q8(p)) => dequantized_matmul(&q8_qtensor(p, *shape)?, xs)?,
                     (_, QWeight::Q8(p)) => QMatMul::from_qtensor(q8_qtensor(p, *shape)?)?.forward(&xs.contiguous()?)?,

@@ -31,6 +31,7 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The activation of every value of `xs` (candle's tensor operations).
     pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702f64)?)?,
@@ -38,7 +39,24 @@ impl Activation {
             Activation::GeluTanh => xs.gelu(),
         }
     }
+
+    /// The activation of one value, bit for bit what [`apply`](Self::apply)
+    /// gives on CPU: candle 0.11's f32 formulas in their order (`affine` then
+    /// candle_nn's `sigmoid` then `mul`; `GeluErf::f32` with libm's `erff`;
+    /// `Gelu::f32`). For the GEMMs' fused epilogue (`gemm::epilogue`).
+    #[inline]
+    pub fn at(self, v: f32) -> f32 {
+        match self {
+            Activation::QuickGelu => v * ((-(v * 1.702f32)).exp() + 1.0).recip(),
+            Activation::Gelu => (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v,
+            Activation::GeluTanh => 0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh()),
+        }
+    }
 }
+
+/// √(2/π) as candle's `Gelu` spells it (`SQRT_TWO_OVER_PI_F32`).
+#[allow(clippy::excessive_precision)]
+const SQRT_TWO_OVER_PI: f32 = 0.79788456080286535587989211986876373;
 
 /// Divides each row by its L2 norm.
 pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {

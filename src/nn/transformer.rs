@@ -143,6 +143,18 @@ impl Attention {
     /// `queries` [b, q, h] attend to `keys_values` [b, k, h]; `mask` is
     /// additive, broadcast to [b, heads, q, k].
     pub(crate) fn attend(&self, queries: &Tensor, keys_values: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.attend_residual(queries, keys_values, mask, None)
+    }
+
+    /// [`attend`](Self::attend) `+ residual` ([b, q, h]), the sum fused into
+    /// the output projection's epilogue.
+    pub(crate) fn attend_residual(
+        &self,
+        queries: &Tensor,
+        keys_values: &Tensor,
+        mask: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (batch, q_len, hidden) = queries.dims3()?;
         let k_len = keys_values.dim(1)?;
         let q = self.split_heads(&(self.q_proj.forward(queries)? * self.scale)?, batch, q_len)?;
@@ -154,7 +166,10 @@ impl Attention {
         }
         let weights = candle_nn::ops::softmax_last_dim(&scores)?;
         let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, q_len, hidden))?;
-        self.out_proj.forward(&context)
+        match residual {
+            Some(r) => self.out_proj.forward_residual(&context, r),
+            None => self.out_proj.forward(&context),
+        }
     }
 }
 
@@ -183,20 +198,23 @@ impl EncoderLayer {
         })
     }
 
-    fn mlp(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.activation.apply(&self.fc1.forward(xs)?)?)
+    /// `residual + fc2(act(fc1(xs)))`: the activation fused into fc1's GEMM
+    /// epilogue and the residual sum into fc2's (`Linear::forward_activation`,
+    /// `forward_residual`: the same bits as unfused).
+    fn mlp_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.fc2.forward_residual(&self.fc1.forward_activation(xs, self.activation)?, residual)
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         match self.norm {
             NormPlacement::Pre => {
                 let normed = self.layer_norm1.forward(xs)?;
-                let xs = (xs + self.self_attn.attend(&normed, &normed, mask)?)?;
-                &xs + self.mlp(&self.layer_norm2.forward(&xs)?)?
+                let xs = self.self_attn.attend_residual(&normed, &normed, mask, Some(xs))?;
+                self.mlp_residual(&self.layer_norm2.forward(&xs)?, &xs)
             }
             NormPlacement::Post => {
-                let xs = self.layer_norm1.forward(&(xs + self.self_attn.attend(xs, xs, mask)?)?)?;
-                self.layer_norm2.forward(&(&xs + self.mlp(&xs)?)?)
+                let xs = self.layer_norm1.forward(&self.self_attn.attend_residual(xs, xs, mask, Some(xs))?)?;
+                self.layer_norm2.forward(&self.mlp_residual(&xs, &xs)?)
             }
         }
     }

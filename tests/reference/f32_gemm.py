@@ -7,9 +7,16 @@ to f32, then the sum), then y = acc + b when there is a bias. Those kernels must
 it bit for bit. `y_f64` is the exact product in f64 (the fused kernels are checked against
 it within the f32 rounding bound).
 
+Epilogues (src/nn/gemm/epilogue.rs): for every case, `r` is a residual [m, n] and
+`y_res` = r + y in f32 (bit for bit); `act_<name>` is the activation of `y` (f32 values)
+computed in f64 with Python's math.erf / math.tanh / math.exp (quick_gelu = x sigmoid(1.702 x);
+gelu = x (1 + erf(x / sqrt 2)) / 2; gelu_tanh = x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2,
+torch's formulas), for the fused activations to be checked within a few f32 roundings.
+
     python tests/reference/f32_gemm.py   # rewrites tests/fixtures/f32-gemm/cases.json
 """
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -39,7 +46,20 @@ def case(rng, m, k, n, bias):
     }
     if bias:
         out["b"] = b.astype("<f4").tobytes().hex()
+    # Drawn from a second generator, so the cases above keep their values.
+    r = np.random.default_rng(m * 1000 + k * 10 + n).standard_normal((m, n)).astype(np.float32)
+    out["r"] = r.astype("<f4").tobytes().hex()
+    out["y_res"] = (r + y).astype(np.float32).astype("<f4").tobytes().hex()
+    for name, f in ACTIVATIONS.items():
+        out["act_" + name] = np.array([f(float(v)) for v in y.ravel()], np.float64).astype("<f8").tobytes().hex()
     return out
+
+
+ACTIVATIONS = {
+    "quick_gelu": lambda x: x / (1.0 + math.exp(-1.702 * x)) if x > -400 else 0.0,
+    "gelu": lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+}
 
 
 def main():

@@ -6,6 +6,8 @@ block, d = max|x| / 32767 (f32), q = round-half-to-even(x * (1/d)) clamped to +-
 the exact integer dot product with the weight's int8 values, then, in f32 and in k order,
 acc = acc + f32(isum) * (d_x * d_w). The kernels must reproduce `y` bit for bit.
 `y_f64` is the product of the unquantised activations with the dequantised weight, in f64.
+Epilogue (src/nn/gemm/epilogue.rs): `y_epi` = (y + b) + r in f32, bit for bit, for a bias `b`
+[n] and a residual `r` [m, n].
 
     python tests/reference/q8_gemm.py   # rewrites tests/fixtures/q8-gemm/cases.json
 """
@@ -45,7 +47,15 @@ def case(rng, m, k, n):
         acc = (acc + (isum[:, :, b].astype(np.float32) * scale[:, :, b]).astype(np.float32)).astype(np.float32)
 
     w64 = wq.astype(np.float64) * np.repeat(wd.astype(np.float64), 32, axis=1)
+    # Drawn from a second generator, so the cases above keep their values.
+    extra = np.random.default_rng(m * 1000 + k * 10 + n)
+    b = (extra.standard_normal(n) * 0.1).astype(np.float32)
+    r = extra.standard_normal((m, n)).astype(np.float32)
+    y_epi = (r + (acc + b[None, :]).astype(np.float32)).astype(np.float32)
     return {
+        "b": b.astype("<f4").tobytes().hex(),
+        "r": r.astype("<f4").tobytes().hex(),
+        "y_epi": y_epi.astype("<f4").tobytes().hex(),
         "m": m, "k": k, "n": n,
         "x": x.astype("<f4").tobytes().hex(),
         "w_q": wq.tobytes().hex(),

@@ -14,11 +14,13 @@
 //! ([`super::f32_kernel`]) keeps a tile of rows × 16 columns in registers.
 //! Every output is one chain over k in order from 0, so the tiles, the k
 //! blocks and the threads (column panels, [`super::split`]) do not change its
-//! bits; the bias is added last, once, as candle's `Linear` does. Natively
+//! bits; the bias is added last, once, as candle's `Linear` does, then the
+//! activation and the residual sum of an [`Epilogue`], in the same pass. Natively
 //! the chain uses fused multiply-adds (AVX2+FMA or AVX-512, run-time
 //! detection), in wasm `f32x4.mul` then `add` (simd128 has no deterministic
 //! FMA): wasm and native differ by the rounding of the products only.
 
+use super::epilogue::Epilogue;
 use super::f32_kernel::{self, F32Isa, MAX_ROWS, NR};
 use super::q8::PackError;
 
@@ -89,8 +91,20 @@ impl PackedF32 {
 
     /// [`matmul`](Self::matmul) with a chosen micro-kernel.
     pub fn matmul_with(&self, x: &[f32], m: usize, bias: Option<&[f32]>, isa: F32Isa) -> Vec<f32> {
+        self.matmul_fused_with(x, m, &Epilogue::bias(bias), isa)
+    }
+
+    /// `y = act(x · Wᵀ + bias) + residual` ([`Epilogue`]), each output
+    /// finished where its last k block is stored. Panics as
+    /// [`matmul`](Self::matmul) does, or if the residual is not `[m, n]`.
+    pub fn matmul_fused(&self, x: &[f32], m: usize, epilogue: &Epilogue) -> Vec<f32> {
+        self.matmul_fused_with(x, m, epilogue, F32Isa::best())
+    }
+
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel.
+    pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: F32Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        assert!(bias.is_none_or(|b| b.len() == self.n), "bias must be [n]");
+        epilogue.check(m, self.n);
         let mr = isa.rows();
         // x packed k-major per tile of mr rows (rows past m zero): row r of
         // step j of tile t at (t·k + j)·mr + r.
@@ -123,13 +137,10 @@ impl PackedF32 {
                         f32_kernel::tile(isa, rows, kc, tile, w, &mut acc);
                         for (r, a) in acc[..rows].iter().enumerate() {
                             let dst = &mut block[out(r)];
-                            match bias.filter(|_| last) {
-                                Some(b) => {
-                                    for ((d, &v), &b) in dst.iter_mut().zip(a).zip(&b[c0 + col..]) {
-                                        *d = v + b;
-                                    }
-                                }
-                                None => dst.copy_from_slice(&a[..cols]),
+                            if last {
+                                epilogue.store(r0 + r, c0 + col, self.n, a, dst);
+                            } else {
+                                dst.copy_from_slice(&a[..cols]);
                             }
                         }
                     }

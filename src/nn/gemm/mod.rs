@@ -12,8 +12,10 @@
 //!   wasm (multiply, then add) differ by the rounding of the products.
 //!
 //! Both split their column panels across threads ([`split`]): the same bits
-//! at any thread count.
+//! at any thread count; both finish each output in an [`epilogue`] (bias,
+//! the MLP's activation, the residual sum) as they store it.
 
+pub mod epilogue;
 pub mod f32;
 mod f32_kernel;
 pub mod q8;
@@ -21,5 +23,6 @@ mod q8_kernel;
 pub mod rates;
 mod split;
 
+pub use epilogue::Epilogue;
 pub use f32_kernel::F32Isa;
 pub use q8_kernel::Isa;

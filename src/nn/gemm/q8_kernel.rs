@@ -1,9 +1,14 @@
-//! The q8 GEMM's micro-kernels: one [`MR`] × [`NR`] output tile over all of k,
-//! for each instruction set. Each computes exactly the algorithm of
-//! [`tile_scalar`] (see `q8`'s module doc), so their results are identical.
+//! The q8 GEMM's micro-kernels: one tile of [`Isa::rows`] rows × [`NR`]
+//! columns over all of k, for each instruction set. Each computes exactly the
+//! algorithm of [`tile_scalar`] (see `q8`'s module doc): the integer sums are
+//! exact whichever instruction forms them (`vpmaddwd` + `vpaddd`, the VNNI
+//! `vpdpwssd`, `i32x4.dot_i16x8_s`), and the f32 steps are the same
+//! operations in the same order, so their results are identical.
 
-/// Rows of activations per tile.
+/// Rows of activations per tile of the 4-row kernels (scalar, AVX2, simd128).
 pub const MR: usize = 4;
+/// The most rows any kernel takes at once.
+pub const MAX_ROWS: usize = 12;
 /// Output columns per weight panel (and per tile).
 pub const NR: usize = 8;
 /// k-pairs per 32-value block.
@@ -16,9 +21,18 @@ const PANEL_BLOCK: usize = PAIRS * NR * 2;
 pub enum Isa {
     /// Plain Rust: the reference, and the fallback on any CPU.
     Scalar,
-    /// x86-64 AVX2 (`vpmaddwd` on 256 bits), chosen at run time.
+    /// x86-64 AVX2 (`vpmaddwd` + `vpaddd` on 256 bits), 4 rows, chosen at run time.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// x86-64 AVX-VNNI (`vpdpwssd` on 256 bits, VEX: 16 registers), 6 rows,
+    /// chosen at run time (Alder Lake and later without AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// x86-64 AVX-512 VNNI + VL (`vpdpwssd` on 256 bits with embedded
+    /// broadcasts, 32 registers), 12 rows, chosen at run time (Ice Lake and
+    /// later, Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
     /// wasm simd128 (`i32x4.dot_i16x8_s`); every engine the page supports has it.
     #[cfg(target_arch = "wasm32")]
     Simd128,
@@ -27,39 +41,80 @@ pub enum Isa {
 impl Isa {
     /// The fastest kernel this machine runs.
     pub fn best() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return Isa::Avx2;
-        }
-        #[cfg(target_arch = "wasm32")]
-        return Isa::Simd128;
-        #[allow(unreachable_code)]
-        Isa::Scalar
+        *Self::available().last().expect("the scalar kernel is always available")
     }
 
-    /// Every kernel this machine runs (for tests comparing them).
+    /// Every kernel this machine runs, slowest first (for tests comparing them).
     pub fn available() -> Vec<Self> {
+        #[allow(unused_mut)]
         let mut v = vec![Isa::Scalar];
-        if Self::best() != Isa::Scalar {
-            v.push(Self::best());
-        }
+        #[cfg(target_arch = "x86_64")]
+        v.extend([Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()));
+        #[cfg(target_arch = "wasm32")]
+        v.push(Isa::Simd128);
         v
+    }
+
+    /// Whether this CPU runs the kernel (run-time detection, cached by std).
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::is_x86_feature_detected as has;
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => has!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => has!("avx2") && has!("avxvnni"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni"),
+            #[cfg(target_arch = "wasm32")]
+            Isa::Simd128 => true,
+        }
+    }
+
+    /// Rows per tile: as many integer and f32 accumulators as the registers
+    /// hold beside the weights and the broadcast activation.
+    pub fn rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => 6,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => MAX_ROWS,
+            _ => MR,
+        }
     }
 }
 
-/// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · Σ_{k∈b} a[r,k]·w[c,k]` for one tile.
-/// `a`: MR rows of `kb·32` int16 activations; `da`: MR × kb scales; `w`, `dw`:
-/// one panel (kb × 256 int8, kb × 8 scales). `out` must start at zero.
-pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
-    assert!(a.len() >= MR * kb * BLOCK && da.len() >= MR * kb && w.len() >= kb * PANEL_BLOCK && dw.len() >= kb * NR);
+/// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · Σ_{k∈b} a[r,k]·w[c,k]` for one tile
+/// of `R = isa.rows()` rows. `a`: R rows of `kb·32` int16 activations; `da`:
+/// R × kb scales; `w`, `dw`: one panel (kb × 256 int8, kb × 8 scales). `out`
+/// (R rows) must start at zero.
+///
+/// Panics if a slice is shorter than the kernel reads (a caller's bug).
+pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
+    let rows = isa.rows();
+    assert!(a.len() >= rows * kb * BLOCK && da.len() >= rows * kb && w.len() >= kb * PANEL_BLOCK && dw.len() >= kb * NR);
+    assert!(out.len() >= rows, "out must hold the tile's rows");
     match isa {
         Isa::Scalar => tile_scalar(kb, a, da, w, dw, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            assert!(std::arch::is_x86_feature_detected!("avx2"));
+            assert!(isa.supported());
             // SAFETY: AVX2 is present (checked above); the slices are at least as
             // long as the kernel reads (asserted above).
             unsafe { tile_avx2(kb, a, da, w, dw, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => {
+            assert!(isa.supported());
+            // SAFETY: as for Avx2, with AVX-VNNI checked.
+            unsafe { tile_avx_vnni(kb, a, da, w, dw, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => {
+            assert!(isa.supported());
+            // SAFETY: as for Avx2, with AVX-512 F/BW/VL/VNNI checked.
+            unsafe { tile_avx512_vnni(kb, a, da, w, dw, out) }
         }
         // SAFETY: the lengths are asserted above; simd128 is a requirement of
         // the wasm build (every supported browser and Node ≥ 16 has it).
@@ -68,7 +123,7 @@ pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], ou
     }
 }
 
-fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
     let k = kb * BLOCK;
     for b in 0..kb {
         let mut isum = [[0i32; NR]; MR];
@@ -93,7 +148,7 @@ fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+unsafe fn tile_avx2(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
     use std::arch::x86_64::*;
     let k = kb * BLOCK;
     let mut acc = [_mm256_setzero_ps(); MR];
@@ -120,9 +175,50 @@ unsafe fn tile_avx2(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out:
     }
 }
 
+/// The VNNI kernels: [`tile_avx2`]'s algorithm with `vpdpwssd` (the
+/// multiply, the pair sum and the accumulation in one instruction, exact in
+/// i32) over `$rows` rows.
+macro_rules! vnni_tile {
+    ($name:ident, $features:literal, $dot:ident, $rows:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
+            use std::arch::x86_64::*;
+            const R: usize = $rows;
+            let k = kb * BLOCK;
+            let (ap, dap) = (a.as_ptr(), da.as_ptr());
+            let mut acc = [_mm256_setzero_ps(); R];
+            for b in 0..kb {
+                let mut isum = [_mm256_setzero_si256(); R];
+                let wp = w.as_ptr().add(b * PANEL_BLOCK);
+                let apb = ap.add(b * BLOCK);
+                for j in 0..PAIRS {
+                    // 8 columns × (k, k+1), widened to i16.
+                    let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(j * NR * 2) as *const __m128i));
+                    for (r, s) in isum.iter_mut().enumerate() {
+                        let pair = (apb.add(r * k + 2 * j) as *const i32).read_unaligned();
+                        *s = $dot(*s, wv, _mm256_set1_epi32(pair));
+                    }
+                }
+                let dwv = _mm256_loadu_ps(dw.as_ptr().add(b * NR));
+                for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+                    let scale = _mm256_mul_ps(_mm256_set1_ps(*dap.add(r * kb + b)), dwv);
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(_mm256_cvtepi32_ps(*s), scale));
+                }
+            }
+            for (row, acc) in out.iter_mut().zip(&acc) {
+                _mm256_storeu_ps(row.as_mut_ptr(), *acc);
+            }
+        }
+    };
+}
+
+vnni_tile!(tile_avx_vnni, "avx2,avxvnni", _mm256_dpwssd_avx_epi32, 6);
+vnni_tile!(tile_avx512_vnni, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", _mm256_dpwssd_epi32, MAX_ROWS);
+
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
-unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]; MR]) {
+unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
     use core::arch::wasm32::*;
     let k = kb * BLOCK;
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
@@ -183,6 +279,16 @@ pub fn peak_loop(isa: Isa, iters: usize) -> (u64, i32) {
             // SAFETY: AVX2 is present.
             (iters as u64 * 8 * 16 * 2, unsafe { peak_avx2(iters) })
         }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni if isa.supported() => {
+            // SAFETY: AVX-512 F/BW/VL/VNNI are present.
+            (iters as u64 * 12 * 16 * 2, unsafe { peak_avx512_vnni(iters) })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni if isa.supported() => {
+            // SAFETY: AVX-VNNI is present.
+            (iters as u64 * 12 * 16 * 2, unsafe { peak_avx_vnni(iters) })
+        }
         #[cfg(target_arch = "wasm32")]
         // SAFETY: simd128 is a requirement of the wasm build.
         Isa::Simd128 => (iters as u64 * 8 * 8 * 2, unsafe { peak_simd128(iters) }),
@@ -220,6 +326,37 @@ unsafe fn peak_avx2(iters: usize) -> i32 {
     }
     _mm256_extract_epi32::<0>(sum)
 }
+
+/// `iters` rounds of twelve independent `vpdpwssd` chains (the VNNI
+/// kernels' instruction; its latency needs that many to fill the pipes).
+macro_rules! vnni_peak {
+    ($name:ident, $features:literal, $dot:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(iters: usize) -> i32 {
+            use std::arch::x86_64::*;
+            // w changes every round, so the products cannot be hoisted out of the loop.
+            let mut w = _mm256_set1_epi16(std::hint::black_box(3));
+            let one = _mm256_set1_epi16(std::hint::black_box(1));
+            let a = _mm256_set1_epi16(std::hint::black_box(-2));
+            let mut acc = [_mm256_setzero_si256(); 12];
+            for _ in 0..iters {
+                for s in acc.iter_mut() {
+                    *s = $dot(*s, w, a);
+                }
+                w = _mm256_add_epi16(w, one);
+            }
+            let mut sum = acc[0];
+            for s in &acc[1..] {
+                sum = _mm256_xor_si256(sum, *s);
+            }
+            _mm256_extract_epi32::<0>(sum)
+        }
+    };
+}
+
+vnni_peak!(peak_avx_vnni, "avx2,avxvnni", _mm256_dpwssd_avx_epi32);
+vnni_peak!(peak_avx512_vnni, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", _mm256_dpwssd_epi32);
 
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]

@@ -15,9 +15,11 @@ use super::q8_kernel::{peak_loop, Isa};
 /// (2·m·k·n per call; for a peak loop, per instruction lane).
 #[derive(Debug, Clone, Serialize)]
 pub struct Rate {
-    /// `q8-int8` (ours), `q8-blocks` (candle's q8_0 kernel), `f32-packed`
-    /// (ours), `f32-gemm` (candle's dense gemm), `peak-int8` / `peak-f32`
-    /// (instruction-mix limits; `peak-f32` is that of `f32-packed`'s kernel).
+    /// `q8-int8` (ours, one row per SIMD kernel of the machine, the default
+    /// first), `q8-blocks` (candle's q8_0 kernel), `f32-packed` (ours),
+    /// `f32-gemm` (candle's dense gemm), `peak-int8` (per int8 kernel, the
+    /// default's first) / `peak-f32` (instruction-mix limits; `peak-f32` is
+    /// that of `f32-packed`'s kernel).
     pub kernel: String,
     pub isa: String,
     pub median_s: f64,
@@ -82,11 +84,14 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
     let mut push = |kernel: &str, isa: String, s: f64, ops: f64| {
         rates.push(Rate { kernel: kernel.into(), isa, median_s: s, ops_per_s: ops / s.max(1e-12) })
     };
-    let best = Isa::best();
-    let s = time(runs, now, || {
-        std::hint::black_box(packed.matmul_with(&xv, m, best));
-    });
-    push("q8-int8", format!("{best:?}"), s, ops);
+    // Every SIMD int8 kernel of this machine, the best (the default) first.
+    let isas: Vec<Isa> = Isa::available().into_iter().rev().filter(|&i| i != Isa::Scalar || Isa::best() == Isa::Scalar).collect();
+    for &isa in &isas {
+        let s = time(runs, now, || {
+            std::hint::black_box(packed.matmul_with(&xv, m, isa));
+        });
+        push("q8-int8", format!("{isa:?}"), s, ops);
+    }
     let qm = QMatMul::from_qtensor(q)?;
     let s = time(runs, now, || {
         std::hint::black_box(qm.forward(&x).expect("q8_0 matmul"));
@@ -105,13 +110,15 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
     push("f32-gemm", "candle".into(), s, ops);
 
     let iters = 2_000_000;
-    let mut peak_ops = 0;
-    let s = time(runs, now, || {
-        let (o, sum) = peak_loop(best, iters);
-        peak_ops = o;
-        std::hint::black_box(sum);
-    });
-    push("peak-int8", format!("{best:?}"), s, peak_ops as f64);
+    for &isa in &isas {
+        let mut peak_ops = 0;
+        let s = time(runs, now, || {
+            let (o, sum) = peak_loop(isa, iters);
+            peak_ops = o;
+            std::hint::black_box(sum);
+        });
+        push("peak-int8", format!("{isa:?}"), s, peak_ops as f64);
+    }
     let (lanes, s) = peak_f32(iters, runs, now);
     push("peak-f32", format!("{f32_best:?}"), s, (iters * lanes * 2) as f64);
     Ok(rates)

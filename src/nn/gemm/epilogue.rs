@@ -1,0 +1,54 @@
+//! What the GEMMs do to each output once its sum over k is complete, fused
+//! into the pass that stores it (as the GPU engine's matmul does,
+//! `gpu::ops::matmul::Epilogue`): `y = act(acc + bias) + residual`, each part
+//! optional. Fused, the MLP's activation and the blocks' residual sums cost no
+//! pass of their own over `[m, n]` and no tensor in between.
+//!
+//! The arithmetic is candle's unfused operations', value by value, in the
+//! same order (`Linear` adds the bias, then `Activation::apply`, then the
+//! residual sum), so fused and unfused give the same bits
+//! ([`Activation::at`] follows candle 0.11's `unary_map` formulas).
+
+use crate::nn::Activation;
+
+/// `y[i, j] = act(acc[i, j] + bias[j]) + residual[i, j]`; `None` parts are
+/// left out (no bias: `act(acc)`; no activation: the identity).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// `[n]`.
+    pub bias: Option<&'a [f32]>,
+    pub activation: Option<Activation>,
+    /// `[m, n]` row-major (the block's input, for a residual sum).
+    pub residual: Option<&'a [f32]>,
+}
+
+impl<'a> Epilogue<'a> {
+    /// Only a bias (or nothing).
+    pub fn bias(bias: Option<&'a [f32]>) -> Self {
+        Self { bias, ..Self::default() }
+    }
+
+    /// Panics unless the bias is `[n]` and the residual `[m, n]` (a caller's bug).
+    pub(crate) fn check(&self, m: usize, n: usize) {
+        assert!(self.bias.is_none_or(|b| b.len() == n), "bias must be [n]");
+        assert!(self.residual.is_none_or(|r| r.len() == m * n), "residual must be [m, n]");
+    }
+
+    /// `out[j] = y[row, col + j]` from `acc[j]` (the finished sums), for `j <
+    /// out.len()`; `n` is the row length of the whole output.
+    #[inline]
+    pub(crate) fn store(&self, row: usize, col: usize, n: usize, acc: &[f32], out: &mut [f32]) {
+        let acc = &acc[..out.len()];
+        match self.bias {
+            Some(b) => out.iter_mut().zip(acc).zip(&b[col..]).for_each(|((o, &a), &b)| *o = a + b),
+            None => out.copy_from_slice(acc),
+        }
+        if let Some(act) = self.activation {
+            out.iter_mut().for_each(|o| *o = act.at(*o));
+        }
+        if let Some(r) = self.residual {
+            let r = &r[row * n + col..row * n + col + out.len()];
+            out.iter_mut().zip(r).for_each(|(o, &r)| *o += r);
+        }
+    }
+}
