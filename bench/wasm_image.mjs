@@ -2,12 +2,13 @@
 // of the image encoder on the random model that bench_image wrote: --model vit-b16
 // (default) or medsiglip-448 (its q8/q4 bundle only: the f32 folder is 1.7 GB).
 //
-//     node bench/wasm_image.mjs [--model vit-b16] [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8] [--f32-kernel packed]
+//     node bench/wasm_image.mjs [--model vit-b16] [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8] [--f32-kernel packed] [--attention fused]
 //
 // --kernel: how quantised layers compute (setQuantKernel: int8, the default, dequantize
 // or blocks); set before loading, so q8_0 weights are held as that kernel reads them.
 // --f32-kernel: how dense f32 layers compute (setF32Kernel: packed, the default, our
-// f32 GEMM, or candle's gemm), also set before loading.
+// f32 GEMM, or candle's gemm), also set before loading. --attention: fused (default, our
+// kernel) or candle (setAttentionKernel).
 //
 // Loads OUT/vit-b16-random/ with ClipModel.load(config, weights, tokenizer, preprocessor)
 // (a quantised dtype: the bundle OUT/MODEL-DTYPE/ with ClipModel.loadBundle) and times
@@ -30,7 +31,7 @@ import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes, timeRu
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
   model: 'vit-b16', dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: 'int8',
-  'f32-kernel': 'packed',
+  'f32-kernel': 'packed', attention: 'fused',
 });
 const runs = Number(args.runs);
 
@@ -63,6 +64,7 @@ const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : n
 
 mod.setQuantKernel(args.kernel);
 mod.setF32Kernel(args['f32-kernel']);
+mod.setAttentionKernel(args.attention);
 const t = performance.now();
 const model = files.manifest
   ? mod.ClipModel.loadBundle(files.manifest, files.weights, null)
@@ -86,6 +88,7 @@ const row = {
   random_weights: true,
   threads: 1,
   kernel: files.manifest ? args.kernel : args['f32-kernel'],
+  attention: args.attention,
   median_s: round(median(times), 4),
   cpu_median_s: round(median(cpuTimes), 4),
   runs_s: times.map((x) => round(x, 4)),

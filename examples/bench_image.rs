@@ -100,6 +100,8 @@ struct Args {
     kernel: Option<kpl::nn::linear::QuantKernel>,
     /// How dense f32 layers compute (`F32Kernel`: packed, the default, or candle).
     f32_kernel: kpl::nn::linear::F32Kernel,
+    /// How attention computes (`AttentionKernel`: fused, the default, or candle).
+    attention: kpl::nn::attention::AttentionKernel,
     runs: usize,
     out: PathBuf,
 }
@@ -112,6 +114,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         threads: 1,
         kernel: None,
         f32_kernel: kpl::nn::linear::F32Kernel::Packed,
+        attention: kpl::nn::attention::AttentionKernel::Fused,
         runs: 5,
         out: Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/out"),
     };
@@ -131,6 +134,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--threads" => args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--kernel" => args.kernel = Some(value()?.parse()?),
             "--f32-kernel" => args.f32_kernel = value()?.parse()?,
+            "--attention" => args.attention = value()?.parse()?,
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--out" => args.out = PathBuf::from(value()?),
             "--list-dtypes" => {
@@ -139,7 +143,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--f32-kernel packed|candle] [--runs N] [--out DIR] [--list-dtypes]",
+                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--f32-kernel packed|candle] [--attention fused|candle] [--runs N] [--out DIR] [--list-dtypes]",
                     DTYPES.join("|")
                 );
                 return Ok(None);
@@ -240,6 +244,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     // Before loading too: dense weights are packed at load.
     kpl::nn::linear::set_f32_kernel(args.f32_kernel);
+    kpl::nn::attention::set_attention_kernel(args.attention);
     let t = Instant::now();
     let mut pipeline = load_model(args.model, &args.dtype, &folder)?;
     let load_s = t.elapsed().as_secs_f64();
@@ -301,6 +306,7 @@ fn run(args: &Args) -> Result<(), String> {
         } else {
             args.kernel.map(|k| format!("{k:?}").to_lowercase())
         },
+        "attention": format!("{:?}", args.attention).to_lowercase(),
         "median_s": (median_s * 1e4).round() / 1e4,
         "cpu_median_s": cpu_median_s.map(|c| (c * 1e4).round() / 1e4),
         "runs_s": times.iter().map(|t| (t * 1e4).round() / 1e4).collect::<Vec<_>>(),

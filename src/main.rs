@@ -21,6 +21,10 @@ struct Cli {
     /// weights repacked at load) or candle (candle's gemm; for comparisons).
     #[arg(long, global = true)]
     f32_kernel: Option<kpl::nn::linear::F32Kernel>,
+    /// How attention computes on the CPU: fused (default: our kernel, softmax(q·kᵀ)·v per
+    /// head without transposed copies) or candle (candle's ops; for comparisons).
+    #[arg(long, global = true)]
+    attention: Option<kpl::nn::attention::AttentionKernel>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +71,9 @@ fn main() {
     }
     if let Some(kernel) = cli.f32_kernel {
         kpl::nn::linear::set_f32_kernel(kernel);
+    }
+    if let Some(kernel) = cli.attention {
+        kpl::nn::attention::set_attention_kernel(kernel);
     }
     let outcome = match &cli.command {
         Command::EmbedImage(args) => cli::embed::embed_image(args),

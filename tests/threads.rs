@@ -1,5 +1,6 @@
-//! Threads change no result: the int8 GEMM's column panels split across a
-//! rayon pool (odd shapes, every micro-kernel), whole encoders in pools of 1
+//! Threads change no result: the int8 and f32 GEMMs' column panels split across a
+//! rayon pool (odd shapes, every micro-kernel), the fused attention's (sequence,
+//! head) pairs and the layer norm's rows, whole encoders in pools of 1
 //! and 3 threads (f32 folder and q8 bundle under the int8 kernel), and the
 //! `kpl --threads` command line at 1 and 3 (candle's own pools included), all
 //! the same bits.
@@ -12,7 +13,9 @@ use kpl::bundle::PackDtype;
 use kpl::model_dir::load_model_dir;
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::f32::PackedF32;
+use kpl::nn::attention::{attend_with, Mask, Rows, Shape};
 use kpl::nn::gemm::{F32Isa, Isa};
+use kpl::nn::norm::layer_norm;
 use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::preprocess::PixelTensor;
 
@@ -87,6 +90,43 @@ fn f32_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
                 let got = pool(threads).install(|| packed.matmul_with(&x, m, Some(&b), isa));
                 assert!(same_bits(&got, &one), "[{m}, {k}, {n}] {isa:?} on {threads} threads differs from 1 thread");
             }
+        }
+    }
+}
+
+#[test]
+fn attention_and_layer_norm_give_the_same_bits_on_1_2_and_3_threads() {
+    // (batch, heads, head_dim, q_len, k_len): fewer (sequence, head) pairs than
+    // threads, pair counts that do not divide by the thread count, cross-attention.
+    for &(batch, heads, d, ql, kl) in &[(1, 1, 8, 5, 5), (1, 12, 64, 197, 197), (2, 3, 72, 13, 13), (3, 1, 64, 1, 29), (2, 5, 8, 40, 7)] {
+        let h = heads * d;
+        let (q, k, v) = (values(1, batch * ql * h, 1.5), values(2, batch * kl * h, 1.5), values(3, batch * kl * h, 1.5));
+        let shape = Shape { batch, heads, head_dim: d, q_len: ql, k_len: kl };
+        let rows = |values: &'static [f32]| Rows { values, stride: h, offset: 0 };
+        let (q, k, v): (&'static [f32], &'static [f32], &'static [f32]) = (q.leak(), k.leak(), v.leak());
+        let keys: Vec<f32> = (0..batch * kl).map(|i| if i % kl + i / kl >= kl { f32::MIN } else { 0.0 }).collect();
+        for mask in [None, Some(Mask { values: &keys, batch_stride: kl, row_stride: 0 })] {
+            for isa in F32Isa::available() {
+                let run = |threads: usize| pool(threads).install(|| attend_with(rows(q), rows(k), rows(v), shape, 0.125, mask, isa));
+                let one = run(1);
+                assert!(one.iter().any(|v| *v != 0.0), "an all-zero result proves nothing");
+                for threads in [2, 3] {
+                    assert!(same_bits(&run(threads), &one), "{shape:?} {isa:?} on {threads} threads differs from 1 thread");
+                }
+            }
+        }
+    }
+    for &(rows, width) in &[(1, 8), (197, 768), (77, 512), (33, 17)] {
+        let x = values(rows as u64, rows * width, 3.0);
+        let (g, b) = (values(5, width, 1.0), values(6, width, 0.5));
+        let run = |threads: usize| {
+            let mut y = vec![0f32; x.len()];
+            pool(threads).install(|| layer_norm(&x, &g, &b, 1e-5, &mut y));
+            y
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(same_bits(&run(threads), &one), "layer norm [{rows}, {width}] on {threads} threads differs");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Tensor};
-use candle_nn::LayerNorm;
+use crate::nn::norm::LayerNorm;
 
 use super::context::GpuContext;
 use super::ops::attention::{self, KeyMask};

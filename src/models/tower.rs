@@ -5,7 +5,9 @@
 //! names onto these fields.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv2d, LayerNorm};
+use candle_nn::Conv2d;
+
+use crate::nn::norm::LayerNorm;
 
 use crate::nn::attention_pool::AttentionPool;
 use crate::nn::linear::Linear;

@@ -5,9 +5,9 @@
 //! and v projections are stored as one `in_proj_weight` [3h, h]).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::LayerNorm;
 
 use super::linear::Linear;
+use super::norm::LayerNorm;
 use super::transformer::Attention;
 use super::weights::Weights;
 use super::Activation;

@@ -290,7 +290,7 @@ fn dequantized_matmul(t: &QTensor, xs: &Tensor) -> Result<Tensor> {
 
 /// `t`'s values in f32, row-major, passed to `f` (borrowed when `t` is a
 /// contiguous f32 CPU tensor, else copied once).
-fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = super::dtype::to_f32(t)?;
     let offsets = t.layout().contiguous_offsets();
     if let Some((start, end)) = offsets {

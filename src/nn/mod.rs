@@ -6,10 +6,13 @@
 //! maps its checkpoint's tensor names onto these; the GPU engine uploads the
 //! same structures, so a family gets the GPU path by construction.
 
+pub mod attention;
 pub mod attention_pool;
 pub mod dtype;
 pub mod gemm;
+mod lanes;
 pub mod linear;
+pub mod norm;
 pub mod transformer;
 pub mod weights;
 

@@ -5,9 +5,10 @@
 //! tensor names come from the family ([`LayerNames`]).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::LayerNorm;
 
+use super::attention::{attend_tensors, attention_kernel, AttentionKernel};
 use super::linear::Linear;
+use super::norm::LayerNorm;
 use super::weights::Weights;
 use super::Activation;
 
@@ -141,7 +142,9 @@ impl Attention {
     }
 
     /// `queries` [b, q, h] attend to `keys_values` [b, k, h]; `mask` is
-    /// additive, broadcast to [b, heads, q, k].
+    /// additive, the same for every head, broadcast to [b, 1, q, k]. On the
+    /// CPU under [`AttentionKernel::Fused`] (the default) the projections go
+    /// straight to the fused kernel (`nn::attention`); otherwise candle's ops.
     pub(crate) fn attend(&self, queries: &Tensor, keys_values: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         self.attend_residual(queries, keys_values, mask, None)
     }
@@ -157,9 +160,14 @@ impl Attention {
     ) -> Result<Tensor> {
         let (batch, q_len, hidden) = queries.dims3()?;
         let k_len = keys_values.dim(1)?;
-        let q = self.split_heads(&(self.q_proj.forward(queries)? * self.scale)?, batch, q_len)?;
-        let k = self.split_heads(&self.k_proj.forward(keys_values)?, batch, k_len)?;
-        let v = self.split_heads(&self.v_proj.forward(keys_values)?, batch, k_len)?;
+        let (q, k, v) = (self.q_proj.forward(queries)?, self.k_proj.forward(keys_values)?, self.v_proj.forward(keys_values)?);
+        if attention_kernel() == AttentionKernel::Fused && queries.device().is_cpu() {
+            let context = attend_tensors(&q, &k, &v, self.heads, self.scale as f32, mask)?;
+            return self.out_proj.forward(&context);
+        }
+        let q = self.split_heads(&(q * self.scale)?, batch, q_len)?;
+        let k = self.split_heads(&k, batch, k_len)?;
+        let v = self.split_heads(&v, batch, k_len)?;
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
@@ -259,7 +267,7 @@ impl Transformer {
     }
 
     /// `xs` [batch, seq, hidden] under an explicit additive `mask` broadcast
-    /// to [batch, heads, seq, seq] (see [`key_mask`]), whatever the encoder's kind.
+    /// to [batch, 1, seq, seq] (the same for every head; see [`key_mask`]), whatever the encoder's kind.
     pub fn forward_with_mask(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let mut xs = xs.clone();
         for layer in &self.layers {

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{Device, Result, Shape, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+
+use super::norm::LayerNorm;
 
 use super::linear::{tensor_bytes, Linear};
 

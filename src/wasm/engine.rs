@@ -24,6 +24,16 @@ pub fn set_f32_kernel(kernel: &str) -> Result<(), JsError> {
     Ok(())
 }
 
+/// How attention computes: "fused" (default: our kernel, `nn::attention`) or
+/// "candle" (candle's ops). Read at each forward pass. For benchmarks and
+/// tests (`nn::attention::AttentionKernel`).
+#[wasm_bindgen(js_name = setAttentionKernel)]
+pub fn set_attention_kernel(kernel: &str) -> Result<(), JsError> {
+    let kernel = kernel.parse().map_err(|e: String| JsError::new(&e))?;
+    crate::nn::attention::set_attention_kernel(kernel);
+    Ok(())
+}
+
 /// The cosine between the CPU's and the GPU's embedding of the probe image.
 #[wasm_bindgen(js_name = probeCosine)]
 pub fn probe_cosine(on_cpu: &[f32], on_gpu: &[f32]) -> f32 {

@@ -25,4 +25,6 @@ mod split;
 
 pub use epilogue::Epilogue;
 pub use f32_kernel::F32Isa;
+/// The f32 micro-kernel and its tile sizes, for the fused attention's products (`nn::attention`).
+pub(crate) use f32_kernel::{tile as f32_tile, MAX_ROWS as F32_MAX_ROWS, NR as F32_NR};
 pub use q8_kernel::Isa;
