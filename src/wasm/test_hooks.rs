@@ -49,3 +49,49 @@ pub fn gemm_rates(m: usize, k: usize, n: usize, runs: usize) -> Result<String, J
     let rates = crate::nn::gemm::rates::measure(m, k, n, runs, &now).map_err(|e| JsError::new(&e.to_string()))?;
     serde_json::to_string(&rates).map_err(|e| JsError::new(&e.to_string()))
 }
+
+/// The fused attention (`nn::attention`) in this wasm instance: `q` `[batch,
+/// q_len, heads · head_dim]`, `k` and `v` `[batch, k_len, …]`, `mask` additive
+/// `[batch, q_len, k_len]` or empty for none, the scale `head_dim^-0.5`;
+/// returns `[batch, q_len, heads · head_dim]`. For
+/// `tests/browser/attention.test.mjs`. Throws on mismatched sizes.
+#[wasm_bindgen(js_name = attention)]
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    batch: usize,
+    heads: usize,
+    head_dim: usize,
+    q_len: usize,
+    k_len: usize,
+) -> Result<Vec<f32>, JsError> {
+    use crate::nn::attention::{attend, Mask, Rows, Shape};
+    let hidden = heads * head_dim;
+    for (name, values, len) in [("q", q, q_len), ("k", k, k_len), ("v", v, k_len)] {
+        if values.len() != batch * len * hidden {
+            return Err(JsError::new(&format!("{name} has {} values, expected {batch} · {len} · {hidden}", values.len())));
+        }
+    }
+    if !mask.is_empty() && mask.len() != batch * q_len * k_len {
+        return Err(JsError::new(&format!("mask has {} values, expected {batch} · {q_len} · {k_len}", mask.len())));
+    }
+    let shape = Shape { batch, heads, head_dim, q_len, k_len };
+    let rows = |values| Rows { values, stride: hidden, offset: 0 };
+    let mask = (!mask.is_empty()).then_some(Mask { values: mask, batch_stride: q_len * k_len, row_stride: k_len });
+    Ok(attend(rows(q), rows(k), rows(v), shape, (head_dim as f32).powf(-0.5), mask))
+}
+
+/// The layer norm (`nn::norm::layer_norm`) of the rows of `x`, each as long as
+/// `gamma`. For `tests/browser/attention.test.mjs`. Throws on mismatched sizes.
+#[wasm_bindgen(js_name = layerNorm)]
+pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<Vec<f32>, JsError> {
+    if gamma.is_empty() || x.len() % gamma.len() != 0 || beta.len() != gamma.len() {
+        return Err(JsError::new(&format!("x {} values, gamma {}, beta {}: expected whole rows", x.len(), gamma.len(), beta.len())));
+    }
+    let mut y = vec![0f32; x.len()];
+    crate::nn::norm::layer_norm(x, gamma, beta, eps, &mut y);
+    Ok(y)
+}
