@@ -53,7 +53,7 @@ const ROWS_PER_TASK: usize = 16;
 /// `out` is not as long as `x` (a caller's bug).
 pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
     let width = gamma.len();
-    assert!(width > 0 && x.len() % width == 0 && beta.len() == width && out.len() == x.len());
+    assert!(width > 0 && x.len().is_multiple_of(width) && beta.len() == width && out.len() == x.len());
     let rows = |(x, out): (&[f32], &mut [f32])| {
         for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
             row(x, gamma, beta, eps, out);
