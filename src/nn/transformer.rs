@@ -161,19 +161,19 @@ impl Attention {
         let (batch, q_len, hidden) = queries.dims3()?;
         let k_len = keys_values.dim(1)?;
         let (q, k, v) = (self.q_proj.forward(queries)?, self.k_proj.forward(keys_values)?, self.v_proj.forward(keys_values)?);
-        if attention_kernel() == AttentionKernel::Fused && queries.device().is_cpu() {
-            let context = attend_tensors(&q, &k, &v, self.heads, self.scale as f32, mask)?;
-            return self.out_proj.forward(&context);
-        }
-        let q = self.split_heads(&(q * self.scale)?, batch, q_len)?;
-        let k = self.split_heads(&k, batch, k_len)?;
-        let v = self.split_heads(&v, batch, k_len)?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, q_len, hidden))?;
+        let context = if attention_kernel() == AttentionKernel::Fused && queries.device().is_cpu() {
+            attend_tensors(&q, &k, &v, self.heads, self.scale as f32, mask)?
+        } else {
+            let q = self.split_heads(&(q * self.scale)?, batch, q_len)?;
+            let k = self.split_heads(&k, batch, k_len)?;
+            let v = self.split_heads(&v, batch, k_len)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(mask) = mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+            weights.matmul(&v)?.transpose(1, 2)?.reshape((batch, q_len, hidden))?
+        };
         match residual {
             Some(r) => self.out_proj.forward_residual(&context, r),
             None => self.out_proj.forward(&context),
