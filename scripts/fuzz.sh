@@ -74,9 +74,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for t in $TARGETS; do
   case $t in
-    image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) ;;
+    image_decode) seed "$t" tests/fixtures/images/* $(small_files tests/dicom/files 8192) $(ls tests/exif/* | grep -v '\.json$') ;;
     dicom) seed "$t" $(small_files tests/dicom/files 262144) tests/jpeg_ls/dicom/*.dcm ;;
-    jpeg) seed "$t" tests/jpeg/cases/*.jpg tests/fixtures/images/*.jpg ;;
+    jpeg) seed "$t" tests/jpeg/cases/*.jpg tests/fixtures/images/*.jpg tests/exif/*.jpg ;;
     jpeg_ls) seed "$t" tests/jpeg_ls/cases/*.jls tests/jpeg_ls/dicom/*.jls ;;
     dicom_structured)
       # Its inputs are the generator's choices (fuzz/src/dicom_gen.rs), not

@@ -10,6 +10,7 @@
 // that, a static server answers it with 404. This moves the helper to
 // <dir>/workerHelpers.js (a fixed name the service worker can precache), points its
 // import at ./kpl.js, and points kpl.js's import of the helper at the new place.
+// It also makes a pool thread report its own crash to the page (see below).
 // Any pattern not found exactly once is an error: a wasm-bindgen or wasm-bindgen-rayon
 // upgrade that changes them must be looked at, not silently half-fixed.
 
@@ -43,7 +44,33 @@ if (!fs.existsSync(helper)) fail(`${helper}: missing`);
 
 const main = path.join(dir, 'kpl.js');
 const mainText = replaceOnce(fs.readFileSync(main, 'utf8'), `'${helperRel}'`, `'./workerHelpers.js'`, main);
-const helperText = replaceOnce(fs.readFileSync(helper, 'utf8'), `import('../../..')`, `import('./kpl.js')`, helper);
+// (LF endings: the crate ships the file with CRLF.)
+let helperText = replaceOnce(fs.readFileSync(helper, 'utf8').replace(/\r\n/g, '\n'), `import('../../..')`, `import('./kpl.js')`, helper);
+
+// A trap in a pool thread (a panic, memory running out) ends that Web Worker's task
+// while the module's caller waits on rayon's latch for good: the module worker can
+// never see it (its event loop is blocked), so the pool thread itself tells the page
+// through the BroadcastChannel the module worker names in `globalThis.kplPoolCrashChannel`
+// (www/worker.js), and the page's KplClient replaces the module worker (www/protocol.js).
+helperText = replaceOnce(helperText, `.then(async ({ init, receiver }) => {`,
+  `.then(async ({ init, receiver, kplCrashChannel }) => {\n  try {`, helper);
+helperText = replaceOnce(helperText, `  pkg.wbg_rayon_start_worker(receiver);\n});`, `  pkg.wbg_rayon_start_worker(receiver);
+  } catch (error) {
+    kplReportCrash(kplCrashChannel, error);
+    throw error;
+  }
+});
+
+// kpl: how a pool thread reports its own trap (scripts/wasm-threads.mjs). \`kplCrashNote\`
+// is what the module's panic / allocation hooks left on this thread (src/wasm/crash_note.rs).
+function kplReportCrash(channel, error) {
+  if (typeof channel !== 'string' || typeof BroadcastChannel !== 'function') return;
+  const what = error instanceof Error ? \`\${error.name}: \${error.message}\` : String(error);
+  const note = typeof self.kplCrashNote === 'string' ? \`: \${self.kplCrashNote}\` : '';
+  new BroadcastChannel(channel).postMessage({ type: 'kpl-pool-crashed', message: \`a thread of the WebAssembly pool crashed (\${what}\${note})\` });
+}`, helper);
+helperText = replaceOnce(helperText, `    receiver: builder.receiver()\n`,
+  `    receiver: builder.receiver(),\n    kplCrashChannel: globalThis.kplPoolCrashChannel ?? null\n`, helper);
 
 fs.writeFileSync(path.join(dir, 'workerHelpers.js'), helperText);
 fs.writeFileSync(main, mainText);

@@ -2,6 +2,10 @@
 //! exact preprocessing and tokenisation, and the Knowledge Proxy Learning method
 //! (in the `kpl-core` crate), shared by the native CLI and the wasm bindings.
 
+// The threaded wasm build is nightly-only already (`-Z build-std`, atomics); there an
+// allocation failure names itself before it aborts (`wasm::crash_note`).
+#![cfg_attr(all(feature = "threads", target_arch = "wasm32"), feature(alloc_error_hook))]
+
 pub mod bundle;
 pub mod classifier;
 pub mod engine;

@@ -277,6 +277,7 @@ async function loadModel() {
     if (!info.bundle && !info.hasTokenizer) setStatus(`${ui.statusText.textContent} No tokenizer (tokenizer.json or spiece.model): labels cannot be scored.`);
     if (first) await tasksLoaded;
     if (first || !info.reused) selectTask();
+    keepOffline(info.wasmFiles);
     if (first) modelReady.resolve(info);
     else modelReady = { promise: Promise.resolve(info) };
   } catch (e) {
@@ -791,17 +792,35 @@ ui.cacheClear.addEventListener('click', async () => {
   await showCacheSize();
 });
 
-if ('serviceWorker' in navigator) {
-  navigator.serviceWorker
+/** The active service worker's registration, or null where there is none. */
+const serviceWorker = 'serviceWorker' in navigator
+  ? navigator.serviceWorker
     .register(new URL('sw.js', import.meta.url), { scope: new URL('./', import.meta.url).pathname })
     .then(() => navigator.serviceWorker.ready)
-    .then(() => {
-      document.body.dataset.offlineReady = 'true';
-      showCacheSize();
-    })
-    .catch((e) => showMessage(ui.cacheInfo, explain('offline', e.message)));
-} else {
-  ui.cacheInfo.textContent = 'Offline mode unavailable in this browser.';
+  : Promise.resolve(null);
+serviceWorker.catch((e) => showMessage(ui.cacheInfo, explain('offline', e.message)));
+if (!('serviceWorker' in navigator)) ui.cacheInfo.textContent = 'Offline mode unavailable in this browser.';
+
+/**
+ * After a load: the service worker keeps the WebAssembly build the worker runs (its
+ * `wasmFiles`; sw.js keeps no build before it is told which), then the page works
+ * offline (`data-offline-ready`).
+ */
+async function keepOffline(files) {
+  const registration = await serviceWorker.catch(() => null);
+  if (!registration?.active || !Array.isArray(files) || files.length === 0) return;
+  const channel = new MessageChannel();
+  const answer = new Promise((resolve) => {
+    channel.port1.onmessage = (event) => resolve(event.data);
+  });
+  registration.active.postMessage({ type: 'keep-build', files }, [channel.port2]);
+  const { error } = (await answer) ?? {};
+  if (error) {
+    showMessage(ui.cacheInfo, explain('offline', error));
+    return;
+  }
+  document.body.dataset.offlineReady = 'true';
+  showCacheSize();
 }
 
 /** Switches the page to the model at `base` (the models panel's "Use"); rejects when it cannot load. */

@@ -17,6 +17,19 @@
 // `restoreBackend`) and `load-kb`, resends what was waiting, and continues the batch
 // with the next file: the caller sees one `embed-images` result with every file.
 //
+// In the threaded build (pkg/threads/) a crash can also happen in a thread of rayon's
+// pool (a Web Worker of the module worker's): the module worker then waits on rayon's
+// latch for good and can answer nothing. The pool thread reports its own trap on a
+// BroadcastChannel named per module worker (`crash-channel` in its URL; see
+// scripts/wasm-threads.mjs); the client takes that as the module worker's crash on
+// the request it was running (for a batch, the first file it had not reported done:
+// each file's entry comes with its `progress` reply, so none done is lost), replaces
+// it and goes on as above. A BroadcastChannel rather than the pool Worker's `error`
+// event (dispatched in the module worker, which is blocked), a watchdog (a long
+// request looks the same as a dead one) or a panic hook alone (blind to an allocation
+// failure and to any other trap): every trap ends in the pool thread's own JS, which
+// is never blocked.
+//
 // Adding a request type: add its typedef here, add it to REQUEST_TYPES, handle it in
 // worker.js (`handlers`), and add a method to KplClient.
 
@@ -219,6 +232,10 @@
  *   `threads`, `KplClient.setThreads`).
  * @property {string} threadsNote why `threads` is fewer than asked (the page is not
  *   cross-origin isolated, or the threaded build could not start); '' otherwise.
+ * @property {string[]} wasmFiles the files of the WebAssembly build this worker runs,
+ *   relative to its folder (`pkg/kpl.js`, `pkg/kpl_bg.wasm`; the threaded build's
+ *   `pkg/threads/…` with `workerHelpers.js`): what the page asks the service worker to
+ *   keep for offline use (sw.js `keep-build`), rather than every build.
  */
 
 /**
@@ -323,6 +340,9 @@
  * @property {string} file
  * @property {number} loaded
  * @property {number} total 0 when unknown.
+ * @property {EmbedImagesItem} [item] stage 'embed' of `embed-images`: the entry of the
+ *   file just done, as the result will list it (the client keeps it, should the worker
+ *   never answer: a pool thread's crash).
  */
 
 /**
@@ -377,6 +397,11 @@ export const REPLY_TYPES = Object.freeze(['progress', 'result', 'error', 'backen
  * would hold it for a quarter of a second. The caller still gets one result.
  */
 export const BATCH_PART = 16;
+/**
+ * How long the client lets a worker's last replies arrive after its pool thread
+ * reported a crash (ms): the report takes another channel, which may overtake them.
+ */
+export const POOL_CRASH_GRACE_MS = 200;
 /** The CPU kernels of quantised layers a load request may ask for. */
 export const QUANT_KERNELS = Object.freeze(['int8', 'dequantize', 'blocks']);
 /** @typedef {'int8' | 'dequantize' | 'blocks'} QuantKernel */
@@ -587,6 +612,8 @@ export class KplClient {
    * model files and the knowledge base from the browser's caches (the service
    * worker's, else the HTTP cache) before trying the network.
    * @param {string | URL} url worker.js
+   * Each worker gets its own `crash-channel` name, on which its pool threads report
+   * their crashes (see the top of this file).
    * @param {{name?: string, params?: Record<string, string>, threads?: number}} [options]
    *   `params`: query parameters for the worker (the page passes `test-hooks`);
    *   `threads`: the threads the worker's CPU engine asks for (1 to MAX_THREADS; default
@@ -598,12 +625,20 @@ export class KplClient {
       throw new Error(`threads must be a whole number from 1 to ${MAX_THREADS}, not ${JSON.stringify(threads)}`);
     }
     let asked = threads;
+    /** Each worker's crash channel (a name of its own, so a late report of a replaced worker is not taken for its successor's). */
+    const channels = new WeakMap();
+    const prefix = `kpl-pool-crash-${globalThis.crypto?.randomUUID?.() ?? Math.random().toString(36).slice(2)}`;
+    let made = 0;
     const make = (restarted) => {
       const u = new URL(url, typeof location === 'undefined' ? undefined : location.href);
       for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
       if (asked !== undefined) u.searchParams.set('threads', String(asked));
       if (restarted) u.searchParams.set('restarted', '1');
-      return new Worker(u, { type: 'module', name });
+      const channel = `${prefix}-${made++}`;
+      u.searchParams.set('crash-channel', channel);
+      const worker = new Worker(u, { type: 'module', name });
+      channels.set(worker, channel);
+      return worker;
     };
     return new KplClient(make(false), {
       restart: () => make(true),
@@ -611,15 +646,27 @@ export class KplClient {
         asked = n;
         return make(false);
       },
+      watch: (worker, onCrash) => {
+        const name = channels.get(worker);
+        if (!name || typeof BroadcastChannel !== 'function') return () => {};
+        const channel = new BroadcastChannel(name);
+        channel.addEventListener('message', ({ data }) => {
+          if (data?.type === 'kpl-pool-crashed') onCrash(String(data.message));
+        });
+        return () => channel.close();
+      },
     });
   }
 
   /**
    * @param {Worker} worker a module worker running worker.js
-   * @param {{restart?: () => Worker, respawn?: (threads: number | undefined) => Worker}} [options]
-   *   how to start a replacement after a crash, and a worker for another thread count.
+   * @param {{restart?: () => Worker, respawn?: (threads: number | undefined) => Worker,
+   *   watch?: (worker: Worker, onCrash: (message: string) => void) => () => void}} [options]
+   *   how to start a replacement after a crash, a worker for another thread count, and
+   *   how to hear of a worker's crash that its own messages cannot tell (a pool
+   *   thread's; returns how to stop listening).
    */
-  constructor(worker, { restart, respawn } = {}) {
+  constructor(worker, { restart, respawn, watch } = {}) {
     this.nextId = 1;
     /** Entries by the id of their message to the current worker. @type {Map<number, object>} */
     this.pending = new Map();
@@ -635,18 +682,32 @@ export class KplClient {
     this.failure = null;
     this.#startReplacement = restart ?? null;
     this.#respawn = respawn ?? null;
+    this.#watch = watch ?? null;
     this.#attach(worker);
   }
 
   #startReplacement;
   #respawn;
+  #watch;
+  /** Stops listening for the current worker's pool crashes. @type {(() => void) | null} */
+  #unwatch = null;
   /** While a replacement worker is being set up: sends wait for it. @type {Promise<void> | null} */
   #restarting = null;
+  /** Counts replacements, so that a set-up overtaken by a newer one leaves everything to it. */
+  #generation = 0;
+  /** Requests an abandoned worker had not answered, for the worker being set up to run in order. */
+  #waiting = [];
+  /** The crash a replacement is being set up for, told to `onRestart` once one has taken over (or failed to). */
+  #crash = null;
   /** What a replacement must redo: the last load (and what it ran on) and knowledge base. */
   #session = { load: null, backend: null, settled: true, kbUrl: null };
 
   #attach(worker) {
     this.worker = worker;
+    this.#unwatch?.();
+    this.#unwatch = this.#watch?.(worker, (message) => {
+      if (worker === this.worker) this.#onPoolCrash(worker, message);
+    }) ?? null;
     worker.addEventListener('message', (event) => {
       if (worker === this.worker) this.#onReply(event.data);
     });
@@ -697,6 +758,10 @@ export class KplClient {
     entry.id = id;
     this.pending.set(id, entry);
     // A batch goes in parts (see BATCH_PART), each from the first file not done yet.
+    // The files this part reports done one by one (their entries come with the
+    // progress), and where the part ends.
+    entry.partDone = [];
+    entry.partEnd = entry.done.length + BATCH_PART;
     const body = entry.body.type === 'embed-images'
       ? { ...entry.body, items: entry.body.items.slice(entry.done.length, entry.done.length + BATCH_PART) }
       : entry.body;
@@ -815,7 +880,9 @@ export class KplClient {
     if (!entry) return;
     if (reply.type === 'progress') {
       if (entry.body.type === 'embed-images' && reply.stage === 'embed') {
-        entry.onProgress?.({ ...reply, loaded: reply.loaded + entry.done.length, total: entry.total });
+        if (reply.item) entry.partDone.push(reply.item);
+        const { item, ...progress } = reply;
+        entry.onProgress?.({ ...progress, loaded: reply.loaded + entry.done.length, total: entry.total });
       } else {
         entry.onProgress?.(reply);
       }
@@ -840,6 +907,7 @@ export class KplClient {
    * (all done, or cancelled), or the module crashed and a new worker takes over.
    */
   #batchPartDone(entry, part) {
+    entry.partDone = [];
     entry.done = entry.done.concat(part.results);
     entry.ms += part.ms ?? 0;
     if (part.backendNote) entry.backendNote = part.backendNote;
@@ -894,7 +962,7 @@ export class KplClient {
     } else {
       problem = new Error('this client cannot start a new worker');
     }
-    if (crashedItem?.crashed) {
+    if (crashedItem?.crashed && crashedItem.name === crash.file) {
       crashedItem.error += problem
         ? `; the module could not be restarted (${problem.message})`
         : '; the module was restarted (model and knowledge base read again from the browser cache) and the batch went on';
@@ -902,7 +970,7 @@ export class KplClient {
     if (remaining.length === 0 || entry.cancelled || problem) {
       if (problem && !entry.cancelled) {
         for (const item of remaining) {
-          entry.done.push({ name: item.name, error: `${item.name}: not processed: the WebAssembly module crashed on ${crash.file} and could not be restarted`, ms: 0 });
+          entry.done.push({ name: item.name, error: `${item.name}: not processed: the WebAssembly module crashed${crash.file ? ` on ${crash.file}` : ''} and could not be restarted`, ms: 0 });
         }
       }
       this.#finishBatch(entry, { cancelled: entry.cancelled });
@@ -912,29 +980,99 @@ export class KplClient {
   }
 
   /**
-   * Replaces a crashed worker (once per crash: later calls for the same worker get
-   * the same promise). Returns null when this client cannot start workers.
+   * Replaces a crashed worker (once per crash: a crash of the worker that replaces it,
+   * before it has taken over, fails the client instead, since the model would crash it
+   * again). Returns null when this client cannot start workers.
    * @returns {Promise<void> | null}
    */
   #restart(message, file) {
     if (!this.#startReplacement) return null;
     if (this.#restarting) return this.#restarting;
-    const old = this.worker;
-    // What the old worker had not answered (it handles one request at a time, so
-    // none of these had started), to resend to the new one in order.
-    const waiting = [...this.pending.values()].filter((e) => !e.internal);
-    for (const e of this.pending.values()) if (e.internal) e.reject(new Error(`the WebAssembly module crashed (${message})`));
-    this.pending.clear();
-    old.terminate();
     this.restarts += 1;
-    this.#attach(this.#startReplacement());
+    return this.#replaceWorker(this.#startReplacement, { crash: { message, file } });
+  }
+
+  /**
+   * A pool thread of `worker` crashed: the worker is blocked for good on the request it
+   * was running (the oldest it has not answered; `cancel` and `memory-usage` are
+   * answered on arrival). That request fails as if the module had crashed on it — in a
+   * batch, the first file not reported done — and the worker is replaced.
+   */
+  #onPoolCrash(worker, message) {
+    // The report comes on another channel than the worker's replies: let the replies
+    // it sent before it blocked (the progress of the files it finished) arrive first.
+    setTimeout(() => {
+      if (worker !== this.worker || this.failure) return;
+      const running = [...this.pending.values()]
+        .filter((e) => !IMMEDIATE_REQUEST_TYPES.includes(e.body.type))
+        .sort((a, b) => a.id - b.id)[0];
+      if (running) this.pending.delete(running.id);
+      if (running?.body.type === 'embed-images' && !running.internal) {
+        this.#keepPartDone(running);
+        // The file in progress, unless the part had reported every file done.
+        const item = running.done.length < running.partEnd ? running.body.items[running.done.length] : undefined;
+        if (!item) {
+          this.#continueAfterCrash(running, { file: null, message: `the WebAssembly module crashed (${message})` });
+          return;
+        }
+        const error = `${item.name}: the WebAssembly module crashed on this file (${message})`;
+        running.done.push({ name: item.name, error, crashed: true, ms: 0 });
+        // The progress the worker would have sent for it (as it does for its own crashes).
+        running.onProgress?.({ id: running.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: running.done.length, total: running.total });
+        this.#continueAfterCrash(running, { file: item.name, message: error });
+        return;
+      }
+      running?.reject(new Error(`the WebAssembly module crashed (${message})`));
+      if (!this.#restart(message, null)) this.#failAll(new Error(`the WebAssembly module crashed (${message})`));
+    }, POOL_CRASH_GRACE_MS);
+  }
+
+  /** A batch's files the abandoned worker reported done join those kept. */
+  #keepPartDone(entry) {
+    if (entry.partDone?.length) entry.done = entry.done.concat(entry.partDone);
+    entry.partDone = [];
+  }
+
+  /**
+   * Ends the current worker and has `make()`'s take over: the last load (and the
+   * backend it ran on, after a `crash`) and knowledge base replayed, then the requests
+   * not answered resent in order (a batch from its first file not done: the files done
+   * are kept). A replacement asked for while one is being set up (a thread change
+   * during a restart) overtakes it: the newest worker takes over everything, and the
+   * returned promise settles when it has. Rejects, failing the client, when the new
+   * worker cannot load the model again (it would crash or fail the same way each time:
+   * no loop).
+   * @param {() => Worker} make
+   * @param {{crash?: {message: string, file: string | null}}} how `crash`: why (for
+   *   `onRestart` and the errors); without it, a thread change.
+   * @returns {Promise<void>}
+   */
+  #replaceWorker(make, { crash } = {}) {
+    const overtaken = new Error('the worker was replaced again before it took over');
+    if (crash) this.#crash = crash;
+    for (const e of this.pending.values()) {
+      if (e.internal) {
+        e.reject(crash ? new Error(`the WebAssembly module crashed (${crash.message})`) : overtaken);
+      } else {
+        this.#keepPartDone(e);
+        this.#waiting.push(e);
+      }
+    }
+    this.pending.clear();
+    this.worker.terminate();
+    this.#attach(make());
+    const generation = ++this.#generation;
     const session = { ...this.#session };
-    this.#restarting = (async () => {
+    const current = () => generation === this.#generation;
+    const setup = (async () => {
       try {
         if (session.load) {
           const body = { ...session.load };
-          if (session.settled && session.backend) body.restoreBackend = session.backend;
+          // A restart keeps the backend settled before (no new probe); a thread
+          // change lets 'auto' measure again against the new CPU speed.
+          if (crash && session.settled && session.backend) body.restoreBackend = session.backend;
           const info = await this.#call(body);
+          if (!current()) return this.#restarting;
           this.#session.backend = info.backend;
           this.#session.settled = info.backendSettled !== false;
           if (info.backend !== session.backend || info.backendNote) {
@@ -942,29 +1080,41 @@ export class KplClient {
           }
         }
         if (session.kbUrl) await this.#call({ type: 'load-kb', url: session.kbUrl });
-        this.#restarting = null;
-        for (const e of waiting.sort((a, b) => a.id - b.id)) this.#post(e);
-        this.onRestart?.({ message, file, restarts: this.restarts, ok: true });
       } catch (e) {
-        // A replacement that cannot load the model again would crash or fail the
-        // same way each time: stop here rather than loop.
+        if (!current()) return this.#restarting;
         this.#restarting = null;
-        const error = new Error(`the WebAssembly module crashed (${message}) and could not be restarted: ${e.message}`);
-        for (const w of waiting) w.reject(error);
+        this.worker.terminate();
+        const error = new Error(crash
+          ? `the WebAssembly module crashed (${crash.message}) and could not be restarted: ${e.message}`
+          : `the worker started for the new thread count could not load the model again: ${e.message}`);
+        // (A crash overtaken by a thread change is still told below.)
+        for (const w of this.#waiting.splice(0)) w.reject(error);
         this.#failAll(error);
-        this.onRestart?.({ message, file, restarts: this.restarts, ok: false, error: e.message });
+        const told = this.#crash;
+        this.#crash = null;
+        if (told) this.onRestart?.({ message: told.message, file: told.file, restarts: this.restarts, ok: false, error: e.message });
         throw e;
       }
+      if (!current()) return this.#restarting;
+      this.#restarting = null;
+      for (const e of this.#waiting.splice(0).sort((a, b) => a.id - b.id)) this.#post(e);
+      const told = this.#crash;
+      this.#crash = null;
+      if (told) this.onRestart?.({ message: told.message, file: told.file, restarts: this.restarts, ok: true });
+      return undefined;
     })();
-    this.#restarting.catch(() => {});
-    return this.#restarting;
+    this.#restarting = setup;
+    setup.catch(() => {});
+    return setup;
   }
 
   /**
    * Replaces the worker by a new one asking for `threads` (1 to MAX_THREADS; undefined:
    * every core), for a client made with `KplClient.start`: a worker's thread count is
-   * fixed when its module starts. Requests not answered yet are rejected; the model and
-   * the knowledge base must be loaded again (`load`, `loadKb`).
+   * fixed when its module starts. Nothing is lost: the new worker loads the model and
+   * the knowledge base again, then runs what was not answered (a batch goes on from its
+   * first file not done). Called while a crashed worker is being replaced, the new
+   * count wins and the batch goes on in its worker; later restarts keep it.
    * @param {number | undefined} threads
    */
   setThreads(threads) {
@@ -972,18 +1122,14 @@ export class KplClient {
     if (threads !== undefined && checkThreads(threads) === null) {
       throw new Error(`threads must be a whole number from 1 to ${MAX_THREADS}, not ${JSON.stringify(threads)}`);
     }
-    const old = this.worker;
-    const error = new Error('the worker was replaced to change its thread count');
-    for (const { reject } of this.pending.values()) reject(error);
-    this.pending.clear();
-    old.terminate();
-    this.#session = { load: null, backend: null, settled: true, kbUrl: null };
     this.failure = null;
-    this.#attach(this.#respawn(threads));
+    this.#replaceWorker(() => this.#respawn(threads));
   }
 
   /** Stops the worker for good (the widget, when it leaves the page). */
   terminate() {
+    this.#unwatch?.();
+    this.#unwatch = null;
     this.worker.terminate();
     this.#failAll(new Error('the worker was stopped'));
   }

@@ -1,9 +1,15 @@
 // The service worker: makes the page work with the network off after one visit.
 //
-// On install it caches the app shell, the wasm (pkg/, pkg/threads/), the model files listed in
+// On install it caches the app shell, the model files listed in
 // model/manifest.json (a bundle's image encoder) and every knowledge base the
 // manifest lists (/kb/, or relative to model/ in a bundle), all relative to the
-// service worker's scope (the app's folder: it may be served under any path). Afterwards
+// service worker's scope (the app's folder: it may be served under any path). Of the
+// WebAssembly builds (pkg/, pkg/threads/, and any other folder under pkg/) it keeps only
+// the one this browser runs, ~7 MB each: which one is the worker's choice (worker.js
+// `startWasm`: cross-origin isolation, the threads asked for), so the page tells it
+// after a load (`keep-build` with the worker's `wasmFiles`), and every file of pkg/
+// fetched through here is kept as any other (a build appears in the cache only once it
+// ran). A new build variant needs nothing here. Afterwards
 // every same-origin GET goes to the network first (so a rebuilt app or model is picked
 // up) and falls back to the cache when the network fails; a response is written to the
 // cache only when it differs from the cached copy (Last-Modified, Content-Length), so
@@ -12,7 +18,8 @@
 // Only same-origin requests are touched; nothing here talks to any other server, and
 // no image or result ever goes into the cache (they never leave the page's memory).
 
-const CACHE = 'kpl-v1';
+// v2: v1 precached every WebAssembly build; activating this worker drops it.
+const CACHE = 'kpl-v2';
 /** The folder the app is served from (its scope): every path below is relative to it. */
 const SCOPE = self.registration.scope;
 const at = (p) => new URL(p, SCOPE).href;
@@ -34,13 +41,6 @@ const SHELL = [
   'models-panel.js',
   'stored-models.js',
   'opfs.js',
-  'pkg/kpl.js',
-  'pkg/kpl_bg.wasm',
-  // The threaded build (worker.js picks it on a cross-origin-isolated page) and the
-  // module its pool's Web Workers start from (scripts/wasm-threads.mjs).
-  'pkg/threads/kpl.js',
-  'pkg/threads/kpl_bg.wasm',
-  'pkg/threads/workerHelpers.js',
   'model/manifest.json',
 ].map(at);
 /** Folders of the dev server's test mode: never cached. (knowledge/TASK/task.json is: a
@@ -82,6 +82,41 @@ async function precache() {
     }),
   );
 }
+
+/** The folder of the WebAssembly builds: a `keep-build` may name files under it only. */
+const BUILDS = at('pkg/');
+
+/**
+ * Keeps the files of the WebAssembly build the page's worker runs (`files`: URLs
+ * relative to the scope, from the load result's `wasmFiles`), fetching those not kept
+ * yet. Resolves with how many are kept.
+ */
+async function keepBuild(files) {
+  if (!Array.isArray(files) || files.length === 0 || files.length > 16) throw new Error('keep-build: files must be a short, non-empty list');
+  const urls = files.map((f) => new URL(String(f), SCOPE));
+  for (const u of urls) {
+    if (!u.href.startsWith(BUILDS) || u.search || u.hash) throw new Error(`keep-build: ${u.pathname} is not a file of a WebAssembly build`);
+  }
+  const cache = await caches.open(CACHE);
+  for (const u of urls) {
+    if (await cache.match(u.href)) continue;
+    const res = await fetch(u.href);
+    if (!res.ok) throw new Error(`keep-build: ${u.pathname}: HTTP ${res.status}`);
+    await cache.put(u.href, res);
+  }
+  return urls.length;
+}
+
+self.addEventListener('message', (event) => {
+  if (event.data?.type !== 'keep-build') return;
+  const port = event.ports?.[0];
+  event.waitUntil(
+    keepBuild(event.data.files).then(
+      (kept) => port?.postMessage({ kept }),
+      (e) => port?.postMessage({ error: e.message }),
+    ),
+  );
+});
 
 self.addEventListener('install', (event) => {
   event.waitUntil(precache().then(() => self.skipWaiting()));

@@ -15,10 +15,16 @@
 //                 shared memory, rayon's pool over N Web Workers; the same bits at any
 //                 N); elsewhere the single-threaded build (pkg/). The load result says
 //                 which (`threads`, and `threadsNote` when fewer than asked).
+//   crash-channel=NAME  the BroadcastChannel on which the threaded build's pool threads
+//                 report their own crash (a panic, memory running out) to the page's
+//                 KplClient: this worker is blocked on rayon's latch then and cannot
+//                 (protocol.js, scripts/wasm-threads.mjs).
 //   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
 //                 an image whose file name contains `__trap__` makes the module panic
 //                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
-//                 the tests can check the recovery from a crash; a batch (`embed-images`)
+//                 the tests can check the recovery from a crash; `__pooltrap__` and
+//                 `__pooloom__` crash a thread of rayon's pool instead (a panic, an
+//                 allocation failure: `debugPoolTrap`); a batch (`embed-images`)
 //                 that has embedded a file whose name contains `__hold__` waits until it
 //                 is cancelled (at most a minute) before the next file, so that a test's
 //                 Cancel lands while the batch runs however fast the build (the
@@ -35,6 +41,8 @@ const RESTARTED = workerParams.get('restarted') === '1';
 const TEST_HOOKS = workerParams.get('test-hooks') === '1';
 /** The file-name marker that makes the module panic in test-hooks mode. */
 const TRAP_MARKER = '__trap__';
+/** The file-name markers that crash a pool thread in test-hooks mode, and how (`debugPoolTrap`'s kind). */
+const POOL_TRAP_MARKERS = { __pooltrap__: 'panic', __pooloom__: 'oom' };
 /** The file-name marker after which a batch waits for its cancel in test-hooks mode. */
 const HOLD_MARKER = '__hold__';
 /** The longest a held batch waits for its cancel before it goes on (ms). */
@@ -48,6 +56,8 @@ let wasmApi = null;
 let ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel;
 /** The threads the module runs on, and why fewer than asked ('' when as asked). */
 let threadsUsed = { threads: 1, note: '' };
+/** The files of the build that started, relative to this worker (the load result's `wasmFiles`). */
+let wasmFiles = [];
 
 /** @type {ClipModel | null} */
 let model = null;
@@ -78,9 +88,19 @@ let crashed = null;
 /** Whether an exception is the module crashing (rather than an Error it threw). */
 const isCrash = (e) => e instanceof WebAssembly.RuntimeError;
 
+/**
+ * A crash in words: the trap (`unreachable`, which says little) and what the module's
+ * hooks noted just before it (the panic's message and place, or the allocation that
+ * failed: src/wasm/crash_note.rs).
+ */
+function crashMessage(e) {
+  const note = typeof self.kplCrashNote === 'string' ? `: ${self.kplCrashNote}` : '';
+  return `${messageOf(e)}${note}`;
+}
+
 /** Forgets every object of the crashed module (without calling into it again). */
 function markCrashed(e) {
-  crashed ??= messageOf(e);
+  crashed ??= crashMessage(e);
   choiceGeneration++;
   model = null;
   kb = null;
@@ -91,9 +111,12 @@ function markCrashed(e) {
 
 /** Test hook: a panic in the module for a file named with the trap marker. */
 function testTrap(name) {
-  if (!TEST_HOOKS || !String(name).includes(TRAP_MARKER)) return;
-  if (typeof wasmApi.debugTrap !== 'function') throw new Error('test hooks: pkg/ has no debugTrap export (rebuild it with `make wasm`)');
-  wasmApi.debugTrap();
+  if (!TEST_HOOKS) return;
+  const pool = Object.keys(POOL_TRAP_MARKERS).find((marker) => String(name).includes(marker));
+  if (!pool && !String(name).includes(TRAP_MARKER)) return;
+  const hook = pool ? 'debugPoolTrap' : 'debugTrap';
+  if (typeof wasmApi[hook] !== 'function') throw new Error(`test hooks: the wasm build has no ${hook} export (rebuild it with \`make wasm\`)`);
+  wasmApi[hook](POOL_TRAP_MARKERS[pool]);
 }
 
 /**
@@ -191,7 +214,7 @@ async function chooseBackend(requested, m, restore) {
   }).catch((e) => {
     // Only a crash gets here (probeGpu turns every other failure into the CPU).
     markCrashed(e);
-    reply({ type: 'crashed', message: `the WebAssembly module crashed while measuring WebGPU (${messageOf(e)})` });
+    reply({ type: 'crashed', message: `the WebAssembly module crashed while measuring WebGPU (${crashMessage(e)})` });
   });
   return { backend: 'wasm', note: 'Auto: running on the CPU while WebGPU is measured…', settled: false };
 }
@@ -583,11 +606,14 @@ async function startBuild(dir, threads) {
   const cached = RESTARTED ? await cachedResponse(new URL(`${dir}kpl_bg.wasm`, self.location.href)) : null;
   const exports = await api.default(cached ? { module_or_path: cached } : undefined);
   if (api.initThreadPool) {
+    // Read by the pool's worker helper when it starts the threads (scripts/wasm-threads.mjs).
+    globalThis.kplPoolCrashChannel = workerParams.get('crash-channel');
     await api.initThreadPool(threads);
     // What rayon's pool really holds (1 would mean the split never happens).
     threadsUsed = { threads: api.rayonThreads(), note: threadsUsed.note };
   }
   wasmApi = api;
+  wasmFiles = [`${dir}kpl.js`, `${dir}kpl_bg.wasm`, ...(api.initThreadPool ? [`${dir}workerHelpers.js`] : [])];
   ({ ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel } = api);
   wasmMemory = exports?.memory ?? null;
   return exports;
@@ -706,6 +732,7 @@ const handlers = {
       bundle: Boolean(manifest.bundle),
       threads: threadsUsed.threads,
       threadsNote: threadsUsed.note,
+      wasmFiles,
     };
     const parsed = performance.now();
     const choice = await chooseBackend(requestedBackend, m, req.restoreBackend);
@@ -874,7 +901,7 @@ const handlers = {
           // The module is lost: this file fails, naming it, and the batch ends here
           // with what is done, for the client to continue in a new worker.
           markCrashed(e);
-          out.error = `${item.name}: the WebAssembly module crashed on this file (${messageOf(e)})`;
+          out.error = `${item.name}: the WebAssembly module crashed on this file (${crashMessage(e)})`;
           out.crashed = true;
           out.ms = performance.now() - t0;
           results.push(out);
@@ -884,7 +911,9 @@ const handlers = {
       }
       out.ms = performance.now() - t0;
       results.push(out);
-      reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total });
+      // The file's entry comes with its progress: should a pool thread crash later in
+      // this batch, this worker never answers, and the client keeps what it was sent.
+      reply({ id: req.id, type: 'progress', stage: 'embed', unit: 'images', file: item.name, loaded: results.length, total, item: out });
       await testHold(item.name, req.id);
     }
     return { results, backend: loaded?.backend, backendNote, ms: performance.now() - start };
@@ -955,7 +984,7 @@ async function handle(req) {
   } catch (e) {
     if (isCrash(e)) {
       markCrashed(e);
-      reply({ id: req.id, type: 'error', crashed: true, message: `the WebAssembly module crashed (${messageOf(e)})` });
+      reply({ id: req.id, type: 'error', crashed: true, message: `the WebAssembly module crashed (${crashMessage(e)})` });
     } else {
       reply({ id: req.id, type: 'error', message: messageOf(e) });
     }

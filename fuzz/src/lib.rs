@@ -381,11 +381,19 @@ pub fn pytorch_pickle(data: &[u8]) -> kpl::Result<()> {
 /// Huffman tables, sequential and progressive scans, restarts, IDCT,
 /// upsampling, colour conversion) with the targets' pixel limit: an image it
 /// returns has 1 or 3 channels and exactly its size in bytes; a refusal
-/// (invalid, unsupported, too large) is an `Err`.
+/// (invalid, unsupported, too large) is an `Err`. Then `decode_rgb8` on the same
+/// bytes, which reads and applies the EXIF orientation of the APP1 segments the
+/// decoder returned: the same pixels, maybe transposed.
 pub fn jpeg(data: &[u8]) -> kpl::Result<()> {
     let decoded = kpl::preprocess::jpeg::decode(data, MAX_PIXELS).map_err(|e| kpl::Error::image("fuzz.jpg", e.to_string()))?;
     assert!(matches!(decoded.channels, 1 | 3));
     assert_eq!(decoded.data.len(), decoded.width * decoded.height * decoded.channels);
+    // Then what `decode_rgb8` adds: the EXIF orientation read from the APP1 data the
+    // decoder returned, and applied (the same pixels, maybe transposed).
+    let rgb = kpl::preprocess::decode_rgb8(data, "fuzz.jpg", limits())?;
+    let (w, h) = (decoded.width, decoded.height);
+    assert!((rgb.width, rgb.height) == (w, h) || (rgb.width, rgb.height) == (h, w));
+    assert_eq!(rgb.data.len(), 3 * w * h);
     Ok(())
 }
 

@@ -11,10 +11,23 @@
 //! - grey is replicated to three channels;
 //! - 16-bit samples become `round(v * 255 / 65535)` (never a tie for integers);
 //! - float samples are clamped to [0, 1] and scaled to 0..255.
+//!
+//! Then the EXIF orientation, as transformers' `load_image` applies
+//! `PIL.ImageOps.exif_transpose` before anything else: the Orientation tag (0x0112)
+//! of the EXIF data's first IFD, 2–8 flipping or rotating the pixels as Pillow's
+//! `Image.transpose` does (read and applied by the `image` crate:
+//! `Orientation::from_exif_chunk`, `ImageDecoder::orientation`,
+//! `DynamicImage::apply_orientation`). The EXIF data is where Pillow finds it: a
+//! JPEG's APP1 `Exif` segments (our decoder returns them), PNG's `eXIf`, WebP's
+//! `EXIF`, TIFF's own first IFD. Missing, malformed or out-of-range EXIF data
+//! leaves the pixels as stored, as it does in Pillow. Not read: orientation given
+//! only in XMP (Pillow's fallback) or in PNG's "Raw profile type exif" text. DICOM
+//! has no EXIF.
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use super::dicom::{VoiChoice, VoiUsed};
 use super::jpeg::{Decoded, JpegError};
@@ -65,19 +78,22 @@ pub fn decode_rgb8_with(
     let format = sniff_format(bytes).ok_or_else(|| {
         Error::image(name, format!("not a supported image format (expected {SUPPORTED})"))
     })?;
+    // Header-level bounds; the pixel-count check below is the one users see.
+    let mut image_limits = Limits::default();
+    image_limits.max_image_width = Some(u32::MAX);
+    image_limits.max_image_height = Some(u32::MAX);
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(64 << 20));
     let reader = || {
         let mut r = ImageReader::with_format(Cursor::new(bytes), format);
-        let mut l = Limits::default();
-        // Header-level bounds; the pixel-count check below is the one users see.
-        l.max_image_width = Some(u32::MAX);
-        l.max_image_height = Some(u32::MAX);
-        l.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(64 << 20));
-        r.limits(l);
+        r.limits(image_limits.clone());
         r
     };
     if format == ImageFormat::Jpeg {
         match super::jpeg::decode(bytes, limits.max_pixels) {
-            Ok(decoded) => return Ok((from_jpeg(decoded), None)),
+            Ok(decoded) => {
+                let orientation = exif_orientation(&decoded.exif);
+                return Ok((oriented(from_jpeg(decoded), orientation, name)?, None));
+            }
             Err(JpegError::TooLarge { width, height }) => return Err(too_large(name, width as u64, height as u64, limits)),
             Err(JpegError::Invalid(e)) => return Err(Error::image(name, format!("cannot decode the JPEG image: {e}"))),
             // Outside what the Pillow-exact decoder covers: the `image` crate's.
@@ -94,10 +110,37 @@ pub fn decode_rgb8_with(
     if pixels > limits.max_pixels {
         return Err(too_large(name, width.into(), height.into(), limits));
     }
-    let decoded = reader()
-        .decode()
-        .map_err(|e| Error::image(name, format!("cannot decode the {format:?} image: {e}")))?;
+    let cannot = |e: image::ImageError| Error::image(name, format!("cannot decode the {format:?} image: {e}"));
+    let mut decoder = reader().into_decoder().map_err(cannot)?;
+    // As `ImageReader::decode` does before it allocates.
+    image_limits.reserve(decoder.total_bytes()).map_err(cannot)?;
+    // Unreadable EXIF data is no orientation, as in Pillow.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut decoded = DynamicImage::from_decoder(decoder).map_err(cannot)?;
+    decoded.apply_orientation(orientation);
     Ok((to_rgb8(decoded), None))
+}
+
+/// The orientation in EXIF data that starts at its TIFF header (a JPEG's APP1
+/// payload after `Exif\0\0`); none when there is no such data or it cannot be read.
+fn exif_orientation(exif: &[u8]) -> Orientation {
+    Orientation::from_exif_chunk(exif).unwrap_or(Orientation::NoTransforms)
+}
+
+/// `image` with `orientation` applied (`PIL.ImageOps.exif_transpose`).
+fn oriented(image: Image8, orientation: Orientation, name: &str) -> Result<Image8> {
+    if orientation == Orientation::NoTransforms {
+        return Ok(image);
+    }
+    let (width, height) = (u32::try_from(image.width), u32::try_from(image.height));
+    let rgb = match (width, height) {
+        (Ok(w), Ok(h)) => RgbImage::from_raw(w, h, image.data),
+        _ => None,
+    }
+    .ok_or_else(|| Error::image(name, "the decoded image does not match its size (a bug: please report it)"))?;
+    let mut dynamic = DynamicImage::ImageRgb8(rgb);
+    dynamic.apply_orientation(orientation);
+    Ok(to_rgb8(dynamic))
 }
 
 fn too_large(name: &str, width: u64, height: u64, limits: DecodeLimits) -> Error {

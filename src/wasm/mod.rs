@@ -1,8 +1,10 @@
 //! The JavaScript API (wasm-bindgen), one file per part of it. Every function
 //! returns a JS `Error` with a message instead of panicking;
-//! `console_error_panic_hook` reports anything left.
+//! `console_error_panic_hook` reports anything left, and `crash_note` leaves its
+//! message where the crash's reporter reads it.
 
 mod bundle;
+mod crash_note;
 mod custom;
 mod dicom;
 mod engine;
@@ -40,7 +42,7 @@ pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
 
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    crash_note::install();
 }
 
 /// `flat` split into `n` equal rows (`what` names it in the error).

@@ -12,6 +12,33 @@ pub fn debug_trap() {
     panic!("debugTrap: a deliberate panic (test hook)");
 }
 
+/// Crashes one thread of rayon's pool on purpose, the way a kernel's split can
+/// (`nn::gemm::split`): `kind` `"panic"` panics there, `"oom"` takes the path of an
+/// allocation that memory cannot hold (`handle_alloc_error`, which aborts). In the
+/// threaded build that thread is a Web Worker of the pool and the caller waits on
+/// rayon's latch for good; the worker's recovery from that is tested with it
+/// (`tests/browser/recovery.test.mjs`, files named with `__pooltrap__` /
+/// `__pooloom__`, test-hooks mode only). In the single-threaded build it crashes the
+/// calling thread, as `debugTrap`. Errors on any other `kind`.
+#[wasm_bindgen(js_name = debugPoolTrap)]
+pub fn debug_pool_trap(kind: &str) -> Result<(), JsError> {
+    let crash: fn() = match kind {
+        "panic" => || panic!("debugPoolTrap: a deliberate panic in a pool thread (test hook)"),
+        "oom" => || std::alloc::handle_alloc_error(std::alloc::Layout::new::<[u8; 1 << 30]>()),
+        other => return Err(JsError::new(&format!("debugPoolTrap: unknown kind {other:?} (\"panic\" or \"oom\")"))),
+    };
+    #[cfg(feature = "threads")]
+    rayon::broadcast(|ctx| {
+        // One thread crashes (the last: never the caller, which is not in the pool).
+        if ctx.index() + 1 == ctx.num_threads() {
+            crash();
+        }
+    });
+    #[cfg(not(feature = "threads"))]
+    crash();
+    Ok(())
+}
+
 /// `y = x · Wᵀ` through the int8 GEMM (`nn::gemm::q8`, the simd128 kernel):
 /// `x` is `[m, k]`, the weight `[n, k]` as ggml `block_q8_0` bytes; returns
 /// `[m, n]`. For `tests/browser/gemm.test.mjs` (wasm against the numpy

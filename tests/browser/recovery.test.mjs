@@ -7,6 +7,11 @@
 // file may fail; the worker is replaced, the model and the knowledge base come back
 // from the browser's caches (the server counts requests: no model file is fetched
 // again), the backend is the one chosen before, and the batch goes on.
+//
+// In the threaded build (the test server sends COOP/COEP, so the page runs pkg/threads/)
+// `__pooltrap__` / `__pooloom__` crash a thread of rayon's pool instead (a panic, an
+// allocation failure: `debugPoolTrap`): the module worker then waits on rayon's latch
+// for good, and only the pool thread's report on its crash channel ends the wait.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +29,7 @@ let page;
 let errors;
 
 /** Console errors the forced crash is expected to print (the panic message, the trap). */
-const expectedCrashNoise = (text) => /debugTrap|unreachable|panicked/.test(text);
+const expectedCrashNoise = (text) => /debugTrap|debugPoolTrap|unreachable|panicked|out of memory/.test(text);
 
 /** Six different images; the third is named to make the module crash in test-hooks mode. */
 function sixImages(prefix, trapAt = 2) {
@@ -158,6 +163,32 @@ test('Cancel in the page: stops after the image in progress, keeps and exports w
   await clearResults();
   const next = await addFiles(files.slice(0, 3));
   assert.equal(Object.keys(next.results).length, 3);
+});
+
+test('a crash in a thread of the pool (a panic, memory running out): that file fails naming it and the problem, the batch goes on', { timeout: 120000 }, async () => {
+  await clearResults();
+  assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'the page runs the threaded build');
+  assert.ok(await page.locator('#threads-note').isHidden(), 'no note: the threads asked for run');
+  const restarts = Number(await page.locator('body').getAttribute('data-worker-restarts') ?? '0');
+  const before = modelRequests(await requestCounts(server));
+  const files = sixImages('pool', -1).map((f, i) => (i === 1 ? { ...f, name: 'pool-b__pooltrap__.png' } : i === 3 ? { ...f, name: 'pool-d__pooloom__.png' } : f));
+  const [panic, oom] = [files[1].name, files[3].name];
+  const { results, errors: failed } = await addFiles(files);
+  assert.deepEqual(Object.keys(failed).sort(), [panic, oom].sort());
+  const crashed = (name, what) => new RegExp(`${name.replace('.', '\\.')}: the WebAssembly module crashed on this file \\(a thread of the WebAssembly pool crashed \\(RuntimeError: unreachable: ${what}\\)\\); the module was restarted`);
+  assert.match(failed[panic], crashed(panic, 'panicked at .*debugPoolTrap: a deliberate panic in a pool thread \\(test hook\\)'));
+  assert.match(failed[oom], crashed(oom, 'memory allocation of 1073741824 bytes failed \\(out of memory\\)'));
+  const good = files.filter((f) => f.name !== panic && f.name !== oom).map((f) => f.name);
+  assert.deepEqual(Object.keys(results).sort(), good.sort());
+  for (const name of good) assert.equal(results[name].method, 'kpl', `${name}: KPL over the four that embedded`);
+  assert.equal(await page.locator('body').getAttribute('data-worker-restarts'), String(restarts + 2));
+  assert.match(await page.locator('#embed-progress-text').innerText(), /^6 of 6 images encoded\.$/);
+  assert.deepEqual(modelRequests(await requestCounts(server)), before, 'the model files and bases come from the browser cache');
+  // The restarted module embeds as before: the same scores for the same four alone.
+  await clearResults();
+  const again = await addFiles(files.filter((f) => good.includes(f.name)));
+  assert.deepEqual(Object.keys(again.errors), []);
+  for (const name of good) assert.deepEqual(again.results[name].scores, results[name].scores, name);
 });
 
 test('the widget: a crash on one file is an error entry, the others are classified, then Cancel', { timeout: 120000 }, async () => {

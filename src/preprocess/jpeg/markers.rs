@@ -261,6 +261,13 @@ pub fn is_jfif(segment: &[u8]) -> bool {
     segment.len() >= 14 && segment.starts_with(b"JFIF\0")
 }
 
+/// The EXIF data of an APP1 segment: what follows its `Exif\0\0` identifier (a
+/// TIFF header and its IFDs), as Pillow keeps it (JpegImagePlugin `APP`);
+/// `None` for any other APP1 (XMP, …).
+pub fn exif_payload(segment: &[u8]) -> Option<&[u8]> {
+    segment.strip_prefix(b"Exif\0\0")
+}
+
 /// The transform flag of an Adobe APP14 segment as libjpeg reads it
 /// (jdmarker.c `examine_app14`: "Adobe" and at least 12 bytes; byte 11).
 pub fn adobe_transform(segment: &[u8]) -> Option<u8> {

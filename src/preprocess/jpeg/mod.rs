@@ -16,8 +16,9 @@
 //! frequencies unrefined (libjpeg then applies its block smoothing,
 //! jdcoefct.c `decompress_smooth_data`, which is not reproduced here).
 //!
-//! Pillow is also where EXIF orientation would come in; like the rest of
-//! `preprocess::decode`, the decoder returns the stored pixel order.
+//! The pixels come in their stored order; the EXIF data (where the orientation
+//! tag lives) is returned beside them, as Pillow gathers it, for
+//! `preprocess::decode` to apply `ImageOps.exif_transpose` as transformers does.
 //!
 //! The input is untrusted: no panics, every length checked, and the sample
 //! planes are sized from the header and checked against the pixel limit before
@@ -85,13 +86,19 @@ impl From<&str> for JpegError {
 }
 
 /// A decoded image: `channels` is 1 (grey) or 3 (RGB), `data` row-major and
-/// interleaved, `width · height · channels` bytes.
+/// interleaved, `width · height · channels` bytes, in the stored order (no EXIF
+/// orientation applied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {
     pub width: usize,
     pub height: usize,
     pub channels: usize,
     pub data: Vec<u8>,
+    /// The EXIF data as Pillow's `info["exif"]` holds it, less its `Exif\0\0`
+    /// identifier: the first APP1 `Exif` segment before the first scan, later ones
+    /// appended (JpegImagePlugin `APP`); empty when there is none. Unchecked bytes
+    /// (at most the file's size).
+    pub exif: Vec<u8>,
 }
 
 /// The colour space of the coded components (libjpeg's `jpeg_color_space`).
@@ -217,6 +224,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, JpegError> {
     let mut ac_specs: [Option<HuffmanSpec>; 4] = [None, None, None, None];
     let mut restart_interval = 0usize;
     let (mut jfif, mut adobe) = (false, None);
+    let mut exif: Vec<u8> = Vec::new();
     let mut state: Option<State> = None;
     while let Some((marker, after)) = markers::seek_marker(rest) {
         rest = after;
@@ -241,6 +249,11 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, JpegError> {
             0xDB => markers::read_quantisation(segment, &mut quant)?,
             0xDD => restart_interval = markers::read_restart_interval(segment)?,
             0xE0 if state.as_ref().is_none_or(|s| s.scans == 0) => jfif |= markers::is_jfif(segment),
+            0xE1 if state.as_ref().is_none_or(|s| s.scans == 0) => {
+                if let Some(payload) = markers::exif_payload(segment) {
+                    exif.extend_from_slice(payload);
+                }
+            }
             0xEE if state.as_ref().is_none_or(|s| s.scans == 0) => {
                 if let Some(t) = markers::adobe_transform(segment) {
                     adobe = Some(t);
@@ -262,7 +275,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, JpegError> {
         return Err("the JPEG data has no scan".into());
     }
     let space = color_space(&st.frame, jfif, adobe)?;
-    st.finish(space)
+    let mut decoded = st.finish(space)?;
+    decoded.exif = exif;
+    Ok(decoded)
 }
 
 /// A frame being decoded.
@@ -462,7 +477,7 @@ impl State {
             (ColorSpace::Ycck, [y, cb, cr, k]) => color::ycck_to_rgb(&tables, y, cb, cr, k, &mut data),
             _ => return Err("the JPEG colour space does not match its component count".into()),
         }
-        Ok(Decoded { width, height, channels, data })
+        Ok(Decoded { width, height, channels, data, exif: Vec::new() })
     }
 
     /// libjpeg-turbo smooths the blocks of a progressive image whose low
