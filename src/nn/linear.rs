@@ -11,8 +11,8 @@
 //!   the GPU engine's own patch-embedding matmul).
 //! - `Quantized`: a `kpl pack` bundle's blocks. q8_0 weights are repacked at
 //!   load into the panels of our int8 GEMM ([`super::gemm::q8`]), which replace
-//!   the blocks; q4_K stays as candle's blocks. How they are multiplied is
-//!   [`QuantKernel`].
+//!   the blocks; q4_K likewise into the 4-bit panels of [`super::gemm::q4`].
+//!   How they are multiplied is [`QuantKernel`].
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -22,6 +22,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 
 use super::gemm::f32::PackedF32;
+use super::gemm::q4::PackedQ4;
 use super::gemm::q8::PackedQ8;
 use super::gemm::Epilogue;
 use super::Activation;
@@ -29,10 +30,11 @@ use super::Activation;
 /// How a quantised linear layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantKernel {
-    /// Our int8 GEMM (`nn::gemm::q8`) for q8_0 layers: panels packed at load,
-    /// activations quantised per 32-value block, AVX2 natively / simd128 in
-    /// wasm, the same bits on both. Other quantised dtypes (q4_K) compute as
-    /// the platform's other default (`Blocks` natively, `Dequantize` in wasm).
+    /// Our int8 GEMMs for q8_0 (`nn::gemm::q8`) and q4_K (`nn::gemm::q4`)
+    /// layers: panels packed at load, activations quantised per 32-value
+    /// block, AVX2 natively / simd128 in wasm, the same bits on both. Other
+    /// quantised dtypes compute as the platform's other default (`Blocks`
+    /// natively, `Dequantize` in wasm).
     Int8,
     /// candle's quantised matmul: the activations are quantised to 8-bit blocks
     /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
@@ -63,7 +65,7 @@ impl std::str::FromStr for QuantKernel {
 const DEFAULT_KERNEL: QuantKernel =
     if cfg!(target_arch = "wasm32") { QuantKernel::Int8 } else { QuantKernel::Blocks };
 
-/// What `Int8` does on a layer that is not q8_0.
+/// What `Int8` does on a layer that is neither q8_0 nor q4_K.
 const FALLBACK_KERNEL: QuantKernel =
     if cfg!(target_arch = "wasm32") { QuantKernel::Dequantize } else { QuantKernel::Blocks };
 
@@ -107,9 +109,9 @@ pub fn f32_kernel() -> F32Kernel {
 
 /// Chooses the kernel of the quantised layers for the forward passes started
 /// on this thread (default: `Int8` in wasm, `Blocks` natively: the faster on
-/// each, measured), and how q8_0 weights loaded afterwards on this thread are
-/// held (packed for `Int8`, candle's blocks otherwise: every kernel runs on
-/// either, the other form rebuilt per call). Thread-local, so tests can
+/// each, measured), and how q8_0 and q4_K weights loaded afterwards on this
+/// thread are held (packed for `Int8`, candle's blocks otherwise: every kernel
+/// runs on either, the other form rebuilt per call). Thread-local, so tests can
 /// compare them.
 pub fn set_quant_kernel(kernel: QuantKernel) {
     KERNEL.with(|k| k.set(kernel));
@@ -122,10 +124,34 @@ pub fn quant_kernel() -> QuantKernel {
 /// A quantised weight as held in memory.
 #[derive(Debug, Clone)]
 pub enum QWeight {
-    /// candle's blocks (q4_K, and any other ggml dtype).
+    /// candle's blocks (any ggml dtype).
     Blocks(QMatMul),
     /// q8_0, repacked for the int8 GEMM.
     Q8(Arc<PackedQ8>),
+    /// q4_K, repacked for the int8 GEMM (still 4-bit).
+    Q4(Arc<PackedQ4>),
+}
+
+impl QWeight {
+    /// A packed weight as candle's blocks again (for candle's kernels).
+    fn packed_qtensor(&self, shape: (usize, usize)) -> Result<QTensor> {
+        let (blocks, dtype) = match self {
+            Self::Q8(p) => (p.to_blocks(), GgmlDType::Q8_0),
+            Self::Q4(p) => (p.to_blocks(), GgmlDType::Q4K),
+            Self::Blocks(_) => candle_core::bail!("the weight is not packed"),
+        };
+        QTensor::new(QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, dtype)?, shape)
+    }
+
+    /// Packs ggml blocks of `dtype` for our int8 GEMM, when it has one for it.
+    fn pack(blocks: &[u8], dtype: GgmlDType, (n, k): (usize, usize)) -> Option<Result<Self>> {
+        let packed = match dtype {
+            GgmlDType::Q8_0 => PackedQ8::from_blocks(blocks, n, k).map(|p| Self::Q8(Arc::new(p))),
+            GgmlDType::Q4K => PackedQ4::from_blocks(blocks, n, k).map(|p| Self::Q4(Arc::new(p))),
+            _ => return None,
+        };
+        Some(packed.map_err(|e| candle_core::Error::Msg(e.0)))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -164,16 +190,18 @@ impl Linear {
     }
 
     /// A quantised layer from a GGUF tensor `[out, in]`: while this thread's
-    /// kernel is `Int8`, q8_0 is repacked for the int8 GEMM (the blocks are
-    /// dropped when `t` is the last reference); other dtypes, and q8_0 under the
-    /// other kernels, stay candle's blocks.
+    /// kernel is `Int8`, q8_0 and q4_K are repacked for the int8 GEMM (the
+    /// blocks are dropped when `t` is the last reference); other dtypes, and
+    /// all under the other kernels, stay candle's blocks.
     pub fn from_qtensor(t: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = t.shape().dims2()?;
-        let weight = if t.dtype() == GgmlDType::Q8_0 && quant_kernel() == QuantKernel::Int8 {
-            let packed = PackedQ8::from_blocks(&t.data()?, out_dim, in_dim).map_err(|e| candle_core::Error::Msg(e.0))?;
-            QWeight::Q8(Arc::new(packed))
-        } else {
-            QWeight::Blocks(QMatMul::from_arc(t)?)
+        let packed = match quant_kernel() {
+            QuantKernel::Int8 => QWeight::pack(&t.data()?, t.dtype(), (out_dim, in_dim)).transpose()?,
+            _ => None,
+        };
+        let weight = match packed {
+            Some(p) => p,
+            None => QWeight::Blocks(QMatMul::from_arc(t)?),
         };
         Ok(Self::Quantized { weight, bias, shape: (out_dim, in_dim) })
     }
@@ -201,7 +229,10 @@ impl Linear {
         match self {
             Self::Dense(l) => Ok(l.weight().clone()),
             Self::Packed { weight, .. } => Tensor::from_vec(weight.to_rows(), weight.dims(), &Device::Cpu),
-            Self::Quantized { weight: QWeight::Q8(p), shape, .. } => q8_qtensor(p, *shape)?.dequantize(&Device::Cpu),
+            Self::Quantized { weight: QWeight::Q4(p), shape, .. } => Tensor::from_vec(p.to_rows(), *shape, &Device::Cpu),
+            Self::Quantized { weight: w @ QWeight::Q8(_), shape, .. } => {
+                w.packed_qtensor(*shape)?.dequantize(&Device::Cpu)
+            }
             Self::Quantized { weight: QWeight::Blocks(matmul), shape, .. } => match matmul {
                 QMatMul::QTensor(t) => t.dequantize(&Device::Cpu),
                 QMatMul::Tensor(t) => Ok(t.clone()),
@@ -216,6 +247,7 @@ impl Linear {
     pub fn quant_blocks(&self, dtype: GgmlDType) -> Option<Vec<u8>> {
         match self {
             Self::Quantized { weight: QWeight::Q8(p), .. } if dtype == GgmlDType::Q8_0 => Some(p.to_blocks()),
+            Self::Quantized { weight: QWeight::Q4(p), .. } if dtype == GgmlDType::Q4K => Some(p.to_blocks()),
             Self::Quantized { weight: QWeight::Blocks(QMatMul::QTensor(t)), .. } if t.dtype() == dtype => {
                 t.data().ok().map(|d| d.into_owned())
             }
@@ -231,13 +263,14 @@ impl Linear {
     }
 
     /// Bytes the layer holds: its weight as its kernel reads it (f32 tensor or
-    /// packed f32 panels, packed q8_0 panels, ggml blocks) and its bias.
+    /// packed f32 panels, packed q8_0 or q4_K panels, ggml blocks) and its bias.
     pub fn held_bytes(&self) -> u64 {
         let bias = self.bias().map_or(0, tensor_bytes);
         let weight = match self {
             Self::Dense(l) => tensor_bytes(l.weight()),
             Self::Packed { weight, .. } => weight.bytes() as u64,
             Self::Quantized { weight: QWeight::Q8(p), .. } => p.bytes() as u64,
+            Self::Quantized { weight: QWeight::Q4(p), .. } => p.bytes() as u64,
             Self::Quantized { weight: QWeight::Blocks(m), .. } => match m {
                 QMatMul::QTensor(t) => t.storage_size_in_bytes() as u64,
                 QMatMul::Tensor(t) | QMatMul::TensorF16(t) => tensor_bytes(t),
@@ -247,19 +280,13 @@ impl Linear {
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
+        matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
     }
 }
 
 /// Bytes of a dense tensor's elements.
 pub fn tensor_bytes(t: &Tensor) -> u64 {
     (t.elem_count() * t.dtype().size_in_bytes()) as u64
-}
-
-/// A packed q8_0 weight as candle's blocks again (for candle's kernels).
-fn q8_qtensor(p: &PackedQ8, shape: (usize, usize)) -> Result<QTensor> {
-    let blocks = p.to_blocks();
-    QTensor::new(QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, GgmlDType::Q8_0)?, shape)
 }
 
 /// At most this many weights are expanded to f32 at a time (4 MB).
@@ -320,6 +347,18 @@ fn own_matmul(xs: &Tensor, (n, k): (usize, usize), product: impl FnOnce(&[f32], 
 enum Own<'a> {
     F32(&'a PackedF32),
     Q8(&'a PackedQ8),
+    Q4(&'a PackedQ4),
+}
+
+impl<'a> Own<'a> {
+    /// The int8 GEMM of a packed quantised weight (none for candle's blocks).
+    fn quantized(w: &'a QWeight) -> Option<Self> {
+        match w {
+            QWeight::Q8(p) => Some(Own::Q8(p)),
+            QWeight::Q4(p) => Some(Own::Q4(p)),
+            QWeight::Blocks(_) => None,
+        }
+    }
 }
 
 /// `xs` [.., k] through one of our GEMMs with its epilogue: `act(xs · Wᵀ +
@@ -328,6 +367,7 @@ fn own_fused(w: Own, bias: Option<&Tensor>, activation: Option<Activation>, resi
     let (n, k) = match w {
         Own::F32(p) => p.dims(),
         Own::Q8(p) => p.dims(),
+        Own::Q4(p) => p.dims(),
     };
     if let Some(r) = residual {
         if r.elem_count() != xs.elem_count() / k * n {
@@ -341,6 +381,7 @@ fn own_fused(w: Own, bias: Option<&Tensor>, activation: Option<Activation>, resi
                 match w {
                     Own::F32(p) => p.matmul_fused(x, m, &epilogue),
                     Own::Q8(p) => p.matmul_fused(x, m, &epilogue),
+                    Own::Q4(p) => p.matmul_fused(x, m, &epilogue),
                 }
             })
         };
@@ -358,7 +399,7 @@ fn with_opt_f32_slice<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R
 
 impl Linear {
     /// `activation(xs · Wᵀ + b)`: fused into the GEMM's epilogue on our
-    /// GEMMs (a packed f32 layer, a packed q8_0 one under the `Int8` kernel),
+    /// GEMMs (a packed f32 layer, a packed q8_0 or q4_K one under the `Int8` kernel),
     /// else the layer then [`Activation::apply`]; the same bits either way.
     pub fn forward_activation(&self, xs: &Tensor, activation: Activation) -> Result<Tensor> {
         match self.own() {
@@ -381,7 +422,7 @@ impl Linear {
     fn own(&self) -> Option<Own<'_>> {
         match self {
             Self::Packed { weight, .. } => Some(Own::F32(weight)),
-            Self::Quantized { weight: QWeight::Q8(p), .. } if quant_kernel() == QuantKernel::Int8 => Some(Own::Q8(p)),
+            Self::Quantized { weight, .. } if quant_kernel() == QuantKernel::Int8 => Own::quantized(weight),
             _ => None,
         }
     }
@@ -396,24 +437,29 @@ impl Module for Linear {
             Self::Dense(l) => l.forward(xs),
             Self::Packed { .. } => unreachable!("packed layers run on our GEMM (Linear::own)"),
             Self::Quantized { weight, bias, shape } => {
-                let kernel = match (quant_kernel(), weight) {
-                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) if t.dtype() == GgmlDType::Q8_0 => {
-                        QuantKernel::Int8
+                // Blocks under `Int8` are packed for this call (a comparison's
+                // path: weights loaded under `Int8` are packed at load).
+                let repacked = match (quant_kernel(), weight) {
+                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) => {
+                        QWeight::pack(&t.data()?, t.dtype(), *shape).transpose()?
                     }
+                    _ => None,
+                };
+                let weight = repacked.as_ref().unwrap_or(weight);
+                let kernel = match (quant_kernel(), weight) {
                     (QuantKernel::Int8, QWeight::Blocks(_)) => FALLBACK_KERNEL,
                     (kernel, _) => kernel,
                 };
                 let ys = match (kernel, weight) {
-                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) => {
-                        let p = PackedQ8::from_blocks(&t.data()?, shape.0, shape.1)
-                            .map_err(|e| candle_core::Error::Msg(e.0))?;
-                        return own_fused(Own::Q8(&p), bias.as_ref(), None, None, xs);
-                    }
-                    (QuantKernel::Dequantize, QWeight::Q8(p)) => dequantized_matmul(&q8_qtensor(p, *shape)?, xs)?,
-                    (_, QWeight::Q8(p)) => QMatMul::from_qtensor(q8_qtensor(p, *shape)?)?.forward(&xs.contiguous()?)?,
+                    (QuantKernel::Int8, w) => match Own::quantized(w) {
+                        Some(own) => return own_fused(own, bias.as_ref(), None, None, xs),
+                        None => candle_core::bail!("int8 matmul: the weight is not packed"),
+                    },
                     (QuantKernel::Dequantize, QWeight::Blocks(QMatMul::QTensor(t))) => dequantized_matmul(t, xs)?,
                     // The block kernel reads its input row by row.
                     (_, QWeight::Blocks(matmul)) => matmul.forward(&xs.contiguous()?)?,
+                    (QuantKernel::Dequantize, w) => dequantized_matmul(&w.packed_qtensor(*shape)?, xs)?,
+                    (_, w) => QMatMul::from_qtensor(w.packed_qtensor(*shape)?)?.forward(&xs.contiguous()?)?,
                 };
                 match bias {
                     Some(b) => ys.broadcast_add(b),

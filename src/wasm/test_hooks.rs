@@ -46,10 +46,25 @@ pub fn debug_pool_trap(kind: &str) -> Result<(), JsError> {
 #[wasm_bindgen(js_name = q8Gemm)]
 pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result<Vec<f32>, JsError> {
     let packed = crate::nn::gemm::q8::PackedQ8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
+    check_rows(x, m, k)?;
+    Ok(packed.matmul(x, m))
+}
+
+/// `y = x · Wᵀ` through the int8 GEMM for q4_K (`nn::gemm::q4`, the simd128
+/// kernel): the weight `[n, k]` as ggml `block_q4_K` bytes; otherwise as
+/// [`q8_gemm`].
+#[wasm_bindgen(js_name = q4Gemm)]
+pub fn q4_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result<Vec<f32>, JsError> {
+    let packed = crate::nn::gemm::q4::PackedQ4::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
+    check_rows(x, m, k)?;
+    Ok(packed.matmul(x, m))
+}
+
+fn check_rows(x: &[f32], m: usize, k: usize) -> Result<(), JsError> {
     if m.checked_mul(k) != Some(x.len()) {
         return Err(JsError::new(&format!("x has {} values, expected m · k = {m} · {k}", x.len())));
     }
-    Ok(packed.matmul(x, m))
+    Ok(())
 }
 
 /// `y = x · Wᵀ + b` through the f32 GEMM (`nn::gemm::f32`, the simd128
@@ -59,9 +74,7 @@ pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result
 #[wasm_bindgen(js_name = f32Gemm)]
 pub fn f32_gemm(w: &[f32], n: usize, k: usize, b: &[f32], x: &[f32], m: usize) -> Result<Vec<f32>, JsError> {
     let packed = crate::nn::gemm::f32::PackedF32::from_rows(w, n, k).map_err(|e| JsError::new(&e.0))?;
-    if m.checked_mul(k) != Some(x.len()) {
-        return Err(JsError::new(&format!("x has {} values, expected m · k = {m} · {k}", x.len())));
-    }
+    check_rows(x, m, k)?;
     if !b.is_empty() && b.len() != n {
         return Err(JsError::new(&format!("b has {} values, expected n = {n}", b.len())));
     }

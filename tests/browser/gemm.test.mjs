@@ -7,7 +7,10 @@
 // reference of that algorithm (tests/reference/f32_gemm.py), which the native scalar
 // kernel also matches exactly and the native FMA kernels within the f32 rounding
 // bound (tests/gemm.rs). Odd shapes: k = 1, one row, n off the 16-column panel, k
-// across the 256-value block. Needs `make wasm`.
+// across the 256-value block.
+// The int8 GEMM for q4_K weights in wasm: its product bit for bit the numpy reference
+// (tests/reference/q4_gemm.py → tests/fixtures/q4-gemm/cases.json), which the native
+// kernels also match exactly (tests/gemm_q4.rs). Needs `make wasm`.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +22,15 @@ import { loadKplWasm } from '../../bench/lib.mjs';
 const fixture = JSON.parse(readFileSync('tests/fixtures/q8-gemm/cases.json', 'utf8'));
 const bytes = (hex) => new Uint8Array(Buffer.from(hex, 'hex'));
 const f32 = (hex) => { const b = bytes(hex); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+
+/** How many values of `y` differ from `expected` in their bits. */
+function differingBits(y, expected) {
+  const yBits = new Uint32Array(new Float32Array(y).buffer);
+  const eBits = new Uint32Array(new Float32Array(expected).buffer);
+  let differing = 0;
+  for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
+  return differing;
+}
 
 /** ggml block_q8_0 bytes from int8 values [n, k] and f16 scales [n, k/32]. */
 function blocks(q, d, n, k) {
@@ -42,10 +54,7 @@ test('q8 GEMM in wasm equals the numpy reference bit for bit', async () => {
     const y = mod.q8Gemm(w, c.n, c.k, f32(c.x), c.m);
     const expected = f32(c.y);
     assert.equal(y.length, c.m * c.n);
-    const yBits = new Uint32Array(new Float32Array(y).buffer);
-    const eBits = new Uint32Array(new Float32Array(expected).buffer);
-    let differing = 0;
-    for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
+    const differing = differingBits(y, expected);
     assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
   }
   // A bad shape is an error, not a trap.
@@ -61,13 +70,25 @@ test('f32 GEMM in wasm equals the numpy reference bit for bit', async () => {
   for (const c of f32Fixture.cases) {
     const y = mod.f32Gemm(f32(c.w), c.n, c.k, c.b ? f32(c.b) : new Float32Array(0), f32(c.x), c.m);
     assert.equal(y.length, c.m * c.n);
-    const yBits = new Uint32Array(new Float32Array(y).buffer);
-    const eBits = new Uint32Array(new Float32Array(f32(c.y)).buffer);
-    let differing = 0;
-    for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
+    const differing = differingBits(y, f32(c.y));
     assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
   }
   assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 4, new Float32Array(0), new Float32Array(4), 1), /expected a positive n/);
   assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 3, new Float32Array(0), new Float32Array(4), 1), /expected m/);
   assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 3, new Float32Array(3), new Float32Array(3), 1), /expected n/);
+});
+
+const q4Fixture = JSON.parse(readFileSync('tests/fixtures/q4-gemm/cases.json', 'utf8'));
+
+test('q4 GEMM in wasm equals the numpy reference bit for bit', async () => {
+  const { mod } = await loadKplWasm(resolve('pkg'));
+  assert.ok(q4Fixture.cases.length >= 7);
+  for (const c of q4Fixture.cases) {
+    const y = mod.q4Gemm(bytes(c.blocks), c.n, c.k, f32(c.x), c.m);
+    assert.equal(y.length, c.m * c.n);
+    const differing = differingBits(y, f32(c.y));
+    assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
+  }
+  assert.throws(() => mod.q4Gemm(new Uint8Array(144), 1, 288, new Float32Array(288), 1), /multiple of 256/);
+  assert.throws(() => mod.q4Gemm(new Uint8Array(144), 1, 256, new Float32Array(255), 1), /expected m/);
 });

@@ -11,13 +11,19 @@
 //!   AVX2+FMA natively, simd128 in wasm); native (fused multiply-adds) and
 //!   wasm (multiply, then add) differ by the rounding of the products.
 //!
-//! Both split their column panels across threads ([`split`]): the same bits
-//! at any thread count; both finish each output in an [`epilogue`] (bias,
+//! - [`q4`]: `y = x · Wᵀ` for a q4_K weight, kept 4-bit in 8-column panels
+//!   (nibbles widened in registers), the activations quantised as for q8;
+//!   the same bits natively and in wasm.
+//!
+//! All split their column panels across threads ([`split`]): the same bits
+//! at any thread count; all finish each output in an [`epilogue`] (bias,
 //! the MLP's activation, the residual sum) as they store it.
 
 pub mod epilogue;
 pub mod f32;
 mod f32_kernel;
+pub mod q4;
+mod q4_kernel;
 pub mod q8;
 mod q8_kernel;
 pub mod rates;

@@ -202,19 +202,19 @@ impl PackedQ8 {
 
 /// Bytes of weight panels per group in [`PackedQ8::panel_range`] (half of a
 /// 512 KB–1 MB L2 cache).
-const GROUP_BYTES: usize = 256 << 10;
+pub(crate) const GROUP_BYTES: usize = 256 << 10;
 
 /// Activations quantised to int16 per row and 32-value block, rows padded to
 /// a multiple of the kernel's rows with zeros (scale 0). The kernels read them two at a
-/// time (one k-pair) as one 32-bit lane.
-struct QuantizedRows {
-    q: Vec<i16>,
-    d: Vec<f32>,
-    rows_padded: usize,
+/// time (one k-pair) as one 32-bit lane. Also the q4 GEMM's activations.
+pub(crate) struct QuantizedRows {
+    pub(crate) q: Vec<i16>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) rows_padded: usize,
 }
 
 impl QuantizedRows {
-    fn new(x: &[f32], m: usize, k: usize, mr: usize) -> Self {
+    pub(crate) fn new(x: &[f32], m: usize, k: usize, mr: usize) -> Self {
         let kb = k / BLOCK;
         let rows_padded = m.div_ceil(mr) * mr;
         let mut q = vec![0i16; rows_padded * k];

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::f32::PackedF32;
 use super::f32_kernel::F32Isa;
+use super::q4::PackedQ4;
 use super::q8::PackedQ8;
 use super::q8_kernel::{peak_loop, Isa};
 
@@ -16,10 +17,11 @@ use super::q8_kernel::{peak_loop, Isa};
 #[derive(Debug, Clone, Serialize)]
 pub struct Rate {
     /// `q8-int8` (ours, one row per SIMD kernel of the machine, the default
-    /// first), `q8-blocks` (candle's q8_0 kernel), `f32-packed` (ours),
-    /// `f32-gemm` (candle's dense gemm), `peak-int8` (per int8 kernel, the
-    /// default's first) / `peak-f32` (instruction-mix limits; `peak-f32` is
-    /// that of `f32-packed`'s kernel).
+    /// first), `q8-blocks` (candle's q8_0 kernel), `q4-int8` (ours) /
+    /// `q4-blocks` (candle's q4_K kernel; when k is a multiple of 256),
+    /// `f32-packed` (ours), `f32-gemm` (candle's dense gemm), `peak-int8` (per
+    /// int8 kernel, the default's first) / `peak-f32` (instruction-mix limits;
+    /// `peak-f32` is that of `f32-packed`'s kernel).
     pub kernel: String,
     pub isa: String,
     pub median_s: f64,
@@ -97,6 +99,20 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
         std::hint::black_box(qm.forward(&x).expect("q8_0 matmul"));
     });
     push("q8-blocks", "candle".into(), s, ops);
+    if k.is_multiple_of(super::q4::SUPER) {
+        let q4 = QTensor::quantize(&w, GgmlDType::Q4K)?;
+        let packed = PackedQ4::from_blocks(&q4.data()?, n, k).map_err(|e| candle_core::Error::Msg(e.0))?;
+        let isa = super::q4::kernel_isa(Isa::best());
+        let s = time(runs, now, || {
+            std::hint::black_box(packed.matmul_with(&xv, m, isa));
+        });
+        push("q4-int8", format!("{isa:?}"), s, ops);
+        let qm = QMatMul::from_qtensor(q4)?;
+        let s = time(runs, now, || {
+            std::hint::black_box(qm.forward(&x).expect("q4_K matmul"));
+        });
+        push("q4-blocks", "candle".into(), s, ops);
+    }
     let f32_best = F32Isa::best();
     let packed_f32 = PackedF32::from_rows(&w.flatten_all()?.to_vec1::<f32>()?, n, k).map_err(|e| candle_core::Error::Msg(e.0))?;
     let s = time(runs, now, || {
