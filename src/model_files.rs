@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::io::byte_source::FileBytes;
 use crate::pipeline::{ModelFiles, OpenClipFiles};
 use crate::tokenizer::TokenizerFiles;
 
@@ -21,6 +22,25 @@ fn read_required(dir: &Path, name: &str) -> Result<(String, Vec<u8>)> {
             Err(Error::model(shown, "missing: a model folder needs config.json and model.safetensors"))
         }
         Err(e) => Err(Error::io(shown, e)),
+    }
+}
+
+/// `name` opened to be read by position (the weights: each tensor is read
+/// from the file as the model takes it); missing is an error, as for
+/// [`read_required`].
+fn open_required(dir: &Path, name: &str) -> Result<(String, FileBytes)> {
+    match open_optional(dir, name)? {
+        Some(found) => Ok(found),
+        None => Err(Error::model(dir.join(name).display(), "missing: a model folder needs config.json and model.safetensors")),
+    }
+}
+
+fn open_optional(dir: &Path, name: &str) -> Result<Option<(String, FileBytes)>> {
+    let path = dir.join(name);
+    match FileBytes::open(&path) {
+        Ok(file) => Ok(Some((path.display().to_string(), file))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path.display(), e)),
     }
 }
 
@@ -61,15 +81,16 @@ fn read_tokenizer_files(dir: &Path, slow: SlowVocabulary) -> Result<Option<Token
     }))
 }
 
-/// Reads the files of a model folder (`config.json`, `model.safetensors`, the
-/// tokenizer: `tokenizer.json`, else `spiece.model`), `preprocessor_config.json`).
-pub fn read_model_dir(dir: &Path) -> Result<ModelFiles> {
+/// Reads the files of a model folder (`config.json`, the tokenizer:
+/// `tokenizer.json`, else `spiece.model`, `preprocessor_config.json`) and
+/// opens `model.safetensors`, to be read a tensor at a time.
+pub fn read_model_dir(dir: &Path) -> Result<ModelFiles<FileBytes>> {
     if !dir.is_dir() {
         return Err(Error::model(dir.display(), "not a folder (expected a CLIP or SigLIP model folder)"));
     }
     Ok(ModelFiles {
         config: read_required(dir, "config.json")?,
-        weights: read_required(dir, "model.safetensors")?,
+        weights: open_required(dir, "model.safetensors")?,
         tokenizer: read_tokenizer_files(dir, SlowVocabulary::SentencePiece)?,
         preprocessor: read_optional(dir, "preprocessor_config.json")?,
     })
@@ -81,14 +102,14 @@ pub fn is_open_clip_dir(dir: &Path) -> bool {
 }
 
 /// Reads an open_clip folder: `open_clip_config.json`, the first weight file
-/// of [`OPEN_CLIP_WEIGHTS`] present, the tokenizer
+/// of [`OPEN_CLIP_WEIGHTS`] present (opened, to be read by position), the tokenizer
 /// (`tokenizer.json`, else a BERT `vocab.txt` with `tokenizer_config.json`)
 /// and a BERT `config.json` when present.
-pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles> {
+pub fn read_open_clip_dir(dir: &Path) -> Result<OpenClipFiles<FileBytes>> {
     let config = read_required(dir, OPEN_CLIP_CONFIG)?;
     let mut weights = None;
     for name in OPEN_CLIP_WEIGHTS {
-        if let Some(found) = read_optional(dir, name)? {
+        if let Some(found) = open_optional(dir, name)? {
             weights = Some(found);
             break;
         }

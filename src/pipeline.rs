@@ -3,12 +3,13 @@
 //! CLI (which reads them from disk) and the browser (which fetches them) share
 //! every step after I/O.
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use crate::error::{Error, Result};
 use crate::io::byte_source::ByteSource;
 use crate::models::{Family, Model, ModelConfig, NO_IMAGE_ENCODER, NO_TEXT_ENCODER};
 use crate::nn::l2_normalize;
+use crate::nn::weights::Weights;
 use crate::preprocess::dicom::{VoiChoice, VoiUsed};
 use crate::preprocess::{decode_rgb8_with, pil_resize::Image8, DecodeLimits, PixelTensor, Preprocessing};
 use crate::models::open_clip::config::{BertConfigJson, TextKind};
@@ -26,12 +27,13 @@ pub struct ModelFiles<W = Vec<u8>> {
     pub preprocessor: Option<(String, Vec<u8>)>,
 }
 
-/// An open_clip folder's files as bytes, each with the name used in errors.
-pub struct OpenClipFiles {
+/// An open_clip folder's files as bytes, each with the name used in errors;
+/// the weights as any [`ByteSource`] (as [`ModelFiles`]').
+pub struct OpenClipFiles<W = Vec<u8>> {
     /// `open_clip_config.json`.
     pub config: (String, Vec<u8>),
     /// `open_clip_model.safetensors` or `open_clip_pytorch_model.bin`.
-    pub weights: (String, Vec<u8>),
+    pub weights: (String, W),
     pub tokenizer: Option<TokenizerFiles>,
     /// The BERT text tower's `config.json`, when the folder has one
     /// (BiomedCLIP's repository does not: sizes then come from the tensors).
@@ -62,16 +64,28 @@ impl Pipeline {
     }
 
     /// Loads an open_clip folder: the configuration is sized from the
-    /// checkpoint's tensors ([`OpenClipConfig::resolve`]).
-    pub fn load_open_clip(files: OpenClipFiles) -> Result<Self> {
+    /// checkpoint's tensors ([`OpenClipConfig::resolve`]). A safetensors
+    /// file is read a tensor at a time, as [`Self::load`] reads one; a PyTorch
+    /// zip archive is read whole first (its unpickler works on bytes in memory).
+    pub fn load_open_clip<W: ByteSource + 'static>(files: OpenClipFiles<W>) -> Result<Self> {
+        use crate::models::open_clip::checkpoint;
         let (config_name, config_bytes) = &files.config;
         let (weights_name, weights) = files.weights;
-        let tensors = crate::models::open_clip::checkpoint::read_tensors(&weights, &weights_name)?;
-        drop(weights);
-        let config = resolve_open_clip(config_bytes, config_name, &weights_name, &tensors, files.text_config.as_ref())?;
-        let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
-        let model = Model::load(&ModelConfig::OpenClip(config), vb)
+        let text_config = files.text_config.as_ref();
+        let (config, w) = if checkpoint::is_zip(&weights) {
+            let tensors = checkpoint::read_tensors(&checkpoint::read_all(&weights, &weights_name)?, &weights_name)?;
+            let shapes = |name: &str| tensors.get(name).map(|t| t.dims().to_vec());
+            let config = resolve_open_clip(config_bytes, config_name, &weights_name, &shapes, text_config)?;
+            (config, Weights::dense(candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu)))
+        } else {
+            let source = checkpoint::open_safetensors(weights, &weights_name)?;
+            let shapes = |name: &str| source.shape(name).map(<[usize]>::to_vec);
+            let config = resolve_open_clip(config_bytes, config_name, &weights_name, &shapes, text_config)?;
+            (config, Weights::from_source(std::rc::Rc::new(source)))
+        };
+        let model = Model::load_towers(&ModelConfig::OpenClip(config), &w, crate::models::Towers::BOTH)
             .map_err(|e| Error::model(&weights_name, crate::nn::describe_load_error(&e)))?;
+        drop(w);
         Self::assemble(model, config_name, files.tokenizer, None)
     }
 
@@ -320,7 +334,7 @@ pub fn resolve_open_clip(
     config: &[u8],
     config_name: &str,
     weights_name: &str,
-    tensors: &std::collections::HashMap<String, Tensor>,
+    shapes: &dyn Fn(&str) -> Option<Vec<usize>>,
     text_config: Option<&(String, Vec<u8>)>,
 ) -> Result<OpenClipConfig> {
     let bert = match text_config {
@@ -330,7 +344,6 @@ pub fn resolve_open_clip(
         ),
         None => None,
     };
-    let shapes = |name: &str| tensors.get(name).map(|t| t.dims().to_vec());
     OpenClipConfig::resolve(config, &shapes, bert.as_ref()).map_err(|m| {
         // A missing or misshapen tensor is the checkpoint's fault, not the config's.
         let at = if m.starts_with("missing tensor") || m.starts_with("tensor ") { weights_name } else { config_name };

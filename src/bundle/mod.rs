@@ -403,8 +403,10 @@ mod dir {
         let path = dir.join(&entry.path);
         let shown = path.display().to_string();
         verify_file(dir, entry)?;
-        let file = File::open(&path).map_err(|e| Error::io(&shown, e))?;
-        EncoderFile::read(&mut BufReader::with_capacity(1 << 16, file), &shown)
+        // Read by position as the model takes each tensor: the file is never
+        // held whole in memory (it was hashed as a stream just above).
+        let file = crate::io::byte_source::FileBytes::open(&path).map_err(|e| Error::io(&shown, e))?;
+        EncoderFile::open(file, &shown)
     }
 
     /// Loads a bundle folder: the encoders the manifest lists, each checked

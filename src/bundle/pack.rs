@@ -290,9 +290,11 @@ fn read_source_folder(model: &Path) -> Result<SourceFolder> {
         let files = crate::model_files::read_open_clip_dir(model)?;
         let (config_name, config_bytes) = files.config;
         let (weights_name, weights) = files.weights;
+        let weights = open_clip::checkpoint::read_all(&weights, &weights_name)?;
         let tensors = open_clip::checkpoint::read_tensors(&weights, &weights_name)?;
         drop(weights);
-        let resolved = crate::pipeline::resolve_open_clip(&config_bytes, &config_name, &weights_name, &tensors, files.text_config.as_ref())?;
+        let shapes = |name: &str| tensors.get(name).map(|t| t.dims().to_vec());
+        let resolved = crate::pipeline::resolve_open_clip(&config_bytes, &config_name, &weights_name, &shapes, files.text_config.as_ref())?;
         return Ok(SourceFolder {
             config_json: resolved.to_resolved_json(),
             config: ModelConfig::OpenClip(resolved),
@@ -308,6 +310,7 @@ fn read_source_folder(model: &Path) -> Result<SourceFolder> {
     let config = ModelConfig::from_json(&config_bytes, &config_name)?;
     let config_json = String::from_utf8(config_bytes).map_err(|_| Error::model(&config_name, "not UTF-8 text"))?;
     let (weights_name, weights) = files.weights;
+    let weights = weights.to_vec().map_err(|e| Error::io(&weights_name, e))?;
     let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
         .map_err(|e| Error::model(&weights_name, format!("not a readable safetensors file ({e})")))?;
     Ok(SourceFolder {

@@ -1,5 +1,5 @@
-//! Random access to a weight file's bytes wherever they lie (in memory, or a
-//! JavaScript array outside the wasm memory), so that a loader copies each
+//! Random access to a weight file's bytes wherever they lie (in memory, a
+//! file on disk, or a JavaScript array outside the wasm memory), so that a loader copies each
 //! tensor once, straight into the allocation the model keeps, instead of
 //! copying the whole file into memory first (wasm memory never shrinks, so a
 //! whole-file copy would stay the page's peak for good).
@@ -67,6 +67,68 @@ impl ByteSource for Vec<u8> {
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.as_slice().read_at(offset, buf)
+    }
+}
+
+/// A file on disk read by position (native): the loaders copy each tensor
+/// from it once, into the allocation the model keeps, so a model's peak
+/// memory is its weights, not its file plus its weights. The length is taken
+/// when the file is opened; a file that shrinks later gives read errors.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileBytes {
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileBytes {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len })
+    }
+
+    /// The whole file in memory (for `kpl pack`, which reads every tensor anyway).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let len = usize::try_from(self.len).map_err(|_| IoError::other("file too large for this platform"))?;
+        let mut bytes = vec![0u8; len];
+        self.read_at(0, &mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for FileBytes {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(past_end(offset, buf.len(), self.len));
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            // seek_read may return fewer bytes than asked: loop until full.
+            let (mut done, mut at) = (0usize, offset);
+            while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+                let n = std::os::windows::fs::FileExt::seek_read(&self.file, rest, at)?;
+                if n == 0 {
+                    return Err(past_end(at, rest.len(), self.len));
+                }
+                done = done.saturating_add(n);
+                at = at.saturating_add(n as u64);
+            }
+            Ok(())
+        }
+        #[cfg(not(any(unix, windows)))]
+        {
+            Err(IoError::new(ErrorKind::Unsupported, "reading a file by position"))
+        }
     }
 }
 
@@ -158,6 +220,23 @@ mod tests {
         reader.read_to_end(&mut rest).unwrap();
         assert_eq!(rest, [253, 254, 255]);
         assert!(reader.seek(SeekFrom::Current(-300)).is_err());
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn reads_a_file_by_position() {
+        let path = std::env::temp_dir().join(format!("kpl-file-bytes-{}", std::process::id()));
+        std::fs::write(&path, (0..=255u8).collect::<Vec<_>>()).unwrap();
+        let file = FileBytes::open(&path).unwrap();
+        assert_eq!(file.len(), 256);
+        let mut buf = [0u8; 4];
+        file.read_at(252, &mut buf).unwrap();
+        assert_eq!(buf, [252, 253, 254, 255]);
+        assert!(file.read_at(253, &mut buf).is_err(), "past the end");
+        assert!(file.read_at(u64::MAX, &mut buf).is_err(), "offset overflow");
+        assert_eq!(file.to_vec().unwrap().len(), 256);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -70,11 +70,13 @@ impl ClipModel {
     /// tokenizer — `tokenizer` (tokenizer.json), else `vocab` (vocab.txt) with
     /// `tokenizerConfig` (tokenizer_config.json), as the native loader prefers them —
     /// and `textConfig` (the BERT tower's config.json; without it BERT is sized from
-    /// the tensors). Errors name the file.
+    /// the tensors). Errors name the file. A safetensors file is not copied
+    /// whole into wasm memory (each tensor is copied out once, as `load`
+    /// does); a PyTorch pickle is.
     #[wasm_bindgen(js_name = loadOpenClip)]
     pub fn load_open_clip(
         config: &[u8],
-        weights: Vec<u8>,
+        weights: &js_sys::Uint8Array,
         weights_name: &str,
         tokenizer: Option<Vec<u8>>,
         text_config: Option<Vec<u8>>,
@@ -86,7 +88,7 @@ impl ClipModel {
         });
         let files = OpenClipFiles {
             config: (crate::models::open_clip::OPEN_CLIP_CONFIG.into(), config.to_vec()),
-            weights: (weights_name.into(), weights),
+            weights: (weights_name.into(), JsBytes::new(weights)),
             tokenizer,
             text_config: text_config.map(|b| ("config.json".into(), b)),
         };
