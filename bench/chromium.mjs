@@ -2,14 +2,15 @@
 // on a cross-origin-isolated page (COOP same-origin + COEP require-corp, as the app's),
 // on the random ViT-B/16 and the ONNX export the Node rows use.
 //
-//     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8"]
+//     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8 q4"]
 //                             [--engines "kpl-wasm ort-web"] [--simd simd128]
 //
 // Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (pkg/ on
 // the page's thread; simd: the instruction set of the pkg/ build) and at 2 threads (the
 // threaded build, pkg/threads/, in a module worker with a pool of 2 Web Workers, as the
 // app runs it; printed {"status": "absent", ...} when pkg/threads/ is not built),
-// ort-web per dtype at 1 and 2 threads (its wasm backend, SIMD build, numThreads). A row that
+// ort-web per dtype at 1 and 2 threads (its wasm backend, SIMD build, numThreads; f32 and q8
+// only: the ONNX export has no q4_K counterpart). A row that
 // fails is printed with "status": "failed" and the others still run. Each row runs
 // in a fresh tab (a fresh wasm instance: kpl-wasm's peak_memory_bytes is its linear
 // memory after loading and running, which never shrinks). Times are the page's
@@ -26,7 +27,7 @@ import { launchBrowser } from '../tests/browser/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8', simd: 'simd128', engines: 'kpl-wasm ort-web',
+  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8 q4', simd: 'simd128', engines: 'kpl-wasm ort-web',
 });
 const runs = Number(args.runs);
 const dtypes = args.dtypes.split(/\s+/).filter(Boolean);
@@ -186,7 +187,7 @@ for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
     });
   }
 }
-for (const dtype of engines.includes('ort-web') ? dtypes : []) {
+for (const dtype of engines.includes('ort-web') ? dtypes.filter((d) => d !== 'q4') : []) {
   for (const threads of [1, 2]) {
     if (!fs.existsSync(ROOTS['/ort/'])) {
       emit({ engine: 'ort-web', dtype, threads, status: 'skipped', reason: 'onnxruntime-web is not installed (npm ci --prefix bench)' });

@@ -236,7 +236,8 @@ done
 
 # Headless Chromium on a cross-origin-isolated page (bench/chromium.mjs): kpl-wasm at
 # one thread (pkg/) and two (pkg/threads/; absent when not built) and ONNX Runtime Web
-# at 1 and 2 threads, f32 and q8, on the same model and ONNX export.
+# at 1 and 2 threads, f32 and q8, on the same model and ONNX export; kpl-wasm q4 too
+# (its memory row: ONNX Runtime has no q4_K export).
 chromium_reason=""
 if [ $wasm_ok != 1 ]; then
     chromium_reason="pkg/ is missing or did not build (make wasm)"
@@ -246,9 +247,9 @@ elif ! "$NODE" -e 'import("./tests/browser/helpers.mjs").then((h) => h.chromiumP
     chromium_reason="no Chromium or no playwright-core (make setup)"
 fi
 if [ -z "$chromium_reason" ]; then
-    row chromium f32+q8 $IMAGE -- "$NODE" bench/chromium.mjs --runs "${KPL_BENCH_CHROMIUM_RUNS:-$RUNS}" --out "$OUT" --dtypes "f32 q8"
+    row chromium f32+q8+q4 $IMAGE -- "$NODE" bench/chromium.mjs --runs "${KPL_BENCH_CHROMIUM_RUNS:-$RUNS}" --out "$OUT" --dtypes "f32 q8 q4"
 else
-    skip chromium f32+q8 $IMAGE "$chromium_reason"
+    skip chromium f32+q8+q4 $IMAGE "$chromium_reason"
 fi
 
 # ------------------------------------------------------------------------ KPL fit

@@ -7,26 +7,13 @@
 //! same bits on 1, 2 and 3 threads. Odd shapes: one row, m and n off the
 //! 4 × 8 tile, k = 256 · odd.
 
+mod common;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
+use common::gemm_data::{f32s, f64s, pool, same_bits, stream, unhex};
 use kpl::nn::gemm::q4::{PackedQ4, SUPER, SUPER_BYTES};
 use kpl::nn::gemm::Isa;
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn f64s(bytes: &[u8]) -> Vec<f64> {
-    bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
 
 /// Quantising an activation moves it by at most half a step, `max|x| / 32767
 /// / 2` per 32 values: the bound on `|y − x·wᵀ|` for one output, plus f32
@@ -75,24 +62,6 @@ fn q4_gemm_matches_the_numpy_reference_bit_for_bit() {
     }
 }
 
-/// A deterministic normal-ish stream with a few outliers (xorshift64*).
-fn stream(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            let mut u = 0f32;
-            for _ in 0..4 {
-                s ^= s >> 12;
-                s ^= s << 25;
-                s ^= s >> 27;
-                u += (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            }
-            let v = (u - 2.0) * 1.7 * scale;
-            if i % 97 == 13 { v * 15.0 } else { v }
-        })
-        .collect()
-}
-
 #[test]
 fn q4_gemm_agrees_with_candle_dense_and_block_kernels() {
     let dev = Device::Cpu;
@@ -131,10 +100,6 @@ fn q4_gemm_agrees_with_candle_dense_and_block_kernels() {
         }
         eprintln!("[{m}, {k}, {n}]: |int8 − dense| ≤ {worst:.3} of the quantisation bound");
     }
-}
-
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
 }
 
 #[test]

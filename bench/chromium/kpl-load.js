@@ -11,7 +11,7 @@ export const fetchBytes = async (url) => {
 /**
  * @param {{ClipModel: any}} api a started wasm-bindgen build
  * @param {WebAssembly.Memory} memory its memory
- * @param {'f32' | 'q8'} dtype
+ * @param {'f32' | 'q8' | 'q4'} dtype
  * @returns {Promise<{run: () => number, finish: () => object, loadS: number, embedding: number[]}>}
  *   run(): one embedding's seconds; finish(): the figures and the model freed.
  */

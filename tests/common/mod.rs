@@ -2,6 +2,8 @@
 //! `tests/fixtures/make_fixtures.py` (computed with `transformers`).
 #![allow(dead_code)]
 
+pub mod gemm_data;
+
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;

@@ -1,0 +1,45 @@
+//! Inputs and comparisons shared by the GEMM tests: the fixtures' hex, a
+//! deterministic value stream, bit equality, rayon pools of a given size.
+
+/// Bytes from the fixtures' hex strings.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// Little-endian f32 values.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Little-endian f64 values.
+pub fn f64s(bytes: &[u8]) -> Vec<f64> {
+    bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Whether two results are the same bits.
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// A deterministic normal-ish stream with a few outliers (xorshift64*).
+pub fn stream(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|i| {
+            let mut u = 0f32;
+            for _ in 0..4 {
+                s ^= s >> 12;
+                s ^= s << 25;
+                s ^= s >> 27;
+                u += (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
+            }
+            let v = (u - 2.0) * 1.7 * scale;
+            if i % 97 == 13 { v * 15.0 } else { v }
+        })
+        .collect()
+}
+
+/// A rayon pool of `threads` threads.
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
