@@ -136,3 +136,41 @@ fn q4_packing_rejects_bad_shapes() {
     assert!(PackedQ4::from_blocks(&raw, 0, 256).is_err(), "no rows");
     assert!(PackedQ4::from_blocks(&raw[1..], 2, 256).is_err(), "a truncated block");
 }
+
+/// The fused epilogue (bias, each activation, the residual sum) gives the
+/// bits of the unfused path (candle's bias add, `Activation::apply`, the
+/// sum), every kernel, odd shapes, at 1, 2 and 3 threads.
+#[test]
+fn q4_fused_epilogues_equal_the_unfused_path_bit_for_bit() {
+    use kpl::nn::gemm::Epilogue;
+    use kpl::nn::Activation;
+    let dev = Device::Cpu;
+    let pools = [pool(1), pool(2), pool(3)];
+    for &(m, k, n) in &[(1, 256, 1), (5, 512, 13), (197, 256, 50)] {
+        let x = stream(m as u64 * 13 + k as u64, m * k, 1.0);
+        let w = stream(n as u64 * 3 + 7, n * k, 0.05);
+        let b = stream(n as u64 + 5, n, 0.3);
+        let r = stream(m as u64 + 11, m * n, 1.0);
+        let qt = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).unwrap(), GgmlDType::Q4K).unwrap();
+        let packed = PackedQ4::from_blocks(&qt.data().unwrap(), n, k).unwrap();
+        let (bt, rt) = (Tensor::from_vec(b.clone(), n, &dev).unwrap(), Tensor::from_vec(r.clone(), (m, n), &dev).unwrap());
+        let cases = [(None, true), (Some(Activation::QuickGelu), false), (Some(Activation::Gelu), false), (Some(Activation::GeluTanh), false)];
+        for (act, residual) in cases {
+            let epilogue = Epilogue { bias: Some(&b), activation: act, residual: residual.then_some(&r[..]) };
+            for isa in Isa::available() {
+                let mut t = Tensor::from_vec(packed.matmul_with(&x, m, isa), (m, n), &dev).unwrap().broadcast_add(&bt).unwrap();
+                if let Some(a) = act {
+                    t = a.apply(&t).unwrap();
+                }
+                if residual {
+                    t = (&rt + t).unwrap();
+                }
+                let want = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for p in &pools {
+                    let got = p.install(|| packed.matmul_fused_with(&x, m, &epilogue, isa));
+                    assert!(same_bits(&got, &want), "[{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
+                }
+            }
+        }
+    }
+}
