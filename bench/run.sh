@@ -15,6 +15,8 @@
 #   KPL_BENCH_NO_BUILD=1      use the existing builds (target/release/examples, pkg/)
 #   KPL_BENCH_GPU_RUNS=3      timed runs of the wgpu rows (lavapipe takes ~20 s per image)
 #   KPL_BENCH_CHROMIUM_RUNS   timed runs of the Chromium rows (default: KPL_BENCH_RUNS)
+#   KPL_BENCH_SKIP="w ..."     skip the rows whose engine or model contains a word (e.g.
+#                             "medsiglip kpl-wgpu": minutes each); listed as SKIPPED
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,6 +56,12 @@ skip() { note skipped "$@"; }
 row() {
     local engine=$1 dtype=$2 model=$3
     shift 4
+    local word
+    for word in ${KPL_BENCH_SKIP:-}; do
+        case "$engine $model" in
+            *"$word"*) skip "$engine" "$dtype" "$model" "KPL_BENCH_SKIP=\"$KPL_BENCH_SKIP\""; return 0 ;;
+        esac
+    done
     local log="$LOGS/$engine-$dtype-$model${ROW_THREADS:+-${ROW_THREADS}t}.log" out rc
     say "run: $engine $dtype $model: $*"
     # stdout is captured (fd 3); stderr goes through tee, which the pipeline waits for.
