@@ -278,19 +278,8 @@ pub fn attend_tensors(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::gemm::rates::values;
     use candle_core::{DType, D};
-
-    fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * scale
-            })
-            .collect()
-    }
 
     /// candle's ops, as `Attention::attend` computes under `Candle`.
     fn candle_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {

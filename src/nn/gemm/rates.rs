@@ -60,8 +60,9 @@ fn time(runs: usize, now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// A deterministic pseudo-random vector in [-scale, scale).
-fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+/// A deterministic pseudo-random vector in [-scale, scale) (xorshift64; also
+/// the fused attention's tests).
+pub(crate) fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
     let mut s = seed | 1;
     (0..len)
         .map(|_| {
