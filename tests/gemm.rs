@@ -15,6 +15,8 @@
 //! Their fused epilogues (bias, activation, residual sum): bit for bit the
 //! unfused path (candle's operations) at 1–3 threads, and against numpy.
 
+mod common;
+
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
@@ -22,13 +24,7 @@ use kpl::nn::gemm::f32::PackedF32;
 use kpl::nn::gemm::{Epilogue, F32Isa, Isa};
 use kpl::nn::Activation;
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
-}
+use common::gemm_data::{f32s, f64s, pool, same_bits, stream, unhex};
 
 /// ggml `block_q8_0` bytes from int8 values [n, k] and f16 scales [n, k/32].
 fn blocks(q: &[u8], d: &[u8], n: usize, k: usize) -> Vec<u8> {
@@ -64,24 +60,6 @@ fn q8_gemm_matches_the_numpy_reference_bit_for_bit() {
         }
         eprintln!("[{m}, {k}, {n}]: {:?} equal to the reference bit for bit", Isa::available());
     }
-}
-
-/// A deterministic normal-ish stream with a few outliers (xorshift64*).
-fn stream(seed: u64, len: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            let mut u = 0f32;
-            for _ in 0..4 {
-                s ^= s >> 12;
-                s ^= s << 25;
-                s ^= s >> 27;
-                u += (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            }
-            let v = (u - 2.0) * 1.7 * scale;
-            if i % 97 == 13 { v * 15.0 } else { v }
-        })
-        .collect()
 }
 
 #[test]
@@ -232,10 +210,6 @@ fn f32_packing_rejects_bad_shapes() {
 const ACTIVATIONS: [(Activation, &str); 3] =
     [(Activation::QuickGelu, "quick_gelu"), (Activation::Gelu, "gelu"), (Activation::GeluTanh, "gelu_tanh")];
 
-fn f64s(hex: &str) -> Vec<f64> {
-    unhex(hex).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().unwrap())).collect()
-}
-
 /// The epilogues against numpy: the residual sum bit for bit (both GEMMs),
 /// the activations within a few f32 roundings of torch's formulas in f64.
 #[test]
@@ -257,7 +231,7 @@ fn epilogues_match_the_numpy_references() {
         let with_residual = packed.matmul_fused_with(&x, m, &epilogue, isa);
         assert_eq!(with_residual, f32s(&unhex(c["y_res"].as_str().unwrap())), "[{m}, {k}, {n}]: residual");
         for (act, name) in ACTIVATIONS {
-            let want = f64s(c[format!("act_{name}")].as_str().unwrap());
+            let want = f64s(&unhex(c[format!("act_{name}")].as_str().unwrap()));
             let epilogue = Epilogue { bias: b.as_deref(), activation: Some(act), residual: None };
             let got = packed.matmul_fused_with(&x, m, &epilogue, isa);
             for ((&g, &t), &v) in got.iter().zip(&want).zip(&y) {
@@ -293,7 +267,6 @@ fn epilogues_match_the_numpy_references() {
 #[test]
 fn fused_epilogues_equal_the_unfused_path_bit_for_bit() {
     let dev = Device::Cpu;
-    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
     let pools = [pool(1), pool(2), pool(3)];
     for &(m, k, n) in &[(1, 32, 1), (5, 160, 13), (13, 288, 40), (197, 64, 50)] {
         let x = stream(m as u64 * 13 + k as u64, m * k, 1.0);
@@ -323,20 +296,17 @@ fn fused_epilogues_equal_the_unfused_path_bit_for_bit() {
                 let want = unfused(f32w.matmul_with(&x, m, None, isa), act, residual);
                 for p in &pools {
                     let got = p.install(|| f32w.matmul_fused_with(&x, m, &epilogue, isa));
-                    assert!(same(&got, &want), "f32 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
+                    assert!(same_bits(&got, &want), "f32 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
                 }
             }
             for isa in Isa::available() {
                 let want = unfused(q8w.matmul_with(&x, m, isa), act, residual);
                 for p in &pools {
                     let got = p.install(|| q8w.matmul_fused_with(&x, m, &epilogue, isa));
-                    assert!(same(&got, &want), "q8 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
+                    assert!(same_bits(&got, &want), "q8 [{m}, {k}, {n}] {isa:?} {act:?} residual {residual}, {} threads", p.current_num_threads());
                 }
             }
         }
     }
 }
 
-fn same(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::gemm_data::{pool, same_bits};
 use common::*;
 use kpl::bundle::pack::{pack_model_dir, PackOptions};
 use kpl::bundle::PackDtype;
@@ -18,14 +19,6 @@ use kpl::nn::gemm::{F32Isa, Isa};
 use kpl::nn::norm::layer_norm;
 use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::preprocess::PixelTensor;
-
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
-}
 
 /// Pseudo-random values in [-scale, scale) (xorshift64).
 fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
