@@ -10,7 +10,7 @@
 //! fused ones bit for bit against their scalar reference, all within the f32
 //! rounding bound of the exact product and of candle's dense matmul. Odd
 //! shapes: k = 1, one row, m off every kernel's rows, n off the 16-column
-//! panel, k across the 256-value block.
+//! panel and the AVX-512 kernel's 32 columns, k across the 768-value block.
 //!
 //! Their fused epilogues (bias, activation, residual sum): bit for bit the
 //! unfused path (candle's operations) at 1–3 threads, and against numpy.
@@ -170,8 +170,10 @@ fn f32_gemm_matches_the_numpy_reference() {
 #[test]
 fn f32_gemm_agrees_with_candle_dense_matmul() {
     let dev = Device::Cpu;
-    // k = 1, one row, exact tiles (12 × 16, 6 × 16), k across the 256 block, n off the panel.
-    let shapes = [(1, 1, 1), (1, 768, 19), (3, 1, 40), (12, 256, 16), (6, 512, 32), (13, 520, 33), (197, 96, 50), (29, 2, 7)];
+    // k = 1, one row, exact tiles (12 × 16, 6 × 16, 12 × 32), k across the
+    // 768-value block (one and two crossings), n off the panel and off the
+    // 32-column AVX-512 tile.
+    let shapes = [(1, 1, 1), (1, 768, 19), (3, 1, 40), (12, 256, 16), (6, 512, 32), (13, 520, 33), (197, 96, 50), (29, 2, 7), (13, 1000, 40), (25, 1600, 50)];
     for &(m, k, n) in &shapes {
         let x = stream(m as u64 * 17 + k as u64, m * k, 1.0);
         let w = stream(n as u64 * 5 + 1, n * k, 0.02);
@@ -182,8 +184,12 @@ fn f32_gemm_agrees_with_candle_dense_matmul() {
         let candle = candle_nn::Linear::new(wt, Some(bt)).forward(&xt).unwrap().to_vec2::<f32>().unwrap();
         let packed = PackedF32::from_rows(&w, n, k).unwrap();
         let mut worst = 0f64;
+        let fused_reference = packed.matmul_with(&x, m, Some(&b), F32Isa::ScalarFma);
         for isa in F32Isa::available() {
             let y = packed.matmul_with(&x, m, Some(&b), isa);
+            if isa.fused() {
+                assert!(y.iter().zip(&fused_reference).all(|(a, b)| a.to_bits() == b.to_bits()), "[{m}, {k}, {n}] {isa:?}: differs from ScalarFma");
+            }
             for i in 0..m {
                 for j in 0..n {
                     // Both are within the chain bound of the exact value.

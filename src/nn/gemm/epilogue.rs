@@ -38,10 +38,15 @@ impl<'a> Epilogue<'a> {
     /// out.len()`; `n` is the row length of the whole output.
     #[inline]
     pub(crate) fn store(&self, row: usize, col: usize, n: usize, acc: &[f32], out: &mut [f32]) {
-        let acc = &acc[..out.len()];
-        match self.bias {
-            Some(b) => out.iter_mut().zip(acc).zip(&b[col..]).for_each(|((o, &a), &b)| *o = a + b),
-            None => out.copy_from_slice(acc),
+        out.copy_from_slice(&acc[..out.len()]);
+        self.apply(row, col, n, out);
+    }
+
+    /// [`store`](Self::store) in place: `out` holds the finished sums.
+    #[inline]
+    pub(crate) fn apply(&self, row: usize, col: usize, n: usize, out: &mut [f32]) {
+        if let Some(b) = self.bias {
+            out.iter_mut().zip(&b[col..]).for_each(|(o, &b)| *o += b);
         }
         if let Some(act) = self.activation {
             out.iter_mut().for_each(|o| *o = act.at(*o));
@@ -50,5 +55,10 @@ impl<'a> Epilogue<'a> {
             let r = &r[row * n + col..row * n + col + out.len()];
             out.iter_mut().zip(r).for_each(|(o, &r)| *o += r);
         }
+    }
+
+    /// Whether [`apply`](Self::apply) changes nothing.
+    pub(crate) fn is_identity(&self) -> bool {
+        self.bias.is_none() && self.activation.is_none() && self.residual.is_none()
     }
 }

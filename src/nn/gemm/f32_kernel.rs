@@ -102,6 +102,12 @@ macro_rules! by_rows {
             _ => unreachable!("rows checked by tile"),
         }
     };
+    ($rows:expr, $f:ident::<_, $p:literal>, $args:tt, $($r:literal)*) => {
+        match $rows {
+            $($r => $f::<$r, $p> $args,)*
+            _ => unreachable!("rows checked by tile"),
+        }
+    };
 }
 
 /// `acc[r][c] ← acc[r][c] + Σ_{j<kc} a[j·MR + r] · w[j·NR + c]`, one step per
@@ -138,6 +144,43 @@ pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut
         #[cfg(target_arch = "wasm32")]
         F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128, (kc, x, w, acc), 1 2 3 4) },
     }
+}
+
+/// The GEMM driver's path without a copy of the tile: `c[r·ldc + q·NR + i]
+/// ← (if `accumulate` that value, else 0) + Σ_{j<kc} a[j·MR + r] · w[q][j·NR
+/// + i]` for `r < rows`, `i < NR` and each of the `P` = `w.len()` panels (1
+/// or 2) side by side, one fused multiply-add per step in j order (the bits of
+/// [`tile`]). Returns `false`, doing nothing, where `isa` has no such kernel
+/// (all but AVX-512; the caller then goes through [`tile`]). On AVX-512, two
+/// panels make a 12 × 32 tile: 24 accumulators, per k two weight loads and 12
+/// broadcasts for 24 multiply-adds.
+///
+/// Panics if `rows` is 0 or above `isa.rows()`, `w` holds neither 1 nor 2
+/// panels, or a slice is shorter than read (a caller's bug).
+pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c: &mut [f32], ldc: usize, accumulate: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == F32Isa::Avx512 {
+        let p = w.len();
+        assert!((1..=isa.rows()).contains(&rows) && (1..=2).contains(&p) && ldc >= p * NR);
+        assert!(w.iter().all(|w| w.len() >= kc * NR) && a.len() >= kc * isa.rows(), "a slice is shorter than read");
+        assert!(c.len() >= (rows - 1) * ldc + p * NR, "c is shorter than the tile");
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
+        let (x, c) = (a.as_ptr(), c.as_mut_ptr());
+        // SAFETY: AVX-512F is present (checked above); the pointers cover
+        // what the kernel reads and writes (asserted above).
+        unsafe {
+            if p == 2 {
+                let w = [w[0].as_ptr(), w[1].as_ptr()];
+                by_rows!(rows, tile_into_avx512::<_, 2>, (kc, x, w, c, ldc, accumulate), 1 2 3 4 5 6 7 8 9 10 11 12)
+            } else {
+                let w = [w[0].as_ptr()];
+                by_rows!(rows, tile_into_avx512::<_, 1>, (kc, x, w, c, ldc, accumulate), 1 2 3 4 5 6 7 8 9 10 11 12)
+            }
+        }
+        return true;
+    }
+    let _ = (isa, rows, kc, a, w, c, ldc, accumulate);
+    false
 }
 
 /// `a`: kc × mr values (mr = a.len() / kc).
@@ -196,6 +239,45 @@ unsafe fn tile_avx512<const R: usize>(kc: usize, x: *const f32, w: *const f32, a
     }
     for (c, a) in c.iter().zip(acc.iter_mut()) {
         _mm512_storeu_ps(a.as_mut_ptr(), *c);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_into_avx512<const R: usize, const P: usize>(
+    kc: usize,
+    x: *const f32,
+    w: [*const f32; P],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    const MR: usize = MAX_ROWS;
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    if accumulate {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (q, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(c.add(r * ldc + q * NR));
+            }
+        }
+    }
+    for j in 0..kc {
+        let mut v = [_mm512_setzero_ps(); P];
+        for (v, w) in v.iter_mut().zip(w) {
+            *v = _mm512_loadu_ps(w.add(j * NR));
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let a = _mm512_set1_ps(*x.add(j * MR + r));
+            for (acc, v) in acc.iter_mut().zip(v) {
+                *acc = _mm512_fmadd_ps(a, v, *acc);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (q, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(c.add(r * ldc + q * NR), *acc);
+        }
     }
 }
 
