@@ -10,7 +10,8 @@
 //! fused ones bit for bit against their scalar reference, all within the f32
 //! rounding bound of the exact product and of candle's dense matmul. Odd
 //! shapes: k = 1, one row, m off every kernel's rows, n off the 16-column
-//! panel and the AVX-512 kernel's 32 columns, k across the 768-value block.
+//! panel and the AVX-512 kernel's 32 columns, k across the 256-value block
+//! (768 for AVX-512).
 //!
 //! Their fused epilogues (bias, activation, residual sum): bit for bit the
 //! unfused path (candle's operations) at 1–3 threads, and against numpy.
@@ -171,7 +172,7 @@ fn f32_gemm_matches_the_numpy_reference() {
 fn f32_gemm_agrees_with_candle_dense_matmul() {
     let dev = Device::Cpu;
     // k = 1, one row, exact tiles (12 × 16, 6 × 16, 12 × 32), k across the
-    // 768-value block (one and two crossings), n off the panel and off the
+    // 256-value block and AVX-512's 768 (one and two crossings), n off the panel and off the
     // 32-column AVX-512 tile.
     let shapes = [(1, 1, 1), (1, 768, 19), (3, 1, 40), (12, 256, 16), (6, 512, 32), (13, 520, 33), (197, 96, 50), (29, 2, 7), (13, 1000, 40), (25, 1600, 50)];
     for &(m, k, n) in &shapes {

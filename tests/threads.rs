@@ -70,7 +70,7 @@ fn q8_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
 fn f32_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
     // m off every kernel's rows, n off the 16-column panel, fewer panels than
     // threads, panel counts that do not divide by the thread count, k across
-    // the 768-value block.
+    // the 256-value block and AVX-512's 768.
     for &(m, k, n) in &[(1, 1, 1), (5, 33, 13), (3, 300, 17), (13, 800, 40), (197, 96, 81), (2, 32, 3072)] {
         let x = values(m as u64 * 131 + k as u64, m * k, 2.0);
         let w = values(n as u64 + 7, n * k, 0.1);

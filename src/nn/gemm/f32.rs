@@ -7,7 +7,7 @@
 //! that pad `n` to a multiple of 16).
 //!
 //! **Product** (the usual register-blocked GEMM, as BLIS and ONNX Runtime's
-//! MLAS do it): k is cut into blocks of [`KC`], each panel's block read by
+//! MLAS do it): k is cut into blocks ([`KC`]), each panel's block read by
 //! every tile of rows in turn; the activations are
 //! packed once per call, k-major per tile of rows (the kernels broadcast them
 //! from one pointer at constant offsets); each micro-kernel
@@ -25,11 +25,23 @@ use super::epilogue::Epilogue;
 use super::f32_kernel::{self, F32Isa, MAX_ROWS, NR};
 use super::q8::PackError;
 
-/// Values of k per block: a ViT-B's 768 in one pass. Each pass loads and
-/// stores every output once more; on a Zen 5 core 768 measured faster than
-/// 256 (an L1-resident 16 KB panel block) by 10–20 % on the ViT-B/16 shapes,
-/// the panel's block streaming from L2 instead.
-pub const KC: usize = 768;
+/// Values of k per block for the kernels going through [`f32_kernel::tile`]
+/// (a 16 KB panel block: L1-resident).
+pub const KC: usize = 256;
+
+/// Values of k per block for `isa`: [`KC`], or for AVX-512 (tiles accumulated
+/// in the output, [`f32_kernel::tile_into`]) 768, a ViT-B's k in one pass: each
+/// pass loads and stores every output once more, and on a Zen 5 core 768
+/// measured 10–20 % faster than 256 on the ViT-B/16 shapes, the panel's block
+/// streaming from L2 instead of L1.
+fn block_k(isa: F32Isa) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if isa == F32Isa::Avx512 {
+        return 768;
+    }
+    let _ = isa;
+    KC
+}
 
 /// A dense f32 weight `[n, k]` in the kernel's panel layout (see the module doc).
 #[derive(Clone)]
@@ -122,8 +134,9 @@ impl PackedF32 {
         super::split::by_panels(m, self.n, NR, |panels, block| {
             let c0 = panels.start * NR;
             let width = (panels.end * NR).min(self.n) - c0;
-            for k0 in (0..self.k).step_by(KC) {
-                let kc = KC.min(self.k - k0);
+            let kcb = block_k(isa);
+            for k0 in (0..self.k).step_by(kcb) {
+                let kc = kcb.min(self.k - k0);
                 let last = k0 + kc == self.k;
                 // Panels two at a time where the kernel takes two
                 // ([`f32_kernel::tile_into`]), the last one of an odd range alone.
