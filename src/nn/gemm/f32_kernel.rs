@@ -146,10 +146,11 @@ pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut
     }
 }
 
-/// The GEMM driver's path without a copy of the tile: `c[r·ldc + q·NR + i]
-/// ← (if `accumulate` that value, else 0) + Σ_{j<kc} a[j·MR + r] · w[q][j·NR
-/// + i]` for `r < rows`, `i < NR` and each of the `P` = `w.len()` panels (1
-/// or 2) side by side, one fused multiply-add per step in j order (the bits of
+/// The GEMM driver's path without a copy of the tile:
+/// `c[r·ldc + q·NR + i] ← (if accumulate, that value, else 0) +
+/// Σ_{j<kc} a[j·MR + r] · w[q][j·NR + i]` for `r < rows`, `i < NR` and each
+/// of the `P` = `w.len()` panels (1 or 2) side by side, one fused
+/// multiply-add per step in j order (the bits of
 /// [`tile`]). Returns `false`, doing nothing, where `isa` has no such kernel
 /// (all but AVX-512; the caller then goes through [`tile`]). On AVX-512, two
 /// panels make a 12 × 32 tile: 24 accumulators, per k two weight loads and 12
@@ -157,6 +158,7 @@ pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut
 ///
 /// Panics if `rows` is 0 or above `isa.rows()`, `w` holds neither 1 nor 2
 /// panels, or a slice is shorter than read (a caller's bug).
+#[allow(clippy::too_many_arguments)]
 pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c: &mut [f32], ldc: usize, accumulate: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     if isa == F32Isa::Avx512 {
