@@ -72,6 +72,19 @@ function kplReportCrash(channel, error) {
 helperText = replaceOnce(helperText, `    receiver: builder.receiver()\n`,
   `    receiver: builder.receiver(),\n    kplCrashChannel: globalThis.kplPoolCrashChannel ?? null\n`, helper);
 
+// Each pool thread's stack is allocated from the heap of the shared memory when the
+// thread starts, and wasm memory never shrinks: wasm-bindgen's default of 2 MiB a
+// thread took 4 MiB at two threads, 8 % of a q4 ViT-B/16's weights (issue #14 item 3:
+// peak memory ≤ 1.25× the weights). 1 MiB is the stack the single-threaded build runs
+// the whole model on (rustc's wasm32 default); a pool thread runs only parts of it
+// (GEMM panel ranges, attention heads, candle's element-wise splits).
+helperText = replaceOnce(helperText, `  await pkg.default(init);`,
+  `  await pkg.default({ ...init, thread_stack_size: KPL_POOL_STACK_BYTES });`, helper);
+helperText = helperText.replace(/^(function waitForMsgType)/m, `// kpl: a pool thread's stack (scripts/wasm-threads.mjs says why).
+const KPL_POOL_STACK_BYTES = 1 << 20;
+
+$1`);
+if (!helperText.includes('const KPL_POOL_STACK_BYTES')) fail(`${helper}: no waitForMsgType function to put the stack size before`);
 fs.writeFileSync(path.join(dir, 'workerHelpers.js'), helperText);
 fs.writeFileSync(main, mainText);
 fs.rmSync(path.join(snippets, rayonDirs[0]), { recursive: true });

@@ -43,7 +43,7 @@ pub(crate) struct GpuVision {
 
 impl GpuVision {
     pub(crate) fn upload(ctx: &GpuContext, tower: &VisionTower) -> Result<Self> {
-        let conv = tower.patch_embedding.weight();
+        let conv = tower.patch_embedding.weight()?;
         let (hidden, channels, patch, _) = conv.dims4()?;
         // The convolution (stride = kernel) is a matmul over flattened patches.
         // candle's Linear: only uploaded, never multiplied on the CPU (no packing).

@@ -5,9 +5,9 @@
 //! names onto these fields.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::Conv2d;
 
 use crate::nn::norm::LayerNorm;
+use crate::nn::patch::PatchEmbedding;
 
 use crate::nn::attention_pool::AttentionPool;
 use crate::nn::linear::Linear;
@@ -57,7 +57,7 @@ pub enum VisionPool {
 /// optional pre-layernorm, encoder, post-layernorm, pooling, optional projection.
 #[derive(Debug, Clone)]
 pub struct VisionTower {
-    pub(crate) patch_embedding: Conv2d,
+    pub(crate) patch_embedding: PatchEmbedding,
     pub(crate) class_embedding: Option<Tensor>,
     /// [tokens, hidden]
     pub(crate) position_embedding: Tensor,
@@ -80,7 +80,7 @@ impl VisionTower {
     /// `pixels` [batch, 3, image_size, image_size] → unnormalised embeddings [batch, dim].
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let batch = pixels.dim(0)?;
-        let mut tokens = self.patch_embedding.forward(pixels)?.flatten_from(2)?.transpose(1, 2)?;
+        let mut tokens = self.patch_embedding.forward(pixels)?;
         if let Some(class) = &self.class_embedding {
             let hidden = class.dim(D::Minus1)?;
             let class = class.reshape((1, 1, hidden))?.repeat((batch, 1, 1))?;

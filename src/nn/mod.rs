@@ -13,6 +13,7 @@ pub mod gemm;
 mod lanes;
 pub mod linear;
 pub mod norm;
+pub mod patch;
 pub mod transformer;
 pub mod weights;
 

@@ -7,7 +7,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use super::attention::{attend_tensors, attention_kernel, AttentionKernel};
-use super::linear::Linear;
+use super::linear::{with_f32_slice, Linear};
 use super::norm::LayerNorm;
 use super::weights::Weights;
 use super::Activation;
@@ -181,6 +181,11 @@ impl Attention {
     }
 }
 
+/// Bytes of f32 intermediate activations (`[rows, intermediate]`) one step of
+/// [`EncoderLayer::mlp_residual`] computes: 1 MiB, small next to any
+/// encoder's weights; a ViT-B/16 image's 197 rows go in three steps.
+const MLP_CHUNK_BYTES: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 pub(crate) struct EncoderLayer {
     pub(crate) self_attn: Attention,
@@ -209,8 +214,31 @@ impl EncoderLayer {
     /// `residual + fc2(act(fc1(xs)))`: the activation fused into fc1's GEMM
     /// epilogue and the residual sum into fc2's (`Linear::forward_activation`,
     /// `forward_residual`: the same bits as unfused).
+    ///
+    /// Computed [`MLP_CHUNK_BYTES`] of intermediate activations at a time: the
+    /// `[rows, intermediate]` activations (and their int16 copy for the int8
+    /// GEMM) are a forward pass's largest, and wasm memory never shrinks, so
+    /// their size stays part of the page's peak (issue #14 item 3). Rows are
+    /// independent and every GEMM computes each output value from its own row
+    /// only: the same bits as in one go.
     fn mlp_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.fc2.forward_residual(&self.fc1.forward_activation(xs, self.activation)?, residual)
+        let (intermediate, hidden) = self.fc1.dims()?;
+        let rows = xs.elem_count() / hidden.max(1);
+        let most = (MLP_CHUNK_BYTES / (4 * intermediate).max(1)).max(1);
+        if rows <= most || !xs.device().is_cpu() || residual.dims() != xs.dims() {
+            return self.fc2.forward_residual(&self.fc1.forward_activation(xs, self.activation)?, residual);
+        }
+        let per = rows.div_ceil(rows.div_ceil(most));
+        let (xs2, residual2) = (xs.reshape((rows, hidden))?, residual.reshape((rows, hidden))?);
+        let mut out = Vec::with_capacity(rows * hidden);
+        for start in (0..rows).step_by(per) {
+            let len = per.min(rows - start);
+            let h = self.fc1.forward_activation(&xs2.narrow(0, start, len)?, self.activation)?;
+            let part = self.fc2.forward_residual(&h, &residual2.narrow(0, start, len)?)?;
+            drop(h);
+            with_f32_slice(&part, |s| out.extend_from_slice(s))?;
+        }
+        Tensor::from_vec(out, xs.shape(), &Device::Cpu)
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {

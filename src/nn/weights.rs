@@ -23,9 +23,10 @@ use std::sync::Arc;
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{Device, Result, Shape, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::norm::LayerNorm;
+use super::patch::PatchEmbedding;
 
 use super::linear::{tensor_bytes, Linear};
 
@@ -241,10 +242,16 @@ impl Weights {
         Ok(LayerNorm::new(self.get(size, "weight")?, self.get(size, "bias")?, eps))
     }
 
-    /// A convolution `weight` [out, in, k, k] (+ `bias` [out] when `bias`).
-    pub fn conv2d(&self, in_c: usize, out_c: usize, kernel: usize, config: Conv2dConfig, bias: bool) -> Result<Conv2d> {
-        let w = self.get((out_c, in_c / config.groups, kernel, kernel), "weight")?;
+    /// The patch convolution `weight` [out, in, k, k] (+ `bias` [out] when
+    /// `bias`), stride k, held as its GEMM reads it.
+    pub fn patch_embedding(&self, in_c: usize, out_c: usize, kernel: usize, bias: bool) -> Result<PatchEmbedding> {
+        let held = self.held.get();
+        let w = self.get((out_c, in_c, kernel, kernel), "weight")?;
         let b = if bias { Some(self.get(out_c, "bias")?) } else { None };
-        Ok(Conv2d::new(w, b, config))
+        // Counted below in the form held.
+        self.held.set(held);
+        let patches = PatchEmbedding::new(w, b)?;
+        self.count(patches.held_bytes());
+        Ok(patches)
     }
 }

@@ -4,7 +4,6 @@
 pub mod config;
 
 use candle_core::{DType, Tensor};
-use candle_nn::Conv2dConfig;
 
 pub use config::ClipConfig;
 
@@ -43,11 +42,10 @@ pub fn load_vision(config: &ClipConfig, w: &Weights) -> candle_core::Result<Visi
     let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
     let v = w.pp(names::VISION);
     let embeddings = v.pp(names::EMBEDDINGS);
-    let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let grid = c.image_size / c.patch_size;
     let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     Ok(VisionTower {
-        patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).conv2d(c.num_channels, hidden, c.patch_size, conv, false)?,
+        patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).patch_embedding(c.num_channels, hidden, c.patch_size, false)?,
         class_embedding: Some(embeddings.get(hidden, names::CLASS_EMBEDDING)?),
         position_embedding: embeddings.get((grid * grid + 1, hidden), names::POSITION_EMBEDDING)?,
         pre_layernorm: Some(v.pp(names::PRE_LAYERNORM).layer_norm(hidden, eps)?),

@@ -26,7 +26,6 @@ pub const OPEN_CLIP_WEIGHTS: [&str; 4] = [
 ];
 
 use candle_core::{DType, Tensor};
-use candle_nn::Conv2dConfig;
 
 pub use config::OpenClipConfig;
 use config::{HeadKind, TextArch, TextKind, TextPooling, VisionArch, VisionKind, VisionPooling};
@@ -56,7 +55,6 @@ fn load_timm_vit(c: &VisionArch, embed_dim: usize, w: &Weights) -> candle_core::
     let (hidden, eps) = (c.width, c.layer_norm_eps);
     let grid = c.image_size / c.patch_size;
     let tokens = grid * grid + usize::from(c.class_token);
-    let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let encoder = TransformerConfig::pre_norm(hidden, c.mlp, c.heads, c.layers, c.activation, eps);
     let (head_hidden, projection) = match c.head {
         HeadKind::None => (None, None),
@@ -72,7 +70,7 @@ fn load_timm_vit(c: &VisionArch, embed_dim: usize, w: &Weights) -> candle_core::
     };
     Ok(VisionTower {
         // timm's VisionTransformer: `PatchEmbed(bias=not pre_norm)`.
-        patch_embedding: w.pp(n::PATCH_EMBED).conv2d(3, hidden, c.patch_size, conv, !c.pre_norm)?,
+        patch_embedding: w.pp(n::PATCH_EMBED).patch_embedding(3, hidden, c.patch_size, !c.pre_norm)?,
         class_embedding: if c.class_token { Some(w.get((1, 1, hidden), n::CLS_TOKEN)?.reshape(hidden)?) } else { None },
         position_embedding: w.get((1, tokens, hidden), n::POS_EMBED)?.reshape((tokens, hidden))?,
         pre_layernorm: if c.pre_norm { Some(w.pp(n::NORM_PRE).layer_norm(hidden, eps)?) } else { None },
@@ -93,10 +91,9 @@ fn load_open_clip_vit(c: &VisionArch, embed_dim: usize, w: &Weights) -> candle_c
     use names::vit as n;
     let (hidden, eps) = (c.width, c.layer_norm_eps);
     let grid = c.image_size / c.patch_size;
-    let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let encoder = TransformerConfig::pre_norm(hidden, c.mlp, c.heads, c.layers, c.activation, eps);
     Ok(VisionTower {
-        patch_embedding: w.pp(n::CONV1).conv2d(3, hidden, c.patch_size, conv, false)?,
+        patch_embedding: w.pp(n::CONV1).patch_embedding(3, hidden, c.patch_size, false)?,
         class_embedding: Some(w.get(hidden, n::CLASS_EMBEDDING)?),
         position_embedding: w.get((grid * grid + 1, hidden), n::POSITIONAL_EMBEDDING)?,
         pre_layernorm: if c.pre_norm { Some(w.pp(n::LN_PRE).layer_norm(hidden, eps)?) } else { None },

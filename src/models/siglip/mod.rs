@@ -8,7 +8,6 @@
 pub mod config;
 
 use candle_core::{DType, Tensor};
-use candle_nn::Conv2dConfig;
 
 pub use config::SiglipConfig;
 
@@ -45,12 +44,11 @@ pub fn load_vision(config: &SiglipConfig, w: &Weights) -> candle_core::Result<Vi
     let (hidden, eps) = (c.hidden_size, c.layer_norm_eps);
     let v = w.pp(names::VISION);
     let embeddings = v.pp(names::EMBEDDINGS);
-    let conv = Conv2dConfig { stride: c.patch_size, ..Default::default() };
     let grid = c.image_size / c.patch_size;
     let encoder = TransformerConfig::pre_norm(hidden, c.intermediate_size, c.num_attention_heads, c.num_hidden_layers, c.hidden_act, eps);
     let head = AttentionPool::load(hidden, c.intermediate_size, c.num_attention_heads, c.hidden_act, eps, v.pp(names::HEAD))?;
     Ok(VisionTower {
-        patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).conv2d(c.num_channels, hidden, c.patch_size, conv, true)?,
+        patch_embedding: embeddings.pp(names::PATCH_EMBEDDING).patch_embedding(c.num_channels, hidden, c.patch_size, true)?,
         class_embedding: None,
         position_embedding: embeddings.get((grid * grid, hidden), names::POSITION_EMBEDDING)?,
         pre_layernorm: None,
