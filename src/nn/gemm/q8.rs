@@ -186,18 +186,31 @@ impl PackedQ8 {
             for t in 0..acts.rows_padded / mr {
                 let a = &acts.q[t * mr * self.k..(t + 1) * mr * self.k];
                 let da = &acts.d[t * mr * kb..(t + 1) * mr * kb];
-                for p in g..(g + group).min(panels.end) {
-                    let w = &self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK];
-                    let dw = &self.scales[p * kb * NR..(p + 1) * kb * NR];
-                    let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
-                    let mut tile = [[0f32; NR]; MAX_ROWS];
-                    q8_kernel::tile(isa, kb, a, da, w, dw, &mut tile);
-                    for (r, row) in tile[..mr].iter().enumerate() {
-                        let i = t * mr + r;
-                        if i < m {
-                            epilogue.store(i, c0 + col, self.n, row, &mut out[i * width + col..i * width + col + cols]);
+                // Panels two at a time ([`q8_kernel::tile2`]), the last one of
+                // an odd group alone.
+                let end = (g + group).min(panels.end);
+                let mut p = g;
+                while p < end {
+                    let w = |q: usize| &self.quants[q * kb * PANEL_BLOCK..(q + 1) * kb * PANEL_BLOCK];
+                    let dw = |q: usize| &self.scales[q * kb * NR..(q + 1) * kb * NR];
+                    let mut tiles = [[[0f32; NR]; MAX_ROWS]; 2];
+                    let two = p + 1 < end;
+                    if two {
+                        let [t0, t1] = &mut tiles;
+                        q8_kernel::tile2(isa, kb, a, da, [w(p), w(p + 1)], [dw(p), dw(p + 1)], [t0, t1]);
+                    } else {
+                        q8_kernel::tile(isa, kb, a, da, w(p), dw(p), &mut tiles[0]);
+                    }
+                    for (h, tile) in tiles[..1 + two as usize].iter().enumerate() {
+                        let (col, cols) = ((p + h) * NR - c0, NR.min(self.n - (p + h) * NR));
+                        for (r, row) in tile[..mr].iter().enumerate() {
+                            let i = t * mr + r;
+                            if i < m {
+                                epilogue.store(i, c0 + col, self.n, row, &mut out[i * width + col..i * width + col + cols]);
+                            }
                         }
                     }
+                    p += 1 + two as usize;
                 }
             }
         }

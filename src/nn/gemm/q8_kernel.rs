@@ -139,6 +139,31 @@ pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], ou
     }
 }
 
+/// [`tile`] over two panels side by side (`w[q]`, `dw[q]` into `out[q]`):
+/// the same sums, so the same bits as two calls of [`tile`]. The AVX-512 VNNI
+/// kernel takes both at once on 512-bit registers (16 columns: one
+/// `vpdpwssd` per row and k-pair does the work of two 256-bit ones); the
+/// others call [`tile`] twice.
+///
+/// Panics as [`tile`] does.
+pub fn tile2(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: [&[i8]; 2], dw: [&[f32]; 2], out: [&mut [[f32; NR]]; 2]) {
+    let [out0, out1] = out;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni {
+        let rows = isa.rows();
+        assert!(a.len() >= rows * kb * BLOCK && da.len() >= rows * kb);
+        assert!(w.iter().all(|w| w.len() >= kb * PANEL_BLOCK) && dw.iter().all(|dw| dw.len() >= kb * NR));
+        assert!(out0.len() >= rows && out1.len() >= rows, "out must hold the tile's rows");
+        assert!(isa.supported());
+        // SAFETY: AVX-512 F/BW/VL/VNNI are present (checked above); the slices
+        // are at least as long as the kernel reads (asserted above).
+        unsafe { tile2_avx512_vnni(kb, a, da, w, dw, [out0, out1]) };
+        return;
+    }
+    tile(isa, kb, a, da, w[0], dw[0], out0);
+    tile(isa, kb, a, da, w[1], dw[1], out1);
+}
+
 fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
     let k = kb * BLOCK;
     for b in 0..kb {
@@ -296,6 +321,80 @@ unsafe fn tile_avx512_vnni(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32
     }
 }
 
+/// [`tile_avx512_vnni`] on two panels in 512-bit registers: per k-pair the
+/// two panels' 8 columns joined and widened into one register, then one
+/// `vpdpwssd` with a `{1to16}` broadcast per row; the f32 steps as
+/// [`block_epilogue`]'s, lane by lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile2_avx512_vnni(kb: usize, a: &[i16], da: &[f32], w: [&[i8]; 2], dw: [&[f32]; 2], out: [&mut [[f32; NR]]; 2]) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    const R: usize = MAX_ROWS;
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..kb {
+        let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
+            [_mm512_setzero_si512(); R];
+        let (wp0, wp1) = (w[0].as_ptr().add(b * PANEL_BLOCK), w[1].as_ptr().add(b * PANEL_BLOCK));
+        let ap = a.as_ptr().add(b * PAIRS * R * 2);
+        for j in 0..PAIRS {
+            // Scratch registers: both panels' 16 bytes (ymm), widened (zmm).
+            let (_t, _w): (__m256i, __m512i);
+            // SAFETY (of the reads): 16 bytes of each panel at pair j, and 12
+            // rows × 4 bytes of pair j's activations (`tile2` checked the lengths).
+            asm!(
+                "vbroadcasti128 {t}, xmmword ptr [{wp0}]",
+                "vinserti128 {t}, {t}, xmmword ptr [{wp1}], 1",
+                "vpmovsxbw {w}, {t}",
+                "vpdpwssd {s0}, {w}, dword ptr [{p}]{{1to16}}",
+                "vpdpwssd {s1}, {w}, dword ptr [{p} + 4]{{1to16}}",
+                "vpdpwssd {s2}, {w}, dword ptr [{p} + 8]{{1to16}}",
+                "vpdpwssd {s3}, {w}, dword ptr [{p} + 12]{{1to16}}",
+                "vpdpwssd {s4}, {w}, dword ptr [{p} + 16]{{1to16}}",
+                "vpdpwssd {s5}, {w}, dword ptr [{p} + 20]{{1to16}}",
+                "vpdpwssd {s6}, {w}, dword ptr [{p} + 24]{{1to16}}",
+                "vpdpwssd {s7}, {w}, dword ptr [{p} + 28]{{1to16}}",
+                "vpdpwssd {s8}, {w}, dword ptr [{p} + 32]{{1to16}}",
+                "vpdpwssd {s9}, {w}, dword ptr [{p} + 36]{{1to16}}",
+                "vpdpwssd {s10}, {w}, dword ptr [{p} + 40]{{1to16}}",
+                "vpdpwssd {s11}, {w}, dword ptr [{p} + 44]{{1to16}}",
+                wp0 = in(reg) wp0.add(j * NR * 2),
+                wp1 = in(reg) wp1.add(j * NR * 2),
+                p = in(reg) ap.add(j * R * 2),
+                t = out(ymm_reg) _t,
+                w = out(zmm_reg) _w,
+                s0 = inout(zmm_reg) s0,
+                s1 = inout(zmm_reg) s1,
+                s2 = inout(zmm_reg) s2,
+                s3 = inout(zmm_reg) s3,
+                s4 = inout(zmm_reg) s4,
+                s5 = inout(zmm_reg) s5,
+                s6 = inout(zmm_reg) s6,
+                s7 = inout(zmm_reg) s7,
+                s8 = inout(zmm_reg) s8,
+                s9 = inout(zmm_reg) s9,
+                s10 = inout(zmm_reg) s10,
+                s11 = inout(zmm_reg) s11,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        let isum = [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11];
+        let lo = _mm512_castps256_ps512(_mm256_loadu_ps(dw[0].as_ptr().add(b * NR)));
+        let hi = _mm256_loadu_ps(dw[1].as_ptr().add(b * NR));
+        let dwv = _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(lo), _mm256_castps_pd(hi)));
+        let da = da.as_ptr().add(b * R);
+        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+            let scale = _mm512_mul_ps(_mm512_set1_ps(*da.add(r)), dwv);
+            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(_mm512_cvtepi32_ps(*s), scale));
+        }
+    }
+    let [out0, out1] = out;
+    for ((row0, row1), acc) in out0.iter_mut().zip(out1.iter_mut()).zip(&acc) {
+        _mm256_storeu_ps(row0.as_mut_ptr(), _mm512_castps512_ps256(*acc));
+        _mm256_storeu_ps(row1.as_mut_ptr(), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*acc))));
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
@@ -362,7 +461,7 @@ pub fn peak_loop(isa: Isa, iters: usize) -> (u64, i32) {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vnni if isa.supported() => {
             // SAFETY: AVX-512 F/BW/VL/VNNI are present.
-            (iters as u64 * 12 * 16 * 2, unsafe { peak_avx512_vnni(iters) })
+            (iters as u64 * 12 * 32 * 2, unsafe { peak_avx512_vnni(iters) })
         }
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni if isa.supported() => {
@@ -443,11 +542,11 @@ vnni_peak!(peak_avx_vnni, "avx2,avxvnni", _mm256_dpwssd_avx_epi32);
 unsafe fn peak_avx512_vnni(iters: usize) -> i32 {
     use std::arch::asm;
     use std::arch::x86_64::*;
-    let mut w = _mm256_set1_epi16(std::hint::black_box(3));
-    let one = _mm256_set1_epi16(std::hint::black_box(1));
-    let a = _mm256_set1_epi16(std::hint::black_box(-2));
+    let mut w = _mm512_set1_epi16(std::hint::black_box(3));
+    let one = _mm512_set1_epi16(std::hint::black_box(1));
+    let a = _mm512_set1_epi16(std::hint::black_box(-2));
     let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
-        [_mm256_setzero_si256(); 12];
+        [_mm512_setzero_si512(); 12];
     for _ in 0..iters {
         asm!(
             "vpdpwssd {s0}, {w}, {a}",
@@ -462,29 +561,29 @@ unsafe fn peak_avx512_vnni(iters: usize) -> i32 {
             "vpdpwssd {s9}, {w}, {a}",
             "vpdpwssd {s10}, {w}, {a}",
             "vpdpwssd {s11}, {w}, {a}",
-            w = in(ymm_reg) w,
-            a = in(ymm_reg) a,
-            s0 = inout(ymm_reg) s0,
-            s1 = inout(ymm_reg) s1,
-            s2 = inout(ymm_reg) s2,
-            s3 = inout(ymm_reg) s3,
-            s4 = inout(ymm_reg) s4,
-            s5 = inout(ymm_reg) s5,
-            s6 = inout(ymm_reg) s6,
-            s7 = inout(ymm_reg) s7,
-            s8 = inout(ymm_reg) s8,
-            s9 = inout(ymm_reg) s9,
-            s10 = inout(ymm_reg) s10,
-            s11 = inout(ymm_reg) s11,
+            w = in(zmm_reg) w,
+            a = in(zmm_reg) a,
+            s0 = inout(zmm_reg) s0,
+            s1 = inout(zmm_reg) s1,
+            s2 = inout(zmm_reg) s2,
+            s3 = inout(zmm_reg) s3,
+            s4 = inout(zmm_reg) s4,
+            s5 = inout(zmm_reg) s5,
+            s6 = inout(zmm_reg) s6,
+            s7 = inout(zmm_reg) s7,
+            s8 = inout(zmm_reg) s8,
+            s9 = inout(zmm_reg) s9,
+            s10 = inout(zmm_reg) s10,
+            s11 = inout(zmm_reg) s11,
             options(pure, nomem, nostack, preserves_flags),
         );
-        w = _mm256_add_epi16(w, one);
+        w = _mm512_add_epi16(w, one);
     }
     let mut sum = s0;
     for s in [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11] {
-        sum = _mm256_xor_si256(sum, s);
+        sum = _mm512_xor_si512(sum, s);
     }
-    _mm256_extract_epi32::<0>(sum)
+    _mm_cvtsi128_si32(_mm512_castsi512_si128(sum))
 }
 
 #[cfg(target_arch = "wasm32")]
