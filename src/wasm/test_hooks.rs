@@ -135,3 +135,20 @@ pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<Ve
     crate::nn::norm::layer_norm(x, gamma, beta, eps, &mut y);
     Ok(y)
 }
+
+/// The MLP activation `name` (`quick_gelu`, `gelu`, `gelu_new`) of `x` twice:
+/// as the GEMMs' fused epilogue applies it (`Activation::at_all`; in wasm,
+/// quick_gelu with libm's `expf` in simd128), then as candle's tensor
+/// operations do (the unfused path); returns both, `[2, x.len()]`. For
+/// `tests/browser/gemm.test.mjs` (the same bits). Throws on an unknown name.
+#[wasm_bindgen(js_name = activationTwice)]
+pub fn activation_twice(name: &str, x: &[f32]) -> Result<Vec<f32>, JsError> {
+    let activation: crate::nn::Activation =
+        serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| JsError::new(&format!("activation {name:?}: {e}")))?;
+    let mut fused = x.to_vec();
+    activation.at_all(&mut fused);
+    let tensor = candle_core::Tensor::from_slice(x, x.len(), &candle_core::Device::Cpu).map_err(|e| JsError::new(&e.to_string()))?;
+    let candle = activation.apply(&tensor).and_then(|t| t.to_vec1::<f32>()).map_err(|e| JsError::new(&e.to_string()))?;
+    fused.extend(candle);
+    Ok(fused)
+}

@@ -92,3 +92,42 @@ test('q4 GEMM in wasm equals the numpy reference bit for bit', async () => {
   assert.throws(() => mod.q4Gemm(new Uint8Array(144), 1, 288, new Float32Array(288), 1), /multiple of 256/);
   assert.throws(() => mod.q4Gemm(new Uint8Array(144), 1, 256, new Float32Array(255), 1), /expected m/);
 });
+
+test('the fused epilogue\'s activations in wasm equal candle\'s unfused ones bit for bit', async () => {
+  const { mod } = await loadKplWasm(resolve('pkg'));
+  // Every path of libm's expf inside quick_gelu (e^(-1.702 v)): |1.702 v| ≤ 2^-14, ≤ ½ ln 2,
+  // ≤ 1.5 ln 2, larger, ≥ 87.34 (underflow, overflow), ±∞, NaN, subnormals; the special
+  // lanes mixed into fours with ordinary ones. Magnitudes log-uniform over 1e-9..1e3 and
+  // uniform over ±12, from a fixed linear congruential sequence.
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const values = [0, -0, Infinity, -Infinity, NaN, 1e-40, -1e-40, 51.3, -51.3, 51.32, -51.32, 52.2, -52.2, 61.1, -61.1, 1e30, -1e30];
+  for (let i = 0; i < 100000; i++) {
+    const sign = next() < 0.5 ? -1 : 1;
+    values.push(i % 2 ? sign * 10 ** (-9 + 12 * next()) : sign * 12 * next());
+  }
+  const x = new Float32Array(values);
+  for (const name of ['quick_gelu', 'gelu', 'gelu_new']) {
+    const both = mod.activationTwice(name, x);
+    const fused = both.subarray(0, x.length);
+    const candle = both.subarray(x.length);
+    let differing = 0;
+    for (let i = 0; i < x.length; i++) {
+      const same = Object.is(fused[i], candle[i]) || (Number.isNaN(fused[i]) && Number.isNaN(candle[i]));
+      if (!same) differing++;
+    }
+    assert.equal(differing, 0, `${name}: ${differing} of ${x.length} values differ from candle's`);
+  }
+  // And the values are quick_gelu's (an independent f64 formula), not just equal to each
+  // other: within a few f32 roundings, of which the one of 1.702·v grows the exponential's
+  // relative error with |1.702·v|.
+  const both = mod.activationTwice('quick_gelu', x);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (!Number.isFinite(v) || Math.abs(v) > 50) continue;
+    const want = v / (1 + Math.exp(-1.702 * v));
+    const bound = 3e-7 * (2 + Math.abs(1.702 * v)) * Math.abs(want) + 1e-44;
+    assert.ok(Math.abs(both[i] - want) <= bound, `quick_gelu(${v}) = ${both[i]}, expected ${want}`);
+  }
+  assert.throws(() => mod.activationTwice('relu', x), /relu/);
+});

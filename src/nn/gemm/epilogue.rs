@@ -38,18 +38,45 @@ impl<'a> Epilogue<'a> {
     /// out.len()`; `n` is the row length of the whole output.
     #[inline]
     pub(crate) fn store(&self, row: usize, col: usize, n: usize, acc: &[f32], out: &mut [f32]) {
-        out.copy_from_slice(&acc[..out.len()]);
-        self.apply(row, col, n, out);
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: simd128 is a requirement of the wasm build.
+        return unsafe { self.finish_simd128(row, col, n, Some(acc), out) };
+        #[allow(unreachable_code)]
+        self.finish(row, col, n, Some(acc), out)
     }
 
     /// [`store`](Self::store) in place: `out` holds the finished sums.
     #[inline]
     pub(crate) fn apply(&self, row: usize, col: usize, n: usize, out: &mut [f32]) {
-        if let Some(b) = self.bias {
-            out.iter_mut().zip(&b[col..]).for_each(|(o, &b)| *o += b);
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: simd128 is a requirement of the wasm build.
+        return unsafe { self.finish_simd128(row, col, n, None, out) };
+        #[allow(unreachable_code)]
+        self.finish(row, col, n, None, out)
+    }
+
+    /// [`finish`](Self::finish) compiled with simd128, so that its element-wise
+    /// loops are vectorised (pkg/ has no global `+simd128`): the same
+    /// operations, the same bits.
+    #[cfg(target_arch = "wasm32")]
+    #[target_feature(enable = "simd128")]
+    unsafe fn finish_simd128(&self, row: usize, col: usize, n: usize, acc: Option<&[f32]>, out: &mut [f32]) {
+        self.finish(row, col, n, acc, out)
+    }
+
+    /// `out = act(acc + bias) + residual`, `acc` being `out` itself when `None`.
+    /// With a bias, `acc + bias` is written straight (no copy first: in wasm a
+    /// copy of a run-time length is a `memory.copy` call).
+    #[inline(always)]
+    fn finish(&self, row: usize, col: usize, n: usize, acc: Option<&[f32]>, out: &mut [f32]) {
+        match (acc, self.bias) {
+            (Some(acc), Some(b)) => out.iter_mut().zip(acc).zip(&b[col..]).for_each(|((o, &a), &b)| *o = a + b),
+            (Some(acc), None) => out.copy_from_slice(&acc[..out.len()]),
+            (None, Some(b)) => out.iter_mut().zip(&b[col..]).for_each(|(o, &b)| *o += b),
+            (None, None) => {}
         }
         if let Some(act) = self.activation {
-            out.iter_mut().for_each(|o| *o = act.at(*o));
+            act.at_all(out);
         }
         if let Some(r) = self.residual {
             let r = &r[row * n + col..row * n + col + out.len()];

@@ -272,8 +272,43 @@ impl QuantizedRows {
     }
 }
 
+/// [`quantize_block_scalar`] in simd128, the same bits: the maximum as `pmax`
+/// (skips a NaN as `f32::max` does), `f32x4.nearest` (ties to even), then
+/// `i32x4.trunc_sat_f32x4_s` and an integer clamp, which is `as i16` of the
+/// f32 clamp for every input (NaN → 0, ±∞ → ±32767). In scalar wasm,
+/// `f32::max` and the saturating `as` are a libm call and a branch per value.
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+unsafe fn quantize_block_simd128(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+    use core::arch::wasm32::*;
+    let (x, q) = (&x[..BLOCK], &mut q[..BLOCK]);
+    let v: [v128; BLOCK / 4] = std::array::from_fn(|c| v128_load(x.as_ptr().add(4 * c) as *const v128));
+    let mut m = f32x4_splat(0.0);
+    for &v in &v {
+        m = f32x4_pmax(m, f32x4_abs(v));
+    }
+    let m = f32x4_pmax(m, i32x4_shuffle::<2, 3, 0, 1>(m, m));
+    let m = f32x4_pmax(m, i32x4_shuffle::<1, 0, 3, 2>(m, m));
+    let d = f32x4_extract_lane::<0>(m) / ACT_MAX;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (idv, lo, hi) = (f32x4_splat(id), i32x4_splat(-(ACT_MAX as i32)), i32x4_splat(ACT_MAX as i32));
+    let quantize = |v: v128| i32x4_min(i32x4_max(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, idv))), lo), hi);
+    for (c, pair) in v.chunks_exact(2).enumerate() {
+        v128_store(q.as_mut_ptr().add(8 * c) as *mut v128, i16x8_narrow_i32x4(quantize(pair[0]), quantize(pair[1])));
+    }
+    (d, id)
+}
+
 /// One block of activations: returns `(d, 1/d)`; see the module doc.
 pub(crate) fn quantize_block(x: &[f32], q: &mut [i16]) -> (f32, f32) {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: simd128 is a requirement of the wasm build.
+    return unsafe { quantize_block_simd128(x, q) };
+    #[allow(unreachable_code)]
+    quantize_block_scalar(x, q)
+}
+
+fn quantize_block_scalar(x: &[f32], q: &mut [i16]) -> (f32, f32) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / ACT_MAX;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
