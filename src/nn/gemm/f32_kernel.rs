@@ -149,10 +149,10 @@ pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut
 /// The GEMM driver's path without a copy of the tile:
 /// `c[r·ldc + q·NR + i] ← (if accumulate, that value, else 0) +
 /// Σ_{j<kc} a[j·MR + r] · w[q][j·NR + i]` for `r < rows`, `i < NR` and each
-/// of the `P` = `w.len()` panels (1 or 2) side by side, one fused
-/// multiply-add per step in j order (the bits of
-/// [`tile`]). Returns `false`, doing nothing, where `isa` has no such kernel
-/// (all but AVX-512; the caller then goes through [`tile`]). On AVX-512, two
+/// of the `P` = `w.len()` panels (1 or 2) side by side, one step per j in
+/// order as [`tile`] takes it on the same `isa` (a fused multiply-add on
+/// AVX-512, a multiply then an add on simd128): the bits of [`tile`]. Returns `false`, doing nothing, where `isa` has no such kernel
+/// (all but AVX-512 and simd128; the caller then goes through [`tile`]). On AVX-512, two
 /// panels make a 12 × 32 tile: 24 accumulators, per k two weight loads and 12
 /// broadcasts for 24 multiply-adds.
 ///
@@ -181,8 +181,59 @@ pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c
         }
         return true;
     }
+    #[cfg(target_arch = "wasm32")]
+    if isa == F32Isa::Simd128 {
+        let p = w.len();
+        assert!((1..=isa.rows()).contains(&rows) && (1..=2).contains(&p) && ldc >= p * NR);
+        assert!(w.iter().all(|w| w.len() >= kc * NR) && a.len() >= kc * isa.rows(), "a slice is shorter than read");
+        assert!(c.len() >= (rows - 1) * ldc + p * NR, "c is shorter than the tile");
+        let (x, c) = (a.as_ptr(), c.as_mut_ptr());
+        // SAFETY: the pointers cover what the kernel reads and writes (asserted
+        // above); simd128 is a requirement of the wasm build.
+        unsafe { by_rows!(rows, tile_into_simd128, (kc, x, w, c, ldc, accumulate), 1 2 3 4) };
+        return true;
+    }
     let _ = (isa, rows, kc, a, w, c, ldc, accumulate);
     false
+}
+
+/// [`tile_into`] in simd128: [`tile_simd128`]'s passes of 8 columns (4 rows ×
+/// 2 vectors of accumulators, 2 of weights and the broadcast in V8's 16
+/// registers), their accumulators loaded from and stored to `c` rows `ldc`
+/// apart instead of a tile copied there and back per k block (a
+/// `memory.copy` call per row in wasm).
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+unsafe fn tile_into_simd128<const R: usize>(kc: usize, x: *const f32, w: &[&[f32]], c: *mut f32, ldc: usize, accumulate: bool) {
+    const MR: usize = 4;
+    use core::arch::wasm32::*;
+    for (q, panel) in w.iter().enumerate() {
+        let w = panel.as_ptr();
+        for half in [0, NR / 2] {
+            let col = q * NR + half;
+            let mut acc = [[f32x4_splat(0.0); 2]; R];
+            if accumulate {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let p = c.add(r * ldc + col);
+                    *a = [v128_load(p as *const v128), v128_load(p.add(4) as *const v128)];
+                }
+            }
+            for j in 0..kc {
+                let wp = w.add(j * NR + half);
+                let (w0, w1) = (v128_load(wp as *const v128), v128_load(wp.add(4) as *const v128));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = v128_load32_splat(x.add(j * MR + r) as *const u32);
+                    a[0] = f32x4_add(a[0], f32x4_mul(xv, w0));
+                    a[1] = f32x4_add(a[1], f32x4_mul(xv, w1));
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let p = c.add(r * ldc + col);
+                v128_store(p as *mut v128, a[0]);
+                v128_store(p.add(4) as *mut v128, a[1]);
+            }
+        }
+    }
 }
 
 /// `a`: kc × mr values (mr = a.len() / kc).

@@ -395,28 +395,39 @@ unsafe fn tile2_avx512_vnni(kb: usize, a: &[i16], da: &[f32], w: [&[i8]; 2], dw:
     }
 }
 
+/// Blocks whose integer sums [`tile_simd128`] forms before their f32 part:
+/// 8 blocks × 4 rows × 8 columns of i32 (1 KB) on the stack.
+#[cfg(target_arch = "wasm32")]
+const CHUNK: usize = 8;
+
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
     use core::arch::wasm32::*;
     let k = kb * BLOCK;
     let mut acc = [[f32x4_splat(0.0); 2]; MR];
-    for b in 0..kb {
-        let mut isum = [[i32x4_splat(0); 2]; MR];
-        let wp = w.as_ptr().add(b * PANEL_BLOCK);
-        let ap = a.as_ptr().add(b * BLOCK);
-        for j in 0..PAIRS {
-            // Columns 0–3 and 4–7, each as (k, k+1) pairs widened to i16 by the
-            // load itself (`v128.load8x8_s`: one instruction, no shuffle).
-            let lo = i16x8_load_extend_i8x8(wp.add(j * NR * 2));
-            let hi = i16x8_load_extend_i8x8(wp.add(j * NR * 2 + NR));
-            for (r, s) in isum.iter_mut().enumerate() {
-                let pair = v128_load32_splat(ap.add(r * k + 2 * j) as *const u32);
-                s[0] = i32x4_add(s[0], i32x4_dot_i16x8(lo, pair));
-                s[1] = i32x4_add(s[1], i32x4_dot_i16x8(hi, pair));
+    let mut sums = [[[i32x4_splat(0); 2]; MR]; CHUNK];
+    for b0 in (0..kb).step_by(CHUNK) {
+        let blocks = CHUNK.min(kb - b0);
+        for (i, sum) in sums[..blocks].iter_mut().enumerate() {
+            let b = b0 + i;
+            let mut isum = [[i32x4_splat(0); 2]; MR];
+            let wp = w.as_ptr().add(b * PANEL_BLOCK);
+            let ap = a.as_ptr().add(b * BLOCK);
+            for j in 0..PAIRS {
+                // Columns 0–3 and 4–7, each as (k, k+1) pairs widened to i16 by the
+                // load itself (`v128.load8x8_s`: one instruction, no shuffle).
+                let lo = i16x8_load_extend_i8x8(wp.add(j * NR * 2));
+                let hi = i16x8_load_extend_i8x8(wp.add(j * NR * 2 + NR));
+                for (r, s) in isum.iter_mut().enumerate() {
+                    let pair = v128_load32_splat(ap.add(r * k + 2 * j) as *const u32);
+                    s[0] = i32x4_add(s[0], i32x4_dot_i16x8(lo, pair));
+                    s[1] = i32x4_add(s[1], i32x4_dot_i16x8(hi, pair));
+                }
             }
+            *sum = isum;
         }
-        epilogue_simd128(&mut acc, &isum, &da[b..], kb, &dw[b * NR..]);
+        scale_simd128(&mut acc, &sums[..blocks], &da[b0..], kb, &dw[b0 * NR..]);
     }
     for (row, acc) in out.iter_mut().zip(&acc) {
         v128_store(row.as_mut_ptr() as *mut v128, acc[0]);
@@ -424,26 +435,31 @@ unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], o
     }
 }
 
-/// The f32 part of one block: `acc += f32(isum) · (dx · dw)`. Not inlined, so
-/// that the f32 accumulators live in memory and the 8 integer ones keep the
-/// engine's 16 vector registers during the block (V8 spills otherwise).
+/// The f32 part of consecutive blocks, in block order: `acc += f32(isum) ·
+/// (dx · dw)`. Not inlined, so that the f32 accumulators live in memory
+/// while the integer loop has the engine's 16 vector registers (V8 spills
+/// otherwise); called once per [`CHUNK`] blocks, not per block.
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 #[inline(never)]
-unsafe fn epilogue_simd128(
+unsafe fn scale_simd128(
     acc: &mut [[core::arch::wasm32::v128; 2]; MR],
-    isum: &[[core::arch::wasm32::v128; 2]; MR],
+    sums: &[[[core::arch::wasm32::v128; 2]; MR]],
     da: &[f32],
     kb: usize,
     dw: &[f32],
 ) {
     use core::arch::wasm32::*;
-    let (dw0, dw1) = (v128_load(dw.as_ptr() as *const v128), v128_load(dw.as_ptr().add(4) as *const v128));
-    for (r, (acc, s)) in acc.iter_mut().zip(isum).enumerate() {
-        let dx = f32x4_splat(da[r * kb]);
-        acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
-        acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
+    let mut a = *acc;
+    for (b, isum) in sums.iter().enumerate() {
+        let (dw0, dw1) = (v128_load(dw.as_ptr().add(b * NR) as *const v128), v128_load(dw.as_ptr().add(b * NR + 4) as *const v128));
+        for (r, (acc, s)) in a.iter_mut().zip(isum).enumerate() {
+            let dx = f32x4_splat(da[r * kb + b]);
+            acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
+            acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
+        }
     }
+    *acc = a;
 }
 
 /// The arithmetic limit of the micro-kernel's instruction mix: `iters` rounds
