@@ -63,11 +63,12 @@ enum SlowVocabulary {
 }
 
 /// The folder's tokenizer as the repository ships it: `tokenizer.json` when
-/// present, else the `slow` vocabulary file with `tokenizer_config.json` (as
-/// transformers' `AutoTokenizer` prefers the fast file).
+/// present, else the `slow` vocabulary file, either with `tokenizer_config.json`
+/// (as transformers' `AutoTokenizer` prefers the fast file and reads the config
+/// with either).
 fn read_tokenizer_files(dir: &Path, slow: SlowVocabulary) -> Result<Option<TokenizerFiles>> {
     if let Some(json) = read_optional(dir, "tokenizer.json")? {
-        return Ok(Some(TokenizerFiles::Json(json)));
+        return Ok(Some(TokenizerFiles::Json { json, config: read_optional(dir, "tokenizer_config.json")? }));
     }
     let file = match slow {
         SlowVocabulary::SentencePiece => "spiece.model",

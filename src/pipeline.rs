@@ -308,7 +308,9 @@ fn read_tokenizer(model: &Model, files: &TokenizerFiles) -> Result<TextTokenizer
         (ModelConfig::OpenClip(c), files) if c.text.kind == TextKind::HfBert => {
             let options = c.text.tokenizer.options(context);
             let tok = match files {
-                TokenizerFiles::Json(json) => WordPieceTokenizer::from_files(Some(named(json)), None, None, options)?,
+                TokenizerFiles::Json { json, config } => {
+                    WordPieceTokenizer::from_files(Some(named(json)), None, config.as_ref().map(named), options)?
+                }
                 TokenizerFiles::WordPiece { vocab: v, config } => {
                     WordPieceTokenizer::from_files(None, Some(named(v)), config.as_ref().map(named), options)?
                 }
@@ -319,8 +321,9 @@ fn read_tokenizer(model: &Model, files: &TokenizerFiles) -> Result<TextTokenizer
             tok.check_embedding_rows(vocab)?;
             Ok(TextTokenizer::OpenClipHf(tok))
         }
-        (ModelConfig::OpenClip(_), TokenizerFiles::Json((name, bytes))) => {
-            let tokenizer = ClipTokenizer::from_json(bytes, name, context)?;
+        (ModelConfig::OpenClip(_), TokenizerFiles::Json { json: (name, bytes), config }) => {
+            let config = crate::tokenizer::read_config(config.as_ref())?;
+            let tokenizer = ClipTokenizer::from_json_with_config(bytes, name, context, config.as_ref())?;
             tokenizer.check_vocabulary(vocab, name)?;
             Ok(TextTokenizer::Clip(tokenizer))
         }

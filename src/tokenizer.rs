@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::models::Family;
 use crate::text::sentencepiece::SentencePiece;
 use crate::text::siglip_tokenizer::SiglipTokenizer as SpieceTokenizer;
+use crate::text::tokenizer_config::TokenizerConfig;
 
 /// A file's name (as errors show it) and its bytes.
 pub type NamedBytes = (String, Vec<u8>);
@@ -17,8 +18,11 @@ pub type NamedBytes = (String, Vec<u8>);
 /// A text tokenizer's files as the model's repository ships them.
 #[derive(Clone, Debug)]
 pub enum TokenizerFiles {
-    /// `tokenizer.json` (Hugging Face `tokenizers`).
-    Json(NamedBytes),
+    /// `tokenizer.json` (Hugging Face `tokenizers`), with the folder's
+    /// `tokenizer_config.json` if it has one: its special tokens (and a BERT
+    /// tower's settings) apply as transformers 5 applies them
+    /// (`crate::text::tokenizer_config`).
+    Json { json: NamedBytes, config: Option<NamedBytes> },
     /// `spiece.model` (a SentencePiece model, read in pure Rust by
     /// [`crate::text`]), with the folder's `tokenizer_config.json` if it has one.
     SentencePiece { model: NamedBytes, config: Option<NamedBytes> },
@@ -33,7 +37,7 @@ impl TokenizerFiles {
     /// The file that holds the vocabulary (named in errors).
     pub fn name(&self) -> &str {
         match self {
-            Self::Json((name, _)) | Self::SentencePiece { model: (name, _), .. } | Self::WordPiece { vocab: (name, _), .. } => {
+            Self::Json { json: (name, _), .. } | Self::SentencePiece { model: (name, _), .. } | Self::WordPiece { vocab: (name, _), .. } => {
                 name
             }
         }
@@ -62,8 +66,29 @@ pub struct ClipTokenizer {
 
 impl ClipTokenizer {
     pub fn from_json(bytes: &[u8], path: &str, context: usize) -> Result<Self> {
+        Self::from_json_with_config(bytes, path, context, None)
+    }
+
+    /// [`from_json`](Self::from_json) with the folder's `tokenizer_config.json`:
+    /// its special tokens are matched in the text and, for `CLIPTokenizer`, its
+    /// `bos_token` / `eos_token` start and end every text (`RobertaProcessing(eos,
+    /// bos)`, as transformers' `CLIPTokenizer.__init__` sets them, whatever the
+    /// file's post-processor says). Errors name the config.
+    pub fn from_json_with_config(bytes: &[u8], path: &str, context: usize, config: Option<&TokenizerConfig>) -> Result<Self> {
         let mut inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::model(path, format!("not a usable tokenizer.json: {e}")))?;
+        if let Some(cfg) = config {
+            cfg.add_specials(&mut inner)?;
+            if cfg.class() == Some("CLIPTokenizer") {
+                let bos = cfg.token_or("bos_token", "<|startoftext|>", "CLIP starts every text with it")?;
+                let eos = cfg.token_or("eos_token", "<|endoftext|>", "CLIP ends every text with it")?;
+                let (bos_id, eos_id) = (cfg.id(&inner, "bos_token", &bos)?, cfg.id(&inner, "eos_token", &eos)?);
+                let processor = tokenizers::processors::roberta::RobertaProcessing::new((eos, eos_id), (bos, bos_id))
+                    .trim_offsets(false)
+                    .add_prefix_space(false);
+                inner.with_post_processor(Some(processor));
+            }
+        }
         inner
             .with_truncation(None)
             .map_err(|e| Error::model(path, format!("cannot disable truncation: {e}")))?;
@@ -128,8 +153,10 @@ pub struct SiglipTokenizer {
 
 impl SiglipTokenizer {
     /// `vocab_size` is the model's: a tokenizer that can emit ids outside it
-    /// belongs to another model, an error naming `path`.
-    pub fn from_json(bytes: &[u8], path: &str, context: usize, vocab_size: usize) -> Result<Self> {
+    /// belongs to another model, an error naming `path`. `config`: the folder's
+    /// `tokenizer_config.json`: its `pad_token` pads, its special tokens are
+    /// matched in the text (errors name it).
+    pub fn from_json(bytes: &[u8], path: &str, context: usize, vocab_size: usize, config: Option<&TokenizerConfig>) -> Result<Self> {
         let mut inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::model(path, format!("not a usable tokenizer.json: {e}")))?;
         let size = inner.get_vocab_size(true);
@@ -145,12 +172,16 @@ impl SiglipTokenizer {
         // The pad token `transformers` uses: the file's padding settings, else
         // `<pad>` (Gemma-style vocabularies), else `</s>` (`SiglipTokenizer`'s),
         // else BERT's `[PAD]` (open_clip's BERT towers).
-        let (pad_id, pad_token) = match inner.get_padding() {
-            Some(p) => (p.pad_id, p.pad_token.clone()),
-            None => ["<pad>", "</s>", "[PAD]"]
-                .iter()
-                .find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string())))
-                .ok_or_else(|| Error::model(path, "has no pad token (<pad>, </s> or [PAD])"))?,
+        let fallback = match inner.get_padding() {
+            Some(p) => Some((p.pad_id, p.pad_token.clone())),
+            None => ["<pad>", "</s>", "[PAD]"].iter().find_map(|t| inner.token_to_id(t).map(|id| (id, t.to_string()))),
+        };
+        let (pad_id, pad_token) = match config {
+            Some(cfg) => {
+                cfg.add_specials(&mut inner)?;
+                cfg.pad_id(&inner, fallback)?
+            }
+            None => fallback.ok_or_else(|| Error::model(path, "has no pad token (<pad>, </s> or [PAD])"))?,
         };
         check_ids_fit(path, &[("pad", pad_id as usize)], vocab_size)?;
         inner
@@ -191,6 +222,11 @@ impl SiglipTokenizer {
     }
 }
 
+/// A folder's `tokenizer_config.json`, parsed (errors name it).
+pub fn read_config(config: Option<&NamedBytes>) -> Result<Option<TokenizerConfig>> {
+    config.map(|(name, bytes)| TokenizerConfig::read((name, bytes))).transpose()
+}
+
 /// The tokenizer of a model's family.
 pub enum TextTokenizer {
     Clip(ClipTokenizer),
@@ -212,11 +248,13 @@ impl TextTokenizer {
         match (files, family) {
             // open_clip's BERT towers take `WordPieceTokenizer` (chosen by
             // `Pipeline` from the model's config); its other towers use CLIP's BPE.
-            (TokenizerFiles::Json((name, bytes)), Family::Clip | Family::OpenClip) => {
-                Ok(Self::Clip(ClipTokenizer::from_json(bytes, name, context)?))
+            (TokenizerFiles::Json { json: (name, bytes), config }, Family::Clip | Family::OpenClip) => {
+                let config = read_config(config.as_ref())?;
+                Ok(Self::Clip(ClipTokenizer::from_json_with_config(bytes, name, context, config.as_ref())?))
             }
-            (TokenizerFiles::Json((name, bytes)), Family::Siglip) => {
-                Ok(Self::Siglip(SiglipTokenizer::from_json(bytes, name, context, vocab_size)?))
+            (TokenizerFiles::Json { json: (name, bytes), config }, Family::Siglip) => {
+                let config = read_config(config.as_ref())?;
+                Ok(Self::Siglip(SiglipTokenizer::from_json(bytes, name, context, vocab_size, config.as_ref())?))
             }
             (TokenizerFiles::SentencePiece { model: (name, bytes), config }, Family::Siglip) => {
                 let spm = SentencePiece::from_bytes(bytes, name)?;

@@ -261,8 +261,9 @@ fn a_tokenizer_that_does_not_fit_the_embedding_table_is_an_error_naming_it() {
     let err = TextTokenizer::load(&files, Family::Clip, 77, 49408).err().expect("CLIP").to_string();
     assert!(err.starts_with("x/spiece.model: ") && err.contains("CLIP"), "{err}");
 
-    // tiny-siglip-a's tokenizer.json padding with an id past its 700 rows.
-    let dir = copy_fixture("tiny-siglip-a", "padid", &["tokenizer.json"]);
+    // tiny-siglip-a's tokenizer.json padding with an id past its 700 rows (without
+    // its tokenizer_config.json, whose pad_token would take precedence, as in transformers).
+    let dir = copy_fixture("tiny-siglip-a", "padid", &["tokenizer.json", "tokenizer_config.json"]);
     let mut json: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("tiny-siglip-a/tokenizer.json")).unwrap()).unwrap();
     json["padding"] = serde_json::json!({

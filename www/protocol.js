@@ -427,8 +427,9 @@ export const BACKEND_NAMES = Object.freeze({ wasm: 'CPU (WebAssembly)', webgpu: 
 /**
  * The files of a Hugging Face CLIP or SigLIP folder, by role, in the order the worker
  * fetches them. config and weights are required. The tokenizer is the repository's as
- * it ships it: tokenizer.json, else (SIGLIP_TOKENIZER_ROLES) spiece.model with
- * tokenizer_config.json, fetched only when there is no tokenizer.json. Shared with
+ * it ships it: tokenizer.json, else spiece.model (fetched only when there is no
+ * tokenizer.json), either with tokenizer_config.json (its special tokens apply to
+ * tokenizer.json too, as in transformers). Shared with
  * scripts/serve.mjs, which lists them in the manifest it synthesises.
  */
 export const MODEL_FILES = Object.freeze({
@@ -439,9 +440,6 @@ export const MODEL_FILES = Object.freeze({
   spiece: 'spiece.model',
   tokenizerConfig: 'tokenizer_config.json',
 });
-
-/** The roles read only when a folder has no tokenizer.json (a SentencePiece tokenizer). */
-export const SPIECE_ROLES = Object.freeze(['spiece', 'tokenizerConfig']);
 
 /** The file that makes a folder an open_clip checkpoint (src/models/open_clip/mod.rs). */
 export const OPEN_CLIP_CONFIG = 'open_clip_config.json';
@@ -458,7 +456,7 @@ export const OPEN_CLIP_WEIGHTS = Object.freeze([
 /**
  * The files of an open_clip folder, by role, as a manifest lists them (`weights`: the
  * first of OPEN_CLIP_WEIGHTS present). openClipConfig and weights are required;
- * tokenizer.json (else, VOCAB_ROLES, BERT's vocab.txt with tokenizer_config.json) and the
+ * tokenizer.json (else BERT's vocab.txt), either with tokenizer_config.json, and the
  * BERT tower's config.json (which BiomedCLIP's repository lacks) are read when present.
  */
 export const OPEN_CLIP_FILES = Object.freeze({
@@ -469,9 +467,6 @@ export const OPEN_CLIP_FILES = Object.freeze({
   tokenizerConfig: 'tokenizer_config.json',
   textConfig: 'config.json',
 });
-
-/** The open_clip roles read only when a folder has no tokenizer.json (a WordPiece vocabulary). */
-export const VOCAB_ROLES = Object.freeze(['vocab', 'tokenizerConfig']);
 
 /**
  * Splits a comma-separated labels field: trimmed, empty entries and repeats dropped.

@@ -31,7 +31,7 @@
 //                 threaded one finishes a batch of small images in a second) and however
 //                 slow the test's click on a loaded machine. Never set otherwise.
 
-import { checkRequest, checkThreads, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS, SPIECE_ROLES, VOCAB_ROLES } from './protocol.js';
+import { checkRequest, checkThreads, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from './protocol.js';
 import { opfsResponse } from './opfs.js';
 
 const workerParams = new URL(self.location.href).searchParams;
@@ -448,9 +448,10 @@ async function loadOpenClipFolder(manifest, base, progress) {
   if (!weights) throw new Error(`${base.pathname}: has ${OPEN_CLIP_CONFIG} but no weights (one of ${OPEN_CLIP_WEIGHTS.join(', ')})`);
   const optional = async (role) => (files[role] ? fetchRole(files[role], !listed) : null);
   const tokenizer = await optional('tokenizer');
-  // vocab.txt and tokenizer_config.json only stand in for a missing tokenizer.json.
+  // vocab.txt only stands in for a missing tokenizer.json; tokenizer_config.json goes
+  // with either (its special tokens and settings apply to tokenizer.json too).
   const vocab = tokenizer ? null : await optional('vocab');
-  const tokenizerConfig = vocab ? await optional('tokenizerConfig') : null;
+  const tokenizerConfig = tokenizer || vocab ? await optional('tokenizerConfig') : null;
   return { config, weights, weightsName, tokenizer, vocab, tokenizerConfig, textConfig: await optional('textConfig') };
 }
 
@@ -679,7 +680,7 @@ const handlers = {
       kb = null;
       m = ClipModel.loadBundle(manifest.bundle.text, bytes, undefined);
     } else if (manifest.files.openClipConfig) {
-      const counted = (role) => !(VOCAB_ROLES.includes(role) && manifest.files.tokenizer);
+      const counted = (role) => !(role === 'vocab' && manifest.files.tokenizer);
       const total = Object.entries(manifest.sizes).filter(([role]) => counted(role)).reduce((sum, [, n]) => sum + (Number(n) || 0), 0);
       progress = byteProgress(req.id, total);
       const f = await loadOpenClipFolder(manifest, base, progress);
@@ -694,16 +695,17 @@ const handlers = {
       if (!manifest.files.config || !manifest.files.weights) {
         throw new Error(`${base.pathname}: the model folder needs config.json and model.safetensors (a Hugging Face folder), ${OPEN_CLIP_CONFIG} and its weights (an open_clip folder) or manifest.json (a kpl pack bundle)`);
       }
-      // A listed tokenizer.json means spiece.model and tokenizer_config.json are not fetched.
-      const counted = (role) => !(SPIECE_ROLES.includes(role) && manifest.files.tokenizer && manifest.listed);
+      // A listed tokenizer.json means spiece.model is not fetched (tokenizer_config.json is:
+      // its special tokens apply to tokenizer.json too).
+      const counted = (role) => !(role === 'spiece' && manifest.files.tokenizer && manifest.listed);
       const total = ROLES.filter(counted).reduce((sum, role) => sum + (Number(manifest.sizes[role]) || 0), 0);
       progress = byteProgress(req.id, total);
       const bytes = {};
       for (const role of ROLES) {
         const name = manifest.files[role];
         if (!name) continue;
-        // spiece.model and its tokenizer_config.json only stand in for a missing tokenizer.json.
-        if (SPIECE_ROLES.includes(role) && bytes.tokenizer) continue;
+        // spiece.model only stands in for a missing tokenizer.json.
+        if (role === 'spiece' && bytes.tokenizer) continue;
         const optional = role !== 'config' && role !== 'weights';
         bytes[role] = await fetchBytes(new URL(name, base), optional && !manifest.listed, (n) => progress.add(n, name));
         progress.done(name);

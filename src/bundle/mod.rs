@@ -12,7 +12,8 @@
 //! writes): its metadata carries `kpl.format_version`, `kpl.kind`, `kpl.dtype`,
 //! `kpl.fingerprint`, `kpl.config_json` (the checkpoint's `config.json`) and
 //! either `kpl.preprocessor_json` (image encoder) or the tokenizer as the
-//! repository shipped it (text encoder): `kpl.tokenizer_json`, or
+//! repository shipped it (text encoder): `kpl.tokenizer_json` (with
+//! `kpl.tokenizer_config_json` when the folder had one), or
 //! `kpl.spiece_model` (the `spiece.model` bytes, base64) with
 //! `kpl.tokenizer_config_json` when the folder had one, or `kpl.vocab_txt`
 //! (a BERT WordPiece `vocab.txt`) with `kpl.tokenizer_config_json`. Linear weights are f32, f16, q8_0 or q4_K (see
@@ -181,10 +182,10 @@ pub struct EncoderFile {
 /// The tokenizer files an encoder's metadata carries (see the module docs).
 fn tokenizer_from_metadata(string: impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<TokenizerFiles>> {
     let named = |file: &str, text: String| (format!("{name} ({file})"), text.into_bytes());
-    if let Some(json) = string(keys::TOKENIZER_JSON) {
-        return Ok(Some(TokenizerFiles::Json(named("tokenizer.json", json))));
-    }
     let config = || string(keys::TOKENIZER_CONFIG_JSON).map(|t| named("tokenizer_config.json", t));
+    if let Some(json) = string(keys::TOKENIZER_JSON) {
+        return Ok(Some(TokenizerFiles::Json { json: named("tokenizer.json", json), config: config() }));
+    }
     if let Some(vocab) = string(keys::VOCAB_TXT) {
         return Ok(Some(TokenizerFiles::WordPiece { vocab: named("vocab.txt", vocab), config: config() }));
     }

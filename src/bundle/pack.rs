@@ -188,7 +188,10 @@ pub fn write_encoder<W: Write + std::io::Seek>(
         }
         EncoderKind::Text => {
             match meta.tokenizer {
-                Some(TokenizerFiles::Json(json)) => push_text(&mut metadata, keys::TOKENIZER_JSON, Some(json))?,
+                Some(TokenizerFiles::Json { json, config }) => {
+                    push_text(&mut metadata, keys::TOKENIZER_JSON, Some(json))?;
+                    push_text(&mut metadata, keys::TOKENIZER_CONFIG_JSON, config.as_ref())?;
+                }
                 Some(TokenizerFiles::SentencePiece { model: (_, bytes), config }) => {
                     metadata.push((keys::SPIECE_MODEL, Value::String(base64::encode(bytes))));
                     push_text(&mut metadata, keys::TOKENIZER_CONFIG_JSON, config.as_ref())?;

@@ -5,4 +5,5 @@
 
 pub mod sentencepiece;
 pub mod siglip_tokenizer;
+pub mod tokenizer_config;
 pub mod wordpiece;

@@ -8,8 +8,11 @@
 //! `[SEP]` id is then replaced by 0, as open_clip does.
 //!
 //! The tokenizer itself is the `tokenizers` crate (the library transformers'
-//! fast tokenizer runs): the folder's `tokenizer.json` when it has one; else
-//! `vocab.txt` and `tokenizer_config.json` made into what transformers 5's
+//! fast tokenizer runs): the folder's `tokenizer.json` when it has one (as it
+//! is; with a `tokenizer_config.json` naming `BertTokenizer`, its vocabulary
+//! and added tokens rebuilt with the config's settings as below, as transformers
+//! 5 does, `crate::text::tokenizer_config`); else `vocab.txt` and
+//! `tokenizer_config.json` made into what transformers 5's
 //! `BertTokenizer.__init__` builds (models/bert/tokenization_bert.py):
 //! WordPiece (`##` pieces, `[UNK]`, words over 100 characters unknown),
 //! `BertNormalizer(clean_text, tokenize_chinese_chars, strip_accents,
@@ -28,7 +31,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -36,7 +38,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, NormalizerWrapper, PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
-use crate::text::siglip_tokenizer::token_content;
+use crate::text::tokenizer_config::{Special, TokenizerConfig};
 use crate::text_clean;
 
 /// transformers' `max_input_chars_per_word` for BERT: longer words are `[UNK]`.
@@ -131,7 +133,8 @@ impl std::fmt::Debug for WordPieceTokenizer {
     }
 }
 
-/// The `tokenizer_config.json` settings transformers' `BertTokenizer` takes.
+/// The `tokenizer_config.json` settings transformers' `BertTokenizer` takes
+/// (models/bert/tokenization_bert.py `__init__`, its defaults when a key is absent).
 struct BertSettings {
     do_lower_case: bool,
     strip_accents: Option<bool>,
@@ -140,36 +143,105 @@ struct BertSettings {
     sep: String,
     pad: String,
     cls: String,
-    mask: String,
+    /// `None` when the config sets it to null.
+    mask: Option<String>,
 }
 
 impl BertSettings {
-    fn read(config: Option<NamedBytes<'_>>) -> Result<Self> {
-        let cfg = match config {
-            Some((name, bytes)) => {
-                let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::model(name, format!("not valid JSON: {e}")))?;
-                if !v.is_object() {
-                    return Err(Error::model(name, "expected a JSON object"));
-                }
-                v
-            }
-            None => Value::Object(Default::default()),
+    /// From the config (defaults without one); errors name the file: a setting of
+    /// the wrong type, or a null token BERT needs.
+    fn read(config: Option<&TokenizerConfig>) -> Result<Self> {
+        let Some(cfg) = config else {
+            return Ok(Self {
+                do_lower_case: true,
+                strip_accents: None,
+                tokenize_chinese_chars: true,
+                unk: "[UNK]".into(),
+                sep: "[SEP]".into(),
+                pad: "[PAD]".into(),
+                cls: "[CLS]".into(),
+                mask: Some("[MASK]".into()),
+            });
         };
-        let flag = |k: &str| cfg.get(k).and_then(Value::as_bool);
-        let token = |k: &str, default: &str| token_content(cfg.get(k)).unwrap_or_else(|| default.to_owned());
         Ok(Self {
-            do_lower_case: flag("do_lower_case").unwrap_or(true),
-            strip_accents: flag("strip_accents"),
-            tokenize_chinese_chars: flag("tokenize_chinese_chars").unwrap_or(true),
-            unk: token("unk_token", "[UNK]"),
-            sep: token("sep_token", "[SEP]"),
-            pad: token("pad_token", "[PAD]"),
-            cls: token("cls_token", "[CLS]"),
-            mask: token("mask_token", "[MASK]"),
+            do_lower_case: cfg.flag("do_lower_case")?.unwrap_or(true),
+            strip_accents: cfg.flag("strip_accents")?,
+            tokenize_chinese_chars: cfg.flag("tokenize_chinese_chars")?.unwrap_or(true),
+            unk: cfg.token_or("unk_token", "[UNK]", "WordPiece needs an unknown token")?,
+            sep: cfg.token_or("sep_token", "[SEP]", "BERT ends every text with it")?,
+            pad: cfg.token_or("pad_token", "[PAD]", "the text is padded to the context with it (transformers refuses to pad without one)")?,
+            cls: cfg.token_or("cls_token", "[CLS]", "BERT starts every text with it")?,
+            mask: match cfg.special("mask_token")? {
+                Special::Absent => Some("[MASK]".into()),
+                Special::Null => None,
+                Special::Token(t) => Some(t),
+            },
         })
+    }
+
+    /// transformers' `BertTokenizer` backend on `vocab`: WordPiece (`##`
+    /// pieces, the unknown token, words over 100 characters unknown),
+    /// `BertNormalizer` with these settings, `BertPreTokenizer`.
+    fn tokenizer(&self, vocab: ahash::AHashMap<String, u32>, name: &str) -> Result<Tokenizer> {
+        let model = WordPiece::builder()
+            .vocab(vocab)
+            .unk_token(self.unk.clone())
+            .continuing_subword_prefix("##".into())
+            .max_input_chars_per_word(MAX_WORD_CHARS)
+            .build()
+            .map_err(|e| Error::model(name, format!("not a usable WordPiece vocabulary: {e}")))?;
+        let mut t = Tokenizer::new(model);
+        t.with_normalizer(Some(BertNormalizer::new(true, self.tokenize_chinese_chars, self.strip_accents, self.do_lower_case)))
+            .map_err(|e| Error::model(name, format!("cannot set the normaliser: {e}")))?;
+        t.with_pre_tokenizer(Some(BertPreTokenizer));
+        Ok(t)
     }
 }
 
+/// How a `tokenizer.json` is read, by the class its `tokenizer_config.json` names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonAs {
+    /// No config: the file as it is.
+    File,
+    /// `BertTokenizer`: the file's vocabulary and added tokens, the rest rebuilt
+    /// from the config ([`BertSettings`]).
+    Bert,
+    /// No `tokenizer_class`, or `PreTrainedTokenizerFast` (transformers'
+    /// `TokenizersBackend`): the file as it is, padded with the config's pad token.
+    Generic,
+}
+
+impl JsonAs {
+    fn of(config: Option<&TokenizerConfig>) -> Result<Self> {
+        let Some(cfg) = config else { return Ok(Self::File) };
+        match cfg.class() {
+            Some("BertTokenizer") => Ok(Self::Bert),
+            None | Some("PreTrainedTokenizer") | Some("TokenizersBackend") => Ok(Self::Generic),
+            Some(other) => Err(Error::model(
+                cfg.name(),
+                format!("its tokenizer_class {other:?} is not a BERT tokenizer (BertTokenizer, or PreTrainedTokenizerFast for tokenizer.json as it is)"),
+            )),
+        }
+    }
+}
+
+/// `t` rebuilt as transformers' `BertTokenizer` rebuilds a `tokenizer.json`
+/// (`convert_to_native_format`): its WordPiece vocabulary and its added tokens
+/// kept, everything else from `settings`.
+fn rebuild_as_bert(t: &Tokenizer, settings: &BertSettings, config: &TokenizerConfig) -> Result<Tokenizer> {
+    let tokenizers::ModelWrapper::WordPiece(wordpiece) = t.get_model() else {
+        return Err(Error::model(config.name(), "names BertTokenizer, but tokenizer.json's model is not WordPiece"));
+    };
+    let vocab = tokenizers::Model::get_vocab(wordpiece).into_iter().collect::<ahash::AHashMap<String, u32>>();
+    let mut rebuilt = settings.tokenizer(vocab, config.name())?;
+    let mut added: Vec<(u32, AddedToken)> = t.get_added_tokens_decoder().into_iter().collect();
+    added.sort_by_key(|(id, _)| *id);
+    let (special, plain): (Vec<AddedToken>, Vec<AddedToken>) = added.into_iter().map(|(_, tok)| tok).partition(|tok| tok.special);
+    let err = |e: tokenizers::Error| Error::model(config.name(), format!("cannot keep tokenizer.json's added tokens: {e}"));
+    rebuilt.add_special_tokens(special).map_err(err)?;
+    rebuilt.add_tokens(plain).map_err(err)?;
+    Ok(rebuilt)
+}
 /// `load_vocab` of transformers: the lines of the file read in Python's
 /// universal-newline text mode, each token's id its line number (a repeated
 /// token keeps its last line). Returns the map and the number of lines.
@@ -213,7 +285,8 @@ impl WordPieceTokenizer {
         config: Option<NamedBytes<'_>>,
         options: WordPieceOptions,
     ) -> Result<Self> {
-        let mut settings = BertSettings::read(config)?;
+        let config = config.map(TokenizerConfig::read).transpose()?;
+        let mut settings = BertSettings::read(config.as_ref())?;
         if let Some(lower) = options.do_lower_case {
             settings.do_lower_case = lower;
         }
@@ -224,37 +297,29 @@ impl WordPieceTokenizer {
                 format!("context length {} is outside 2..={MAX_CONTEXT}", options.context),
             ));
         }
-        let (source, mut inner, lines) = match (tokenizer_json, vocab_txt) {
+        // The tokenizer, and whether transformers builds its special tokens and
+        // `[CLS] $A [SEP]` from the settings (else the file's post-processor stays).
+        let (source, mut inner, lines, rebuilt) = match (tokenizer_json, vocab_txt) {
             (Some((name, bytes)), _) => {
-                let mut t = Tokenizer::from_bytes(bytes)
+                let t = Tokenizer::from_bytes(bytes)
                     .map_err(|e| Error::model(name, format!("not a usable tokenizer.json: {e}")))?;
-                if let Some(lower) = options.do_lower_case {
+                let how = JsonAs::of(config.as_ref())?;
+                let mut t = match (how, &config) {
+                    (JsonAs::Bert, Some(cfg)) => rebuild_as_bert(&t, &settings, cfg)?,
+                    _ => t,
+                };
+                if let (Some(lower), false) = (options.do_lower_case, how == JsonAs::Bert) {
                     override_lowercase(&mut t, lower, name)?;
                 }
-                (name.to_owned(), t, 0)
+                (name.to_owned(), t, 0, how == JsonAs::Bert)
             }
             (None, Some((name, bytes))) => {
                 let (vocab, lines) = read_vocab(name, bytes)?;
                 if !vocab.contains_key(&settings.unk) {
                     return Err(Error::model(name, format!("has no unknown token {:?}", settings.unk)));
                 }
-                let model = WordPiece::builder()
-                    .vocab(vocab.into_iter().collect::<ahash::AHashMap<String, u32>>())
-                    .unk_token(settings.unk.clone())
-                    .continuing_subword_prefix("##".into())
-                    .max_input_chars_per_word(MAX_WORD_CHARS)
-                    .build()
-                    .map_err(|e| Error::model(name, format!("not a usable WordPiece vocabulary: {e}")))?;
-                let mut t = Tokenizer::new(model);
-                t.with_normalizer(Some(BertNormalizer::new(
-                    true,
-                    settings.tokenize_chinese_chars,
-                    settings.strip_accents,
-                    settings.do_lower_case,
-                )))
-                .map_err(|e| Error::model(name, format!("cannot set the normaliser: {e}")))?;
-                t.with_pre_tokenizer(Some(BertPreTokenizer));
-                (name.to_owned(), t, lines)
+                let t = settings.tokenizer(vocab.into_iter().collect(), name)?;
+                (name.to_owned(), t, lines, true)
             }
             (None, None) => {
                 return Err(Error::model("tokenizer.json", "missing: a BERT text tower needs tokenizer.json or vocab.txt"))
@@ -262,14 +327,25 @@ impl WordPieceTokenizer {
         };
         let err = |m: String| Error::model(&source, m);
         let id = |t: &Tokenizer, tok: &str| t.token_to_id(tok).ok_or_else(|| err(format!("has no token {tok:?}")));
-        let (cls_id, sep_id, pad_id) = (id(&inner, &settings.cls)?, id(&inner, &settings.sep)?, id(&inner, &settings.pad)?);
-        if tokenizer_json.is_none() {
+        // Tokens the config names must be in the vocabulary (transformers would
+        // add them with new ids, rows the embedding table lacks): the config's error.
+        if let Some(cfg) = &config {
+            cfg.add_specials(&mut inner)?;
+        }
+        let (cls_id, sep_id) = (id(&inner, &settings.cls)?, id(&inner, &settings.sep)?);
+        let (pad_id, pad_token) = match (&config, rebuilt) {
+            // transformers' `TokenizersBackend`: the config's pad token, else the file's padding.
+            (Some(cfg), false) => cfg.pad_id(&inner, inner.get_padding().map(|p| (p.pad_id, p.pad_token.clone())))?,
+            _ => (id(&inner, &settings.pad)?, settings.pad.clone()),
+        };
+        if rebuilt {
             // transformers registers its special tokens as added tokens
             // (matched in the raw text, not normalised).
-            let specials: Vec<AddedToken> = [&settings.pad, &settings.unk, &settings.cls, &settings.sep, &settings.mask]
-                .iter()
+            let specials: Vec<AddedToken> = [Some(&settings.pad), Some(&settings.unk), Some(&settings.cls), Some(&settings.sep), settings.mask.as_ref()]
+                .into_iter()
+                .flatten()
                 .filter(|t| inner.token_to_id(t).is_some())
-                .map(|t| AddedToken::from((*t).clone(), true))
+                .map(|t| AddedToken::from(t.clone(), true))
                 .collect();
             inner
                 .add_special_tokens(specials)
@@ -286,7 +362,7 @@ impl WordPieceTokenizer {
             strategy: PaddingStrategy::Fixed(options.context),
             direction: PaddingDirection::Right,
             pad_id,
-            pad_token: settings.pad.clone(),
+            pad_token,
             ..Default::default()
         }));
         let max_id = inner.get_vocab(true).values().copied().max().unwrap_or(0);

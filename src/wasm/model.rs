@@ -9,17 +9,19 @@ use crate::pipeline::{ModelFiles, OpenClipFiles, Pipeline};
 use crate::tokenizer::TokenizerFiles;
 
 /// The tokenizer as a folder ships it: `tokenizer.json` when given, else the
-/// family's fallback file (`spiece.model`, `vocab.txt`) with `tokenizer_config.json`,
-/// built by `fallback_files`; the order the native `model_files` reads them in.
+/// family's fallback file (`spiece.model`, `vocab.txt`, built by
+/// `fallback_files`), either with `tokenizer_config.json`; the order the native
+/// `model_files` reads them in.
 fn tokenizer_files(
     json: Option<Vec<u8>>,
     fallback: Option<Vec<u8>>,
     config: Option<Vec<u8>>,
     fallback_files: impl FnOnce(Vec<u8>, Option<(String, Vec<u8>)>) -> TokenizerFiles,
 ) -> Option<TokenizerFiles> {
+    let config = config.map(|b| ("tokenizer_config.json".to_owned(), b));
     match (json, fallback) {
-        (Some(json), _) => Some(TokenizerFiles::Json(("tokenizer.json".into(), json))),
-        (None, Some(bytes)) => Some(fallback_files(bytes, config.map(|b| ("tokenizer_config.json".into(), b)))),
+        (Some(json), _) => Some(TokenizerFiles::Json { json: ("tokenizer.json".into(), json), config }),
+        (None, Some(bytes)) => Some(fallback_files(bytes, config)),
         (None, None) => None,
     }
 }
@@ -36,9 +38,9 @@ pub struct ClipModel {
 #[wasm_bindgen]
 impl ClipModel {
     /// `config`, `weights` (model.safetensors, a `Uint8Array`), and optionally
-    /// `tokenizer` (tokenizer.json), `preprocessor` (preprocessor_config.json)
-    /// and, for a folder without tokenizer.json, `spiece` (spiece.model) with
-    /// `tokenizerConfig` (tokenizer_config.json). Works for every family.
+    /// `tokenizer` (tokenizer.json), `preprocessor` (preprocessor_config.json),
+    /// for a folder without tokenizer.json `spiece` (spiece.model), and
+    /// `tokenizerConfig` (tokenizer_config.json, read with either). Works for every family.
     /// The weights are not copied whole into wasm memory: each tensor is copied
     /// out of `weights` once, into the model (so the caller may drop the array
     /// afterwards).
@@ -67,8 +69,8 @@ impl ClipModel {
     /// open_clip_config.json, `weights` those of the weight file named
     /// `weightsName` (`open_clip_model.safetensors` or the PyTorch pickle
     /// `open_clip_pytorch_model.bin`, told apart by content), and optionally the
-    /// tokenizer — `tokenizer` (tokenizer.json), else `vocab` (vocab.txt) with
-    /// `tokenizerConfig` (tokenizer_config.json), as the native loader prefers them —
+    /// tokenizer — `tokenizer` (tokenizer.json), else `vocab` (vocab.txt), either with
+    /// `tokenizerConfig` (tokenizer_config.json), as the native loader reads them —
     /// and `textConfig` (the BERT tower's config.json; without it BERT is sized from
     /// the tensors). Errors name the file. A safetensors file is not copied
     /// whole into wasm memory (each tensor is copied out once, as `load`

@@ -21,7 +21,8 @@
 // packed q8 and q4: the instance's whole memory (static data and stack included) after
 // loading and one 224 × 224 image within BOUND × the weights held (bench/README.md's
 // peak_memory_bytes / held_weight_bytes, where the threaded build's rows are measured
-// too), f32 (both towers, as the page holds them) and each bundle's image encoder.
+// too), f32 (both towers, as the page holds them) and each bundle's image encoder;
+// then the same in Chromium at 1 and 2 threads (bench/chromium.mjs's rows).
 //
 // KPL_MEMORY_PKG=dir runs the same cases on another build of pkg/ (e.g. an older one,
 // to see the bound fail).
@@ -31,9 +32,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 
 import { REPO, FIXTURES, runNative } from './helpers.mjs';
+
+/** The full-size models' folders (bench/chromium.mjs's names). */
+const FOLDERS = { f32: 'vit-b16-random', q8: 'vit-b16-q8', q4: 'vit-b16-q4' };
 
 /** The claim: peak wasm memory growth ≤ BOUND × the held weight bytes. */
 const BOUND = 1.25;
@@ -75,9 +80,11 @@ function assertWithinBound(what, memory, weightBytes) {
 
 before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kpl-memory-'));
-  const model = path.join(dir, 'f32');
+  // Named as bench/chromium.mjs reads them (its --out folder).
+  const model = path.join(dir, FOLDERS.f32);
   runNative(['random-model', '--preset', 'vit-b16', '--text-layers', '1', '--output', model]);
-  for (const dtype of ['q8', 'q4']) runNative(['pack', '--model', model, '--dtype', dtype, '--threads', '1', '-o', path.join(dir, dtype)]);
+  for (const dtype of ['q8', 'q4']) runNative(['pack', '--model', model, '--dtype', dtype, '--threads', '1', '-o', path.join(dir, FOLDERS[dtype])]);
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'rgb_97x61.png'), path.join(dir, 'image-224.png'));
 }, { timeout: 900000 });
 
 after(() => {
@@ -113,7 +120,7 @@ const IMAGE = 'photo_120x100.jpg';
 
 for (const dtype of ['f32', 'q8', 'q4']) {
   test(`ViT-B/16 ${dtype}: loading and one image grow wasm memory by at most ${BOUND}× the weights held`, async () => {
-    const folder = path.join(dir, dtype);
+    const folder = path.join(dir, FOLDERS[dtype]);
     const read = (name) => new Uint8Array(fs.readFileSync(path.join(folder, name)));
     const { mod, bytes } = await freshInstance();
     mod.setQuantKernel('int8');
@@ -140,3 +147,20 @@ for (const dtype of ['f32', 'q8', 'q4']) {
     model.free();
   }, { timeout: 300000 });
 }
+
+// The same models in headless Chromium on a cross-origin-isolated page, as
+// bench/chromium.mjs measures them: pkg/ at one thread and the threaded build
+// (pkg/threads/, a pool of two Web Workers whose stacks come from the shared heap) at
+// two, a fresh tab each; the linear memory after loading and one image.
+test(`ViT-B/16 f32, q8, q4 in Chromium at 1 and 2 threads: memory at most ${BOUND}× the weights held`, () => {
+  assert.ok(fs.existsSync(path.join(PKG, 'threads', 'kpl_bg.wasm')), 'pkg/threads/ is missing: run `make wasm`');
+  const r = spawnSync(process.execPath, [path.join(REPO, 'bench', 'chromium.mjs'), '--engines', 'kpl-wasm', '--dtypes', 'f32 q8 q4', '--runs', '1', '--out', dir, '--pkg', PKG], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  assert.equal(rows.length, 6, r.stdout + r.stderr);
+  for (const row of rows) {
+    assert.ok(!row.status, `${row.dtype} ${row.threads} thr: ${row.status} ${row.reason}`);
+    const ratio = assertWithinBound(`Chromium ${row.dtype} at ${row.threads} thread(s)`, row.peak_memory_bytes, row.held_weight_bytes);
+    console.log(`# Chromium ${row.dtype} ${row.threads} thr: memory ${row.peak_memory_bytes} for ${row.held_weight_bytes} of weights (${ratio.toFixed(3)}×)`);
+  }
+}, { timeout: 300000 });
