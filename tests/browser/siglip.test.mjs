@@ -57,6 +57,9 @@ before(async () => {
   delete config.text_config;
   fs.writeFileSync(path.join(noField, 'config.json'), JSON.stringify(config));
   const padId = copy('tiny-siglip-a', 'pad-id');
+  // Without its tokenizer_config.json, whose pad_token would take precedence (as in
+  // transformers; tests/tokenizer-config.test.mjs covers that pair).
+  fs.rmSync(path.join(padId, 'tokenizer_config.json'), { force: true });
   const tokenizer = JSON.parse(fs.readFileSync(path.join(padId, 'tokenizer.json'), 'utf8'));
   tokenizer.padding = { strategy: 'BatchLongest', direction: 'Right', pad_to_multiple_of: null, pad_id: 5000, pad_type_id: 0, pad_token: '<pad>' };
   fs.writeFileSync(path.join(padId, 'tokenizer.json'), JSON.stringify(tokenizer));
