@@ -145,7 +145,8 @@ for (const engine of ['kpl-native', 'kpl-wasm']) {
   // steadier); a row on N threads is compared with N times that.
   const peak = (name) => gemm.find((r) => r.kernel === name && (r.threads ?? 1) === 1);
   for (const r of gemm.filter((r) => !r.kernel.startsWith('peak-'))) {
-    const limit = r.kernel.startsWith('f32-') ? peak('peak-f32') : peak('peak-int8');
+    // The q8_0 × q8_0 kernel's limit is vpdpbusd's (4 products per lane), the others' vpdpwssd's or vpmaddwd's.
+    const limit = r.kernel.startsWith('f32-') ? peak('peak-f32') : (r.kernel === 'q8-int8x8' && peak('peak-int8x8')) || peak('peak-int8');
     const unit = r.kernel.startsWith('f32-') ? 'GFLOP/s' : 'GOP/s';
     const threads = r.threads ?? 1;
     const times = threads > 1 ? `${threads} × ` : '';

@@ -1,5 +1,6 @@
 //! GEMM throughput on the ViT-B/16 MLP shape (197 tokens × 768 → 3072) on
-//! --threads threads (default 1): our int8 GEMMs (q8_0, q4_K), candle's q8_0 and q4_K block kernels and its f32 gemm, next to
+//! --threads threads (default 1): our int8 GEMMs (q8_0 with int16 and, on AVX-512
+//! VNNI, q8_0 activations; q4_K), candle's q8_0 and q4_K block kernels and its f32 gemm, next to
 //! the arithmetic limit of each instruction mix (`kpl::nn::gemm::rates`).
 //! One JSON row per kernel on stdout (bench/run.sh collects them).
 //!
@@ -32,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let row = serde_json::json!({
-            "engine": "kpl-native", "dtype": if r.kernel.starts_with("q4") { "q4" } else if r.kernel.starts_with("q8") || r.kernel == "peak-int8" { "q8" } else { "f32" },
+            "engine": "kpl-native", "dtype": if r.kernel.starts_with("q4") { "q4" } else if r.kernel.starts_with("q8") || r.kernel.starts_with("peak-int8") { "q8" } else { "f32" },
             "model": format!("gemm-{shape}"), "threads": threads,
             "kernel": r.kernel, "isa": r.isa, "median_s": r.median_s, "clock": if cpu_clock { "process cpu" } else { "wall" }, "gops": r.ops_per_s / 1e9, "runs": runs,
         });

@@ -157,7 +157,7 @@ fn encoders_give_the_same_embeddings_on_1_and_3_threads() {
     let bundle = temp_dir("threads-q8");
     let options = PackOptions { dtype: PackDtype::Q8, knowledge: vec![], name: None };
     pack_model_dir(&folder, &bundle, &options, &mut |_| {}).unwrap();
-    for (dir, kernel) in [(&folder, QuantKernel::Blocks), (&bundle, QuantKernel::Int8), (&bundle, QuantKernel::Blocks)] {
+    for (dir, kernel) in [(&folder, QuantKernel::Blocks), (&bundle, QuantKernel::Int8), (&bundle, QuantKernel::Int8x8), (&bundle, QuantKernel::Blocks)] {
         let one = embeddings_on(1, dir, kernel);
         let three = embeddings_on(3, dir, kernel);
         assert!(one.len() > 2, "images and texts");

@@ -11,7 +11,8 @@
 //!   the GPU engine's own patch-embedding matmul).
 //! - `Quantized`: a `kpl pack` bundle's blocks. q8_0 weights are repacked at
 //!   load into the panels of our int8 GEMM ([`super::gemm::q8`]), which replace
-//!   the blocks; q4_K likewise into the 4-bit panels of [`super::gemm::q4`].
+//!   the blocks; q4_K likewise into the 4-bit panels of [`super::gemm::q4`];
+//!   under `Int8x8`, q8_0 into the panels of [`super::gemm::q8x8`].
 //!   How they are multiplied is [`QuantKernel`].
 
 use std::borrow::Cow;
@@ -24,6 +25,8 @@ use candle_core::{Device, Module, Result, Tensor};
 use super::gemm::f32::PackedF32;
 use super::gemm::q4::PackedQ4;
 use super::gemm::q8::PackedQ8;
+use super::gemm::q8x8::PackedQ8x8;
+use super::gemm::Q8x8Isa;
 use super::gemm::Epilogue;
 use super::Activation;
 
@@ -36,6 +39,12 @@ pub enum QuantKernel {
     /// quantised dtypes compute as the platform's other default (`Blocks`
     /// natively, `Dequantize` in wasm).
     Int8,
+    /// Our q8_0 × q8_0 GEMM for q8_0 layers (`nn::gemm::q8x8`): ggml's
+    /// semantics (the activations quantised to q8_0, the block sums exactly
+    /// candle's `Blocks` kernel's) on AVX-512 VNNI `vpdpbusd`, panels packed
+    /// at load; a scalar kernel of the same bits elsewhere. Other quantised
+    /// dtypes compute as under `Int8`'s fallback (`Blocks` natively).
+    Int8x8,
     /// candle's quantised matmul: the activations are quantised to 8-bit blocks
     /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
     /// natively, scalar in our wasm build). The weight is never expanded. On a
@@ -49,21 +58,30 @@ pub enum QuantKernel {
 
 impl std::str::FromStr for QuantKernel {
     type Err = String;
-    /// `int8`, `blocks` or `dequantize`.
+    /// `int8`, `int8x8`, `blocks` or `dequantize`.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "int8" => Ok(Self::Int8),
+            "int8x8" => Ok(Self::Int8x8),
             "blocks" => Ok(Self::Blocks),
             "dequantize" => Ok(Self::Dequantize),
-            other => Err(format!("unknown kernel {other:?} (int8, dequantize or blocks)")),
+            other => Err(format!("unknown kernel {other:?} (int8, int8x8, dequantize or blocks)")),
         }
     }
 }
 
 /// Measured per target (`make bench`, `examples/bench_gemm.rs`): in wasm the
-/// int8 GEMM is the fastest; natively candle's block kernel still is.
-const DEFAULT_KERNEL: QuantKernel =
-    if cfg!(target_arch = "wasm32") { QuantKernel::Int8 } else { QuantKernel::Blocks };
+/// int8 GEMM is the fastest; natively the q8_0 × q8_0 GEMM on AVX-512 VNNI,
+/// else candle's block kernel.
+fn default_kernel() -> QuantKernel {
+    if cfg!(target_arch = "wasm32") {
+        QuantKernel::Int8
+    } else if Q8x8Isa::best() != Q8x8Isa::Scalar {
+        QuantKernel::Int8x8
+    } else {
+        QuantKernel::Blocks
+    }
+}
 
 /// What `Int8` does on a layer that is neither q8_0 nor q4_K.
 const FALLBACK_KERNEL: QuantKernel =
@@ -92,7 +110,7 @@ impl std::str::FromStr for F32Kernel {
 }
 
 thread_local! {
-    static KERNEL: Cell<QuantKernel> = const { Cell::new(DEFAULT_KERNEL) };
+    static KERNEL: Cell<QuantKernel> = Cell::new(default_kernel());
     static F32_KERNEL: Cell<F32Kernel> = const { Cell::new(F32Kernel::Packed) };
 }
 
@@ -108,10 +126,11 @@ pub fn f32_kernel() -> F32Kernel {
 }
 
 /// Chooses the kernel of the quantised layers for the forward passes started
-/// on this thread (default: `Int8` in wasm, `Blocks` natively: the faster on
-/// each, measured), and how q8_0 and q4_K weights loaded afterwards on this
-/// thread are held (packed for `Int8`, candle's blocks otherwise: every kernel
-/// runs on either, the other form rebuilt per call). Thread-local, so tests can
+/// on this thread (default: `Int8` in wasm, natively `Int8x8` with AVX-512
+/// VNNI and `Blocks` without: the faster on each, measured), and how q8_0 and
+/// q4_K weights loaded afterwards on this thread are held (packed for `Int8`
+/// and, q8_0 only, `Int8x8`, candle's blocks otherwise: every kernel runs on
+/// either, the other form rebuilt per call). Thread-local, so tests can
 /// compare them.
 pub fn set_quant_kernel(kernel: QuantKernel) {
     KERNEL.with(|k| k.set(kernel));
@@ -130,6 +149,8 @@ pub enum QWeight {
     Q8(Arc<PackedQ8>),
     /// q4_K, repacked for the int8 GEMM (still 4-bit).
     Q4(Arc<PackedQ4>),
+    /// q8_0, repacked for the q8_0 × q8_0 GEMM.
+    Q8x8(Arc<PackedQ8x8>),
 }
 
 impl QWeight {
@@ -137,17 +158,19 @@ impl QWeight {
     fn packed_qtensor(&self, shape: (usize, usize)) -> Result<QTensor> {
         let (blocks, dtype) = match self {
             Self::Q8(p) => (p.to_blocks(), GgmlDType::Q8_0),
+            Self::Q8x8(p) => (p.to_blocks(), GgmlDType::Q8_0),
             Self::Q4(p) => (p.to_blocks(), GgmlDType::Q4K),
             Self::Blocks(_) => candle_core::bail!("the weight is not packed"),
         };
         QTensor::new(QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, dtype)?, shape)
     }
 
-    /// Packs ggml blocks of `dtype` for our int8 GEMM, when it has one for it.
-    fn pack(blocks: &[u8], dtype: GgmlDType, (n, k): (usize, usize)) -> Option<Result<Self>> {
-        let packed = match dtype {
-            GgmlDType::Q8_0 => PackedQ8::from_blocks(blocks, n, k).map(|p| Self::Q8(Arc::new(p))),
-            GgmlDType::Q4K => PackedQ4::from_blocks(blocks, n, k).map(|p| Self::Q4(Arc::new(p))),
+    /// Packs ggml blocks of `dtype` for `kernel`'s GEMM, when it has one for it.
+    fn pack(blocks: &[u8], dtype: GgmlDType, (n, k): (usize, usize), kernel: QuantKernel) -> Option<Result<Self>> {
+        let packed = match (kernel, dtype) {
+            (QuantKernel::Int8, GgmlDType::Q8_0) => PackedQ8::from_blocks(blocks, n, k).map(|p| Self::Q8(Arc::new(p))),
+            (QuantKernel::Int8, GgmlDType::Q4K) => PackedQ4::from_blocks(blocks, n, k).map(|p| Self::Q4(Arc::new(p))),
+            (QuantKernel::Int8x8, GgmlDType::Q8_0) => PackedQ8x8::from_blocks(blocks, n, k).map(|p| Self::Q8x8(Arc::new(p))),
             _ => return None,
         };
         Some(packed.map_err(|e| candle_core::Error::Msg(e.0)))
@@ -190,13 +213,16 @@ impl Linear {
     }
 
     /// A quantised layer from a GGUF tensor `[out, in]`: while this thread's
-    /// kernel is `Int8`, q8_0 and q4_K are repacked for the int8 GEMM (the
-    /// blocks are dropped when `t` is the last reference); other dtypes, and
-    /// all under the other kernels, stay candle's blocks.
+    /// kernel is `Int8`, q8_0 and q4_K are repacked for the int8 GEMM, while
+    /// it is `Int8x8`, q8_0 for the q8_0 × q8_0 GEMM (the blocks are dropped
+    /// when `t` is the last reference); other dtypes, and all under the other
+    /// kernels, stay candle's blocks.
     pub fn from_qtensor(t: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = t.shape().dims2()?;
         let packed = match quant_kernel() {
-            QuantKernel::Int8 => QWeight::pack(&t.data()?, t.dtype(), (out_dim, in_dim)).transpose()?,
+            kernel @ (QuantKernel::Int8 | QuantKernel::Int8x8) => {
+                QWeight::pack(&t.data()?, t.dtype(), (out_dim, in_dim), kernel).transpose()?
+            }
             _ => None,
         };
         let weight = match packed {
@@ -230,7 +256,7 @@ impl Linear {
             Self::Dense(l) => Ok(l.weight().clone()),
             Self::Packed { weight, .. } => Tensor::from_vec(weight.to_rows(), weight.dims(), &Device::Cpu),
             Self::Quantized { weight: QWeight::Q4(p), shape, .. } => Tensor::from_vec(p.to_rows(), *shape, &Device::Cpu),
-            Self::Quantized { weight: w @ QWeight::Q8(_), shape, .. } => {
+            Self::Quantized { weight: w @ (QWeight::Q8(_) | QWeight::Q8x8(_)), shape, .. } => {
                 w.packed_qtensor(*shape)?.dequantize(&Device::Cpu)
             }
             Self::Quantized { weight: QWeight::Blocks(matmul), shape, .. } => match matmul {
@@ -247,6 +273,7 @@ impl Linear {
     pub fn quant_blocks(&self, dtype: GgmlDType) -> Option<Vec<u8>> {
         match self {
             Self::Quantized { weight: QWeight::Q8(p), .. } if dtype == GgmlDType::Q8_0 => Some(p.to_blocks()),
+            Self::Quantized { weight: QWeight::Q8x8(p), .. } if dtype == GgmlDType::Q8_0 => Some(p.to_blocks()),
             Self::Quantized { weight: QWeight::Q4(p), .. } if dtype == GgmlDType::Q4K => Some(p.to_blocks()),
             Self::Quantized { weight: QWeight::Blocks(QMatMul::QTensor(t)), .. } if t.dtype() == dtype => {
                 t.data().ok().map(|d| d.into_owned())
@@ -270,6 +297,7 @@ impl Linear {
             Self::Dense(l) => tensor_bytes(l.weight()),
             Self::Packed { weight, .. } => weight.bytes() as u64,
             Self::Quantized { weight: QWeight::Q8(p), .. } => p.bytes() as u64,
+            Self::Quantized { weight: QWeight::Q8x8(p), .. } => p.bytes() as u64,
             Self::Quantized { weight: QWeight::Q4(p), .. } => p.bytes() as u64,
             Self::Quantized { weight: QWeight::Blocks(m), .. } => match m {
                 QMatMul::QTensor(t) => t.storage_size_in_bytes() as u64,
@@ -280,7 +308,7 @@ impl Linear {
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
+        matches!(self, Self::Quantized { weight: QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Q8x8(_) | QWeight::Blocks(QMatMul::QTensor(_)), .. })
     }
 }
 
@@ -348,15 +376,18 @@ enum Own<'a> {
     F32(&'a PackedF32),
     Q8(&'a PackedQ8),
     Q4(&'a PackedQ4),
+    Q8x8(&'a PackedQ8x8),
 }
 
 impl<'a> Own<'a> {
-    /// The int8 GEMM of a packed quantised weight (none for candle's blocks).
-    fn quantized(w: &'a QWeight) -> Option<Self> {
-        match w {
-            QWeight::Q8(p) => Some(Own::Q8(p)),
-            QWeight::Q4(p) => Some(Own::Q4(p)),
-            QWeight::Blocks(_) => None,
+    /// `kernel`'s GEMM of a packed quantised weight, when `w` is packed for it
+    /// (none for candle's blocks or another kernel's panels).
+    fn quantized(w: &'a QWeight, kernel: QuantKernel) -> Option<Self> {
+        match (kernel, w) {
+            (QuantKernel::Int8, QWeight::Q8(p)) => Some(Own::Q8(p)),
+            (QuantKernel::Int8, QWeight::Q4(p)) => Some(Own::Q4(p)),
+            (QuantKernel::Int8x8, QWeight::Q8x8(p)) => Some(Own::Q8x8(p)),
+            _ => None,
         }
     }
 }
@@ -368,6 +399,7 @@ fn own_fused(w: Own, bias: Option<&Tensor>, activation: Option<Activation>, resi
         Own::F32(p) => p.dims(),
         Own::Q8(p) => p.dims(),
         Own::Q4(p) => p.dims(),
+        Own::Q8x8(p) => p.dims(),
     };
     if let Some(r) = residual {
         if r.elem_count() != xs.elem_count() / k * n {
@@ -382,6 +414,7 @@ fn own_fused(w: Own, bias: Option<&Tensor>, activation: Option<Activation>, resi
                     Own::F32(p) => p.matmul_fused(x, m, &epilogue),
                     Own::Q8(p) => p.matmul_fused(x, m, &epilogue),
                     Own::Q4(p) => p.matmul_fused(x, m, &epilogue),
+                    Own::Q8x8(p) => p.matmul_fused(x, m, &epilogue),
                 }
             })
         };
@@ -399,7 +432,7 @@ fn with_opt_f32_slice<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R
 
 impl Linear {
     /// `activation(xs · Wᵀ + b)`: fused into the GEMM's epilogue on our
-    /// GEMMs (a packed f32 layer, a packed q8_0 or q4_K one under the `Int8` kernel),
+    /// GEMMs (a packed f32 layer, a quantised one packed for this thread's kernel),
     /// else the layer then [`Activation::apply`]; the same bits either way.
     pub fn forward_activation(&self, xs: &Tensor, activation: Activation) -> Result<Tensor> {
         match self.own() {
@@ -422,7 +455,7 @@ impl Linear {
     fn own(&self) -> Option<Own<'_>> {
         match self {
             Self::Packed { weight, .. } => Some(Own::F32(weight)),
-            Self::Quantized { weight, .. } if quant_kernel() == QuantKernel::Int8 => Own::quantized(weight),
+            Self::Quantized { weight, .. } => Own::quantized(weight, quant_kernel()),
             _ => None,
         }
     }
@@ -437,21 +470,27 @@ impl Module for Linear {
             Self::Dense(l) => l.forward(xs),
             Self::Packed { .. } => unreachable!("packed layers run on our GEMM (Linear::own)"),
             Self::Quantized { weight, bias, shape } => {
-                // Blocks under `Int8` are packed for this call (a comparison's
-                // path: weights loaded under `Int8` are packed at load).
-                let repacked = match (quant_kernel(), weight) {
-                    (QuantKernel::Int8, QWeight::Blocks(QMatMul::QTensor(t))) => {
-                        QWeight::pack(&t.data()?, t.dtype(), *shape).transpose()?
+                // A weight held in another form than this kernel's is packed
+                // for this call (a comparison's path: weights loaded under
+                // `Int8` or `Int8x8` are packed at load for it).
+                let kernel = quant_kernel();
+                let repacked = match (kernel, weight) {
+                    (QuantKernel::Int8 | QuantKernel::Int8x8, QWeight::Blocks(QMatMul::QTensor(t))) => {
+                        QWeight::pack(&t.data()?, t.dtype(), *shape, kernel).transpose()?
+                    }
+                    (QuantKernel::Int8 | QuantKernel::Int8x8, w @ (QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Q8x8(_))) => {
+                        let t = w.packed_qtensor(*shape)?;
+                        QWeight::pack(&t.data()?, t.dtype(), *shape, kernel).transpose()?
                     }
                     _ => None,
                 };
                 let weight = repacked.as_ref().unwrap_or(weight);
-                let kernel = match (quant_kernel(), weight) {
-                    (QuantKernel::Int8, QWeight::Blocks(_)) => FALLBACK_KERNEL,
+                let kernel = match (kernel, weight) {
+                    (QuantKernel::Int8 | QuantKernel::Int8x8, w) if Own::quantized(w, kernel).is_none() => FALLBACK_KERNEL,
                     (kernel, _) => kernel,
                 };
                 let ys = match (kernel, weight) {
-                    (QuantKernel::Int8, w) => match Own::quantized(w) {
+                    (QuantKernel::Int8 | QuantKernel::Int8x8, w) => match Own::quantized(w, kernel) {
                         Some(own) => return own_fused(own, bias.as_ref(), None, None, xs),
                         None => candle_core::bail!("int8 matmul: the weight is not packed"),
                     },

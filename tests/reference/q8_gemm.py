@@ -5,6 +5,11 @@ The algorithm (q8.rs's module doc): activations quantised to int16 per row and 3
 block, d = max|x| / 32767 (f32), q = round-half-to-even(x * (1/d)) clamped to +-32767; per block
 the exact integer dot product with the weight's int8 values, then, in f32 and in k order,
 acc = acc + f32(isum) * (d_x * d_w). The kernels must reproduce `y` bit for bit.
+`y_q8x8`: the q8_0 x q8_0 GEMM (src/nn/gemm/q8x8.rs), ggml's semantics: activations quantised
+as ggml's quantize_row_q8_0 (d = max|x| / 127 in f32, q = roundf(x * (1/d)), half away from zero,
+d stored as f16), per block the exact integer dot product (ggml's vec_dot_q8_0_q8_0), then in f32
+and in k order acc = acc + f32(isum) * (f16(d_x) * d_w); bit for bit. The last case has ties
+(x * (1/d) = j + 1/2) where half-away and half-to-even rounding differ.
 `y_f64` is the product of the unquantised activations with the dequantised weight, in f64.
 Epilogue (src/nn/gemm/epilogue.rs): `y_epi` = (y + b) + r in f32, bit for bit, for a bias `b`
 [n] and a residual `r` [m, n].
@@ -19,14 +24,38 @@ import numpy as np
 OUT = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "q8-gemm" / "cases.json"
 # (m, k, n): 1 row, rows and columns not multiples of the 4 x 8 tile, k = 32 * odd.
 SHAPES = [(1, 32, 1), (2, 64, 3), (4, 96, 8), (5, 160, 13), (7, 288, 17), (9, 32, 9), (3, 416, 24)]
+# For the q8_0 x q8_0 GEMM's 12 x 16 tile: rows and columns off it, k = 32 * odd, one row of ties.
+SHAPES_Q8X8 = [(13, 96, 21), (25, 160, 33)]
 
 
-def case(rng, m, k, n):
+def q8x8(x, wq, wd):
+    """ggml's q8_0 x q8_0 product of x [m, k] (f32) and the q8_0 weight (wq [n, k] int8, wd [n, k/32] f16)."""
+    m, k = x.shape
+    xb = x.reshape(m, k // 32, 32)
+    amax = np.abs(xb).max(axis=2)
+    d = (amax / np.float32(127.0)).astype(np.float32)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1.0) / d, np.float32(0.0)).astype(np.float32)
+    v = (xb * inv[:, :, None]).astype(np.float32).astype(np.float64)
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -128, 127).astype(np.int64)  # roundf
+    d16 = d.astype(np.float16).astype(np.float32)
+    isum = np.einsum("mbk,nbk->mnb", q, wq.reshape(-1, k // 32, 32).astype(np.int64))
+    scale = (d16[:, None, :] * wd.astype(np.float32)[None, :, :]).astype(np.float32)
+    acc = np.zeros((m, wq.shape[0]), np.float32)
+    for b in range(k // 32):
+        acc = (acc + (isum[:, :, b].astype(np.float32) * scale[:, :, b]).astype(np.float32)).astype(np.float32)
+    return acc
+
+
+def case(rng, m, k, n, ties=False):
     x = rng.standard_normal((m, k)).astype(np.float32)
     # An outlier per row and a zero block, as activations have.
     x[:, rng.integers(0, k, m)] *= np.float32(20.0)
     if k >= 64:
         x[0, 32:64] = 0.0
+    if ties:
+        # max|x| = 127 * 0.25: d = 0.25, 1/d = 4, x * 4 = j + 1/2 exactly.
+        x[m - 1, :32] = np.float32(0.25) * np.array([127] + [(j % 20 - 10) + 0.5 for j in range(31)], np.float32)
     wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
     wd = (rng.uniform(0.0, 0.02, (n, k // 32))).astype(np.float16)
     wd[0, 0] = 0.0
@@ -62,12 +91,13 @@ def case(rng, m, k, n):
         "w_d": wd.astype("<f2").tobytes().hex(),
         "y": acc.astype("<f4").tobytes().hex(),
         "y_f64": (x.astype(np.float64) @ w64.T).astype("<f8").tobytes().hex(),
+        "y_q8x8": q8x8(x, wq, wd).astype("<f4").tobytes().hex(),
     }
 
 
 def main():
     rng = np.random.default_rng(14)
-    cases = [case(rng, *s) for s in SHAPES]
+    cases = [case(rng, *s) for s in SHAPES] + [case(rng, *s, ties=True) for s in SHAPES_Q8X8]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"source": "tests/reference/q8_gemm.py", "cases": cases}, indent=1) + "\n")
     print(f"{OUT}: {len(cases)} cases, {OUT.stat().st_size} bytes")

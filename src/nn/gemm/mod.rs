@@ -15,6 +15,12 @@
 //!   (nibbles widened in registers), the activations quantised as for q8;
 //!   the same bits natively and in wasm.
 //!
+//! - [`q8x8`]: `y = x · Wᵀ` for a q8_0 weight with ggml's semantics (the
+//!   activations quantised to q8_0 too, each block's integer dot product
+//!   exactly ggml's), on AVX-512 VNNI `vpdpbusd` (4 products per 32-bit
+//!   lane) in 16-column panels; natively the default for q8_0 where that
+//!   instruction is present. Native only in practice: wasm keeps [`q8`].
+//!
 //! All split their column panels across threads ([`split`]): the same bits
 //! at any thread count; all finish each output in an [`epilogue`] (bias,
 //! the MLP's activation, the residual sum) as they store it.
@@ -26,6 +32,8 @@ pub mod q4;
 mod q4_kernel;
 pub mod q8;
 mod q8_kernel;
+pub mod q8x8;
+mod q8x8_kernel;
 pub mod rates;
 mod split;
 
@@ -34,3 +42,4 @@ pub use f32_kernel::F32Isa;
 /// The f32 micro-kernel and its tile sizes, for the fused attention's products (`nn::attention`).
 pub(crate) use f32_kernel::{tile as f32_tile, MAX_ROWS as F32_MAX_ROWS, NR as F32_NR};
 pub use q8_kernel::Isa;
+pub use q8x8_kernel::Q8x8Isa;

@@ -11,17 +11,21 @@ use super::f32_kernel::F32Isa;
 use super::q4::PackedQ4;
 use super::q8::PackedQ8;
 use super::q8_kernel::{peak_loop, Isa};
+use super::q8x8::PackedQ8x8;
+use super::q8x8_kernel::{self, Q8x8Isa};
 
 /// One measured kernel: `ops_per_s` counts a multiply and an add per product
 /// (2·m·k·n per call; for a peak loop, per instruction lane).
 #[derive(Debug, Clone, Serialize)]
 pub struct Rate {
     /// `q8-int8` (ours, one row per SIMD kernel of the machine, the default
-    /// first), `q8-blocks` (candle's q8_0 kernel), `q4-int8` (ours) /
+    /// first), `q8-int8x8` (ours, q8_0 × q8_0 on AVX-512 VNNI `vpdpbusd`; where
+    /// present), `q8-blocks` (candle's q8_0 kernel), `q4-int8` (ours) /
     /// `q4-blocks` (candle's q4_K kernel; when k is a multiple of 256),
     /// `f32-packed` (ours), `f32-gemm` (candle's dense gemm), `peak-int8` (per
-    /// int8 kernel, the default's first) / `peak-f32` (instruction-mix limits;
-    /// `peak-f32` is that of `f32-packed`'s kernel).
+    /// int8 kernel, the default's first), `peak-int8x8` (`vpdpbusd`'s) /
+    /// `peak-f32` (instruction-mix limits; `peak-f32` is that of
+    /// `f32-packed`'s kernel).
     pub kernel: String,
     pub isa: String,
     pub median_s: f64,
@@ -95,6 +99,13 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
         });
         push("q8-int8", format!("{isa:?}"), s, ops);
     }
+    if Q8x8Isa::best() != Q8x8Isa::Scalar {
+        let packed = PackedQ8x8::from_blocks(&q.data()?, n, k).map_err(|e| candle_core::Error::Msg(e.0))?;
+        let s = time(runs, now, || {
+            std::hint::black_box(packed.matmul(&xv, m));
+        });
+        push("q8-int8x8", format!("{:?}", Q8x8Isa::best()), s, ops);
+    }
     let qm = QMatMul::from_qtensor(q)?;
     let s = time(runs, now, || {
         std::hint::black_box(qm.forward(&x).expect("q8_0 matmul"));
@@ -135,6 +146,15 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
             std::hint::black_box(sum);
         });
         push("peak-int8", format!("{isa:?}"), s, peak_ops as f64);
+    }
+    if q8x8_kernel::peak_loop(1).is_some() {
+        let mut peak_ops = 0;
+        let s = time(runs, now, || {
+            let (o, sum) = q8x8_kernel::peak_loop(iters).expect("checked above");
+            peak_ops = o;
+            std::hint::black_box(sum);
+        });
+        push("peak-int8x8", format!("{:?}", Q8x8Isa::best()), s, peak_ops as f64);
     }
     let (lanes, s) = peak_f32(iters, runs, now);
     push("peak-f32", format!("{f32_best:?}"), s, (iters * lanes * 2) as f64);

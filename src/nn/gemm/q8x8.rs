@@ -1,0 +1,242 @@
+//! q8_0 × q8_0 GEMM, ggml's semantics: `y[m, n] = Σ_k x[m, k] · w[n, k]`
+//! with the activations quantised to q8_0 as ggml's `quantize_row_q8_0`
+//! (candle's `BlockQ8_0::from_float`) and every block's integer dot product
+//! exactly ggml's `vec_dot_q8_0_q8_0`'s; only the f32 sum over the blocks is
+//! ordered differently (candle's AVX kernel sums 8 partial lanes with fused
+//! multiply-adds), so the result equals candle's `Blocks` kernel within f32
+//! rounding. Natively the default for q8_0 weights where AVX-512 VNNI is
+//! present (`nn::linear::QuantKernel::Int8x8`).
+//!
+//! **Activations**, per row and 32-value block: `d = max|x| / 127`, `q =
+//! round(x · (1/d))` rounded half away from zero (C's `roundf`, Rust's
+//! `f32::round`) to int8, `d` then rounded to f16 (the block's stored scale)
+//! and used as f32. Besides, per block, `corr = −128 · Σ q`.
+//!
+//! **Weights** (ggml's `block_q8_0`) are repacked once, at load, into panels
+//! of [`NR`] = 16 output columns: per block, per group of 4 consecutive k
+//! (a quad), the 16 columns' 4 weights side by side, each stored as `w + 128`
+//! (u8: `vpdpbusd` multiplies unsigned bytes by signed ones, and its
+//! broadcast operand, the activation, must be the signed one); then the 16
+//! columns' scales as f32. 1.125 bytes per weight, as the q8 GEMM's panels.
+//! Columns past `n` are zero (stored 128) with scale 0.
+//!
+//! **Product**: per block `isum = corr + Σ (w + 128) · q = Σ w · q` exactly
+//! (i32; `vpdpbusd` sums four u8 × s8 products into an i32 lane, so the
+//! correction for the +128 is the accumulator's initial value), then `acc =
+//! acc + f32(isum) · (dx · dw)` (no fused multiply-add), blocks in k order.
+//! The scalar kernel (any CPU, and the tests' reference) and the AVX-512 VNNI
+//! one give the same bits, at any thread count.
+
+use std::ops::Range;
+
+use super::epilogue::Epilogue;
+use super::q8::{PackError, BLOCK, BLOCK_BYTES, GROUP_BYTES};
+use super::q8x8_kernel::{self, Q8x8Isa, NR, PANEL_BLOCK, QUADS, ROWS, TILE_BLOCK};
+
+/// The largest quantised activation (ggml's q8_0: `(1 << 7) − 1`).
+pub const ACT_MAX: f32 = 127.0;
+/// What the panels add to each int8 weight to make it `vpdpbusd`'s unsigned operand.
+const OFFSET: i32 = 128;
+
+/// A q8_0 weight `[n, k]` in the kernel's panel layout (see the module doc).
+#[derive(Clone)]
+pub struct PackedQ8x8 {
+    n: usize,
+    k: usize,
+    /// `ceil(n / 16)` panels × `k / 32` blocks × 512 bytes (`w + 128`).
+    quants: Vec<u8>,
+    /// `ceil(n / 16)` panels × `k / 32` blocks × 16 scales.
+    scales: Vec<f32>,
+}
+
+impl std::fmt::Debug for PackedQ8x8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ8x8 [{}, {}]", self.n, self.k)
+    }
+}
+
+impl PackedQ8x8 {
+    /// Repacks `n` rows of `k` values stored as ggml `block_q8_0` (`n · k/32 ·
+    /// 34` bytes, row-major). Errors (never panics) when `k` is not a positive
+    /// multiple of 32 or the byte count does not match.
+    pub fn from_blocks(blocks: &[u8], n: usize, k: usize) -> Result<Self, PackError> {
+        if k == 0 || !k.is_multiple_of(BLOCK) || n == 0 {
+            return Err(PackError(format!("q8_0 weight [{n}, {k}]: rows must be a positive multiple of {BLOCK} long")));
+        }
+        let kb = k / BLOCK;
+        if n.checked_mul(kb * BLOCK_BYTES) != Some(blocks.len()) {
+            return Err(PackError(format!(
+                "q8_0 weight [{n}, {k}]: {} bytes of blocks, expected {}",
+                blocks.len(),
+                n.saturating_mul(kb * BLOCK_BYTES)
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let mut quants = vec![OFFSET as u8; panels * kb * PANEL_BLOCK];
+        let mut scales = vec![0f32; panels * kb * NR];
+        for (row, row_blocks) in blocks.chunks_exact(kb * BLOCK_BYTES).enumerate() {
+            let (p, c) = (row / NR, row % NR);
+            for (b, block) in row_blocks.chunks_exact(BLOCK_BYTES).enumerate() {
+                let pb = p * kb + b;
+                scales[pb * NR + c] = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let dst = &mut quants[pb * PANEL_BLOCK..(pb + 1) * PANEL_BLOCK];
+                for (j, quad) in block[2..].chunks_exact(4).enumerate() {
+                    for (t, &q) in quad.iter().enumerate() {
+                        dst[(j * NR + c) * 4 + t] = (i32::from(q as i8) + OFFSET) as u8;
+                    }
+                }
+            }
+        }
+        Ok(Self { n, k, quants, scales })
+    }
+
+    /// The weight back as ggml `block_q8_0` bytes (exact: the scales were f16).
+    pub fn to_blocks(&self) -> Vec<u8> {
+        let kb = self.k / BLOCK;
+        let mut out = Vec::with_capacity(self.n * kb * BLOCK_BYTES);
+        for row in 0..self.n {
+            let (p, c) = (row / NR, row % NR);
+            for b in 0..kb {
+                let pb = p * kb + b;
+                out.extend(half::f16::from_f32(self.scales[pb * NR + c]).to_le_bytes());
+                let src = &self.quants[pb * PANEL_BLOCK..(pb + 1) * PANEL_BLOCK];
+                for j in 0..QUADS {
+                    out.extend(src[(j * NR + c) * 4..(j * NR + c + 1) * 4].iter().map(|&u| (i32::from(u) - OFFSET) as i8 as u8));
+                }
+            }
+        }
+        out
+    }
+
+    /// `(n, k)`: output and input features.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// Bytes held (panels and scales).
+    pub fn bytes(&self) -> usize {
+        self.quants.len() + self.scales.len() * 4
+    }
+
+    /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`, on the best
+    /// kernel of this machine (all give the same bits), the column panels
+    /// split across the current rayon pool's threads.
+    ///
+    /// Panics if `x.len() != m · k` (a caller's bug, not input data).
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_fused_with(x, m, &Epilogue::default(), Q8x8Isa::best())
+    }
+
+    /// [`matmul`](Self::matmul) with a chosen micro-kernel.
+    pub fn matmul_with(&self, x: &[f32], m: usize, isa: Q8x8Isa) -> Vec<f32> {
+        self.matmul_fused_with(x, m, &Epilogue::default(), isa)
+    }
+
+    /// `y = act(x · Wᵀ + bias) + residual` ([`Epilogue`]), applied as each
+    /// tile is stored. Panics as [`matmul`](Self::matmul) does, or if the bias
+    /// is not `[n]` or the residual not `[m, n]`.
+    pub fn matmul_fused(&self, x: &[f32], m: usize, epilogue: &Epilogue) -> Vec<f32> {
+        self.matmul_fused_with(x, m, epilogue, Q8x8Isa::best())
+    }
+
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. Every
+    /// output value is one [`q8x8_kernel::tile`] over all of k, so the result
+    /// is the same bits at any thread count.
+    pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Q8x8Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        epilogue.check(m, self.n);
+        let acts = Q8Rows::new(x, m, self.k);
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
+    }
+
+    /// The columns of `panels` for every row, into `out` ([m, those columns],
+    /// row-major): the panels in groups of about [`GROUP_BYTES`], each group
+    /// over every tile of rows (as the q8 GEMM does, so that the group stays
+    /// in L2 while the activations stream once per group).
+    fn panel_range(&self, acts: &Q8Rows, m: usize, isa: Q8x8Isa, epilogue: &Epilogue, panels: Range<usize>, out: &mut [f32]) {
+        let kb = self.k / BLOCK;
+        let c0 = panels.start * NR;
+        let width = (panels.end * NR).min(self.n) - c0;
+        let group = (GROUP_BYTES / (kb * PANEL_BLOCK)).max(1);
+        for g in panels.clone().step_by(group) {
+            for t in 0..m.div_ceil(ROWS) {
+                let a = &acts.q[t * kb * TILE_BLOCK..(t + 1) * kb * TILE_BLOCK];
+                let (da, corr) = (&acts.d[t * kb * ROWS..(t + 1) * kb * ROWS], &acts.corr[t * kb * ROWS..(t + 1) * kb * ROWS]);
+                for p in g..(g + group).min(panels.end) {
+                    let w = &self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK];
+                    let dw = &self.scales[p * kb * NR..(p + 1) * kb * NR];
+                    let mut tile = [[0f32; NR]; ROWS];
+                    q8x8_kernel::tile(isa, kb, a, da, corr, w, dw, &mut tile);
+                    let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
+                    for (r, row) in tile.iter().enumerate() {
+                        let i = t * ROWS + r;
+                        if i < m {
+                            epilogue.store(i, c0 + col, self.n, row, &mut out[i * width + col..i * width + col + cols]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Activations quantised to q8_0 (see the module doc), each tile of
+/// [`ROWS`] rows laid out as the kernels read it (per block, per quad, the
+/// rows' 4 values side by side; scales and corrections `[block · ROWS +
+/// row]`); rows past `m` are zero with scale 0.
+struct Q8Rows {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+impl Q8Rows {
+    fn new(x: &[f32], m: usize, k: usize) -> Self {
+        let kb = k / BLOCK;
+        let tiles = m.div_ceil(ROWS);
+        let mut q = vec![0i8; tiles * kb * TILE_BLOCK];
+        let mut d = vec![0f32; tiles * kb * ROWS];
+        let mut corr = vec![0i32; tiles * kb * ROWS];
+        let mut block = [0i8; BLOCK];
+        for (i, row) in x.chunks_exact(k).enumerate() {
+            let (t, r) = (i / ROWS, i % ROWS);
+            for (b, xb) in row.chunks_exact(BLOCK).enumerate() {
+                let tb = t * kb + b;
+                let (scale, sum) = quantize_block(xb, &mut block);
+                d[tb * ROWS + r] = scale;
+                corr[tb * ROWS + r] = -OFFSET * sum;
+                let dst = &mut q[tb * TILE_BLOCK..(tb + 1) * TILE_BLOCK];
+                for (j, quad) in block.chunks_exact(4).enumerate() {
+                    dst[(j * ROWS + r) * 4..(j * ROWS + r + 1) * 4].copy_from_slice(quad);
+                }
+            }
+        }
+        Self { q, d, corr }
+    }
+}
+
+/// One block of activations as ggml's `quantize_row_q8_0`: returns the
+/// scale (f16-rounded, as f32) and the sum of the quantised values.
+pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK]) -> (f32, i32) {
+    let x: &[f32; BLOCK] = x.try_into().expect("a block is 32 values");
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / ACT_MAX;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0;
+    for (q, &v) in q.iter_mut().zip(x) {
+        *q = round_half_away(v * id);
+        sum += i32::from(*q);
+    }
+    (half::f16::from_f32(d).to_f32(), sum)
+}
+
+/// `f32::round(v) as i8` (half away from zero, saturating, NaN → 0) without
+/// the libm call `round` is on baseline x86-64: adding the largest f32 below
+/// ½ with `v`'s sign rounds to the same integer for every f32 (a tie's sum
+/// rounds up to the next integer, anything below a tie stays below it),
+/// then the truncating, saturating `as`.
+#[inline]
+pub fn round_half_away(v: f32) -> i8 {
+    const BELOW_HALF: f32 = 0.499_999_97;
+    ((v + BELOW_HALF.copysign(v)) as i32).clamp(-128, 127) as i8
+}

@@ -1,0 +1,230 @@
+//! The q8_0 × q8_0 GEMM's micro-kernels: one tile of [`ROWS`] rows × [`NR`]
+//! columns over all of k. Each computes exactly the algorithm of
+//! [`tile_scalar`] (see `q8x8`'s module doc): per block the integer sum
+//! `corr + Σ (w + 128) · a` is exact in i32 whichever instruction forms it,
+//! then `acc = acc + f32(isum) · (dx · dw)`, the same f32 operations in the
+//! same order, so both kernels give the same bits.
+
+/// Rows of activations per tile.
+pub const ROWS: usize = 12;
+/// Output columns per weight panel (one 512-bit register of i32 lanes).
+pub const NR: usize = 16;
+/// Groups of 4 consecutive k (one `vpdpbusd` lane's bytes) per 32-value block.
+pub const QUADS: usize = 8;
+/// Bytes of one block of one panel: 8 quads × 16 columns × 4.
+pub const PANEL_BLOCK: usize = QUADS * NR * 4;
+/// Bytes of one block of one tile of activations: 8 quads × 12 rows × 4.
+pub const TILE_BLOCK: usize = QUADS * ROWS * 4;
+
+/// An instruction set a micro-kernel is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q8x8Isa {
+    /// Plain Rust: the reference, and the fallback on any CPU (and in wasm).
+    Scalar,
+    /// x86-64 AVX-512 VNNI (`vpdpbusd` on 512 bits: 16 columns × 4 k per
+    /// instruction, the activation broadcast from memory), chosen at run time
+    /// (Ice Lake and later, Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Q8x8Isa {
+    /// The fastest kernel this machine runs.
+    pub fn best() -> Self {
+        *Self::available().last().expect("the scalar kernel is always available")
+    }
+
+    /// Every kernel this machine runs, slowest first (for tests comparing them).
+    pub fn available() -> Vec<Self> {
+        #[allow(unused_mut)]
+        let mut v = vec![Q8x8Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        v.extend([Q8x8Isa::Avx512Vnni].into_iter().filter(|i| i.supported()));
+        v
+    }
+
+    /// Whether this CPU runs the kernel (run-time detection, cached by std).
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::is_x86_feature_detected as has;
+        match self {
+            Q8x8Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Q8x8Isa::Avx512Vnni => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+        }
+    }
+}
+
+/// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · (corr[r,b] + Σ_{k∈b} a[r,k]·w[c,k])`
+/// for one tile of [`ROWS`] rows. `a`: per block, per quad, the 12 rows' 4
+/// int8 side by side (`a[((b·8 + j)·12 + r)·4 + t]`); `da`, `corr`: `[b·12
+/// + r]`; `w`: one panel (per block, per quad, the 16 columns' 4 bytes side
+/// by side, each the int8 weight + 128); `dw`: `[b·16 + c]`. `out` must
+/// start at zero.
+///
+/// Panics if a slice is shorter than the kernel reads (a caller's bug).
+#[allow(clippy::too_many_arguments)]
+pub fn tile(isa: Q8x8Isa, kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8], dw: &[f32], out: &mut [[f32; NR]; ROWS]) {
+    assert!(a.len() >= kb * TILE_BLOCK && da.len() >= kb * ROWS && corr.len() >= kb * ROWS);
+    assert!(w.len() >= kb * PANEL_BLOCK && dw.len() >= kb * NR);
+    match isa {
+        Q8x8Isa::Scalar => tile_scalar(kb, a, da, corr, w, dw, out),
+        #[cfg(target_arch = "x86_64")]
+        Q8x8Isa::Avx512Vnni => {
+            assert!(isa.supported());
+            // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the slices
+            // are at least as long as the kernel reads (asserted above).
+            unsafe { tile_avx512_vnni(kb, a, da, corr, w, dw, out) }
+        }
+    }
+}
+
+fn tile_scalar(kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8], dw: &[f32], out: &mut [[f32; NR]; ROWS]) {
+    for b in 0..kb {
+        let (ab, wb) = (&a[b * TILE_BLOCK..(b + 1) * TILE_BLOCK], &w[b * PANEL_BLOCK..(b + 1) * PANEL_BLOCK]);
+        for (r, row) in out.iter_mut().enumerate() {
+            for (c, o) in row.iter_mut().enumerate() {
+                let mut s = corr[b * ROWS + r];
+                for j in 0..QUADS {
+                    for t in 0..4 {
+                        s += i32::from(wb[(j * NR + c) * 4 + t]) * i32::from(ab[(j * ROWS + r) * 4 + t]);
+                    }
+                }
+                *o += s as f32 * (da[b * ROWS + r] * dw[b * NR + c]);
+            }
+        }
+    }
+}
+
+/// 12 rows × 16 columns: per quad one 64-byte load of the panel and one
+/// `vpdpbusd` per row with the row's 4 activations as an embedded broadcast
+/// (`{1to16}`), written in assembly as the q8 kernels' `vpdpwssd` is (LLVM's
+/// generic x86-64 tuning may split VNNI intrinsics). The integer
+/// accumulators start at the block's correction; the f32 steps are
+/// [`tile_scalar`]'s, lane by lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_avx512_vnni(kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8], dw: &[f32], out: &mut [[f32; NR]; ROWS]) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    for b in 0..kb {
+        let cp = corr.as_ptr().add(b * ROWS);
+        let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11]: [__m512i; ROWS] =
+            std::array::from_fn(|r| _mm512_set1_epi32(*cp.add(r)));
+        let wp = w.as_ptr().add(b * PANEL_BLOCK);
+        let ap = a.as_ptr().add(b * TILE_BLOCK);
+        for j in 0..QUADS {
+            let _w: __m512i;
+            // SAFETY (of the reads): 64 bytes of the panel at quad j, and 12
+            // rows × 4 bytes of quad j's activations (`tile` checked the lengths).
+            asm!(
+                "vmovdqu64 {w}, zmmword ptr [{wp}]",
+                "vpdpbusd {s0}, {w}, dword ptr [{p}]{{1to16}}",
+                "vpdpbusd {s1}, {w}, dword ptr [{p} + 4]{{1to16}}",
+                "vpdpbusd {s2}, {w}, dword ptr [{p} + 8]{{1to16}}",
+                "vpdpbusd {s3}, {w}, dword ptr [{p} + 12]{{1to16}}",
+                "vpdpbusd {s4}, {w}, dword ptr [{p} + 16]{{1to16}}",
+                "vpdpbusd {s5}, {w}, dword ptr [{p} + 20]{{1to16}}",
+                "vpdpbusd {s6}, {w}, dword ptr [{p} + 24]{{1to16}}",
+                "vpdpbusd {s7}, {w}, dword ptr [{p} + 28]{{1to16}}",
+                "vpdpbusd {s8}, {w}, dword ptr [{p} + 32]{{1to16}}",
+                "vpdpbusd {s9}, {w}, dword ptr [{p} + 36]{{1to16}}",
+                "vpdpbusd {s10}, {w}, dword ptr [{p} + 40]{{1to16}}",
+                "vpdpbusd {s11}, {w}, dword ptr [{p} + 44]{{1to16}}",
+                wp = in(reg) wp.add(j * NR * 4),
+                p = in(reg) ap.add(j * ROWS * 4),
+                w = out(zmm_reg) _w,
+                s0 = inout(zmm_reg) s0,
+                s1 = inout(zmm_reg) s1,
+                s2 = inout(zmm_reg) s2,
+                s3 = inout(zmm_reg) s3,
+                s4 = inout(zmm_reg) s4,
+                s5 = inout(zmm_reg) s5,
+                s6 = inout(zmm_reg) s6,
+                s7 = inout(zmm_reg) s7,
+                s8 = inout(zmm_reg) s8,
+                s9 = inout(zmm_reg) s9,
+                s10 = inout(zmm_reg) s10,
+                s11 = inout(zmm_reg) s11,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        let isum = [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11];
+        let dwv = _mm512_loadu_ps(dw.as_ptr().add(b * NR));
+        let dap = da.as_ptr().add(b * ROWS);
+        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+            let scale = _mm512_mul_ps(_mm512_set1_ps(*dap.add(r)), dwv);
+            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(_mm512_cvtepi32_ps(*s), scale));
+        }
+    }
+    for (row, acc) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(row.as_mut_ptr(), *acc);
+    }
+}
+
+/// The arithmetic limit of the micro-kernel's instruction: `iters` rounds of
+/// twelve independent `vpdpbusd` chains on registers (no memory). Returns
+/// the integer operations done (a multiply and an add per product: 16 lanes
+/// × 4 per instruction) and a checksum the caller must consume; `None`
+/// without AVX-512 VNNI.
+#[doc(hidden)]
+pub fn peak_loop(iters: usize) -> Option<(u64, i32)> {
+    #[cfg(target_arch = "x86_64")]
+    if Q8x8Isa::Avx512Vnni.supported() {
+        // SAFETY: AVX-512 F/BW/VNNI are present.
+        return Some((iters as u64 * 12 * 64 * 2, unsafe { peak_avx512_vnni(iters) }));
+    }
+    let _ = iters;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn peak_avx512_vnni(iters: usize) -> i32 {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    // w changes every round, so the products cannot be hoisted out of the loop.
+    let mut w = _mm512_set1_epi8(std::hint::black_box(3));
+    let one = _mm512_set1_epi8(std::hint::black_box(1));
+    let a = _mm512_set1_epi8(std::hint::black_box(-2));
+    let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
+        [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        asm!(
+            "vpdpbusd {s0}, {w}, {a}",
+            "vpdpbusd {s1}, {w}, {a}",
+            "vpdpbusd {s2}, {w}, {a}",
+            "vpdpbusd {s3}, {w}, {a}",
+            "vpdpbusd {s4}, {w}, {a}",
+            "vpdpbusd {s5}, {w}, {a}",
+            "vpdpbusd {s6}, {w}, {a}",
+            "vpdpbusd {s7}, {w}, {a}",
+            "vpdpbusd {s8}, {w}, {a}",
+            "vpdpbusd {s9}, {w}, {a}",
+            "vpdpbusd {s10}, {w}, {a}",
+            "vpdpbusd {s11}, {w}, {a}",
+            w = in(zmm_reg) w,
+            a = in(zmm_reg) a,
+            s0 = inout(zmm_reg) s0,
+            s1 = inout(zmm_reg) s1,
+            s2 = inout(zmm_reg) s2,
+            s3 = inout(zmm_reg) s3,
+            s4 = inout(zmm_reg) s4,
+            s5 = inout(zmm_reg) s5,
+            s6 = inout(zmm_reg) s6,
+            s7 = inout(zmm_reg) s7,
+            s8 = inout(zmm_reg) s8,
+            s9 = inout(zmm_reg) s9,
+            s10 = inout(zmm_reg) s10,
+            s11 = inout(zmm_reg) s11,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+        w = _mm512_add_epi8(w, one);
+    }
+    let mut sum = s0;
+    for s in [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11] {
+        sum = _mm512_xor_si512(sum, s);
+    }
+    _mm_cvtsi128_si32(_mm512_castsi512_si128(sum))
+}
