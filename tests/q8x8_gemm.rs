@@ -78,13 +78,15 @@ fn activation_quantisation_is_candles_byte_for_byte() {
     }
     x[2 * BLOCK..3 * BLOCK].iter_mut().for_each(|v| *v *= 1e-5); // a subnormal f16 scale
     x[3 * BLOCK + 5] = f32::NAN;
+    x[3 * BLOCK + 6] = f32::INFINITY; // d = ∞: 1/d = 0, ∞ · 0 = NaN → 0
+    x[4 * BLOCK + 7] = 1e30; // x / d = 127 · (1 + ε): saturated
     let want = candle_q8_0(&x, 1, x.len());
-    for (b, (xb, cb)) in x.chunks_exact(BLOCK).zip(want.chunks_exact(BLOCK_BYTES)).enumerate() {
+    for ((b, (xb, cb)), isa) in x.chunks_exact(BLOCK).zip(want.chunks_exact(BLOCK_BYTES)).enumerate().flat_map(|c| Q8x8Isa::available().into_iter().map(move |i| (c, i))) {
         let mut q = [0i8; BLOCK];
-        let (d, sum) = quantize_block(xb, &mut q);
-        assert_eq!(half::f16::from_f32(d).to_le_bytes(), [cb[0], cb[1]], "block {b}: scale");
-        assert_eq!(d, half::f16::from_le_bytes([cb[0], cb[1]]).to_f32(), "block {b}: the scale is f16's");
-        assert_eq!(q.map(|v| v as u8), cb[2..], "block {b}: values");
+        let (d, sum) = quantize_block(xb, &mut q, isa);
+        assert_eq!(half::f16::from_f32(d).to_le_bytes(), [cb[0], cb[1]], "block {b} {isa:?}: scale");
+        assert!(d.to_bits() == half::f16::from_le_bytes([cb[0], cb[1]]).to_f32().to_bits(), "block {b} {isa:?}: the scale is f16's");
+        assert_eq!(q.map(|v| v as u8), cb[2..], "block {b} {isa:?}: values");
         assert_eq!(sum, q.iter().map(|&v| i32::from(v)).sum::<i32>());
     }
 }
