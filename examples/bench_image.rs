@@ -143,7 +143,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8|blocks|dequantize] [--f32-kernel packed|candle] [--attention fused|candle] [--runs N] [--out DIR] [--list-dtypes]",
+                    "bench_image [--model vit-b16|medsiglip-448] [--dtype {}] [--backend cpu|webgpu] [--threads N] [--kernel int8x8|int8|blocks|dequantize] [--f32-kernel packed|candle] [--attention fused|candle] [--runs N] [--out DIR] [--list-dtypes]",
                     DTYPES.join("|")
                 );
                 return Ok(None);

@@ -11,7 +11,9 @@ struct Cli {
     /// The embeddings are the same bits at any count.
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// How a bundle's quantised layers multiply on the CPU: blocks (default: candle's
+    /// How a bundle's quantised layers multiply on the CPU: int8x8 (default with
+    /// AVX-512 VNNI: our q8_0 × q8_0 GEMM for q8_0, ggml's semantics, candle's block
+    /// kernels for other dtypes), blocks (default without: candle's
     /// block kernels, activations quantised to 8 bits), int8 (our int8 GEMM for q8_0,
     /// the web page's default) or dequantize (weights expanded to f32, activations kept
     /// f32: the same numbers as the worker's `dequantize` within float rounding).
