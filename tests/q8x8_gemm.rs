@@ -15,20 +15,7 @@ use kpl::nn::gemm::q8x8::{quantize_block, round_half_away, PackedQ8x8};
 use kpl::nn::gemm::{Epilogue, Q8x8Isa};
 use kpl::nn::Activation;
 
-use common::gemm_data::{f32s, pool, same_bits, stream, unhex};
-
-/// ggml `block_q8_0` bytes from int8 values [n, k] and f16 scales [n, k/32].
-fn blocks(q: &[u8], d: &[u8], n: usize, k: usize) -> Vec<u8> {
-    let kb = k / BLOCK;
-    let mut out = Vec::new();
-    for row in 0..n {
-        for b in 0..kb {
-            out.extend_from_slice(&d[(row * kb + b) * 2..(row * kb + b) * 2 + 2]);
-            out.extend_from_slice(&q[row * k + b * BLOCK..row * k + (b + 1) * BLOCK]);
-        }
-    }
-    out
-}
+use common::gemm_data::{blocks, f32s, pool, same_bits, stream, unhex};
 
 /// candle's q8_0 quantisation of `x` [rows, k] (its `from_float`, the
 /// activations' quantisation in its block kernel).

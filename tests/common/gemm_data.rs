@@ -1,9 +1,24 @@
-//! Inputs and comparisons shared by the GEMM tests: the fixtures' hex, a
+//! Inputs and comparisons shared by the GEMM tests: the fixtures' hex and q8_0 blocks, a
 //! deterministic value stream, bit equality, rayon pools of a given size.
 
 /// Bytes from the fixtures' hex strings.
 pub fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// ggml `block_q8_0` bytes from int8 values [n, k] and f16 scales [n, k/32]
+/// (the q8 fixtures' `w_q` and `w_d`).
+pub fn blocks(q: &[u8], d: &[u8], n: usize, k: usize) -> Vec<u8> {
+    const BLOCK: usize = 32;
+    let kb = k / BLOCK;
+    let mut out = Vec::new();
+    for row in 0..n {
+        for b in 0..kb {
+            out.extend_from_slice(&d[(row * kb + b) * 2..(row * kb + b) * 2 + 2]);
+            out.extend_from_slice(&q[row * k + b * BLOCK..row * k + (b + 1) * BLOCK]);
+        }
+    }
+    out
 }
 
 /// Little-endian f32 values.

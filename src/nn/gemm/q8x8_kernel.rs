@@ -57,10 +57,10 @@ impl Q8x8Isa {
 
 /// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · (corr[r,b] + Σ_{k∈b} a[r,k]·w[c,k])`
 /// for one tile of [`ROWS`] rows. `a`: per block, per quad, the 12 rows' 4
-/// int8 side by side (`a[((b·8 + j)·12 + r)·4 + t]`); `da`, `corr`: `[b·12
-/// + r]`; `w`: one panel (per block, per quad, the 16 columns' 4 bytes side
-/// by side, each the int8 weight + 128); `dw`: `[b·16 + c]`. `out` must
-/// start at zero.
+/// int8 side by side (`a[((b·8 + j)·12 + r)·4 + t]`); `da`, `corr`:
+/// `[b·12 + r]`; `w`: one panel (per block, per quad, the 16 columns' 4
+/// bytes side by side, each the int8 weight + 128); `dw`: `[b·16 + c]`.
+/// `out` must start at zero.
 ///
 /// Panics if a slice is shorter than the kernel reads (a caller's bug).
 #[allow(clippy::too_many_arguments)]
