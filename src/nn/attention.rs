@@ -26,6 +26,7 @@ use std::cell::Cell;
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
+use super::gemm::f32::pack_rows;
 use super::gemm::{f32_tile, F32Isa, F32_MAX_ROWS as MAX_ROWS, F32_NR as NR};
 use super::lanes;
 use super::linear::with_f32_slice;
@@ -145,13 +146,13 @@ fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f
     let row = |r: &Rows, len: usize, i: usize| -> usize { (b * len + i) * r.stride + r.offset + h * d };
     // The scaled queries, k-major per tile of mr rows: query i, dimension c at
     // (i / mr · d + c) · mr + i % mr (rows past q_len zero).
-    let mut queries = vec![0f32; q_len.div_ceil(mr) * mr * d];
+    let mut scaled = Vec::with_capacity(q_len * d);
     for i in 0..q_len {
-        let tile = &mut queries[i / mr * mr * d..];
-        for (c, &x) in q.values[row(q, q_len, i)..][..d].iter().enumerate() {
-            tile[c * mr + i % mr] = x * scale;
-        }
+        scaled.extend(q.values[row(q, q_len, i)..][..d].iter().map(|&x| x * scale));
     }
+    let mut queries = vec![0f32; q_len.div_ceil(mr) * mr * d];
+    pack_rows(&scaled, d, mr, &mut queries);
+    drop(scaled);
     // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR + j % NR.
     let key_panels = k_len.div_ceil(NR);
     let mut keys = vec![0f32; key_panels * d * NR];
@@ -169,12 +170,7 @@ fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f
     }
     // The probabilities k-major per tile of mr rows, as the queries.
     let mut probabilities = vec![0f32; q_len.div_ceil(mr) * mr * k_len];
-    for (i, p) in scores.chunks_exact(k_len).enumerate() {
-        let tile = &mut probabilities[i / mr * mr * k_len..];
-        for (j, &x) in p.iter().enumerate() {
-            tile[j * mr + i % mr] = x;
-        }
-    }
+    pack_rows(&scores, k_len, mr, &mut probabilities);
     drop(scores);
     // The values in panels of NR dimensions: key j, dimension c at
     // (c / NR · k_len + j) · NR + c % NR.

@@ -437,7 +437,7 @@ impl Linear {
     pub fn forward_activation(&self, xs: &Tensor, activation: Activation) -> Result<Tensor> {
         match self.own() {
             Some(w) => own_fused(w, self.bias(), Some(activation), None, xs),
-            None => activation.apply(&self.forward(xs)?),
+            None => self.candle_fused(xs, Some(activation), None),
         }
     }
 
@@ -447,7 +447,25 @@ impl Linear {
     pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         match self.own() {
             Some(w) => own_fused(w, self.bias(), None, Some(residual), xs),
-            None => residual + self.forward(xs)?,
+            None => self.candle_fused(xs, None, Some(residual)),
+        }
+    }
+
+    /// `act(xs · Wᵀ + b) + residual` off our GEMMs: a quantised layer on
+    /// candle's kernels ([`Linear::quantized_forward`]: the epilogue in one
+    /// pass), a `Dense` one as candle's operations one after the other.
+    fn candle_fused(&self, xs: &Tensor, activation: Option<Activation>, residual: Option<&Tensor>) -> Result<Tensor> {
+        if let Self::Quantized { weight, bias, shape } = self {
+            return quantized_forward(weight, bias.as_ref(), *shape, xs, activation, residual);
+        }
+        let ys = self.forward(xs)?;
+        let ys = match activation {
+            Some(a) => a.apply(&ys)?,
+            None => ys,
+        };
+        match residual {
+            Some(r) => r + ys,
+            None => Ok(ys),
         }
     }
 
@@ -469,42 +487,83 @@ impl Module for Linear {
         match self {
             Self::Dense(l) => l.forward(xs),
             Self::Packed { .. } => unreachable!("packed layers run on our GEMM (Linear::own)"),
-            Self::Quantized { weight, bias, shape } => {
-                // A weight held in another form than this kernel's is packed
-                // for this call (a comparison's path: weights loaded under
-                // `Int8` or `Int8x8` are packed at load for it).
-                let kernel = quant_kernel();
-                let repacked = match (kernel, weight) {
-                    (QuantKernel::Int8 | QuantKernel::Int8x8, QWeight::Blocks(QMatMul::QTensor(t))) => {
-                        QWeight::pack(&t.data()?, t.dtype(), *shape, kernel).transpose()?
-                    }
-                    (QuantKernel::Int8 | QuantKernel::Int8x8, w @ (QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Q8x8(_))) => {
-                        let t = w.packed_qtensor(*shape)?;
-                        QWeight::pack(&t.data()?, t.dtype(), *shape, kernel).transpose()?
-                    }
-                    _ => None,
-                };
-                let weight = repacked.as_ref().unwrap_or(weight);
-                let kernel = match (kernel, weight) {
-                    (QuantKernel::Int8 | QuantKernel::Int8x8, w) if Own::quantized(w, kernel).is_none() => FALLBACK_KERNEL,
-                    (kernel, _) => kernel,
-                };
-                let ys = match (kernel, weight) {
-                    (QuantKernel::Int8 | QuantKernel::Int8x8, w) => match Own::quantized(w, kernel) {
-                        Some(own) => return own_fused(own, bias.as_ref(), None, None, xs),
-                        None => candle_core::bail!("int8 matmul: the weight is not packed"),
-                    },
-                    (QuantKernel::Dequantize, QWeight::Blocks(QMatMul::QTensor(t))) => dequantized_matmul(t, xs)?,
-                    // The block kernel reads its input row by row.
-                    (_, QWeight::Blocks(matmul)) => matmul.forward(&xs.contiguous()?)?,
-                    (QuantKernel::Dequantize, w) => dequantized_matmul(&w.packed_qtensor(*shape)?, xs)?,
-                    (_, w) => QMatMul::from_qtensor(w.packed_qtensor(*shape)?)?.forward(&xs.contiguous()?)?,
-                };
-                match bias {
-                    Some(b) => ys.broadcast_add(b),
-                    None => Ok(ys),
-                }
-            }
+            Self::Quantized { weight, bias, shape } => quantized_forward(weight, bias.as_ref(), *shape, xs, None, None),
         }
     }
+}
+
+/// `act(xs · Wᵀ + bias) + residual` of a quantised layer under this thread's
+/// [`QuantKernel`]. On candle's kernels (`Blocks`, `Dequantize`) the bias,
+/// activation and residual sum are the [`Epilogue`] applied in one pass over
+/// the product (on the CPU; candle's operations elsewhere): the same bits as
+/// a tensor operation per part, as the GEMMs' fused epilogues, without a
+/// tensor and a pass each.
+fn quantized_forward(
+    weight: &QWeight,
+    bias: Option<&Tensor>,
+    shape: (usize, usize),
+    xs: &Tensor,
+    activation: Option<Activation>,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    // A weight held in another form than this kernel's is packed for this
+    // call (a comparison's path: weights loaded under `Int8` or `Int8x8` are
+    // packed at load for it).
+    let kernel = quant_kernel();
+    let repacked = match (kernel, weight) {
+        (QuantKernel::Int8 | QuantKernel::Int8x8, QWeight::Blocks(QMatMul::QTensor(t))) => {
+            QWeight::pack(&t.data()?, t.dtype(), shape, kernel).transpose()?
+        }
+        (QuantKernel::Int8 | QuantKernel::Int8x8, w @ (QWeight::Q8(_) | QWeight::Q4(_) | QWeight::Q8x8(_))) => {
+            let t = w.packed_qtensor(shape)?;
+            QWeight::pack(&t.data()?, t.dtype(), shape, kernel).transpose()?
+        }
+        _ => None,
+    };
+    let weight = repacked.as_ref().unwrap_or(weight);
+    let kernel = match (kernel, weight) {
+        (QuantKernel::Int8 | QuantKernel::Int8x8, w) if Own::quantized(w, kernel).is_none() => FALLBACK_KERNEL,
+        (kernel, _) => kernel,
+    };
+    let ys = match (kernel, weight) {
+        (QuantKernel::Int8 | QuantKernel::Int8x8, w) => match Own::quantized(w, kernel) {
+            Some(own) => return own_fused(own, bias, activation, residual, xs),
+            None => candle_core::bail!("int8 matmul: the weight is not packed"),
+        },
+        (QuantKernel::Dequantize, QWeight::Blocks(QMatMul::QTensor(t))) => dequantized_matmul(t, xs)?,
+        // The block kernel reads its input row by row.
+        (_, QWeight::Blocks(matmul)) => matmul.forward(&xs.contiguous()?)?,
+        (QuantKernel::Dequantize, w) => dequantized_matmul(&w.packed_qtensor(shape)?, xs)?,
+        (_, w) => QMatMul::from_qtensor(w.packed_qtensor(shape)?)?.forward(&xs.contiguous()?)?,
+    };
+    if activation.is_none() && residual.is_none() || !ys.device().is_cpu() {
+        let ys = match bias {
+            Some(b) => ys.broadcast_add(b)?,
+            None => ys,
+        };
+        let ys = match activation {
+            Some(a) => a.apply(&ys)?,
+            None => ys,
+        };
+        return match residual {
+            Some(r) => r + ys,
+            None => Ok(ys),
+        };
+    }
+    let n = shape.0;
+    if let Some(r) = residual {
+        if r.dims() != ys.dims() {
+            candle_core::bail!("linear layer [{n}, {}]: residual {:?} for output {:?}", shape.1, r.dims(), ys.dims())
+        }
+    }
+    let mut out = with_f32_slice(&ys, <[f32]>::to_vec)?;
+    with_opt_f32_slice(bias, |bias| {
+        with_opt_f32_slice(residual, |residual| {
+            let epilogue = Epilogue { bias, activation, residual };
+            for (row, values) in out.chunks_exact_mut(n).enumerate() {
+                epilogue.apply(row, 0, n, values);
+            }
+        })
+    })??;
+    Tensor::from_vec(out, ys.shape(), &Device::Cpu)
 }

@@ -9,6 +9,8 @@
 pub mod attention;
 pub mod attention_pool;
 pub mod dtype;
+#[cfg(not(target_arch = "wasm32"))]
+mod expf_lanes;
 #[cfg(target_arch = "wasm32")]
 mod expf_simd128;
 pub mod gemm;
@@ -37,8 +39,17 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The activation of every value of `xs` (candle's tensor operations).
+    /// The activation of every value of `xs`: candle's tensor operations,
+    /// except `QuickGelu` on an f32 CPU tensor natively, which is
+    /// [`at_all`](Self::at_all) (candle's `sigmoid` there calls the platform's
+    /// `expf`, whose bits differ by platform; ours are libm's, as in wasm).
     pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self == Activation::QuickGelu && xs.device().is_cpu() && xs.dtype() == candle_core::DType::F32 {
+            let mut values = xs.flatten_all()?.to_vec1::<f32>()?;
+            self.at_all(&mut values);
+            return Tensor::from_vec(values, xs.shape(), xs.device());
+        }
         match self {
             Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702f64)?)?,
             Activation::Gelu => xs.gelu_erf(),
@@ -46,10 +57,16 @@ impl Activation {
         }
     }
 
-    /// [`at`](Self::at) of every value in place, the same bits; in wasm
-    /// `QuickGelu` four values at a time (`expf_simd128`: libm's `expf` in simd128).
+    /// [`at`](Self::at) of every value in place, the same bits; `QuickGelu`
+    /// several values at a time (libm's `expf` vectorised: `expf_lanes`
+    /// natively, `expf_simd128` in wasm).
     #[inline]
     pub fn at_all(self, values: &mut [f32]) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self == Activation::QuickGelu {
+            expf_lanes::quick_gelu_all(values);
+            return;
+        }
         #[cfg(target_arch = "wasm32")]
         if self == Activation::QuickGelu {
             // SAFETY: simd128 is a requirement of the wasm build.
@@ -61,11 +78,16 @@ impl Activation {
 
     /// The activation of one value, bit for bit what [`apply`](Self::apply)
     /// gives on CPU: candle 0.11's f32 formulas in their order (`affine` then
-    /// candle_nn's `sigmoid` then `mul`; `GeluErf::f32` with libm's `erff`;
-    /// `Gelu::f32`). For the GEMMs' fused epilogue (`gemm::epilogue`).
+    /// candle_nn's `sigmoid` then `mul`, with libm's `expf` on every target;
+    /// `GeluErf::f32` with libm's `erff`; `Gelu::f32`). For the GEMMs' fused
+    /// epilogue (`gemm::epilogue`).
     #[inline]
     pub fn at(self, v: f32) -> f32 {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Activation::QuickGelu => expf_lanes::quick_gelu(v),
+            // `f32::exp` is libm's `expf` in wasm.
+            #[cfg(target_arch = "wasm32")]
             Activation::QuickGelu => v * ((-(v * 1.702f32)).exp() + 1.0).recip(),
             Activation::Gelu => (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v,
             Activation::GeluTanh => 0.5 * v * (1.0 + (SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)).tanh()),
