@@ -30,6 +30,15 @@ CARGO_NIGHTLY      ?= cargo +$(RUST_NIGHTLY)
 THREADS_PKG_DIR    := $(PKG_DIR)/threads
 THREADS_TARGET_DIR := $(TARGET_DIR)/threads
 THREADS_WASM_OUT   := $(THREADS_TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
+# The relaxed-SIMD twins of both (pkg/relaxed/, pkg/threads-relaxed/; www/worker.js picks
+# them where WebAssembly.validate accepts a relaxed opcode): the same crate compiled
+# with +relaxed-simd, so the GEMMs take their relaxed micro-kernels (src/nn/gemm/
+# *_relaxed.rs). Their own target folders: other RUSTFLAGS, other artifacts.
+RELAXED_PKG_DIR            := $(PKG_DIR)/relaxed
+RELAXED_TARGET_DIR         := $(TARGET_DIR)/relaxed
+RELAXED_RUSTFLAGS          := -C target-feature=+simd128,+relaxed-simd
+THREADS_RELAXED_PKG_DIR    := $(PKG_DIR)/threads-relaxed
+THREADS_RELAXED_TARGET_DIR := $(TARGET_DIR)/threads-relaxed
 THREADS_RUSTFLAGS  := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
   -C link-arg=--shared-memory -C link-arg=--max-memory=4294967296 -C link-arg=--import-memory \
   -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
@@ -38,13 +47,14 @@ THREADS_RUSTFLAGS  := -C target-feature=+atomics,+bulk-memory,+mutable-globals,+
 KB_DIR      := build/kb/$(notdir $(abspath $(MODEL)))
 TASKS       := $(notdir $(patsubst %/,%,$(dir $(wildcard knowledge/*/task.json))))
 
-.PHONY: help setup wasm wasm-single wasm-threads native kb demo serve test test-rust lint test-browser test-site screenshot bench clean fuzz
+.PHONY: help setup wasm wasm-single wasm-threads wasm-relaxed wasm-threads-relaxed native kb demo serve test test-rust lint test-browser test-site screenshot bench clean fuzz
 
 help:
 	@echo "make demo     build and serve the in-browser app on http://127.0.0.1:$(PORT)/ (MODEL=$(MODEL))"
 	@echo "make test     Rust tests + wasm build + browser tests"
 	@echo "make setup    install missing tools (apt packages, wasm target, nightly + rust-src, wasm-bindgen-cli, npm packages)"
-	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web) and $(THREADS_PKG_DIR)/ (wasm threads, nightly)"
+	@echo "make wasm     build $(PKG_DIR)/ (wasm-bindgen --target web), $(THREADS_PKG_DIR)/ (wasm threads, nightly)"
+	@echo "              and their relaxed-SIMD twins $(RELAXED_PKG_DIR)/, $(THREADS_RELAXED_PKG_DIR)/"
 	@echo "make native   build $(TARGET_DIR)/release/kpl"
 	@echo "make screenshot  rewrite docs/screenshot.png (after make native wasm)"
 	@echo "make bench    run bench/run.sh"
@@ -54,7 +64,7 @@ setup:
 	@bash scripts/setup.sh
 
 # No wasm-opt: Debian's binaryen corrupts wasm-bindgen 0.2.130 output (see ARCHITECTURE.md).
-wasm: wasm-single wasm-threads
+wasm: wasm-single wasm-threads wasm-relaxed wasm-threads-relaxed
 
 wasm-single: setup
 	$(CARGO) build --release --lib --target $(WASM_TARGET) --no-default-features --features gpu
@@ -70,6 +80,22 @@ wasm-threads: setup
 	wasm-bindgen --target web --remove-name-section --out-dir $(THREADS_PKG_DIR) $(THREADS_WASM_OUT)
 	$(NODE) scripts/wasm-threads.mjs $(THREADS_PKG_DIR)
 	@ls -l $(THREADS_PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
+
+# The relaxed-SIMD builds: what wasm-single and wasm-threads build, with +relaxed-simd.
+wasm-relaxed: setup
+	RUSTFLAGS="$(RELAXED_RUSTFLAGS)" CARGO_TARGET_DIR=$(RELAXED_TARGET_DIR) $(CARGO) build --release --lib \
+	  --target $(WASM_TARGET) --no-default-features --features gpu
+	rm -rf $(RELAXED_PKG_DIR)
+	wasm-bindgen --target web --remove-name-section --out-dir $(RELAXED_PKG_DIR) $(RELAXED_TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
+	@ls -l $(RELAXED_PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
+
+wasm-threads-relaxed: setup
+	RUSTFLAGS="$(THREADS_RUSTFLAGS) -C target-feature=+relaxed-simd" CARGO_TARGET_DIR=$(THREADS_RELAXED_TARGET_DIR) \
+	  $(CARGO_NIGHTLY) build --release --lib --target $(WASM_TARGET) --no-default-features --features gpu,threads -Z build-std=panic_abort,std
+	rm -rf $(THREADS_RELAXED_PKG_DIR)
+	wasm-bindgen --target web --remove-name-section --out-dir $(THREADS_RELAXED_PKG_DIR) $(THREADS_RELAXED_TARGET_DIR)/$(WASM_TARGET)/release/kpl.wasm
+	$(NODE) scripts/wasm-threads.mjs $(THREADS_RELAXED_PKG_DIR)
+	@ls -l $(THREADS_RELAXED_PKG_DIR)/kpl_bg.wasm | awk '{printf "[wasm] %s: %.1f MB\n", $$NF, $$5/1048576}'
 
 native:
 	$(CARGO) build --release

@@ -3,12 +3,18 @@
 // on the random ViT-B/16 and the ONNX export the Node rows use.
 //
 //     node bench/chromium.mjs [--runs 5] [--out bench/out] [--pkg pkg] [--dtypes "f32 q8 q4"]
-//                             [--engines "kpl-wasm ort-web"] [--simd simd128]
+//                             [--engines "kpl-wasm ort-web"] [--simd "simd128 relaxed"]
+//                             [--gemm 197x768x3072] [--threads "1 2"]
 //
-// Rows (one JSON line each, runtime "chromium"): kpl-wasm per dtype at 1 thread (pkg/ on
-// the page's thread; simd: the instruction set of the pkg/ build) and at 2 threads (the
-// threaded build, pkg/threads/, in a module worker with a pool of 2 Web Workers, as the
-// app runs it; printed {"status": "absent", ...} when pkg/threads/ is not built),
+// First, per SIMD build at 1 thread (pkg/, pkg/relaxed/), the GEMM rates on the --gemm
+// shape (kpl::nn::gemm::rates, as bench/wasm_gemm.mjs in Node; '' skips them): one row
+// per kernel, model "gemm-SHAPE", with `kernel`, `isa` and `gops`.
+//
+// Rows (one JSON line each, runtime "chromium"): kpl-wasm per SIMD build and dtype at 1
+// thread (pkg/, or its relaxed-SIMD twin pkg/relaxed/, on the page's thread) and at 2
+// threads (the threaded build, pkg/threads/ or pkg/threads-relaxed/, in a module worker
+// with a pool of 2 Web Workers, as the app runs it; printed {"status": "absent", ...}
+// when that build is not there),
 // ort-web per dtype at 1 and 2 threads (its wasm backend, SIMD build, numThreads; f32 and q8
 // only: the ONNX export has no q4_K counterpart). A row that
 // fails is printed with "status": "failed" and the others still run. Each row runs
@@ -27,13 +33,17 @@ import { launchBrowser } from '../tests/browser/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8 q4', simd: 'simd128', engines: 'kpl-wasm ort-web',
+  runs: '5', out: path.join(here, 'out'), pkg: path.join(here, '..', 'pkg'), dtypes: 'f32 q8 q4', simd: 'simd128 relaxed', engines: 'kpl-wasm ort-web', gemm: '197x768x3072', threads: '1 2',
 });
 const runs = Number(args.runs);
 const dtypes = args.dtypes.split(/\s+/).filter(Boolean);
 const engines = args.engines.split(/\s+/).filter(Boolean);
 const IMAGE = 'vit-b16-image';
-const NO_KPL_THREADS = `${path.join(args.pkg, 'threads')}/ is missing: kpl's threaded wasm build is not built (make wasm-threads)`;
+const simds = args.simd.split(/\s+/).filter(Boolean);
+const threadCounts = args.threads.split(/\s+/).filter(Boolean).map(Number);
+/** The folder under pkg/ of kpl's build for a SIMD and a thread count. */
+const buildDir = (simd, threads) => [threads > 1 ? 'threads' : '', simd === 'relaxed' ? 'relaxed' : ''].filter(Boolean).join('-');
+const MAKE_TARGET = { '': 'wasm-single', threads: 'wasm-threads', relaxed: 'wasm-relaxed', 'threads-relaxed': 'wasm-threads-relaxed' };
 
 // ------------------------------------------------------------------ static server
 const ROOTS = {
@@ -162,20 +172,49 @@ async function measure(head, fn) {
 
 const timing = (r) => ({ median_s: round(median(r.times), 4), cpu_median_s: round(median(r.cpuTimes), 4), runs_s: r.times.map((x) => round(x, 4)) });
 
-const threadedBuilt = fs.existsSync(path.join(args.pkg, 'threads', 'kpl_bg.wasm'));
-for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
-  for (const threads of [1, 2]) {
-    if (threads > 1 && !threadedBuilt) {
-      emit({ engine: 'kpl-wasm', dtype, threads, simd: args.simd, status: 'absent', reason: NO_KPL_THREADS });
+for (const simd of engines.includes('kpl-wasm') && args.gemm ? simds : []) {
+  const dir = buildDir(simd, 1);
+  const head = { engine: 'kpl-wasm', dtype: 'q8', model: `gemm-${args.gemm}`, threads: 1, simd };
+  if (!fs.existsSync(path.join(args.pkg, dir, 'kpl_bg.wasm'))) {
+    emit({ ...head, status: 'absent', reason: `${path.join(args.pkg, dir)}/ is missing (make ${MAKE_TARGET[dir]})` });
+    continue;
+  }
+  try {
+    const page = await browser.context.newPage();
+    try {
+      await page.goto(`${base}/bench/index.html`);
+      await page.locator('body[data-ready="true"]').waitFor({ state: 'attached', timeout: 60000 });
+      const [m, k, n] = args.gemm.split('x').map(Number);
+      const rates = await page.evaluate((spec) => window.bench.gemmRates(spec), { simd, m, k, n, runs });
+      for (const r of rates) {
+        const dtype = r.kernel.startsWith('q4') ? 'q4' : r.kernel.startsWith('q8') || r.kernel === 'peak-int8' ? 'q8' : 'f32';
+        emit({ ...head, dtype, kernel: r.kernel, isa: r.isa, median_s: r.median_s, gops: round(r.ops_per_s / 1e9, 2), runs, clock: 'wall' });
+        console.error(`# chromium gemm ${simd} ${r.kernel} (${r.isa}): ${(r.ops_per_s / 1e9).toFixed(2)} G/s`);
+      }
+    } finally {
+      await page.close();
+    }
+  } catch (e) {
+    failed++;
+    emit({ ...head, status: 'failed', reason: e.message.slice(0, 400) });
+  }
+}
+
+for (const simd of engines.includes('kpl-wasm') ? simds : []) for (const dtype of dtypes) {
+  for (const threads of threadCounts) {
+    const dir = buildDir(simd, threads);
+    if (!fs.existsSync(path.join(args.pkg, dir, 'kpl_bg.wasm'))) {
+      const reason = `${path.join(args.pkg, dir)}/ is missing: kpl's ${simd} build for ${threads} thread(s) is not built (make ${MAKE_TARGET[dir]})`;
+      emit({ engine: 'kpl-wasm', dtype, threads, simd, status: 'absent', reason });
       continue;
     }
-    await measure({ engine: 'kpl-wasm', dtype, threads, simd: args.simd }, async () => {
-      const r = await inPage('kpl', { dtype, threads });
-      console.error(`# chromium kpl-wasm ${dtype} ${threads} thr: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
+    await measure({ engine: 'kpl-wasm', dtype, threads, simd }, async () => {
+      const r = await inPage('kpl', { dtype, threads, simd });
+      console.error(`# chromium kpl-wasm ${simd} ${dtype} ${threads} thr: runs ${r.times.map((x) => x.toFixed(3)).join(', ')}`);
       const reference = nativeEmbedding(dtype);
       return {
         ...timing(r),
-        ...(threads > 1 ? { build: 'pkg/threads (shared memory, +simd128 throughout)' } : {}),
+        build: `pkg/${dir}`,
         load_s: round(r.load_s, 3),
         peak_memory_bytes: r.peak_memory_bytes,
         peak_memory_source: 'wasm-memory',
@@ -188,7 +227,7 @@ for (const dtype of engines.includes('kpl-wasm') ? dtypes : []) {
   }
 }
 for (const dtype of engines.includes('ort-web') ? dtypes.filter((d) => d !== 'q4') : []) {
-  for (const threads of [1, 2]) {
+  for (const threads of threadCounts) {
     if (!fs.existsSync(ROOTS['/ort/'])) {
       emit({ engine: 'ort-web', dtype, threads, status: 'skipped', reason: 'onnxruntime-web is not installed (npm ci --prefix bench)' });
       continue;

@@ -26,16 +26,19 @@ const MEDSIGLIP = 'medsiglip-448-image';
 const FIT = 'kpl-fit-n1000-d768-c5';
 // Rows without a runtime (native engines, older results) count as Node's for the wasm engines.
 const runtimeOf = (r) => r.runtime ?? (['kpl-wasm', 'ort-web'].includes(r.engine) ? 'node' : 'native');
-const find = (engine, dtype, model, { runtime = null, threads = 1 } = {}) =>
+// kpl-wasm's rows of its relaxed-SIMD builds are found only when asked for (`simd`).
+const simdOf = (r) => r.simd ?? 'simd128';
+const find = (engine, dtype, model, { runtime = null, threads = 1, simd = 'simd128' } = {}) =>
   rows.find((r) => r.engine === engine && r.dtype === dtype && r.model === model && (r.threads ?? 1) === threads &&
-    (runtime == null ? runtimeOf(r) !== 'chromium' : runtimeOf(r) === runtime));
-const absentNote = (engine, dtype, model, runtime, threads) =>
-  notes.find((n) => n.engine === engine && n.dtype === dtype && n.model === model && n.runtime === runtime && (n.threads ?? 1) === threads);
+    (runtime == null ? runtimeOf(r) !== 'chromium' : runtimeOf(r) === runtime) && (engine !== 'kpl-wasm' || simdOf(r) === simd));
+const absentNote = (engine, dtype, model, runtime, threads, simd = 'simd128') =>
+  notes.find((n) => n.engine === engine && n.dtype === dtype && n.model === model && n.runtime === runtime && (n.threads ?? 1) === threads &&
+    (engine !== 'kpl-wasm' || simdOf(n) === simd));
 const order = ['kpl-native', 'kpl-wgpu', 'kpl-wasm', 'ort-native', 'ort-web', 'torch'];
 const dtypeOrder = ['f32', 'f16', 'q8', 'q4', 'f64'];
 const rank = (list, x) => (list.includes(x) ? list.indexOf(x) : list.length);
 const models = [IMAGE, MEDSIGLIP];
-const sortKey = (r) => [rank(models, r.model), r.runtime === 'chromium' ? 1 : 0, rank(order, r.engine), rank(dtypeOrder, r.dtype), r.threads ?? 1];
+const sortKey = (r) => [rank(models, r.model), r.runtime === 'chromium' ? 1 : 0, rank(order, r.engine), rank(dtypeOrder, r.dtype), r.threads ?? 1, simdOf(r) === 'relaxed' ? 1 : 0];
 const cmp = (a, b) => {
   const ka = sortKey(a), kb = sortKey(b);
   for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] - kb[i];
@@ -126,6 +129,22 @@ for (const dtype of ['f32', 'q8']) {
   ratio(`chromium ${dtype}: ort-web 2 thr / 1 thr`, ow2, ow1);
   ratio(`chromium ${dtype}: kpl-wasm chromium / node`, kw1, find('kpl-wasm', dtype, IMAGE));
 }
+// The relaxed-SIMD builds (pkg/relaxed/, pkg/threads-relaxed/): what the app runs in a
+// browser with relaxed SIMD (Chromium), so the goals apply to them too.
+const relaxed = { simd: 'relaxed' };
+for (const dtype of ['f32', 'q8']) {
+  ratio(`node ${dtype}: kpl-wasm relaxed / simd128`, find('kpl-wasm', dtype, IMAGE, relaxed), find('kpl-wasm', dtype, IMAGE));
+  for (const threads of [1, 2]) {
+    const at = { ...chromium, threads };
+    const kr = find('kpl-wasm', dtype, IMAGE, { ...at, ...relaxed });
+    const why = kr ? null : absentNote('kpl-wasm', dtype, IMAGE, 'chromium', threads, 'relaxed')?.reason;
+    ratio(`chromium ${dtype} ${threads} thr: kpl-wasm relaxed / simd128`, kr, find('kpl-wasm', dtype, IMAGE, at), null, why && `relaxed absent: ${why}`);
+    ratio(`chromium ${dtype} ${threads} thr: kpl-wasm relaxed / ort-web`, kr, find('ort-web', dtype, IMAGE, at),
+      threads === 2 || dtype === 'f32' ? 0.8 : 0.7, why && `relaxed absent: ${why}`);
+  }
+  ratio(`chromium ${dtype}: kpl-wasm relaxed 2 thr / 1 thr`, find('kpl-wasm', dtype, IMAGE, { ...chromium, ...relaxed, threads: 2 }),
+    find('kpl-wasm', dtype, IMAGE, { ...chromium, ...relaxed }), 0.6);
+}
 const wasmFit = rows.find((r) => r.engine === 'kpl-wasm' && r.model === FIT);
 if (wasmFit) {
   ratio(`fit ${wasmFit.dtype}: kpl-wasm / kpl-native`, wasmFit, find('kpl-native', wasmFit.dtype, FIT));
@@ -143,17 +162,24 @@ for (const engine of ['kpl-native', 'kpl-wasm']) {
   const gemm = rows.filter((r) => r.engine === engine && r.model.startsWith('gemm-') && r.kernel);
   // The peaks are one thread's, taken from the one-thread run (its CPU clock is the
   // steadier); a row on N threads is compared with N times that.
-  const peak = (name) => gemm.find((r) => r.kernel === name && (r.threads ?? 1) === 1);
+  // An int8 kernel is compared with the peak of its own instructions where the run has
+  // it (the relaxed build's Relaxed and Simd128 kernels), else with the best kernel's.
+  const peak = (name, of, isa = null) => gemm.find((r) => r.kernel === name && (r.threads ?? 1) === 1 && simdOf(r) === simdOf(of) &&
+    runtimeOf(r) === runtimeOf(of) && (isa == null || r.isa === isa));
   for (const r of gemm.filter((r) => !r.kernel.startsWith('peak-'))) {
-    // The q8_0 × q8_0 kernel's limit is vpdpbusd's (4 products per lane), the others' vpdpwssd's or vpmaddwd's.
-    const limit = r.kernel.startsWith('f32-') ? peak('peak-f32') : (r.kernel === 'q8-int8x8' && peak('peak-int8x8')) || peak('peak-int8');
+    // The q8_0 × q8_0 kernel's limit is vpdpbusd's (4 products per lane); another int8
+    // kernel's that of its own instructions where the run has it (the relaxed build's
+    // Relaxed and Simd128), else the best kernel's (vpdpwssd's or vpmaddwd's).
+    const limit = r.kernel.startsWith('f32-') ? peak('peak-f32', r)
+      : (r.kernel === 'q8-int8x8' && peak('peak-int8x8', r)) || peak('peak-int8', r, r.isa) || peak('peak-int8', r);
     const unit = r.kernel.startsWith('f32-') ? 'GFLOP/s' : 'GOP/s';
     const threads = r.threads ?? 1;
     const times = threads > 1 ? `${threads} × ` : '';
     const share = limit
       ? ` = ${((100 * r.gops) / (threads * limit.gops)).toFixed(0)}% of ${times}${limit.kernel} (${limit.isa}) ${limit.gops.toFixed(1)}`
       : '';
-    console.log(`  ${`${r.model} ${engine} ${threads} thr: ${r.kernel}`.padEnd(40)} ${r.gops.toFixed(1)} ${unit}${share}`);
+    const build = engine === 'kpl-wasm' ? ` ${simdOf(r)}${runtimeOf(r) === 'chromium' ? ' chromium' : ''}` : '';
+    console.log(`  ${`${r.model} ${engine}${build} ${threads} thr: ${r.kernel}`.padEnd(40)} ${r.gops.toFixed(1)} ${unit}${share}`);
   }
 }
 const absolute = [];
@@ -166,7 +192,7 @@ if (wasmFit) {
 // (held_weight_bytes = ClipModel.weightBytes: the f32 folder's two towers, a bundle's
 // image encoder with q8_0 packed for the int8 GEMM), in Node and in Chromium.
 for (const r of rows.filter((r) => r.engine === 'kpl-wasm' && r.model === IMAGE && r.peak_memory_bytes)) {
-  const label = `${runtimeOf(r)} ${r.dtype}${(r.threads ?? 1) > 1 ? ` ${r.threads} thr` : ''}: kpl-wasm memory / weights held`;
+  const label = `${runtimeOf(r)} ${r.dtype}${(r.threads ?? 1) > 1 ? ` ${r.threads} thr` : ''}${r.simd === 'relaxed' ? ' relaxed' : ''}: kpl-wasm memory / weights held`;
   if (!r.held_weight_bytes) {
     absolute.push({ label, value: `n/a (row without held_weight_bytes; ${mb(r.peak_memory_bytes)})`, goal: '<= 1.25×', met: false });
     continue;

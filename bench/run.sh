@@ -29,6 +29,8 @@ LOGS=$OUT/logs
 ROWS=$OUT/rows.jsonl
 NOTES=$OUT/notes.jsonl
 START=$(date +%s)
+# Node 20 runs relaxed SIMD (pkg/relaxed/) only with this flag; later Node without it.
+NODE_RELAXED=$("$NODE" -e 'process.stdout.write(process.versions.node.split(".")[0] < 22 ? "--experimental-wasm-relaxed-simd" : "")' 2>/dev/null || true)
 
 # One thread everywhere unless a row says otherwise (bench_image --threads, ort_native.py
 # --threads): candle/gemm (rayon), PyTorch, BLAS.
@@ -42,17 +44,18 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 
 json_str() { "$NODE" -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
 
-# note STATUS ENGINE DTYPE MODEL REASON (threads: $ROW_THREADS, default 1)
+# note STATUS ENGINE DTYPE MODEL REASON (threads: $ROW_THREADS, default 1; kpl-wasm's
+# SIMD build: $ROW_SIMD, default simd128)
 note() {
-    printf '{"engine":"%s","dtype":"%s","model":"%s","threads":%s,"status":"%s","reason":%s}\n' \
-        "$2" "$3" "$4" "${ROW_THREADS:-1}" "$1" "$(json_str "$5")" >> "$NOTES"
+    printf '{"engine":"%s","dtype":"%s","model":"%s","threads":%s,%s"status":"%s","reason":%s}\n' \
+        "$2" "$3" "$4" "${ROW_THREADS:-1}" "${ROW_SIMD:+\"simd\":\"$ROW_SIMD\",}" "$1" "$(json_str "$5")" >> "$NOTES"
     say "$1: $2 $3 $4: $5"
 }
 skip() { note skipped "$@"; }
 
 # row ENGINE DTYPE MODEL -- COMMAND...: runs COMMAND; every stdout line that is a JSON
-# object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL[-Nt].log (N: $ROW_THREADS,
-# when set) and to the terminal.
+# object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL[-Nt][-SIMD].log (N:
+# $ROW_THREADS, SIMD: $ROW_SIMD, when set) and to the terminal.
 row() {
     local engine=$1 dtype=$2 model=$3
     shift 4
@@ -62,7 +65,7 @@ row() {
             *"$word"*) skip "$engine" "$dtype" "$model" "KPL_BENCH_SKIP=\"$KPL_BENCH_SKIP\""; return 0 ;;
         esac
     done
-    local log="$LOGS/$engine-$dtype-$model${ROW_THREADS:+-${ROW_THREADS}t}.log" out rc
+    local log="$LOGS/$engine-$dtype-$model${ROW_THREADS:+-${ROW_THREADS}t}${ROW_SIMD:+-$ROW_SIMD}.log" out rc
     say "run: $engine $dtype $model: $*"
     # stdout is captured (fd 3); stderr goes through tee, which the pipeline waits for.
     out=$( { "$@" 2>&1 1>&3 3>&- | tee "$log" >&2 3>&-; exit "${PIPESTATUS[0]}"; } 3>&1 )
@@ -133,6 +136,11 @@ for dtype in "${DTYPES[@]}"; do
         note failed kpl-wasm "$dtype" $IMAGE "no random model (bench_image writes it)"
     elif [ $wasm_ok = 1 ]; then
         row kpl-wasm "$dtype" $IMAGE -- "$NODE" bench/wasm_image.mjs --dtype "$dtype" --runs "$RUNS" --out "$OUT"
+        if [ -f pkg/relaxed/kpl_bg.wasm ]; then
+            ROW_SIMD=relaxed row kpl-wasm "$dtype" $IMAGE -- "$NODE" $NODE_RELAXED bench/wasm_image.mjs --pkg pkg/relaxed --dtype "$dtype" --runs "$RUNS" --out "$OUT"
+        else
+            ROW_SIMD=relaxed note absent kpl-wasm "$dtype" $IMAGE "pkg/relaxed/ is not built (make wasm-relaxed)"
+        fi
     else
         note failed kpl-wasm "$dtype" $IMAGE "pkg/ is missing or did not build (make wasm)"
     fi
@@ -147,6 +155,9 @@ if [ $native_ok = 1 ]; then
 fi
 if [ $wasm_ok = 1 ]; then
     row kpl-wasm q8 gemm-$GEMM -- "$NODE" bench/wasm_gemm.mjs --runs "$RUNS" --shape $GEMM
+    if [ -f pkg/relaxed/kpl_bg.wasm ]; then
+        ROW_SIMD=relaxed row kpl-wasm q8 gemm-$GEMM -- "$NODE" $NODE_RELAXED bench/wasm_gemm.mjs --pkg pkg/relaxed --runs "$RUNS" --shape $GEMM
+    fi
 fi
 
 # ------------------------------------------------------------------------ open_clip (BiomedCLIP-sized)
@@ -243,9 +254,9 @@ for dtype in f32 q8; do
 done
 
 # Headless Chromium on a cross-origin-isolated page (bench/chromium.mjs): kpl-wasm at
-# one thread (pkg/) and two (pkg/threads/; absent when not built) and ONNX Runtime Web
-# at 1 and 2 threads, f32 and q8, on the same model and ONNX export; kpl-wasm q4 too
-# (its memory row: ONNX Runtime has no q4_K export).
+# one thread (pkg/, pkg/relaxed/) and two (pkg/threads/, pkg/threads-relaxed/; absent
+# when not built) and ONNX Runtime Web at 1 and 2 threads, f32 and q8, on the same model
+# and ONNX export; kpl-wasm q4 too (its memory row: ONNX Runtime has no q4_K export).
 chromium_reason=""
 if [ $wasm_ok != 1 ]; then
     chromium_reason="pkg/ is missing or did not build (make wasm)"

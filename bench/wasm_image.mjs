@@ -82,7 +82,7 @@ console.error(`# kpl-wasm ${args.dtype}: runs ${times.map((x) => x.toFixed(3)).j
 const row = {
   engine: 'kpl-wasm',
   runtime: 'node',
-  simd: 'simd128',
+  simd: mod.simdBuild?.() ?? 'simd128',
   dtype: args.dtype,
   model: `${args.model}-image`,
   random_weights: true,

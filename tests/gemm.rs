@@ -5,9 +5,9 @@
 //! quantisation's bound) and its own q8_0 block kernel. Odd shapes: one row,
 //! m and n off the 4 × 8 tile, k = 32 · odd.
 //!
-//! The f32 GEMM (`kpl::nn::gemm::f32`): the unfused kernels bit for bit against
-//! the numpy reference of their algorithm (tests/reference/f32_gemm.py), the
-//! fused ones bit for bit against their scalar reference, all within the f32
+//! The f32 GEMM (`kpl::nn::gemm::f32`): every kernel bit for bit against the
+//! numpy reference of its algorithm (tests/reference/f32_gemm.py: `y` unfused,
+//! `y_fma` with fused multiply-adds, the scalar FMA one included), all within the f32
 //! rounding bound of the exact product and of candle's dense matmul. Odd
 //! shapes: k = 1, one row, m off every kernel's rows, n off the 16-column
 //! panel and the AVX-512 kernel's 32 columns, k across the 256-value block
@@ -134,15 +134,15 @@ fn f32_gemm_matches_the_numpy_reference() {
         let w = f32s(&unhex(c["w"].as_str().unwrap()));
         let b = c["b"].as_str().map(|h| f32s(&unhex(h)));
         let expected = f32s(&unhex(c["y"].as_str().unwrap()));
+        let expected_fma = f32s(&unhex(c["y_fma"].as_str().unwrap()));
         let exact: Vec<f64> = unhex(c["y_f64"].as_str().unwrap()).chunks_exact(8).map(|v| f64::from_le_bytes(v.try_into().unwrap())).collect();
         let packed = PackedF32::from_rows(&w, n, k).unwrap();
         assert_eq!(packed.to_rows(), w, "[{m}, {k}, {n}]: packing must be lossless");
-        let fused_reference = packed.matmul_with(&x, m, b.as_deref(), F32Isa::ScalarFma);
         for isa in F32Isa::available() {
             let y = packed.matmul_with(&x, m, b.as_deref(), isa);
-            let reference = if isa.fused() { &fused_reference } else { &expected };
+            let reference = if isa.fused() { &expected_fma } else { &expected };
             let same = y.iter().zip(reference).all(|(a, b)| a.to_bits() == b.to_bits());
-            assert!(same, "[{m}, {k}, {n}] {isa:?}: differs from its reference (numpy's for unfused kernels)");
+            assert!(same, "[{m}, {k}, {n}] {isa:?}: differs from numpy's {}", if isa.fused() { "y_fma" } else { "y" });
             for i in 0..m {
                 for j in 0..n {
                     let bound = chain_bound(&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k], b.as_ref().map_or(0.0, |b| b[j]));

@@ -93,9 +93,14 @@ const threadsAsked = () => checkThreads(ui.threads.value) ?? undefined;
 ui.threads.value = String(checkThreads(new URLSearchParams(location.search).get('threads')) ?? '');
 if (ui.threads.selectedIndex < 0) ui.threads.value = '';
 
+// The page's `?simd=relaxed|simd128` picks the wasm SIMD build (tests, comparisons);
+// by default the worker detects relaxed SIMD (worker.js).
+const simdAsked = new URLSearchParams(location.search).get('simd');
 // The worker, restarted by the client if its WebAssembly module crashes.
 const client = KplClient.start(new URL('./worker.js', import.meta.url), {
-  name: 'kpl', params: testHooks ? { 'test-hooks': '1' } : {}, threads: threadsAsked(),
+  name: 'kpl',
+  params: { ...(testHooks ? { 'test-hooks': '1' } : {}), ...(['relaxed', 'simd128'].includes(simdAsked) ? { simd: simdAsked } : {}) },
+  threads: threadsAsked(),
 });
 if (testHooks) window.kplTestHooks = { memoryUsage: () => client.memoryUsage() };
 
@@ -224,8 +229,10 @@ function showBackend({ backend, note, probe }) {
 }
 
 /** Shows the threads the CPU engine runs on (the load result) and why fewer than asked. */
-function showThreads({ threads, threadsNote }) {
+function showThreads({ threads, threadsNote, simd, simdNote }) {
   document.body.dataset.threads = String(threads ?? 1);
+  document.body.dataset.simd = simd ?? '';
+  document.body.dataset.simdNote = simdNote ?? '';
   if (threadsNote) showMessage(ui.threadsNote, explain('backend', threadsNote));
   else ui.threadsNote.replaceChildren();
   ui.threadsNote.hidden = !threadsNote;
@@ -270,7 +277,7 @@ async function loadModel() {
     setStatus(
       `Model ready (${info.reused ? 'already loaded' : `${mb(info.bytes)} in ${ms(info.ms)}`}): image ${info.imageSize}×${info.imageSize} px, ` +
         `${info.embeddingDim}-dimensional embeddings, ${backendName(info.backend)}` +
-        `${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}` : ''}.` +
+        `${info.backend === 'wasm' ? `, ${info.threads} thread${info.threads === 1 ? '' : 's'}${info.simd === 'relaxed' ? ', relaxed SIMD' : ''}` : ''}.` +
         (info.bundle && !info.hasTextEncoder ? ' The text encoder is fetched when custom labels are first used.' : '') +
         (info.isRandom ? ' Random test weights.' : ''),
     );

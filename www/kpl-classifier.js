@@ -17,7 +17,8 @@
 //   threads  the CPU threads to use, 1 to 64 (default: every core). More than one runs
 //            the threaded WebAssembly build, which needs a cross-origin-isolated host
 //            page (COOP/COEP headers); elsewhere the widget runs on one thread and its
-//            note says why. `data-threads` tells the count in use.
+//            note says why. `data-threads` tells the count in use, `data-simd` the
+//            SIMD build (`relaxed` where the browser runs relaxed SIMD, else `simd128`).
 //
 // Events (bubbling, composed)
 //   kpl-ready   detail {task, title, classNames, isRandom}
@@ -156,6 +157,7 @@ export class KplClassifier extends HTMLElement {
     this.disconnectedCallback();
     delete this.dataset.ready;
     delete this.dataset.threads;
+    delete this.dataset.simd;
     if (this.isConnected) this.#ready = this.#start();
   }
 
@@ -223,6 +225,7 @@ export class KplClassifier extends HTMLElement {
       this.dataset.ready = 'true';
       this.dataset.backend = info.backend;
       this.dataset.threads = String(info.threads);
+      this.dataset.simd = info.simd;
       this.#emit('kpl-ready', { task: kbInfo.task, title: kbInfo.title, classNames: kbInfo.classNames, isRandom: info.isRandom });
     } catch (e) {
       this.dataset.ready = 'false';

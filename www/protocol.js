@@ -236,6 +236,11 @@
  *   relative to its folder (`pkg/kpl.js`, `pkg/kpl_bg.wasm`; the threaded build's
  *   `pkg/threads/…` with `workerHelpers.js`): what the page asks the service worker to
  *   keep for offline use (sw.js `keep-build`), rather than every build.
+ * @property {'relaxed' | 'simd128'} simd the wasm SIMD build running: the relaxed-SIMD
+ *   twin (pkg/relaxed/, pkg/threads-relaxed/) where the browser runs relaxed SIMD, else
+ *   simd128 (worker.js; the worker's `simd` URL parameter overrides).
+ * @property {string} simdNote why `simd` is not the build asked for, or not relaxed
+ *   where the browser runs it (the relaxed build could not start); '' otherwise.
  */
 
 /**

@@ -41,6 +41,7 @@ const SHELL = [
   'models-panel.js',
   'stored-models.js',
   'opfs.js',
+  'simd-probe.js', // imported by worker.js (self.kplRelaxedSimd)
   'model/manifest.json',
 ].map(at);
 /** Folders of the dev server's test mode: never cached. (knowledge/TASK/task.json is: a

@@ -19,6 +19,14 @@
 //                 report their own crash (a panic, memory running out) to the page's
 //                 KplClient: this worker is blocked on rayon's latch then and cannot
 //                 (protocol.js, scripts/wasm-threads.mjs).
+//   simd=relaxed|simd128  which SIMD build to run (tests, bench, `?simd=` on the page);
+//                 default: the relaxed-SIMD twin (pkg/relaxed/, pkg/threads-relaxed/:
+//                 the GEMMs' relaxed kernels) where this engine validates a module
+//                 using relaxed SIMD (simd-probe.js), else the simd128 one. The
+//                 int8 GEMMs give the same bits in both (the same kernel by default);
+//                 f32 products differ by their rounding (fused or not; ARCHITECTURE.md),
+//                 and no dtype is slower (bench/README.md). The load result says
+//                 which (`simd`, and `simdNote` when not the one asked for).
 //   test-hooks=1  test hooks (the page passes it on when opened with ?test-hooks=1):
 //                 an image whose file name contains `__trap__` makes the module panic
 //                 (`debugTrap`, src/wasm/test_hooks.rs) just before it is embedded, so
@@ -33,6 +41,7 @@
 
 import { checkRequest, checkThreads, IMMEDIATE_REQUEST_TYPES, MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from './protocol.js';
 import { opfsResponse } from './opfs.js';
+import './simd-probe.js'; // self.kplRelaxedSimd (shared with sw.js, a classic script)
 
 const workerParams = new URL(self.location.href).searchParams;
 /** This worker replaces a crashed one: read what it fetches from the browser's caches first. */
@@ -50,14 +59,18 @@ const HOLD_MAX_MS = 60000;
 /** The threads asked for (see the top of this file); a bad value counts as unset. */
 const THREADS_ASKED = checkThreads(workerParams.get('threads')) ?? self.navigator?.hardwareConcurrency ?? 1;
 
-// The wasm-bindgen exports of the build chosen by `startWasm` (pkg/ or pkg/threads/,
-// the same API): set once it has started.
+// The wasm-bindgen exports of the build chosen by `startWasm` (pkg/, pkg/threads/ or
+// their relaxed twins, the same API): set once it has started.
 let wasmApi = null;
 let ClipModel, GpuEncoder, KnowledgeBase, classifyCustom, dicomSummary, probeAccepts, probeCosine, verifyBundleFile, buildKnowledgeBase, setQuantKernel;
 /** The threads the module runs on, and why fewer than asked ('' when as asked). */
 let threadsUsed = { threads: 1, note: '' };
 /** The files of the build that started, relative to this worker (the load result's `wasmFiles`). */
 let wasmFiles = [];
+/** The SIMD build asked for by the worker's URL, or null: chosen by `self.kplRelaxedSimd()` (simd-probe.js). */
+const SIMD_ASKED = ['relaxed', 'simd128'].includes(workerParams.get('simd')) ? workerParams.get('simd') : null;
+/** The SIMD build running ('relaxed' or 'simd128'), and why not the one asked for. */
+let simdUsed = { simd: 'simd128', note: '' };
 
 /** @type {ClipModel | null} */
 let model = null;
@@ -563,17 +576,35 @@ const prompt = (label) => `a photo of a ${label}.`;
  */
 function startWasm() {
   wasmReady ??= (async () => {
+    const relaxed = self.kplRelaxedSimd();
+    const wantRelaxed = SIMD_ASKED ? SIMD_ASKED === 'relaxed' : relaxed;
+    if (wantRelaxed && !relaxed) simdUsed.note = 'The simd128 build: this browser does not run relaxed SIMD.';
+    /** Starts `dir` (plain) or its relaxed twin, then the plain one if the twin fails. */
+    const start = async (plain, twin, threads) => {
+      if (wantRelaxed && relaxed) {
+        try {
+          const exports = await startBuild(twin, threads);
+          simdUsed = { simd: 'relaxed', note: '' };
+          return exports;
+        } catch (e) {
+          simdUsed.note = `The simd128 build: the relaxed-SIMD build (${twin}) could not start (${messageOf(e)}).`;
+        }
+      }
+      const exports = await startBuild(plain, threads);
+      simdUsed.simd = 'simd128';
+      return exports;
+    };
     const threaded = threadsAllowed(THREADS_ASKED);
     if (threaded.ok) {
       try {
-        return await startBuild('pkg/threads/', THREADS_ASKED);
+        return await start('pkg/threads/', 'pkg/threads-relaxed/', THREADS_ASKED);
       } catch (e) {
         threadsUsed = { threads: 1, note: `One thread: the threaded WebAssembly build (pkg/threads/) could not start (${messageOf(e)}).` };
       }
     } else {
       threadsUsed = { threads: 1, note: threaded.note };
     }
-    return startBuild('pkg/', 1);
+    return start('pkg/', 'pkg/relaxed/', 1);
   })().catch((e) => {
     wasmReady = null;
     throw e;
@@ -597,7 +628,8 @@ function threadsAllowed(asked) {
 }
 
 /**
- * Imports and instantiates one build (`dir`: pkg/ or pkg/threads/, beside this worker)
+ * Imports and instantiates one build (`dir`: pkg/, pkg/threads/ or their relaxed-SIMD
+ * twins pkg/relaxed/, pkg/threads-relaxed/, beside this worker)
  * and, for the threaded one, starts its pool of `threads` Web Workers
  * (wasm-bindgen-rayon's `initThreadPool`; each imports pkg/threads/kpl.js with the
  * shared memory). A restarted worker instantiates the module from the cached binary.
@@ -735,6 +767,8 @@ const handlers = {
       threads: threadsUsed.threads,
       threadsNote: threadsUsed.note,
       wasmFiles,
+      simd: simdUsed.simd,
+      simdNote: simdUsed.note,
     };
     const parsed = performance.now();
     const choice = await chooseBackend(requestedBackend, m, req.restoreBackend);

@@ -15,13 +15,16 @@ const timed = (fn) => async () => {
 
 /**
  * kpl-wasm on the random ViT-B/16: load and a warm-up. One thread: pkg/ (the default
- * build) on this page's thread; more: pkg/threads/ in kpl-worker.js (a worker, as the
- * app runs it), its pool of `threads` Web Workers; run() is then the worker's time.
+ * build; pkg/relaxed/ for simd 'relaxed') on this page's thread; more: pkg/threads/
+ * (pkg/threads-relaxed/) in kpl-worker.js (a worker, as the app runs it), its pool of
+ * `threads` Web Workers; run() is then the worker's time.
  */
-async function kpl({ dtype, threads = 1 }) {
+async function kpl({ dtype, threads = 1, simd = 'simd128' }) {
   if (threads === 1) {
-    const api = await import('/pkg/kpl.js');
-    const wasm = await api.default({ module_or_path: '/pkg/kpl_bg.wasm' });
+    const dir = simd === 'relaxed' ? '/pkg/relaxed/' : '/pkg/';
+    const api = await import(`${dir}kpl.js`);
+    const wasm = await api.default({ module_or_path: `${dir}kpl_bg.wasm` });
+    if (api.simdBuild() !== simd) throw new Error(`${dir} is the ${api.simdBuild()} build, not ${simd}`);
     return loadKpl(api, wasm.memory, dtype);
   }
   const worker = new Worker('/bench/kpl-worker.js', { type: 'module' });
@@ -29,7 +32,7 @@ async function kpl({ dtype, threads = 1 }) {
     worker.addEventListener('message', ({ data }) => (data.error ? reject(new Error(data.error)) : resolve(data.result)), { once: true });
     worker.postMessage(msg);
   });
-  await call({ type: 'setup', dtype, threads });
+  await call({ type: 'setup', dtype, threads, simd });
   return {
     run: () => call({ type: 'run' }),
     finish: async () => {
@@ -64,6 +67,15 @@ async function ort({ dtype, threads }) {
   };
 }
 
+/** The GEMM rates (kpl::nn::gemm::rates) of one single-threaded build on this page's thread. */
+async function gemmRates({ simd, m, k, n, runs }) {
+  const dir = simd === 'relaxed' ? '/pkg/relaxed/' : '/pkg/';
+  const api = await import(`${dir}kpl.js`);
+  await api.default({ module_or_path: `${dir}kpl_bg.wasm` });
+  if (api.simdBuild() !== simd) throw new Error(`${dir} is the ${api.simdBuild()} build, not ${simd}`);
+  return JSON.parse(api.gemmRates(m, k, n, runs));
+}
+
 let current = null;
 window.bench = {
   setup: async (name, spec) => {
@@ -71,5 +83,6 @@ window.bench = {
   },
   run: () => current.run(),
   finish: () => current.finish(),
+  gemmRates,
   isolated: () => self.crossOriginIsolated, cores: () => navigator.hardwareConcurrency };
 document.body.dataset.ready = 'true';

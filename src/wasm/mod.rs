@@ -36,6 +36,14 @@ pub fn rayon_threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// The SIMD this build was compiled for: `"relaxed"` (pkg/relaxed/,
+/// pkg/threads-relaxed/: the GEMMs' relaxed-SIMD kernels) or `"simd128"`. The
+/// worker reports it with the load result.
+#[wasm_bindgen(js_name = simdBuild)]
+pub fn simd_build() -> String {
+    if cfg!(target_feature = "relaxed-simd") { "relaxed" } else { "simd128" }.into()
+}
+
 pub(crate) fn js_error(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }

@@ -39,7 +39,7 @@ pub fn debug_pool_trap(kind: &str) -> Result<(), JsError> {
     Ok(())
 }
 
-/// `y = x · Wᵀ` through the int8 GEMM (`nn::gemm::q8`, the simd128 kernel):
+/// `y = x · Wᵀ` through the int8 GEMM (`nn::gemm::q8`, the build's best kernel):
 /// `x` is `[m, k]`, the weight `[n, k]` as ggml `block_q8_0` bytes; returns
 /// `[m, n]`. For `tests/browser/gemm.test.mjs` (wasm against the numpy
 /// reference, bit for bit). Throws on mismatched sizes.
@@ -48,6 +48,28 @@ pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result
     let packed = crate::nn::gemm::q8::PackedQ8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
     check_rows(x, m, k)?;
     Ok(packed.matmul(x, m))
+}
+
+/// The int8 GEMM's kernels in this build (`nn::gemm::Isa::available`), slowest
+/// first, comma-separated; the last is the one [`q8_gemm`] and the encoders run:
+/// `"Scalar,Simd128"`, and `"Scalar,Relaxed,Simd128"` in the relaxed-SIMD build.
+#[wasm_bindgen(js_name = q8Kernels)]
+pub fn q8_kernels() -> String {
+    crate::nn::gemm::Isa::available().iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",")
+}
+
+/// [`q8_gemm`] through the kernel named `kernel` (one of [`q8_kernels`]), so that
+/// tests/browser/relaxed.test.mjs holds every kernel of a build to the numpy
+/// reference, not only the default. Throws on a name this build lacks.
+#[wasm_bindgen(js_name = q8GemmWith)]
+pub fn q8_gemm_with(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize, kernel: &str) -> Result<Vec<f32>, JsError> {
+    let isa = crate::nn::gemm::Isa::available()
+        .into_iter()
+        .find(|isa| format!("{isa:?}") == kernel)
+        .ok_or_else(|| JsError::new(&format!("no int8 kernel {kernel:?} in this build (it has {})", q8_kernels())))?;
+    let packed = crate::nn::gemm::q8::PackedQ8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
+    check_rows(x, m, k)?;
+    Ok(packed.matmul_with(x, m, isa))
 }
 
 /// `y = x · Wᵀ` through the int8 GEMM for q4_K (`nn::gemm::q4`, the simd128
@@ -67,7 +89,7 @@ fn check_rows(x: &[f32], m: usize, k: usize) -> Result<(), JsError> {
     Ok(())
 }
 
-/// `y = x · Wᵀ + b` through the f32 GEMM (`nn::gemm::f32`, the simd128
+/// `y = x · Wᵀ + b` through the f32 GEMM (`nn::gemm::f32`, the build's best
 /// kernel): `x` is `[m, k]`, `w` `[n, k]`, `b` `[n]` or empty for none; returns
 /// `[m, n]`. For `tests/browser/gemm.test.mjs` (wasm against the numpy
 /// reference, bit for bit). Throws on mismatched sizes.
@@ -79,6 +101,14 @@ pub fn f32_gemm(w: &[f32], n: usize, k: usize, b: &[f32], x: &[f32], m: usize) -
         return Err(JsError::new(&format!("b has {} values, expected n = {n}", b.len())));
     }
     Ok(packed.matmul(x, m, (!b.is_empty()).then_some(b)))
+}
+
+/// Whether this engine fuses `f32x4.relaxed_madd` (`nn::gemm::f32_relaxed::fuses`;
+/// false in the simd128 build): which numpy reference the relaxed build's f32
+/// GEMM equals (`y_fma` or `y`, tests/browser/relaxed.test.mjs).
+#[wasm_bindgen(js_name = relaxedMaddFuses)]
+pub fn relaxed_madd_fuses() -> bool {
+    crate::nn::gemm::f32_relaxed::fuses()
 }
 
 /// The GEMM rates of `nn::gemm::rates` on `[m, k] × [n, k]ᵀ` in this wasm

@@ -84,10 +84,11 @@ test('the random-weights banner is visible', async () => {
 
 test('every request goes to the server, and nothing fails or violates the CSP', () => {
   const origin = new URL(server.url).origin;
-  // The test server isolates the page: the worker runs the threaded build, whose pool's
-  // Web Workers start from a same-origin module file (no blob: URL).
-  assert.ok(requests.some((u) => u.endsWith('/pkg/threads/kpl_bg.wasm')), 'the request log covers the worker (wasm)');
-  assert.ok(requests.some((u) => u.endsWith('/pkg/threads/workerHelpers.js')), 'the pool\'s workers are in the request log');
+  // The test server isolates the page: the worker runs the threaded build (its
+  // relaxed-SIMD twin in Chromium), whose pool's Web Workers start from a same-origin
+  // module file (no blob: URL).
+  assert.ok(requests.some((u) => u.endsWith('/pkg/threads-relaxed/kpl_bg.wasm')), 'the request log covers the worker (wasm)');
+  assert.ok(requests.some((u) => u.endsWith('/pkg/threads-relaxed/workerHelpers.js')), 'the pool\'s workers are in the request log');
   assert.ok(requests.some((u) => u.endsWith('/model/model.safetensors')), 'the request log covers the model fetch');
   const foreign = requests.filter((u) => {
     const url = new URL(u);

@@ -5,56 +5,29 @@
 // Odd shapes: one row, m and n off the 4 × 8 tile, k = 32 · odd.
 // The f32 GEMM in wasm (simd128: multiply, then add) bit for bit equal to the numpy
 // reference of that algorithm (tests/reference/f32_gemm.py), which the native scalar
-// kernel also matches exactly and the native FMA kernels within the f32 rounding
-// bound (tests/gemm.rs). Odd shapes: k = 1, one row, n off the 16-column panel, k
+// kernel also matches exactly, and the native FMA kernels its fused twin `y_fma`
+// (tests/gemm.rs). Odd shapes: k = 1, one row, n off the 16-column panel, k
 // across the 256-value block.
 // The int8 GEMM for q4_K weights in wasm: its product bit for bit the numpy reference
 // (tests/reference/q4_gemm.py → tests/fixtures/q4-gemm/cases.json), which the native
 // kernels also match exactly (tests/gemm_q4.rs). Needs `make wasm`.
+// The relaxed-SIMD builds and the four builds in Chromium: relaxed.test.mjs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { loadKplWasm } from '../../bench/lib.mjs';
-
-const fixture = JSON.parse(readFileSync('tests/fixtures/q8-gemm/cases.json', 'utf8'));
-const bytes = (hex) => new Uint8Array(Buffer.from(hex, 'hex'));
-const f32 = (hex) => { const b = bytes(hex); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
-
-/** How many values of `y` differ from `expected` in their bits. */
-function differingBits(y, expected) {
-  const yBits = new Uint32Array(new Float32Array(y).buffer);
-  const eBits = new Uint32Array(new Float32Array(expected).buffer);
-  let differing = 0;
-  for (let i = 0; i < yBits.length; i++) if (yBits[i] !== eBits[i]) differing++;
-  return differing;
-}
-
-/** ggml block_q8_0 bytes from int8 values [n, k] and f16 scales [n, k/32]. */
-function blocks(q, d, n, k) {
-  const kb = k / 32;
-  const out = new Uint8Array(n * kb * 34);
-  for (let row = 0; row < n; row++) {
-    for (let b = 0; b < kb; b++) {
-      const o = (row * kb + b) * 34;
-      out.set(d.subarray((row * kb + b) * 2, (row * kb + b) * 2 + 2), o);
-      out.set(q.subarray(row * k + b * 32, row * k + b * 32 + 32), o + 2);
-    }
-  }
-  return out;
-}
+import { q8Cases, f32Cases, q4Cases, differingBits } from './gemm-cases.mjs';
 
 test('q8 GEMM in wasm equals the numpy reference bit for bit', async () => {
   const { mod } = await loadKplWasm(resolve('pkg'));
-  assert.ok(fixture.cases.length >= 7);
-  for (const c of fixture.cases) {
-    const w = blocks(bytes(c.w_q), bytes(c.w_d), c.n, c.k);
-    const y = mod.q8Gemm(w, c.n, c.k, f32(c.x), c.m);
-    const expected = f32(c.y);
+  const cases = q8Cases();
+  assert.ok(cases.length >= 7);
+  for (const c of cases) {
+    const y = mod.q8Gemm(c.w, c.n, c.k, c.x, c.m);
     assert.equal(y.length, c.m * c.n);
-    const differing = differingBits(y, expected);
+    const differing = differingBits(y, c.y);
     assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
   }
   // A bad shape is an error, not a trap.
@@ -62,15 +35,14 @@ test('q8 GEMM in wasm equals the numpy reference bit for bit', async () => {
   assert.throws(() => mod.q8Gemm(new Uint8Array(34), 1, 32, new Float32Array(31), 1), /expected m/);
 });
 
-const f32Fixture = JSON.parse(readFileSync('tests/fixtures/f32-gemm/cases.json', 'utf8'));
-
 test('f32 GEMM in wasm equals the numpy reference bit for bit', async () => {
   const { mod } = await loadKplWasm(resolve('pkg'));
-  assert.ok(f32Fixture.cases.length >= 8);
-  for (const c of f32Fixture.cases) {
-    const y = mod.f32Gemm(f32(c.w), c.n, c.k, c.b ? f32(c.b) : new Float32Array(0), f32(c.x), c.m);
+  const cases = f32Cases();
+  assert.ok(cases.length >= 8);
+  for (const c of cases) {
+    const y = mod.f32Gemm(c.w, c.n, c.k, c.b, c.x, c.m);
     assert.equal(y.length, c.m * c.n);
-    const differing = differingBits(y, f32(c.y));
+    const differing = differingBits(y, c.y);
     assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
   }
   assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 4, new Float32Array(0), new Float32Array(4), 1), /expected a positive n/);
@@ -78,15 +50,14 @@ test('f32 GEMM in wasm equals the numpy reference bit for bit', async () => {
   assert.throws(() => mod.f32Gemm(new Float32Array(6), 2, 3, new Float32Array(3), new Float32Array(3), 1), /expected n/);
 });
 
-const q4Fixture = JSON.parse(readFileSync('tests/fixtures/q4-gemm/cases.json', 'utf8'));
-
 test('q4 GEMM in wasm equals the numpy reference bit for bit', async () => {
   const { mod } = await loadKplWasm(resolve('pkg'));
-  assert.ok(q4Fixture.cases.length >= 7);
-  for (const c of q4Fixture.cases) {
-    const y = mod.q4Gemm(bytes(c.blocks), c.n, c.k, f32(c.x), c.m);
+  const cases = q4Cases();
+  assert.ok(cases.length >= 7);
+  for (const c of cases) {
+    const y = mod.q4Gemm(c.blocks, c.n, c.k, c.x, c.m);
     assert.equal(y.length, c.m * c.n);
-    const differing = differingBits(y, f32(c.y));
+    const differing = differingBits(y, c.y);
     assert.equal(differing, 0, `[${c.m}, ${c.k}, ${c.n}]: ${differing} of ${y.length} values differ from the reference`);
   }
   assert.throws(() => mod.q4Gemm(new Uint8Array(144), 1, 288, new Float32Array(288), 1), /multiple of 256/);

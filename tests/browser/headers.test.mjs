@@ -59,6 +59,10 @@ test('every response carries the CSP and isolation headers, with the right MIME 
     ['/pkg/kpl_bg.wasm', 'application/wasm'],
     ['/pkg/threads/kpl_bg.wasm', 'application/wasm'],
     ['/pkg/threads/workerHelpers.js', 'text/javascript; charset=utf-8'],
+    ['/pkg/relaxed/kpl_bg.wasm', 'application/wasm'],
+    ['/pkg/threads-relaxed/kpl_bg.wasm', 'application/wasm'],
+    ['/pkg/threads-relaxed/workerHelpers.js', 'text/javascript; charset=utf-8'],
+    ['/simd-probe.js', 'text/javascript; charset=utf-8'],
     ['/model/config.json', 'application/json'],
     ['/model/manifest.json', 'application/json'],
     ['/model/tokenizer.json', 'application/json'], // a symlink to ../tokenizer.json

@@ -105,6 +105,70 @@ export async function launchBrowser({ viewport = { width: 1000, height: 800 }, w
   };
 }
 
+/** `model` packed as a q8 bundle with `task`'s knowledge base into a new temporary folder (the caller removes it). */
+export function packQ8Bundle(model, task, prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  runNative(['pack', '--model', model, '--dtype', 'q8', '--threads', '1', '--knowledge', `knowledge/${task}`, '-o', dir]);
+  return dir;
+}
+
+/**
+ * What the build tests (threads, relaxed) share: `model`'s knowledge bases, `model`
+ * packed as a q8 bundle with `task`'s (a new temporary folder, served at /model/; the
+ * f32 folder at /fixtures/), a server of it cross-origin isolated and one not, and a
+ * browser without WebGPU: {isolated, notIsolated, browser, close()}; close() removes
+ * the folder too.
+ */
+export async function bundleServers(model, task, prefix) {
+  ensureKnowledgeBases(model);
+  const bundleDir = packQ8Bundle(model, task, prefix);
+  const servers = {
+    close: async () => {
+      await servers.browser?.close();
+      await servers.isolated?.close();
+      await servers.notIsolated?.close();
+      fs.rmSync(bundleDir, { recursive: true, force: true });
+    },
+  };
+  try {
+    servers.isolated = await startServer({ model: bundleDir });
+    servers.notIsolated = await startServer({ model: bundleDir, isolated: false });
+    servers.browser = await launchBrowser({ webgpu: false });
+  } catch (e) {
+    await servers.close();
+    throw e;
+  }
+  return servers;
+}
+
+/**
+ * On `page`, workers started by KplClient.start with each of `runs` ({threads, simd}:
+ * the worker's `simd` parameter when given) load `base` on the CPU and embed `images`
+ * (fixture file names) and `texts`: [{info, images, texts}], one per run.
+ */
+export function embedWithWorkers(page, base, runs, { images, texts }) {
+  return page.evaluate(async ({ base, runs, images, texts }) => {
+    const { KplClient } = await import('/protocol.js');
+    const out = [];
+    for (const { threads, simd } of runs) {
+      const client = KplClient.start('/worker.js', { threads, params: simd ? { simd } : {} });
+      try {
+        const info = await client.load(base, undefined, { backend: 'wasm' });
+        const result = { info, images: [], texts: [] };
+        for (const file of images) {
+          const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
+          result.images.push(Array.from((await client.embedImage(file, bytes)).embedding));
+        }
+        result.texts = (await client.embedText(texts)).embeddings.map((e) => Array.from(e));
+        out.push(result);
+      } finally {
+        client.terminate();
+      }
+    }
+    return out;
+  }, { base, runs, images, texts });
+}
+
 /** Runs the native CLI and returns its parsed JSON output. */
 export function runNative(args) {
   const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');

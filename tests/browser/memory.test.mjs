@@ -151,16 +151,21 @@ for (const dtype of ['f32', 'q8', 'q4']) {
 // The same models in headless Chromium on a cross-origin-isolated page, as
 // bench/chromium.mjs measures them: pkg/ at one thread and the threaded build
 // (pkg/threads/, a pool of two Web Workers whose stacks come from the shared heap) at
-// two, a fresh tab each; the linear memory after loading and one image.
-test(`ViT-B/16 f32, q8, q4 in Chromium at 1 and 2 threads: memory at most ${BOUND}× the weights held`, () => {
-  assert.ok(fs.existsSync(path.join(PKG, 'threads', 'kpl_bg.wasm')), 'pkg/threads/ is missing: run `make wasm`');
-  const r = spawnSync(process.execPath, [path.join(REPO, 'bench', 'chromium.mjs'), '--engines', 'kpl-wasm', '--dtypes', 'f32 q8 q4', '--runs', '1', '--out', dir, '--pkg', PKG], { encoding: 'utf8', maxBuffer: 16 << 20 });
+// two, a fresh tab each, and the same for their relaxed-SIMD twins (what Chromium runs
+// by default); the linear memory after loading and one image (no GEMM rows).
+test(`ViT-B/16 f32, q8, q4 in Chromium at 1 and 2 threads, simd128 and relaxed builds: memory at most ${BOUND}× the weights held`, () => {
+  for (const dir of ['threads', 'relaxed', 'threads-relaxed']) {
+    assert.ok(fs.existsSync(path.join(PKG, dir, 'kpl_bg.wasm')), `pkg/${dir}/ is missing: run \`make wasm\``);
+  }
+  const r = spawnSync(process.execPath, [path.join(REPO, 'bench', 'chromium.mjs'), '--engines', 'kpl-wasm', '--dtypes', 'f32 q8 q4', '--simd', 'simd128 relaxed',
+    '--gemm', '', '--runs', '1', '--out', dir, '--pkg', PKG], { encoding: 'utf8', maxBuffer: 16 << 20 });
   assert.equal(r.status, 0, r.stderr);
   const rows = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-  assert.equal(rows.length, 6, r.stdout + r.stderr);
+  assert.equal(rows.length, 12, r.stdout + r.stderr);
   for (const row of rows) {
-    assert.ok(!row.status, `${row.dtype} ${row.threads} thr: ${row.status} ${row.reason}`);
-    const ratio = assertWithinBound(`Chromium ${row.dtype} at ${row.threads} thread(s)`, row.peak_memory_bytes, row.held_weight_bytes);
-    console.log(`# Chromium ${row.dtype} ${row.threads} thr: memory ${row.peak_memory_bytes} for ${row.held_weight_bytes} of weights (${ratio.toFixed(3)}×)`);
+    const name = `${row.dtype} ${row.threads} thr ${row.simd}`;
+    assert.ok(!row.status, `${name}: ${row.status} ${row.reason}`);
+    const ratio = assertWithinBound(`Chromium ${name}`, row.peak_memory_bytes, row.held_weight_bytes);
+    console.log(`# Chromium ${name}: memory ${row.peak_memory_bytes} for ${row.held_weight_bytes} of weights (${ratio.toFixed(3)}×)`);
   }
 }, { timeout: 300000 });

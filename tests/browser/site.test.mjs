@@ -76,8 +76,13 @@ after(async () => {
 
 test('the site holds no test-only hooks of the dev server, only relative URLs', async () => {
   assert.ok(built.files.includes('index.html') && built.files.includes('pkg/kpl_bg.wasm') && built.files.includes('model/manifest.json'));
-  // The threaded build and its pool's worker module (the name the service worker precaches).
-  for (const f of ['kpl.js', 'kpl_bg.wasm', 'workerHelpers.js']) assert.ok(built.files.includes(`pkg/threads/${f}`), `pkg/threads/${f}`);
+  // The threaded build and its pool's worker module (the name the service worker
+  // precaches), and both relaxed-SIMD twins.
+  for (const dir of ['threads', 'threads-relaxed']) {
+    for (const f of ['kpl.js', 'kpl_bg.wasm', 'workerHelpers.js']) assert.ok(built.files.includes(`pkg/${dir}/${f}`), `pkg/${dir}/${f}`);
+  }
+  for (const f of ['kpl.js', 'kpl_bg.wasm']) assert.ok(built.files.includes(`pkg/relaxed/${f}`), `pkg/relaxed/${f}`);
+  assert.ok(built.files.includes('simd-probe.js'));
   assert.deepEqual(built.files.filter((f) => /^(fixtures|test|kb)\//.test(f)), []);
   assert.equal((await get(`${PREFIX}test-server/requests`)).status, 404);
   for (const f of built.files.filter((f) => /\.(html|js)$/.test(f))) {

@@ -1,7 +1,9 @@
 // wasm threads in Chromium (issue #14 item 2): the worker runs the threaded build
 // (pkg/threads/, rayon's pool over Web Workers sharing the wasm memory) when the page is
 // cross-origin isolated and more than one thread is asked for, the single-threaded
-// build (pkg/) otherwise, and says why.
+// build (pkg/) otherwise, and says why. In Chromium, which runs relaxed SIMD, these are
+// their relaxed-SIMD twins (pkg/threads-relaxed/, pkg/relaxed/: worker.js; both with a
+// global simd128, so the bound below holds with room).
 //
 // - The embeddings of the committed f32 fixture and of its q8 bundle (`kpl pack`) at 1,
 //   2 and 3 threads are the same bits (the GEMM's panel split and candle's row splits
@@ -17,10 +19,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { startServer, launchBrowser, runNative, ensureKnowledgeBases, collectErrors, maxAbsDiff, REPO } from './helpers.mjs';
+import { startServer, bundleServers, embedWithWorkers, collectErrors, maxAbsDiff, REPO } from './helpers.mjs';
 
 const MODEL = 'tests/fixtures/tiny-quickgelu-f32';
 const TASK = 'chest-xray-pneumonia';
@@ -29,7 +30,7 @@ const TEXTS = ['a chest x-ray', 'pneumonia', 'an MRI of the knee with a long des
 /** The largest |difference| allowed between the single-threaded and the threaded build. */
 const MAX_BUILD_DIFF = { 'f32 folder': 1e-6, 'q8 bundle': 1e-4 };
 
-let bundleDir;
+let servers;
 let isolated;
 let notIsolated;
 let browser;
@@ -38,47 +39,20 @@ before(async () => {
   for (const f of ['kpl.js', 'kpl_bg.wasm', 'workerHelpers.js']) {
     assert.ok(fs.existsSync(path.join(REPO, 'pkg', 'threads', f)), `pkg/threads/${f} is missing: run \`make wasm\``);
   }
-  ensureKnowledgeBases(MODEL);
-  bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kpl-threads-bundle-'));
-  runNative(['pack', '--model', MODEL, '--dtype', 'q8', '--threads', '1', '--knowledge', `knowledge/${TASK}`, '-o', bundleDir]);
   // The q8 bundle at /model/; the f32 folder at /fixtures/.
-  isolated = await startServer({ model: bundleDir });
-  notIsolated = await startServer({ model: bundleDir, isolated: false });
-  browser = await launchBrowser({ webgpu: false });
+  servers = await bundleServers(MODEL, TASK, 'kpl-threads-bundle-');
+  ({ isolated, notIsolated, browser } = servers);
 }, { timeout: 120000 });
 
-after(async () => {
-  await browser?.close();
-  await isolated?.close();
-  await notIsolated?.close();
-  if (bundleDir) fs.rmSync(bundleDir, { recursive: true, force: true });
-});
+after(() => servers?.close());
 
 /**
  * For each thread count, a worker started by KplClient.start with it loads `base` on
  * the CPU and embeds the fixture images and texts: {threads: {info, images, texts}}.
  */
-function embedAtThreads(page, base, counts) {
-  return page.evaluate(async ({ base, counts, images, texts }) => {
-    const { KplClient } = await import('/protocol.js');
-    const out = {};
-    for (const threads of counts) {
-      const client = KplClient.start('/worker.js', { threads });
-      try {
-        const info = await client.load(base, undefined, { backend: 'wasm' });
-        const result = { info, images: [], texts: [] };
-        for (const file of images) {
-          const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
-          result.images.push(Array.from((await client.embedImage(file, bytes)).embedding));
-        }
-        result.texts = (await client.embedText(texts)).embeddings.map((e) => Array.from(e));
-        out[threads] = result;
-      } finally {
-        client.terminate();
-      }
-    }
-    return out;
-  }, { base, counts, images: IMAGES, texts: TEXTS });
+async function embedAtThreads(page, base, counts) {
+  const runs = await embedWithWorkers(page, base, counts.map((threads) => ({ threads })), { images: IMAGES, texts: TEXTS });
+  return Object.fromEntries(counts.map((threads, i) => [threads, runs[i]]));
 }
 
 /** `embedAtThreads` on a new page of `server`, checking the page's isolation first. */
@@ -197,8 +171,8 @@ test("the widget's threads attribute: 2, then 1, then a bad value refused", { ti
 test('the threaded build failing to start: the single-threaded one runs, and the note says why', { timeout: 120000 }, async () => {
   const page = await browser.context.newPage();
   try {
-    // As a server or proxy that does not deliver pkg/threads/ would.
-    await page.route('**/pkg/threads/**', (route) => route.abort());
+    // As a server or proxy that does not deliver pkg/threads/ (nor its relaxed twin) would.
+    await page.route('**/pkg/threads*/**', (route) => route.abort());
     await page.goto(`${isolated.url}/embed-example.html`);
     const info = await page.evaluate(async () => {
       const { KplClient } = await import('/protocol.js');

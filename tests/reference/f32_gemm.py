@@ -4,8 +4,10 @@ numpy, for tests/gemm.rs (native) and tests/browser/gemm.test.mjs (wasm).
 `y` is the kernels' algorithm without fused multiply-adds (wasm simd128 and the scalar
 kernel): per output, in f32 and in k order from 0, acc = acc + x * w (the product rounded
 to f32, then the sum), then y = acc + b when there is a bias. Those kernels must reproduce
-it bit for bit. `y_f64` is the exact product in f64 (the fused kernels are checked against
-it within the f32 rounding bound).
+it bit for bit. `y_fma` is the same chain with fused multiply-adds, acc = fma(x, w, acc)
+rounded once (the native AVX2/AVX-512 kernels, and wasm's relaxed-SIMD build where the
+engine fuses `f32x4.relaxed_madd`); those kernels must reproduce it bit for bit. `y_f64`
+is the exact product in f64 (every kernel is within the f32 rounding bound of it).
 
 Epilogues (src/nn/gemm/epilogue.rs): for every case, `r` is a residual [m, n] and
 `y_res` = r + y in f32 (bit for bit); `act_<name>` is the activation of `y` (f32 values)
@@ -28,6 +30,25 @@ SHAPES = [(1, 1, 1, False), (3, 1, 17, True), (1, 260, 5, True), (5, 33, 16, Fal
           (7, 257, 20, True), (13, 270, 18, True), (25, 64, 3, False), (2, 16, 50, True)]
 
 
+def fma32(a, b, c):
+    """round_f32(a·b + c) with one rounding, elementwise (f32 arrays): the product is
+    exact in f64, the f64 sum and its exact error come from TwoSum (Knuth), and the
+    f64 → f32 rounding is corrected where it would round twice (the f64 sum exactly
+    halfway between two f32 while the true sum is not)."""
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c = c.astype(np.float64)
+    s = p + c
+    bv = s - p
+    e = (p - (s - bv)) + (c - bv)
+    r = s.astype(np.float32)
+    r64 = r.astype(np.float64)
+    other = np.nextafter(r, np.where(s > r64, np.float32(np.inf), np.float32(-np.inf))).astype(np.float32)
+    halfway = (s != r64) & (s - r64 == other.astype(np.float64) - s)
+    # Halfway in f64 but not exactly: the true sum lies on e's side.
+    toward_other = halfway & (e != 0) & ((e > 0) == (other.astype(np.float64) > r64))
+    return np.where(toward_other, other, r).astype(np.float32)
+
+
 def case(rng, m, k, n, bias):
     x = rng.standard_normal((m, k)).astype(np.float32)
     w = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
@@ -36,12 +57,17 @@ def case(rng, m, k, n, bias):
     for j in range(k):
         acc = (acc + (x[:, j, None] * w[None, :, j]).astype(np.float32)).astype(np.float32)
     y = (acc + b[None, :]).astype(np.float32) if bias else acc
+    acc = np.zeros((m, n), np.float32)
+    for j in range(k):
+        acc = fma32(np.broadcast_to(x[:, j, None], (m, n)), np.broadcast_to(w[None, :, j], (m, n)), acc)
+    y_fma = (acc + b[None, :]).astype(np.float32) if bias else acc
     y64 = x.astype(np.float64) @ w.astype(np.float64).T + (b.astype(np.float64) if bias else 0.0)
     out = {
         "m": m, "k": k, "n": n,
         "x": x.astype("<f4").tobytes().hex(),
         "w": w.astype("<f4").tobytes().hex(),
         "y": y.astype("<f4").tobytes().hex(),
+        "y_fma": y_fma.astype("<f4").tobytes().hex(),
         "y_f64": y64.astype("<f8").tobytes().hex(),
     }
     if bias:

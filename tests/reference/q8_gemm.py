@@ -26,6 +26,9 @@ OUT = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "q8-gemm" / "ca
 SHAPES = [(1, 32, 1), (2, 64, 3), (4, 96, 8), (5, 160, 13), (7, 288, 17), (9, 32, 9), (3, 416, 24)]
 # For the q8_0 x q8_0 GEMM's 12 x 16 tile: rows and columns off it, k = 32 * odd, one row of ties.
 SHAPES_Q8X8 = [(13, 96, 21), (25, 160, 33)]
+# Last, the extremes: every activation at +-32767 once quantised and every weight -128 or
+# 127 (the relaxed-SIMD kernel splits the activations into 7-bit pieces, q8_relaxed.rs).
+EXTREME = (5, 64, 11)
 
 
 def q8x8(x, wq, wd):
@@ -47,16 +50,19 @@ def q8x8(x, wq, wd):
     return acc
 
 
-def case(rng, m, k, n, ties=False):
+def case(rng, m, k, n, ties=False, extreme=False):
     x = rng.standard_normal((m, k)).astype(np.float32)
     # An outlier per row and a zero block, as activations have.
     x[:, rng.integers(0, k, m)] *= np.float32(20.0)
-    if k >= 64:
+    if k >= 64 and not extreme:
         x[0, 32:64] = 0.0
     if ties:
         # max|x| = 127 * 0.25: d = 0.25, 1/d = 4, x * 4 = j + 1/2 exactly.
         x[m - 1, :32] = np.float32(0.25) * np.array([127] + [(j % 20 - 10) + 0.5 for j in range(31)], np.float32)
     wq = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    if extreme:
+        x = np.where(rng.integers(0, 2, (m, k)) == 1, np.float32(1.5), np.float32(-1.5)).astype(np.float32)
+        wq = np.where(rng.integers(0, 2, (n, k)) == 1, 127, -128).astype(np.int8)
     wd = (rng.uniform(0.0, 0.02, (n, k // 32))).astype(np.float16)
     wd[0, 0] = 0.0
 
@@ -97,7 +103,7 @@ def case(rng, m, k, n, ties=False):
 
 def main():
     rng = np.random.default_rng(14)
-    cases = [case(rng, *s) for s in SHAPES] + [case(rng, *s, ties=True) for s in SHAPES_Q8X8]
+    cases = [case(rng, *s) for s in SHAPES] + [case(rng, *s, ties=True) for s in SHAPES_Q8X8] + [case(rng, *EXTREME, extreme=True)]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"source": "tests/reference/q8_gemm.py", "cases": cases}, indent=1) + "\n")
     print(f"{OUT}: {len(cases)} cases, {OUT.stat().st_size} bytes")

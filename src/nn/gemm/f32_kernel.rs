@@ -27,9 +27,15 @@ pub enum F32Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// wasm simd128 (`f32x4.mul` + `f32x4.add`: simd128 has no deterministic
-    /// FMA), 4 rows × 8 columns twice per panel.
-    #[cfg(target_arch = "wasm32")]
+    /// FMA), 4 rows × 8 columns twice per panel. Not in the relaxed-SIMD
+    /// build, whose [`Relaxed`](Self::Relaxed) runs the same tiles.
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
     Simd128,
+    /// wasm relaxed SIMD (`f32x4.relaxed_madd`: one rounding where the
+    /// engine's CPU has FMA, else two; [`super::f32_relaxed::fuses`] says
+    /// which), the simd128 kernel's tiles. Only in the `+relaxed-simd` build.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    Relaxed,
 }
 
 impl F32Isa {
@@ -44,7 +50,9 @@ impl F32Isa {
                 return F32Isa::Avx2Fma;
             }
         }
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        return F32Isa::Relaxed;
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
         return F32Isa::Simd128;
         #[allow(unreachable_code)]
         F32Isa::Scalar
@@ -62,8 +70,10 @@ impl F32Isa {
                 v.push(F32Isa::Avx512);
             }
         }
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
         v.push(F32Isa::Simd128);
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        v.push(F32Isa::Relaxed);
         v
     }
 
@@ -74,8 +84,10 @@ impl F32Isa {
             F32Isa::ScalarFma => true,
             #[cfg(target_arch = "x86_64")]
             F32Isa::Avx2Fma | F32Isa::Avx512 => true,
-            #[cfg(target_arch = "wasm32")]
+            #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
             F32Isa::Simd128 => false,
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            F32Isa::Relaxed => super::f32_relaxed::fuses(),
         }
     }
 
@@ -88,13 +100,15 @@ impl F32Isa {
             F32Isa::Avx2Fma => 6,
             #[cfg(target_arch = "x86_64")]
             F32Isa::Avx512 => MAX_ROWS,
-            #[cfg(target_arch = "wasm32")]
+            #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
             F32Isa::Simd128 => 4,
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            F32Isa::Relaxed => 4,
         }
     }
 }
 
-/// Calls `$f::<R>($args)` for `R = $rows`, one of the listed constants.
+/// Calls `$f::<R>($args)` (or `$f::<R, $p>`) for `R = $rows`, one of the listed constants.
 macro_rules! by_rows {
     ($rows:expr, $f:ident, $args:tt, $($r:literal)*) => {
         match $rows {
@@ -141,8 +155,12 @@ pub fn tile(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[f32], acc: &mut
         }
         // SAFETY: the lengths are asserted above; simd128 is a requirement of
         // the wasm build (every supported browser and Node ≥ 16 has it).
-        #[cfg(target_arch = "wasm32")]
-        F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128, (kc, x, w, acc), 1 2 3 4) },
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "relaxed-simd")))]
+        F32Isa::Simd128 => unsafe { by_rows!(rows, tile_simd128::<_, false>, (kc, x, w, acc), 1 2 3 4) },
+        // SAFETY: as simd128; relaxed SIMD is compiled in (this variant exists
+        // only then), and the worker runs this build only where it validates.
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        F32Isa::Relaxed => unsafe { by_rows!(rows, tile_simd128::<_, true>, (kc, x, w, acc), 1 2 3 4) },
     }
 }
 
@@ -182,7 +200,7 @@ pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c
         return true;
     }
     #[cfg(target_arch = "wasm32")]
-    if isa == F32Isa::Simd128 {
+    if isa == F32Isa::best() {
         let p = w.len();
         assert!((1..=isa.rows()).contains(&rows) && (1..=2).contains(&p) && ldc >= p * NR);
         assert!(w.iter().all(|w| w.len() >= kc * NR) && a.len() >= kc * isa.rows(), "a slice is shorter than read");
@@ -190,7 +208,11 @@ pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c
         let (x, c) = (a.as_ptr(), c.as_mut_ptr());
         // SAFETY: the pointers cover what the kernel reads and writes (asserted
         // above); simd128 is a requirement of the wasm build.
-        unsafe { by_rows!(rows, tile_into_simd128, (kc, x, w, c, ldc, accumulate), 1 2 3 4) };
+        // The relaxed-SIMD build's kernel (its only wasm one) steps with `relaxed_madd`.
+        #[cfg(target_feature = "relaxed-simd")]
+        unsafe { by_rows!(rows, tile_into_simd128::<_, true>, (kc, x, w, c, ldc, accumulate), 1 2 3 4) };
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        unsafe { by_rows!(rows, tile_into_simd128::<_, false>, (kc, x, w, c, ldc, accumulate), 1 2 3 4) };
         return true;
     }
     let _ = (isa, rows, kc, a, w, c, ldc, accumulate);
@@ -204,7 +226,7 @@ pub fn tile_into(isa: F32Isa, rows: usize, kc: usize, a: &[f32], w: &[&[f32]], c
 /// `memory.copy` call per row in wasm).
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
-unsafe fn tile_into_simd128<const R: usize>(kc: usize, x: *const f32, w: &[&[f32]], c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn tile_into_simd128<const R: usize, const RELAXED: bool>(kc: usize, x: *const f32, w: &[&[f32]], c: *mut f32, ldc: usize, accumulate: bool) {
     const MR: usize = 4;
     use core::arch::wasm32::*;
     for (q, panel) in w.iter().enumerate() {
@@ -223,8 +245,8 @@ unsafe fn tile_into_simd128<const R: usize>(kc: usize, x: *const f32, w: &[&[f32
                 let (w0, w1) = (v128_load(wp as *const v128), v128_load(wp.add(4) as *const v128));
                 for (r, a) in acc.iter_mut().enumerate() {
                     let xv = v128_load32_splat(x.add(j * MR + r) as *const u32);
-                    a[0] = f32x4_add(a[0], f32x4_mul(xv, w0));
-                    a[1] = f32x4_add(a[1], f32x4_mul(xv, w1));
+                    a[0] = super::f32_relaxed::madd::<RELAXED>(xv, w0, a[0]);
+                    a[1] = super::f32_relaxed::madd::<RELAXED>(xv, w1, a[1]);
                 }
             }
             for (r, a) in acc.iter().enumerate() {
@@ -334,9 +356,11 @@ unsafe fn tile_into_avx512<const R: usize, const P: usize>(
     }
 }
 
+/// `RELAXED`: each step one `f32x4.relaxed_madd` ([`F32Isa::Relaxed`]) instead
+/// of `f32x4.mul` then `add`.
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
-unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, w: *const f32, acc: &mut [[f32; NR]]) {
+unsafe fn tile_simd128<const R: usize, const RELAXED: bool>(kc: usize, x: *const f32, w: *const f32, acc: &mut [[f32; NR]]) {
     const MR: usize = 4;
     use core::arch::wasm32::*;
     // Two passes of 8 columns: 4 rows × 2 vectors of accumulators, 2 of
@@ -352,8 +376,8 @@ unsafe fn tile_simd128<const R: usize>(kc: usize, x: *const f32, w: *const f32, 
             let (w0, w1) = (v128_load(wp as *const v128), v128_load(wp.add(4) as *const v128));
             for (r, c) in c.iter_mut().enumerate() {
                 let a = v128_load32_splat(x.add(j * MR + r) as *const u32);
-                c[0] = f32x4_add(c[0], f32x4_mul(a, w0));
-                c[1] = f32x4_add(c[1], f32x4_mul(a, w1));
+                c[0] = super::f32_relaxed::madd::<RELAXED>(a, w0, c[0]);
+                c[1] = super::f32_relaxed::madd::<RELAXED>(a, w1, c[1]);
             }
         }
         for (c, a) in c.iter().zip(acc.iter_mut()) {

@@ -28,12 +28,14 @@
 pub mod epilogue;
 pub mod f32;
 mod f32_kernel;
+pub mod f32_relaxed;
 pub mod q4;
 mod q4_kernel;
 pub mod q8;
 mod q8_kernel;
 pub mod q8x8;
 mod q8x8_kernel;
+mod q8_relaxed;
 pub mod rates;
 mod split;
 

@@ -283,11 +283,15 @@ impl PackedQ4 {
 }
 
 /// The micro-kernel the q4 GEMM runs for `isa`: its own are scalar, AVX2 and
-/// simd128; the VNNI instruction sets (q8's 6- and 12-row kernels) run AVX2.
+/// simd128; the VNNI instruction sets (q8's 6- and 12-row kernels) run AVX2,
+/// and q8's relaxed-SIMD kernel simd128 (its 7-bit pieces would cost q4 as
+/// they cost q8: bench/README.md).
 pub fn kernel_isa(isa: Isa) -> Isa {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni | Isa::Avx512Vnni => Isa::Avx2,
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Isa::Relaxed => Isa::Simd128,
         other => other,
     }
 }

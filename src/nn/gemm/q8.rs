@@ -30,6 +30,7 @@ use std::ops::Range;
 
 use super::epilogue::Epilogue;
 use super::q8_kernel::{self, Isa, MAX_ROWS, NR, PAIRS};
+use super::q8_relaxed;
 
 /// Values per q8_0 block (ggml's `QK8_0`).
 pub const BLOCK: usize = 32;
@@ -165,7 +166,7 @@ impl PackedQ8 {
         let acts = if isa.interleaved() {
             QuantizedRows::interleaved(x, m, self.k, isa.rows())
         } else {
-            QuantizedRows::new(x, m, self.k, isa.rows())
+            QuantizedRows::new(x, m, self.k, isa.rows()).with_pieces_for(isa)
         };
         super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
     }
@@ -188,6 +189,7 @@ impl PackedQ8 {
                 let da = &acts.d[t * mr * kb..(t + 1) * mr * kb];
                 // Panels two at a time ([`q8_kernel::tile2`]), the last one of
                 // an odd group alone.
+                let pieces = acts.pieces.get(t * mr * kb * q8_relaxed::BLOCK_BYTES..).unwrap_or_default();
                 let end = (g + group).min(panels.end);
                 let mut p = g;
                 while p < end {
@@ -197,9 +199,9 @@ impl PackedQ8 {
                     let two = p + 1 < end;
                     if two {
                         let [t0, t1] = &mut tiles;
-                        q8_kernel::tile2(isa, kb, a, da, [w(p), w(p + 1)], [dw(p), dw(p + 1)], [t0, t1]);
+                        q8_kernel::tile2(isa, kb, a, pieces, da, [w(p), w(p + 1)], [dw(p), dw(p + 1)], [t0, t1]);
                     } else {
-                        q8_kernel::tile(isa, kb, a, da, w(p), dw(p), &mut tiles[0]);
+                        q8_kernel::tile(isa, kb, a, pieces, da, w(p), dw(p), &mut tiles[0]);
                     }
                     for (h, tile) in tiles[..1 + two as usize].iter().enumerate() {
                         let (col, cols) = ((p + h) * NR - c0, NR.min(self.n - (p + h) * NR));
@@ -230,6 +232,9 @@ pub(crate) const GROUP_BYTES: usize = 256 << 10;
 pub(crate) struct QuantizedRows {
     pub(crate) q: Vec<i16>,
     pub(crate) d: Vec<f32>,
+    /// `q` split into 7-bit pieces for the relaxed-SIMD kernel ([`q8_relaxed::split`],
+    /// [`Self::with_pieces_for`]); empty for the others.
+    pieces: Vec<u8>,
     pub(crate) rows_padded: usize,
 }
 
@@ -244,7 +249,15 @@ impl QuantizedRows {
             let (scale, _) = quantize_block(xb, qb);
             d[i] = scale;
         }
-        Self { q, d, rows_padded }
+        Self { q, d, pieces: Vec::new(), rows_padded }
+    }
+
+    /// The same rows, with the pieces the relaxed int8 kernel reads when `isa` is it.
+    fn with_pieces_for(mut self, isa: Isa) -> Self {
+        if q8_relaxed::reads_pieces(isa) {
+            self.pieces = q8_relaxed::split(&self.q);
+        }
+        self
     }
 }
 
@@ -268,7 +281,7 @@ impl QuantizedRows {
                 }
             }
         }
-        Self { q, d, rows_padded }
+        Self { q, d, pieces: Vec::new(), rows_padded }
     }
 }
 

@@ -2,8 +2,10 @@
 //! columns over all of k, for each instruction set. Each computes exactly the
 //! algorithm of [`tile_scalar`] (see `q8`'s module doc): the integer sums are
 //! exact whichever instruction forms them (`vpmaddwd` + `vpaddd`, the VNNI
-//! `vpdpwssd`, `i32x4.dot_i16x8_s`), and the f32 steps are the same
-//! operations in the same order, so their results are identical.
+//! `vpdpwssd`, `i32x4.dot_i16x8_s`, and the relaxed-SIMD build's
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s` on exact pieces: [`super::q8_relaxed`]),
+//! and the f32 steps are the same operations in the same order, so their
+//! results are identical.
 
 /// Rows of activations per tile of the 4-row kernels (scalar, AVX2, simd128).
 pub const MR: usize = 4;
@@ -34,8 +36,16 @@ pub enum Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
     /// wasm simd128 (`i32x4.dot_i16x8_s`); every engine the page supports has it.
+    /// The best kernel of every wasm build, the relaxed-SIMD one's too (faster
+    /// than [`Relaxed`](Self::Relaxed) in V8: bench/README.md).
     #[cfg(target_arch = "wasm32")]
     Simd128,
+    /// wasm relaxed SIMD (`i32x4.relaxed_dot_i8x16_i7x16_add_s` on exact 7-bit
+    /// pieces of the activations, [`super::q8_relaxed`]), 4 rows. Only in the
+    /// relaxed-SIMD build, and only when asked for ([`Isa::available`]): three
+    /// relaxed dots per 16 products are slower than simd128's two `dot_i16x8_s`.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    Relaxed,
 }
 
 impl Isa {
@@ -50,6 +60,9 @@ impl Isa {
         let mut v = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         v.extend([Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni].into_iter().filter(|i| i.supported()));
+        // Measured slower than simd128 (bench/README.md), so before it: not the best.
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        v.push(Isa::Relaxed);
         #[cfg(target_arch = "wasm32")]
         v.push(Isa::Simd128);
         v
@@ -69,6 +82,9 @@ impl Isa {
             Isa::Avx512Vnni => has!("avx2") && has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni"),
             #[cfg(target_arch = "wasm32")]
             Isa::Simd128 => true,
+            // The worker runs the relaxed build only where the engine validates it.
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Isa::Relaxed => true,
         }
     }
 
@@ -103,11 +119,15 @@ impl Isa {
 
 /// `out[r][c] = Σ_b (dx[r,b]·dw[b,c]) · Σ_{k∈b} a[r,k]·w[c,k]` for one tile
 /// of `R = isa.rows()` rows. `a`: R rows of `kb·32` int16 activations and
-/// `da`: R × kb scales, laid out as [`Isa::interleaved`] says; `w`, `dw`: one
-/// panel (kb × 256 int8, kb × 8 scales). `out` (R rows) must start at zero.
+/// `da`: R × kb scales, laid out as [`Isa::interleaved`] says; `pieces`: the
+/// same rows split by [`super::q8_relaxed::split`] (read by the relaxed kernel
+/// only; empty for the others); `w`, `dw`: one panel (kb × 256 int8, kb × 8
+/// scales). `out` (R rows) must start at zero.
 ///
 /// Panics if a slice is shorter than the kernel reads (a caller's bug).
-pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
+#[allow(clippy::too_many_arguments)]
+pub fn tile(isa: Isa, kb: usize, a: &[i16], pieces: &[u8], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
+    let _ = pieces;
     let rows = isa.rows();
     assert!(a.len() >= rows * kb * BLOCK && da.len() >= rows * kb && w.len() >= kb * PANEL_BLOCK && dw.len() >= kb * NR);
     assert!(out.len() >= rows, "out must hold the tile's rows");
@@ -136,6 +156,14 @@ pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], ou
         // the wasm build (every supported browser and Node ≥ 16 has it).
         #[cfg(target_arch = "wasm32")]
         Isa::Simd128 => unsafe { tile_simd128(kb, a, da, w, dw, out) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Isa::Relaxed => {
+            assert!(pieces.len() >= rows * kb * super::q8_relaxed::BLOCK_BYTES);
+            // SAFETY: the lengths are asserted above; relaxed SIMD is compiled
+            // in (this variant exists only then), and the worker runs this
+            // build only where the engine validates it.
+            unsafe { super::q8_relaxed::tile(kb, pieces, da, w, dw, out) }
+        }
     }
 }
 
@@ -146,7 +174,8 @@ pub fn tile(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], ou
 /// others call [`tile`] twice.
 ///
 /// Panics as [`tile`] does.
-pub fn tile2(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: [&[i8]; 2], dw: [&[f32]; 2], out: [&mut [[f32; NR]]; 2]) {
+#[allow(clippy::too_many_arguments)]
+pub fn tile2(isa: Isa, kb: usize, a: &[i16], pieces: &[u8], da: &[f32], w: [&[i8]; 2], dw: [&[f32]; 2], out: [&mut [[f32; NR]]; 2]) {
     let [out0, out1] = out;
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni {
@@ -160,8 +189,8 @@ pub fn tile2(isa: Isa, kb: usize, a: &[i16], da: &[f32], w: [&[i8]; 2], dw: [&[f
         unsafe { tile2_avx512_vnni(kb, a, da, w, dw, [out0, out1]) };
         return;
     }
-    tile(isa, kb, a, da, w[0], dw[0], out0);
-    tile(isa, kb, a, da, w[1], dw[1], out1);
+    tile(isa, kb, a, pieces, da, w[0], dw[0], out0);
+    tile(isa, kb, a, pieces, da, w[1], dw[1], out1);
 }
 
 fn tile_scalar(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], out: &mut [[f32; NR]]) {
@@ -442,7 +471,7 @@ unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], o
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 #[inline(never)]
-unsafe fn scale_simd128(
+pub(super) unsafe fn scale_simd128(
     acc: &mut [[core::arch::wasm32::v128; 2]; MR],
     sums: &[[[core::arch::wasm32::v128; 2]; MR]],
     da: &[f32],
@@ -487,6 +516,9 @@ pub fn peak_loop(isa: Isa, iters: usize) -> (u64, i32) {
         #[cfg(target_arch = "wasm32")]
         // SAFETY: simd128 is a requirement of the wasm build.
         Isa::Simd128 => (iters as u64 * 8 * 8 * 2, unsafe { peak_simd128(iters) }),
+        // 16 products per instruction, of which the kernel's exact split keeps a third.
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Isa::Relaxed => (iters as u64 * 8 * 16 * 2, super::q8_relaxed::peak(iters)),
         _ => {
             let mut acc = [0i32; 8];
             let a = std::hint::black_box(3i32);

@@ -163,7 +163,8 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
 
 /// Independent multiply-add chains on registers (12 natively, 8 in wasm), in the instructions of
 /// the best f32 kernel ([`F32Isa::best`]): AVX-512 or AVX2 FMA natively,
-/// `f32x4.mul` + `add` in wasm (simd128 has no FMA). Returns (multiply-adds
+/// `f32x4.mul` + `add` in wasm (simd128 has no FMA), `f32x4.relaxed_madd` in
+/// the relaxed-SIMD build. Returns (multiply-adds
 /// per iteration, median seconds).
 fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     #[cfg(target_arch = "x86_64")]
@@ -216,8 +217,9 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     }
     #[cfg(target_arch = "wasm32")]
     {
+        /// `RELAXED`: `f32x4.relaxed_madd` (the relaxed build's kernel), else mul + add.
         #[target_feature(enable = "simd128")]
-        unsafe fn madd(iters: usize) -> f32 {
+        unsafe fn madd<const RELAXED: bool>(iters: usize) -> f32 {
             use core::arch::wasm32::*;
             // acc += w · a: the products are independent of the accumulators (as
             // in a gemm), and w changes every round so they cannot be hoisted.
@@ -227,7 +229,7 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
             let mut acc = [f32x4_splat(0.0); 8];
             for _ in 0..iters {
                 for s in acc.iter_mut() {
-                    *s = f32x4_add(*s, f32x4_mul(w, a));
+                    *s = super::f32_relaxed::madd::<RELAXED>(w, a, *s);
                 }
                 w = f32x4_add(w, step);
             }
@@ -237,9 +239,11 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
             }
             f32x4_extract_lane::<0>(sum)
         }
-        // SAFETY: simd128 is a requirement of the wasm build.
+        let relaxed = cfg!(target_feature = "relaxed-simd");
+        // SAFETY: simd128 is a requirement of the wasm build; relaxed SIMD is
+        // compiled in when `relaxed`.
         return (32, time(runs, now, || {
-            std::hint::black_box(unsafe { madd(iters) });
+            std::hint::black_box(unsafe { if relaxed { madd::<true>(iters) } else { madd::<false>(iters) } });
         }));
     }
     #[allow(unreachable_code)]

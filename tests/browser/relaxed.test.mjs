@@ -1,0 +1,226 @@
+// The relaxed-SIMD builds in Chromium (issue #14 item 1): pkg/relaxed/ and
+// pkg/threads-relaxed/, the crate compiled with +relaxed-simd, whose GEMMs use
+// `i32x4.relaxed_dot_i8x16_i7x16_add_s` (int8) and `f32x4.relaxed_madd` (f32).
+//
+// - The GEMM kernels of all four builds (simd128 and relaxed, single and threaded on 2
+//   threads) against the numpy references on the fixtures' odd shapes: q8 bit for bit,
+//   by default (simd128's kernel in every build: the relaxed one is slower in V8,
+//   bench/README.md) and through each kernel of the build (the relaxed builds' relaxed
+//   kernel is exact by construction, src/nn/gemm/q8_relaxed.rs), so the builds are
+//   bit-identical; q4 bit for bit (every build runs the simd128 q4 kernel); f32 bit for bit to `y` (multiply, then add) for the simd128 builds and,
+//   for the relaxed ones, to `y_fma` (fused, as the native AVX2 / AVX-512 kernels)
+//   where the engine fuses `relaxed_madd`, else to `y`.
+// - The worker's choice: relaxed where Chromium validates the probe (simd-probe.js),
+//   simd128 when the worker's URL asks for it (`simd=simd128`, the page's `?simd=`),
+//   when the probe says no (an engine without relaxed SIMD: Node 20 without its flag is
+//   one, and a worker given a probe answering no fetches no relaxed build), and when
+//   the relaxed build cannot start (with the reason in `simdNote`). The embeddings of
+//   the two builds agree within the parity tolerance, with threads and without.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { startServer, bundleServers, embedWithWorkers, collectErrors, maxAbsDiff, REPO } from './helpers.mjs';
+import { q8Cases, f32Cases, q4Cases, differingBits } from './gemm-cases.mjs';
+
+const MODEL = 'tests/fixtures/tiny-quickgelu-f32';
+const TASK = 'chest-xray-pneumonia';
+const IMAGES = ['photo_120x100.jpg', 'rgb_97x61.png'];
+const TEXTS = ['a chest x-ray', 'pneumonia'];
+/** The builds: folder under pkg/, threads, SIMD. */
+const BUILDS = [['', 1, 'simd128'], ['threads', 2, 'simd128'], ['relaxed', 1, 'relaxed'], ['threads-relaxed', 2, 'relaxed']];
+/**
+ * The largest |difference| allowed between the relaxed and the simd128 build's
+ * embeddings: f32, the parity tolerance of wasm against native (the relaxed build's
+ * fused products are native's); q8, as between the single and threaded builds
+ * (threads.test.mjs: a last-bit change of an activation may move its int16 step).
+ */
+const MAX_BUILD_DIFF = { 'f32 folder': 1e-5, 'q8 bundle': 1e-4 };
+
+let servers;
+let isolated;
+let notIsolated;
+let browser;
+
+before(async () => {
+  for (const [dir] of BUILDS) {
+    for (const f of ['kpl.js', 'kpl_bg.wasm']) {
+      assert.ok(fs.existsSync(path.join(REPO, 'pkg', dir, f)), `pkg/${dir}${dir ? '/' : ''}${f} is missing: run \`make wasm\``);
+    }
+  }
+  // The q8 bundle at /model/; the f32 folder at /fixtures/.
+  servers = await bundleServers(MODEL, TASK, 'kpl-relaxed-bundle-');
+  ({ isolated, notIsolated, browser } = servers);
+}, { timeout: 120000 });
+
+after(() => servers?.close());
+
+/** A new page of `server` (its embed example), with its errors and requests logged. */
+async function openPage(server, { probe } = {}) {
+  const page = await browser.context.newPage();
+  const errors = collectErrors(page);
+  const requests = [];
+  page.on('request', (r) => requests.push(new URL(r.url()).pathname));
+  // An engine without relaxed SIMD, as far as the worker can tell.
+  if (probe === false) {
+    await page.route('**/simd-probe.js', (route) => route.fulfill({
+      contentType: 'text/javascript', body: 'self.kplRelaxedSimd = () => false;\n',
+    }));
+  }
+  await page.goto(`${server.url}/embed-example.html`);
+  return { page, errors, requests };
+}
+
+test('the GEMMs of the four builds against the numpy references: int8 bit for bit, f32 bit for bit to its fused or unfused reference', { timeout: 120000 }, async () => {
+  const q8 = q8Cases();
+  const f32 = f32Cases();
+  const q4 = q4Cases();
+  assert.ok(q8.length >= 7 && f32.length >= 8 && q4.length >= 7);
+  const { page, errors } = await openPage(isolated);
+  try {
+    for (const [dir, threads, simd] of BUILDS) {
+      const r = await page.evaluate(({ dir, threads, q8, f32, q4 }) => new Promise((resolve) => {
+        const worker = new Worker('/test/gemm-worker.js', { type: 'module' });
+        worker.addEventListener('message', ({ data }) => {
+          worker.terminate();
+          const plain = (ys) => ys.map((y) => Array.from(y));
+          resolve(data.error ? data : {
+            ...data, q8: plain(data.q8), f32: plain(data.f32), q4: plain(data.q4),
+            q8ByKernel: Object.fromEntries(Object.entries(data.q8ByKernel).map(([kernel, ys]) => [kernel, plain(ys)])),
+          });
+        });
+        worker.postMessage({ pkg: dir, threads, q8, f32, q4 });
+      }), {
+        dir, threads,
+        q8: q8.map(({ w, n, k, x, m }) => ({ w: Array.from(w), n, k, x: Array.from(x), m })),
+        f32: f32.map(({ w, n, k, b, x, m }) => ({ w: Array.from(w), n, k, b: Array.from(b), x: Array.from(x), m })),
+        q4: q4.map(({ blocks, n, k, x, m }) => ({ blocks: Array.from(blocks), n, k, x: Array.from(x), m })),
+      });
+      const name = `pkg/${dir}`;
+      if (r.error) throw new Error(`${name}: ${r.error}`);
+      assert.equal(r.simd, simd, `${name}: simdBuild()`);
+      assert.equal(r.threads, threads, `${name}: rayon's pool`);
+      // The int8 kernels: the relaxed one in the relaxed builds only, never the default.
+      assert.deepEqual(r.q8Kernels, simd === 'relaxed' ? ['Scalar', 'Relaxed', 'Simd128'] : ['Scalar', 'Simd128'], `${name}: q8Kernels()`);
+      const int8 = [['q8', q8, r.q8], ['q4', q4, r.q4], ...r.q8Kernels.map((kernel) => [`q8 ${kernel}`, q8, r.q8ByKernel[kernel]])];
+      for (const [label, cases, ys] of int8) {
+        cases.forEach((c, i) => {
+          const d = differingBits(new Float32Array(ys[i]), c.y);
+          assert.equal(d, 0, `${name} ${label} [${c.m}, ${c.k}, ${c.n}]: ${d} of ${c.y.length} values differ from numpy's`);
+        });
+      }
+      // The relaxed build's f32 GEMM: one rounding per step where the engine fuses.
+      const reference = simd === 'relaxed' && r.fuses ? 'yFma' : 'y';
+      let againstOther = 0;
+      f32.forEach((c, i) => {
+        const y = new Float32Array(r.f32[i]);
+        const d = differingBits(y, c[reference]);
+        assert.equal(d, 0, `${name} f32 [${c.m}, ${c.k}, ${c.n}]: ${d} of ${c.y.length} values differ from numpy's ${reference}`);
+        againstOther += differingBits(y, c[reference === 'y' ? 'yFma' : 'y']);
+      });
+      // The two references differ on most outputs, so matching one is telling.
+      assert.ok(againstOther > 100, `${name}: only ${againstOther} values differ from the other reference`);
+      console.log(`# ${name} (${simd}, ${threads} thread${threads > 1 ? 's' : ''}): q8 (default and ${r.q8Kernels.join(', ')}), q4 = numpy bit for bit; f32 = numpy ${reference} bit for bit` +
+        `${simd === 'relaxed' ? ` (relaxed_madd ${r.fuses ? 'fuses' : 'does not fuse'} here)` : ''}`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+/** Workers with each of `runs` ({threads, simd}) embed the fixture images and texts. */
+const embedRuns = (page, base, runs) => embedWithWorkers(page, base, runs, { images: IMAGES, texts: TEXTS });
+
+for (const [label, base] of [['f32 folder', `/fixtures/${path.basename(MODEL)}/`], ['q8 bundle', '/model/']]) {
+  test(`${label}: the worker runs the relaxed build by default and simd128 when asked; their embeddings within ${MAX_BUILD_DIFF[label]}`, { timeout: 180000 }, async () => {
+    let worst = 0;
+    for (const [server, threads, dirs] of [[isolated, 2, ['threads-relaxed', 'threads']], [notIsolated, 1, ['relaxed', '']]]) {
+      const { page, errors, requests } = await openPage(server);
+      try {
+        const [relaxed, plain] = await embedRuns(page, base, [{ threads }, { threads, simd: 'simd128' }]);
+        assert.equal(relaxed.info.simd, 'relaxed', `${server.url}: the default where Chromium runs relaxed SIMD`);
+        assert.equal(relaxed.info.simdNote, '');
+        assert.equal(relaxed.info.threads, threads);
+        assert.equal(plain.info.simd, 'simd128', `${server.url}: simd=simd128 asked`);
+        assert.equal(plain.info.threads, threads);
+        for (const dir of dirs) assert.ok(requests.includes(`/pkg/${dir}${dir ? '/' : ''}kpl_bg.wasm`), `pkg/${dir} was fetched`);
+        for (const kind of ['images', 'texts']) {
+          relaxed[kind].forEach((e, i) => {
+            const d = maxAbsDiff(e, plain[kind][i]);
+            worst = Math.max(worst, d);
+            assert.ok(d <= MAX_BUILD_DIFF[label], `${kind}[${i}], ${threads} thread(s): relaxed vs simd128 max |diff| ${d} > ${MAX_BUILD_DIFF[label]}`);
+          });
+        }
+        assert.deepEqual(errors, []);
+      } finally {
+        await page.close();
+      }
+    }
+    console.log(`# ${label}: relaxed vs simd128 builds, 1 and 2 threads: max |diff| ${worst.toExponential(2)}`);
+  });
+}
+
+test('an engine without relaxed SIMD: the probe says no (Node 20 without its flag), and the worker then fetches no relaxed build', { timeout: 120000 }, async () => {
+  const probe = path.join(REPO, 'www', 'simd-probe.js');
+  const script = `globalThis.self = globalThis; await import(${JSON.stringify(probe)}); console.log(self.kplRelaxedSimd());`;
+  for (const [flags, expected] of [[[], 'false'], [['--experimental-wasm-relaxed-simd'], 'true']]) {
+    const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    // Node 22+ runs relaxed SIMD without the flag: only the flagged run is telling there.
+    if (flags.length || process.versions.node.startsWith('20.')) assert.equal(r.stdout.trim(), expected, `node ${flags.join(' ')}`);
+  }
+  const { page, errors, requests } = await openPage(isolated, { probe: false });
+  try {
+    const [run] = await embedRuns(page, '/model/', [{ threads: 2 }]);
+    assert.equal(run.info.simd, 'simd128');
+    assert.equal(run.info.simdNote, '');
+    assert.equal(run.info.threads, 2);
+    assert.ok(requests.includes('/pkg/threads/kpl_bg.wasm'));
+    assert.deepEqual(requests.filter((u) => /relaxed/.test(u)), [], 'no relaxed build fetched');
+    // Asking for relaxed there: simd128, and the note says why.
+    const [asked] = await embedRuns(page, '/model/', [{ threads: 1, simd: 'relaxed' }]);
+    assert.equal(asked.info.simd, 'simd128');
+    assert.match(asked.info.simdNote, /^The simd128 build: this browser does not run relaxed SIMD\.$/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('the relaxed builds failing to start: the simd128 ones run, and simdNote says why', { timeout: 120000 }, async () => {
+  const { page } = await openPage(isolated);
+  try {
+    // As a server or proxy that does not deliver the relaxed folders would.
+    await page.route('**/pkg/*relaxed/**', (route) => route.abort());
+    const [threaded] = await embedRuns(page, '/model/', [{ threads: 2 }]);
+    assert.equal(threaded.info.simd, 'simd128');
+    assert.equal(threaded.info.threads, 2);
+    assert.match(threaded.info.simdNote, /^The simd128 build: the relaxed-SIMD build \(pkg\/threads-relaxed\/\) could not start \(.+\)\.$/);
+  } finally {
+    await page.close();
+  }
+});
+
+test("the page: relaxed SIMD by default (its status says so), simd128 with ?simd=simd128", { timeout: 120000 }, async () => {
+  const server = await startServer({ model: MODEL });
+  const page = await browser.context.newPage();
+  const errors = collectErrors(page);
+  try {
+    await page.goto(`${server.url}/?threads=2`);
+    await page.locator('body[data-model-ready="true"]').waitFor({ timeout: 60000 });
+    assert.equal(await page.getAttribute('body', 'data-simd'), 'relaxed');
+    assert.match(await page.locator('#status').innerText(), /2 threads, relaxed SIMD\./);
+    await page.goto(`${server.url}/?threads=2&simd=simd128`);
+    await page.locator('body[data-model-ready="true"]').waitFor({ timeout: 60000 });
+    assert.equal(await page.getAttribute('body', 'data-simd'), 'simd128');
+    assert.doesNotMatch(await page.locator('#status').innerText(), /relaxed/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    await server.close();
+  }
+});
