@@ -53,18 +53,29 @@ note() {
 }
 skip() { note skipped "$@"; }
 
+# skipped_by_request ENGINE DTYPE MODEL: true (and the row noted SKIPPED) when a word of
+# $KPL_BENCH_SKIP is in the engine or the model.
+skipped_by_request() {
+    local word
+    for word in ${KPL_BENCH_SKIP:-}; do
+        case "$1 $3" in
+            *"$word"*) skip "$1" "$2" "$3" "KPL_BENCH_SKIP=\"$KPL_BENCH_SKIP\""; return 0 ;;
+        esac
+    done
+    return 1
+}
+
+# fail ENGINE DTYPE MODEL REASON: a row that could not run, unless it was asked to be
+# skipped (then it is listed as SKIPPED, not FAILED).
+fail() { skipped_by_request "$1" "$2" "$3" || note failed "$@"; }
+
 # row ENGINE DTYPE MODEL -- COMMAND...: runs COMMAND; every stdout line that is a JSON
 # object is a row. Stderr goes to $LOGS/ENGINE-DTYPE-MODEL[-Nt][-SIMD].log (N:
 # $ROW_THREADS, SIMD: $ROW_SIMD, when set) and to the terminal.
 row() {
     local engine=$1 dtype=$2 model=$3
     shift 4
-    local word
-    for word in ${KPL_BENCH_SKIP:-}; do
-        case "$engine $model" in
-            *"$word"*) skip "$engine" "$dtype" "$model" "KPL_BENCH_SKIP=\"$KPL_BENCH_SKIP\""; return 0 ;;
-        esac
-    done
+    skipped_by_request "$engine" "$dtype" "$model" && return 0
     local log="$LOGS/$engine-$dtype-$model${ROW_THREADS:+-${ROW_THREADS}t}${ROW_SIMD:+-$ROW_SIMD}.log" out rc
     say "run: $engine $dtype $model: $*"
     # stdout is captured (fd 3); stderr goes through tee, which the pipeline waits for.
@@ -130,10 +141,10 @@ for dtype in "${DTYPES[@]}"; do
         row kpl-native "$dtype" $IMAGE -- "$BENCH_IMAGE" --dtype "$dtype" --threads 1 --runs "$RUNS" --out "$OUT"
         ROW_THREADS=2 row kpl-native "$dtype" $IMAGE -- "$BENCH_IMAGE" --dtype "$dtype" --threads 2 --runs "$RUNS" --out "$OUT"
     else
-        note failed kpl-native "$dtype" $IMAGE "the native examples did not build"
+        fail kpl-native "$dtype" $IMAGE "the native examples did not build"
     fi
     if [ ! -f "$OUT/vit-b16-random/config.json" ]; then
-        note failed kpl-wasm "$dtype" $IMAGE "no random model (bench_image writes it)"
+        fail kpl-wasm "$dtype" $IMAGE "no random model (bench_image writes it)"
     elif [ $wasm_ok = 1 ]; then
         row kpl-wasm "$dtype" $IMAGE -- "$NODE" bench/wasm_image.mjs --dtype "$dtype" --runs "$RUNS" --out "$OUT"
         if [ -f pkg/relaxed/kpl_bg.wasm ]; then
@@ -142,7 +153,7 @@ for dtype in "${DTYPES[@]}"; do
             ROW_SIMD=relaxed note absent kpl-wasm "$dtype" $IMAGE "pkg/relaxed/ is not built (make wasm-relaxed)"
         fi
     else
-        note failed kpl-wasm "$dtype" $IMAGE "pkg/ is missing or did not build (make wasm)"
+        fail kpl-wasm "$dtype" $IMAGE "pkg/ is missing or did not build (make wasm)"
     fi
 done
 
@@ -168,14 +179,14 @@ BIOMED=biomedclip
 if [ $native_ok = 1 ] && [ -f "$OUT/image-224.png" ]; then
     row kpl-native q8 $BIOMED -- target/release/examples/bench_open_clip --dtype q8 --threads 1 --runs "$RUNS" --out "$OUT"
 else
-    note failed kpl-native q8 $BIOMED "the native examples did not build, or bench_image wrote no image-224.png"
+    fail kpl-native q8 $BIOMED "the native examples did not build, or bench_image wrote no image-224.png"
 fi
 if [ ! -f "$OUT/biomedclip-q8/manifest.json" ]; then
-    note failed kpl-wasm q8 $BIOMED "no random open_clip bundle (bench_open_clip writes it)"
+    fail kpl-wasm q8 $BIOMED "no random open_clip bundle (bench_open_clip writes it)"
 elif [ $wasm_ok = 1 ]; then
     row kpl-wasm q8 $BIOMED -- "$NODE" bench/wasm_open_clip.mjs --dtype q8 --runs "$RUNS" --out "$OUT"
 else
-    note failed kpl-wasm q8 $BIOMED "pkg/ is missing or did not build (make wasm)"
+    fail kpl-wasm q8 $BIOMED "pkg/ is missing or did not build (make wasm)"
 fi
 
 # A random google/medsiglip-448 image tower (SigLIP, 448 px, 27 × 1152-wide layers, MAP
@@ -185,14 +196,14 @@ MEDSIGLIP=medsiglip-448-image
 if [ $native_ok = 1 ]; then
     row kpl-native q8 $MEDSIGLIP -- "$BENCH_IMAGE" --model medsiglip-448 --dtype q8 --threads 1 --runs "$RUNS" --out "$OUT"
 else
-    note failed kpl-native q8 $MEDSIGLIP "the native examples did not build"
+    fail kpl-native q8 $MEDSIGLIP "the native examples did not build"
 fi
 if [ ! -f "$OUT/medsiglip-448-q8/manifest.json" ]; then
-    note failed kpl-wasm q8 $MEDSIGLIP "no q8 bundle (bench_image --model medsiglip-448 writes it)"
+    fail kpl-wasm q8 $MEDSIGLIP "no q8 bundle (bench_image --model medsiglip-448 writes it)"
 elif [ $wasm_ok = 1 ]; then
     row kpl-wasm q8 $MEDSIGLIP -- "$NODE" bench/wasm_image.mjs --model medsiglip-448 --dtype q8 --runs "$RUNS" --out "$OUT"
 else
-    note failed kpl-wasm q8 $MEDSIGLIP "pkg/ is missing or did not build (make wasm)"
+    fail kpl-wasm q8 $MEDSIGLIP "pkg/ is missing or did not build (make wasm)"
 fi
 
 # The wgpu engine natively (on lavapipe, a software Vulkan adapter, where there is no
@@ -202,7 +213,7 @@ if [ $native_ok = 1 ]; then
     row kpl-wgpu f32 $IMAGE -- "$BENCH_IMAGE" --backend webgpu --dtype f32 --runs "${KPL_BENCH_GPU_RUNS:-3}" --out "$OUT"
     row kpl-wgpu f32 kernels -- target/release/examples/gpu_kernels --json --repeats "${KPL_BENCH_GPU_RUNS:-3}"
 else
-    note failed kpl-wgpu f32 $IMAGE "the native examples did not build"
+    fail kpl-wgpu f32 $IMAGE "the native examples did not build"
 fi
 
 # ONNX Runtime peers: the same vision tower and weights, exported to ONNX.
@@ -276,12 +287,12 @@ FIT=kpl-fit-n1000-d768-c5
 if [ $native_ok = 1 ]; then
     row kpl-native f32+f64 $FIT -- "$BENCH_FIT"
 else
-    note failed kpl-native f32 $FIT "the native examples did not build"
+    fail kpl-native f32 $FIT "the native examples did not build"
 fi
 if [ $wasm_ok = 1 ]; then
     row kpl-wasm f64 $FIT -- "$NODE" bench/wasm_fit.mjs --runs "$RUNS"
 else
-    note failed kpl-wasm f64 $FIT "pkg/ is missing or did not build (make wasm)"
+    fail kpl-wasm f64 $FIT "pkg/ is missing or did not build (make wasm)"
 fi
 if PY_TORCH=$(python_with torch); then
     row torch f32+f64 $FIT -- "$PY_TORCH" tests/reference/bench_fit_torch.py
