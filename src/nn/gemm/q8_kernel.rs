@@ -583,56 +583,67 @@ macro_rules! vnni_peak {
 }
 
 vnni_peak!(peak_avx_vnni, "avx2,avxvnni", _mm256_dpwssd_avx_epi32);
-/// [`vnni_peak`]'s loop in assembly, as [`tile_avx512_vnni`] is (the
-/// intrinsic would be split into `vpmaddwd` + `vpaddd`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn peak_avx512_vnni(iters: usize) -> i32 {
-    use std::arch::asm;
-    use std::arch::x86_64::*;
-    let mut w = _mm512_set1_epi16(std::hint::black_box(3));
-    let one = _mm512_set1_epi16(std::hint::black_box(1));
-    let a = _mm512_set1_epi16(std::hint::black_box(-2));
-    let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
-        [_mm512_setzero_si512(); 12];
-    for _ in 0..iters {
-        asm!(
-            "vpdpwssd {s0}, {w}, {a}",
-            "vpdpwssd {s1}, {w}, {a}",
-            "vpdpwssd {s2}, {w}, {a}",
-            "vpdpwssd {s3}, {w}, {a}",
-            "vpdpwssd {s4}, {w}, {a}",
-            "vpdpwssd {s5}, {w}, {a}",
-            "vpdpwssd {s6}, {w}, {a}",
-            "vpdpwssd {s7}, {w}, {a}",
-            "vpdpwssd {s8}, {w}, {a}",
-            "vpdpwssd {s9}, {w}, {a}",
-            "vpdpwssd {s10}, {w}, {a}",
-            "vpdpwssd {s11}, {w}, {a}",
-            w = in(zmm_reg) w,
-            a = in(zmm_reg) a,
-            s0 = inout(zmm_reg) s0,
-            s1 = inout(zmm_reg) s1,
-            s2 = inout(zmm_reg) s2,
-            s3 = inout(zmm_reg) s3,
-            s4 = inout(zmm_reg) s4,
-            s5 = inout(zmm_reg) s5,
-            s6 = inout(zmm_reg) s6,
-            s7 = inout(zmm_reg) s7,
-            s8 = inout(zmm_reg) s8,
-            s9 = inout(zmm_reg) s9,
-            s10 = inout(zmm_reg) s10,
-            s11 = inout(zmm_reg) s11,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-        w = _mm512_add_epi16(w, one);
-    }
-    let mut sum = s0;
-    for s in [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11] {
-        sum = _mm512_xor_si512(sum, s);
-    }
-    _mm_cvtsi128_si32(_mm512_castsi512_si128(sum))
+/// `iters` rounds of twelve independent chains of one 512-bit dot instruction
+/// (`$op`: `vpdpwssd` here, `vpdpbusd` in [`super::q8x8_kernel`]) in
+/// assembly, as the tiles are (the intrinsics would be split into a multiply
+/// and an add under generic tuning); `$set1`/`$add` are the operands' lane
+/// width. Returns a checksum the caller must consume.
+macro_rules! zmm_dot_peak {
+    ($name:ident, $features:literal, $op:literal, $set1:ident, $add:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(iters: usize) -> i32 {
+            use std::arch::asm;
+            use std::arch::x86_64::*;
+            // w changes every round, so the products cannot be hoisted out of the loop.
+            let mut w = $set1(std::hint::black_box(3));
+            let one = $set1(std::hint::black_box(1));
+            let a = $set1(std::hint::black_box(-2));
+            let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
+                [_mm512_setzero_si512(); 12];
+            for _ in 0..iters {
+                asm!(
+                    concat!($op, " {s0}, {w}, {a}"),
+                    concat!($op, " {s1}, {w}, {a}"),
+                    concat!($op, " {s2}, {w}, {a}"),
+                    concat!($op, " {s3}, {w}, {a}"),
+                    concat!($op, " {s4}, {w}, {a}"),
+                    concat!($op, " {s5}, {w}, {a}"),
+                    concat!($op, " {s6}, {w}, {a}"),
+                    concat!($op, " {s7}, {w}, {a}"),
+                    concat!($op, " {s8}, {w}, {a}"),
+                    concat!($op, " {s9}, {w}, {a}"),
+                    concat!($op, " {s10}, {w}, {a}"),
+                    concat!($op, " {s11}, {w}, {a}"),
+                    w = in(zmm_reg) w,
+                    a = in(zmm_reg) a,
+                    s0 = inout(zmm_reg) s0,
+                    s1 = inout(zmm_reg) s1,
+                    s2 = inout(zmm_reg) s2,
+                    s3 = inout(zmm_reg) s3,
+                    s4 = inout(zmm_reg) s4,
+                    s5 = inout(zmm_reg) s5,
+                    s6 = inout(zmm_reg) s6,
+                    s7 = inout(zmm_reg) s7,
+                    s8 = inout(zmm_reg) s8,
+                    s9 = inout(zmm_reg) s9,
+                    s10 = inout(zmm_reg) s10,
+                    s11 = inout(zmm_reg) s11,
+                    options(pure, nomem, nostack, preserves_flags),
+                );
+                w = $add(w, one);
+            }
+            let mut sum = s0;
+            for s in [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11] {
+                sum = _mm512_xor_si512(sum, s);
+            }
+            _mm_cvtsi128_si32(_mm512_castsi512_si128(sum))
+        }
+    };
 }
+pub(super) use zmm_dot_peak;
+
+zmm_dot_peak!(peak_avx512_vnni, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", "vpdpwssd", _mm512_set1_epi16, _mm512_add_epi16);
 
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]

@@ -179,52 +179,10 @@ pub fn peak_loop(iters: usize) -> Option<(u64, i32)> {
     None
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
-unsafe fn peak_avx512_vnni(iters: usize) -> i32 {
-    use std::arch::asm;
-    use std::arch::x86_64::*;
-    // w changes every round, so the products cannot be hoisted out of the loop.
-    let mut w = _mm512_set1_epi8(std::hint::black_box(3));
-    let one = _mm512_set1_epi8(std::hint::black_box(1));
-    let a = _mm512_set1_epi8(std::hint::black_box(-2));
-    let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5, mut s6, mut s7, mut s8, mut s9, mut s10, mut s11] =
-        [_mm512_setzero_si512(); 12];
-    for _ in 0..iters {
-        asm!(
-            "vpdpbusd {s0}, {w}, {a}",
-            "vpdpbusd {s1}, {w}, {a}",
-            "vpdpbusd {s2}, {w}, {a}",
-            "vpdpbusd {s3}, {w}, {a}",
-            "vpdpbusd {s4}, {w}, {a}",
-            "vpdpbusd {s5}, {w}, {a}",
-            "vpdpbusd {s6}, {w}, {a}",
-            "vpdpbusd {s7}, {w}, {a}",
-            "vpdpbusd {s8}, {w}, {a}",
-            "vpdpbusd {s9}, {w}, {a}",
-            "vpdpbusd {s10}, {w}, {a}",
-            "vpdpbusd {s11}, {w}, {a}",
-            w = in(zmm_reg) w,
-            a = in(zmm_reg) a,
-            s0 = inout(zmm_reg) s0,
-            s1 = inout(zmm_reg) s1,
-            s2 = inout(zmm_reg) s2,
-            s3 = inout(zmm_reg) s3,
-            s4 = inout(zmm_reg) s4,
-            s5 = inout(zmm_reg) s5,
-            s6 = inout(zmm_reg) s6,
-            s7 = inout(zmm_reg) s7,
-            s8 = inout(zmm_reg) s8,
-            s9 = inout(zmm_reg) s9,
-            s10 = inout(zmm_reg) s10,
-            s11 = inout(zmm_reg) s11,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-        w = _mm512_add_epi8(w, one);
-    }
-    let mut sum = s0;
-    for s in [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11] {
-        sum = _mm512_xor_si512(sum, s);
-    }
-    _mm_cvtsi128_si32(_mm512_castsi512_si128(sum))
-}
+super::q8_kernel::zmm_dot_peak!(
+    peak_avx512_vnni,
+    "avx2,avx512f,avx512bw,avx512vnni",
+    "vpdpbusd",
+    _mm512_set1_epi8,
+    _mm512_add_epi8
+);
