@@ -25,19 +25,15 @@ use kpl::nn::gemm::f32::PackedF32;
 use kpl::nn::gemm::{Epilogue, F32Isa, Isa};
 use kpl::nn::Activation;
 
-use common::gemm_data::{blocks, f32s, f64s, pool, same_bits, stream, unhex};
+use common::gemm_data::{f32s, f64s, pool, q8_cases, same_bits, stream, unhex};
 
 #[test]
 fn q8_gemm_matches_the_numpy_reference_bit_for_bit() {
-    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let cases = json["cases"].as_array().unwrap();
+    let cases = q8_cases();
     assert!(cases.len() >= 7);
-    for c in cases {
-        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
-        let x = f32s(&unhex(c["x"].as_str().unwrap()));
-        let raw = blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k);
-        let expected = f32s(&unhex(c["y"].as_str().unwrap()));
+    for c in &cases {
+        let (m, k, n, x, raw) = (c.m, c.k, c.n, c.x.as_slice(), c.blocks.as_slice());
+        let expected = c.f32s("y");
         let packed = PackedQ8::from_blocks(&raw, n, k).unwrap();
         assert_eq!(packed.to_blocks(), raw, "[{m}, {k}, {n}]: packing must be lossless");
         for isa in Isa::available() {
@@ -239,18 +235,14 @@ fn epilogues_match_the_numpy_references() {
         }
     }
     assert!(checked > 1000, "{checked}");
-    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    for c in json["cases"].as_array().unwrap() {
-        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
-        let x = f32s(&unhex(c["x"].as_str().unwrap()));
-        let raw = blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k);
-        let (b, r) = (f32s(&unhex(c["b"].as_str().unwrap())), f32s(&unhex(c["r"].as_str().unwrap())));
+    for c in q8_cases() {
+        let (m, k, n, x, raw) = (c.m, c.k, c.n, c.x.as_slice(), c.blocks.as_slice());
+        let (b, r) = (c.f32s("b"), c.f32s("r"));
         let packed = PackedQ8::from_blocks(&raw, n, k).unwrap();
         let epilogue = Epilogue { bias: Some(&b), activation: None, residual: Some(&r) };
         for isa in Isa::available() {
             let y = packed.matmul_fused_with(&x, m, &epilogue, isa);
-            assert_eq!(y, f32s(&unhex(c["y_epi"].as_str().unwrap())), "[{m}, {k}, {n}] {isa:?}: bias + residual");
+            assert_eq!(y, c.f32s("y_epi"), "[{m}, {k}, {n}] {isa:?}: bias + residual");
         }
     }
 }

@@ -15,7 +15,7 @@ use kpl::nn::gemm::q8x8::{quantize_block, round_half_away, PackedQ8x8};
 use kpl::nn::gemm::{Epilogue, Q8x8Isa};
 use kpl::nn::Activation;
 
-use common::gemm_data::{blocks, f32s, pool, same_bits, stream, unhex};
+use common::gemm_data::{pool, q8_cases, same_bits, stream};
 
 /// candle's q8_0 quantisation of `x` [rows, k] (its `from_float`, the
 /// activations' quantisation in its block kernel).
@@ -26,15 +26,11 @@ fn candle_q8_0(x: &[f32], rows: usize, k: usize) -> Vec<u8> {
 
 #[test]
 fn q8x8_gemm_matches_the_numpy_reference_bit_for_bit() {
-    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let cases = json["cases"].as_array().unwrap();
+    let cases = q8_cases();
     assert!(cases.len() >= 9);
-    for c in cases {
-        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
-        let x = f32s(&unhex(c["x"].as_str().unwrap()));
-        let raw = blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k);
-        let expected = f32s(&unhex(c["y_q8x8"].as_str().unwrap()));
+    for c in &cases {
+        let (m, k, n, x, raw) = (c.m, c.k, c.n, c.x.as_slice(), c.blocks.as_slice());
+        let expected = c.f32s("y_q8x8");
         let packed = PackedQ8x8::from_blocks(&raw, n, k).unwrap();
         assert_eq!(packed.to_blocks(), raw, "[{m}, {k}, {n}]: packing must be lossless");
         for isa in Q8x8Isa::available() {

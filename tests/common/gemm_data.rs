@@ -1,6 +1,48 @@
 //! Inputs and comparisons shared by the GEMM tests: the fixtures' hex and q8_0 blocks, a
 //! deterministic value stream, bit equality, rayon pools of a given size.
 
+/// One case of `tests/fixtures/q8-gemm/cases.json` (tests/reference/q8_gemm.py):
+/// activations `x` [m, k], the weight as ggml q8_0 `blocks` [n, k], and the
+/// case's JSON for its other fields (the expected outputs).
+pub struct Q8Case {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub x: Vec<f32>,
+    pub blocks: Vec<u8>,
+    pub json: serde_json::Value,
+}
+
+impl Q8Case {
+    /// The f32 values of one hex field of the case (`y`, `y_q8x8`, `b`, …).
+    pub fn f32s(&self, field: &str) -> Vec<f32> {
+        f32s(&unhex(self.json[field].as_str().unwrap()))
+    }
+}
+
+/// Every case of the q8 GEMM fixture.
+pub fn q8_cases() -> Vec<Q8Case> {
+    let text = std::fs::read_to_string("tests/fixtures/q8-gemm/cases.json").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let usize_of = |c: &serde_json::Value, key: &str| c[key].as_u64().unwrap() as usize;
+    json["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let (m, k, n) = (usize_of(c, "m"), usize_of(c, "k"), usize_of(c, "n"));
+            Q8Case {
+                m,
+                k,
+                n,
+                x: f32s(&unhex(c["x"].as_str().unwrap())),
+                blocks: blocks(&unhex(c["w_q"].as_str().unwrap()), &unhex(c["w_d"].as_str().unwrap()), n, k),
+                json: c.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Bytes from the fixtures' hex strings.
 pub fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
