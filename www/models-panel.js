@@ -4,7 +4,7 @@
 // stored-models.js; which model the page uses is app.js's (through `useModel`).
 
 import {
-  ModelFolderError, filesOfInput, filesOfDrop, checkModelFolder, storeModel, listStoredModels,
+  ModelFolderError, filesOfInput, filesOfDrop, checkModelFolder, storeModel, finishStoredModel, listStoredModels,
   deleteStoredModel, addKnowledgeBase, storedModelBase,
 } from './stored-models.js';
 
@@ -83,17 +83,29 @@ export function initModelsPanel({ client, useModel, servedBase }) {
     return models;
   }
 
-  async function switchTo(m) {
-    const previous = inUse;
+  /**
+   * Loads `m` (a stored model's record, or null for the server's model) and makes it the
+   * one in use; on failure the one in use stays. The list is not redrawn here.
+   */
+  async function activate(m) {
+    const previous = { id: inUse, name: inUseName };
+    // Set before loading: a base the model lacks is built during `useModel`, for this model.
+    inUse = m?.id ?? null;
+    inUseName = m?.name ?? '';
     try {
-      inUse = m?.id ?? null;
       await useModel(m ? storedModelBase(m.id) : servedBase);
-      if (m) localStorage.setItem(IN_USE, m.id);
-      else localStorage.removeItem(IN_USE);
-      say(m ? `Using “${m.name}”, stored in this browser.` : 'Using the server’s model.');
     } catch (e) {
-      inUse = previous;
+      ({ id: inUse, name: inUseName } = previous);
       throw e;
+    }
+    if (m) localStorage.setItem(IN_USE, m.id);
+    else localStorage.removeItem(IN_USE);
+    say(m ? `Using “${m.name}”, stored in this browser.` : 'Using the server’s model.');
+  }
+
+  async function switchTo(m) {
+    try {
+      await activate(m);
     } finally {
       await refresh();
     }
@@ -106,11 +118,17 @@ export function initModelsPanel({ client, useModel, servedBase }) {
     await refresh();
   }
 
-  /** Checks, stores and switches to a folder; on any error nothing stored changes. */
+  /**
+   * Checks, stores and switches to a folder; on any error nothing stored changes. The
+   * model is listed only once it has loaded (`finishStoredModel`): a checkpoint that
+   * does not load is never shown, even for a moment, and `data-model-open` is set after
+   * the list is final.
+   */
   async function open(folder) {
     if (busy) return;
     busy = true;
     document.body.dataset.modelOpen = 'busy';
+    const before = { id: inUse, name: inUseName };
     let stored = null;
     try {
       say('');
@@ -118,21 +136,28 @@ export function initModelsPanel({ client, useModel, servedBase }) {
       const checked = await checkModelFolder(folder, (d, t) => progress('Checking the files (SHA-256)', d, t));
       stored = await storeModel(checked, folder.files, (d, t) => progress(`Storing ${mb(d)} of ${mb(t)}`, d, t));
       progress(null);
-      await switchTo(stored);
+      await activate(stored);
+      await finishStoredModel(stored);
+      await refresh();
       document.body.dataset.modelOpen = 'stored';
     } catch (e) {
       progress(null);
       if (stored) {
-        // Stored but not loadable (a broken checkpoint): removed again, and the page goes
-        // back to the model it used before.
+        // Stored but not loadable (a broken checkpoint): removed again (never listed: it
+        // has no record; if the removal fails, the next listing removes it), and the page
+        // goes back to the model it used before.
         await deleteStoredModel(stored.id).catch(() => {});
-        const back = inUse;
-        await useModel(back ? storedModelBase(back) : servedBase).catch(() => {});
+        if (inUse === stored.id) {
+          ({ id: inUse, name: inUseName } = before);
+          if (inUse) localStorage.setItem(IN_USE, inUse);
+          else localStorage.removeItem(IN_USE);
+        }
+        await useModel(inUse ? storedModelBase(inUse) : servedBase).catch(() => {});
       }
       const text = e instanceof ModelFolderError ? e.message : `The model could not be opened: ${e.message}`;
       say(text, { error: true });
-      document.body.dataset.modelOpen = 'failed';
       await refresh();
+      document.body.dataset.modelOpen = 'failed';
     } finally {
       busy = false;
     }

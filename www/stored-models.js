@@ -7,7 +7,7 @@
 //
 // Every failure leaves the stored models as they were: a new model is written into a
 // new folder, which is removed if anything goes wrong, and is listed only once its
-// stored.json (written last) exists.
+// stored.json exists, written by `finishStoredModel` after the model has loaded.
 
 import { MODEL_FILES, OPEN_CLIP_CONFIG, OPEN_CLIP_FILES, OPEN_CLIP_WEIGHTS } from './protocol.js';
 import { modelsDirectory, storedModelBase } from './opfs.js';
@@ -15,6 +15,13 @@ import { modelsDirectory, storedModelBase } from './opfs.js';
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 /** The record written last into a stored model's folder: {id, name, kind, random, bytes, date}. */
 const RECORD = 'stored.json';
+/** Folders of this page being stored or loaded: not listed, and not removed as unfinished. */
+const unfinished = new Set();
+/**
+ * A folder without a record is removed as an abandoned store (a tab closed mid-write or
+ * mid-load) once it is this old (ms): another tab may be storing it now.
+ */
+const ABANDONED_AFTER = 60 * 60 * 1000;
 /** What a model folder is, for the messages below. */
 const FOLDER_KINDS = 'a kpl pack bundle, a Hugging Face CLIP or SigLIP folder, or an open_clip folder';
 
@@ -149,8 +156,10 @@ async function writeFile(dir, name, data) {
 
 /**
  * Stores a checked folder under a new id: refused with the sizes when the browser's
- * quota leaves too little room; removed again if any write fails.
- * `onProgress(done, total)` counts bytes written. Returns the stored model's record.
+ * quota leaves too little room; removed again if any write fails. The folder is not
+ * listed until `finishStoredModel(record)` (call it once the model has loaded; on any
+ * failure call `deleteStoredModel(record.id)`). `onProgress(done, total)` counts bytes
+ * written. Returns the stored model's record {id, name, kind, random, bytes, date}.
  */
 export async function storeModel(checked, files, onProgress = () => {}) {
   const sizes = checked.store.filter((n) => n !== 'manifest.json').map((n) => files.get(n).size);
@@ -167,6 +176,7 @@ export async function storeModel(checked, files, onProgress = () => {}) {
   await navigator.storage.persist?.().catch(() => false);
   const root = await modelsDirectory(true);
   const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  unfinished.add(id);
   const dir = await root.getDirectoryHandle(id, { create: true });
   try {
     let done = 0;
@@ -177,10 +187,9 @@ export async function storeModel(checked, files, onProgress = () => {}) {
       onProgress(done, bytes);
     }
     await writeFile(dir, 'manifest.json', JSON.stringify(checked.manifest, null, 2));
-    const record = { id, name: checked.name, kind: checked.kind, random: checked.random, bytes, date: new Date().toISOString() };
-    await writeFile(dir, RECORD, JSON.stringify(record));
-    return record;
+    return { id, name: checked.name, kind: checked.kind, random: checked.random, bytes, date: new Date().toISOString() };
   } catch (e) {
+    unfinished.delete(id);
     await root.removeEntry(id, { recursive: true }).catch(() => {});
     if (e.name === 'QuotaExceededError') {
       // The browser's own limit can be below what estimate() reported (a policy, an
@@ -194,25 +203,40 @@ export async function storeModel(checked, files, onProgress = () => {}) {
   }
 }
 
-/** The stored models, newest first: [{id, name, kind, bytes, date}]. Unfinished folders are removed. */
+/** Lists a model stored by `storeModel`: its record is written, the last file. */
+export async function finishStoredModel(record) {
+  const dir = await (await modelsDirectory(false)).getDirectoryHandle(record.id);
+  await writeFile(dir, RECORD, JSON.stringify(record));
+  unfinished.delete(record.id);
+}
+
+/** When the folder `id` (`storeModel`'s: base-36 milliseconds, a dash, random) was made. */
+const storedAt = (id) => parseInt(id.split('-')[0], 36);
+
+/**
+ * The stored models, newest first: [{id, name, kind, bytes, date}]. Folders without a
+ * record are left out, and removed once abandoned (see `ABANDONED_AFTER`).
+ */
 export async function listStoredModels() {
   const root = await modelsDirectory(false);
   if (!root) return [];
   const out = [];
   for await (const [id, handle] of root.entries()) {
-    if (handle.kind !== 'directory') continue;
+    if (handle.kind !== 'directory' || unfinished.has(id)) continue;
     try {
       const record = JSON.parse(await (await (await handle.getFileHandle(RECORD)).getFile()).text());
       out.push({ ...record, id });
     } catch {
-      // No record: a store that never finished (the tab closed mid-write).
-      await root.removeEntry(id, { recursive: true }).catch(() => {});
+      // No record: a store that never finished, or one another tab is making now.
+      const age = Date.now() - storedAt(id);
+      if (!(age < ABANDONED_AFTER)) await root.removeEntry(id, { recursive: true }).catch(() => {});
     }
   }
   return out.sort((a, b) => (a.date < b.date ? 1 : -1));
 }
 
 export async function deleteStoredModel(id) {
+  unfinished.delete(id);
   const root = await modelsDirectory(false);
   await root?.removeEntry(id, { recursive: true });
 }

@@ -3,7 +3,8 @@
 // listed (size, date) and used; a task the model has no base for is built in the
 // worker (compared with the native CLI's base) and stored; bad folders (a file
 // missing, a file altered, no model, a model over the storage quota, a checkpoint that
-// does not load) get a clear message and change nothing stored; delete; and after a
+// does not load) get a clear message and change nothing stored, and are never listed,
+// not even for a moment; delete; folders a store left unfinished; and after a
 // reload with the network off and the server gone, the stored model classifies.
 
 import { test, before, after } from 'node:test';
@@ -197,6 +198,14 @@ test('a task the bundle has no base for is built in the worker, stored, and equa
 });
 
 test('a Hugging Face CLIP folder is stored and used', { timeout: 120000 }, async () => {
+  await page.evaluate(() => {
+    window.buildKbModelNames = [];
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (message, ...rest) {
+      if (message?.type === 'build-kb') window.buildKbModelNames.push(message.modelName);
+      return post.call(this, message, ...rest);
+    };
+  });
   assert.equal(await openFolder(folders.hf), 'stored', await page.locator('#models-message').innerText());
   await page.locator('body[data-kb-ready="true"]').waitFor({ timeout: 120000 });
   const rows = await storedRows();
@@ -208,6 +217,10 @@ test('a Hugging Face CLIP folder is stored and used', { timeout: 120000 }, async
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']) {
     assert.equal(files[`${hf.id}/${f}`], fs.statSync(path.join(folders.hf, f)).size, f);
   }
+  // The folder has no bases: the task's was built while it was opened, for this model
+  // (the name its base records; fixtures record their own name, so the request is read).
+  assert.deepEqual(await page.evaluate(() => window.buildKbModelNames), ['tiny-clip']);
+  assert.ok(files[`${hf.id}/${TASK}.kplkb`] > 0, 'the built base is stored beside it');
   await classifyTwo();
   // The README's screenshot of the panel: committed; rewritten when missing or with UPDATE_SCREENSHOT=1.
   const panel = page.locator('section[aria-labelledby="models-heading"]');
@@ -227,11 +240,27 @@ test('bad folders get a clear message naming the problem, and change nothing sto
     [folders.brokenWeights, /could not be opened: .*model\.safetensors/],
   ];
   for (const [folder, message] of cases) {
+    // Every row the list shows while the folder is opened, even for a moment (the list
+    // once showed a checkpoint that failed to load until the failure was handled).
+    await page.evaluate(() => {
+      window.rowsShown = new Set();
+      const tbody = document.querySelector('#stored-list tbody');
+      window.rowObserver = new MutationObserver(() => {
+        for (const r of tbody.rows) window.rowsShown.add(r.cells[0].textContent);
+      });
+      window.rowObserver.observe(tbody, { childList: true, subtree: true });
+    });
     assert.equal(await openFolder(folder), 'failed', folder);
+    const shown = await page.evaluate(() => {
+      window.rowObserver.disconnect();
+      return [...window.rowsShown];
+    });
     assert.match(await page.locator('#models-message').innerText(), message);
     assert.equal(await page.locator('#models-message').getAttribute('role'), 'alert');
     assert.deepEqual(await storedRows(), before.rows, `${path.basename(folder)}: the list is unchanged`);
     assert.deepEqual(await opfsFiles(), before.files, `${path.basename(folder)}: the stored files are unchanged`);
+    const names = new Set(before.rows.map((r) => r.name));
+    assert.deepEqual(shown.filter((n) => !names.has(n)), [], `${path.basename(folder)}: never listed, not even for a moment`);
   }
   await page.locator('body[data-model-ready="true"]').waitFor({ timeout: 60000 });
   // Over the quota: the browser is told this origin may store little more than it has.
@@ -269,14 +298,33 @@ test('bad folders get a clear message naming the problem, and change nothing sto
   assert.equal((await storedRows()).find((r) => r.inUse).id, inUse, 'the model in use stays');
 });
 
-test('a stored model is deleted from the panel and from storage', { timeout: 60000 }, async () => {
+test('a stored model is deleted from the panel and from storage; folders a store left unfinished are never listed', { timeout: 60000 }, async () => {
   const rows = await storedRows();
   const bundle = rows.find((r) => r.kind === 'kpl pack bundle');
+  // Folders without a record (stored.json): one a tab closed mid-store two hours ago,
+  // and one another tab is storing now. The delete below lists the models again.
+  const unfinished = await page.evaluate(async () => {
+    const models = await (await navigator.storage.getDirectory()).getDirectoryHandle('kpl-models');
+    const ids = { abandoned: `${(Date.now() - 2 * 3600e3).toString(36)}-abcdef`, storing: `${Date.now().toString(36)}-ghijkl` };
+    for (const id of Object.values(ids)) {
+      const d = await models.getDirectoryHandle(id, { create: true });
+      const w = await (await d.getFileHandle('manifest.json', { create: true })).createWritable();
+      await w.write('{}');
+      await w.close();
+    }
+    return ids;
+  });
   await page.getByRole('button', { name: 'Delete tiny-quickgelu-f32' }).click();
   await page.waitForFunction(() => document.body.dataset.storedModels === '1');
   assert.match(await page.locator('#models-message').innerText(), /Deleted “tiny-quickgelu-f32”/);
   const files = Object.keys(await opfsFiles());
   assert.ok(files.length > 0 && files.every((f) => !f.startsWith(`${bundle.id}/`)), 'its folder is gone');
+  assert.deepEqual((await storedRows()).map((r) => r.kind), ['Hugging Face folder'], 'unfinished folders are not listed');
+  assert.ok(!files.some((f) => f.startsWith(`${unfinished.abandoned}/`)), 'the abandoned one is removed');
+  assert.ok(files.includes(`${unfinished.storing}/manifest.json`), 'the one being stored is left alone');
+  await page.evaluate(async (id) => {
+    await (await (await navigator.storage.getDirectory()).getDirectoryHandle('kpl-models')).removeEntry(id, { recursive: true });
+  }, unfinished.storing);
 });
 
 test('after a reload with the network off and the server gone, the stored model classifies', { timeout: 120000 }, async () => {
