@@ -22,7 +22,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::f32::PackedF32;
-use kpl::nn::gemm::{Epilogue, F32Isa, Isa};
+use kpl::nn::gemm::{Epilogue, F32Isa, Isa, QuantizedGemm};
 use kpl::nn::Activation;
 
 use common::gemm_data::{f32s, f64s, pool, q8_cases, same_bits, stream, unhex};

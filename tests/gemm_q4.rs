@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use common::gemm_data::{f32s, f64s, pool, same_bits, stream, unhex};
 use kpl::nn::gemm::q4::{PackedQ4, SUPER, SUPER_BYTES};
-use kpl::nn::gemm::Isa;
+use kpl::nn::gemm::{Isa, QuantizedGemm};
 
 /// Quantising an activation moves it by at most half a step, `max|x| / 32767
 /// / 2` per 32 values: the bound on `|y − x·wᵀ|` for one output, plus f32

@@ -12,7 +12,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 use kpl::nn::gemm::q8::{BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::q8x8::{quantize_block, round_half_away, PackedQ8x8};
-use kpl::nn::gemm::{Epilogue, Q8x8Isa};
+use kpl::nn::gemm::{Epilogue, Q8x8Isa, QuantizedGemm};
 use kpl::nn::Activation;
 
 use common::gemm_data::{pool, q8_cases, same_bits, stream};

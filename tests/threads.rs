@@ -15,7 +15,7 @@ use kpl::model_dir::load_model_dir;
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::f32::PackedF32;
 use kpl::nn::attention::{attend_with, Mask, Rows, Shape};
-use kpl::nn::gemm::{F32Isa, Isa};
+use kpl::nn::gemm::{F32Isa, Isa, QuantizedGemm};
 use kpl::nn::norm::layer_norm;
 use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::preprocess::PixelTensor;

@@ -139,6 +139,8 @@ pub fn select_backend(model: &Model, accelerator: &Accelerator, requested: Backe
     };
     l2_normalize_rows(&mut on_gpu, 1);
     let agreement: f32 = on_cpu.iter().zip(&on_gpu).map(|(a, b)| a * b).sum();
+    // Negated so that a NaN agreement (a GPU that returned NaN) also falls back to the CPU.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     if !(agreement >= MIN_PROBE_COSINE) {
         return cpu(format!(
             "WebGPU ({adapter}) disagreed with the CPU on a test image (cosine {agreement:.4}); using the CPU"

@@ -25,8 +25,11 @@ pub(crate) struct Plan {
 }
 
 /// The most recent plans, by (batch, sequence length).
+/// A plan and the (batch, sequence length) it was recorded for.
+type KeyedPlan = ((usize, usize), Rc<Plan>);
+
 pub(crate) struct PlanCache {
-    plans: RefCell<Vec<((usize, usize), Rc<Plan>)>>,
+    plans: RefCell<Vec<KeyedPlan>>,
 }
 
 const KEPT: usize = 4;

@@ -128,7 +128,7 @@ fn class_of_rows(classes: &[TaskClass]) -> Vec<usize> {
     classes
         .iter()
         .enumerate()
-        .flat_map(|(c, class)| std::iter::repeat(c).take(class.descriptions.len()))
+        .flat_map(|(c, class)| std::iter::repeat_n(c, class.descriptions.len()))
         .collect()
 }
 

@@ -27,7 +27,7 @@ use super::gemm::q4::PackedQ4;
 use super::gemm::q8::PackedQ8;
 use super::gemm::q8x8::PackedQ8x8;
 use super::gemm::Q8x8Isa;
-use super::gemm::Epilogue;
+use super::gemm::{Epilogue, QuantizedGemm};
 use super::Activation;
 
 /// How a quantised linear layer computes.

@@ -3,6 +3,8 @@
 
 use wasm_bindgen::prelude::*;
 
+use crate::nn::gemm::QuantizedGemm;
+
 /// Panics on purpose. In wasm a panic aborts (`RuntimeError: unreachable`) and
 /// leaves the instance unusable, which is what the worker's recovery from a crashed
 /// module is tested with (`tests/browser/recovery.test.mjs`). The worker calls it

@@ -13,8 +13,10 @@ use crate::nn::weights::Weights;
 
 /// OpenAI CLIP's normalisation (`CLIPImageProcessor`'s defaults; open_clip's
 /// `OPENAI_DATASET_MEAN`/`STD`), the preprocessing default of the families
-/// trained with it.
+/// trained with it. The digits are the published ones (they round to these f32s).
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// CLIP's tensor names outside the encoder blocks (the blocks': [`HF_CLIP_LAYER_NAMES`]).

@@ -36,6 +36,7 @@ mod q8_kernel;
 pub mod q8x8;
 mod q8x8_kernel;
 mod q8_relaxed;
+pub mod quantized;
 pub mod rates;
 mod split;
 
@@ -45,3 +46,4 @@ pub use f32_kernel::F32Isa;
 pub(crate) use f32_kernel::{tile as f32_tile, MAX_ROWS as F32_MAX_ROWS, NR as F32_NR};
 pub use q8_kernel::Isa;
 pub use q8x8_kernel::Q8x8Isa;
+pub use quantized::QuantizedGemm;

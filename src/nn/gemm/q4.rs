@@ -30,6 +30,7 @@
 use std::ops::Range;
 
 use super::epilogue::Epilogue;
+use super::quantized::QuantizedGemm;
 use super::q4_kernel;
 use super::q8::{PackError, QuantizedRows, BLOCK, GROUP_BYTES};
 use super::q8_kernel::{Isa, MR, NR};
@@ -201,41 +202,6 @@ impl PackedQ4 {
         self.quants.len() + self.scales.len() + self.supers.len() * 4
     }
 
-    /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`, with the
-    /// best micro-kernel of this machine (all give the same bits), the column
-    /// panels split across the current rayon pool's threads (the same bits at
-    /// any thread count).
-    ///
-    /// Panics if `x.len() != m · k` (a caller's bug, not input data).
-    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), Isa::best())
-    }
-
-    /// [`matmul`](Self::matmul) with a chosen micro-kernel ([`kernel_isa`]).
-    pub fn matmul_with(&self, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), isa)
-    }
-
-    /// `y = act(x · Wᵀ + bias) + residual` ([`Epilogue`]), applied as each
-    /// tile is stored. Panics as [`matmul`](Self::matmul) does, or if the bias
-    /// is not `[n]` or the residual not `[m, n]`.
-    pub fn matmul_fused(&self, x: &[f32], m: usize, epilogue: &Epilogue) -> Vec<f32> {
-        self.matmul_fused_with(x, m, epilogue, Isa::best())
-    }
-
-    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel
-    /// ([`kernel_isa`]): one contiguous range of panels per thread of the
-    /// current rayon pool, every output one [`q4_kernel::tile`] over all of k.
-    pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Isa) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        epilogue.check(m, self.n);
-        let isa = kernel_isa(isa);
-        let acts = QuantizedRows::new(x, m, self.k, MR);
-        // Σ a per row and block: the min term of every column of the block.
-        let sums: Vec<i32> = acts.q.chunks_exact(BLOCK).map(|b| b.iter().map(|&a| i32::from(a)).sum()).collect();
-        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, &sums, m, isa, epilogue, panels, block))
-    }
-
     /// The columns of `panels` for every row, into `out` ([m, those columns],
     /// row-major), the panels in groups that stay in L2 over every tile of
     /// rows in turn (as the q8 GEMM's).
@@ -279,6 +245,27 @@ impl PackedQ4 {
                 }
             }
         }
+    }
+}
+
+impl QuantizedGemm for PackedQ4 {
+    type Isa = Isa;
+
+    fn best_isa() -> Isa {
+        Isa::best()
+    }
+
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel
+    /// ([`kernel_isa`]): one contiguous range of panels per thread of the
+    /// current rayon pool, every output one [`q4_kernel::tile`] over all of k.
+    fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        epilogue.check(m, self.n);
+        let isa = kernel_isa(isa);
+        let acts = QuantizedRows::new(x, m, self.k, MR);
+        // Σ a per row and block: the min term of every column of the block.
+        let sums: Vec<i32> = acts.q.chunks_exact(BLOCK).map(|b| b.iter().map(|&a| i32::from(a)).sum()).collect();
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, &sums, m, isa, epilogue, panels, block))
     }
 }
 

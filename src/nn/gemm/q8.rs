@@ -29,6 +29,7 @@
 use std::ops::Range;
 
 use super::epilogue::Epilogue;
+use super::quantized::QuantizedGemm;
 use super::q8_kernel::{self, Isa, MAX_ROWS, NR, PAIRS};
 use super::q8_relaxed;
 
@@ -133,44 +134,6 @@ impl PackedQ8 {
         self.quants.len() + self.scales.len() * 4
     }
 
-    /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`. Uses the
-    /// best micro-kernel of this machine; all give the same bits. The column
-    /// panels are split across the current rayon pool's threads (see
-    /// [`matmul_fused_with`](Self::matmul_fused_with)).
-    ///
-    /// Panics if `x.len() != m · k` (a caller's bug, not input data).
-    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), Isa::best())
-    }
-
-    /// [`matmul`](Self::matmul) with a chosen micro-kernel.
-    pub fn matmul_with(&self, x: &[f32], m: usize, isa: Isa) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), isa)
-    }
-
-    /// `y = act(x · Wᵀ + bias) + residual` ([`Epilogue`]), applied as each
-    /// tile is stored. Panics as [`matmul`](Self::matmul) does, or if the bias
-    /// is not `[n]` or the residual not `[m, n]`.
-    pub fn matmul_fused(&self, x: &[f32], m: usize, epilogue: &Epilogue) -> Vec<f32> {
-        self.matmul_fused_with(x, m, epilogue, Isa::best())
-    }
-
-    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. The
-    /// panels are split into one contiguous range per thread of the current
-    /// rayon pool (`rayon::current_num_threads`; in a single-threaded wasm
-    /// build, one); every output value is still one [`q8_kernel::tile`] over
-    /// all of k, so the result is the same bits at any thread count.
-    pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Isa) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        epilogue.check(m, self.n);
-        let acts = if isa.interleaved() {
-            QuantizedRows::interleaved(x, m, self.k, isa.rows())
-        } else {
-            QuantizedRows::new(x, m, self.k, isa.rows()).with_pieces_for(isa)
-        };
-        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
-    }
-
     /// The columns of `panels` for every row, into `out` ([m, those columns],
     /// row-major). The panels go in groups of about [`GROUP_BYTES`] of
     /// weights, each group over every tile of rows in turn: a tile's
@@ -216,6 +179,30 @@ impl PackedQ8 {
                 }
             }
         }
+    }
+}
+
+impl QuantizedGemm for PackedQ8 {
+    type Isa = Isa;
+
+    fn best_isa() -> Isa {
+        Isa::best()
+    }
+
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. The
+    /// panels are split into one contiguous range per thread of the current
+    /// rayon pool (`rayon::current_num_threads`; in a single-threaded wasm
+    /// build, one); every output value is still one [`q8_kernel::tile`] over
+    /// all of k, so the result is the same bits at any thread count.
+    fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        epilogue.check(m, self.n);
+        let acts = if isa.interleaved() {
+            QuantizedRows::interleaved(x, m, self.k, isa.rows())
+        } else {
+            QuantizedRows::new(x, m, self.k, isa.rows()).with_pieces_for(isa)
+        };
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
     }
 }
 

@@ -30,6 +30,7 @@
 use std::ops::Range;
 
 use super::epilogue::Epilogue;
+use super::quantized::QuantizedGemm;
 use super::q8::{PackError, BLOCK, BLOCK_BYTES, GROUP_BYTES};
 use super::q8x8_kernel::{self, Q8x8Isa, NR, PANEL_BLOCK, QUADS, ROWS, TILE_BLOCK};
 
@@ -118,37 +119,6 @@ impl PackedQ8x8 {
         self.quants.len() + self.scales.len() * 4
     }
 
-    /// `y = x · Wᵀ`: `x` is `[m, k]` row-major, the result `[m, n]`, on the best
-    /// kernel of this machine (all give the same bits), the column panels
-    /// split across the current rayon pool's threads.
-    ///
-    /// Panics if `x.len() != m · k` (a caller's bug, not input data).
-    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), Q8x8Isa::best())
-    }
-
-    /// [`matmul`](Self::matmul) with a chosen micro-kernel.
-    pub fn matmul_with(&self, x: &[f32], m: usize, isa: Q8x8Isa) -> Vec<f32> {
-        self.matmul_fused_with(x, m, &Epilogue::default(), isa)
-    }
-
-    /// `y = act(x · Wᵀ + bias) + residual` ([`Epilogue`]), applied as each
-    /// tile is stored. Panics as [`matmul`](Self::matmul) does, or if the bias
-    /// is not `[n]` or the residual not `[m, n]`.
-    pub fn matmul_fused(&self, x: &[f32], m: usize, epilogue: &Epilogue) -> Vec<f32> {
-        self.matmul_fused_with(x, m, epilogue, Q8x8Isa::best())
-    }
-
-    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. Every
-    /// output value is one [`q8x8_kernel::tile`] over all of k, so the result
-    /// is the same bits at any thread count.
-    pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Q8x8Isa) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        epilogue.check(m, self.n);
-        let acts = Q8Rows::new(x, m, self.k, isa);
-        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
-    }
-
     /// The columns of `panels` for every row, into `out` ([m, those columns],
     /// row-major): the panels in groups of about [`GROUP_BYTES`], each group
     /// over every tile of rows (as the q8 GEMM does, so that the group stays
@@ -177,6 +147,24 @@ impl PackedQ8x8 {
                 }
             }
         }
+    }
+}
+
+impl QuantizedGemm for PackedQ8x8 {
+    type Isa = Q8x8Isa;
+
+    fn best_isa() -> Q8x8Isa {
+        Q8x8Isa::best()
+    }
+
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. Every
+    /// output value is one [`q8x8_kernel::tile`] over all of k, so the result
+    /// is the same bits at any thread count.
+    fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Q8x8Isa) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        epilogue.check(m, self.n);
+        let acts = Q8Rows::new(x, m, self.k, isa);
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
     }
 }
 

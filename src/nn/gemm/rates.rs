@@ -12,6 +12,7 @@ use super::q4::PackedQ4;
 use super::q8::PackedQ8;
 use super::q8_kernel::{peak_loop, Isa};
 use super::q8x8::PackedQ8x8;
+use super::quantized::QuantizedGemm;
 use super::q8x8_kernel::{self, Q8x8Isa};
 
 /// One measured kernel: `ops_per_s` counts a multiply and an add per product
