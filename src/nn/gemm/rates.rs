@@ -219,7 +219,13 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     #[cfg(target_arch = "wasm32")]
     {
         /// `RELAXED`: `f32x4.relaxed_madd` (the relaxed build's kernel), else mul + add.
+        /// Never inlined: V8 has no on-stack replacement for wasm, so a loop inlined
+        /// into `time`'s one call ran every repetition in its baseline compiler
+        /// (Liftoff), whose code was a fifth of the optimised one's speed (relaxed
+        /// build: 10.7 GFLOP/s vs 48 with `--no-liftoff`); separate calls pick up the
+        /// optimised code once it is ready.
         #[target_feature(enable = "simd128")]
+        #[inline(never)]
         unsafe fn madd<const RELAXED: bool>(iters: usize) -> f32 {
             use core::arch::wasm32::*;
             // acc += w · a: the products are independent of the accumulators (as
