@@ -467,7 +467,15 @@ unsafe fn tile_simd128(kb: usize, a: &[i16], da: &[f32], w: &[i8], dw: &[f32], o
 /// The f32 part of consecutive blocks, in block order: `acc += f32(isum) ·
 /// (dx · dw)`. Not inlined, so that the f32 accumulators live in memory
 /// while the integer loop has the engine's 16 vector registers (V8 spills
-/// otherwise); called once per [`CHUNK`] blocks, not per block.
+/// otherwise); called once per [`CHUNK`] blocks, not per block. Row by row
+/// (each output still takes its blocks in k order, so the same bits), so
+/// that a row's two accumulators, the scales and the temporaries fit in
+/// registers, and on raw pointers after one length check: all rows at once
+/// spilled, and the indexing's bounds checks were a third of the
+/// instructions (bench/README.md, "wasm q8").
+///
+/// Panics if `da` (row r's block b at `da[r·kb + b]`) or `dw` (block b's 8
+/// scales at `dw[b·8..]`) is shorter than `sums` needs.
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 #[inline(never)]
@@ -479,16 +487,23 @@ pub(super) unsafe fn scale_simd128(
     dw: &[f32],
 ) {
     use core::arch::wasm32::*;
-    let mut a = *acc;
-    for (b, isum) in sums.iter().enumerate() {
-        let (dw0, dw1) = (v128_load(dw.as_ptr().add(b * NR) as *const v128), v128_load(dw.as_ptr().add(b * NR + 4) as *const v128));
-        for (r, (acc, s)) in a.iter_mut().zip(isum).enumerate() {
-            let dx = f32x4_splat(da[r * kb + b]);
-            acc[0] = f32x4_add(acc[0], f32x4_mul(f32x4_convert_i32x4(s[0]), f32x4_mul(dx, dw0)));
-            acc[1] = f32x4_add(acc[1], f32x4_mul(f32x4_convert_i32x4(s[1]), f32x4_mul(dx, dw1)));
-        }
+    let blocks = sums.len();
+    if blocks == 0 {
+        return;
     }
-    *acc = a;
+    assert!(dw.len() >= blocks * NR && da.len() >= (MR - 1) * kb + blocks, "scales shorter than the blocks");
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let [mut lo, mut hi] = *acc;
+        let dx = da.as_ptr().add(r * kb);
+        for (b, isum) in sums.iter().enumerate() {
+            // SAFETY: b < blocks, and the lengths are asserted above.
+            let (dx, dwp) = (f32x4_splat(*dx.add(b)), dw.as_ptr().add(b * NR));
+            let (dw0, dw1) = (v128_load(dwp as *const v128), v128_load(dwp.add(4) as *const v128));
+            lo = f32x4_add(lo, f32x4_mul(f32x4_convert_i32x4(isum[r][0]), f32x4_mul(dx, dw0)));
+            hi = f32x4_add(hi, f32x4_mul(f32x4_convert_i32x4(isum[r][1]), f32x4_mul(dx, dw1)));
+        }
+        *acc = [lo, hi];
+    }
 }
 
 /// The arithmetic limit of the micro-kernel's instruction mix: `iters` rounds
@@ -536,19 +551,24 @@ pub fn peak_loop(isa: Isa, iters: usize) -> (u64, i32) {
 #[target_feature(enable = "avx2")]
 unsafe fn peak_avx2(iters: usize) -> i32 {
     use std::arch::x86_64::*;
-    // w changes every round, so the products cannot be hoisted out of the loop.
-    let mut w = _mm256_set1_epi16(std::hint::black_box(3));
+    // The tile's shape: 2 weight vectors × 4 broadcast activations, 8 distinct
+    // products per round (one product into all 8 chains would be computed once:
+    // LLVM shares the common subexpression). The weights change every round,
+    // so the products cannot be hoisted out of the loop.
+    let mut w = [_mm256_set1_epi16(std::hint::black_box(3)), _mm256_set1_epi16(std::hint::black_box(5))];
     let one = _mm256_set1_epi16(std::hint::black_box(1));
-    let a = _mm256_set1_epi16(std::hint::black_box(-2));
-    let mut acc = [_mm256_setzero_si256(); 8];
+    let a: [__m256i; 4] = std::array::from_fn(|r| _mm256_set1_epi16(std::hint::black_box(r as i16 * 3 - 2)));
+    let mut acc = [[_mm256_setzero_si256(); 2]; 4];
     for _ in 0..iters {
-        for s in acc.iter_mut() {
-            *s = _mm256_add_epi32(*s, _mm256_madd_epi16(w, a));
+        for (s, a) in acc.iter_mut().zip(&a) {
+            for (s, w) in s.iter_mut().zip(&w) {
+                *s = _mm256_add_epi32(*s, _mm256_madd_epi16(*w, *a));
+            }
         }
-        w = _mm256_add_epi16(w, one);
+        w = w.map(|w| _mm256_add_epi16(w, one));
     }
-    let mut sum = acc[0];
-    for s in &acc[1..] {
+    let mut sum = _mm256_setzero_si256();
+    for s in acc.iter().flatten() {
         sum = _mm256_xor_si256(sum, *s);
     }
     _mm256_extract_epi32::<0>(sum)
@@ -649,19 +669,25 @@ zmm_dot_peak!(peak_avx512_vnni, "avx2,avx512f,avx512bw,avx512vl,avx512vnni", "vp
 #[target_feature(enable = "simd128")]
 unsafe fn peak_simd128(iters: usize) -> i32 {
     use core::arch::wasm32::*;
-    // w changes every round, so the products cannot be hoisted out of the loop.
-    let mut w = i16x8_splat(std::hint::black_box(3));
+    // As [`peak_avx2`]: the tile's 2 weight vectors × 4 activations, 8
+    // distinct products per round (with one product for all 8 chains, LLVM
+    // computed it once per round and the "peak" was that of the adds: 150
+    // GOP/s against ~90 for this mix, bench/README.md); the weights change
+    // every round, so the products cannot be hoisted out of the loop.
+    let mut w = [i16x8_splat(std::hint::black_box(3)), i16x8_splat(std::hint::black_box(5))];
     let one = i16x8_splat(std::hint::black_box(1));
-    let a = i16x8_splat(std::hint::black_box(-2));
-    let mut acc = [i32x4_splat(0); 8];
+    let a: [v128; 4] = std::array::from_fn(|r| i16x8_splat(std::hint::black_box(r as i16 * 3 - 2)));
+    let mut acc = [[i32x4_splat(0); 2]; 4];
     for _ in 0..iters {
-        for s in acc.iter_mut() {
-            *s = i32x4_add(*s, i32x4_dot_i16x8(w, a));
+        for (s, a) in acc.iter_mut().zip(&a) {
+            for (s, w) in s.iter_mut().zip(&w) {
+                *s = i32x4_add(*s, i32x4_dot_i16x8(*w, *a));
+            }
         }
-        w = i16x8_add(w, one);
+        w = w.map(|w| i16x8_add(w, one));
     }
-    let mut sum = acc[0];
-    for s in &acc[1..] {
+    let mut sum = i32x4_splat(0);
+    for s in acc.iter().flatten() {
         sum = v128_xor(sum, *s);
     }
     i32x4_extract_lane::<0>(sum)
