@@ -507,7 +507,8 @@ pub(super) unsafe fn scale_simd128(
 }
 
 /// The arithmetic limit of the micro-kernel's instruction mix: `iters` rounds
-/// of eight independent `madd`/`dot` + `add` chains on registers (no memory).
+/// of eight independent `madd`/`dot` + `add` chains on registers (no memory),
+/// each on its own product (the 4-row kernels' 2 weight vectors × 4 rows).
 /// Returns the integer operations done (a multiply and an add per product)
 /// and a checksum the caller must consume.
 #[doc(hidden)]
