@@ -229,7 +229,12 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
         unsafe fn madd<const RELAXED: bool>(iters: usize) -> f32 {
             use core::arch::wasm32::*;
             // acc += w · a: the products are independent of the accumulators (as
-            // in a gemm), and w changes every round so they cannot be hoisted.
+            // in a gemm), and w changes every round so they cannot be hoisted. The
+            // chains share one product, which LLVM computes once a round for mul +
+            // add: the simd128 figure is that of 8 adds and one multiply, an upper
+            // bound. Loops with 8 distinct products (weights loaded from L1, as in
+            // the kernel) measured below the kernel itself in V8 (20 vs ~50 GFLOP/s:
+            // SSE's two-operand multiply copies each reused weight), so not those.
             let a = f32x4_splat(std::hint::black_box(0.999));
             let step = f32x4_splat(std::hint::black_box(1e-7));
             let mut w = f32x4_splat(std::hint::black_box(0.001));
