@@ -96,8 +96,9 @@ fn q8x8_gemm_agrees_with_candles_block_kernel() {
         }
         // The terms T_b = isum_b · (d_x · d_w) from candle's own quantised
         // activations: both sums are within (2·kb + 16) roundings of their exact
-        // sum (ours: a product and an add per block; candle's: 8 lanes of fused
-        // multiply-adds, then their sum), so within twice that of each other.
+        // sum (ours: the scale's product and a fused multiply-add per block;
+        // candle's: 8 lanes of fused multiply-adds, then their sum), so within
+        // twice that of each other.
         let xq = candle_q8_0(&x, m, k);
         let kb = k / BLOCK;
         let mut worst = 0f64;

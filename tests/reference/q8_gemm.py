@@ -8,7 +8,8 @@ acc = acc + f32(isum) * (d_x * d_w). The kernels must reproduce `y` bit for bit.
 `y_q8x8`: the q8_0 x q8_0 GEMM (src/nn/gemm/q8x8.rs), ggml's semantics: activations quantised
 as ggml's quantize_row_q8_0 (d = max|x| / 127 in f32, q = roundf(x * (1/d)), half away from zero,
 d stored as f16), per block the exact integer dot product (ggml's vec_dot_q8_0_q8_0), then in f32
-and in k order acc = acc + f32(isum) * (f16(d_x) * d_w); bit for bit. The last case has ties
+and in k order acc = fma(f32(isum), f16(d_x) * d_w, acc), one rounding (ggml's x86 kernels fuse
+the block's multiply-add; computed exactly in rationals, rounded to f32 once); bit for bit. The last case has ties
 (x * (1/d) = j + 1/2) where half-away and half-to-even rounding differ.
 `y_f64` is the product of the unquantised activations with the dequantised weight, in f64.
 Epilogue (src/nn/gemm/epilogue.rs): `y_epi` = (y + b) + r in f32, bit for bit, for a bias `b`
@@ -17,7 +18,9 @@ Epilogue (src/nn/gemm/epilogue.rs): `y_epi` = (y + b) + r in f32, bit for bit, f
     python tests/reference/q8_gemm.py   # rewrites tests/fixtures/q8-gemm/cases.json
 """
 import json
+import math
 import pathlib
+from fractions import Fraction
 
 import numpy as np
 
@@ -46,8 +49,34 @@ def q8x8(x, wq, wd):
     scale = (d16[:, None, :] * wd.astype(np.float32)[None, :, :]).astype(np.float32)
     acc = np.zeros((m, wq.shape[0]), np.float32)
     for b in range(k // 32):
-        acc = (acc + (isum[:, :, b].astype(np.float32) * scale[:, :, b]).astype(np.float32)).astype(np.float32)
+        for i, j in np.ndindex(acc.shape):
+            acc[i, j] = fma_f32(np.float32(isum[i, j, b]), scale[i, j, b], acc[i, j])
     return acc
+
+
+def fma_f32(a, b, c):
+    """a * b + c for f32 a, b, c with a single rounding to f32 (nearest, ties to even)."""
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    return round_f32(exact)
+
+
+def round_f32(v):
+    """The f32 nearest the rational v (ties to even), for |v| in f32's normal or subnormal range."""
+    if v == 0:
+        return np.float32(0.0)
+    sign, v = (-1 if v < 0 else 1), abs(v)
+    # v = mant * 2^e with 2^23 <= mant < 2^24 (or the subnormal exponent floor, -149).
+    e = max(v.numerator.bit_length() - v.denominator.bit_length() - 24, -149)
+    while v / Fraction(2) ** e >= 2**24:
+        e += 1
+    while e > -149 and v / Fraction(2) ** e < 2**23:
+        e -= 1
+    scaled = v / Fraction(2) ** e
+    mant = math.floor(scaled)
+    rest = scaled - mant
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and mant % 2 == 1):
+        mant += 1
+    return np.float32(sign * math.ldexp(mant, e))
 
 
 def case(rng, m, k, n, ties=False, extreme=False):

@@ -3,8 +3,8 @@
 //! (candle's `BlockQ8_0::from_float`) and every block's integer dot product
 //! exactly ggml's `vec_dot_q8_0_q8_0`'s; only the f32 sum over the blocks is
 //! ordered differently (candle's AVX kernel sums 8 partial lanes with fused
-//! multiply-adds), so the result equals candle's `Blocks` kernel within f32
-//! rounding. Natively the default for q8_0 weights where AVX-512 VNNI is
+//! multiply-adds, ggml's x86 kernels fuse per block as here), so the result
+//! equals candle's `Blocks` kernel within f32 rounding. Natively the default for q8_0 weights where AVX-512 VNNI is
 //! present (`nn::linear::QuantKernel::Int8x8`).
 //!
 //! **Activations**, per row and 32-value block: `d = max|x| / 127`, `q =
@@ -23,7 +23,9 @@
 //! **Product**: per block `isum = corr + Σ (w + 128) · q = Σ w · q` exactly
 //! (i32; `vpdpbusd` sums four u8 × s8 products into an i32 lane, so the
 //! correction for the +128 is the accumulator's initial value), then `acc =
-//! acc + f32(isum) · (dx · dw)` (no fused multiply-add), blocks in k order.
+//! fma(f32(isum), dx · dw, acc)` (a fused multiply-add, one rounding, as
+//! ggml's AVX2/AVX-512 `vec_dot_q8_0_q8_0` accumulates each block), blocks
+//! in k order.
 //! The scalar kernel (any CPU, and the tests' reference) and the AVX-512 VNNI
 //! one give the same bits, at any thread count.
 
@@ -32,7 +34,7 @@ use std::ops::Range;
 use super::epilogue::Epilogue;
 use super::quantized::QuantizedGemm;
 use super::q8::{PackError, BLOCK, BLOCK_BYTES, GROUP_BYTES};
-use super::q8x8_kernel::{self, Q8x8Isa, NR, PANEL_BLOCK, QUADS, ROWS, TILE_BLOCK};
+use super::q8x8_kernel::{self, Q8x8Isa, HALF_ROWS, NR, PANEL_BLOCK, QUADS, ROWS, TILE_BLOCK};
 
 /// The largest quantised activation (ggml's q8_0: `(1 << 7) − 1`).
 pub const ACT_MAX: f32 = 127.0;
@@ -122,27 +124,47 @@ impl PackedQ8x8 {
     /// The columns of `panels` for every row, into `out` ([m, those columns],
     /// row-major): the panels in groups of about [`GROUP_BYTES`], each group
     /// over every tile of rows (as the q8 GEMM does, so that the group stays
-    /// in L2 while the activations stream once per group).
+    /// in L2 while the activations stream once per group). A SIMD kernel
+    /// takes the panels two at a time on half a tile of rows
+    /// ([`q8x8_kernel::tile_pair`]; a half of rows past `m` is skipped), an
+    /// odd panel left over (and the scalar kernel) one at a time on a whole
+    /// tile: every value the same bits either way.
     fn panel_range(&self, acts: &Q8Rows, m: usize, isa: Q8x8Isa, epilogue: &Epilogue, panels: Range<usize>, out: &mut [f32]) {
         let kb = self.k / BLOCK;
         let c0 = panels.start * NR;
         let width = (panels.end * NR).min(self.n) - c0;
-        let group = (GROUP_BYTES / (kb * PANEL_BLOCK)).max(1);
+        let group = (GROUP_BYTES / (kb * PANEL_BLOCK)).max(2) & !1;
+        let step = if isa == Q8x8Isa::Scalar { 1 } else { 2 };
+        let w = |p: usize| (&self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK], &self.scales[p * kb * NR..(p + 1) * kb * NR]);
+        let mut store = |i: usize, p: usize, row: &[f32]| {
+            if i < m {
+                let (col, cols) = (p * NR - c0, (row.len()).min(self.n - p * NR));
+                epilogue.store(i, c0 + col, self.n, row, &mut out[i * width + col..i * width + col + cols]);
+            }
+        };
         for g in panels.clone().step_by(group) {
+            let end = (g + group).min(panels.end);
             for t in 0..m.div_ceil(ROWS) {
                 let a = &acts.q[t * kb * TILE_BLOCK..(t + 1) * kb * TILE_BLOCK];
                 let (da, corr) = (&acts.d[t * kb * ROWS..(t + 1) * kb * ROWS], &acts.corr[t * kb * ROWS..(t + 1) * kb * ROWS]);
-                for p in g..(g + group).min(panels.end) {
-                    let w = &self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK];
-                    let dw = &self.scales[p * kb * NR..(p + 1) * kb * NR];
-                    let mut tile = [[0f32; NR]; ROWS];
-                    q8x8_kernel::tile(isa, kb, a, da, corr, w, dw, &mut tile);
-                    let (col, cols) = (p * NR - c0, NR.min(self.n - p * NR));
-                    for (r, row) in tile.iter().enumerate() {
-                        let i = t * ROWS + r;
-                        if i < m {
-                            epilogue.store(i, c0 + col, self.n, row, &mut out[i * width + col..i * width + col + cols]);
+                let mut p = g;
+                while p + step <= end && step == 2 {
+                    let ((w0, dw0), (w1, dw1)) = (w(p), w(p + 1));
+                    for half in (0..2).take_while(|h| t * ROWS + h * HALF_ROWS < m) {
+                        let mut tile = [[0f32; 2 * NR]; HALF_ROWS];
+                        q8x8_kernel::tile_pair(isa, kb, a, da, corr, half, [w0, w1], [dw0, dw1], &mut tile);
+                        for (r, row) in tile.iter().enumerate() {
+                            store(t * ROWS + half * HALF_ROWS + r, p, row);
                         }
+                    }
+                    p += 2;
+                }
+                for p in p..end {
+                    let (wp, dw) = w(p);
+                    let mut tile = [[0f32; NR]; ROWS];
+                    q8x8_kernel::tile(isa, kb, a, da, corr, wp, dw, &mut tile);
+                    for (r, row) in tile.iter().enumerate() {
+                        store(t * ROWS + r, p, row);
                     }
                 }
             }

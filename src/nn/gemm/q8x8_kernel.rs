@@ -2,8 +2,9 @@
 //! columns over all of k. Each computes exactly the algorithm of
 //! [`tile_scalar`] (see `q8x8`'s module doc): per block the integer sum
 //! `corr + Σ (w + 128) · a` is exact in i32 whichever instruction forms it,
-//! then `acc = acc + f32(isum) · (dx · dw)`, the same f32 operations in the
-//! same order, so both kernels give the same bits.
+//! then `acc = fma(f32(isum), dx · dw, acc)` (one rounding, `f32::mul_add`;
+//! `vfmadd` in the SIMD kernels), the same f32 operations in the same order,
+//! so every kernel gives the same bits.
 
 /// Rows of activations per tile.
 pub const ROWS: usize = 12;
@@ -90,7 +91,7 @@ fn tile_scalar(kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8], dw: &[f3
                         s += i32::from(wb[(j * NR + c) * 4 + t]) * i32::from(ab[(j * ROWS + r) * 4 + t]);
                     }
                 }
-                *o += s as f32 * (da[b * ROWS + r] * dw[b * NR + c]);
+                *o = (s as f32).mul_add(da[b * ROWS + r] * dw[b * NR + c], *o);
             }
         }
     }
@@ -155,11 +156,129 @@ unsafe fn tile_avx512_vnni(kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u
         let dap = da.as_ptr().add(b * ROWS);
         for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
             let scale = _mm512_mul_ps(_mm512_set1_ps(*dap.add(r)), dwv);
-            *acc = _mm512_add_ps(*acc, _mm512_mul_ps(_mm512_cvtepi32_ps(*s), scale));
+            *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(*s), scale, *acc);
         }
     }
     for (row, acc) in out.iter_mut().zip(&acc) {
         _mm512_storeu_ps(row.as_mut_ptr(), *acc);
+    }
+}
+
+/// Rows of the two-panel kernel ([`tile_pair`]): half a tile of activations.
+pub const HALF_ROWS: usize = ROWS / 2;
+
+/// [`tile`]'s sums for rows `half · 6 .. half · 6 + 6` of a tile of
+/// activations and the 32 columns of two panels (`w[0]`, `dw[0]` give
+/// columns 0..16 of `out`, `w[1]`, `dw[1]` columns 16..32): each value the
+/// same f32 operations in the same order as [`tile`]'s, so the same bits.
+/// `out` must start at zero.
+///
+/// Panics if `half > 1` or a slice is shorter than the kernel reads.
+#[allow(clippy::too_many_arguments)]
+pub fn tile_pair(isa: Q8x8Isa, kb: usize, a: &[i8], da: &[f32], corr: &[i32], half: usize, w: [&[u8]; 2], dw: [&[f32]; 2], out: &mut [[f32; 2 * NR]; HALF_ROWS]) {
+    assert!(half < 2 && a.len() >= kb * TILE_BLOCK && da.len() >= kb * ROWS && corr.len() >= kb * ROWS);
+    assert!(w.iter().all(|w| w.len() >= kb * PANEL_BLOCK) && dw.iter().all(|d| d.len() >= kb * NR));
+    match isa {
+        Q8x8Isa::Scalar => {
+            for (i, (w, dw)) in w.into_iter().zip(dw).enumerate() {
+                let mut full = [[0f32; NR]; ROWS];
+                tile_scalar(kb, a, da, corr, w, dw, &mut full);
+                for (o, f) in out.iter_mut().zip(&full[half * HALF_ROWS..]) {
+                    o[i * NR..(i + 1) * NR].copy_from_slice(f);
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Q8x8Isa::Avx512Vnni => {
+            assert!(isa.supported());
+            // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the slices
+            // are at least as long as the kernel reads (asserted above).
+            unsafe { tile_pair_avx512_vnni(kb, a, da, corr, half, w, dw, out) }
+        }
+    }
+}
+
+/// 6 rows × 32 columns: per quad two 64-byte loads (one per panel) and per
+/// row one broadcast of its 4 activations feeding two `vpdpbusd`, so 8 loads
+/// per 12 products where [`tile_avx512_vnni`] issues 13. The f32 steps are
+/// [`tile_scalar`]'s, lane by lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_pair_avx512_vnni(kb: usize, a: &[i8], da: &[f32], corr: &[i32], half: usize, w: [&[u8]; 2], dw: [&[f32]; 2], out: &mut [[f32; 2 * NR]; HALF_ROWS]) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); 2]; HALF_ROWS];
+    let h = half * HALF_ROWS;
+    for b in 0..kb {
+        let cp = corr.as_ptr().add(b * ROWS + h);
+        let c: [__m512i; HALF_ROWS] = std::array::from_fn(|r| _mm512_set1_epi32(*cp.add(r)));
+        let [mut s0, mut s1, mut s2, mut s3, mut s4, mut s5] = c;
+        let [mut t0, mut t1, mut t2, mut t3, mut t4, mut t5] = c;
+        let (w0, w1) = (w[0].as_ptr().add(b * PANEL_BLOCK), w[1].as_ptr().add(b * PANEL_BLOCK));
+        let ap = a.as_ptr().add(b * TILE_BLOCK + h * 4);
+        for j in 0..QUADS {
+            let (_u, _v, _x, _y): (__m512i, __m512i, __m512i, __m512i);
+            // SAFETY (of the reads): 64 bytes of each panel at quad j, and
+            // rows h..h + 6 × 4 bytes of quad j's activations (`tile_pair`
+            // checked the lengths).
+            asm!(
+                "vmovdqu64 {u}, zmmword ptr [{w0}]",
+                "vmovdqu64 {v}, zmmword ptr [{w1}]",
+                "vpbroadcastd {x}, dword ptr [{p}]",
+                "vpbroadcastd {y}, dword ptr [{p} + 4]",
+                "vpdpbusd {s0}, {u}, {x}",
+                "vpdpbusd {t0}, {v}, {x}",
+                "vpbroadcastd {x}, dword ptr [{p} + 8]",
+                "vpdpbusd {s1}, {u}, {y}",
+                "vpdpbusd {t1}, {v}, {y}",
+                "vpbroadcastd {y}, dword ptr [{p} + 12]",
+                "vpdpbusd {s2}, {u}, {x}",
+                "vpdpbusd {t2}, {v}, {x}",
+                "vpbroadcastd {x}, dword ptr [{p} + 16]",
+                "vpdpbusd {s3}, {u}, {y}",
+                "vpdpbusd {t3}, {v}, {y}",
+                "vpbroadcastd {y}, dword ptr [{p} + 20]",
+                "vpdpbusd {s4}, {u}, {x}",
+                "vpdpbusd {t4}, {v}, {x}",
+                "vpdpbusd {s5}, {u}, {y}",
+                "vpdpbusd {t5}, {v}, {y}",
+                w0 = in(reg) w0.add(j * NR * 4),
+                w1 = in(reg) w1.add(j * NR * 4),
+                p = in(reg) ap.add(j * ROWS * 4),
+                u = out(zmm_reg) _u,
+                v = out(zmm_reg) _v,
+                x = out(zmm_reg) _x,
+                y = out(zmm_reg) _y,
+                s0 = inout(zmm_reg) s0,
+                s1 = inout(zmm_reg) s1,
+                s2 = inout(zmm_reg) s2,
+                s3 = inout(zmm_reg) s3,
+                s4 = inout(zmm_reg) s4,
+                s5 = inout(zmm_reg) s5,
+                t0 = inout(zmm_reg) t0,
+                t1 = inout(zmm_reg) t1,
+                t2 = inout(zmm_reg) t2,
+                t3 = inout(zmm_reg) t3,
+                t4 = inout(zmm_reg) t4,
+                t5 = inout(zmm_reg) t5,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        let isum = [[s0, t0], [s1, t1], [s2, t2], [s3, t3], [s4, t4], [s5, t5]];
+        let dwv = [_mm512_loadu_ps(dw[0].as_ptr().add(b * NR)), _mm512_loadu_ps(dw[1].as_ptr().add(b * NR))];
+        let dap = da.as_ptr().add(b * ROWS + h);
+        for (r, (acc, s)) in acc.iter_mut().zip(&isum).enumerate() {
+            let d = _mm512_set1_ps(*dap.add(r));
+            for i in 0..2 {
+                let scale = _mm512_mul_ps(d, dwv[i]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[i]), scale, acc[i]);
+            }
+        }
+    }
+    for (row, acc) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(row.as_mut_ptr(), acc[0]);
+        _mm512_storeu_ps(row.as_mut_ptr().add(NR), acc[1]);
     }
 }
 
