@@ -1,6 +1,7 @@
 //! libm's `expf` (FreeBSD's `e_expf.c`, as in the `libm` crate and in Rust's
 //! wasm builds) over whole slices natively, written so that the compiler
-//! vectorises it ([`super::lanes::vectorised`]: AVX2 where the CPU has it).
+//! vectorises it ([`super::lanes::vectorised`]: AVX-512 or AVX2 where the CPU
+//! has it).
 //! The fused epilogue's `quick_gelu` (`gemm::epilogue`) takes 7.3 million
 //! `exp`s per ViT-B/16 image; one call to the platform's `expf` each cost
 //! more than the patch embedding, the layer norms and the softmax together
@@ -24,7 +25,7 @@ const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
 const P1: f32 = f32::from_bits(0x3e2a_aa8f);
 const P2: f32 = f32::from_bits(0xbb35_5215);
 
-/// Values per group: two AVX2 registers.
+/// Values per group: one AVX-512 register, two AVX2 ones.
 const GROUP: usize = 16;
 
 /// Whether libm's `expf` leaves its main path at `x` (see the module doc).

@@ -1,6 +1,6 @@
 //! Row operations written once for every target: sums, maxima and `exp` over
 //! a fixed structure of [`LANES`] partial results, so that the compiler
-//! vectorises them (AVX2 natively, chosen at run time; simd128 in wasm; SSE2
+//! vectorises them (AVX-512 or AVX2 natively, chosen at run time; simd128 in wasm; SSE2
 //! or scalar otherwise) and every build gives the same bits: only IEEE
 //! additions, multiplications, divisions and integer operations, in the same
 //! order per lane, never a fused multiply-add (Rust does not contract them).
@@ -11,8 +11,9 @@
 pub const LANES: usize = 16;
 
 /// Defines `$vis fn $name(args) -> ret` running `$body` compiled for the best
-/// vector instruction set of the machine: AVX2 natively when the CPU has it
-/// (detected at run time; the detection is cached by std), simd128 in wasm,
+/// vector instruction set of the machine: AVX-512 (F, BW, DQ, VL) natively
+/// when the CPU has it, else AVX2 (detected at run time; the detection is
+/// cached by std; one [`LANES`] group is one 512-bit register), simd128 in wasm,
 /// the target's baseline otherwise. The body must call only `#[inline(always)]`
 /// helpers (so they are compiled with those features too).
 macro_rules! vectorised {
@@ -23,6 +24,18 @@ macro_rules! vectorised {
             fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                {
+                    // SAFETY: AVX-512 F/BW/DQ/VL are present (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)

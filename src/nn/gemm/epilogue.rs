@@ -41,6 +41,11 @@ impl<'a> Epilogue<'a> {
         #[cfg(target_arch = "wasm32")]
         // SAFETY: simd128 is a requirement of the wasm build.
         return unsafe { self.finish_simd128(row, col, n, Some(acc), out) };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512 F is present (checked just above).
+            return unsafe { self.finish_avx512(row, col, n, Some(acc), out) };
+        }
         #[allow(unreachable_code)]
         self.finish(row, col, n, Some(acc), out)
     }
@@ -51,6 +56,11 @@ impl<'a> Epilogue<'a> {
         #[cfg(target_arch = "wasm32")]
         // SAFETY: simd128 is a requirement of the wasm build.
         return unsafe { self.finish_simd128(row, col, n, None, out) };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512 F is present (checked just above).
+            return unsafe { self.finish_avx512(row, col, n, None, out) };
+        }
         #[allow(unreachable_code)]
         self.finish(row, col, n, None, out)
     }
@@ -61,6 +71,15 @@ impl<'a> Epilogue<'a> {
     #[cfg(target_arch = "wasm32")]
     #[target_feature(enable = "simd128")]
     unsafe fn finish_simd128(&self, row: usize, col: usize, n: usize, acc: Option<&[f32]>, out: &mut [f32]) {
+        self.finish(row, col, n, acc, out)
+    }
+
+    /// [`finish`](Self::finish) compiled with AVX-512 F (the native build's
+    /// baseline is SSE2; a tile row is 16 or 32 values, one or two registers):
+    /// the same operations, the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn finish_avx512(&self, row: usize, col: usize, n: usize, acc: Option<&[f32]>, out: &mut [f32]) {
         self.finish(row, col, n, acc, out)
     }
 
