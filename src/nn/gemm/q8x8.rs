@@ -134,7 +134,7 @@ impl PackedQ8x8 {
         let c0 = panels.start * NR;
         let width = (panels.end * NR).min(self.n) - c0;
         let group = (GROUP_BYTES / (kb * PANEL_BLOCK)).max(2) & !1;
-        let step = if isa == Q8x8Isa::Scalar { 1 } else { 2 };
+        let pairs = isa != Q8x8Isa::Scalar;
         let w = |p: usize| (&self.quants[p * kb * PANEL_BLOCK..(p + 1) * kb * PANEL_BLOCK], &self.scales[p * kb * NR..(p + 1) * kb * NR]);
         let mut store = |i: usize, p: usize, row: &[f32]| {
             if i < m {
@@ -148,7 +148,7 @@ impl PackedQ8x8 {
                 let a = &acts.q[t * kb * TILE_BLOCK..(t + 1) * kb * TILE_BLOCK];
                 let (da, corr) = (&acts.d[t * kb * ROWS..(t + 1) * kb * ROWS], &acts.corr[t * kb * ROWS..(t + 1) * kb * ROWS]);
                 let mut p = g;
-                while p + step <= end && step == 2 {
+                while pairs && p + 2 <= end {
                     let ((w0, dw0), (w1, dw1)) = (w(p), w(p + 1));
                     for half in (0..2).take_while(|h| t * ROWS + h * HALF_ROWS < m) {
                         let mut tile = [[0f32; 2 * NR]; HALF_ROWS];
