@@ -65,7 +65,7 @@ for (const r of [...rows, ...notes].sort(cmp)) {
   if (r.accuracy != null) extra.push(`acc ${r.accuracy}%`);
   if (r.gflops != null) extra.push(`${r.gflops} GFLOP/s`);
   // GEMM rows give a rate; image rows of a quantised model only name their kernel.
-  if (r.kernel != null && r.gops != null) extra.push(`${r.kernel} (${r.isa}): ${r.gops.toFixed(1)} ${r.dtype === 'q8' ? 'GOP/s' : 'GFLOP/s'}`);
+  if (r.kernel != null && r.gops != null) extra.push(`${r.kernel} (${r.isa}): ${r.gops.toFixed(1)} ${r.dtype === 'f32' ? 'GFLOP/s' : 'GOP/s'}`);
   else if (r.kernel != null) extra.push(`${r.kernel} kernel`);
   if (r.adapter) extra.push(`on ${r.adapter}`);
   const cpu = r.cpu_median_s == null ? '' : time(r.cpu_median_s);
