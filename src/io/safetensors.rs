@@ -131,9 +131,14 @@ mod tests {
 
     use super::*;
 
+    /// The bytes candle writes for `tensors`. Each call has its own file: the tests
+    /// run in parallel threads of one process (one shared name made one test read
+    /// a file the other had just removed).
     fn file(tensors: &[(&str, Tensor)]) -> Vec<u8> {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let map: HashMap<String, Tensor> = tensors.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
-        let path = std::env::temp_dir().join(format!("kpl-safetensors-{}.safetensors", std::process::id()));
+        let path = std::env::temp_dir().join(format!("kpl-safetensors-{}-{call}.safetensors", std::process::id()));
         candle_core::safetensors::save(&map, &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::remove_file(path).unwrap();
