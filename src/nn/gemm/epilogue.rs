@@ -38,31 +38,29 @@ impl<'a> Epilogue<'a> {
     /// out.len()`; `n` is the row length of the whole output.
     #[inline]
     pub(crate) fn store(&self, row: usize, col: usize, n: usize, acc: &[f32], out: &mut [f32]) {
-        #[cfg(target_arch = "wasm32")]
-        // SAFETY: simd128 is a requirement of the wasm build.
-        return unsafe { self.finish_simd128(row, col, n, Some(acc), out) };
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: AVX-512 F is present (checked just above).
-            return unsafe { self.finish_avx512(row, col, n, Some(acc), out) };
-        }
-        #[allow(unreachable_code)]
-        self.finish(row, col, n, Some(acc), out)
+        self.finish_best(row, col, n, Some(acc), out)
     }
 
     /// [`store`](Self::store) in place: `out` holds the finished sums.
     #[inline]
     pub(crate) fn apply(&self, row: usize, col: usize, n: usize, out: &mut [f32]) {
+        self.finish_best(row, col, n, None, out)
+    }
+
+    /// [`finish`](Self::finish) compiled for the best instruction set at hand
+    /// (simd128 in wasm, AVX-512 F natively where present): the same bits.
+    #[inline]
+    fn finish_best(&self, row: usize, col: usize, n: usize, acc: Option<&[f32]>, out: &mut [f32]) {
         #[cfg(target_arch = "wasm32")]
         // SAFETY: simd128 is a requirement of the wasm build.
-        return unsafe { self.finish_simd128(row, col, n, None, out) };
+        return unsafe { self.finish_simd128(row, col, n, acc, out) };
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512 F is present (checked just above).
-            return unsafe { self.finish_avx512(row, col, n, None, out) };
+            return unsafe { self.finish_avx512(row, col, n, acc, out) };
         }
         #[allow(unreachable_code)]
-        self.finish(row, col, n, None, out)
+        self.finish(row, col, n, acc, out)
     }
 
     /// [`finish`](Self::finish) compiled with simd128, so that its element-wise
