@@ -41,8 +41,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median seconds per call of `f` over `runs` samples after a warm-up; each
 /// sample repeats `f` for at least a quarter of a second, so that a coarse
-/// clock (CPU time in 10 ms ticks) still resolves it. `now`: seconds.
+/// clock (CPU time in 10 ms ticks) still resolves it. `now`: seconds. Every
+/// call of `f` goes through [`call`].
 fn time(runs: usize, now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
+    let mut f = || call(&mut f);
     let t = now();
     f();
     let mut repeats = 1;
@@ -63,6 +65,16 @@ fn time(runs: usize, now: &dyn Fn() -> f64, mut f: impl FnMut()) -> f64 {
             })
             .collect(),
     )
+}
+
+/// One call of a measured `f`, never inlined into [`time`]: V8 has no on-stack
+/// replacement for wasm, so a loop inlined into `time`'s one activation ran every
+/// repetition in its baseline compiler (Liftoff; the relaxed build's `peak-f32`
+/// at 10.7 GFLOP/s vs 48 with `--no-liftoff`); separate calls pick up the
+/// optimised code once it is ready.
+#[inline(never)]
+fn call(f: &mut impl FnMut()) {
+    f()
 }
 
 /// A deterministic pseudo-random vector in [-scale, scale) (xorshift64; also
@@ -219,13 +231,7 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     #[cfg(target_arch = "wasm32")]
     {
         /// `RELAXED`: `f32x4.relaxed_madd` (the relaxed build's kernel), else mul + add.
-        /// Never inlined: V8 has no on-stack replacement for wasm, so a loop inlined
-        /// into `time`'s one call ran every repetition in its baseline compiler
-        /// (Liftoff), whose code was a fifth of the optimised one's speed (relaxed
-        /// build: 10.7 GFLOP/s vs 48 with `--no-liftoff`); separate calls pick up the
-        /// optimised code once it is ready.
         #[target_feature(enable = "simd128")]
-        #[inline(never)]
         unsafe fn madd<const RELAXED: bool>(iters: usize) -> f32 {
             use core::arch::wasm32::*;
             // acc += w · a: the products are independent of the accumulators (as
