@@ -21,13 +21,13 @@
 //!   pool; each pair is computed by one thread, so the result is the same
 //!   bits at any thread count (tests/threads.rs).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::f32::pack_rows;
-use super::gemm::{f32_tile, F32Isa, F32_MAX_ROWS as MAX_ROWS, F32_NR as NR};
+use super::gemm::pack::pack_rows_scaled;
+use super::gemm::{f32_tile, f32_tile_into, F32Isa, F32_MAX_ROWS as MAX_ROWS, F32_NR as NR};
 use super::lanes;
 use super::linear::with_f32_slice;
 
@@ -127,9 +127,22 @@ pub fn attend_with(q: Rows, k: Rows, v: Rows, shape: Shape, scale: f32, mask: Op
         return out;
     }
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
-    let one = |&(b, h): &(usize, usize)| head(&q, &k, &v, shape, b, h, scale, mask.as_ref(), isa);
-    let blocks: Vec<Vec<f32>> =
-        if rayon::current_num_threads() > 1 { pairs.par_iter().map(one).collect() } else { pairs.iter().map(one).collect() };
+    if rayon::current_num_threads() == 1 {
+        // Each head's context straight into its columns of `out`.
+        for &(b, h) in &pairs {
+            let dst = &mut out[b * q_len * hidden + h * d..];
+            head(&q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, dst, hidden);
+        }
+        return out;
+    }
+    let blocks: Vec<Vec<f32>> = pairs
+        .par_iter()
+        .map(|&(b, h)| {
+            let mut block = vec![0f32; q_len * d];
+            head(&q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, &mut block, d);
+            block
+        })
+        .collect();
     for (&(b, h), block) in pairs.iter().zip(&blocks) {
         for (i, row) in block.chunks_exact(d).enumerate() {
             out[(b * q_len + i) * hidden + h * d..][..d].copy_from_slice(row);
@@ -138,70 +151,113 @@ pub fn attend_with(q: Rows, k: Rows, v: Rows, shape: Shape, scale: f32, mask: Op
     out
 }
 
-/// Head `h` of sequence `b`: `[q_len, head_dim]` row-major.
-#[allow(clippy::too_many_arguments)]
-fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f32, mask: Option<&Mask>, isa: F32Isa) -> Vec<f32> {
-    let Shape { head_dim: d, q_len, k_len, .. } = shape;
-    let mr = isa.rows();
-    let row = |r: &Rows, len: usize, i: usize| -> usize { (b * len + i) * r.stride + r.offset + h * d };
-    // The scaled queries, k-major per tile of mr rows: query i, dimension c at
-    // (i / mr · d + c) · mr + i % mr (rows past q_len zero).
-    let mut scaled = Vec::with_capacity(q_len * d);
-    for i in 0..q_len {
-        scaled.extend(q.values[row(q, q_len, i)..][..d].iter().map(|&x| x * scale));
-    }
-    let mut queries = vec![0f32; q_len.div_ceil(mr) * mr * d];
-    pack_rows(&scaled, d, mr, &mut queries);
-    drop(scaled);
-    // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR + j % NR.
-    let key_panels = k_len.div_ceil(NR);
-    let mut keys = vec![0f32; key_panels * d * NR];
-    for j in 0..k_len {
-        let panel = &mut keys[j / NR * d * NR..];
-        for (c, &x) in k.values[row(k, k_len, j)..][..d].iter().enumerate() {
-            panel[c * NR + j % NR] = x;
-        }
-    }
-    let mut scores = vec![0f32; q_len * k_len];
-    products(isa, q_len, d, &queries, &keys, k_len, &mut scores);
-    for (i, s) in scores.chunks_exact_mut(k_len).enumerate() {
-        let m = mask.map(|m| &m.values[b * m.batch_stride + i * m.row_stride..][..k_len]);
-        softmax(s, m);
-    }
-    // The probabilities k-major per tile of mr rows, as the queries.
-    let mut probabilities = vec![0f32; q_len.div_ceil(mr) * mr * k_len];
-    pack_rows(&scores, k_len, mr, &mut probabilities);
-    drop(scores);
-    // The values in panels of NR dimensions: key j, dimension c at
-    // (c / NR · k_len + j) · NR + c % NR.
-    let value_panels = d.div_ceil(NR);
-    let mut values = vec![0f32; value_panels * k_len * NR];
-    for j in 0..k_len {
-        let src = &v.values[row(v, k_len, j)..][..d];
-        for (p, part) in src.chunks(NR).enumerate() {
-            values[(p * k_len + j) * NR..][..part.len()].copy_from_slice(part);
-        }
-    }
-    let mut context = vec![0f32; q_len * d];
-    products(isa, q_len, k_len, &probabilities, &values, d, &mut context);
-    context
+/// One thread's buffers for [`head`], kept from call to call: fresh zeroed
+/// `vec!`s for each (sequence, head) cost about 3 % of a native ViT-B/16
+/// image (measured with `perf`, bench/README.md). What a call does not write
+/// (the rows past `q_len` of the last query tile, the keys and dimensions
+/// past the last full panel) holds an earlier call's values, which go only
+/// into products that are never kept: the kernels compute the requested rows
+/// alone, and the columns past `k_len` or `head_dim` are dropped.
+#[derive(Default)]
+struct Scratch {
+    queries: Vec<f32>,
+    keys: Vec<f32>,
+    scores: Vec<f32>,
+    probabilities: Vec<f32>,
+    values: Vec<f32>,
 }
 
-/// `y[m, n] = a · wᵀ` through the GEMM's micro-kernels: `a` packed k-major
-/// per tile of `isa.rows()` rows, `w` in panels of [`NR`] columns (`kc` × NR
-/// values each), `y` row-major.
-fn products(isa: F32Isa, m: usize, kc: usize, a: &[f32], w: &[f32], n: usize, y: &mut [f32]) {
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The first `len` values of `v`, grown (with zeros) where it is shorter.
+fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// Head `h` of sequence `b`: its `[q_len, head_dim]` context, row `i` into
+/// `dst[i · ld..][..head_dim]`.
+#[allow(clippy::too_many_arguments)]
+fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f32, mask: Option<&Mask>, isa: F32Isa, dst: &mut [f32], ld: usize) {
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        let Shape { head_dim: d, q_len, k_len, .. } = shape;
+        let mr = isa.rows();
+        let start = |r: &Rows, len: usize| (b * len) * r.stride + r.offset + h * d;
+        // The scaled queries, k-major per tile of mr rows: query i, dimension c
+        // at (i / mr · d + c) · mr + i % mr.
+        let queries = sized(&mut scratch.queries, q_len.div_ceil(mr) * mr * d);
+        pack_rows_scaled(&q.values[start(q, q_len)..], q_len, q.stride, d, mr, Some(scale), queries);
+        // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR + j % NR.
+        let key_panels = k_len.div_ceil(NR);
+        let keys = sized(&mut scratch.keys, key_panels * d * NR);
+        for j in 0..k_len {
+            let panel = &mut keys[j / NR * d * NR..];
+            for (c, &x) in k.values[start(k, k_len) + j * k.stride..][..d].iter().enumerate() {
+                panel[c * NR + j % NR] = x;
+            }
+        }
+        // Scores row i at i · ld_s, every panel's 16 columns written.
+        let ld_s = key_panels * NR;
+        let scores = sized(&mut scratch.scores, q_len * ld_s);
+        products(isa, q_len, d, queries, keys, k_len, scores, ld_s, ld_s);
+        for (i, s) in scores.chunks_exact_mut(ld_s).enumerate() {
+            let m = mask.map(|m| &m.values[b * m.batch_stride + i * m.row_stride..][..k_len]);
+            softmax(&mut s[..k_len], m);
+        }
+        // The probabilities k-major per tile of mr rows, as the queries.
+        let probabilities = sized(&mut scratch.probabilities, q_len.div_ceil(mr) * mr * k_len);
+        pack_rows_scaled(scores, q_len, ld_s, k_len, mr, None, probabilities);
+        // The values in panels of NR dimensions: key j, dimension c at
+        // (c / NR · k_len + j) · NR + c % NR.
+        let value_panels = d.div_ceil(NR);
+        let values = sized(&mut scratch.values, value_panels * k_len * NR);
+        for j in 0..k_len {
+            let src = &v.values[start(v, k_len) + j * v.stride..][..d];
+            for (p, part) in src.chunks(NR).enumerate() {
+                values[(p * k_len + j) * NR..][..part.len()].copy_from_slice(part);
+            }
+        }
+        products(isa, q_len, k_len, probabilities, values, d, dst, ld, d);
+    })
+}
+
+/// `y[i · ldy + c] = (a · wᵀ)[i, c]` for `i < m`, `c < n`, through the GEMM's
+/// micro-kernels: `a` packed k-major per tile of `isa.rows()` rows, `w` in
+/// panels of [`NR`] columns (`kc` × NR values each). Panels (two at a time)
+/// whose 16 columns all lie within the first `cap` ≥ `n` columns of `y`'s
+/// rows go straight into `y` ([`f32_tile_into`], where `isa` has it: the
+/// GEMM's 12 × 32 AVX-512 tile, twice the rate of one panel); the others
+/// through [`f32_tile`] and a copy of their columns below `n`. The same bits
+/// either way (one chain per output, in k order).
+#[allow(clippy::too_many_arguments)]
+fn products(isa: F32Isa, m: usize, kc: usize, a: &[f32], w: &[f32], n: usize, y: &mut [f32], ldy: usize, cap: usize) {
     let mr = isa.rows();
+    let count = w.len() / (kc * NR);
+    let panel = |p: usize| &w[p * kc * NR..(p + 1) * kc * NR];
     for r0 in (0..m).step_by(mr) {
         let rows = mr.min(m - r0);
         let tile = &a[r0 * kc..(r0 + mr) * kc];
-        for (p, panel) in w.chunks_exact(kc * NR).enumerate() {
-            let mut acc = [[0f32; NR]; MAX_ROWS];
-            f32_tile(isa, rows, kc, tile, panel, &mut acc);
-            let (c0, cols) = (p * NR, NR.min(n - p * NR));
-            for (r, acc) in acc[..rows].iter().enumerate() {
-                y[(r0 + r) * n + c0..][..cols].copy_from_slice(&acc[..cols]);
+        let mut p = 0;
+        while p < count {
+            let ws: &[&[f32]] = if p + 1 < count && (p + 2) * NR <= cap { &[panel(p), panel(p + 1)] } else { &[panel(p)] };
+            if (p + ws.len()) * NR <= cap && f32_tile_into(isa, rows, kc, tile, ws, &mut y[r0 * ldy + p * NR..], ldy, false) {
+                p += ws.len();
+                continue;
             }
+            for (q, w) in ws.iter().enumerate() {
+                let mut acc = [[0f32; NR]; MAX_ROWS];
+                f32_tile(isa, rows, kc, tile, w, &mut acc);
+                let (c0, cols) = ((p + q) * NR, NR.min(n - (p + q) * NR));
+                for (r, acc) in acc[..rows].iter().enumerate() {
+                    y[(r0 + r) * ldy + c0..][..cols].copy_from_slice(&acc[..cols]);
+                }
+            }
+            p += ws.len();
         }
     }
 }

@@ -23,6 +23,7 @@
 
 use super::epilogue::Epilogue;
 use super::f32_kernel::{self, F32Isa, MAX_ROWS, NR};
+use super::pack::pack_rows;
 use super::q8::PackError;
 
 /// Values of k per block for the kernels going through [`f32_kernel::tile`]
@@ -178,29 +179,5 @@ impl PackedF32 {
                 }
             }
         })
-    }
-}
-
-/// `x` (`[m, k]` row-major) into `a` k-major per tile of `mr` rows: row `i`,
-/// column `j` at `(i / mr · k + j) · mr + i % mr` (`a` holds whole tiles;
-/// the rows past `m` are left as they are). A tile is filled 16 columns at
-/// a time, so that the stores stay within a few cache lines: written a row
-/// at a time (a 172 KB tile for k = 3072, past L1), with a division per
-/// value, it cost a tenth of a ViT-B/16 image's f32 time (measured with `perf`).
-pub(crate) fn pack_rows(x: &[f32], k: usize, mr: usize, a: &mut [f32]) {
-    const COLUMNS: usize = 16;
-    if k == 0 {
-        return;
-    }
-    for (rows, tile) in x.chunks(mr * k).zip(a.chunks_exact_mut(mr * k)) {
-        for j0 in (0..k).step_by(COLUMNS) {
-            let w = COLUMNS.min(k - j0);
-            let window = &mut tile[j0 * mr..(j0 + w) * mr];
-            for (r, row) in rows.chunks_exact(k).enumerate() {
-                for (jj, &v) in row[j0..j0 + w].iter().enumerate() {
-                    window[jj * mr + r] = v;
-                }
-            }
-        }
     }
 }

@@ -28,6 +28,7 @@
 pub mod epilogue;
 pub mod f32;
 mod f32_kernel;
+pub(crate) mod pack;
 pub mod f32_relaxed;
 pub mod q4;
 mod q4_kernel;
@@ -43,7 +44,7 @@ mod split;
 pub use epilogue::Epilogue;
 pub use f32_kernel::F32Isa;
 /// The f32 micro-kernel and its tile sizes, for the fused attention's products (`nn::attention`).
-pub(crate) use f32_kernel::{tile as f32_tile, MAX_ROWS as F32_MAX_ROWS, NR as F32_NR};
+pub(crate) use f32_kernel::{tile as f32_tile, tile_into as f32_tile_into, MAX_ROWS as F32_MAX_ROWS, NR as F32_NR};
 pub use q8_kernel::Isa;
 pub use q8x8_kernel::Q8x8Isa;
 pub use quantized::QuantizedGemm;
