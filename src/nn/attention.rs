@@ -192,15 +192,11 @@ fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f
         // at (i / mr · d + c) · mr + i % mr.
         let queries = sized(&mut scratch.queries, q_len.div_ceil(mr) * mr * d);
         pack_rows_scaled(&q.values[start(q, q_len)..], q_len, q.stride, d, mr, Some(scale), queries);
-        // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR + j % NR.
+        // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR
+        // + j % NR, the queries' layout with NR rows per tile.
         let key_panels = k_len.div_ceil(NR);
         let keys = sized(&mut scratch.keys, key_panels * d * NR);
-        for j in 0..k_len {
-            let panel = &mut keys[j / NR * d * NR..];
-            for (c, &x) in k.values[start(k, k_len) + j * k.stride..][..d].iter().enumerate() {
-                panel[c * NR + j % NR] = x;
-            }
-        }
+        pack_rows_scaled(&k.values[start(k, k_len)..], k_len, k.stride, d, NR, None, keys);
         // Scores row i at i · ld_s, every panel's 16 columns written.
         let ld_s = key_panels * NR;
         let scores = sized(&mut scratch.scores, q_len * ld_s);

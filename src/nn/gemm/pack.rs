@@ -9,8 +9,9 @@
 //! The packing is a transposition of each tile's `mr × 16` blocks. Written
 //! value by value (16 stores `mr` values apart per row) it was 6 % of a native
 //! ViT-B/16 image and a third of its attention (measured with `perf`); on
-//! AVX-512 with the GEMM's 12-row tiles it is done 16 × 16 in registers (the
-//! usual unpack / shuffle network), one masked 12-value store per column.
+//! AVX-512 with the GEMM's 12-row tiles (and the attention's 16-key panels,
+//! the same layout with 16 rows) it is done 16 × 16 in registers (the usual
+//! unpack / shuffle network), one masked store per column.
 
 /// `x` (`[m, k]` row-major, `m = x.len() / k`) into `a` (see the module doc;
 /// `a` holds whole tiles, the rows past `m` are left as they are).
@@ -35,12 +36,12 @@ pub(crate) fn pack_rows_scaled(x: &[f32], m: usize, ld: usize, k: usize, mr: usi
     assert!(ld >= k && x.len() >= (m - 1) * ld + k, "pack_rows: x is shorter than its rows");
     assert!(a.len() >= m.div_ceil(mr) * mr * k, "pack_rows: a is shorter than the tiles");
     #[cfg(target_arch = "x86_64")]
-    if mr == AVX512_ROWS && std::arch::is_x86_feature_detected!("avx512f") {
+    if (mr == 12 || mr == 16) && std::arch::is_x86_feature_detected!("avx512f") {
         for (t, tile) in a.chunks_exact_mut(mr * k).take(m.div_ceil(mr)).enumerate() {
             let rows = mr.min(m - t * mr);
             // SAFETY: AVX-512F is present (checked above); the rows read lie
-            // within x and the tile written within a (asserted above).
-            unsafe { tile_avx512(x[t * mr * ld..].as_ptr(), rows, ld, k, scale, tile.as_mut_ptr()) };
+            // within x and the tile written within a (asserted above); mr ≤ 16.
+            unsafe { tile_avx512(x[t * mr * ld..].as_ptr(), rows, ld, k, mr, scale, tile.as_mut_ptr()) };
         }
         return;
     }
@@ -60,22 +61,18 @@ pub(crate) fn pack_rows_scaled(x: &[f32], m: usize, ld: usize, k: usize, mr: usi
     }
 }
 
-/// The rows per tile of the AVX-512 f32 kernel, the tiles [`tile_avx512`] packs.
-#[cfg(target_arch = "x86_64")]
-const AVX512_ROWS: usize = 12;
-
-/// One tile of `rows` ≤ 12 rows (`ld` apart from `x`) × `k` columns into
-/// `a` (12 · k values): per block of 16 columns, the rows loaded (masked at
-/// the last block), transposed, and column `j`'s `rows` values stored at
-/// `a[j · 12..]`.
+/// One tile of `rows` ≤ `mr` ≤ 16 rows (`ld` apart from `x`) × `k` columns
+/// into `a` (`mr` · k values): per block of 16 columns, the rows loaded
+/// (masked at the last block), transposed, and column `j`'s `rows` values
+/// stored at `a[j · mr..]`. `mr` is 12 for the AVX-512 GEMM kernel's tiles,
+/// 16 for the attention's key panels.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(x: *const f32, rows: usize, ld: usize, k: usize, scale: Option<f32>, a: *mut f32) {
+unsafe fn tile_avx512(x: *const f32, rows: usize, ld: usize, k: usize, mr: usize, scale: Option<f32>, a: *mut f32) {
     use std::arch::x86_64::*;
-    const MR: usize = AVX512_ROWS;
     let s = _mm512_set1_ps(scale.unwrap_or(1.0));
     // The tile's rows (lanes past them, the padding rows, are not written).
-    let stored: __mmask16 = (1u16 << rows) - 1;
+    let stored: __mmask16 = ((1u32 << rows) - 1) as u16;
     for j0 in (0..k).step_by(16) {
         let w = 16.min(k - j0);
         let columns: __mmask16 = if w == 16 { 0xffff } else { (1u16 << w) - 1 };
@@ -86,7 +83,7 @@ unsafe fn tile_avx512(x: *const f32, rows: usize, ld: usize, k: usize, scale: Op
         }
         let t = transpose16(v);
         for (j, t) in t.iter().enumerate().take(w) {
-            _mm512_mask_storeu_ps(a.add((j0 + j) * MR), stored, *t);
+            _mm512_mask_storeu_ps(a.add((j0 + j) * mr), stored, *t);
         }
     }
 }
@@ -152,7 +149,7 @@ mod tests {
         for &(m, k, extra) in &[(1usize, 1usize, 0usize), (5, 7, 3), (12, 16, 0), (13, 33, 1), (197, 64, 704), (197, 197, 11), (30, 768, 0)] {
             let ld = k + extra;
             let x: Vec<f32> = (0..m * ld).map(|i| (i as f32 * 0.37).sin()).collect();
-            for mr in [4, 6, 12] {
+            for mr in [4, 6, 12, 16] {
                 for scale in [None, Some(0.125f32), Some(0.3)] {
                     let len = m.div_ceil(mr) * mr * k;
                     let (mut got, mut want) = (vec![f32::NAN; len], vec![f32::NAN; len]);
