@@ -296,3 +296,55 @@ fn fused_epilogues_equal_the_unfused_path_bit_for_bit() {
     }
 }
 
+
+/// `Linear::forward_shared` (the input packed, or quantised, once for several
+/// layers that read it: q, k and v of self-attention) gives the bits of each
+/// layer's own `forward`, on the f32 GEMM and on the q8_0 × q8_0 GEMM, with
+/// a batch dimension, odd rows and odd output widths; layers not all on one
+/// of those GEMMs (a candle `Dense` one among them, or q8_0 under `Int8`) go
+/// one `forward` each, with the same results.
+#[test]
+fn shared_activations_give_each_layers_own_bits() -> candle_core::Result<()> {
+    use kpl::nn::linear::{quant_kernel, set_f32_kernel, set_quant_kernel, F32Kernel, Linear, QuantKernel};
+    let (dev, default_kernel) = (Device::Cpu, quant_kernel());
+    let (batch, rows, k) = (2, 13, 64);
+    let x = Tensor::from_vec(stream(1, batch * rows * k, 1.0), (batch, rows, k), &dev)?;
+    let weight = |seed: u64, n: usize| Tensor::from_vec(stream(seed, n * k, 0.2), (n, k), &dev);
+    let bias = |seed: u64, n: usize| Tensor::from_vec(stream(seed, n, 0.5), n, &dev);
+    let check = |layers: [&Linear; 3]| -> candle_core::Result<()> {
+        let shared = Linear::forward_shared(layers, &x)?;
+        for (layer, got) in layers.iter().zip(&shared) {
+            let want = layer.forward(&x)?;
+            assert_eq!(got.dims(), want.dims());
+            let (got, want) = (got.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
+            assert!(same_bits(&got, &want), "a shared product differs from the layer's own");
+        }
+        Ok(())
+    };
+    let widths = [48, 17, 64];
+    let dense: Vec<Linear> =
+        widths.iter().enumerate().map(|(i, &n)| Linear::dense(weight(10 + i as u64, n)?, Some(bias(20 + i as u64, n)?))).collect::<candle_core::Result<_>>()?;
+    check([&dense[0], &dense[1], &dense[2]])?;
+    set_f32_kernel(F32Kernel::Candle);
+    let candle = Linear::dense(weight(30, 40)?, None)?;
+    set_f32_kernel(F32Kernel::Packed);
+    check([&dense[0], &candle, &dense[2]])?;
+    let quantized = |kernel| -> candle_core::Result<Vec<Linear>> {
+        set_quant_kernel(kernel);
+        let layers = [32, 96, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let q = QTensor::quantize(&weight(40 + i as u64, n)?, GgmlDType::Q8_0)?;
+                Linear::from_qtensor(std::sync::Arc::new(q), (i != 1).then(|| bias(50 + i as u64, n)).transpose()?)
+            })
+            .collect();
+        layers
+    };
+    for kernel in [QuantKernel::Int8x8, QuantKernel::Int8] {
+        let layers = quantized(kernel)?;
+        check([&layers[0], &layers[1], &layers[2]])?;
+    }
+    set_quant_kernel(default_kernel);
+    Ok(())
+}

@@ -22,12 +22,12 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Result, Tensor};
 
-use super::gemm::f32::PackedF32;
+use super::gemm::f32::{PackedF32, PackedRows};
 use super::gemm::q4::PackedQ4;
 use super::gemm::q8::PackedQ8;
-use super::gemm::q8x8::PackedQ8x8;
+use super::gemm::q8x8::{PackedQ8x8, Q8x8Activations};
 use super::gemm::Q8x8Isa;
-use super::gemm::{Epilogue, QuantizedGemm};
+use super::gemm::{Epilogue, F32Isa, QuantizedGemm};
 use super::Activation;
 
 /// How a quantised linear layer computes.
@@ -467,6 +467,60 @@ impl Linear {
             Some(r) => r + ys,
             None => Ok(ys),
         }
+    }
+
+    /// `[xs · Wᵢᵀ + bᵢ]` for `N` layers of the same input (q, k and v of
+    /// self-attention): on our f32 GEMM, or our q8_0 × q8_0 GEMM, with every
+    /// layer on the same one, `xs` is packed (quantised) once for all of them
+    /// instead of once per layer (two of the six products' inputs of a
+    /// ViT-B/16 layer: q, k, v, the output projection, fc1, fc2); otherwise
+    /// one [`Module::forward`] each. The same bits either way.
+    ///
+    /// Errors as [`Module::forward`].
+    pub fn forward_shared<const N: usize>(layers: [&Linear; N], xs: &Tensor) -> Result<[Tensor; N]> {
+        let owns: Vec<Option<Own>> = layers.iter().map(|l| l.own()).collect();
+        let k = *xs.dims().last().unwrap_or(&0);
+        let same_k = |d: (usize, usize)| d.1 == k;
+        let all_f32 = owns.iter().all(|o| matches!(o, Some(Own::F32(p)) if same_k(p.dims())));
+        let all_q8x8 = owns.iter().all(|o| matches!(o, Some(Own::Q8x8(p)) if same_k(p.dims())));
+        if N < 2 || !(all_f32 || all_q8x8) || k == 0 {
+            let ys = layers.iter().map(|l| l.forward(xs)).collect::<Result<Vec<_>>>()?;
+            return Ok(ys.try_into().unwrap_or_else(|_| unreachable!("N outputs")));
+        }
+        let m = xs.elem_count() / k;
+        let biases = layers
+            .iter()
+            .map(|l| l.bias().map(|b| super::dtype::to_f32(b)?.flatten_all()?.to_vec1::<f32>()).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        // The input in the form of the GEMM every layer runs on.
+        enum Shared {
+            F32(PackedRows),
+            Q8x8(Q8x8Activations),
+        }
+        let ys: Vec<(usize, Vec<f32>)> = with_f32_slice(xs, |x| {
+            let shared =
+                if all_f32 { Shared::F32(PackedRows::new(x, m, k, F32Isa::best())) } else { Shared::Q8x8(Q8x8Activations::new(x, m, k, Q8x8Isa::best())) };
+            owns.iter()
+                .zip(&biases)
+                .map(|(o, bias)| {
+                    let epilogue = Epilogue::bias(bias.as_deref());
+                    match (o, &shared) {
+                        (Some(Own::F32(p)), Shared::F32(a)) => (p.dims().0, p.matmul_packed(a, &epilogue)),
+                        (Some(Own::Q8x8(p)), Shared::Q8x8(a)) => (p.dims().0, p.matmul_quantized(a, &epilogue)),
+                        _ => unreachable!("every layer on the GEMM of `shared`"),
+                    }
+                })
+                .collect()
+        })?;
+        let ys = ys
+            .into_iter()
+            .map(|(n, y)| {
+                let mut dims = xs.dims().to_vec();
+                *dims.last_mut().expect("xs has a last dim") = n;
+                Tensor::from_vec(y, dims, &Device::Cpu)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ys.try_into().unwrap_or_else(|_| unreachable!("N outputs")))
     }
 
     /// The packed weight our GEMM reads, when the layer computes on one now.

@@ -160,7 +160,14 @@ impl Attention {
     ) -> Result<Tensor> {
         let (batch, q_len, hidden) = queries.dims3()?;
         let k_len = keys_values.dim(1)?;
-        let (q, k, v) = (self.q_proj.forward(queries)?, self.k_proj.forward(keys_values)?, self.v_proj.forward(keys_values)?);
+        // One input packed (or quantised) once for the projections that read it.
+        let (q, k, v) = if queries.id() == keys_values.id() {
+            let [q, k, v] = Linear::forward_shared([&self.q_proj, &self.k_proj, &self.v_proj], queries)?;
+            (q, k, v)
+        } else {
+            let [k, v] = Linear::forward_shared([&self.k_proj, &self.v_proj], keys_values)?;
+            (self.q_proj.forward(queries)?, k, v)
+        };
         let context = if attention_kernel() == AttentionKernel::Fused && queries.device().is_cpu() {
             attend_tensors(&q, &k, &v, self.heads, self.scale as f32, mask)?
         } else {

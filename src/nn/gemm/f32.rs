@@ -121,12 +121,18 @@ impl PackedF32 {
     /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel.
     pub fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: F32Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        self.matmul_packed(&PackedRows::new(x, m, self.k, isa), epilogue)
+    }
+
+    /// [`matmul_fused_with`](Self::matmul_fused_with) of activations packed
+    /// once for several weights of the same k (q, k and v of one input): the
+    /// same bits. Panics if `x`'s k is not the weight's, or as
+    /// [`matmul_fused`](Self::matmul_fused).
+    pub fn matmul_packed(&self, x: &PackedRows, epilogue: &Epilogue) -> Vec<f32> {
+        assert_eq!(x.k, self.k, "x must be [m, k]");
+        let (m, isa, a) = (x.m, x.isa, &x.a);
         epilogue.check(m, self.n);
         let mr = isa.rows();
-        // x packed k-major per tile of mr rows (rows past m zero): row r of
-        // step j of tile t at (t·k + j)·mr + r.
-        let mut a = vec![0f32; m.div_ceil(mr) * mr * self.k];
-        pack_rows(x, self.k, mr, &mut a);
         super::split::by_panels(m, self.n, NR, |panels, block| {
             let c0 = panels.start * NR;
             let width = (panels.end * NR).min(self.n) - c0;
@@ -179,5 +185,26 @@ impl PackedF32 {
                 }
             }
         })
+    }
+}
+
+/// Activations `[m, k]` packed for the f32 GEMM's micro-kernel `isa`: k-major
+/// per tile of `isa.rows()` rows ([`super::pack`]), the rows past `m` zero.
+#[derive(Debug, Clone)]
+pub struct PackedRows {
+    m: usize,
+    k: usize,
+    isa: F32Isa,
+    a: Vec<f32>,
+}
+
+impl PackedRows {
+    /// Packs `x` (`[m, k]` row-major). Panics if `x.len() != m · k`.
+    pub fn new(x: &[f32], m: usize, k: usize, isa: F32Isa) -> Self {
+        assert_eq!(x.len(), m * k, "x must be [m, k]");
+        let mr = isa.rows();
+        let mut a = vec![0f32; m.div_ceil(mr) * mr * k];
+        pack_rows(x, k, mr, &mut a);
+        Self { m, k, isa, a }
     }
 }

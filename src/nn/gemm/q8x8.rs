@@ -184,9 +184,37 @@ impl QuantizedGemm for PackedQ8x8 {
     /// is the same bits at any thread count.
     fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Q8x8Isa) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "x must be [m, k]");
+        self.matmul_quantized(&Q8x8Activations::new(x, m, self.k, isa), epilogue)
+    }
+}
+
+impl PackedQ8x8 {
+    /// [`QuantizedGemm::matmul_fused_with`] of activations quantised once
+    /// for several weights of the same k (q, k and v of one input): the same
+    /// bits. Panics if `x`'s k is not the weight's, or as `matmul_fused_with`.
+    pub fn matmul_quantized(&self, x: &Q8x8Activations, epilogue: &Epilogue) -> Vec<f32> {
+        assert_eq!(x.k, self.k, "x must be [m, k]");
+        let (m, isa) = (x.m, x.isa);
         epilogue.check(m, self.n);
-        let acts = Q8Rows::new(x, m, self.k, isa);
-        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&acts, m, isa, epilogue, panels, block))
+        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&x.rows, m, isa, epilogue, panels, block))
+    }
+}
+
+/// Activations `[m, k]` quantised to q8_0 for the micro-kernel `isa`, in the
+/// kernels' layout (see the module doc).
+pub struct Q8x8Activations {
+    m: usize,
+    k: usize,
+    isa: Q8x8Isa,
+    rows: Q8Rows,
+}
+
+impl Q8x8Activations {
+    /// Quantises `x` (`[m, k]` row-major, k a multiple of 32). Panics if
+    /// `x.len() != m · k` or k is not a multiple of 32.
+    pub fn new(x: &[f32], m: usize, k: usize, isa: Q8x8Isa) -> Self {
+        assert!(x.len() == m * k && k.is_multiple_of(BLOCK), "x must be [m, k], k a multiple of {BLOCK}");
+        Self { m, k, isa, rows: Q8Rows::new(x, m, k, isa) }
     }
 }
 
