@@ -65,13 +65,49 @@ pub fn q8_kernels() -> String {
 /// reference, not only the default. Throws on a name this build lacks.
 #[wasm_bindgen(js_name = q8GemmWith)]
 pub fn q8_gemm_with(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize, kernel: &str) -> Result<Vec<f32>, JsError> {
-    let isa = crate::nn::gemm::Isa::available()
-        .into_iter()
-        .find(|isa| format!("{isa:?}") == kernel)
-        .ok_or_else(|| JsError::new(&format!("no int8 kernel {kernel:?} in this build (it has {})", q8_kernels())))?;
+    let isa = named_kernel(crate::nn::gemm::Isa::available(), kernel, "int8")?;
     let packed = crate::nn::gemm::q8::PackedQ8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
     check_rows(x, m, k)?;
     Ok(packed.matmul_with(x, m, isa))
+}
+
+/// The kernel of `available` whose `Debug` name is `name`; an error naming
+/// those there are otherwise (`what`: the GEMM, for the message).
+fn named_kernel<I: std::fmt::Debug>(available: Vec<I>, name: &str, what: &str) -> Result<I, JsError> {
+    let names = available.iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",");
+    available
+        .into_iter()
+        .find(|isa| format!("{isa:?}") == name)
+        .ok_or_else(|| JsError::new(&format!("no {what} kernel {name:?} in this build and engine (it has {names})")))
+}
+
+/// The q8_0 × q8_0 GEMM's kernels here (`nn::gemm::Q8x8Isa::available`),
+/// slowest first, comma-separated: `"Scalar"`, and `"Scalar,Relaxed"` in the
+/// relaxed-SIMD build where the engine passes both of its probes
+/// ([`q8x8_relaxed_dot`], [`relaxed_madd_fuses`]).
+#[wasm_bindgen(js_name = q8x8Kernels)]
+pub fn q8x8_kernels() -> String {
+    crate::nn::gemm::Q8x8Isa::available().iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",")
+}
+
+/// `y = x · Wᵀ` through the q8_0 × q8_0 GEMM (`nn::gemm::q8x8`) on the
+/// kernel named `kernel` (one of [`q8x8_kernels`]); otherwise as
+/// [`q8_gemm`]. For tests/browser/relaxed.test.mjs (numpy's `y_q8x8`, bit
+/// for bit). Throws on a kernel this build and engine lack.
+#[wasm_bindgen(js_name = q8x8GemmWith)]
+pub fn q8x8_gemm_with(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize, kernel: &str) -> Result<Vec<f32>, JsError> {
+    let isa = named_kernel(crate::nn::gemm::Q8x8Isa::available(), kernel, "q8x8")?;
+    let packed = crate::nn::gemm::q8x8::PackedQ8x8::from_blocks(blocks, n, k).map_err(|e| JsError::new(&e.0))?;
+    check_rows(x, m, k)?;
+    Ok(packed.matmul_with(x, m, isa))
+}
+
+/// Whether this engine's `i32x4.relaxed_dot_i8x16_i7x16_add_s` reads its
+/// second operand as u8 and sums exactly (`nn::gemm::q8x8_relaxed::dot_reads_u8`;
+/// false in the simd128 build).
+#[wasm_bindgen(js_name = q8x8RelaxedDot)]
+pub fn q8x8_relaxed_dot() -> bool {
+    crate::nn::gemm::q8x8_relaxed::dot_reads_u8()
 }
 
 /// `y = x · Wᵀ` through the int8 GEMM for q4_K (`nn::gemm::q4`, the simd128

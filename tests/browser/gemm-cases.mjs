@@ -20,10 +20,10 @@ function blocks(q, d, n, k) {
   return out;
 }
 
-/** The q8 cases: {m, k, n, w (block_q8_0 bytes), x, y}. */
+/** The q8 cases: {m, k, n, w (block_q8_0 bytes), x, y (the int8 GEMM's), yQ8x8 (the q8_0 × q8_0 GEMM's)}. */
 export function q8Cases() {
   const fixture = JSON.parse(readFileSync('tests/fixtures/q8-gemm/cases.json', 'utf8'));
-  return fixture.cases.map((c) => ({ m: c.m, k: c.k, n: c.n, w: blocks(bytes(c.w_q), bytes(c.w_d), c.n, c.k), x: f32(c.x), y: f32(c.y) }));
+  return fixture.cases.map((c) => ({ m: c.m, k: c.k, n: c.n, w: blocks(bytes(c.w_q), bytes(c.w_d), c.n, c.k), x: f32(c.x), y: f32(c.y), yQ8x8: f32(c.y_q8x8) }));
 }
 
 /** The f32 cases: {m, k, n, w, b (empty for none), x, y (unfused), yFma (fused)}. */

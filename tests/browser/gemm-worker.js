@@ -3,7 +3,9 @@
 // for a threaded build, and runs the GEMM cases given, answering the raw results.
 // Message: {pkg, threads, q8: [{w, n, k, x, m}], f32: [{w, n, k, b, x, m}],
 // q4: [{blocks, n, k, x, m}]} → {simd, fuses, threads, q8, f32, q4: [Float32Array],
-// q8Kernels: the build's int8 kernels, q8ByKernel: {kernel: [Float32Array]}} or {error}.
+// q8Kernels: the build's int8 kernels, q8ByKernel: {kernel: [Float32Array]},
+// q8x8Kernels / q8x8ByKernel: the same for the q8_0 × q8_0 GEMM, q8x8RelaxedDot: its
+// probe} or {error}.
 
 self.addEventListener('message', async ({ data }) => {
   try {
@@ -12,7 +14,11 @@ self.addEventListener('message', async ({ data }) => {
     await api.default({ module_or_path: `${dir}kpl_bg.wasm` });
     if (api.initThreadPool) await api.initThreadPool(data.threads);
     const q8Kernels = api.q8Kernels().split(',');
+    const q8x8Kernels = api.q8x8Kernels().split(',');
     const out = {
+      q8x8Kernels,
+      q8x8ByKernel: Object.fromEntries(q8x8Kernels.map((kernel) => [kernel, data.q8.map((c) => api.q8x8GemmWith(c.w, c.n, c.k, c.x, c.m, kernel))])),
+      q8x8RelaxedDot: api.q8x8RelaxedDot(),
       q8Kernels,
       q8ByKernel: Object.fromEntries(q8Kernels.map((kernel) => [kernel, data.q8.map((c) => api.q8GemmWith(c.w, c.n, c.k, c.x, c.m, kernel))])),
       simd: api.simdBuild(),

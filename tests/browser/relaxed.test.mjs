@@ -90,6 +90,7 @@ test('the GEMMs of the four builds against the numpy references: int8 bit for bi
           resolve(data.error ? data : {
             ...data, q8: plain(data.q8), f32: plain(data.f32), q4: plain(data.q4),
             q8ByKernel: Object.fromEntries(Object.entries(data.q8ByKernel).map(([kernel, ys]) => [kernel, plain(ys)])),
+            q8x8ByKernel: Object.fromEntries(Object.entries(data.q8x8ByKernel).map(([kernel, ys]) => [kernel, plain(ys)])),
           });
         });
         worker.postMessage({ pkg: dir, threads, q8, f32, q4 });
@@ -105,10 +106,16 @@ test('the GEMMs of the four builds against the numpy references: int8 bit for bi
       assert.equal(r.threads, threads, `${name}: rayon's pool`);
       // The int8 kernels: the relaxed one in the relaxed builds only, never the default.
       assert.deepEqual(r.q8Kernels, simd === 'relaxed' ? ['Scalar', 'Relaxed', 'Simd128'] : ['Scalar', 'Simd128'], `${name}: q8Kernels()`);
-      const int8 = [['q8', q8, r.q8], ['q4', q4, r.q4], ...r.q8Kernels.map((kernel) => [`q8 ${kernel}`, q8, r.q8ByKernel[kernel]])];
-      for (const [label, cases, ys] of int8) {
+      // The q8_0 × q8_0 kernels: the relaxed one only where the engine passes both
+      // probes (its relaxed dot reads the weights' u8 exactly, relaxed_madd fuses).
+      if (simd !== 'relaxed') assert.equal(r.q8x8RelaxedDot, false, `${name}: q8x8RelaxedDot() in a simd128 build`);
+      const relaxedQ8x8 = simd === 'relaxed' && r.q8x8RelaxedDot && r.fuses;
+      assert.deepEqual(r.q8x8Kernels, relaxedQ8x8 ? ['Scalar', 'Relaxed'] : ['Scalar'], `${name}: q8x8Kernels()`);
+      const int8 = [['q8', q8, r.q8, 'y'], ['q4', q4, r.q4, 'y'], ...r.q8Kernels.map((kernel) => [`q8 ${kernel}`, q8, r.q8ByKernel[kernel], 'y']),
+        ...r.q8x8Kernels.map((kernel) => [`q8x8 ${kernel}`, q8, r.q8x8ByKernel[kernel], 'yQ8x8'])];
+      for (const [label, cases, ys, reference] of int8) {
         cases.forEach((c, i) => {
-          const d = differingBits(new Float32Array(ys[i]), c.y);
+          const d = differingBits(new Float32Array(ys[i]), c[reference]);
           assert.equal(d, 0, `${name} ${label} [${c.m}, ${c.k}, ${c.n}]: ${d} of ${c.y.length} values differ from numpy's`);
         });
       }
@@ -123,8 +130,8 @@ test('the GEMMs of the four builds against the numpy references: int8 bit for bi
       });
       // The two references differ on most outputs, so matching one is telling.
       assert.ok(againstOther > 100, `${name}: only ${againstOther} values differ from the other reference`);
-      console.log(`# ${name} (${simd}, ${threads} thread${threads > 1 ? 's' : ''}): q8 (default and ${r.q8Kernels.join(', ')}), q4 = numpy bit for bit; f32 = numpy ${reference} bit for bit` +
-        `${simd === 'relaxed' ? ` (relaxed_madd ${r.fuses ? 'fuses' : 'does not fuse'} here)` : ''}`);
+      console.log(`# ${name} (${simd}, ${threads} thread${threads > 1 ? 's' : ''}): q8 (default and ${r.q8Kernels.join(', ')}), q8x8 (${r.q8x8Kernels.join(', ')}), q4 = numpy bit for bit; f32 = numpy ${reference} bit for bit` +
+        `${simd === 'relaxed' ? ` (relaxed_madd ${r.fuses ? 'fuses' : 'does not fuse'} here; the relaxed dot ${r.q8x8RelaxedDot ? 'reads u8 exactly' : 'does not read u8 exactly'})` : ''}`);
     }
     assert.deepEqual(errors, []);
   } finally {

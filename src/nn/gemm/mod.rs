@@ -36,6 +36,7 @@ pub mod q8;
 mod q8_kernel;
 pub mod q8x8;
 mod q8x8_kernel;
+pub mod q8x8_relaxed;
 mod q8_relaxed;
 pub mod quantized;
 pub mod rates;

@@ -270,6 +270,8 @@ pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK], isa: Q8x8Isa) -> (f32, i32
             // SAFETY: AVX-512 F/BW are present (checked above).
             unsafe { quantize_block_avx512(x, q) }
         }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Q8x8Isa::Relaxed => quantize_block_scalar(x, q),
     }
 }
 

@@ -27,6 +27,12 @@ pub enum Q8x8Isa {
     /// (Ice Lake and later, Zen 4 and later).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    /// wasm relaxed SIMD (the relaxed build only): `i32x4.relaxed_dot_i8x16_i7x16_add_s`
+    /// on the same panels, where the engine lowers it to `vpdpbusd`'s exact
+    /// u8 × s8 sums and fuses `f32x4.relaxed_madd` (both probed at start-up,
+    /// `q8x8_relaxed`; Chromium on AVX-VNNI / AVX-512 VNNI CPUs, not Node 20).
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    Relaxed,
 }
 
 impl Q8x8Isa {
@@ -41,10 +47,13 @@ impl Q8x8Isa {
         let mut v = vec![Q8x8Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
         v.extend([Q8x8Isa::Avx512Vnni].into_iter().filter(|i| i.supported()));
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        v.extend([Q8x8Isa::Relaxed].into_iter().filter(|i| i.supported()));
         v
     }
 
-    /// Whether this CPU runs the kernel (run-time detection, cached by std).
+    /// Whether this CPU (engine) runs the kernel exactly (run-time detection,
+    /// cached by std; the wasm probes once, cached here).
     pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]
         use std::arch::is_x86_feature_detected as has;
@@ -52,6 +61,11 @@ impl Q8x8Isa {
             Q8x8Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Q8x8Isa::Avx512Vnni => has!("avx512f") && has!("avx512bw") && has!("avx512vnni"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Q8x8Isa::Relaxed => {
+                static PROBED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+                *PROBED.get_or_init(|| super::q8x8_relaxed::dot_reads_u8() && super::f32_relaxed::fuses())
+            }
         }
     }
 }
@@ -76,6 +90,13 @@ pub fn tile(isa: Q8x8Isa, kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8
             // SAFETY: AVX-512 F/BW/VNNI are present (checked above); the slices
             // are at least as long as the kernel reads (asserted above).
             unsafe { tile_avx512_vnni(kb, a, da, corr, w, dw, out) }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Q8x8Isa::Relaxed => {
+            assert!(isa.supported());
+            // SAFETY: the probes passed (checked above); the slices are at
+            // least as long as the kernel reads (asserted above).
+            unsafe { super::q8x8_relaxed::tile(kb, a, da, corr, w, dw, 0, out) }
         }
     }
 }
@@ -195,6 +216,19 @@ pub fn tile_pair(isa: Q8x8Isa, kb: usize, a: &[i8], da: &[f32], corr: &[i32], ha
             // are at least as long as the kernel reads (asserted above).
             unsafe { tile_pair_avx512_vnni(kb, a, da, corr, half, w, dw, out) }
         }
+        // One panel at a time (the kernel's 2 × 16 tile has no registers to spare).
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Q8x8Isa::Relaxed => {
+            assert!(isa.supported());
+            for (i, (w, dw)) in w.into_iter().zip(dw).enumerate() {
+                let mut rows = [[0f32; NR]; HALF_ROWS];
+                // SAFETY: as in `tile`; rows half · 6 .. half · 6 + 6 of 12.
+                unsafe { super::q8x8_relaxed::tile(kb, a, da, corr, w, dw, half * HALF_ROWS, &mut rows) };
+                for (o, r) in out.iter_mut().zip(&rows) {
+                    o[i * NR..(i + 1) * NR].copy_from_slice(r);
+                }
+            }
+        }
     }
 }
 
@@ -285,14 +319,19 @@ unsafe fn tile_pair_avx512_vnni(kb: usize, a: &[i8], da: &[f32], corr: &[i32], h
 /// The arithmetic limit of the micro-kernel's instruction: `iters` rounds of
 /// twelve independent `vpdpbusd` chains on registers (no memory). Returns
 /// the integer operations done (a multiply and an add per product: 16 lanes
-/// × 4 per instruction) and a checksum the caller must consume; `None`
-/// without AVX-512 VNNI.
+/// × 4 per instruction; in wasm, the relaxed dot's 4 lanes × 4) and a
+/// checksum the caller must consume; `None` without AVX-512 VNNI (in wasm,
+/// without `Q8x8Isa::Relaxed`).
 #[doc(hidden)]
 pub fn peak_loop(iters: usize) -> Option<(u64, i32)> {
     #[cfg(target_arch = "x86_64")]
     if Q8x8Isa::Avx512Vnni.supported() {
         // SAFETY: AVX-512 F/BW/VNNI are present.
         return Some((iters as u64 * 12 * 64 * 2, unsafe { peak_avx512_vnni(iters) }));
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    if Q8x8Isa::Relaxed.supported() {
+        return Some(super::q8x8_relaxed::peak(iters));
     }
     let _ = iters;
     None
