@@ -7,7 +7,10 @@
 //   by default (simd128's kernel in every build: the relaxed one is slower in V8,
 //   bench/README.md) and through each kernel of the build (the relaxed builds' relaxed
 //   kernel is exact by construction, src/nn/gemm/q8_relaxed.rs), so the builds are
-//   bit-identical; q4 bit for bit (every build runs the simd128 q4 kernel); f32 bit for bit to `y` (multiply, then add) for the simd128 builds and,
+//   bit-identical; the q8_0 × q8_0 GEMM (q8x8) through each kernel of the build bit for bit to
+//   numpy's `y_q8x8`, its relaxed kernel offered only where the engine's relaxed dot reads the
+//   weights' u8 exactly (vpdpbusd: Chromium on AVX-VNNI CPUs) and relaxed_madd fuses, and
+//   reported unavailable, not used, in Node 20 (whose relaxed dot saturates); q4 bit for bit (every build runs the simd128 q4 kernel); f32 bit for bit to `y` (multiply, then add) for the simd128 builds and,
 //   for the relaxed ones, to `y_fma` (fused, as the native AVX2 / AVX-512 kernels)
 //   where the engine fuses `relaxed_madd`, else to `y`.
 // - The worker's choice: relaxed where Chromium validates the probe (simd-probe.js),
@@ -170,6 +173,31 @@ for (const [label, base] of [['f32 folder', `/fixtures/${path.basename(MODEL)}/`
     console.log(`# ${label}: relaxed vs simd128 builds, 1 and 2 threads: max |diff| ${worst.toExponential(2)}`);
   });
 }
+
+test('an engine whose relaxed dot is not vpdpbusd\'s (Node 20: it saturates): the q8x8 relaxed kernel is reported unavailable and not used', { timeout: 120000 }, async () => {
+  // pkg/relaxed under Node with relaxed SIMD switched on: its V8 lowers the relaxed dot
+  // to pmaddubsw + pmaddwd, whose 16-bit pair sums saturate for weight bytes above 127.
+  const c = q8Cases()[4];
+  const script = `
+    import { loadKplWasm } from ${JSON.stringify(path.join(REPO, 'bench', 'lib.mjs'))};
+    const { mod } = await loadKplWasm(${JSON.stringify(path.join(REPO, 'pkg', 'relaxed'))});
+    const [w, x] = [Uint8Array.from(${JSON.stringify(Array.from(c.w))}), Float32Array.from(${JSON.stringify(Array.from(c.x))})];
+    let relaxedError = '';
+    try { mod.q8x8GemmWith(w, ${c.n}, ${c.k}, x, ${c.m}, 'Relaxed'); } catch (e) { relaxedError = e.message; }
+    console.log(JSON.stringify({ simd: mod.simdBuild(), dot: mod.q8x8RelaxedDot(), fuses: mod.relaxedMaddFuses(), kernels: mod.q8x8Kernels(),
+      relaxedError, scalar: Array.from(mod.q8x8GemmWith(w, ${c.n}, ${c.k}, x, ${c.m}, 'Scalar')) }));`;
+  const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: REPO });
+  assert.equal(r.status, 0, r.stderr);
+  const got = JSON.parse(r.stdout.trim().split('\n').at(-1));
+  assert.equal(got.simd, 'relaxed');
+  if (process.versions.node.startsWith('20.')) assert.equal(got.dot, false, 'Node 20\'s relaxed dot read the weights as u8 exactly');
+  const offered = got.dot && got.fuses;
+  assert.equal(got.kernels, offered ? 'Scalar,Relaxed' : 'Scalar');
+  if (!offered) assert.match(got.relaxedError, /no q8x8 kernel "Relaxed" in this build and engine \(it has Scalar\)/);
+  // The fallback computes the numpy reference.
+  assert.equal(differingBits(new Float32Array(got.scalar), c.yQ8x8), 0);
+  console.log(`# node ${process.versions.node}, pkg/relaxed: relaxed dot ${got.dot ? 'reads u8 exactly' : 'does not read u8 exactly'}, relaxed_madd ${got.fuses ? 'fuses' : 'does not fuse'}: q8x8 kernels ${got.kernels}`);
+});
 
 test('an engine without relaxed SIMD: the probe says no (Node 20 without its flag), and the worker then fetches no relaxed build', { timeout: 120000 }, async () => {
   const probe = path.join(REPO, 'www', 'simd-probe.js');

@@ -19,7 +19,9 @@
 //!   activations quantised to q8_0 too, each block's integer dot product
 //!   exactly ggml's), on AVX-512 VNNI `vpdpbusd` (4 products per 32-bit
 //!   lane) in 16-column panels; natively the default for q8_0 where that
-//!   instruction is present. Native only in practice: wasm keeps [`q8`].
+//!   instruction is present; in the relaxed-SIMD wasm build, on the relaxed
+//!   dot where the engine lowers it to `vpdpbusd` (probed, [`q8x8_relaxed`]).
+//!   The wasm default for q8_0 stays [`q8`].
 //!
 //! All split their column panels across threads ([`split`]): the same bits
 //! at any thread count; all finish each output in an [`epilogue`] (bias,

@@ -26,8 +26,9 @@
 //! fma(f32(isum), dx · dw, acc)` (a fused multiply-add, one rounding, as
 //! ggml's AVX2/AVX-512 `vec_dot_q8_0_q8_0` accumulates each block), blocks
 //! in k order.
-//! The scalar kernel (any CPU, and the tests' reference) and the AVX-512 VNNI
-//! one give the same bits, at any thread count.
+//! The scalar kernel (any CPU, and the tests' reference), the AVX-512 VNNI
+//! one and the wasm relaxed-SIMD one (where its probes pass,
+//! `q8x8_relaxed`) give the same bits, at any thread count.
 
 use std::ops::Range;
 

@@ -50,7 +50,8 @@ pub fn dot_reads_u8() -> bool {
 }
 
 /// Rows per step of [`tile`] (it takes rows `R` at a time).
-pub(super) const R: usize = 3;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+const R: usize = 3;
 
 /// Rows `r0 .. r0 + out.len()` (a multiple of [`R`]) of one tile of
 /// activations × one 16-column panel over `kb` blocks, accumulated into `out`

@@ -20,11 +20,11 @@ use super::q8x8_kernel::{self, Q8x8Isa};
 #[derive(Debug, Clone, Serialize)]
 pub struct Rate {
     /// `q8-int8` (ours, one row per SIMD kernel of the machine, the default
-    /// first), `q8-int8x8` (ours, q8_0 × q8_0 on AVX-512 VNNI `vpdpbusd`; where
-    /// present), `q8-blocks` (candle's q8_0 kernel), `q4-int8` (ours) /
+    /// first), `q8-int8x8` (ours, q8_0 × q8_0 on AVX-512 VNNI `vpdpbusd`, or
+    /// in the relaxed wasm build on the relaxed dot; where offered), `q8-blocks` (candle's q8_0 kernel), `q4-int8` (ours) /
     /// `q4-blocks` (candle's q4_K kernel; when k is a multiple of 256),
     /// `f32-packed` (ours), `f32-gemm` (candle's dense gemm), `peak-int8` (per
-    /// int8 kernel, the default's first), `peak-int8x8` (`vpdpbusd`'s) /
+    /// int8 kernel, the default's first), `peak-int8x8` (`vpdpbusd`'s, or the relaxed dot's) /
     /// `peak-f32` (instruction-mix limits; `peak-f32` is that of
     /// `f32-packed`'s kernel).
     pub kernel: String,
