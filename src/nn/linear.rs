@@ -71,10 +71,11 @@ impl std::str::FromStr for QuantKernel {
 }
 
 /// Measured per target (`make bench`, `examples/bench_gemm.rs`): in wasm the
-/// int8 GEMM is the fastest; natively the q8_0 × q8_0 GEMM on AVX-512 VNNI,
-/// else candle's block kernel.
+/// q8_0 × q8_0 GEMM where its relaxed-SIMD kernel is offered (the relaxed
+/// build, an engine whose relaxed dot is `vpdpbusd`'s), else the int8 GEMM;
+/// natively the q8_0 × q8_0 GEMM on AVX-512 VNNI, else candle's block kernel.
 fn default_kernel() -> QuantKernel {
-    if cfg!(target_arch = "wasm32") {
+    if cfg!(target_arch = "wasm32") && Q8x8Isa::best() == Q8x8Isa::Scalar {
         QuantKernel::Int8
     } else if Q8x8Isa::best() != Q8x8Isa::Scalar {
         QuantKernel::Int8x8
@@ -82,6 +83,11 @@ fn default_kernel() -> QuantKernel {
         QuantKernel::Blocks
     }
 }
+
+/// Whether `Int8x8` runs q4_K layers on the int8 GEMM for q4_K, as `Int8`
+/// does: in wasm (where the alternative, `Dequantize`, is slower), not
+/// natively (where candle's block kernel is the faster, measured).
+const INT8X8_Q4: bool = cfg!(target_arch = "wasm32");
 
 /// What `Int8` does on a layer that is neither q8_0 nor q4_K.
 const FALLBACK_KERNEL: QuantKernel =
@@ -171,6 +177,7 @@ impl QWeight {
             (QuantKernel::Int8, GgmlDType::Q8_0) => PackedQ8::from_blocks(blocks, n, k).map(|p| Self::Q8(Arc::new(p))),
             (QuantKernel::Int8, GgmlDType::Q4K) => PackedQ4::from_blocks(blocks, n, k).map(|p| Self::Q4(Arc::new(p))),
             (QuantKernel::Int8x8, GgmlDType::Q8_0) => PackedQ8x8::from_blocks(blocks, n, k).map(|p| Self::Q8x8(Arc::new(p))),
+            (QuantKernel::Int8x8, GgmlDType::Q4K) if INT8X8_Q4 => PackedQ4::from_blocks(blocks, n, k).map(|p| Self::Q4(Arc::new(p))),
             _ => return None,
         };
         Some(packed.map_err(|e| candle_core::Error::Msg(e.0)))
@@ -387,6 +394,7 @@ impl<'a> Own<'a> {
             (QuantKernel::Int8, QWeight::Q8(p)) => Some(Own::Q8(p)),
             (QuantKernel::Int8, QWeight::Q4(p)) => Some(Own::Q4(p)),
             (QuantKernel::Int8x8, QWeight::Q8x8(p)) => Some(Own::Q8x8(p)),
+            (QuantKernel::Int8x8, QWeight::Q4(p)) if INT8X8_Q4 => Some(Own::Q4(p)),
             _ => None,
         }
     }

@@ -142,18 +142,19 @@ export async function bundleServers(model, task, prefix) {
 }
 
 /**
- * On `page`, workers started by KplClient.start with each of `runs` ({threads, simd}:
- * the worker's `simd` parameter when given) load `base` on the CPU and embed `images`
+ * On `page`, workers started by KplClient.start with each of `runs` ({threads, simd,
+ * quantKernel}: the worker's `simd` parameter and the load's `quantKernel` when given)
+ * load `base` on the CPU and embed `images`
  * (fixture file names) and `texts`: [{info, images, texts}], one per run.
  */
 export function embedWithWorkers(page, base, runs, { images, texts }) {
   return page.evaluate(async ({ base, runs, images, texts }) => {
     const { KplClient } = await import('/protocol.js');
     const out = [];
-    for (const { threads, simd } of runs) {
+    for (const { threads, simd, quantKernel } of runs) {
       const client = KplClient.start('/worker.js', { threads, params: simd ? { simd } : {} });
       try {
-        const info = await client.load(base, undefined, { backend: 'wasm' });
+        const info = await client.load(base, undefined, { backend: 'wasm', ...(quantKernel ? { quantKernel } : {}) });
         const result = { info, images: [], texts: [] };
         for (const file of images) {
           const bytes = await (await fetch(`/fixtures/images/${file}`)).arrayBuffer();
