@@ -57,7 +57,12 @@ pub fn q8_gemm(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize) -> Result
 /// `"Scalar,Simd128"`, and `"Scalar,Relaxed,Simd128"` in the relaxed-SIMD build.
 #[wasm_bindgen(js_name = q8Kernels)]
 pub fn q8_kernels() -> String {
-    crate::nn::gemm::Isa::available().iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",")
+    kernel_names(&crate::nn::gemm::Isa::available())
+}
+
+/// The kernels' `Debug` names, comma-separated.
+fn kernel_names<I: std::fmt::Debug>(available: &[I]) -> String {
+    available.iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",")
 }
 
 /// [`q8_gemm`] through the kernel named `kernel` (one of [`q8_kernels`]), so that
@@ -74,7 +79,7 @@ pub fn q8_gemm_with(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize, kern
 /// The kernel of `available` whose `Debug` name is `name`; an error naming
 /// those there are otherwise (`what`: the GEMM, for the message).
 fn named_kernel<I: std::fmt::Debug>(available: Vec<I>, name: &str, what: &str) -> Result<I, JsError> {
-    let names = available.iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",");
+    let names = kernel_names(&available);
     available
         .into_iter()
         .find(|isa| format!("{isa:?}") == name)
@@ -87,7 +92,7 @@ fn named_kernel<I: std::fmt::Debug>(available: Vec<I>, name: &str, what: &str) -
 /// ([`q8x8_relaxed_dot`], [`relaxed_madd_fuses`]).
 #[wasm_bindgen(js_name = q8x8Kernels)]
 pub fn q8x8_kernels() -> String {
-    crate::nn::gemm::Q8x8Isa::available().iter().map(|isa| format!("{isa:?}")).collect::<Vec<_>>().join(",")
+    kernel_names(&crate::nn::gemm::Q8x8Isa::available())
 }
 
 /// `y = x · Wᵀ` through the q8_0 × q8_0 GEMM (`nn::gemm::q8x8`) on the
