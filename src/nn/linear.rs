@@ -42,8 +42,10 @@ pub enum QuantKernel {
     /// Our q8_0 × q8_0 GEMM for q8_0 layers (`nn::gemm::q8x8`): ggml's
     /// semantics (the activations quantised to q8_0, the block sums exactly
     /// candle's `Blocks` kernel's) on AVX-512 VNNI `vpdpbusd`, panels packed
-    /// at load; a scalar kernel of the same bits elsewhere. Other quantised
-    /// dtypes compute as under `Int8`'s fallback (`Blocks` natively).
+    /// at load, or in the relaxed-SIMD wasm build on the relaxed dot where the
+    /// engine lowers it to `vpdpbusd` (probed); a scalar kernel of the same
+    /// bits elsewhere. q4_K layers run as under `Int8` in wasm, on candle's
+    /// blocks natively; other quantised dtypes as under `Int8`'s fallback.
     Int8x8,
     /// candle's quantised matmul: the activations are quantised to 8-bit blocks
     /// and multiplied block by block with the weight blocks (AVX2/AVX-512 VNNI
@@ -132,8 +134,9 @@ pub fn f32_kernel() -> F32Kernel {
 }
 
 /// Chooses the kernel of the quantised layers for the forward passes started
-/// on this thread (default: `Int8` in wasm, natively `Int8x8` with AVX-512
-/// VNNI and `Blocks` without: the faster on each, measured), and how q8_0 and
+/// on this thread (default: in wasm `Int8x8` where its relaxed-SIMD kernel is
+/// offered, else `Int8`; natively `Int8x8` with AVX-512 VNNI and `Blocks`
+/// without: the faster on each, measured), and how q8_0 and
 /// q4_K weights loaded afterwards on this thread are held (packed for `Int8`
 /// and, q8_0 only, `Int8x8`, candle's blocks otherwise: every kernel runs on
 /// either, the other form rebuilt per call). Thread-local, so tests can

@@ -21,7 +21,7 @@
 //!   lane) in 16-column panels; natively the default for q8_0 where that
 //!   instruction is present; in the relaxed-SIMD wasm build, on the relaxed
 //!   dot where the engine lowers it to `vpdpbusd` (probed, [`q8x8_relaxed`]).
-//!   The wasm default for q8_0 stays [`q8`].
+//!   The wasm default for q8_0 where that kernel is offered, [`q8`] elsewhere.
 //!
 //! All split their column panels across threads ([`split`]): the same bits
 //! at any thread count; all finish each output in an [`epilogue`] (bias,
