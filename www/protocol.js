@@ -408,8 +408,8 @@ export const BATCH_PART = 16;
  */
 export const POOL_CRASH_GRACE_MS = 200;
 /** The CPU kernels of quantised layers a load request may ask for. */
-export const QUANT_KERNELS = Object.freeze(['int8', 'dequantize', 'blocks']);
-/** @typedef {'int8' | 'dequantize' | 'blocks'} QuantKernel */
+export const QUANT_KERNELS = Object.freeze(['int8', 'int8x8', 'dequantize', 'blocks']);
+/** @typedef {'int8' | 'int8x8' | 'dequantize' | 'blocks'} QuantKernel */
 /** The most threads a worker may be asked for (each is a Web Worker sharing the wasm memory). */
 export const MAX_THREADS = 64;
 

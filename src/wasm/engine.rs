@@ -3,10 +3,13 @@
 
 use wasm_bindgen::prelude::*;
 
-/// How quantised layers compute: "int8" (default: our int8 GEMM for q8_0
-/// layers, simd128), "dequantize" (each layer's weight expanded to f32 for the
-/// call, then the f32 gemm) or "blocks" (candle's block-by-block kernels). For
-/// benchmarks and tests (`nn::linear::QuantKernel`).
+/// How quantised layers compute: "int8x8" (q8_0 activations × q8_0 weights,
+/// ggml's numbers; the default for q8_0 where the relaxed-SIMD build's probes
+/// pass, `nn::gemm::q8x8_relaxed`), "int8" (our int8 GEMM for q8_0 and q4_K
+/// layers, simd128; the default elsewhere), "dequantize" (each layer's weight
+/// expanded to f32 for the call, then the f32 gemm) or "blocks" (candle's
+/// block-by-block kernels). For benchmarks and tests
+/// (`nn::linear::QuantKernel`); errors on any other name.
 #[wasm_bindgen(js_name = setQuantKernel)]
 pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
     let kernel = kernel.parse().map_err(|e: String| JsError::new(&e))?;
