@@ -18,7 +18,9 @@
 //   when the probe says no (an engine without relaxed SIMD: Node 20 without its flag is
 //   one, and a worker given a probe answering no fetches no relaxed build), and when
 //   the relaxed build cannot start (with the reason in `simdNote`). The embeddings of
-//   the two builds agree within the parity tolerance, with threads and without.
+//   the two builds agree within the parity tolerance, with threads and without, on each
+//   quantised kernel (int8, int8x8); the relaxed build's q8 default is one of them bit
+//   for bit (int8x8 where its relaxed kernel is offered).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,7 +28,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { startServer, bundleServers, embedWithWorkers, collectErrors, maxAbsDiff, cosine, REPO } from './helpers.mjs';
+import { startServer, bundleServers, embedWithWorkers, collectErrors, maxAbsDiff, REPO } from './helpers.mjs';
 import { q8Cases, f32Cases, q4Cases, differingBits } from './gemm-cases.mjs';
 
 const MODEL = 'tests/fixtures/tiny-quickgelu-f32';
@@ -152,26 +154,25 @@ for (const [label, base] of [['f32 folder', `/fixtures/${path.basename(MODEL)}/`
     for (const [server, threads, dirs] of [[isolated, 2, ['threads-relaxed', 'threads']], [notIsolated, 1, ['relaxed', '']]]) {
       const { page, errors, requests } = await openPage(server);
       try {
-        // The q8 bundle: the relaxed build's default is the q8_0 × q8_0 GEMM where its
-        // relaxed kernel is offered (another activation quantiser than simd128's int8
-        // GEMM; www/protocol.js does not let a page ask for it by name yet), so the builds
-        // are compared on the int8 GEMM, and the default is held to it by cosine (q8's
-        // parity bound against f32 is 0.999; GEMM parity: the GEMM test above).
+        // The q8 bundle: the relaxed build's default is the q8_0 × q8_0 GEMM (int8x8) where
+        // its relaxed kernel is offered, simd128's int8 GEMM elsewhere: the default must be
+        // one of the two, bit for bit. The builds are compared on each kernel asked by name
+        // (in the simd128 builds int8x8 runs its scalar kernel, the same bits as the relaxed
+        // one: only the f32 parts differ between the builds).
         const q8 = label === 'q8 bundle';
         const [relaxedDefault, plain, ...kernels] = await embedRuns(page, base, [{ threads }, { threads, simd: 'simd128' },
-          ...(q8 ? [{ threads, quantKernel: 'int8' }] : [])]);
+          ...(q8 ? [{ threads, quantKernel: 'int8' }, { threads, quantKernel: 'int8x8' }, { threads, simd: 'simd128', quantKernel: 'int8x8' }] : [])]);
         const relaxed = q8 ? kernels[0] : relaxedDefault;
+        const pairs = [[relaxed, plain, 'int8']];
         if (q8) {
           assert.equal(relaxedDefault.info.simd, 'relaxed');
-          let same = true;
-          for (const kind of ['images', 'texts']) {
-            relaxedDefault[kind].forEach((e, i) => {
-              same &&= maxAbsDiff(e, relaxed[kind][i]) === 0;
-              const c = cosine(e, relaxed[kind][i]);
-              assert.ok(c >= 0.999, `${kind}[${i}], ${threads} thread(s): the relaxed default vs its int8 kernel: cosine ${c}`);
-            });
-          }
-          defaults.add(same ? 'the int8 kernel (the same bits)' : 'another kernel than int8 (int8x8 where its relaxed kernel is offered)');
+          const [, relaxedQ8x8, plainQ8x8] = kernels;
+          pairs.push([relaxedQ8x8, plainQ8x8, 'int8x8']);
+          const sameAs = (other) => ['images', 'texts'].every((kind) => relaxedDefault[kind].every((e, i) => maxAbsDiff(e, other[kind][i]) === 0));
+          const asInt8 = sameAs(relaxed), asInt8x8 = sameAs(relaxedQ8x8);
+          assert.ok(asInt8 || asInt8x8, `${threads} thread(s): the relaxed build's q8 default is neither its int8 nor its int8x8 kernel`);
+          assert.ok(!(asInt8 && asInt8x8), `${threads} thread(s): int8 and int8x8 gave the same bits (the kernel asked was not used)`);
+          defaults.add(asInt8x8 ? 'int8x8' : 'int8');
         }
         assert.equal(relaxed.info.simd, 'relaxed', `${server.url}: the default where Chromium runs relaxed SIMD`);
         assert.equal(relaxed.info.simdNote, '');
@@ -179,20 +180,23 @@ for (const [label, base] of [['f32 folder', `/fixtures/${path.basename(MODEL)}/`
         assert.equal(plain.info.simd, 'simd128', `${server.url}: simd=simd128 asked`);
         assert.equal(plain.info.threads, threads);
         for (const dir of dirs) assert.ok(requests.includes(`/pkg/${dir}${dir ? '/' : ''}kpl_bg.wasm`), `pkg/${dir} was fetched`);
-        for (const kind of ['images', 'texts']) {
-          relaxed[kind].forEach((e, i) => {
-            const d = maxAbsDiff(e, plain[kind][i]);
-            worst = Math.max(worst, d);
-            assert.ok(d <= MAX_BUILD_DIFF[label], `${kind}[${i}], ${threads} thread(s): relaxed vs simd128 max |diff| ${d} > ${MAX_BUILD_DIFF[label]}`);
-          });
+        for (const [inRelaxed, inPlain, kernel] of pairs) {
+          assert.equal(inPlain.info.simd, 'simd128');
+          for (const kind of ['images', 'texts']) {
+            inRelaxed[kind].forEach((e, i) => {
+              const d = maxAbsDiff(e, inPlain[kind][i]);
+              worst = Math.max(worst, d);
+              assert.ok(d <= MAX_BUILD_DIFF[label], `${kind}[${i}], ${threads} thread(s), ${q8 ? kernel : 'f32'}: relaxed vs simd128 max |diff| ${d} > ${MAX_BUILD_DIFF[label]}`);
+            });
+          }
         }
         assert.deepEqual(errors, []);
       } finally {
         await page.close();
       }
     }
-    console.log(`# ${label}: relaxed vs simd128 builds, 1 and 2 threads: max |diff| ${worst.toExponential(2)}` +
-      `${defaults.size ? `; the relaxed build's q8 default: ${[...defaults].join(', ')}` : ''}`);
+    console.log(`# ${label}: relaxed vs simd128 builds, 1 and 2 threads${label === 'q8 bundle' ? ', int8 and int8x8' : ''}: max |diff| ${worst.toExponential(2)}` +
+      `${defaults.size ? `; the relaxed build's q8 default: ${[...defaults].join(', ')} (bit for bit)` : ''}`);
   });
 }
 
