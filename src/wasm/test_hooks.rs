@@ -107,6 +107,33 @@ pub fn q8x8_gemm_with(blocks: &[u8], n: usize, k: usize, x: &[f32], m: usize, ke
     Ok(packed.matmul_with(x, m, isa))
 }
 
+/// `x` quantised to q8_0 by the q8_0 × q8_0 GEMM's activation quantiser for
+/// the kernel named `kernel` (one of [`q8x8_kernels`]; `q8x8::quantize_block`):
+/// ggml's `block_q8_0` bytes, per 32 values the f16 scale and 32 int8. For
+/// tests/browser/relaxed.test.mjs (a JavaScript `quantize_row_q8_0`, byte
+/// for byte). Throws when `x` is not whole blocks, on a kernel this build
+/// and engine lack, or when a block's returned sum (the GEMM's correction)
+/// is not the sum of its values.
+#[wasm_bindgen(js_name = q8x8QuantizeWith)]
+pub fn q8x8_quantize_with(x: &[f32], kernel: &str) -> Result<Vec<u8>, JsError> {
+    use crate::nn::gemm::q8::{BLOCK, BLOCK_BYTES};
+    let isa = named_kernel(crate::nn::gemm::Q8x8Isa::available(), kernel, "q8x8")?;
+    if !x.len().is_multiple_of(BLOCK) {
+        return Err(JsError::new(&format!("x has {} values, not a multiple of {BLOCK}", x.len())));
+    }
+    let mut out = Vec::with_capacity(x.len() / BLOCK * BLOCK_BYTES);
+    for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
+        let mut q = [0i8; BLOCK];
+        let (d, sum) = crate::nn::gemm::q8x8::quantize_block(xb, &mut q, isa);
+        if sum != q.iter().map(|&v| i32::from(v)).sum::<i32>() {
+            return Err(JsError::new(&format!("block {b}: the sum {sum} is not the values' sum")));
+        }
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        out.extend(q.map(|v| v as u8));
+    }
+    Ok(out)
+}
+
 /// Whether this engine's `i32x4.relaxed_dot_i8x16_i7x16_add_s` reads its
 /// second operand as u8 and sums exactly (`nn::gemm::q8x8_relaxed::dot_reads_u8`;
 /// false in the simd128 build).

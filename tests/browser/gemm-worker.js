@@ -5,7 +5,8 @@
 // q4: [{blocks, n, k, x, m}]} → {simd, fuses, threads, q8, f32, q4: [Float32Array],
 // q8Kernels: the build's int8 kernels, q8ByKernel: {kernel: [Float32Array]},
 // q8x8Kernels / q8x8ByKernel: the same for the q8_0 × q8_0 GEMM, q8x8RelaxedDot: its
-// probe} or {error}.
+// probe, q8x8Quantized: {kernel: Uint8Array}, the q8x8 quantiser's block_q8_0 bytes of
+// `quantize` (a Float32Array of whole blocks; none when absent)} or {error}.
 
 self.addEventListener('message', async ({ data }) => {
   try {
@@ -19,6 +20,7 @@ self.addEventListener('message', async ({ data }) => {
       q8x8Kernels,
       q8x8ByKernel: Object.fromEntries(q8x8Kernels.map((kernel) => [kernel, data.q8.map((c) => api.q8x8GemmWith(c.w, c.n, c.k, c.x, c.m, kernel))])),
       q8x8RelaxedDot: api.q8x8RelaxedDot(),
+      q8x8Quantized: Object.fromEntries(data.quantize ? q8x8Kernels.map((kernel) => [kernel, api.q8x8QuantizeWith(data.quantize, kernel)]) : []),
       q8Kernels,
       q8ByKernel: Object.fromEntries(q8Kernels.map((kernel) => [kernel, data.q8.map((c) => api.q8GemmWith(c.w, c.n, c.k, c.x, c.m, kernel))])),
       simd: api.simdBuild(),

@@ -144,6 +144,88 @@ test('the GEMMs of the four builds against the numpy references: int8 bit for bi
   }
 });
 
+/**
+ * Blocks of activations for the q8x8 quantiser: all zero (d = 0), ties of x / d, a
+ * subnormal f16 scale, NaN and +∞ (d = ∞: 1/d = 0, ∞ · 0 = NaN → 0), −∞, a value far
+ * above the rest (the others round to 0), values whose x / d is 127 · (1 + ε), then
+ * pseudo-random blocks from 1e-30 to 1e30 (`Math.fround`ed, as f32).
+ */
+function quantiserCases() {
+  const x = new Float32Array(96 * 32);
+  let s = 12345;
+  const next = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32 - 0.5; };
+  for (let j = 0; j < 32; j++) {
+    x[32 + j] = j === 0 ? 127 * 0.25 : 0.25 * ((j % 20) - 10.5);
+    x[64 + j] = next() * 1e-5;
+    x[96 + j] = next();
+    x[128 + j] = next() * 3;
+    x[160 + j] = next();
+    x[192 + j] = 1 + j / 1024;
+  }
+  x[96 + 5] = NaN;
+  x[96 + 6] = Infinity;
+  x[128 + 7] = -Infinity;
+  x[160 + 7] = 1e30;
+  for (let b = 8; b < 96; b++) {
+    const scale = 10 ** (Math.floor(next() * 60));
+    for (let j = 0; j < 32; j++) x[b * 32 + j] = next() * scale;
+  }
+  return x;
+}
+
+test('the q8x8 activation quantiser of each kernel of the four builds: quantize_row_q8_0\'s bytes (a JavaScript reference) on ties, NaN, ±∞, saturation, subnormal scales', { timeout: 120000 }, async () => {
+  const x = quantiserCases();
+  const { page, errors } = await openPage(isolated);
+  try {
+    // ggml's `quantize_row_q8_0` (candle's `BlockQ8_0::from_float`), in the page for
+    // `DataView.setFloat16`: per 32 values `d = max|x| / 127` (a NaN skipped, as
+    // `fmaxf`), `q = round(x · (1/d))` half away from zero, saturated to int8 (NaN → 0),
+    // then `d` as f16. Each quotient and product is the f32 one (`Math.fround` of the
+    // double result is the same number).
+    const want = await page.evaluate((xs) => {
+      const x = new Float32Array(xs);
+      const out = new Uint8Array(x.length / 32 * 34);
+      const view = new DataView(out.buffer);
+      for (let b = 0; b < x.length / 32; b++) {
+        let amax = 0;
+        for (let j = 0; j < 32; j++) amax = Math.abs(x[b * 32 + j]) > amax ? Math.abs(x[b * 32 + j]) : amax;
+        const d = Math.fround(amax / 127);
+        const id = d !== 0 ? Math.fround(1 / d) : 0;
+        view.setFloat16(b * 34, d, true);
+        for (let j = 0; j < 32; j++) {
+          const v = Math.fround(x[b * 32 + j] * id);
+          const q = Number.isNaN(v) ? 0 : Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
+          view.setInt8(b * 34 + 2 + j, Math.min(127, Math.max(-128, q)));
+        }
+      }
+      return Array.from(out);
+    }, Array.from(x));
+    // Ties of x / d (−9.5, −8.5, −7.5) round away from zero, not to even.
+    assert.deepEqual(want.slice(34 + 2, 34 + 6).map((v) => (v << 24) >> 24), [127, -10, -9, -8]);
+    for (const [dir, threads] of BUILDS) {
+      const r = await page.evaluate(({ dir, threads, x }) => new Promise((resolve) => {
+        const worker = new Worker('/test/gemm-worker.js', { type: 'module' });
+        worker.addEventListener('message', ({ data }) => {
+          worker.terminate();
+          resolve(data.error ? data : { kernels: data.q8x8Kernels, bytes: Object.fromEntries(Object.entries(data.q8x8Quantized).map(([k, v]) => [k, Array.from(v)])) });
+        });
+        worker.postMessage({ pkg: dir, threads, q8: [], f32: [], q4: [], quantize: new Float32Array(x) });
+      }), { dir, threads, x: Array.from(x) });
+      const name = `pkg/${dir}`;
+      if (r.error) throw new Error(`${name}: ${r.error}`);
+      for (const kernel of r.kernels) {
+        const got = r.bytes[kernel];
+        const bad = got.findIndex((v, i) => v !== want[i]);
+        assert.equal(bad, -1, `${name} q8x8 ${kernel}: byte ${bad} (block ${Math.floor(bad / 34)}) is ${got[bad]}, quantize_row_q8_0's ${want[bad]}`);
+      }
+      console.log(`# ${name}: the q8x8 quantiser of ${r.kernels.join(', ')} = quantize_row_q8_0 on ${x.length / 32} blocks`);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
 /** Workers with each of `runs` ({threads, simd}) embed the fixture images and texts. */
 const embedRuns = (page, base, runs) => embedWithWorkers(page, base, runs, { images: IMAGES, texts: TEXTS });
 

@@ -283,8 +283,30 @@ impl QuantizedRows {
     }
 }
 
-/// [`quantize_block_scalar`] in simd128, the same bits: the maximum as `pmax`
-/// (skips a NaN as `f32::max` does), `f32x4.nearest` (ties to even), then
+/// A block's 32 values as 8 v128s and their largest |x| folded from 0 as
+/// `f32::max` folds it (a NaN skipped: `pmax(m, v)` keeps `m` when `v` is
+/// NaN; a maximum does not depend on the order). For the wasm activation
+/// quantisers (this GEMM's and q8x8's).
+///
+/// Panics if `x` is shorter than a block.
+#[cfg(target_arch = "wasm32")]
+#[target_feature(enable = "simd128")]
+pub(crate) fn block_amax_simd128(x: &[f32]) -> ([core::arch::wasm32::v128; BLOCK / 4], f32) {
+    use core::arch::wasm32::*;
+    let x = &x[..BLOCK];
+    // SAFETY: each load reads 4 of the block's 32 values.
+    let v: [v128; BLOCK / 4] = std::array::from_fn(|c| unsafe { v128_load(x.as_ptr().add(4 * c) as *const v128) });
+    let mut m = f32x4_splat(0.0);
+    for &v in &v {
+        m = f32x4_pmax(m, f32x4_abs(v));
+    }
+    let m = f32x4_pmax(m, i32x4_shuffle::<2, 3, 0, 1>(m, m));
+    let m = f32x4_pmax(m, i32x4_shuffle::<1, 0, 3, 2>(m, m));
+    (v, f32x4_extract_lane::<0>(m))
+}
+
+/// [`quantize_block_scalar`] in simd128, the same bits: the maximum as
+/// [`block_amax_simd128`], `f32x4.nearest` (ties to even), then
 /// `i32x4.trunc_sat_f32x4_s` and an integer clamp, which is `as i16` of the
 /// f32 clamp for every input (NaN → 0, ±∞ → ±32767). In scalar wasm,
 /// `f32::max` and the saturating `as` are a libm call and a branch per value.
@@ -292,15 +314,9 @@ impl QuantizedRows {
 #[target_feature(enable = "simd128")]
 unsafe fn quantize_block_simd128(x: &[f32], q: &mut [i16]) -> (f32, f32) {
     use core::arch::wasm32::*;
-    let (x, q) = (&x[..BLOCK], &mut q[..BLOCK]);
-    let v: [v128; BLOCK / 4] = std::array::from_fn(|c| v128_load(x.as_ptr().add(4 * c) as *const v128));
-    let mut m = f32x4_splat(0.0);
-    for &v in &v {
-        m = f32x4_pmax(m, f32x4_abs(v));
-    }
-    let m = f32x4_pmax(m, i32x4_shuffle::<2, 3, 0, 1>(m, m));
-    let m = f32x4_pmax(m, i32x4_shuffle::<1, 0, 3, 2>(m, m));
-    let d = f32x4_extract_lane::<0>(m) / ACT_MAX;
+    let q = &mut q[..BLOCK];
+    let (v, amax) = block_amax_simd128(x);
+    let d = amax / ACT_MAX;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let (idv, lo, hi) = (f32x4_splat(id), i32x4_splat(-(ACT_MAX as i32)), i32x4_splat(ACT_MAX as i32));
     let quantize = |v: v128| i32x4_min(i32x4_max(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, idv))), lo), hi);

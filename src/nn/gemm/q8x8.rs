@@ -258,7 +258,8 @@ impl Q8Rows {
 /// One block of activations (32 values) as ggml's `quantize_row_q8_0`:
 /// returns the scale (f16-rounded, as f32) and the sum of the quantised
 /// values. In AVX-512 for [`Q8x8Isa::Avx512Vnni`] (the same bytes; a fifth of
-/// the GEMM's time on fc2's shape in scalar code), else scalar.
+/// the GEMM's time on fc2's shape in scalar code), in simd128 for
+/// [`Q8x8Isa::Relaxed`] (the same bytes), else scalar.
 ///
 /// Panics if `x` is not 32 values long.
 pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK], isa: Q8x8Isa) -> (f32, i32) {
@@ -272,7 +273,10 @@ pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK], isa: Q8x8Isa) -> (f32, i32
             unsafe { quantize_block_avx512(x, q) }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        Q8x8Isa::Relaxed => quantize_block_scalar(x, q),
+        Q8x8Isa::Relaxed => {
+            // SAFETY: simd128 is a requirement of every wasm build.
+            unsafe { quantize_block_simd128(x, q) }
+        }
     }
 }
 
@@ -303,7 +307,7 @@ unsafe fn quantize_block_avx512(x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, 
     let d = amax / ACT_MAX;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let (idv, lo, hi) = (_mm512_set1_ps(id), _mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
-    let (below_half, sign) = (_mm512_set1_ps(0.499_999_97), _mm512_set1_epi32(i32::MIN));
+    let (below_half, sign) = (_mm512_set1_ps(BELOW_HALF), _mm512_set1_epi32(i32::MIN));
     let mut sum = _mm512_setzero_si512();
     for (h, &v) in v.iter().enumerate() {
         let p = _mm512_mul_ps(v, idv);
@@ -317,6 +321,37 @@ unsafe fn quantize_block_avx512(x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, 
     (half::f16::from_f32(d).to_f32(), _mm512_reduce_add_epi32(sum))
 }
 
+/// [`quantize_block_scalar`] in simd128 for [`Q8x8Isa::Relaxed`], the same
+/// bytes: the maximum as `q8`'s quantiser takes it (`pmax` skips a NaN as
+/// `f32::max` does), [`round_half_away`]'s addition lane by lane,
+/// `i32x4.trunc_sat_f32x4_s` (`as i32`: saturating, NaN → 0), and the
+/// narrowing conversions' signed saturation as the clamp to [−128, 127].
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+#[target_feature(enable = "simd128")]
+unsafe fn quantize_block_simd128(x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, i32) {
+    use core::arch::wasm32::*;
+    let (v, amax) = super::q8::block_amax_simd128(x);
+    let d = amax / ACT_MAX;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (idv, below_half, sign) = (f32x4_splat(id), f32x4_splat(BELOW_HALF), i32x4_splat(i32::MIN));
+    let round = |v: v128| {
+        let p = f32x4_mul(v, idv);
+        i32x4_trunc_sat_f32x4(f32x4_add(p, v128_or(v128_and(p, sign), below_half)))
+    };
+    let mut sum = i32x4_splat(0);
+    for (h, v) in v.chunks_exact(4).enumerate() {
+        let bytes = i8x16_narrow_i16x8(i16x8_narrow_i32x4(round(v[0]), round(v[1])), i16x8_narrow_i32x4(round(v[2]), round(v[3])));
+        sum = i32x4_add(sum, i32x4_extadd_pairwise_i16x8(i16x8_extadd_pairwise_i8x16(bytes)));
+        v128_store(q.as_mut_ptr().add(16 * h) as *mut v128, bytes);
+    }
+    let sum = i32x4_extract_lane::<0>(sum) + i32x4_extract_lane::<1>(sum) + i32x4_extract_lane::<2>(sum) + i32x4_extract_lane::<3>(sum);
+    (half::f16::from_f32(d).to_f32(), sum)
+}
+
+/// The largest f32 below ½: `v + BELOW_HALF · sign(v)` truncates to `v`
+/// rounded half away from zero ([`round_half_away`]).
+const BELOW_HALF: f32 = 0.499_999_97;
+
 /// `f32::round(v) as i8` (half away from zero, saturating, NaN → 0) without
 /// the libm call `round` is on baseline x86-64: adding the largest f32 below
 /// ½ with `v`'s sign rounds to the same integer for every f32 (a tie's sum
@@ -324,6 +359,5 @@ unsafe fn quantize_block_avx512(x: &[f32; BLOCK], q: &mut [i8; BLOCK]) -> (f32, 
 /// then the truncating, saturating `as`.
 #[inline]
 pub fn round_half_away(v: f32) -> i8 {
-    const BELOW_HALF: f32 = 0.499_999_97;
     ((v + BELOW_HALF.copysign(v)) as i32).clamp(-128, 127) as i8
 }
