@@ -75,9 +75,8 @@ pub(super) unsafe fn tile(kb: usize, a: &[i8], da: &[f32], corr: &[i32], w: &[u8
     // The quads' loop count hidden from LLVM, so that it stays a loop: fully
     // unrolled, LLVM's wasm code loads a block's weights and activations
     // first and then runs each accumulator's 8 dots as one serial chain, and
-    // V8 (which keeps that order) spills; 3 rows × 16 columns so ran at
-    // 110 GOP/s in Chromium, this loop at ~180 (tests/browser/relaxed.test.mjs
-    // keeps the bits; bench/chromium.mjs measures).
+    // V8 (which keeps that order) spills. The 197×768×3072 GEMM in Chromium:
+    // 3 rows × 16 columns unrolled 91–109 GOP/s, this 115–147 (bench/README.md).
     let quads = std::hint::black_box(QUADS);
     for (p, rows) in out.chunks_exact_mut(R).enumerate() {
         let r = r0 + R * p;
