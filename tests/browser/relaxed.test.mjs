@@ -13,6 +13,9 @@
 //   reported unavailable, not used, in Node 20 (whose relaxed dot saturates); q4 bit for bit (every build runs the simd128 q4 kernel); f32 bit for bit to `y` (multiply, then add) for the simd128 builds and,
 //   for the relaxed ones, to `y_fma` (fused, as the native AVX2 / AVX-512 kernels)
 //   where the engine fuses `relaxed_madd`, else to `y`.
+// - The q8x8 GEMM's activation quantiser of each kernel of every build (the relaxed
+//   kernel's is simd128 code) byte for byte a JavaScript `quantize_row_q8_0` on ties,
+//   NaN, ±∞, saturation and subnormal scales.
 // - The worker's choice: relaxed where Chromium validates the probe (simd-probe.js),
 //   simd128 when the worker's URL asks for it (`simd=simd128`, the page's `?simd=`),
 //   when the probe says no (an engine without relaxed SIMD: Node 20 without its flag is

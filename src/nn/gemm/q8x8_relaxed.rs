@@ -62,7 +62,7 @@ const R: usize = 2;
 /// row's 4 activations (`v128.load32_splat`) in one relaxed dot; then the
 /// block step. 8 accumulators, 4 weights and 2 activations fit in the 15
 /// xmm registers V8 allocates on x86-64, with 8 independent chains of dots
-/// (the dot's latency × its throughput).
+/// (as many as [`peak`] runs at the dot's limit).
 ///
 /// # Safety
 /// The slices must be as long as `q8x8_kernel::tile` asserts, `r0 +
