@@ -21,7 +21,7 @@
 //!   pool; each pair is computed by one thread, so the result is the same
 //!   bits at any thread count (tests/threads.rs).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
@@ -129,17 +129,18 @@ pub fn attend_with(q: Rows, k: Rows, v: Rows, shape: Shape, scale: f32, mask: Op
     let pairs: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |h| (b, h))).collect();
     if rayon::current_num_threads() == 1 {
         // Each head's context straight into its columns of `out`.
+        let mut scratch = Scratch::default();
         for &(b, h) in &pairs {
             let dst = &mut out[b * q_len * hidden + h * d..];
-            head(&q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, dst, hidden);
+            head(&mut scratch, &q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, dst, hidden);
         }
         return out;
     }
     let blocks: Vec<Vec<f32>> = pairs
         .par_iter()
-        .map(|&(b, h)| {
+        .map_init(Scratch::default, |scratch, &(b, h)| {
             let mut block = vec![0f32; q_len * d];
-            head(&q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, &mut block, d);
+            head(scratch, &q, &k, &v, shape, b, h, scale, mask.as_ref(), isa, &mut block, d);
             block
         })
         .collect();
@@ -151,9 +152,13 @@ pub fn attend_with(q: Rows, k: Rows, v: Rows, shape: Shape, scale: f32, mask: Op
     out
 }
 
-/// One thread's buffers for [`head`], kept from call to call: fresh zeroed
-/// `vec!`s for each (sequence, head) cost about 3 % of a native ViT-B/16
-/// image (measured with `perf`, bench/README.md). What a call does not write
+/// The buffers of [`head`], shared by the heads one thread computes in one
+/// [`attend_with`] call: fresh zeroed `vec!`s for each (sequence, head) cost
+/// about 3 % of a native ViT-B/16 image (measured with `perf`,
+/// bench/README.md). Dropped when the call returns, not kept per thread: kept,
+/// they held ~0.5 MB per pool thread through the rest of the forward pass,
+/// which put the 2-thread q4 wasm build over its memory bound
+/// (tests/browser/memory.test.mjs, 1.257× the weights). What a call does not write
 /// (the rows past `q_len` of the last query tile, the keys and dimensions
 /// past the last full panel) holds an earlier call's values, which go only
 /// into products that are never kept: the kernels compute the requested rows
@@ -167,10 +172,6 @@ struct Scratch {
     values: Vec<f32>,
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
 /// The first `len` values of `v`, grown (with zeros) where it is shorter.
 fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if v.len() < len {
@@ -182,44 +183,41 @@ fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// Head `h` of sequence `b`: its `[q_len, head_dim]` context, row `i` into
 /// `dst[i · ld..][..head_dim]`.
 #[allow(clippy::too_many_arguments)]
-fn head(q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f32, mask: Option<&Mask>, isa: F32Isa, dst: &mut [f32], ld: usize) {
-    SCRATCH.with(|scratch| {
-        let scratch = &mut *scratch.borrow_mut();
-        let Shape { head_dim: d, q_len, k_len, .. } = shape;
-        let mr = isa.rows();
-        let start = |r: &Rows, len: usize| (b * len) * r.stride + r.offset + h * d;
-        // The scaled queries, k-major per tile of mr rows: query i, dimension c
-        // at (i / mr · d + c) · mr + i % mr.
-        let queries = sized(&mut scratch.queries, q_len.div_ceil(mr) * mr * d);
-        pack_rows_scaled(&q.values[start(q, q_len)..], q_len, q.stride, d, mr, Some(scale), queries);
-        // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR
-        // + j % NR, the queries' layout with NR rows per tile.
-        let key_panels = k_len.div_ceil(NR);
-        let keys = sized(&mut scratch.keys, key_panels * d * NR);
-        pack_rows_scaled(&k.values[start(k, k_len)..], k_len, k.stride, d, NR, None, keys);
-        // Scores row i at i · ld_s, every panel's 16 columns written.
-        let ld_s = key_panels * NR;
-        let scores = sized(&mut scratch.scores, q_len * ld_s);
-        products(isa, q_len, d, queries, keys, k_len, scores, ld_s, ld_s);
-        for (i, s) in scores.chunks_exact_mut(ld_s).enumerate() {
-            let m = mask.map(|m| &m.values[b * m.batch_stride + i * m.row_stride..][..k_len]);
-            softmax(&mut s[..k_len], m);
+fn head(scratch: &mut Scratch, q: &Rows, k: &Rows, v: &Rows, shape: Shape, b: usize, h: usize, scale: f32, mask: Option<&Mask>, isa: F32Isa, dst: &mut [f32], ld: usize) {
+    let Shape { head_dim: d, q_len, k_len, .. } = shape;
+    let mr = isa.rows();
+    let start = |r: &Rows, len: usize| (b * len) * r.stride + r.offset + h * d;
+    // The scaled queries, k-major per tile of mr rows: query i, dimension c
+    // at (i / mr · d + c) · mr + i % mr.
+    let queries = sized(&mut scratch.queries, q_len.div_ceil(mr) * mr * d);
+    pack_rows_scaled(&q.values[start(q, q_len)..], q_len, q.stride, d, mr, Some(scale), queries);
+    // The keys in panels of NR: key j, dimension c at (j / NR · d + c) · NR
+    // + j % NR, the queries' layout with NR rows per tile.
+    let key_panels = k_len.div_ceil(NR);
+    let keys = sized(&mut scratch.keys, key_panels * d * NR);
+    pack_rows_scaled(&k.values[start(k, k_len)..], k_len, k.stride, d, NR, None, keys);
+    // Scores row i at i · ld_s, every panel's 16 columns written.
+    let ld_s = key_panels * NR;
+    let scores = sized(&mut scratch.scores, q_len * ld_s);
+    products(isa, q_len, d, queries, keys, k_len, scores, ld_s, ld_s);
+    for (i, s) in scores.chunks_exact_mut(ld_s).enumerate() {
+        let m = mask.map(|m| &m.values[b * m.batch_stride + i * m.row_stride..][..k_len]);
+        softmax(&mut s[..k_len], m);
+    }
+    // The probabilities k-major per tile of mr rows, as the queries.
+    let probabilities = sized(&mut scratch.probabilities, q_len.div_ceil(mr) * mr * k_len);
+    pack_rows_scaled(scores, q_len, ld_s, k_len, mr, None, probabilities);
+    // The values in panels of NR dimensions: key j, dimension c at
+    // (c / NR · k_len + j) · NR + c % NR.
+    let value_panels = d.div_ceil(NR);
+    let values = sized(&mut scratch.values, value_panels * k_len * NR);
+    for j in 0..k_len {
+        let src = &v.values[start(v, k_len) + j * v.stride..][..d];
+        for (p, part) in src.chunks(NR).enumerate() {
+            values[(p * k_len + j) * NR..][..part.len()].copy_from_slice(part);
         }
-        // The probabilities k-major per tile of mr rows, as the queries.
-        let probabilities = sized(&mut scratch.probabilities, q_len.div_ceil(mr) * mr * k_len);
-        pack_rows_scaled(scores, q_len, ld_s, k_len, mr, None, probabilities);
-        // The values in panels of NR dimensions: key j, dimension c at
-        // (c / NR · k_len + j) · NR + c % NR.
-        let value_panels = d.div_ceil(NR);
-        let values = sized(&mut scratch.values, value_panels * k_len * NR);
-        for j in 0..k_len {
-            let src = &v.values[start(v, k_len) + j * v.stride..][..d];
-            for (p, part) in src.chunks(NR).enumerate() {
-                values[(p * k_len + j) * NR..][..part.len()].copy_from_slice(part);
-            }
-        }
-        products(isa, q_len, k_len, probabilities, values, d, dst, ld, d);
-    })
+    }
+    products(isa, q_len, k_len, probabilities, values, d, dst, ld, d);
 }
 
 /// `y[i · ldy + c] = (a · wᵀ)[i, c]` for `i < m`, `c < n`, through the GEMM's
