@@ -2,10 +2,13 @@
 // of the image encoder on the random model that bench_image wrote: --model vit-b16
 // (default) or medsiglip-448 (its q8/q4 bundle only: the f32 folder is 1.7 GB).
 //
-//     node bench/wasm_image.mjs [--model vit-b16] [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8] [--f32-kernel packed] [--attention fused]
+//     node bench/wasm_image.mjs [--model vit-b16] [--dtype f32] [--runs 5] [--out bench/out] [--pkg pkg] [--kernel int8x8|int8|dequantize|blocks] [--f32-kernel packed] [--attention fused]
 //
-// --kernel: how quantised layers compute (setQuantKernel: int8, the default, dequantize
-// or blocks); set before loading, so q8_0 weights are held as that kernel reads them.
+// --kernel: how quantised layers compute (setQuantKernel: int8, int8x8, dequantize or
+// blocks); set before loading, so q8_0 weights are held as that kernel reads them. Unset:
+// the wasm's own default, as the app runs it (int8; int8x8 in the relaxed build where the
+// engine's relaxed dot is vpdpbusd's, e.g. Node 22+ on an AVX-VNNI CPU, not Node 20); the
+// row's `kernel` names the one that ran (quantKernel()).
 // --f32-kernel: how dense f32 layers compute (setF32Kernel: packed, the default, our
 // f32 GEMM, or candle's gemm), also set before loading. --attention: fused (default, our
 // kernel) or candle (setAttentionKernel).
@@ -30,7 +33,7 @@ import { parseArgs, median, cosine, round, loadKplWasm, safetensorsBytes, timeRu
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseArgs(process.argv.slice(2), {
-  model: 'vit-b16', dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: 'int8',
+  model: 'vit-b16', dtype: 'f32', runs: '5', out: join(here, 'out'), pkg: join(here, '..', 'pkg'), kernel: '',
   'f32-kernel': 'packed', attention: 'fused',
 });
 const runs = Number(args.runs);
@@ -62,7 +65,8 @@ const visionBytes = files.manifest ? weightsBytes : safetensorsBytes(files.weigh
 const { mod, exports } = await loadKplWasm(resolve(args.pkg));
 const memoryBytes = () => (exports.memory ? exports.memory.buffer.byteLength : null);
 
-mod.setQuantKernel(args.kernel);
+if (args.kernel) mod.setQuantKernel(args.kernel);
+const quantKernel = mod.quantKernel();
 mod.setF32Kernel(args['f32-kernel']);
 mod.setAttentionKernel(args.attention);
 const t = performance.now();
@@ -87,7 +91,7 @@ const row = {
   model: `${args.model}-image`,
   random_weights: true,
   threads: 1,
-  kernel: files.manifest ? args.kernel : args['f32-kernel'],
+  kernel: files.manifest ? quantKernel : args['f32-kernel'],
   attention: args.attention,
   median_s: round(median(times), 4),
   cpu_median_s: round(median(cpuTimes), 4),

@@ -72,6 +72,18 @@ impl std::str::FromStr for QuantKernel {
     }
 }
 
+impl std::fmt::Display for QuantKernel {
+    /// The name [`FromStr`](std::str::FromStr) reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Int8 => "int8",
+            Self::Int8x8 => "int8x8",
+            Self::Blocks => "blocks",
+            Self::Dequantize => "dequantize",
+        })
+    }
+}
+
 /// Measured per target (`make bench`, `examples/bench_gemm.rs`): in wasm the
 /// q8_0 × q8_0 GEMM where its relaxed-SIMD kernel is offered (the relaxed
 /// build, an engine whose relaxed dot is `vpdpbusd`'s), else the int8 GEMM;
@@ -631,4 +643,20 @@ fn quantized_forward(
         })
     })??;
     Tensor::from_vec(out, ys.shape(), &Device::Cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QuantKernel;
+
+    /// The names a load request and `--quant-kernel` accept are the names
+    /// `quantKernel()` reports.
+    #[test]
+    fn quant_kernel_names_round_trip() {
+        for name in ["int8", "int8x8", "blocks", "dequantize"] {
+            let kernel: QuantKernel = name.parse().unwrap();
+            assert_eq!(kernel.to_string(), name);
+        }
+        assert!("int4".parse::<QuantKernel>().is_err());
+    }
 }

@@ -17,6 +17,14 @@ pub fn set_quant_kernel(kernel: &str) -> Result<(), JsError> {
     Ok(())
 }
 
+/// The kernel of the quantised layers on this thread now (`setQuantKernel`'s
+/// names): the wasm's default until set, which depends on the build and the
+/// engine (`nn::linear::set_quant_kernel`). For benchmarks, to name what ran.
+#[wasm_bindgen(js_name = quantKernel)]
+pub fn quant_kernel() -> String {
+    crate::nn::linear::quant_kernel().to_string()
+}
+
 /// How dense f32 layers compute: "packed" (default: our f32 GEMM, simd128)
 /// or "candle" (candle's gemm). Set before loading: it decides how the
 /// weights are held. For benchmarks and tests (`nn::linear::F32Kernel`).
