@@ -382,14 +382,20 @@ pub(crate) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Resu
 /// `xs` [.., k] through one of our GEMMs: `product(x, m)` gets `x` [m, k]
 /// row-major and returns [m, n]; the result is [.., n].
 fn own_matmul(xs: &Tensor, (n, k): (usize, usize), product: impl FnOnce(&[f32], usize) -> Result<Vec<f32>>) -> Result<Tensor> {
-    let mut out_dims = xs.dims().to_vec();
-    if out_dims.last() != Some(&k) {
+    if xs.dims().last() != Some(&k) {
         candle_core::bail!("matmul: input {:?} does not end in {k}", xs.dims())
     }
     let m = xs.elem_count() / k;
     let y = with_f32_slice(xs, |x| product(x, m))??;
-    *out_dims.last_mut().expect("xs has a last dim") = n;
-    Tensor::from_vec(y, out_dims, &Device::Cpu)
+    output_of(xs, n, y)
+}
+
+/// `y` ([m, n] row-major) as the tensor of `xs`'s shape with its last
+/// dimension `n`.
+fn output_of(xs: &Tensor, n: usize, y: Vec<f32>) -> Result<Tensor> {
+    let mut dims = xs.dims().to_vec();
+    *dims.last_mut().expect("xs has a last dim") = n;
+    Tensor::from_vec(y, dims, &Device::Cpu)
 }
 
 /// One of our packed weights.
@@ -535,14 +541,7 @@ impl Linear {
                 })
                 .collect()
         })?;
-        let ys = ys
-            .into_iter()
-            .map(|(n, y)| {
-                let mut dims = xs.dims().to_vec();
-                *dims.last_mut().expect("xs has a last dim") = n;
-                Tensor::from_vec(y, dims, &Device::Cpu)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let ys = ys.into_iter().map(|(n, y)| output_of(xs, n, y)).collect::<Result<Vec<_>>>()?;
         Ok(ys.try_into().unwrap_or_else(|_| unreachable!("N outputs")))
     }
 
