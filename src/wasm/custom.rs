@@ -56,7 +56,7 @@ pub fn classify_custom(
             c.name
         )));
     }
-    if n == 0 || images.is_empty() || images.len() % n != 0 {
+    if n == 0 || images.is_empty() || !images.len().is_multiple_of(n) {
         return Err(JsError::new(&format!(
             "images: {} values do not split into {n} rows",
             images.len()

@@ -55,7 +55,7 @@ pub fn start() {
 
 /// `flat` split into `n` equal rows (`what` names it in the error).
 fn rows(flat: &[f32], n: usize, what: &str) -> Result<Vec<Vec<f32>>, JsError> {
-    if n == 0 || flat.len() % n != 0 {
+    if n == 0 || !flat.len().is_multiple_of(n) {
         return Err(JsError::new(&format!("{what}: {} values do not split into {n} rows", flat.len())));
     }
     Ok(flat.chunks(flat.len() / n).map(|r| r.to_vec()).collect())

@@ -190,7 +190,7 @@ impl ClipModel {
     #[wasm_bindgen(js_name = zeroShotScores)]
     pub fn zero_shot_scores(&self, image_embedding: &[f32], prompts: &[f32]) -> Result<Vec<f32>, JsError> {
         let dim = self.pipeline.embedding_dim();
-        if dim == 0 || prompts.len() % dim != 0 {
+        if dim == 0 || !prompts.len().is_multiple_of(dim) {
             return Err(JsError::new(&format!("prompt embeddings: {} values are not rows of {dim}", prompts.len())));
         }
         let rows: Vec<Vec<f32>> = prompts.chunks(dim).map(<[f32]>::to_vec).collect();

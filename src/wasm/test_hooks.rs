@@ -228,7 +228,7 @@ pub fn attention(
 /// `gamma`. For `tests/browser/attention.test.mjs`. Throws on mismatched sizes.
 #[wasm_bindgen(js_name = layerNorm)]
 pub fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Result<Vec<f32>, JsError> {
-    if gamma.is_empty() || x.len() % gamma.len() != 0 || beta.len() != gamma.len() {
+    if gamma.is_empty() || !x.len().is_multiple_of(gamma.len()) || beta.len() != gamma.len() {
         return Err(JsError::new(&format!("x {} values, gamma {}, beta {}: expected whole rows", x.len(), gamma.len(), beta.len())));
     }
     let mut y = vec![0f32; x.len()];
