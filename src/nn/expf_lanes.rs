@@ -74,22 +74,30 @@ pub(crate) fn quick_gelu(v: f32) -> f32 {
 lanes::vectorised! {
     /// [`quick_gelu`] of every value in place, [`GROUP`] at a time: the same bits.
     pub(crate) fn quick_gelu_all(values: &mut [f32]) {
-        let mut groups = values.chunks_exact_mut(GROUP);
-        for g in &mut groups {
-            let mut e = [0f32; GROUP];
-            for (e, &v) in e.iter_mut().zip(g.iter()) {
-                *e = -(v * 1.702f32);
-            }
-            if e.iter().fold(false, |any, &x| any | apart(x)) {
-                g.iter_mut().for_each(|v| *v = quick_gelu(*v));
-                continue;
-            }
-            for (v, &x) in g.iter_mut().zip(&e) {
-                *v *= (exp_main(x) + 1.0).recip();
-            }
-        }
-        groups.into_remainder().iter_mut().for_each(|v| *v = quick_gelu(*v));
+        quick_gelu_inline(values)
     }
+}
+
+/// [`quick_gelu_all`] inlined into its caller, for a caller compiled for
+/// the vector instruction set at hand (the GEMMs' epilogue: one dispatch per
+/// tile instead of one per row).
+#[inline(always)]
+pub(crate) fn quick_gelu_inline(values: &mut [f32]) {
+    let mut groups = values.chunks_exact_mut(GROUP);
+    for g in &mut groups {
+        let mut e = [0f32; GROUP];
+        for (e, &v) in e.iter_mut().zip(g.iter()) {
+            *e = -(v * 1.702f32);
+        }
+        if e.iter().fold(false, |any, &x| any | apart(x)) {
+            g.iter_mut().for_each(|v| *v = quick_gelu(*v));
+            continue;
+        }
+        for (v, &x) in g.iter_mut().zip(&e) {
+            *v *= (exp_main(x) + 1.0).recip();
+        }
+    }
+    groups.into_remainder().iter_mut().for_each(|v| *v = quick_gelu(*v));
 }
 
 #[cfg(test)]

@@ -76,6 +76,19 @@ impl Activation {
         values.iter_mut().for_each(|v| *v = self.at(*v));
     }
 
+    /// [`at_all`](Self::at_all) inlined into its caller: the epilogue of the
+    /// GEMMs (`gemm::epilogue`), compiled for the vector instruction set at
+    /// hand, runs it on a whole tile after one dispatch. The same bits.
+    #[inline(always)]
+    pub(crate) fn at_all_inline(self, values: &mut [f32]) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self == Activation::QuickGelu {
+            expf_lanes::quick_gelu_inline(values);
+            return;
+        }
+        self.at_all(values)
+    }
+
     /// The activation of one value, bit for bit what [`apply`](Self::apply)
     /// gives on CPU: candle 0.11's f32 formulas in their order (`affine` then
     /// candle_nn's `sigmoid` then `mul`, with libm's `expf` on every target;

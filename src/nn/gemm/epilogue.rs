@@ -41,6 +41,46 @@ impl<'a> Epilogue<'a> {
         self.finish_best(row, col, n, Some(acc), out)
     }
 
+    /// [`store`](Self::store) of a tile: `acc` holds `acc.len() / cols` rows
+    /// of `cols` finished sums (output rows from `row`, columns from `col`),
+    /// stored to `out[start + r · ld..][..cols]`; one dispatch for the tile.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(crate) fn store_rows(&self, row: usize, col: usize, n: usize, acc: &[f32], cols: usize, out: &mut [f32], start: usize, ld: usize) {
+        #[cfg(target_arch = "wasm32")]
+        // SAFETY: simd128 is a requirement of the wasm build.
+        return unsafe { self.store_rows_simd128(row, col, n, acc, cols, out, start, ld) };
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512 F is present (checked just above).
+            return unsafe { self.store_rows_avx512(row, col, n, acc, cols, out, start, ld) };
+        }
+        #[allow(unreachable_code)]
+        self.store_rows_inline(row, col, n, acc, cols, out, start, ld)
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "simd128")]
+    unsafe fn store_rows_simd128(&self, row: usize, col: usize, n: usize, acc: &[f32], cols: usize, out: &mut [f32], start: usize, ld: usize) {
+        self.store_rows_inline(row, col, n, acc, cols, out, start, ld)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_rows_avx512(&self, row: usize, col: usize, n: usize, acc: &[f32], cols: usize, out: &mut [f32], start: usize, ld: usize) {
+        self.store_rows_inline(row, col, n, acc, cols, out, start, ld)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn store_rows_inline(&self, row: usize, col: usize, n: usize, acc: &[f32], cols: usize, out: &mut [f32], start: usize, ld: usize) {
+        for (r, acc) in acc.chunks_exact(cols).enumerate() {
+            self.finish(row + r, col, n, Some(acc), &mut out[start + r * ld..][..cols]);
+        }
+    }
+
     /// [`store`](Self::store) in place: `out` holds the finished sums.
     #[inline]
     pub(crate) fn apply(&self, row: usize, col: usize, n: usize, out: &mut [f32]) {
@@ -93,7 +133,7 @@ impl<'a> Epilogue<'a> {
             (None, None) => {}
         }
         if let Some(act) = self.activation {
-            act.at_all(out);
+            act.at_all_inline(out);
         }
         if let Some(r) = self.residual {
             let r = &r[row * n + col..row * n + col + out.len()];

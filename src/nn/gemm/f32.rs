@@ -152,13 +152,21 @@ impl PackedF32 {
                         let rows = mr.min(m - r0);
                         let out = |r: usize| (r0 + r) * width + col..(r0 + r) * width + col + cols;
                         let tile = &a[(r0 * self.k + k0 * mr)..(r0 * self.k + (k0 + kc) * mr)];
-                        // Full-width tiles straight in the output, finished in place.
-                        if cols == w.len() * NR && f32_kernel::tile_into(isa, rows, kc, tile, w, &mut block[out(0).start..], width, k0 > 0) {
-                            if last && !epilogue.is_identity() {
+                        // Full-width tiles straight in the output, or, in the
+                        // last k block with an epilogue, in a contiguous tile
+                        // finished on its way to the output.
+                        if cols == w.len() * NR && last && !epilogue.is_identity() {
+                            let mut local = [0f32; MAX_ROWS * 2 * NR];
+                            if k0 > 0 {
                                 for r in 0..rows {
-                                    epilogue.apply(r0 + r, c0 + col, self.n, &mut block[out(r)]);
+                                    local[r * cols..(r + 1) * cols].copy_from_slice(&block[out(r)]);
                                 }
                             }
+                            if f32_kernel::tile_into(isa, rows, kc, tile, w, &mut local, cols, k0 > 0) {
+                                epilogue.store_rows(r0, c0 + col, self.n, &local[..rows * cols], cols, block, out(0).start, width);
+                                continue;
+                            }
+                        } else if cols == w.len() * NR && f32_kernel::tile_into(isa, rows, kc, tile, w, &mut block[out(0).start..], width, k0 > 0) {
                             continue;
                         }
                         for (h, w) in w.iter().enumerate() {
