@@ -73,11 +73,35 @@ impl<'a> Epilogue<'a> {
         self.store_rows_inline(row, col, n, acc, cols, out, start, ld)
     }
 
+    /// Per group of 16 columns, finished in registers and stored once (the
+    /// output's lines are not read back while their stores are in flight).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn store_rows_inline(&self, row: usize, col: usize, n: usize, acc: &[f32], cols: usize, out: &mut [f32], start: usize, ld: usize) {
+        const GROUP: usize = 16;
         for (r, acc) in acc.chunks_exact(cols).enumerate() {
-            self.finish(row + r, col, n, Some(acc), &mut out[start + r * ld..][..cols]);
+            let (row, out) = (row + r, &mut out[start + r * ld..][..cols]);
+            if cols % GROUP != 0 {
+                self.finish(row, col, n, Some(acc), out);
+                continue;
+            }
+            for (g, (acc, out)) in acc.chunks_exact(GROUP).zip(out.chunks_exact_mut(GROUP)).enumerate() {
+                let c = col + g * GROUP;
+                let group = |v: &[f32]| -> [f32; GROUP] { v.try_into().expect("a group of 16") };
+                let mut t = group(acc);
+                if let Some(b) = self.bias {
+                    let b = group(&b[c..c + GROUP]);
+                    t.iter_mut().zip(b).for_each(|(t, b)| *t += b);
+                }
+                if let Some(act) = self.activation {
+                    act.at_all_inline(&mut t);
+                }
+                if let Some(res) = self.residual {
+                    let res = group(&res[row * n + c..][..GROUP]);
+                    t.iter_mut().zip(res).for_each(|(t, r)| *t += r);
+                }
+                out.copy_from_slice(&t);
+            }
         }
     }
 
