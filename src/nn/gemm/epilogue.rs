@@ -81,7 +81,7 @@ impl<'a> Epilogue<'a> {
         const GROUP: usize = 16;
         for (r, acc) in acc.chunks_exact(cols).enumerate() {
             let (row, out) = (row + r, &mut out[start + r * ld..][..cols]);
-            if cols % GROUP != 0 {
+            if !cols.is_multiple_of(GROUP) {
                 self.finish(row, col, n, Some(acc), out);
                 continue;
             }
