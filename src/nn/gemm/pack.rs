@@ -70,27 +70,48 @@ pub(crate) fn pack_rows_scaled(x: &[f32], m: usize, ld: usize, k: usize, mr: usi
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_avx512(x: *const f32, rows: usize, ld: usize, k: usize, mr: usize, scale: Option<f32>, a: *mut f32) {
     use std::arch::x86_64::*;
-    let s = _mm512_set1_ps(scale.unwrap_or(1.0));
     // The tile's rows (lanes past them, the padding rows, are not written).
     let stored: __mmask16 = ((1u32 << rows) - 1) as u16;
     for j0 in (0..k).step_by(16) {
         let w = 16.min(k - j0);
-        let columns: __mmask16 = if w == 16 { 0xffff } else { (1u16 << w) - 1 };
-        let mut v = [_mm512_setzero_ps(); 16];
-        for (r, v) in v.iter_mut().enumerate().take(rows) {
-            let row = _mm512_maskz_loadu_ps(columns, x.add(r * ld + j0));
-            *v = if scale.is_some() { _mm512_mul_ps(row, s) } else { row };
+        // Whole blocks of the GEMM's and the attention's full tiles with
+        // constant counts, so that the loops unroll and the 16 vectors stay
+        // in registers (with run-time counts they went through the stack).
+        match (rows, w, mr, scale) {
+            (12, 16, 12, None) => block(x, 12, ld, j0, 16, 12, None, stored, a),
+            (12, 16, 12, Some(_)) => block(x, 12, ld, j0, 16, 12, scale, stored, a),
+            (16, 16, 16, None) => block(x, 16, ld, j0, 16, 16, None, stored, a),
+            _ => block(x, rows, ld, j0, w, mr, scale, stored, a),
         }
-        let t = transpose16(v);
-        for (j, t) in t.iter().enumerate().take(w) {
-            _mm512_mask_storeu_ps(a.add((j0 + j) * mr), stored, *t);
-        }
+    }
+}
+
+/// [`tile_avx512`]'s block of 16 columns from `j0` (`w` of them real):
+/// loaded, transposed, stored.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn block(x: *const f32, rows: usize, ld: usize, j0: usize, w: usize, mr: usize, scale: Option<f32>, stored: std::arch::x86_64::__mmask16, a: *mut f32) {
+    use std::arch::x86_64::*;
+    let columns: __mmask16 = if w == 16 { 0xffff } else { (1u16 << w) - 1 };
+    let mut v = [_mm512_setzero_ps(); 16];
+    for (r, v) in v.iter_mut().enumerate().take(rows) {
+        let row = _mm512_maskz_loadu_ps(columns, x.add(r * ld + j0));
+        *v = match scale {
+            Some(s) => _mm512_mul_ps(row, _mm512_set1_ps(s)),
+            None => row,
+        };
+    }
+    let t = transpose16(v);
+    for (j, t) in t.iter().enumerate().take(w) {
+        _mm512_mask_storeu_ps(a.add((j0 + j) * mr), stored, *t);
     }
 }
 
 /// A 16 × 16 transposition: `out[j]` lane `r` = `v[r]` lane `j`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+#[inline]
 unsafe fn transpose16(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
     use std::arch::x86_64::*;
     // Pairs of rows interleaved per 128-bit lane: t[2i] = (r0 c0, r1 c0, r0 c1, r1 c1) ...
