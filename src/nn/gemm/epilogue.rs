@@ -105,6 +105,29 @@ impl<'a> Epilogue<'a> {
         }
     }
 
+    /// Asks the CPU to bring the residual's rows `row..row + rows`, columns
+    /// `col..col + cols` into the cache (x86-64; a no-op elsewhere), before a
+    /// tile's product: by the time [`store_rows`](Self::store_rows) reads
+    /// them they are there, where they were evicted by the weights streamed
+    /// since the residual was written.
+    #[inline]
+    pub(crate) fn prefetch_rows(&self, row: usize, rows: usize, col: usize, n: usize, cols: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(res) = self.residual {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            for r in row..row + rows {
+                let part = &res[r * n + col..r * n + col + cols];
+                // One per 64-byte line, the last value's line included.
+                for j in (0..cols).step_by(16).chain(std::iter::once(cols - 1)) {
+                    // SAFETY: a prefetch has no effect on memory (and the
+                    // address is within `part`).
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(part[j..].as_ptr() as *const i8) };
+                }
+            }
+        }
+        let _ = (row, rows, col, n, cols);
+    }
+
     /// [`store`](Self::store) in place: `out` holds the finished sums.
     #[inline]
     pub(crate) fn apply(&self, row: usize, col: usize, n: usize, out: &mut [f32]) {

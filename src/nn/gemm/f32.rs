@@ -162,6 +162,7 @@ impl PackedF32 {
                                     local[r * cols..(r + 1) * cols].copy_from_slice(&block[out(r)]);
                                 }
                             }
+                            epilogue.prefetch_rows(r0, rows, c0 + col, self.n, cols);
                             if f32_kernel::tile_into(isa, rows, kc, tile, w, &mut local, cols, k0 > 0) {
                                 epilogue.store_rows(r0, c0 + col, self.n, &local[..rows * cols], cols, block, out(0).start, width);
                                 continue;
