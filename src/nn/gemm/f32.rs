@@ -12,7 +12,9 @@
 //! packed once per call, k-major per tile of rows (the kernels broadcast them
 //! from one pointer at constant offsets); each micro-kernel
 //! ([`super::f32_kernel`]) keeps a tile of rows × 16 columns in registers
-//! (AVX-512: × 32, two panels, accumulating straight in the output).
+//! (AVX-512: × 32, two panels, accumulating straight in the output; the last
+//! k block of a tile with an epilogue in a tile on the stack, which
+//! [`Epilogue::store_rows`] finishes on its way to the output).
 //! Every output is one chain over k in order from 0, so the tiles, the k
 //! blocks and the threads (column panels, [`super::split`]) do not change its
 //! bits; the bias is added last, once, as candle's `Linear` does, then the
