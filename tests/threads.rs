@@ -1,5 +1,6 @@
 //! Threads change no result: the int8 and f32 GEMMs' column panels split across a
-//! rayon pool (odd shapes, every micro-kernel), the fused attention's (sequence,
+//! rayon pool (odd shapes, every micro-kernel), the q8_0 × q8_0 GEMM's rows (one
+//! weight, several sharing their input, or two chained as an MLP), the fused attention's (sequence,
 //! head) pairs and the layer norm's rows, whole encoders in pools of 1
 //! and 3 threads (f32 folder and q8 bundle under the int8 kernel), and the
 //! `kpl --threads` command line at 1 and 3 (candle's own pools included), all
@@ -15,7 +16,9 @@ use kpl::model_dir::load_model_dir;
 use kpl::nn::gemm::q8::{PackedQ8, BLOCK, BLOCK_BYTES};
 use kpl::nn::gemm::f32::PackedF32;
 use kpl::nn::attention::{attend_with, Mask, Rows, Shape};
-use kpl::nn::gemm::{F32Isa, Isa, QuantizedGemm};
+use kpl::nn::gemm::q8x8::PackedQ8x8;
+use kpl::nn::gemm::{Epilogue, F32Isa, Isa, Q8x8Isa, QuantizedGemm};
+use kpl::nn::Activation;
 use kpl::nn::norm::layer_norm;
 use kpl::nn::linear::{set_quant_kernel, QuantKernel};
 use kpl::preprocess::PixelTensor;
@@ -61,6 +64,72 @@ fn q8_gemm_gives_the_same_bits_on_1_2_and_3_threads() {
                     packed.matmul_with(&x, m, isa)
                 });
                 assert!(same_bits(&got, &one), "[{m}, {k}, {n}] {isa:?} on {threads} threads differs from 1 thread");
+            }
+        }
+    }
+}
+
+#[test]
+fn q8x8_gemm_and_its_shared_products_give_the_same_bits_on_1_2_and_3_threads() {
+    // The rows split across threads, each quantising its own: m off the
+    // 12-row tile and its 6-row halves, fewer halves than threads, a residual
+    // (read at the thread's rows), and several weights on one input (the
+    // shared product: q, k and v), compared with each weight alone on one thread.
+    for &(m, k, n) in &[(1, 32, 1), (5, 160, 13), (7, 64, 200), (13, 96, 41), (66, 64, 33), (197, 96, 48)] {
+        let x = values(m as u64 * 131 + k as u64, m * k, 2.0);
+        let widths = [n, n + 16, 3];
+        let weights: Vec<PackedQ8x8> =
+            widths.iter().map(|&w| PackedQ8x8::from_blocks(&random_blocks(w, k, w as u64 + 7), w, k).unwrap()).collect();
+        let (bias, residual) = (values(n as u64 + 3, n + 16, 0.5), values(m as u64 + 5, m * n, 1.0));
+        let epilogues = [
+            Epilogue { residual: Some(&residual), ..Epilogue::default() },
+            Epilogue { bias: Some(&bias), activation: Some(Activation::QuickGelu), residual: None },
+            Epilogue::default(),
+        ];
+        let layers: Vec<(&PackedQ8x8, Epilogue)> = weights.iter().zip(epilogues).collect();
+        let one: Vec<Vec<f32>> =
+            pool(1).install(|| layers.iter().map(|(w, e)| w.matmul_fused_with(&x, m, e, Q8x8Isa::Scalar)).collect());
+        assert!(one.iter().all(|y| y.iter().any(|v| *v != 0.0)), "[{m}, {k}, {n}]: an all-zero product proves nothing");
+        for threads in [2, 3] {
+            for isa in Q8x8Isa::available() {
+                let (alone, shared) = pool(threads).install(|| {
+                    assert_eq!(rayon::current_num_threads(), threads);
+                    let alone: Vec<Vec<f32>> = layers.iter().map(|(w, e)| w.matmul_fused_with(&x, m, e, isa)).collect();
+                    (alone, PackedQ8x8::matmul_shared_with(&layers, &x, m, isa))
+                });
+                for (i, want) in one.iter().enumerate() {
+                    assert!(same_bits(&alone[i], want), "[{m}, {k}, {n}] layer {i} {isa:?} on {threads} threads differs from 1 thread");
+                    assert!(same_bits(&shared[i], want), "[{m}, {k}, {n}] layer {i} shared, {isa:?} on {threads} threads differs");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q8x8_chained_products_give_the_two_products_bits_on_1_2_and_3_threads() {
+    // An MLP block (`residual + fc2(gelu(fc1(x)))`) through both weights per
+    // thread's rows, the intermediate in steps of at most `max_rows` rows
+    // (one half-tile per thread, a few tiles, all at once), against the two
+    // products one after the other on one thread.
+    for &(m, k, hidden) in &[(1, 32, 64), (13, 64, 96), (66, 96, 160), (197, 64, 128)] {
+        let x = values(m as u64 * 7 + k as u64, m * k, 2.0);
+        let fc1 = PackedQ8x8::from_blocks(&random_blocks(hidden, k, hidden as u64 + 1), hidden, k).unwrap();
+        let fc2 = PackedQ8x8::from_blocks(&random_blocks(k, hidden, k as u64 + 2), k, hidden).unwrap();
+        let (b1, b2, residual) = (values(3, hidden, 0.5), values(4, k, 0.5), values(m as u64 + 5, m * k, 1.0));
+        let e1 = Epilogue { bias: Some(&b1), activation: Some(Activation::QuickGelu), residual: None };
+        let e2 = Epilogue { bias: Some(&b2), activation: None, residual: Some(&residual) };
+        let want = pool(1).install(|| {
+            let h = fc1.matmul_fused_with(&x, m, &e1, Q8x8Isa::Scalar);
+            fc2.matmul_fused_with(&h, m, &e2, Q8x8Isa::Scalar)
+        });
+        assert!(want.iter().zip(&residual).any(|(y, r)| y != r), "[{m}, {k}, {hidden}]: the MLP must change the residual");
+        for threads in [1, 2, 3] {
+            for isa in Q8x8Isa::available() {
+                for max_rows in [1, 24, 1000] {
+                    let got = pool(threads).install(|| PackedQ8x8::matmul_chain_with((&fc1, e1), (&fc2, e2), &x, m, max_rows, isa));
+                    assert!(same_bits(&got, &want), "[{m}, {k}, {hidden}] {isa:?}, {max_rows} rows a step, {threads} threads");
+                }
             }
         }
     }

@@ -25,7 +25,7 @@ use candle_core::{Device, Module, Result, Tensor};
 use super::gemm::f32::{PackedF32, PackedRows};
 use super::gemm::q4::PackedQ4;
 use super::gemm::q8::PackedQ8;
-use super::gemm::q8x8::{PackedQ8x8, Q8x8Activations};
+use super::gemm::q8x8::PackedQ8x8;
 use super::gemm::Q8x8Isa;
 use super::gemm::{Epilogue, F32Isa, QuantizedGemm};
 use super::Activation;
@@ -521,28 +521,70 @@ impl Linear {
             .iter()
             .map(|l| l.bias().map(|b| super::dtype::to_f32(b)?.flatten_all()?.to_vec1::<f32>()).transpose())
             .collect::<Result<Vec<_>>>()?;
-        // The input in the form of the GEMM every layer runs on.
-        enum Shared {
-            F32(PackedRows),
-            Q8x8(Q8x8Activations),
-        }
         let ys: Vec<(usize, Vec<f32>)> = with_f32_slice(xs, |x| {
-            let shared =
-                if all_f32 { Shared::F32(PackedRows::new(x, m, k, F32Isa::best())) } else { Shared::Q8x8(Q8x8Activations::new(x, m, k, Q8x8Isa::best())) };
-            owns.iter()
-                .zip(&biases)
-                .map(|(o, bias)| {
-                    let epilogue = Epilogue::bias(bias.as_deref());
-                    match (o, &shared) {
-                        (Some(Own::F32(p)), Shared::F32(a)) => (p.dims().0, p.matmul_packed(a, &epilogue)),
-                        (Some(Own::Q8x8(p)), Shared::Q8x8(a)) => (p.dims().0, p.matmul_quantized(a, &epilogue)),
-                        _ => unreachable!("every layer on the GEMM of `shared`"),
-                    }
-                })
-                .collect()
+            if all_f32 {
+                // The input packed once; the layers one after the other.
+                let a = PackedRows::new(x, m, k, F32Isa::best());
+                owns.iter()
+                    .zip(&biases)
+                    .map(|(o, bias)| match o {
+                        Some(Own::F32(p)) => (p.dims().0, p.matmul_packed(&a, &Epilogue::bias(bias.as_deref()))),
+                        _ => unreachable!("every layer on the f32 GEMM"),
+                    })
+                    .collect()
+            } else {
+                // Every layer in one product: each thread quantises its rows once.
+                let layers: Vec<(&PackedQ8x8, Epilogue)> = owns
+                    .iter()
+                    .zip(&biases)
+                    .map(|(o, bias)| match o {
+                        Some(Own::Q8x8(p)) => (*p, Epilogue::bias(bias.as_deref())),
+                        _ => unreachable!("every layer on the q8_0 × q8_0 GEMM"),
+                    })
+                    .collect();
+                PackedQ8x8::matmul_shared(&layers, x, m).into_iter().zip(&layers).map(|(y, (p, _))| (p.dims().0, y)).collect()
+            }
         })?;
         let ys = ys.into_iter().map(|(n, y)| output_of(xs, n, y)).collect::<Result<Vec<_>>>()?;
         Ok(ys.try_into().unwrap_or_else(|_| unreachable!("N outputs")))
+    }
+
+    /// `residual + second(activation(first(xs)))` (`residual` of the
+    /// output's shape; an MLP block) when both layers run on the q8_0 × q8_0
+    /// GEMM: one product per thread's rows through both layers
+    /// ([`PackedQ8x8::matmul_chain_with`]), at most `max_rows` rows of the
+    /// intermediate at a time. The same bits as
+    /// [`forward_activation`](Self::forward_activation) then
+    /// [`forward_residual`](Self::forward_residual); `None` when the layers are
+    /// on other kernels or their shapes do not chain (the caller runs them
+    /// one after the other).
+    pub fn forward_chain_residual(
+        first: &Linear,
+        activation: Activation,
+        second: &Linear,
+        xs: &Tensor,
+        residual: &Tensor,
+        max_rows: usize,
+    ) -> Option<Result<Tensor>> {
+        let (Some(Own::Q8x8(w1)), Some(Own::Q8x8(w2))) = (first.own(), second.own()) else {
+            return None;
+        };
+        let ((n1, k), (n2, k2)) = (w1.dims(), w2.dims());
+        if k2 != n1 || xs.dims().last() != Some(&k) || residual.elem_count() != xs.elem_count() / k * n2 {
+            return None;
+        }
+        Some(own_matmul(xs, (n2, k), |x, m| {
+            let y = with_opt_f32_slice(first.bias(), |b1| {
+                with_opt_f32_slice(second.bias(), |b2| {
+                    with_f32_slice(residual, |r| {
+                        let e1 = Epilogue { bias: b1, activation: Some(activation), residual: None };
+                        let e2 = Epilogue { bias: b2, activation: None, residual: Some(r) };
+                        PackedQ8x8::matmul_chain_with((w1, e1), (w2, e2), x, m, max_rows, Q8x8Isa::best())
+                    })
+                })
+            })???;
+            Ok(y)
+        }))
     }
 
     /// The packed weight our GEMM reads, when the layer computes on one now.

@@ -232,6 +232,10 @@ impl EncoderLayer {
         let (intermediate, hidden) = self.fc1.dims()?;
         let rows = xs.elem_count() / hidden.max(1);
         let most = (MLP_CHUNK_BYTES / (4 * intermediate).max(1)).max(1);
+        // On the q8_0 × q8_0 GEMM both products in one pass over each thread's rows.
+        if let Some(ys) = Linear::forward_chain_residual(&self.fc1, self.activation, &self.fc2, xs, residual, most) {
+            return ys;
+        }
         if rows <= most || !xs.device().is_cpu() || residual.dims() != xs.dims() {
             return self.fc2.forward_residual(&self.fc1.forward_activation(xs, self.activation)?, residual);
         }

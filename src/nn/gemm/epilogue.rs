@@ -28,6 +28,13 @@ impl<'a> Epilogue<'a> {
         Self { bias, ..Self::default() }
     }
 
+    /// This epilogue on rows `rows` of the `[m, n]` output alone, rows counted
+    /// from `rows.start` (the residual's rows cut out; the bias is per column).
+    /// Panics if the residual has fewer rows.
+    pub(crate) fn rows(&self, rows: std::ops::Range<usize>, n: usize) -> Self {
+        Self { residual: self.residual.map(|r| &r[rows.start * n..rows.end * n]), ..*self }
+    }
+
     /// Panics unless the bias is `[n]` and the residual `[m, n]` (a caller's bug).
     pub(crate) fn check(&self, m: usize, n: usize) {
         assert!(self.bias.is_none_or(|b| b.len() == n), "bias must be [n]");

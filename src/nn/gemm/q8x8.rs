@@ -180,42 +180,84 @@ impl QuantizedGemm for PackedQ8x8 {
         Q8x8Isa::best()
     }
 
-    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel. Every
-    /// output value is one [`q8x8_kernel::tile`] over all of k, so the result
-    /// is the same bits at any thread count.
+    /// [`matmul_fused`](Self::matmul_fused) with a chosen micro-kernel: one
+    /// layer of [`PackedQ8x8::matmul_shared_with`]. Every output value is one
+    /// [`q8x8_kernel::tile`] over all of k, so the result is the same bits at
+    /// any thread count.
     fn matmul_fused_with(&self, x: &[f32], m: usize, epilogue: &Epilogue, isa: Q8x8Isa) -> Vec<f32> {
-        assert_eq!(x.len(), m * self.k, "x must be [m, k]");
-        self.matmul_quantized(&Q8x8Activations::new(x, m, self.k, isa), epilogue)
+        Self::matmul_shared_with(&[(self, *epilogue)], x, m, isa).pop().expect("one layer, one output")
     }
 }
 
 impl PackedQ8x8 {
-    /// [`QuantizedGemm::matmul_fused_with`] of activations quantised once
-    /// for several weights of the same k (q, k and v of one input): the same
-    /// bits. Panics if `x`'s k is not the weight's, or as `matmul_fused_with`.
-    pub fn matmul_quantized(&self, x: &Q8x8Activations, epilogue: &Epilogue) -> Vec<f32> {
-        assert_eq!(x.k, self.k, "x must be [m, k]");
-        let (m, isa) = (x.m, x.isa);
-        epilogue.check(m, self.n);
-        super::split::by_panels(m, self.n, NR, |panels, block| self.panel_range(&x.rows, m, isa, epilogue, panels, block))
+    /// [`QuantizedGemm::matmul_fused`] of several weights of the same k on one
+    /// input `x` `[m, k]` (q, k and v of self-attention), one `[m, n]` output
+    /// per `(weight, epilogue)`: each row of `x` is quantised once for all of
+    /// them. The same bits as one call each. Panics if a weight's k is not
+    /// the others', or as `matmul_fused_with`.
+    pub fn matmul_shared(layers: &[(&PackedQ8x8, Epilogue)], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        Self::matmul_shared_with(layers, x, m, Q8x8Isa::best())
+    }
+
+    /// [`matmul_shared`](Self::matmul_shared) on the micro-kernel `isa`. The
+    /// rows are split across the current rayon pool's threads
+    /// ([`split::by_rows`](super::split::by_rows)): each thread quantises its
+    /// own rows (in parallel: quantised once for every thread, they were a
+    /// serial step before each product) and multiplies them by every panel
+    /// of every weight, writing its rows of the outputs in place.
+    pub fn matmul_shared_with(layers: &[(&PackedQ8x8, Epilogue)], x: &[f32], m: usize, isa: Q8x8Isa) -> Vec<Vec<f32>> {
+        let k = layers.first().map_or(0, |(w, _)| w.k);
+        assert!(layers.iter().all(|(w, _)| w.k == k), "every weight must have the same k");
+        assert!(x.len() == m * k && k.is_multiple_of(BLOCK), "x must be [m, k], k a multiple of {BLOCK}");
+        for (w, epilogue) in layers {
+            epilogue.check(m, w.n);
+        }
+        let ns: Vec<usize> = layers.iter().map(|(w, _)| w.n).collect();
+        // A SIMD kernel computes half a tile of rows at a time, the scalar one a tile.
+        let unit = if isa == Q8x8Isa::Scalar { ROWS } else { HALF_ROWS };
+        super::split::by_rows(m, &ns, unit, |rows, outs| {
+            let acts = Q8Rows::new(&x[rows.start * k..rows.end * k], rows.len(), k, isa);
+            for ((w, epilogue), out) in layers.iter().zip(outs.iter_mut()) {
+                w.panel_range(&acts, rows.len(), isa, &epilogue.rows(rows.clone(), w.n), 0..w.n.div_ceil(NR), out);
+            }
+        })
     }
 }
 
-/// Activations `[m, k]` quantised to q8_0 for the micro-kernel `isa`, in the
-/// kernels' layout (see the module doc).
-pub struct Q8x8Activations {
-    m: usize,
-    k: usize,
-    isa: Q8x8Isa,
-    rows: Q8Rows,
-}
-
-impl Q8x8Activations {
-    /// Quantises `x` (`[m, k]` row-major, k a multiple of 32). Panics if
-    /// `x.len() != m · k` or k is not a multiple of 32.
-    pub fn new(x: &[f32], m: usize, k: usize, isa: Q8x8Isa) -> Self {
-        assert!(x.len() == m * k && k.is_multiple_of(BLOCK), "x must be [m, k], k a multiple of {BLOCK}");
-        Self { m, k, isa, rows: Q8Rows::new(x, m, k, isa) }
+impl PackedQ8x8 {
+    /// `second(first(x))`, each with its epilogue (an MLP: `residual +
+    /// fc2(act(fc1(x)))`), `x` `[m, k]` → `[m, n of second]`, on the
+    /// micro-kernel `isa`: the rows split across the current rayon pool's
+    /// threads ([`split::by_rows`](super::split::by_rows)), each thread taking
+    /// its rows through both products, at most `max_rows` rows of the
+    /// intermediate `[rows, n of first]` at a time over all threads together
+    /// (its size is part of the peak memory; at least one tile's half each).
+    /// The same bits as the two products one after the other: every row is
+    /// computed from its own row only. One parallel region instead of one per
+    /// product and step: each is a wake-up of the pool and a wait for its
+    /// slowest thread. Panics if `second`'s k is not `first`'s n, or as
+    /// `matmul_fused_with`.
+    pub fn matmul_chain_with(first: (&PackedQ8x8, Epilogue), second: (&PackedQ8x8, Epilogue), x: &[f32], m: usize, max_rows: usize, isa: Q8x8Isa) -> Vec<f32> {
+        let ((w1, e1), (w2, e2)) = (first, second);
+        assert_eq!(w2.k, w1.n, "the second weight must read the first's outputs");
+        assert!(x.len() == m * w1.k, "x must be [m, k]");
+        e1.check(m, w1.n);
+        e2.check(m, w2.n);
+        let unit = if isa == Q8x8Isa::Scalar { ROWS } else { HALF_ROWS };
+        let step = (max_rows / rayon::current_num_threads().max(1) / unit).max(1) * unit;
+        let mut ys = super::split::by_rows(m, &[w2.n], unit, |rows, outs| {
+            for start in rows.clone().step_by(step) {
+                let part = start..(start + step).min(rows.end);
+                let (len, out) = (part.len(), &mut outs[0][(start - rows.start) * w2.n..(part.end - rows.start) * w2.n]);
+                let acts = Q8Rows::new(&x[start * w1.k..part.end * w1.k], len, w1.k, isa);
+                let mut h = vec![0f32; len * w1.n];
+                w1.panel_range(&acts, len, isa, &e1.rows(part.clone(), w1.n), 0..w1.n.div_ceil(NR), &mut h);
+                let acts = Q8Rows::new(&h, len, w2.k, isa);
+                drop(h);
+                w2.panel_range(&acts, len, isa, &e2.rows(part, w2.n), 0..w2.n.div_ceil(NR), out);
+            }
+        });
+        ys.pop().expect("one output")
     }
 }
 
