@@ -227,12 +227,14 @@ impl EncoderLayer {
     /// GEMM) are a forward pass's largest, and wasm memory never shrinks, so
     /// their size stays part of the page's peak (issue #14 item 3). Rows are
     /// independent and every GEMM computes each output value from its own row
-    /// only: the same bits as in one go.
+    /// only: the same bits as in one go. On the q8_0 × q8_0 GEMM both products
+    /// run in one parallel pass, each thread taking its own rows through fc1
+    /// and fc2 ([`Linear::forward_chain_residual`]; the budget shared by the
+    /// threads), instead of a parallel product per layer and chunk.
     fn mlp_residual(&self, xs: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (intermediate, hidden) = self.fc1.dims()?;
         let rows = xs.elem_count() / hidden.max(1);
         let most = (MLP_CHUNK_BYTES / (4 * intermediate).max(1)).max(1);
-        // On the q8_0 × q8_0 GEMM both products in one pass over each thread's rows.
         if let Some(ys) = Linear::forward_chain_residual(&self.fc1, self.activation, &self.fc2, xs, residual, most) {
             return ys;
         }
