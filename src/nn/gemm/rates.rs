@@ -174,7 +174,7 @@ pub fn measure(m: usize, k: usize, n: usize, runs: usize, now: &dyn Fn() -> f64)
     Ok(rates)
 }
 
-/// Independent multiply-add chains on registers (12 natively, 8 in wasm), in the instructions of
+/// Independent multiply-add chains on registers (12; in wasm 4 rounds of them per iteration), in the instructions of
 /// the best f32 kernel ([`F32Isa::best`]): AVX-512 or AVX2 FMA natively,
 /// `f32x4.mul` + `add` in wasm (simd128 has no FMA), `f32x4.relaxed_madd` in
 /// the relaxed-SIMD build. Returns (multiply-adds
@@ -230,24 +230,34 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
     }
     #[cfg(target_arch = "wasm32")]
     {
+        const ROUNDS: usize = 4;
+        const CHAINS: usize = 12;
         /// `RELAXED`: `f32x4.relaxed_madd` (the relaxed build's kernel), else mul + add.
         #[target_feature(enable = "simd128")]
         unsafe fn madd<const RELAXED: bool>(iters: usize) -> f32 {
             use core::arch::wasm32::*;
             // acc += w · a: the products are independent of the accumulators (as
-            // in a gemm), and w changes every round so they cannot be hoisted. The
-            // chains share one product, which LLVM computes once a round for mul +
-            // add: the simd128 figure is that of 8 adds and one multiply, an upper
-            // bound. Loops with 8 distinct products (weights loaded from L1, as in
-            // the kernel) measured below the kernel itself in V8 (20 vs ~50 GFLOP/s:
-            // SSE's two-operand multiply copies each reused weight), so not those.
+            // in a gemm), and w changes every iteration so they cannot be hoisted.
+            // The chains share one product, which LLVM computes once per w for mul
+            // + add: the simd128 figure is that of the adds, an upper bound. Loops
+            // with 8 distinct products (weights loaded from L1, as in the kernel)
+            // measured below the kernel itself in V8 (20 vs ~50 GFLOP/s: SSE's
+            // two-operand multiply copies each reused weight), so not those. Each w
+            // serves ROUNDS rounds: with w's own add every round the loop ran 9
+            // adds per 8 multiply-adds on the CPU's add ports and measured below
+            // the packed kernel (53.9 vs 65.3 GFLOP/s under Node 26). 12 chains (with
+            // a, w and step, the 15 xmm registers V8 allocates): 8 left the relaxed
+            // build's fused multiply-adds one short of covering their latency (61.9
+            // vs 71.3 GFLOP/s with 12).
             let a = f32x4_splat(std::hint::black_box(0.999));
             let step = f32x4_splat(std::hint::black_box(1e-7));
             let mut w = f32x4_splat(std::hint::black_box(0.001));
-            let mut acc = [f32x4_splat(0.0); 8];
+            let mut acc = [f32x4_splat(0.0); CHAINS];
             for _ in 0..iters {
-                for s in acc.iter_mut() {
-                    *s = super::f32_relaxed::madd::<RELAXED>(w, a, *s);
+                for _ in 0..ROUNDS {
+                    for s in acc.iter_mut() {
+                        *s = super::f32_relaxed::madd::<RELAXED>(w, a, *s);
+                    }
                 }
                 w = f32x4_add(w, step);
             }
@@ -260,7 +270,7 @@ fn peak_f32(iters: usize, runs: usize, now: &dyn Fn() -> f64) -> (usize, f64) {
         let relaxed = cfg!(target_feature = "relaxed-simd");
         // SAFETY: simd128 is a requirement of the wasm build; relaxed SIMD is
         // compiled in when `relaxed`.
-        return (32, time(runs, now, || {
+        return (ROUNDS * CHAINS * 4, time(runs, now, || {
             std::hint::black_box(unsafe { if relaxed { madd::<true>(iters) } else { madd::<false>(iters) } });
         }));
     }
