@@ -189,6 +189,16 @@ impl QuantizedGemm for PackedQ8x8 {
     }
 }
 
+/// The rows a thread's range is made of (`split::by_rows`): a SIMD kernel
+/// computes half a tile of rows at a time, the scalar one a tile.
+fn row_unit(isa: Q8x8Isa) -> usize {
+    if isa == Q8x8Isa::Scalar {
+        ROWS
+    } else {
+        HALF_ROWS
+    }
+}
+
 impl PackedQ8x8 {
     /// [`QuantizedGemm::matmul_fused`] of several weights of the same k on one
     /// input `x` `[m, k]` (q, k and v of self-attention), one `[m, n]` output
@@ -213,8 +223,7 @@ impl PackedQ8x8 {
             epilogue.check(m, w.n);
         }
         let ns: Vec<usize> = layers.iter().map(|(w, _)| w.n).collect();
-        // A SIMD kernel computes half a tile of rows at a time, the scalar one a tile.
-        let unit = if isa == Q8x8Isa::Scalar { ROWS } else { HALF_ROWS };
+        let unit = row_unit(isa);
         super::split::by_rows(m, &ns, unit, |rows, outs| {
             let acts = Q8Rows::new(&x[rows.start * k..rows.end * k], rows.len(), k, isa);
             for ((w, epilogue), out) in layers.iter().zip(outs.iter_mut()) {
@@ -222,9 +231,7 @@ impl PackedQ8x8 {
             }
         })
     }
-}
 
-impl PackedQ8x8 {
     /// `second(first(x))`, each with its epilogue (an MLP: `residual +
     /// fc2(act(fc1(x)))`), `x` `[m, k]` → `[m, n of second]`, on the
     /// micro-kernel `isa`: the rows split across the current rayon pool's
@@ -243,7 +250,7 @@ impl PackedQ8x8 {
         assert!(x.len() == m * w1.k, "x must be [m, k]");
         e1.check(m, w1.n);
         e2.check(m, w2.n);
-        let unit = if isa == Q8x8Isa::Scalar { ROWS } else { HALF_ROWS };
+        let unit = row_unit(isa);
         let step = (max_rows / rayon::current_num_threads().max(1) / unit).max(1) * unit;
         let mut ys = super::split::by_rows(m, &[w2.n], unit, |rows, outs| {
             for start in rows.clone().step_by(step) {
